@@ -1,0 +1,1 @@
+"""TuneBoard's engine: data, templates, models, training and chat. Never imports gradio."""

@@ -1,0 +1,252 @@
+"""The typed run configuration: the one source of truth for every hyper-parameter.
+
+The web UI builds its controls from these fields, ``run.yaml`` is their YAML
+form, and ``python -m engine train run.yaml`` reads them back. Each field's
+``help`` metadata is its documentation; ``validate()`` checks every value in
+one place and names the field in every error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+STAGES = ("sft",)
+FINETUNING_TYPES = ("lora", "freeze", "full")
+COMPUTE_TYPES = ("auto", "fp32", "bf16", "fp16")
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
+DEVICES = ("auto", "cpu", "cuda", "npu", "mps")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message starts with the field's dotted name."""
+
+    def __init__(self, field_name: str, message: str):
+        self.field_name = field_name
+        super().__init__(f"{field_name}: {message}")
+
+
+def _f(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
+       max: float | None = None, min_exclusive: bool = False) -> Any:
+    """A dataclass field with its documentation and bounds attached."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    model_name_or_path: str = _f(
+        "demo/SmolLM2-135M-Instruct",
+        "Local model folder, Hugging Face hub id, or the embedded demo model `demo/SmolLM2-135M-Instruct`.")
+    adapter_path: str = _f(
+        "", "Checkpoint (LoRA adapter or full/freeze weights folder) to start from or to chat with; empty for the base model.")
+    template: str = _f(
+        "auto", "Chat template: `auto` uses the tokenizer's own; or one of qwen, chatml, llama3, default.")
+    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint to run (off unless you trust it).")
+    device: str = _f("auto", "Device to run on: auto picks CUDA, Ascend NPU, MPS or CPU.", choices=DEVICES)
+
+
+@dataclass
+class DataConfig:
+    dataset_dir: str = _f("assets/data", "Folder holding dataset_info.json and the dataset files.")
+    datasets: list = _f([], "Names of datasets in dataset_info.json to train on.")
+    cutoff_len: int = _f(1024, "Maximum tokens per sample (prompt + answer); longer samples are truncated.", min=8, max=1_000_000)
+    max_samples: int = _f(0, "Use at most this many samples from each dataset; 0 means all.", min=0)
+    val_size: float = _f(0.0, "Share of samples held out for validation (0 to 0.5).", min=0.0, max=0.5)
+    identity_name: str = _f("TuneBoard Assistant", "Fills the {{name}} placeholder in identity data.")
+    identity_author: str = _f("the TuneBoard team", "Fills the {{author}} placeholder in identity data.")
+
+
+@dataclass
+class LoraConfig:
+    rank: int = _f(8, "LoRA rank r: size of the low-rank update.", min=1, max=1024)
+    alpha: int = _f(16, "LoRA alpha: the update is scaled by alpha / rank.", min=1, max=4096)
+    dropout: float = _f(0.0, "Dropout on the LoRA input.", min=0.0, max=0.9)
+    target: str = _f("all", "Modules to adapt: `all` for every linear layer, or comma-separated names (q_proj,v_proj).")
+
+
+@dataclass
+class FreezeConfig:
+    trainable_layers: int = _f(2, "Train only the last N transformer layers (freeze method).", min=1, max=1000)
+
+
+@dataclass
+class TrainConfig:
+    stage: str = _f("sft", "Training stage: supervised fine-tuning.", choices=STAGES)
+    finetuning_type: str = _f("lora", "Fine-tuning method.", choices=FINETUNING_TYPES)
+    learning_rate: float = _f(5e-5, "Peak learning rate of the optimizer.", min=0.0, max=1.0, min_exclusive=True)
+    num_train_epochs: float = _f(3.0, "Number of passes over the training data.", min=0.0, max=10_000, min_exclusive=True)
+    per_device_train_batch_size: int = _f(2, "Samples per step on each device.", min=1, max=4096)
+    gradient_accumulation_steps: int = _f(8, "Steps whose gradients are summed before an optimizer update.", min=1, max=4096)
+    lr_scheduler_type: str = _f("cosine", "How the learning rate changes over training.", choices=LR_SCHEDULERS)
+    warmup_steps: int = _f(0, "Optimizer steps of linear warm-up.", min=0)
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm.", min=0.0)
+    logging_steps: int = _f(5, "Log loss every N optimizer steps.", min=1)
+    save_steps: int = _f(100, "Save a checkpoint every N optimizer steps.", min=1)
+    compute_type: str = _f("auto", "Numeric precision: auto picks bf16 where the device supports it, else fp32.",
+                           choices=COMPUTE_TYPES)
+    seed: int = _f(42, "Random seed for shuffling and initialisation.", min=0)
+    output_dir: str = _f("", "Run directory; set by the app (saves/<model>/<method>/<run name>).")
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+
+    # -- (de)serialisation -------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> "RunConfig":
+        if not isinstance(raw, dict):
+            raise ConfigError("config", f"expected a mapping of sections, got {type(raw).__name__}")
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(sections))
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown section (known: {', '.join(sections)})")
+        kwargs = {}
+        for name, f in sections.items():
+            section_cls = f.default_factory  # type: ignore[misc]
+            kwargs[name] = _section_from_dict(name, section_cls, raw.get(name) or {})
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RunConfig":
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError("config", f"not valid YAML: {exc}") from None
+        return cls.from_dict(raw or {})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        return cls.from_yaml(Path(path).read_text(encoding="utf-8"))
+
+    def save(self, path: str | Path) -> None:
+        from engine.fileio import atomic_write_text
+
+        atomic_write_text(path, self.to_yaml())
+
+    # -- validation ----------------------------------------------------------
+    def validate(self) -> None:
+        for section in dataclasses.fields(self):
+            obj = getattr(self, section.name)
+            for f in dataclasses.fields(obj):
+                _check_field(f"{section.name}.{f.name}", f, getattr(obj, f.name))
+        if not self.model.model_name_or_path.strip():
+            raise ConfigError("model.model_name_or_path", "must not be empty")
+        if self.train.stage == "sft" and not self.data.datasets:
+            raise ConfigError("data.datasets", "choose at least one dataset")
+
+
+def iter_fields(cfg: RunConfig):
+    """Yield (section, field, value) for every hyper-parameter."""
+    for section in dataclasses.fields(cfg):
+        obj = getattr(cfg, section.name)
+        for f in dataclasses.fields(obj):
+            yield section.name, f, getattr(obj, f.name)
+
+
+def field_info(section: str, name: str) -> dataclasses.Field:
+    """The dataclass field behind ``section.name`` (for building UI controls)."""
+    section_cls = {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}[section]  # type: ignore[misc]
+    return {f.name: f for f in dataclasses.fields(section_cls)}[name]
+
+
+def _section_from_dict(section: str, section_cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(section, f"expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}", "unknown field")
+    hints = get_type_hints(section_cls)
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(f"{section}.{name}", hints[name], value)
+    return section_cls(**values)
+
+
+def _coerce(name: str, typ: Any, value: Any) -> Any:
+    """Convert a YAML / form value to the field's type, or say why it cannot be."""
+    if get_origin(typ) is Literal:
+        typ = type(get_args(typ)[0])
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.strip().lower() in ("true", "yes", "1")
+        raise ConfigError(name, f"expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(name, f"expected a whole number, got {value!r}")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(name, f"expected a whole number, got {value!r}")
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(name, f"expected a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, f"expected a number, got {value!r}") from None
+        if math.isnan(number) or math.isinf(number):
+            raise ConfigError(name, f"expected a finite number, got {value!r}")
+        return number
+    if typ is str:
+        if value is None:
+            return ""
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(name, f"expected text, got {type(value).__name__}")
+    if typ is list:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ConfigError(name, f"expected a list of names, got {value!r}")
+    return value
+
+
+def _check_field(name: str, f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    if "\x00" in str(value):
+        raise ConfigError(name, "contains a NUL byte")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(map(str, choices))}; got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+            raise ConfigError(name, f"must be a finite number, got {value!r}")
+        low, high = meta.get("min"), meta.get("max")
+        if low is not None:
+            if meta.get("min_exclusive") and value <= low:
+                raise ConfigError(name, f"must be greater than {low:g}, got {value!r}")
+            if value < low:
+                raise ConfigError(name, f"must be at least {low:g}, got {value!r}")
+        if high is not None and value > high:
+            raise ConfigError(name, f"must be at most {high:g}, got {value!r}")

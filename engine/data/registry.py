@@ -1,0 +1,96 @@
+"""dataset_info.json: LlamaBoard's registry of datasets, read the same way.
+
+An entry is ``"name": {"file_name": "file.json"}`` with optional ``formatting``
+(``alpaca`` default, or ``sharegpt``), ``columns`` (mapping our column roles to
+the file's column names) and, for sharegpt, ``tags`` (role/content keys and role
+values).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.data.errors import DataError
+from engine.paths import PathError, confined
+
+REGISTRY_FILE = "dataset_info.json"
+SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+
+ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
+SHAREGPT_COLUMNS = {"messages": "conversations", "system": "system"}
+SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+                 "system_tag": "system"}
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    path: Path
+    formatting: str = "alpaca"
+    columns: dict = field(default_factory=dict)
+    tags: dict = field(default_factory=dict)
+
+
+def read_registry(dataset_dir: str | Path) -> dict:
+    """The parsed registry, or a DataError naming what is wrong with it."""
+    path = Path(dataset_dir) / REGISTRY_FILE
+    if not path.is_file():
+        raise DataError(f"no {REGISTRY_FILE} in this folder", file=str(path))
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", file=str(path)) from None
+    except UnicodeDecodeError:
+        raise DataError("not UTF-8 text", file=str(path)) from None
+    if not isinstance(raw, dict):
+        raise DataError("must be a JSON object mapping dataset names to entries", file=str(path))
+    return raw
+
+
+def list_datasets(dataset_dir: str | Path) -> list[str]:
+    """Names of the registered datasets that are usable (local files of a supported type)."""
+    try:
+        registry = read_registry(dataset_dir)
+    except DataError:
+        return []
+    names = []
+    for name, entry in registry.items():
+        if isinstance(entry, dict) and isinstance(entry.get("file_name"), str):
+            if Path(entry["file_name"]).suffix.lower() in SUPPORTED_SUFFIXES or (Path(dataset_dir) / entry["file_name"]).is_dir():
+                names.append(name)
+    return names
+
+
+def resolve_dataset(dataset_dir: str | Path, name: str) -> DatasetSpec:
+    registry = read_registry(dataset_dir)
+    reg_file = str(Path(dataset_dir) / REGISTRY_FILE)
+    if name not in registry:
+        raise DataError(f"dataset {name!r} is not registered", file=reg_file)
+    entry = registry[name]
+    if not isinstance(entry, dict):
+        raise DataError("entry must be an object", file=reg_file, field=name)
+    file_name = entry.get("file_name")
+    if not isinstance(file_name, str):
+        if "hf_hub_url" in entry or "ms_hub_url" in entry:
+            raise DataError("hub datasets are not supported; download the file and set file_name", file=reg_file, field=name)
+        raise DataError("entry has no file_name", file=reg_file, field=name)
+    try:
+        path = confined(dataset_dir, file_name, what=f"file_name of {name!r}")
+    except PathError as exc:
+        raise DataError(str(exc), file=reg_file, field=name) from None
+    if not path.exists():
+        raise DataError(f"file {file_name!r} does not exist", file=reg_file, field=name)
+    formatting = entry.get("formatting", "alpaca")
+    if formatting not in ("alpaca", "sharegpt"):
+        raise DataError(f"formatting must be alpaca or sharegpt, got {formatting!r}", file=reg_file, field=name)
+    columns = dict(ALPACA_COLUMNS if formatting == "alpaca" else SHAREGPT_COLUMNS)
+    user_columns = entry.get("columns") or {}
+    tags = dict(SHAREGPT_TAGS)
+    user_tags = entry.get("tags") or {}
+    if not isinstance(user_columns, dict) or not isinstance(user_tags, dict):
+        raise DataError("columns and tags must be objects", file=reg_file, field=name)
+    columns.update(user_columns)
+    tags.update(user_tags)
+    return DatasetSpec(name=name, path=path, formatting=formatting, columns=columns, tags=tags)
