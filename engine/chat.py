@@ -1,0 +1,176 @@
+"""Chat with a model: one base model in memory, LoRA adapters attached and switched by peft.
+
+Switching between the base model and a fine-tuned LoRA checkpoint does not
+reload the base weights: the adapter is loaded once and then enabled or
+disabled. Generations are served one at a time (a lock) so concurrent users
+never mix their histories; each can be stopped through its own event.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Iterator
+
+from engine.models import ModelLoadError, check_checkpoint, load_model, load_tokenizer
+
+
+@dataclass
+class GenerationSettings:
+    max_new_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class _BaseKey:
+    model: str
+    device: str
+    trust_remote_code: bool
+
+
+class ChatEngine:
+    def __init__(self) -> None:
+        self._generate_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._active_stop: threading.Event | None = None
+        self.model = None
+        self.tokenizer = None
+        self.formatter = None
+        self.device = None
+        self._base_key: _BaseKey | None = None
+        self._adapters: dict[str, str] = {}  # adapter path -> peft adapter name
+        self.adapter_path = ""
+        self.template = "auto"
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def describe(self) -> dict:
+        return {"model": self._base_key.model if self._base_key else None, "adapter": self.adapter_path or None,
+                "device": self.device, "template": self.template}
+
+    def load(self, model_name_or_path: str, adapter_path: str = "", template: str = "auto",
+             device: str = "auto", trust_remote_code: bool = False) -> None:
+        """Load (or reuse) the base model and select ``adapter_path`` on it."""
+        from engine.devices import inference_dtype, pick_device  # noqa: PLC0415
+        from engine.templates import ChatFormatter  # noqa: PLC0415
+
+        kind = check_checkpoint(adapter_path) if adapter_path else None
+        dev = pick_device(device)
+        # A full/freeze checkpoint is a whole model: it becomes the base.
+        base_source = adapter_path if kind == "full" else model_name_or_path
+        key = _BaseKey(base_source, dev, trust_remote_code)
+        with self._state_lock:
+            if self._base_key != key:
+                self._release()
+                tokenizer = load_tokenizer(base_source, trust_remote_code)
+                model = load_model(base_source, dtype=inference_dtype(dev), trust_remote_code=trust_remote_code)
+                model.to(dev).eval()
+                self.model, self.tokenizer, self.device, self._base_key = model, tokenizer, dev, key
+            self.formatter = ChatFormatter(self.tokenizer, template)
+            self.template = template
+            if kind == "lora":
+                self._select_adapter(adapter_path)
+            else:
+                self._disable_adapters()
+            self.adapter_path = adapter_path
+
+    def _select_adapter(self, path: str) -> None:
+        name = self._adapters.get(path)
+        if name is None:
+            name = "a" + hashlib.sha1(path.encode()).hexdigest()[:12]
+            try:
+                self.model.load_adapter(path, adapter_name=name)
+            except Exception as exc:  # peft raises several types for mismatched adapters
+                raise ModelLoadError(f"cannot attach adapter {path!r} to this model: {exc}") from None
+            self._adapters[path] = name
+        self.model.set_adapter(name)
+        self.model.enable_adapters()
+
+    def _disable_adapters(self) -> None:
+        if self._adapters:
+            self.model.disable_adapters()
+
+    def unload(self) -> None:
+        """Free the model; an answer being streamed is stopped first."""
+        stop = self._active_stop
+        if stop is not None:
+            stop.set()
+        with self._generate_lock, self._state_lock:
+            self._release()
+
+    def _release(self) -> None:
+        self.model = self.tokenizer = self.formatter = None
+        self._base_key, self._adapters, self.adapter_path, self.device = None, {}, "", None
+        gc.collect()
+        try:
+            import torch  # noqa: PLC0415
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    def stream(self, messages: list[dict], settings: GenerationSettings,
+               stop: threading.Event | None = None) -> Iterator[str]:
+        """Yield the growing answer text to ``messages`` (role/content dicts, optional system first)."""
+        import torch  # noqa: PLC0415
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer  # noqa: PLC0415
+
+        stop = stop or threading.Event()
+
+        class _StopOnEvent(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002
+                return stop.is_set()
+
+        with self._generate_lock:
+            if self.model is None:
+                raise ModelLoadError("no model is loaded")
+            self._active_stop = stop
+            try:
+                model, tokenizer, formatter = self.model, self.tokenizer, self.formatter
+                ids = torch.tensor([formatter.encode_prompt(messages)], device=self.device)
+                streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+                sample = settings.temperature > 0
+                kwargs = dict(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                    max_new_tokens=settings.max_new_tokens, do_sample=sample,
+                    eos_token_id=formatter.stop_token_ids(), pad_token_id=tokenizer.pad_token_id,
+                    stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
+                )
+                if sample:
+                    kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+                else:
+                    kwargs.update(temperature=None, top_p=None, top_k=None)
+                errors: list[BaseException] = []
+
+                def _run():
+                    try:
+                        if settings.seed is not None:
+                            torch.manual_seed(settings.seed)
+                        with torch.inference_mode():
+                            model.generate(**kwargs)
+                    except BaseException as exc:  # surfaced to the caller below
+                        errors.append(exc)
+                        streamer.end()
+
+                worker = threading.Thread(target=_run, daemon=True)
+                worker.start()
+                text = ""
+                try:
+                    for piece in streamer:
+                        text += piece
+                        yield text
+                finally:
+                    # Also reached when the consumer goes away mid-answer: stop generating, then free the lock.
+                    stop.set()
+                    worker.join()
+                if errors:
+                    raise errors[0]
+            finally:
+                self._active_stop = None

@@ -1,0 +1,134 @@
+"""The run directory: the only contract between a training process and the UI.
+
+    run.yaml       the RunConfig the process was started with
+    status.json    {"state": queued|running|finished|failed|stopped, "pid", "error", timestamps}
+    events.jsonl   one JSON object per logging step
+    stdout.log     everything the process printed
+    checkpoint-N/  intermediate checkpoints; the final adapter/model sits in the run directory itself
+
+Everything the UI shows about a run is rebuilt from these files, so a browser
+reload or an app restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.fileio import append_jsonl, atomic_write_json, read_jsonl
+
+QUEUED, RUNNING, FINISHED, FAILED, STOPPED = "queued", "running", "finished", "failed", "stopped"
+ACTIVE_STATES = (QUEUED, RUNNING)
+DONE_STATES = (FINISHED, FAILED, STOPPED)
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "run.yaml"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "stdout.log"
+
+    # -- status ------------------------------------------------------------
+    def read_status(self) -> dict:
+        try:
+            return json.loads(self.status_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def write_status(self, state: str, **fields) -> dict:
+        status = self.read_status()
+        status.update(fields)
+        status["state"] = state
+        status["updated_at"] = time.time()
+        if state == RUNNING:
+            status.setdefault("started_at", status["updated_at"])
+        if state in DONE_STATES:
+            status.setdefault("finished_at", status["updated_at"])
+        atomic_write_json(self.status_path, status)
+        return status
+
+    def live_status(self) -> dict:
+        """The status, with a run whose process died unannounced reported as failed."""
+        status = self.read_status()
+        if status.get("state") == RUNNING and status.get("pid") and not pid_alive(status["pid"]):
+            tail = self.log_tail(20)
+            status = self.write_status(FAILED, error="the training process exited unexpectedly"
+                                       + (f"; last output:\n{tail}" if tail else ""))
+        return status
+
+    # -- events and log ------------------------------------------------------
+    def append_event(self, record: dict) -> None:
+        append_jsonl(self.events_path, record)
+
+    def read_events(self) -> list[dict]:
+        return read_jsonl(self.events_path)
+
+    def log_tail(self, lines: int = 40, max_bytes: int = 64_000) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - max_bytes))
+                data = fh.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+        # tqdm-style carriage returns: keep only the last state of each line.
+        cleaned = [line.rsplit("\r", 1)[-1] for line in data.splitlines()]
+        return "\n".join(cleaned[-lines:])
+
+    # -- weights -------------------------------------------------------------
+    def checkpoints(self) -> list[Path]:
+        found = []
+        for p in self.path.glob("checkpoint-*"):
+            m = _CHECKPOINT.match(p.name)
+            if m and p.is_dir():
+                found.append((int(m.group(1)), p))
+        return [p for _, p in sorted(found)]
+
+    def has_final_weights(self) -> bool:
+        return (self.path / "adapter_model.safetensors").is_file() or (self.path / "model.safetensors").is_file() \
+            or any(self.path.glob("model-*.safetensors"))
+
+
+def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        import psutil  # noqa: PLC0415
+
+        proc = psutil.Process(int(pid))
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except Exception:  # NoSuchProcess, AccessDenied, bad pid
+        return False
+
+
+def list_runs(root: str | Path) -> list[RunDir]:
+    """Run directories directly under ``root`` (saves/<model>/<method>), newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "status.json").is_file()]
+    return sorted(runs, key=lambda r: r.read_status().get("created_at", 0), reverse=True)
