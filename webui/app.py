@@ -1,0 +1,42 @@
+"""Assembles the page: top bar, the tabs, language switching and re-attaching to running work."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from webui.chat_tab import build_chat_tab
+from webui.form import Translated
+from webui.locales import DEFAULT_LANG, t
+from webui.top_bar import build_top_bar
+from webui.train_tab import build_train_tab
+
+CSS = """
+.tb-progress { position: relative; height: 28px; border-radius: 6px; background: var(--neutral-200, #e5e7eb);
+  overflow: hidden; }
+.tb-progress-fill { position: absolute; inset: 0 auto 0 0; background: var(--color-accent, #f97316);
+  transition: width .5s ease; }
+.tb-progress-text { position: relative; display: block; line-height: 28px; padding: 0 10px; font-size: 14px;
+  font-variant-numeric: tabular-nums; color: var(--body-text-color, #111); }
+"""
+
+
+def create_app() -> gr.Blocks:
+    lang = DEFAULT_LANG
+    with gr.Blocks(title="TuneBoard") as demo:
+        title = gr.Markdown(f"## {t(lang, 'title')}", elem_id="tb-title")
+        top = build_top_bar()
+        with gr.Tabs(elem_id="tb-tabs"):
+            with gr.Tab(t(lang, "tab_train"), id="train", elem_id="tab-train") as tab_train:
+                train = build_train_tab(top)
+            with gr.Tab(t(lang, "tab_chat"), id="chat", elem_id="tab-chat") as tab_chat:
+                chat = build_chat_tab(top)
+        texts = (top.texts() + train.texts() + chat.texts()
+                 + [Translated(tab_train, "tab_train"), Translated(tab_chat, "tab_chat")])
+
+        def on_lang(lang_: str):
+            return [f"## {t(lang_, 'title')}"] + [item.translate(lang_) for item in texts]
+
+        top.lang.change(on_lang, top.lang, [title] + [item.component for item in texts])
+        demo.load(train.reattach, None, train.reattach_outputs)
+    return demo
+

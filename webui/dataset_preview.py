@@ -1,0 +1,79 @@
+"""The Preview dataset panel: sample count, page number, Previous / Next / Close, rows as a table."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import gradio as gr
+
+from engine.data import DataError, preview_page
+from engine.paths import PathError, resolve_user_dir
+from webui.form import Translated
+from webui.locales import DEFAULT_LANG, t
+
+PAGE_SIZE = 10
+_COLUMNS = ("row", "system", "prompt", "response", "error")
+
+
+@dataclass(eq=False)
+class DatasetPreview:
+    open_button: gr.Button
+    panel: gr.Column
+    info: gr.Markdown
+    table: gr.Dataframe
+    prev_button: gr.Button
+    next_button: gr.Button
+    close_button: gr.Button
+    page: gr.State
+
+    def texts(self) -> list:
+        return [Translated(self.open_button, "preview_dataset", "value"),
+                Translated(self.prev_button, "previous", "value"), Translated(self.next_button, "next", "value"),
+                Translated(self.close_button, "close", "value")]
+
+
+def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, page: int):
+    """(panel update, info, table, page) for ``page`` of the first selected dataset."""
+    if not datasets:
+        gr.Warning(t(lang, "no_dataset"))
+        return gr.update(visible=False), "", gr.update(), 0
+    name_ = datasets[0]
+    try:
+        folder = resolve_user_dir(dataset_dir, "data folder")
+        fill = {"name": name, "author": author}
+        page = max(0, page)
+        total, rows = preview_page(folder, name_, page, PAGE_SIZE, fill)
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        if page >= pages:  # Next on the last page stays there
+            page = pages - 1
+            total, rows = preview_page(folder, name_, page, PAGE_SIZE, fill)
+    except (DataError, PathError, OSError) as exc:
+        gr.Warning(t(lang, "dataset_error", error=str(exc)))
+        return gr.update(visible=True), t(lang, "dataset_error", error=str(exc)), gr.update(value=None), 0
+    headers = [t(lang, f"col_{c}") for c in _COLUMNS]
+    data = [[r[c] for c in _COLUMNS] for r in rows]
+    info = t(lang, "preview_info", name=name_, total=total, page=page + 1, pages=pages)
+    return gr.update(visible=True), info, gr.update(value=data, headers=headers), page
+
+
+def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name, identity_author) -> DatasetPreview:
+    lang = DEFAULT_LANG
+    open_button = gr.Button(t(lang, "preview_dataset"), elem_id="preview-dataset")
+    with gr.Column(visible=False, elem_id="preview-panel") as panel:
+        info = gr.Markdown(elem_id="preview-info")
+        table = gr.Dataframe(headers=[t(lang, f"col_{c}") for c in _COLUMNS], interactive=False, wrap=True,
+                             elem_id="preview-table")
+        with gr.Row():
+            prev_button = gr.Button(t(lang, "previous"), elem_id="preview-prev")
+            next_button = gr.Button(t(lang, "next"), elem_id="preview-next")
+            close_button = gr.Button(t(lang, "close"), elem_id="preview-close")
+    page = gr.State(0)
+    view = DatasetPreview(open_button, panel, info, table, prev_button, next_button, close_button, page)
+    inputs = [lang_dd, dataset_dir, datasets, identity_name, identity_author, page]
+    outputs = [panel, info, table, page]
+    open_button.click(lambda *a: _page(*a[:-1], 0), inputs, outputs)
+    prev_button.click(lambda *a: _page(*a[:-1], a[-1] - 1), inputs, outputs)
+    next_button.click(lambda *a: _page(*a[:-1], a[-1] + 1), inputs, outputs)
+    close_button.click(lambda: gr.update(visible=False), None, panel)
+    return view

@@ -1,0 +1,102 @@
+"""Gradio controls derived from the typed config, and the translation of every visible text.
+
+A ``FieldControl`` ties one component to one ``RunConfig`` field: its label,
+info, choices and default come from the field, and form values go back into a
+``RunConfig`` through the config's own coercion and validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterable, get_type_hints
+
+import gradio as gr
+
+from engine.config import RunConfig, field_info
+from webui.locales import field_text, t
+
+
+@dataclass(eq=False)
+class FieldControl:
+    section: str
+    name: str
+    component: Any
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    def translate(self, lang: str):
+        label, info = field_text(lang, self.key)
+        return gr.update(label=label, info=info)
+
+    def value_from(self, cfg: RunConfig) -> Any:
+        value = getattr(getattr(cfg, self.section), self.name)
+        if isinstance(self.component, gr.Textbox) and isinstance(value, float):
+            return f"{value:g}"
+        return value
+
+
+@dataclass(eq=False)
+class Translated:
+    """A component whose ``attr`` (label, value, placeholder, info) shows the message ``key``."""
+
+    component: Any
+    key: str
+    attr: str = "label"
+    info_key: str | None = None
+    placeholder_key: str | None = None
+
+    def translate(self, lang: str):
+        update = {self.attr: t(lang, self.key)}
+        if self.info_key:
+            update["info"] = t(lang, self.info_key)
+        if self.placeholder_key:
+            update["placeholder"] = t(lang, self.placeholder_key)
+        return gr.update(**update)
+
+
+def _section_type(section: str) -> type:
+    return {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}[section]  # type: ignore[misc]
+
+
+def field_control(section: str, name: str, lang: str, **overrides) -> FieldControl:
+    """A component for ``section.name``: dropdown for choices, checkbox for flags, text for floats."""
+    f = field_info(section, name)
+    typ = get_type_hints(_section_type(section))[name]
+    default = getattr(_section_type(section)(), name)
+    if "label" in overrides:  # the top bar names its fields itself
+        kwargs: dict[str, Any] = {"elem_id": f"field-{section}-{name}"}
+    else:
+        label, info = field_text(lang, f"{section}.{name}")
+        kwargs = {"label": label, "info": info, "elem_id": f"field-{section}-{name}"}
+    choices = overrides.pop("choices", None) or f.metadata.get("choices")
+    if typ is list:
+        component = gr.Dropdown(choices=list(choices or []), value=default, multiselect=True, **{**kwargs, **overrides})
+    elif choices:
+        component = gr.Dropdown(choices=list(choices), value=default, **{**kwargs, **overrides})
+    elif typ is bool:
+        component = gr.Checkbox(value=default, **{**kwargs, **overrides})
+    elif typ is int:
+        component = gr.Number(value=default, precision=0, **{**kwargs, **overrides})
+    elif typ is float:
+        # Text, not a number box: "5e-4" stays readable and bad input reaches validation with the field named.
+        component = gr.Textbox(value=f"{default:g}", **{**kwargs, **overrides})
+    else:
+        component = gr.Textbox(value=default, **{**kwargs, **overrides})
+    return FieldControl(section, name, component)
+
+
+def config_from_values(controls: Iterable[FieldControl], values: Iterable[Any], base: RunConfig | None = None) -> RunConfig:
+    """A validated RunConfig from form values (raises ConfigError naming the field)."""
+    raw = (base or RunConfig()).to_dict()
+    for control, value in zip(controls, values):
+        if isinstance(value, str):
+            value = value.strip()
+        raw[control.section][control.name] = value
+    return RunConfig.from_dict(raw)
+
+
+def values_from_config(controls: Iterable[FieldControl], cfg: RunConfig) -> list[Any]:
+    return [c.value_from(cfg) for c in controls]

@@ -1,0 +1,134 @@
+"""Starts, stops and watches engine subprocesses. Holds no training state of its own:
+everything is read back from the run directory."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.paths import PROJECT_ROOT, confined, safe_name, saves_dir
+from engine.rundir import ACTIVE_STATES, QUEUED, RunDir, list_runs
+
+_children: dict[int, subprocess.Popen] = {}  # reaped on poll so no zombies are left behind
+
+
+def method_dir(model_label: str, method: str) -> Path:
+    return saves_dir() / safe_name(model_label) / safe_name(method)
+
+
+def run_dir_for(model_label: str, method: str, run_name: str) -> RunDir:
+    return RunDir(confined(method_dir(model_label, method), run_name, what="output dir"))
+
+
+def command_for(run: RunDir) -> list[str]:
+    """The exact argument list Start runs (no shell)."""
+    return [sys.executable, "-m", "engine", "train", str(run.config_path)]
+
+
+def command_preview(run: RunDir, cfg: RunConfig) -> str:
+    """What Start will run, pasteable into a terminal: working folder, command, and the config file."""
+    env = _visible_env()
+    env_text = "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
+    return (f"cd {shlex.quote(str(PROJECT_ROOT))}\n"
+            f"mkdir -p {shlex.quote(str(run.path))}\n"
+            f"cat > {shlex.quote(str(run.config_path))} <<'EOF'\n{cfg.to_yaml()}EOF\n"
+            f"{env_text}{shlex.join(command_for(run))}\n")
+
+
+def _visible_env() -> dict[str, str]:
+    """Device-selection variables the child inherits (shown in the preview so it reproduces)."""
+    keys = ("CUDA_VISIBLE_DEVICES", "ASCEND_RT_VISIBLE_DEVICES", "TUNEBOARD_HOME")
+    return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def launch(run: RunDir, cfg: RunConfig) -> RunDir:
+    """Write run.yaml and status, then start the engine detached, output to stdout.log."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    cfg.train.output_dir = str(run.path)
+    cfg.save(run.config_path)
+    run.write_status(QUEUED, created_at=time.time(), pid=None, error=None)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    with open(run.log_path, "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+            command_for(run), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, start_new_session=True)
+    _children[proc.pid] = proc
+    run.write_status(QUEUED, pid=proc.pid)
+    return run
+
+
+def stop(run: RunDir) -> bool:
+    """Ask the run's process group to stop (SIGTERM); harmless if it already ended."""
+    pid = run.read_status().get("pid")
+    if not pid:
+        return False
+    try:
+        os.killpg(os.getpgid(int(pid)), signal.SIGTERM)
+        return True
+    except (ProcessLookupError, PermissionError, OSError):
+        return False
+
+
+def reap() -> None:
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[pid]
+
+
+@dataclass
+class Snapshot:
+    state: str = ""
+    step: int = 0
+    total_steps: int = 0
+    elapsed_s: float = 0.0
+    remaining_s: float = 0.0
+    error: str | None = None
+    phase: str = ""
+    events: list = field(default_factory=list)
+    log_tail: str = ""
+
+
+def snapshot(run: RunDir) -> Snapshot:
+    reap()
+    status = run.live_status()
+    events = run.read_events()
+    step = int(status.get("step") or 0)
+    total = int(status.get("total_steps") or (events[-1]["total_steps"] if events else 0))
+    return Snapshot(
+        state=status.get("state", ""), step=step, total_steps=total,
+        elapsed_s=float(status.get("elapsed_s") or 0.0), remaining_s=float(status.get("remaining_s") or 0.0),
+        error=status.get("error"), phase=status.get("phase", ""), events=events, log_tail=run.log_tail(30))
+
+
+def active_runs() -> list[RunDir]:
+    """Runs still queued or running, anywhere under saves/ (for re-attaching after a reload)."""
+    found = []
+    root = saves_dir()
+    if not root.is_dir():
+        return []
+    for model_dir in root.iterdir():
+        if not model_dir.is_dir():
+            continue
+        for mdir in model_dir.iterdir():
+            for run in list_runs(mdir):
+                if run.live_status().get("state") in ACTIVE_STATES:
+                    found.append(run)
+    return found
+
+
+def finished_checkpoints(model_label: str, method: str) -> list[tuple[str, str]]:
+    """(label, path) of runs with final weights for this model and method, newest first."""
+    from engine.rundir import FINISHED, STOPPED  # noqa: PLC0415
+
+    choices = []
+    for run in list_runs(method_dir(model_label, method)):
+        if run.read_status().get("state") in (FINISHED, STOPPED) and run.has_final_weights():
+            choices.append((run.name, str(run.path)))
+    return choices
