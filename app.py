@@ -24,12 +24,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from webui.app import CSS, create_app  # noqa: PLC0415 - keeps --help instant
+    from webui.app import A11Y_JS, CSS, create_app  # noqa: PLC0415 - keeps --help instant
 
     demo = create_app()
     demo.queue(default_concurrency_limit=8)
     demo.launch(server_name=args.host, server_port=args.port, root_path=args.root_path or None, share=args.share,
-                css=CSS, footer_links=["api", "settings"], show_error=True)
+                css=CSS, js=A11Y_JS, footer_links=["api", "settings"], show_error=True)
     return 0
 
 

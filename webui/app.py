@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from webui.chat_tab import build_chat_tab
@@ -18,6 +20,9 @@ CSS = """
 .tb-progress-text { position: relative; display: block; line-height: 28px; padding: 0 10px; font-size: 14px;
   font-variant-numeric: tabular-nums; color: var(--body-text-color, #111); }
 """
+
+
+A11Y_JS = (Path(__file__).parent / "a11y.js").read_text(encoding="utf-8")
 
 
 def create_app() -> gr.Blocks:

@@ -1,0 +1,16 @@
+() => {
+  // Gradio wraps a textbox's label, info text and field in one <label>, so the field's accessible
+  // name would include the info text. Name each field exactly by its label, and keep it in sync
+  // when the language changes.
+  const sync = () => {
+    document.querySelectorAll("label").forEach((label) => {
+      const span = label.querySelector(':scope > span[data-testid="block-info"]');
+      const field = label.querySelector("textarea, input:not([type=checkbox]):not([type=radio])");
+      if (!span || !field) return;
+      const name = span.textContent.trim();
+      if (name && field.getAttribute("aria-label") !== name) field.setAttribute("aria-label", name);
+    });
+  };
+  sync();
+  new MutationObserver(sync).observe(document.body, { subtree: true, childList: true, characterData: true });
+}
