@@ -92,7 +92,7 @@ class TrainConfig:
     save_steps: int = _f(100, "Save a checkpoint every N optimizer steps.", min=1)
     compute_type: str = _f("auto", "Numeric precision: auto picks bf16 where the device supports it, else fp32.",
                            choices=COMPUTE_TYPES)
-    seed: int = _f(42, "Random seed for shuffling and initialisation.", min=0)
+    seed: int = _f(42, "Random seed for shuffling and initialisation.", min=0, max=2**32 - 1)  # numpy's seed range
     output_dir: str = _f("", "Run directory; set by the app (saves/<model>/<method>/<run name>).")
 
 
@@ -234,7 +234,7 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
 
 def _check_field(name: str, f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
-    if "\x00" in str(value):
+    if any(isinstance(v, str) and "\x00" in v for v in (value if isinstance(value, list) else [value])):
         raise ConfigError(name, "contains a NUL byte")
     choices = meta.get("choices")
     if choices and value not in choices:

@@ -24,13 +24,14 @@ def _files(spec: DatasetSpec) -> list[Path]:
     return [spec.path]
 
 
-def _iter_jsonl(path: Path) -> Iterator[object]:
+def _iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed line); blank lines are skipped but still counted, so errors name the real line."""
     with open(path, encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"not valid JSON ({exc.msg}, column {exc.colno})", file=path.name, row=lineno) from None
 
@@ -52,19 +53,23 @@ def _read_table(path: Path) -> list[dict]:
         if path.suffix.lower() == ".csv":
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
         else:
-            frame = pd.read_parquet(path)
-    except Exception as exc:  # pandas raises many types for malformed files
+            import pyarrow.parquet as pq  # noqa: PLC0415
+
+            # pyarrow gives plain lists and dicts for nested columns (sharegpt turns, alpaca history);
+            # pandas would give numpy arrays, which the format checks refuse.
+            return pq.read_table(path).to_pylist()
+    except Exception as exc:  # pandas / pyarrow raise many types for malformed files
         raise DataError(f"cannot be read: {exc}", file=path.name) from None
     return frame.to_dict(orient="records")
 
 
 def iter_rows(spec: DatasetSpec) -> Iterator[tuple[int, object]]:
-    """(1-based row number, raw row) across the dataset's files; jsonl is streamed."""
+    """(1-based row number, raw row) across the dataset's files; jsonl is streamed and numbered by line."""
     for path in _files(spec):
         try:
             suffix = path.suffix.lower()
             if suffix == ".jsonl":
-                yield from enumerate(_iter_jsonl(path), 1)
+                yield from _iter_jsonl(path)
             elif suffix == ".json":
                 yield from enumerate(_read_json(path), 1)
             else:
@@ -106,7 +111,8 @@ def preview_page(dataset_dir: str | Path, name: str, page: int, page_size: int =
         try:
             sample = normalise_row(row, spec, index, fill)
         except DataError as exc:
-            rows.append({"row": index, "system": "", "prompt": "", "response": "", "error": exc.reason})
+            error = f"field {exc.field!r}: {exc.reason}" if exc.field else exc.reason  # "missing" alone says not what
+            rows.append({"row": index, "system": "", "prompt": "", "response": "", "error": error})
             continue
         turns = sample.messages
         history = "\n".join(f"[{m['role']}] {m['content']}" for m in turns[:-2])

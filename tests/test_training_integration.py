@@ -1,0 +1,144 @@
+"""A real short LoRA run on the demo model through the subprocess runner, then chat through the adapter."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.config import RunConfig
+from engine.rundir import FINISHED, RUNNING, STOPPED, RunDir
+from webui import runner
+
+pytestmark = pytest.mark.slow
+
+
+def _config(**train) -> RunConfig:
+    cfg = RunConfig()
+    cfg.data.datasets = ["identity"]
+    cfg.data.max_samples = 24
+    cfg.data.cutoff_len = 128
+    cfg.data.identity_name = "Nimbus"
+    cfg.data.identity_author = "Acme Lab"
+    cfg.train.learning_rate = 5e-4
+    cfg.train.num_train_epochs = 1.0
+    cfg.train.per_device_train_batch_size = 4
+    cfg.train.gradient_accumulation_steps = 1
+    cfg.train.logging_steps = 2
+    cfg.train.save_steps = 4
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
+    cfg.validate()
+    return cfg
+
+
+def _wait(run: RunDir, states: tuple, timeout: float) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = run.live_status()
+        if status.get("state") in states:
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"run did not reach {states} in {timeout} s; log:\n{run.log_tail(40)}")
+
+
+@pytest.fixture(scope="module")
+def finished_run(workdirs, demo_model_dir) -> RunDir:
+    run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "integration")
+    runner.launch(run, _config())
+    status = _wait(run, ("finished", "failed", "stopped"), 600)
+    assert status["state"] == FINISHED, run.log_tail(60)
+    return run
+
+
+def test_run_directory_contract(finished_run: RunDir):
+    status = finished_run.read_status()
+    assert status["pid"] > 0 and status["error"] is None
+    assert status["step"] == status["total_steps"] == 6  # 24 samples / batch 4, 1 epoch
+    events = finished_run.read_events()
+    assert [e["step"] for e in events] == [1, 2, 4, 6]  # first step, then every logging_steps
+    for e in events:
+        assert set(e) >= {"step", "total_steps", "epoch", "loss", "lr", "tokens_per_s", "elapsed_s", "remaining_s"}
+        assert math.isfinite(e["loss"]) and e["loss"] > 0
+        assert e["total_steps"] == 6 and e["tokens_per_s"] > 0
+    assert events[-1]["remaining_s"] == 0
+    assert events[-1]["loss"] < events[0]["loss"]  # it learns
+    # final adapter and an intermediate checkpoint, in safetensors
+    assert (finished_run.path / "adapter_model.safetensors").is_file()
+    assert (finished_run.path / "adapter_config.json").is_file()
+    assert [p.name for p in finished_run.checkpoints()] == ["checkpoint-4", "checkpoint-6"]
+    # weights only as safetensors (the Trainer's own optimizer/rng state files are not weights)
+    assert not list(finished_run.path.rglob("*model*.bin"))
+    assert "Training finished" in finished_run.log_path.read_text()
+    saved = RunConfig.load(finished_run.config_path)
+    assert saved.data.identity_name == "Nimbus" and saved.train.output_dir == str(finished_run.path)
+
+
+def test_finished_run_is_offered_as_checkpoint(finished_run: RunDir):
+    choices = runner.finished_checkpoints("SmolLM2-135M-Instruct", "lora")
+    assert ("integration", str(finished_run.path)) in choices
+
+
+def test_chat_through_trained_adapter(finished_run: RunDir):
+    from engine.chat import ChatEngine, GenerationSettings
+
+    eng = ChatEngine()
+    eng.load("demo/SmolLM2-135M-Instruct", str(finished_run.path))
+    question = [{"role": "user", "content": "Who are you?"}]
+    greedy = GenerationSettings(max_new_tokens=24, temperature=0.0)
+    tuned = list(eng.stream(question, greedy))[-1]
+    eng.load("demo/SmolLM2-135M-Instruct", "")  # same base in memory, adapter switched off
+    base_model = eng.model
+    base = list(eng.stream(question, greedy))[-1]
+    eng.load("demo/SmolLM2-135M-Instruct", str(finished_run.path))
+    assert eng.model is base_model  # switching did not reload the base weights
+    again = list(eng.stream(question, greedy))[-1]
+    assert tuned and base and tuned != base
+    assert again == tuned  # greedy: the adapter gives the same answer after switching back
+    eng.unload()
+    assert not eng.loaded
+
+
+def test_stop_saves_and_ends_as_stopped(workdirs, demo_model_dir):
+    run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "stop-me")
+    cfg = _config(num_train_epochs=50.0, save_steps=1000)
+    runner.launch(run, cfg)
+    deadline = time.time() + 300
+    while not run.read_events():
+        assert time.time() < deadline, run.log_tail(40)
+        assert run.live_status().get("state") in ("queued", RUNNING), run.log_tail(40)
+        time.sleep(0.5)
+    assert runner.stop(run)
+    runner.stop(run)  # pressing Stop twice is harmless
+    status = _wait(run, ("finished", "failed", "stopped"), 120)
+    assert status["state"] == STOPPED, run.log_tail(40)
+    assert status["step"] < status["total_steps"]
+    assert (run.path / "adapter_model.safetensors").is_file()
+
+
+def test_killed_process_is_reported_failed(workdirs, demo_model_dir):
+    import os
+    import signal
+
+    run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "killed")
+    runner.launch(run, _config(num_train_epochs=50.0))
+    _wait(run, (RUNNING,), 120)
+    os.killpg(os.getpgid(run.read_status()["pid"]), signal.SIGKILL)
+    time.sleep(1)
+    runner.reap()
+    status = _wait(run, ("failed",), 30)
+    assert "exited unexpectedly" in status["error"]
+
+
+def test_cli_rejects_invalid_config(tmp_path: Path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "run.yaml"
+    bad.write_text("train:\n  learning_rate: -1\ndata:\n  datasets: [identity]\n")
+    out = subprocess.run([sys.executable, "-m", "engine", "train", str(bad)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 2
+    assert "train.learning_rate" in out.stderr
