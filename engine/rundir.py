@@ -96,8 +96,11 @@ class RunDir:
                 data = fh.read().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return ""
-        # tqdm-style carriage returns: keep only the last state of each line.
-        cleaned = [line.rsplit("\r", 1)[-1] for line in data.splitlines()]
+        # tqdm-style carriage returns: keep only the last state of each line. (Not splitlines():
+        # it also splits on a bare "\r", so every progress state would become a line of its own.)
+        text = data.replace("\r\n", "\n")
+        text = text[:-1] if text.endswith("\n") else text
+        cleaned = [next((s for s in reversed(line.split("\r")) if s), "") for line in text.split("\n")] if text else []
         return "\n".join(cleaned[-lines:])
 
     # -- weights -------------------------------------------------------------

@@ -250,8 +250,10 @@ def test_named_chatml_encoding_masks_prompt(tok):
 
 
 def test_default_template_encoding_decodes_to_full_text(tok):
-    # "Assistant: " ends with a space that whole-text BPE would merge into the answer's first
-    # word; segment-wise tokenisation keeps them apart, so only the decoded text is compared.
+    # "Assistant: " ends with a space that whole-text BPE merges into the answer's first word
+    # ("ĠHello"); segment-wise tokenisation keeps them apart ("Ġ", "Hello"), which is what the
+    # model sees at chat time (the prompt ends with "Ġ"). So ids differ from tokenising the
+    # whole text (checked: 41 vs 40 tokens) and only the decoded text is compared.
     f = ChatFormatter(tok, "default")
     enc = f.encode_supervised(TWO_TURNS, cutoff_len=4096)
     assert tok.decode(enc["input_ids"]) == f.render(TWO_TURNS)

@@ -1,0 +1,165 @@
+"""Causal-LM loss computed only where it counts: the output layer runs on answer tokens alone.
+
+In supervised fine-tuning the prompt is masked out of the loss (labels -100),
+yet a causal LM's forward projects *every* position onto the whole vocabulary
+(576 x 49152 for SmolLM2) before the loss throws most of those logits away.
+Here the decoder body runs as usual, the hidden states of the positions whose
+shifted label is not ignored are gathered, and only those go through the
+output layer and the cross-entropy. The result is the same loss (sum over
+answer tokens / num_items_in_batch, or their mean), and so the same gradients;
+only the wasted rows of the vocabulary projection are skipped.
+
+The first training batch is computed both ways and compared; a model whose
+forward does more than ``lm_head(hidden)`` (logit soft-capping, scaling, ...)
+is caught there or by the configuration checks below and trained the
+standard way. ``TUNEBOARD_FAST_LOSS=0`` turns the fast path off.
+
+Imports of torch/transformers stay inside functions: the web process imports
+engine modules and must start fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+from engine.templates import IGNORE_INDEX
+
+ENV_SWITCH = "TUNEBOARD_FAST_LOSS"
+
+# Config attributes that mean the logits are not plain lm_head(hidden): such models use the standard loss.
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale",
+                         "dim_model_base", "mup_width_multiplier", "lm_head_multiplier")
+
+# Relative disagreement allowed between the two losses in the first-batch check.
+_CHECK_RTOL = {"fp32": 1e-4, "half": 2e-3}
+
+
+def fast_loss_enabled() -> bool:
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def split_causal_lm(model):
+    """(decoder body, output layer) of a causal LM, looking through a PEFT wrapper; raises ValueError if unsure."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if config is None:
+        raise ValueError("model has no config")
+    for cfg in (config, getattr(config, "text_config", None)):
+        for attr in _LOGIT_POSTPROCESSING:
+            value = getattr(cfg, attr, None) if cfg is not None else None
+            if value not in (None, 0, 1, 1.0, False):
+                raise ValueError(f"model post-processes its logits ({attr}={value})")
+    if getattr(config, "loss_type", None) not in (None, "ForCausalLM"):
+        raise ValueError(f"model uses loss {config.loss_type!r}")
+    prefix = getattr(base, "base_model_prefix", "")
+    body = getattr(base, prefix, None) if prefix else None
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if body is None or body is base or head is None:
+        raise ValueError("cannot find the decoder body and output layer")
+    return body, head
+
+
+def answer_only_loss(body, head, inputs: dict, num_items_in_batch=None):
+    """The causal-LM loss of ``inputs`` (with ``labels``), projecting only the positions that carry a label.
+
+    Same reduction as transformers' ForCausalLMLoss: sum / num_items_in_batch when that is given, else the mean.
+    """
+    import torch.nn.functional as F  # noqa: PLC0415, N812
+
+    labels = inputs["labels"]
+    shift_labels = inputs.get("shift_labels")
+    model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "shift_labels")}
+    out = body(**model_inputs)
+    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    if shift_labels is None:  # position t predicts token t + 1
+        hidden, shift_labels = hidden[:, :-1], labels[:, 1:]
+    shift_labels = shift_labels.to(hidden.device)
+    keep = shift_labels.ne(IGNORE_INDEX)
+    logits = head(hidden[keep]).float()
+    targets = shift_labels[keep]
+    if num_items_in_batch is None:
+        return F.cross_entropy(logits, targets, reduction="mean")
+    loss = F.cross_entropy(logits, targets, reduction="sum")
+    if hasattr(num_items_in_batch, "to"):
+        num_items_in_batch = num_items_in_batch.to(loss.device)
+    return loss / num_items_in_batch
+
+
+def make_trainer_class(log=print):
+    """A transformers Trainer whose loss uses :func:`answer_only_loss` once the first batch proved it equal."""
+    import torch  # noqa: PLC0415
+    from transformers import Trainer  # noqa: PLC0415
+
+    class AnswerOnlyLossTrainer(Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._fast_parts = None
+            self._fast_state = "unchecked"  # -> "on" | "off"
+            self._loss_only_prediction = False
+            try:
+                self._fast_parts = split_causal_lm(self.model)
+            except ValueError as exc:
+                self._fast_state = "off"
+                log(f"answer-only loss off: {exc}; using the standard loss")
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            self._loss_only_prediction = bool(prediction_loss_only)
+            try:
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+            finally:
+                self._loss_only_prediction = False
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            usable = (self._fast_state != "off" and "labels" in inputs
+                      and (not return_outputs or self._loss_only_prediction)
+                      and self.label_smoother is None and self.compute_loss_func is None
+                      and model is self.accelerator.unwrap_model(model))  # DDP & co. must see their forward
+            if not usable:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if self._fast_state == "unchecked":
+                if not model.training:  # check on a training batch, where the RNG handling below applies
+                    return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+                loss = self._checked_fast_loss(model, inputs, num_items_in_batch)
+            else:
+                loss = self._fast_loss(inputs, num_items_in_batch)
+            if return_outputs:
+                return loss, {"loss": loss}
+            return loss
+
+        def _fast_loss(self, inputs, num_items_in_batch):
+            body, head = self._fast_parts
+            # Mirror Trainer.compute_loss: the model normalises by num_items_in_batch only if it accepts it.
+            items = num_items_in_batch if self.model_accepts_loss_kwargs else None
+            with self.accelerator.autocast():  # accelerate autocasts model.forward, which is bypassed here
+                loss = answer_only_loss(body, head, inputs, items)
+            if (self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs
+                    and num_items_in_batch is not None):
+                loss_scale = self.accelerator.num_processes // self.get_tp_size()
+                loss = loss * (loss_scale if self.args.n_gpu <= 1 else self.args.n_gpu)
+            return loss
+
+        def _checked_fast_loss(self, model, inputs, num_items_in_batch):
+            """Both losses on the first batch, with the same RNG draws (dropout); keep the fast one if equal."""
+            devices = [p.device for p in model.parameters() if p.device.type != "cpu"][:1]
+            with torch.random.fork_rng(devices=devices, device_type=devices[0].type if devices else "cuda"):
+                with torch.no_grad():
+                    reference = super().compute_loss(model, dict(inputs), False, num_items_in_batch)
+            try:
+                loss = self._fast_loss(inputs, num_items_in_batch)
+            except Exception as exc:  # noqa: BLE001 - any surprise in the fast path means: use the standard one
+                loss, error = None, f"{type(exc).__name__}: {exc}"
+            else:
+                error = None
+            ref, got = float(reference.detach()), float(loss.detach()) if loss is not None else float("nan")
+            half = self.args.bf16 or self.args.fp16
+            tol = _CHECK_RTOL["half" if half else "fp32"]
+            if error is None and abs(got - ref) <= tol * max(abs(ref), 1e-6):
+                self._fast_state = "on"
+                log(f"answer-only loss on (first batch: {got:.6g} vs standard {ref:.6g})")
+                return loss
+            self._fast_state = "off"
+            log(f"answer-only loss off: {error or f'first batch gave {got:.6g}, standard {ref:.6g}'}; "
+                "using the standard loss")
+            return super().compute_loss(model, inputs, False, num_items_in_batch)
+
+    return AnswerOnlyLossTrainer
