@@ -21,6 +21,8 @@ FINETUNING_TYPES = ("lora", "freeze", "full")
 COMPUTE_TYPES = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
 DEVICES = ("auto", "cpu", "cuda", "npu", "mps")
+EXPORT_DTYPES = ("auto", "bf16", "fp16", "fp32")
+COMMANDS = ("train", "eval", "export")
 
 
 class ConfigError(ValueError):
@@ -97,19 +99,51 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    batch_size: int = _f(4, "Samples per evaluation batch.", min=1, max=4096)
+    predict: bool = _f(True, "Generate answers and score them with ROUGE and BLEU, besides the loss.")
+    max_new_tokens: int = _f(128, "Longest generated answer, in tokens.", min=1, max=32768)
+    top_p: float = _f(0.7, "Nucleus sampling threshold (used when temperature > 0).", min=0.0, max=1.0,
+                      min_exclusive=True)
+    temperature: float = _f(0.0, "Sampling temperature; 0 decodes greedily, so scores are reproducible.",
+                            min=0.0, max=2.0)
+    compare_base: bool = _f(False, "Also evaluate the base model on the same samples and show both side by side.")
+    output_dir: str = _f("", "Run directory of the evaluation; set by the app.")
+
+
+@dataclass
+class ExportConfig:
+    export_dir: str = _f("", "Folder to write the standalone model to; must be new or empty.")
+    max_shard_size_gb: float = _f(5.0, "Largest safetensors shard, in GB.", min=0.0, max=1000.0, min_exclusive=True)
+    export_dtype: str = _f("auto", "Weights dtype: auto keeps the base model's.", choices=EXPORT_DTYPES)
+    device: str = _f("cpu", "Device used for merging.", choices=DEVICES)
+    output_dir: str = _f("", "Run directory holding the export's status and log; set by the app.")
+
+
+# The sections each command reads; run.yaml holds only these.
+COMMAND_SECTIONS = {
+    "train": ("model", "data", "train", "lora", "freeze"),
+    "eval": ("model", "data", "eval"),
+    "export": ("model", "export"),
+}
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     # -- (de)serialisation -------------------------------------------------
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: Any) -> "RunConfig":
+    def from_dict(cls, raw: Any, command: str = "train") -> "RunConfig":
         if not isinstance(raw, dict):
             raise ConfigError("config", f"expected a mapping of sections, got {type(raw).__name__}")
         sections = {f.name: f for f in dataclasses.fields(cls)}
@@ -121,39 +155,48 @@ class RunConfig:
             section_cls = f.default_factory  # type: ignore[misc]
             kwargs[name] = _section_from_dict(name, section_cls, raw.get(name) or {})
         cfg = cls(**kwargs)
-        cfg.validate()
+        cfg.validate(command)
         return cfg
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+    def to_yaml(self, command: str | None = None) -> str:
+        """YAML of every section, or of the sections ``command`` reads."""
+        data = self.to_dict()
+        if command is not None:
+            data = {k: v for k, v in data.items() if k in COMMAND_SECTIONS[command]}
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "RunConfig":
+    def from_yaml(cls, text: str, command: str = "train") -> "RunConfig":
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError("config", f"not valid YAML: {exc}") from None
-        return cls.from_dict(raw or {})
+        return cls.from_dict(raw or {}, command)
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
-        return cls.from_yaml(Path(path).read_text(encoding="utf-8"))
+    def load(cls, path: str | Path, command: str = "train") -> "RunConfig":
+        return cls.from_yaml(Path(path).read_text(encoding="utf-8"), command)
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, command: str | None = None) -> None:
         from engine.fileio import atomic_write_text
 
-        atomic_write_text(path, self.to_yaml())
+        atomic_write_text(path, self.to_yaml(command))
 
     # -- validation ----------------------------------------------------------
-    def validate(self) -> None:
+    def validate(self, command: str = "train") -> None:
+        """Check every field; ``command`` adds what that command needs (datasets for train and eval)."""
+        if command not in COMMANDS:
+            raise ConfigError("command", f"must be one of {', '.join(COMMANDS)}; got {command!r}")
         for section in dataclasses.fields(self):
             obj = getattr(self, section.name)
             for f in dataclasses.fields(obj):
                 _check_field(f"{section.name}.{f.name}", f, getattr(obj, f.name))
         if not self.model.model_name_or_path.strip():
             raise ConfigError("model.model_name_or_path", "must not be empty")
-        if self.train.stage == "sft" and not self.data.datasets:
+        if command in ("train", "eval") and not self.data.datasets:
             raise ConfigError("data.datasets", "choose at least one dataset")
+        if command == "export" and not self.export.export_dir.strip():
+            raise ConfigError("export.export_dir", "must not be empty")
 
 
 def iter_fields(cfg: RunConfig):

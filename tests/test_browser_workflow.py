@@ -119,9 +119,10 @@ def test_reference_workflow(app_server, page, lang: str):
     run_name = f"workflow-{lang}"
     page.get_by_label(L["output_dir"], exact=True).fill(run_name)
     _button(page, L["preview_cmd"]).click()
-    command = page.locator("#train-command")
+    command = page.locator("#train-command textarea")
     command.wait_for(timeout=10_000)
-    assert "-m engine train" in command.inner_text() and f"identity_name: {NEW_NAME}" in command.inner_text()
+    script = command.input_value()
+    assert "-m engine train" in script and f"identity_name: {NEW_NAME}" in script and run_name in script
     _button(page, L["start"]).click()
 
     # The progress bar moves and the loss curve grows live.

@@ -19,6 +19,7 @@ CSS = """
   transition: width .5s ease; }
 .tb-progress-text { position: relative; display: block; line-height: 28px; padding: 0 10px; font-size: 14px;
   font-variant-numeric: tabular-nums; color: var(--body-text-color, #111); }
+.tb-mono textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
 """
 
 

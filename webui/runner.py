@@ -27,19 +27,19 @@ def run_dir_for(model_label: str, method: str, run_name: str) -> RunDir:
     return RunDir(confined(method_dir(model_label, method), run_name, what="output dir"))
 
 
-def command_for(run: RunDir) -> list[str]:
+def command_for(run: RunDir, command: str = "train") -> list[str]:
     """The exact argument list Start runs (no shell)."""
-    return [sys.executable, "-m", "engine", "train", str(run.config_path)]
+    return [sys.executable, "-m", "engine", command, str(run.config_path)]
 
 
-def command_preview(run: RunDir, cfg: RunConfig) -> str:
+def command_preview(run: RunDir, cfg: RunConfig, command: str = "train") -> str:
     """What Start will run, pasteable into a terminal: working folder, command, and the config file."""
     env = _visible_env()
     env_text = "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
     return (f"cd {shlex.quote(str(PROJECT_ROOT))}\n"
             f"mkdir -p {shlex.quote(str(run.path))}\n"
-            f"cat > {shlex.quote(str(run.config_path))} <<'EOF'\n{cfg.to_yaml()}EOF\n"
-            f"{env_text}{shlex.join(command_for(run))}\n")
+            f"cat > {shlex.quote(str(run.config_path))} <<'EOF'\n{cfg.to_yaml(command)}EOF\n"
+            f"{env_text}{shlex.join(command_for(run, command))}\n")
 
 
 def _visible_env() -> dict[str, str]:
@@ -48,16 +48,16 @@ def _visible_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keys if k in os.environ}
 
 
-def launch(run: RunDir, cfg: RunConfig) -> RunDir:
+def launch(run: RunDir, cfg: RunConfig, command: str = "train") -> RunDir:
     """Write run.yaml and status, then start the engine detached, output to stdout.log."""
     run.path.mkdir(parents=True, exist_ok=True)
-    cfg.train.output_dir = str(run.path)
-    cfg.save(run.config_path)
-    run.write_status(QUEUED, created_at=time.time(), pid=None, error=None)
+    getattr(cfg, command).output_dir = str(run.path)
+    cfg.save(run.config_path, command)
+    run.write_status(QUEUED, created_at=time.time(), pid=None, error=None, command=command)
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
     with open(run.log_path, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-            command_for(run), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            command_for(run, command), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True)
     _children[proc.pid] = proc
     run.write_status(QUEUED, pid=proc.pid)

@@ -141,7 +141,8 @@ def build_train_tab(top: TopBar) -> TrainTab:
         plot = gr.Plot(label=t(lang, "loss_plot"), elem_id="train-loss-plot", scale=3)
         log = gr.Textbox(label=t(lang, "log"), lines=14, max_lines=14, autoscroll=True, interactive=False,
                          elem_id="train-log", scale=2)
-    command = gr.Code(label=t(lang, "command"), language="shell", visible=False, elem_id="train-command")
+    command = gr.Textbox(label=t(lang, "command"), lines=12, max_lines=60, visible=False, interactive=False,
+                         buttons=["copy"], elem_classes="tb-mono", elem_id="train-command")
     run_path = gr.State("")
     shown_events = gr.State(-1)
     timer = gr.Timer(1.0, active=False)
