@@ -25,6 +25,11 @@ def configs_dir() -> Path:
     return Path(os.environ.get("TUNEBOARD_CONFIGS") or PROJECT_ROOT / "configs").resolve()
 
 
+def exports_dir() -> Path:
+    """Root under which the Export tab writes model folders."""
+    return Path(os.environ.get("TUNEBOARD_EXPORTS") or PROJECT_ROOT / "exports").resolve()
+
+
 class PathError(ValueError):
     """A user-supplied name or path is not acceptable; the message says why."""
 

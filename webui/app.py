@@ -6,7 +6,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from webui import runner
 from webui.chat_tab import build_chat_tab
+from webui.eval_tab import build_eval_tab
+from webui.export_tab import build_export_tab
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t
 from webui.top_bar import build_top_bar
@@ -34,15 +37,27 @@ def create_app() -> gr.Blocks:
         with gr.Tabs(elem_id="tb-tabs"):
             with gr.Tab(t(lang, "tab_train"), id="train", elem_id="tab-train") as tab_train:
                 train = build_train_tab(top)
+            with gr.Tab(t(lang, "tab_eval"), id="eval", elem_id="tab-eval") as tab_eval:
+                evaluate = build_eval_tab(top)
             with gr.Tab(t(lang, "tab_chat"), id="chat", elem_id="tab-chat") as tab_chat:
                 chat = build_chat_tab(top)
-        texts = (top.texts() + train.texts() + chat.texts()
-                 + [Translated(tab_train, "tab_train"), Translated(tab_chat, "tab_chat")])
+            with gr.Tab(t(lang, "tab_export"), id="export", elem_id="tab-export") as tab_export:
+                export = build_export_tab(top)
+        texts = (top.texts() + train.texts() + evaluate.texts() + chat.texts() + export.texts()
+                 + [Translated(tab_train, "tab_train"), Translated(tab_eval, "tab_eval"),
+                    Translated(tab_chat, "tab_chat"), Translated(tab_export, "tab_export")])
 
         def on_lang(lang_: str):
             return [f"## {t(lang_, 'title')}"] + [item.translate(lang_) for item in texts]
 
         top.lang.change(on_lang, top.lang, [title] + [item.component for item in texts])
-        demo.load(train.reattach, None, train.reattach_outputs)
+        monitors = [train.monitor, evaluate.monitor, export.monitor]
+
+        def reattach():
+            """After a reload or an app restart: watch the runs that are still going."""
+            active = runner.active_runs()
+            return [value for m in monitors for value in m.reattach(active)]
+
+        demo.load(reattach, None, [c for m in monitors for c in (m.run_path, m.timer, m.shown_events)])
     return demo
 

@@ -57,20 +57,25 @@ def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, p
     return gr.update(visible=True), info, gr.update(value=data, headers=headers), page
 
 
-def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name, identity_author) -> DatasetPreview:
+def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name=None, identity_author=None,
+                          prefix: str = "") -> DatasetPreview:
+    """The panel; placeholders are filled from the identity fields when given, else left as written."""
     lang = DEFAULT_LANG
-    open_button = gr.Button(t(lang, "preview_dataset"), elem_id="preview-dataset")
-    with gr.Column(visible=False, elem_id="preview-panel") as panel:
-        info = gr.Markdown(elem_id="preview-info")
+    pre = f"{prefix}-" if prefix else ""
+    open_button = gr.Button(t(lang, "preview_dataset"), elem_id=f"{pre}preview-dataset")
+    with gr.Column(visible=False, elem_id=f"{pre}preview-panel") as panel:
+        info = gr.Markdown(elem_id=f"{pre}preview-info")
         table = gr.Dataframe(headers=[t(lang, f"col_{c}") for c in _COLUMNS], interactive=False, wrap=True,
-                             elem_id="preview-table")
+                             elem_id=f"{pre}preview-table")
         with gr.Row():
-            prev_button = gr.Button(t(lang, "previous"), elem_id="preview-prev")
-            next_button = gr.Button(t(lang, "next"), elem_id="preview-next")
-            close_button = gr.Button(t(lang, "close"), elem_id="preview-close")
+            prev_button = gr.Button(t(lang, "previous"), elem_id=f"{pre}preview-prev")
+            next_button = gr.Button(t(lang, "next"), elem_id=f"{pre}preview-next")
+            close_button = gr.Button(t(lang, "close"), elem_id=f"{pre}preview-close")
     page = gr.State(0)
     view = DatasetPreview(open_button, panel, info, table, prev_button, next_button, close_button, page)
-    inputs = [lang_dd, dataset_dir, datasets, identity_name, identity_author, page]
+    name_box = identity_name if identity_name is not None else gr.State("{{name}}")
+    author_box = identity_author if identity_author is not None else gr.State("{{author}}")
+    inputs = [lang_dd, dataset_dir, datasets, name_box, author_box, page]
     outputs = [panel, info, table, page]
     open_button.click(lambda *a: _page(*a[:-1], 0), inputs, outputs)
     prev_button.click(lambda *a: _page(*a[:-1], a[-1] - 1), inputs, outputs)

@@ -65,7 +65,7 @@ def field_control(section: str, name: str, lang: str, **overrides) -> FieldContr
     """A component for ``section.name``: dropdown for choices, checkbox for flags, text for floats."""
     f = field_info(section, name)
     typ = get_type_hints(_section_type(section))[name]
-    default = getattr(_section_type(section)(), name)
+    default = overrides.pop("value", getattr(_section_type(section)(), name))
     if "label" in overrides:  # the top bar names its fields itself
         kwargs: dict[str, Any] = {"elem_id": f"field-{section}-{name}"}
     else:
@@ -88,14 +88,15 @@ def field_control(section: str, name: str, lang: str, **overrides) -> FieldContr
     return FieldControl(section, name, component)
 
 
-def config_from_values(controls: Iterable[FieldControl], values: Iterable[Any], base: RunConfig | None = None) -> RunConfig:
-    """A validated RunConfig from form values (raises ConfigError naming the field)."""
+def config_from_values(controls: Iterable[FieldControl], values: Iterable[Any], base: RunConfig | None = None,
+                       command: str = "train") -> RunConfig:
+    """A RunConfig from form values, validated for ``command`` (raises ConfigError naming the field)."""
     raw = (base or RunConfig()).to_dict()
     for control, value in zip(controls, values):
         if isinstance(value, str):
             value = value.strip()
         raw[control.section][control.name] = value
-    return RunConfig.from_dict(raw)
+    return RunConfig.from_dict(raw, command)
 
 
 def values_from_config(controls: Iterable[FieldControl], cfg: RunConfig) -> list[Any]:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 
@@ -14,12 +12,13 @@ from engine.config import ConfigError, RunConfig
 from engine.data import list_datasets
 from engine.paths import PathError, confined, configs_dir, resolve_user_dir
 from engine.presets import demo_config
-from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
+from engine.rundir import RunDir
 from webui import runner
 from webui.dataset_preview import build_dataset_preview
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
 from webui.locales import DEFAULT_LANG, plot_labels, t
 from webui.plots import loss_figure
+from webui.run_monitor import RunMonitor, build_run_monitor, launch_checked
 from webui.top_bar import TopBar, model_label
 
 
@@ -27,8 +26,7 @@ from webui.top_bar import TopBar, model_label
 class TrainTab:
     controls: list[FieldControl]
     other_texts: list
-    reattach: Callable          # page-load handler: re-attach to a run still going
-    reattach_outputs: list
+    monitor: RunMonitor
 
     def texts(self) -> list:
         return self.controls + self.other_texts
@@ -38,42 +36,11 @@ def default_run_name() -> str:
     return time.strftime("train_%Y-%m-%d-%H-%M-%S")
 
 
-def _dataset_choices(dataset_dir: str) -> list[str]:
+def dataset_choices(dataset_dir: str) -> list[str]:
     try:
         return list_datasets(resolve_user_dir(dataset_dir, "data folder"))
     except PathError:
         return []
-
-
-def _fmt_seconds(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-def progress_html(lang: str, snap: runner.Snapshot | None) -> str:
-    if snap is None or not snap.state:
-        return ""
-    total = max(snap.total_steps, 1)
-    pct = 100.0 if snap.state == FINISHED else min(100.0, 100.0 * snap.step / total)
-    text = t(lang, "progress", step=snap.step, total=snap.total_steps or "?", elapsed=_fmt_seconds(snap.elapsed_s),
-             remaining=_fmt_seconds(snap.remaining_s))
-    return (f'<div class="tb-progress" role="progressbar" aria-valuenow="{pct:.0f}" aria-valuemin="0" '
-            f'aria-valuemax="100"><div class="tb-progress-fill" style="width:{pct:.1f}%"></div>'
-            f'<span class="tb-progress-text">{html.escape(text)}</span></div>')
-
-
-def status_text(lang: str, snap: runner.Snapshot) -> str:
-    if snap.state == FINISHED:
-        return t(lang, "training_finished")
-    if snap.state == STOPPED:
-        return t(lang, "training_stopped")
-    if snap.state == FAILED:
-        return t(lang, "training_failed", error=(snap.error or "").splitlines()[0] if snap.error else "?")
-    if snap.state == QUEUED or (snap.state == RUNNING and snap.phase == "loading"):
-        return t(lang, "training_loading")
-    return ""
 
 
 def build_train_tab(top: TopBar) -> TrainTab:
@@ -89,7 +56,7 @@ def build_train_tab(top: TopBar) -> TrainTab:
     with gr.Row():
         add("train", "stage", scale=1)
         add("data", "dataset_dir", scale=2)
-        datasets = add("data", "datasets", scale=4, choices=_dataset_choices(initial.data.dataset_dir))
+        datasets = add("data", "datasets", scale=4, choices=dataset_choices(initial.data.dataset_dir))
     with gr.Accordion(t(lang, "group_identity"), open=False) as acc_identity:
         with gr.Row():
             add("data", "identity_name")
@@ -135,17 +102,14 @@ def build_train_tab(top: TopBar) -> TrainTab:
                                 elem_id="train-output-dir")
         config_path = gr.Textbox(value="train_config.yaml", label=t(lang, "config_path"),
                                  info=t(lang, "config_path_info"), elem_id="train-config-path")
-    progress = gr.HTML(elem_id="train-progress")
-    status = gr.Markdown(elem_id="train-status")
+    monitor = build_run_monitor("train", log_lines=14, render_log=False)
+    status = monitor.status
     with gr.Row():
         plot = gr.Plot(label=t(lang, "loss_plot"), elem_id="train-loss-plot", scale=3)
-        log = gr.Textbox(label=t(lang, "log"), lines=14, max_lines=14, autoscroll=True, interactive=False,
-                         elem_id="train-log", scale=2)
+        with gr.Column(scale=2):
+            monitor.log.render()
     command = gr.Textbox(label=t(lang, "command"), lines=12, max_lines=60, visible=False, interactive=False,
                          buttons=["copy"], elem_classes="tb-mono", elem_id="train-command")
-    run_path = gr.State("")
-    shown_events = gr.State(-1)
-    timer = gr.Timer(1.0, active=False)
 
     controls = list(ctl.values())
     # Fill the form with the demo preset: the default model is the demo model.
@@ -214,62 +178,32 @@ def build_train_tab(top: TopBar) -> TrainTab:
     preset_btn.click(on_preset, top.lang, form_outputs + [status])
 
     def on_dataset_dir(folder, current):
-        choices = _dataset_choices(folder)
+        choices = dataset_choices(folder)
         return gr.update(choices=[(n, n) for n in choices], value=[c for c in (current or []) if c in choices])
 
     ctl["data.dataset_dir"].component.change(on_dataset_dir, [ctl["data.dataset_dir"].component, datasets.component],
                                              datasets.component)
 
     def on_start(lang_, run_name, *values):
-        no_change = (gr.update(), gr.update(), gr.update(), -1, gr.update(), gr.update())
         try:
             cfg = build_config(list(values))
             run = target_run(list(values), run_name)
         except (ConfigError, PathError) as exc:
             gr.Warning(t(lang_, "invalid_value", error=str(exc)))
-            return (t(lang_, "invalid_value", error=str(exc)),) + no_change[1:]
-        busy = runner.active_runs()
-        if busy:
-            msg = t(lang_, "already_running", path=str(busy[0].path))
-            gr.Warning(msg)
-            return (msg,) + no_change[1:]
-        if run.status_path.exists() or run.config_path.exists():
-            msg = t(lang_, "run_exists", path=str(run.path))
-            gr.Warning(msg)
-            return (msg,) + no_change[1:]
-        runner.launch(run, cfg)
-        return (t(lang_, "training_started", path=str(run.path)), str(run.path), gr.Timer(active=True), -1,
-                default_run_name(), "")
+            return (t(lang_, "invalid_value", error=str(exc)), gr.update()) + monitor.not_started()
+        refusal = launch_checked(lang_, run, cfg, "train")
+        if refusal:
+            gr.Warning(refusal)
+            return (refusal, gr.update()) + monitor.not_started()
+        return (t(lang_, "training_started", path=str(run.path)), default_run_name()) + monitor.started(run)
 
-    start_btn.click(on_start, [top.lang, output_dir] + form_inputs,
-                    [status, run_path, timer, shown_events, output_dir, log])
+    start_btn.click(on_start, [top.lang, output_dir] + form_inputs, [status, output_dir] + monitor.start_outputs())
+    stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], status)
 
-    def on_stop(lang_, path):
-        if not path or runner.snapshot(RunDir(Path(path))).state not in (QUEUED, RUNNING):
-            return t(lang_, "nothing_running")
-        runner.stop(RunDir(Path(path)))
-        return t(lang_, "stop_sent")
+    def plot_update(lang_: str, run: RunDir, snap, changed: bool) -> list:
+        return [loss_figure(snap.events, plot_labels(lang_)) if changed else gr.skip()]
 
-    stop_btn.click(on_stop, [top.lang, run_path], status)
-
-    def on_tick(lang_, path, shown):
-        if not path:
-            return gr.update(), gr.update(), gr.skip(), gr.update(), shown, gr.Timer(active=False)
-        snap = runner.snapshot(RunDir(Path(path)))
-        done = snap.state not in (QUEUED, RUNNING)
-        figure = loss_figure(snap.events, plot_labels(lang_)) if len(snap.events) != shown else gr.skip()
-        message = status_text(lang_, snap) or gr.update()
-        return (progress_html(lang_, snap), message, figure, snap.log_tail, len(snap.events),
-                gr.Timer(active=not done))
-
-    timer.tick(on_tick, [top.lang, run_path, shown_events], [progress, status, plot, log, shown_events, timer])
-
-    def reattach():
-        """After a reload or restart: watch the run that is still going, if any."""
-        active = runner.active_runs()
-        if not active:
-            return "", gr.Timer(active=False), -1
-        return str(active[0].path), gr.Timer(active=True), -1
+    monitor.wire(top.lang, [plot], plot_update)
 
     texts = [Translated(acc_identity, "group_identity"), Translated(acc_extra, "group_extra"),
              Translated(acc_lora, "group_lora"), Translated(acc_freeze, "group_freeze"),
@@ -278,6 +212,6 @@ def build_train_tab(top: TopBar) -> TrainTab:
              Translated(start_btn, "start", "value"), Translated(stop_btn, "stop", "value"),
              Translated(output_dir, "output_dir", info_key="output_dir_info"),
              Translated(config_path, "config_path", info_key="config_path_info"),
-             Translated(plot, "loss_plot"), Translated(log, "log"), Translated(command, "command")]
-    texts += preview.texts()
-    return TrainTab(controls, texts, reattach, [run_path, timer, shown_events])
+             Translated(plot, "loss_plot"), Translated(command, "command")]
+    texts += preview.texts() + monitor.texts()
+    return TrainTab(controls, texts, monitor)

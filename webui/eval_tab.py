@@ -1,0 +1,218 @@
+"""The Evaluate & Predict tab: score the top bar's model (and optionally the base model beside it)
+on a dataset, in a subprocess like training; metrics table and paged predictions."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from engine.config import ConfigError, RunConfig
+from engine.fileio import read_jsonl
+from engine.paths import PathError
+from engine.rundir import FINISHED, RunDir
+from webui import runner
+from webui.dataset_preview import build_dataset_preview
+from webui.form import FieldControl, Translated, config_from_values, field_control
+from webui.locales import DEFAULT_LANG, t
+from webui.run_monitor import RunMonitor, build_run_monitor, launch_checked
+from webui.top_bar import TopBar, model_label
+from webui.train_tab import dataset_choices
+
+PAGE_SIZE = 5
+METRIC_KEYS = ("eval_loss", "perplexity", "rouge-1", "rouge-2", "rouge-l", "bleu-4", "samples", "runtime_s")
+
+
+@dataclass(eq=False)
+class EvalTab:
+    controls: list[FieldControl]
+    other_texts: list
+    monitor: RunMonitor
+
+    def texts(self) -> list:
+        return self.controls + self.other_texts
+
+
+def default_eval_name() -> str:
+    return time.strftime("eval_%Y-%m-%d-%H-%M-%S")
+
+
+def metrics_table(lang: str, run: RunDir) -> tuple[list[str], list[list]]:
+    try:
+        metrics = json.loads((run.path / "metrics.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return [], []
+    headers = [t(lang, "col_model")] + [t(lang, f"metric_{k.replace('-', '_')}") for k in METRIC_KEYS]
+    rows = []
+    for name, values in metrics.items():
+        row = [t(lang, f"model_{name.replace('-', '_')}") if f"model_{name.replace('-', '_')}" in _MODEL_KEYS else name]
+        for k in METRIC_KEYS:
+            v = values.get(k)
+            row.append(round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
+        rows.append(row)
+    return headers, rows
+
+
+_MODEL_KEYS = {"model_fine_tuned", "model_base", "model_model"}
+
+
+def predictions_page(lang: str, run: RunDir, page: int) -> tuple[str, list[str], list[list], int]:
+    records = read_jsonl(run.path / "predictions.jsonl")
+    pages = max(1, math.ceil(len(records) / PAGE_SIZE))
+    page = min(max(0, page), pages - 1)
+    chunk = records[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
+    compare = any("base_prediction" in r for r in records)
+    headers = [t(lang, "col_prompt"), t(lang, "col_reference")]
+    headers += [t(lang, "col_base_prediction"), t(lang, "col_prediction")] if compare else [t(lang, "col_prediction")]
+    rows = []
+    for r in chunk:
+        row = [r.get("prompt", ""), r.get("reference", "")]
+        row += [r.get("base_prediction", ""), r.get("prediction", "")] if compare else [r.get("prediction", "")]
+        rows.append(row)
+    info = t(lang, "predictions_info", total=len(records), page=page + 1, pages=pages)
+    return info, headers, rows, page
+
+
+def trained_with(checkpoint: str | None) -> RunConfig | None:
+    """The training config of a run folder or of a checkpoint-N inside one, if readable."""
+    if not checkpoint:
+        return None
+    for folder in (Path(checkpoint), Path(checkpoint).parent):
+        try:
+            return RunConfig.load(folder / "run.yaml")
+        except (OSError, ConfigError):
+            continue
+    return None
+
+
+def build_eval_tab(top: TopBar) -> EvalTab:
+    lang = DEFAULT_LANG
+    ctl: dict[str, FieldControl] = {}
+
+    def add(section: str, name: str, **kw) -> FieldControl:
+        c = field_control(section, name, lang, elem_id=f"eval-{section}-{name}", **kw)
+        ctl[c.key] = c
+        return c
+
+    with gr.Row():
+        dataset_dir = add("data", "dataset_dir", scale=2)
+        datasets = add("data", "datasets", scale=4, choices=dataset_choices(dataset_dir.component.value))
+    preview = build_dataset_preview(top.lang, dataset_dir.component, datasets.component, None, None,
+                                    prefix="eval")
+    with gr.Row():
+        add("data", "cutoff_len")
+        add("data", "max_samples", value=50)
+        add("eval", "batch_size")
+        add("eval", "predict")
+        add("eval", "compare_base")
+    with gr.Row():
+        add("eval", "max_new_tokens")
+        add("eval", "top_p")
+        add("eval", "temperature")
+    with gr.Row():
+        output_dir = gr.Textbox(value=default_eval_name(), label=t(lang, "output_dir"),
+                                info=t(lang, "output_dir_info"), elem_id="eval-output-dir")
+    with gr.Row():
+        cmd_btn = gr.Button(t(lang, "preview_command"), elem_id="eval-preview-command")
+        start_btn = gr.Button(t(lang, "start"), variant="primary", elem_id="eval-start")
+        compare_btn = gr.Button(t(lang, "compare_base"), variant="primary", elem_id="eval-compare")
+        stop_btn = gr.Button(t(lang, "stop"), variant="stop", elem_id="eval-stop")
+    monitor = build_run_monitor("eval", log_lines=8)
+    command = gr.Textbox(label=t(lang, "command"), lines=12, max_lines=60, visible=False, interactive=False,
+                         buttons=["copy"], elem_classes="tb-mono", elem_id="eval-command")
+    metrics = gr.Dataframe(label=t(lang, "metrics"), interactive=False, elem_id="eval-metrics")
+    pred_info = gr.Markdown(elem_id="eval-predictions-info")
+    predictions = gr.Dataframe(label=t(lang, "predictions"), interactive=False, wrap=True,
+                               elem_id="eval-predictions")
+    with gr.Row():
+        pred_prev = gr.Button(t(lang, "previous"), elem_id="eval-pred-prev")
+        pred_next = gr.Button(t(lang, "next"), elem_id="eval-pred-next")
+        download = gr.DownloadButton(t(lang, "download_predictions"), visible=False, elem_id="eval-download")
+    pred_page = gr.State(0)
+
+    controls = list(ctl.values())
+    form_controls = top.model_controls + controls
+    form_inputs = [c.component for c in form_controls] + [top.checkpoint, top.model_name]
+
+    def build(values: list, run_name: str, compare: bool | None):
+        *field_values, checkpoint, name = values
+        cfg = config_from_values(form_controls, field_values, command="eval")
+        cfg.model.adapter_path = checkpoint or ""
+        trained = trained_with(checkpoint)
+        if trained is not None:  # score identity data with the names the checkpoint learned
+            cfg.data.identity_name, cfg.data.identity_author = trained.data.identity_name, trained.data.identity_author
+        if compare is not None:
+            cfg.eval.compare_base = compare
+        method = field_values[form_controls.index(top.method)]
+        run = runner.run_dir_for(model_label(name, field_values[0]), method, run_name.strip())
+        return cfg, run
+
+    def on_preview(lang_, run_name, *values):
+        try:
+            cfg, run = build(list(values), run_name, None)
+        except (ConfigError, PathError) as exc:
+            return gr.update(visible=False), t(lang_, "invalid_value", error=str(exc))
+        cfg.eval.output_dir = str(run.path)
+        return gr.update(value=runner.command_preview(run, cfg, "eval"), visible=True), ""
+
+    cmd_btn.click(on_preview, [top.lang, output_dir] + form_inputs, [command, monitor.status])
+
+    def start(lang_, run_name, values, compare):
+        try:
+            cfg, run = build(values, run_name, compare)
+            if compare and not cfg.model.adapter_path:
+                raise ConfigError("model.adapter_path", t(lang_, "compare_needs_checkpoint"))
+        except (ConfigError, PathError) as exc:
+            gr.Warning(t(lang_, "invalid_value", error=str(exc)))
+            return (t(lang_, "invalid_value", error=str(exc)), gr.update()) + monitor.not_started()
+        refusal = launch_checked(lang_, run, cfg, "eval")
+        if refusal:
+            gr.Warning(refusal)
+            return (refusal, gr.update()) + monitor.not_started()
+        return (t(lang_, "eval_started", path=str(run.path)), default_eval_name()) + monitor.started(run)
+
+    outputs = [monitor.status, output_dir] + monitor.start_outputs()
+    start_btn.click(lambda lang_, name, *v: start(lang_, name, list(v), None), [top.lang, output_dir] + form_inputs,
+                    outputs)
+    compare_btn.click(lambda lang_, name, *v: start(lang_, name, list(v), True), [top.lang, output_dir] + form_inputs,
+                      outputs)
+    stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], monitor.status)
+
+    def results(lang_: str, run: RunDir, page: int) -> list:
+        headers, rows = metrics_table(lang_, run)
+        info, p_headers, p_rows, page = predictions_page(lang_, run, page)
+        pred_file = run.path / "predictions.jsonl"
+        return [gr.update(value=rows, headers=headers) if rows else gr.update(value=None), info,
+                gr.update(value=p_rows, headers=p_headers) if p_rows else gr.update(value=None), page,
+                gr.update(value=str(pred_file), visible=True) if pred_file.is_file() else gr.update(visible=False)]
+
+    result_outputs = [metrics, pred_info, predictions, pred_page, download]
+
+    def on_tick_results(lang_: str, run: RunDir, snap: runner.Snapshot, changed: bool) -> list:
+        if snap.state != FINISHED or not changed:
+            return [gr.skip()] * len(result_outputs)
+        return results(lang_, run, 0)
+
+    monitor.wire(top.lang, result_outputs, on_tick_results)
+
+    def turn(lang_, path, page, delta):
+        if not path:
+            return [gr.skip()] * len(result_outputs)
+        return results(lang_, RunDir(Path(path)), page + delta)
+
+    pred_prev.click(lambda lang_, path, page: turn(lang_, path, page, -1), [top.lang, monitor.run_path, pred_page],
+                    result_outputs)
+    pred_next.click(lambda lang_, path, page: turn(lang_, path, page, 1), [top.lang, monitor.run_path, pred_page],
+                    result_outputs)
+
+    texts = [Translated(output_dir, "output_dir", info_key="output_dir_info"),
+             Translated(cmd_btn, "preview_command", "value"), Translated(start_btn, "start", "value"),
+             Translated(compare_btn, "compare_base", "value"), Translated(stop_btn, "stop", "value"),
+             Translated(command, "command"), Translated(metrics, "metrics"), Translated(predictions, "predictions"),
+             Translated(pred_prev, "previous", "value"), Translated(pred_next, "next", "value"),
+             Translated(download, "download_predictions", "value")]
+    return EvalTab(controls, texts + preview.texts() + monitor.texts(), monitor)

@@ -1,0 +1,105 @@
+"""The Export tab: merge the selected checkpoint into the base model and write a standalone folder,
+in a subprocess so the page stays responsive and memory is returned afterwards."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from engine.config import ConfigError
+from engine.paths import PathError, confined, exports_dir
+from engine.rundir import FINISHED, RunDir
+from webui import runner
+from webui.form import FieldControl, Translated, config_from_values, field_control
+from webui.locales import DEFAULT_LANG, t
+from webui.run_monitor import RunMonitor, build_run_monitor, launch_checked
+from webui.top_bar import TopBar, model_label
+
+
+@dataclass(eq=False)
+class ExportTab:
+    controls: list[FieldControl]
+    other_texts: list
+    monitor: RunMonitor
+
+    def texts(self) -> list:
+        return self.controls + self.other_texts
+
+
+def build_export_tab(top: TopBar) -> ExportTab:
+    lang = DEFAULT_LANG
+    with gr.Row():
+        export_dir = field_control("export", "export_dir", lang, scale=3, elem_id="export-dir",
+                                   value=time.strftime("model_%Y-%m-%d-%H-%M-%S"))
+        shard = field_control("export", "max_shard_size_gb", lang, elem_id="export-shard")
+        dtype = field_control("export", "export_dtype", lang, elem_id="export-dtype")
+        device = field_control("export", "device", lang, elem_id="export-device")
+    with gr.Row():
+        cmd_btn = gr.Button(t(lang, "preview_command"), elem_id="export-preview-command")
+        export_btn = gr.Button(t(lang, "export_button"), variant="primary", elem_id="export-start")
+        stop_btn = gr.Button(t(lang, "stop"), variant="stop", elem_id="export-stop")
+    monitor = build_run_monitor("export", log_lines=10)
+    command = gr.Textbox(label=t(lang, "command"), lines=12, max_lines=60, visible=False, interactive=False,
+                         buttons=["copy"], elem_classes="tb-mono", elem_id="export-command")
+    result = gr.Markdown(elem_id="export-result")
+
+    controls = [export_dir, shard, dtype, device]
+    form_controls = top.model_controls + controls
+    form_inputs = [c.component for c in form_controls] + [top.checkpoint, top.model_name]
+
+    def build(values: list):
+        *field_values, checkpoint, name = values
+        target = confined(exports_dir(), str(field_values[form_controls.index(export_dir)]).strip(),
+                          what="export dir")
+        field_values[form_controls.index(export_dir)] = str(target)
+        cfg = config_from_values(form_controls, field_values, command="export")
+        cfg.model.adapter_path = checkpoint or ""
+        method = field_values[form_controls.index(top.method)]
+        run = runner.run_dir_for(model_label(name, field_values[0]), method,
+                                 time.strftime("export_%Y-%m-%d-%H-%M-%S"))
+        return cfg, run
+
+    def on_preview(lang_, *values):
+        try:
+            cfg, run = build(list(values))
+        except (ConfigError, PathError) as exc:
+            return gr.update(visible=False), t(lang_, "invalid_value", error=str(exc))
+        cfg.export.output_dir = str(run.path)
+        return gr.update(value=runner.command_preview(run, cfg, "export"), visible=True), ""
+
+    cmd_btn.click(on_preview, [top.lang] + form_inputs, [command, monitor.status])
+
+    def on_export(lang_, *values):
+        try:
+            cfg, run = build(list(values))
+            target = Path(cfg.export.export_dir)
+            if target.exists() and any(target.iterdir()):
+                raise PathError(t(lang_, "export_dir_not_empty", path=str(target)))
+        except (ConfigError, PathError) as exc:
+            gr.Warning(t(lang_, "invalid_value", error=str(exc)))
+            return (t(lang_, "invalid_value", error=str(exc)), "") + monitor.not_started()
+        refusal = launch_checked(lang_, run, cfg, "export")
+        if refusal:
+            gr.Warning(refusal)
+            return (refusal, "") + monitor.not_started()
+        return (t(lang_, "export_started", path=cfg.export.export_dir), "") + monitor.started(run)
+
+    export_btn.click(on_export, [top.lang] + form_inputs, [monitor.status, result] + monitor.start_outputs())
+    stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], monitor.status)
+
+    def on_result(lang_: str, run: RunDir, snap: runner.Snapshot, changed: bool) -> list:
+        if snap.state != FINISHED or not changed:
+            return [gr.skip()]
+        status = run.read_status()
+        files = status.get("files") or []
+        listing = "\n".join(f"- `{name}`" for name in files)
+        return [t(lang_, "export_result", path=status.get("export_dir", "?")) + ("\n\n" + listing if listing else "")]
+
+    monitor.wire(top.lang, [result], on_result)
+    texts = [Translated(cmd_btn, "preview_command", "value"), Translated(export_btn, "export_button", "value"),
+             Translated(stop_btn, "stop", "value"), Translated(command, "command")]
+    return ExportTab(controls, texts + monitor.texts(), monitor)
+

@@ -1,0 +1,134 @@
+"""Watching an engine run from a tab: progress bar, status line, log, and the 1-second timer.
+
+Train, Evaluate and Export all start a subprocess and watch its run directory the
+same way; this module is that shared part. Each tab adds its own result views by
+passing an ``extra`` callback that turns a snapshot into more outputs.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
+from webui import runner
+from webui.form import Translated
+from webui.locales import DEFAULT_LANG, t
+
+
+def fmt_seconds(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def progress_html(lang: str, snap: runner.Snapshot | None) -> str:
+    if snap is None or not snap.state:
+        return ""
+    total = max(snap.total_steps, 1)
+    pct = 100.0 if snap.state == FINISHED else min(100.0, 100.0 * snap.step / total)
+    text = t(lang, "progress", step=snap.step, total=snap.total_steps or "?", elapsed=fmt_seconds(snap.elapsed_s),
+             remaining=fmt_seconds(snap.remaining_s))
+    return (f'<div class="tb-progress" role="progressbar" aria-valuenow="{pct:.0f}" aria-valuemin="0" '
+            f'aria-valuemax="100"><div class="tb-progress-fill" style="width:{pct:.1f}%"></div>'
+            f'<span class="tb-progress-text">{html.escape(text)}</span></div>')
+
+
+def status_text(lang: str, kind: str, snap: runner.Snapshot) -> str:
+    """The status line for a run of ``kind`` (train, eval, export); empty while it simply runs."""
+    if snap.state == FINISHED:
+        return t(lang, f"{kind}_finished")
+    if snap.state == STOPPED:
+        return t(lang, f"{kind}_stopped")
+    if snap.state == FAILED:
+        first = (snap.error or "?").strip().splitlines()[0]
+        return t(lang, f"{kind}_failed", error=first)
+    if snap.state == QUEUED or (snap.state == RUNNING and snap.phase == "loading"):
+        return t(lang, "run_loading")
+    return ""
+
+
+@dataclass(eq=False)
+class RunMonitor:
+    kind: str
+    progress: gr.HTML
+    status: gr.Markdown
+    log: gr.Textbox
+    run_path: gr.State
+    shown_events: gr.State
+    timer: gr.Timer
+
+    def texts(self) -> list:
+        return [Translated(self.log, "log")]
+
+    def started(self, run: RunDir) -> tuple:
+        """Outputs for ``start_outputs`` after a successful launch."""
+        return str(run.path), gr.Timer(active=True), -1, ""
+
+    def start_outputs(self) -> list:
+        return [self.run_path, self.timer, self.shown_events, self.log]
+
+    def not_started(self) -> tuple:
+        return gr.update(), gr.update(), gr.update(), gr.update()
+
+    def wire(self, lang_dd, extra_outputs: list | None = None,
+             extra: Callable[[str, RunDir, runner.Snapshot, bool], list] | None = None) -> None:
+        """Refresh every second while the run is active; ``extra(lang, run, snap, changed)`` adds outputs
+        (``changed``: new events arrived or the run just ended)."""
+        extra_outputs = extra_outputs or []
+
+        def on_tick(lang: str, path: str, shown: int):
+            if not path:
+                return [gr.update(), gr.update(), gr.update(), shown, gr.Timer(active=False)] + \
+                    [gr.skip() for _ in extra_outputs]
+            run = RunDir(Path(path))
+            snap = runner.snapshot(run)
+            done = snap.state not in (QUEUED, RUNNING)
+            changed = len(snap.events) != shown or done
+            more = extra(lang, run, snap, changed) if extra else []
+            return [progress_html(lang, snap), status_text(lang, self.kind, snap) or gr.update(), snap.log_tail,
+                    len(snap.events), gr.Timer(active=not done)] + more
+
+        self.timer.tick(on_tick, [lang_dd, self.run_path, self.shown_events],
+                        [self.progress, self.status, self.log, self.shown_events, self.timer] + extra_outputs)
+
+    def stop_handler(self) -> Callable[[str, str], str]:
+        def on_stop(lang: str, path: str) -> str:
+            if not path or runner.snapshot(RunDir(Path(path))).state not in (QUEUED, RUNNING):
+                return t(lang, "nothing_running")
+            runner.stop(RunDir(Path(path)))
+            return t(lang, "stop_sent")
+
+        return on_stop
+
+    def reattach(self, active: list[RunDir]) -> tuple:
+        """Page-load outputs (run_path, timer, shown_events): watch this kind's active run, if any."""
+        mine = [r for r in active if r.read_status().get("command", "train") == self.kind]
+        if not mine:
+            return "", gr.Timer(active=False), -1
+        return str(mine[0].path), gr.Timer(active=True), -1
+
+
+def build_run_monitor(kind: str, log_lines: int = 12, render_log: bool = True) -> RunMonitor:
+    lang = DEFAULT_LANG
+    progress = gr.HTML(elem_id=f"{kind}-progress")
+    status = gr.Markdown(elem_id=f"{kind}-status")
+    log = gr.Textbox(label=t(lang, "log"), lines=log_lines, max_lines=log_lines, autoscroll=True, interactive=False,
+                     elem_id=f"{kind}-log", render=render_log)
+    return RunMonitor(kind, progress, status, log, gr.State(""), gr.State(-1), gr.Timer(1.0, active=False))
+
+
+def launch_checked(lang: str, run: RunDir, cfg: Any, command: str) -> str | None:
+    """Launch unless the device is busy or the run folder is taken; returns the refusal message, if any."""
+    busy = runner.active_runs()
+    if busy:
+        return t(lang, "already_running", path=str(busy[0].path))
+    if run.status_path.exists() or run.config_path.exists():
+        return t(lang, "run_exists", path=str(run.path))
+    runner.launch(run, cfg, command)
+    return None
