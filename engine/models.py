@@ -125,3 +125,41 @@ def check_checkpoint(path: str | Path) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def has_tokenizer_files(path: str | Path) -> bool:
+    """Whether a folder carries its own tokenizer (a full checkpoint saved by the Trainer does)."""
+    p = Path(path)
+    return (p / "tokenizer.json").is_file() or (p / "tokenizer_config.json").is_file() \
+        or (p / "tokenizer.model").is_file()
+
+
+def load_with_checkpoint(model_name_or_path: str, adapter_path: str = "", dtype=None,
+                         trust_remote_code: bool = False, log=print):
+    """(model, tokenizer, kind) for evaluation and export.
+
+    kind is ``None`` when there is no checkpoint (the base model itself), ``"lora"`` when
+    ``adapter_path`` is a LoRA adapter (the model is a peft ``PeftModel`` around the base, so
+    ``model.disable_adapter()`` gives the base and ``merge_and_unload()`` merges it), or ``"full"``
+    when it is a whole model folder from a full/freeze run (loaded as the model; its own tokenizer
+    if it saved one, else the base model's). Pickle-only checkpoints are refused by ``check_checkpoint``.
+    """
+    kind = check_checkpoint(adapter_path) if adapter_path else None
+    if kind == "full":
+        source = adapter_path
+        tokenizer = load_tokenizer(adapter_path if has_tokenizer_files(adapter_path) else model_name_or_path,
+                                   trust_remote_code)
+        log(f"checkpoint {adapter_path} is a whole model (full/freeze run): loading it as the model")
+        return load_model(source, dtype=dtype, trust_remote_code=trust_remote_code), tokenizer, kind
+    tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
+    model = load_model(model_name_or_path, dtype=dtype, trust_remote_code=trust_remote_code)
+    if kind == "lora":
+        from peft import PeftModel  # noqa: PLC0415
+
+        try:
+            model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
+        except Exception as exc:  # peft raises several types for an adapter that does not fit the base
+            raise ModelLoadError(f"cannot attach adapter {adapter_path!r} to {model_name_or_path!r}: "
+                                 f"{_first_line(exc)}") from None
+        log(f"attached LoRA adapter {adapter_path}")
+    return model, tokenizer, kind

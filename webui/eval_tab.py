@@ -100,12 +100,13 @@ def build_eval_tab(top: TopBar) -> EvalTab:
 
     with gr.Row():
         dataset_dir = add("data", "dataset_dir", scale=2)
-        datasets = add("data", "datasets", scale=4, choices=dataset_choices(dataset_dir.component.value))
+        datasets = add("data", "datasets", scale=4, choices=dataset_choices(dataset_dir.component.value),
+                       value=["identity"])
     preview = build_dataset_preview(top.lang, dataset_dir.component, datasets.component, None, None,
                                     prefix="eval")
     with gr.Row():
         add("data", "cutoff_len")
-        add("data", "max_samples", value=50)
+        add("data", "max_samples", value=20)
         add("eval", "batch_size")
         add("eval", "predict")
         add("eval", "compare_base")
@@ -124,14 +125,15 @@ def build_eval_tab(top: TopBar) -> EvalTab:
     monitor = build_run_monitor("eval", log_lines=8)
     command = gr.Textbox(label=t(lang, "command"), lines=12, max_lines=60, visible=False, interactive=False,
                          buttons=["copy"], elem_classes="tb-mono", elem_id="eval-command")
-    metrics = gr.Dataframe(label=t(lang, "metrics"), interactive=False, elem_id="eval-metrics")
-    pred_info = gr.Markdown(elem_id="eval-predictions-info")
-    predictions = gr.Dataframe(label=t(lang, "predictions"), interactive=False, wrap=True,
-                               elem_id="eval-predictions")
-    with gr.Row():
-        pred_prev = gr.Button(t(lang, "previous"), elem_id="eval-pred-prev")
-        pred_next = gr.Button(t(lang, "next"), elem_id="eval-pred-next")
-        download = gr.DownloadButton(t(lang, "download_predictions"), visible=False, elem_id="eval-download")
+    with gr.Column(visible=False, elem_id="eval-results") as results_panel:
+        metrics = gr.Dataframe(label=t(lang, "metrics"), interactive=False, elem_id="eval-metrics")
+        pred_info = gr.Markdown(elem_id="eval-predictions-info")
+        predictions = gr.Dataframe(label=t(lang, "predictions"), interactive=False, wrap=True,
+                                   elem_id="eval-predictions")
+        with gr.Row():
+            pred_prev = gr.Button(t(lang, "previous"), elem_id="eval-pred-prev")
+            pred_next = gr.Button(t(lang, "next"), elem_id="eval-pred-next")
+            download = gr.DownloadButton(t(lang, "download_predictions"), visible=False, elem_id="eval-download")
     pred_page = gr.State(0)
 
     controls = list(ctl.values())
@@ -186,11 +188,12 @@ def build_eval_tab(top: TopBar) -> EvalTab:
         headers, rows = metrics_table(lang_, run)
         info, p_headers, p_rows, page = predictions_page(lang_, run, page)
         pred_file = run.path / "predictions.jsonl"
-        return [gr.update(value=rows, headers=headers) if rows else gr.update(value=None), info,
+        return [gr.update(visible=bool(rows)),
+                gr.update(value=rows, headers=headers) if rows else gr.update(value=None), info,
                 gr.update(value=p_rows, headers=p_headers) if p_rows else gr.update(value=None), page,
                 gr.update(value=str(pred_file), visible=True) if pred_file.is_file() else gr.update(visible=False)]
 
-    result_outputs = [metrics, pred_info, predictions, pred_page, download]
+    result_outputs = [results_panel, metrics, pred_info, predictions, pred_page, download]
 
     def on_tick_results(lang_: str, run: RunDir, snap: runner.Snapshot, changed: bool) -> list:
         if snap.state != FINISHED or not changed:
