@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -19,22 +18,12 @@ from webui import runner
 from webui.dataset_preview import build_dataset_preview
 from webui.form import FieldControl, Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
-from webui.run_monitor import RunMonitor, build_run_monitor, launch_checked
+from webui.run_monitor import MonitoredTab, build_run_monitor, launch_checked
 from webui.top_bar import TopBar, model_label
 from webui.train_tab import dataset_choices
 
 PAGE_SIZE = 5
 METRIC_KEYS = ("eval_loss", "perplexity", "rouge-1", "rouge-2", "rouge-l", "bleu-4", "samples", "runtime_s")
-
-
-@dataclass(eq=False)
-class EvalTab:
-    controls: list[FieldControl]
-    other_texts: list
-    monitor: RunMonitor
-
-    def texts(self) -> list:
-        return self.controls + self.other_texts
 
 
 def default_eval_name() -> str:
@@ -89,7 +78,7 @@ def trained_with(checkpoint: str | None) -> RunConfig | None:
     return None
 
 
-def build_eval_tab(top: TopBar) -> EvalTab:
+def build_eval_tab(top: TopBar) -> MonitoredTab:
     lang = DEFAULT_LANG
     ctl: dict[str, FieldControl] = {}
 
@@ -218,4 +207,4 @@ def build_eval_tab(top: TopBar) -> EvalTab:
              Translated(command, "command"), Translated(metrics, "metrics"), Translated(predictions, "predictions"),
              Translated(pred_prev, "previous", "value"), Translated(pred_next, "next", "value"),
              Translated(download, "download_predictions", "value")]
-    return EvalTab(controls, texts + preview.texts() + monitor.texts(), monitor)
+    return MonitoredTab(controls, texts + preview.texts() + monitor.texts(), monitor)

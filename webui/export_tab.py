@@ -4,7 +4,6 @@ in a subprocess so the page stays responsive and memory is returned afterwards."
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -15,21 +14,11 @@ from engine.rundir import FINISHED, RunDir
 from webui import runner
 from webui.form import FieldControl, Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
-from webui.run_monitor import RunMonitor, build_run_monitor, launch_checked
+from webui.run_monitor import MonitoredTab, build_run_monitor, launch_checked
 from webui.top_bar import TopBar, model_label
 
 
-@dataclass(eq=False)
-class ExportTab:
-    controls: list[FieldControl]
-    other_texts: list
-    monitor: RunMonitor
-
-    def texts(self) -> list:
-        return self.controls + self.other_texts
-
-
-def build_export_tab(top: TopBar) -> ExportTab:
+def build_export_tab(top: TopBar) -> MonitoredTab:
     lang = DEFAULT_LANG
     with gr.Row():
         export_dir = field_control("export", "export_dir", lang, scale=3, elem_id="export-dir",
@@ -101,5 +90,5 @@ def build_export_tab(top: TopBar) -> ExportTab:
     monitor.wire(top.lang, [result], on_result)
     texts = [Translated(cmd_btn, "preview_command", "value"), Translated(export_btn, "export_button", "value"),
              Translated(stop_btn, "stop", "value"), Translated(command, "command")]
-    return ExportTab(controls, texts + monitor.texts(), monitor)
+    return MonitoredTab(controls, texts + monitor.texts(), monitor)
 

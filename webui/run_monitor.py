@@ -114,6 +114,18 @@ class RunMonitor:
         return str(mine[0].path), gr.Timer(active=True), -1
 
 
+@dataclass(eq=False)
+class MonitoredTab:
+    """What a run-starting tab hands to the app: its config controls, other texts, and its monitor."""
+
+    controls: list
+    other_texts: list
+    monitor: RunMonitor
+
+    def texts(self) -> list:
+        return self.controls + self.other_texts
+
+
 def build_run_monitor(kind: str, log_lines: int = 12, render_log: bool = True) -> RunMonitor:
     lang = DEFAULT_LANG
     progress = gr.HTML(elem_id=f"{kind}-progress")

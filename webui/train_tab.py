@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -18,18 +17,8 @@ from webui.dataset_preview import build_dataset_preview
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
 from webui.locales import DEFAULT_LANG, plot_labels, t
 from webui.plots import loss_figure
-from webui.run_monitor import RunMonitor, build_run_monitor, launch_checked
+from webui.run_monitor import MonitoredTab, build_run_monitor, launch_checked
 from webui.top_bar import TopBar, model_label
-
-
-@dataclass(eq=False)
-class TrainTab:
-    controls: list[FieldControl]
-    other_texts: list
-    monitor: RunMonitor
-
-    def texts(self) -> list:
-        return self.controls + self.other_texts
 
 
 def default_run_name() -> str:
@@ -43,7 +32,7 @@ def dataset_choices(dataset_dir: str) -> list[str]:
         return []
 
 
-def build_train_tab(top: TopBar) -> TrainTab:
+def build_train_tab(top: TopBar) -> MonitoredTab:
     lang = DEFAULT_LANG
     initial = demo_config()
     ctl = {}
@@ -214,4 +203,4 @@ def build_train_tab(top: TopBar) -> TrainTab:
              Translated(config_path, "config_path", info_key="config_path_info"),
              Translated(plot, "loss_plot"), Translated(command, "command")]
     texts += preview.texts() + monitor.texts()
-    return TrainTab(controls, texts, monitor)
+    return MonitoredTab(controls, texts, monitor)
