@@ -18,7 +18,7 @@ from webui import runner
 from webui.dataset_preview import build_dataset_preview
 from webui.form import FieldControl, Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
-from webui.run_monitor import MonitoredTab, build_run_monitor, launch_checked
+from webui.run_monitor import MonitoredTab, build_run_monitor
 from webui.top_bar import TopBar, model_label
 from webui.train_tab import dataset_choices
 
@@ -153,18 +153,13 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
     cmd_btn.click(on_preview, [top.lang, output_dir] + form_inputs, [command, monitor.status])
 
     def start(lang_, run_name, values, compare):
-        try:
+        def checked():
             cfg, run = build(values, run_name, compare)
             if compare and not cfg.model.adapter_path:
                 raise ConfigError("model.adapter_path", t(lang_, "compare_needs_checkpoint"))
-        except (ConfigError, PathError) as exc:
-            gr.Warning(t(lang_, "invalid_value", error=str(exc)))
-            return (t(lang_, "invalid_value", error=str(exc)), gr.update()) + monitor.not_started()
-        refusal = launch_checked(lang_, run, cfg, "eval")
-        if refusal:
-            gr.Warning(refusal)
-            return (refusal, gr.update()) + monitor.not_started()
-        return (t(lang_, "eval_started", path=str(run.path)), default_eval_name()) + monitor.started(run)
+            return cfg, run
+
+        return monitor.start(lang_, checked, "eval", "eval_started", default_eval_name())
 
     outputs = [monitor.status, output_dir] + monitor.start_outputs()
     start_btn.click(lambda lang_, name, *v: start(lang_, name, list(v), None), [top.lang, output_dir] + form_inputs,

@@ -12,9 +12,9 @@ from engine.config import ConfigError
 from engine.paths import PathError, confined, exports_dir
 from engine.rundir import FINISHED, RunDir
 from webui import runner
-from webui.form import FieldControl, Translated, config_from_values, field_control
+from webui.form import Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
-from webui.run_monitor import MonitoredTab, build_run_monitor, launch_checked
+from webui.run_monitor import MonitoredTab, build_run_monitor
 from webui.top_bar import TopBar, model_label
 
 
@@ -62,19 +62,14 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
     cmd_btn.click(on_preview, [top.lang] + form_inputs, [command, monitor.status])
 
     def on_export(lang_, *values):
-        try:
+        def checked():
             cfg, run = build(list(values))
             target = Path(cfg.export.export_dir)
             if target.exists() and any(target.iterdir()):
                 raise PathError(t(lang_, "export_dir_not_empty", path=str(target)))
-        except (ConfigError, PathError) as exc:
-            gr.Warning(t(lang_, "invalid_value", error=str(exc)))
-            return (t(lang_, "invalid_value", error=str(exc)), "") + monitor.not_started()
-        refusal = launch_checked(lang_, run, cfg, "export")
-        if refusal:
-            gr.Warning(refusal)
-            return (refusal, "") + monitor.not_started()
-        return (t(lang_, "export_started", path=cfg.export.export_dir), "") + monitor.started(run)
+            return cfg, run
+
+        return monitor.start(lang_, checked, "export", "export_started", "")
 
     export_btn.click(on_export, [top.lang] + form_inputs, [monitor.status, result] + monitor.start_outputs())
     stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], monitor.status)

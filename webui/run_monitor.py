@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from engine.config import ConfigError
+from engine.paths import PathError
 from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
 from webui import runner
 from webui.form import Translated
@@ -75,6 +77,22 @@ class RunMonitor:
 
     def not_started(self) -> tuple:
         return gr.update(), gr.update(), gr.update(), gr.update()
+
+    def start(self, lang: str, build: Callable[[], tuple], command: str, started_key: str, second: Any) -> tuple:
+        """Build (config, run dir) and launch; outputs ``[status, <second>] + start_outputs()``.
+
+        Bad input or a busy device becomes a warning and a status message naming the problem."""
+        try:
+            cfg, run = build()
+        except (ConfigError, PathError) as exc:
+            message = t(lang, "invalid_value", error=str(exc))
+            gr.Warning(message)
+            return (message, gr.update()) + self.not_started()
+        refusal = launch_checked(lang, run, cfg, command)
+        if refusal:
+            gr.Warning(refusal)
+            return (refusal, gr.update()) + self.not_started()
+        return (t(lang, started_key, path=str(run.path)), second) + self.started(run)
 
     def wire(self, lang_dd, extra_outputs: list | None = None,
              extra: Callable[[str, RunDir, runner.Snapshot, bool], list] | None = None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import gradio as gr
 
@@ -17,7 +16,7 @@ from webui.dataset_preview import build_dataset_preview
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
 from webui.locales import DEFAULT_LANG, plot_labels, t
 from webui.plots import loss_figure
-from webui.run_monitor import MonitoredTab, build_run_monitor, launch_checked
+from webui.run_monitor import MonitoredTab, build_run_monitor
 from webui.top_bar import TopBar, model_label
 
 
@@ -174,17 +173,8 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
                                              datasets.component)
 
     def on_start(lang_, run_name, *values):
-        try:
-            cfg = build_config(list(values))
-            run = target_run(list(values), run_name)
-        except (ConfigError, PathError) as exc:
-            gr.Warning(t(lang_, "invalid_value", error=str(exc)))
-            return (t(lang_, "invalid_value", error=str(exc)), gr.update()) + monitor.not_started()
-        refusal = launch_checked(lang_, run, cfg, "train")
-        if refusal:
-            gr.Warning(refusal)
-            return (refusal, gr.update()) + monitor.not_started()
-        return (t(lang_, "training_started", path=str(run.path)), default_run_name()) + monitor.started(run)
+        build = lambda: (build_config(list(values)), target_run(list(values), run_name))  # noqa: E731
+        return monitor.start(lang_, build, "train", "training_started", default_run_name())
 
     start_btn.click(on_start, [top.lang, output_dir] + form_inputs, [status, output_dir] + monitor.start_outputs())
     stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], status)
