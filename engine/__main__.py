@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "the run directory unless export.output_dir is set)")
     p_check = sub.add_parser("check", help="validate a run.yaml file and print it back")
     p_check.add_argument("config")
-    p_check.add_argument("--for", dest="for_command", choices=COMMANDS, default="train",
-                         help="validate for this command (default: train)")
+    p_check.add_argument("--for", dest="for_command", choices=COMMANDS, default=None,
+                         help="validate for this command and print only the sections it reads "
+                              "(default: validate for train, print every section)")
     p_chat = sub.add_parser(
         "chat", help="chat with a model in the terminal (streams answers; /clear, /exit)",
         description="Chat in the terminal. Each line read from standard input is a message (it works with a "
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "chat":
         return chat(args)
-    command = args.for_command if args.command == "check" else args.command
+    command = (args.for_command or "train") if args.command == "check" else args.command
     try:
         cfg = RunConfig.load(args.config, command)
     except FileNotFoundError:
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             _report_config_error(Path(args.config), exc)
         return 2
     if args.command == "check":
-        print(cfg.to_yaml(command), end="")
+        print(cfg.to_yaml(args.for_command), end="")
         return 0
     if args.command == "eval":
         from engine.evaluate import run_evaluation  # noqa: PLC0415 - imports torch
@@ -147,7 +148,11 @@ def chat(args) -> int:
     while True:
         if interactive:
             print("\nUser: ", end="", flush=True)
-        line = sys.stdin.readline()
+        try:
+            line = sys.stdin.readline()
+        except KeyboardInterrupt:  # Ctrl-C at the prompt quits
+            print(file=sys.stderr)
+            break
         if not line:  # end of input
             break
         text = line.strip()

@@ -55,14 +55,20 @@ class EvalItem:
     prompt_ids: list         # conversation without its last answer + generation prompt
 
 
-def prepare_items(cfg: RunConfig, formatter, log=print) -> list[EvalItem]:
-    """Load the datasets and encode every sample for the loss and for generation."""
+def load_eval_samples(cfg: RunConfig) -> list:
+    """The samples of ``data.datasets`` with identity placeholders filled (DataError names what is wrong)."""
     from engine.data import load_samples  # noqa: PLC0415
     from engine.paths import resolve_user_dir  # noqa: PLC0415
 
     fill = {"name": cfg.data.identity_name, "author": cfg.data.identity_author}
-    samples = load_samples(resolve_user_dir(cfg.data.dataset_dir, "data folder"), cfg.data.datasets,
-                           cfg.data.max_samples, fill)
+    return load_samples(resolve_user_dir(cfg.data.dataset_dir, "data folder"), cfg.data.datasets,
+                        cfg.data.max_samples, fill)
+
+
+def prepare_items(cfg: RunConfig, formatter, samples: list | None = None, log=print) -> list[EvalItem]:
+    """Encode every sample for the loss (as in training) and for generation."""
+    if samples is None:
+        samples = load_eval_samples(cfg)
     items, skipped, cut_prompts = [], 0, 0
     for sample in samples:
         messages = sample.chat_messages()
@@ -122,7 +128,7 @@ class Progress:
         done = [t for times in self.phase_times.values() for t in times]
         overall = sum(done) / len(done)
         avg = {phase: sum(ts) / len(ts) for phase, ts in self.phase_times.items()}
-        return sum(avg.get(phase, overall) for _, phase in self.plan[self.step:])
+        return float(sum(avg.get(phase, overall) for _, phase in self.plan[self.step:]))
 
     def batch_done(self) -> None:
         now = time.time()
@@ -243,7 +249,7 @@ def evaluate_pass(key: str, model, tokenizer, formatter, items: list[EvalItem], 
 
     t0 = time.time()
     total, count = compute_loss(model, items, cfg.eval.batch_size, tokenizer.pad_token_id, device, progress, stop, log)
-    loss = total / count
+    loss = total / max(count, 1)
     metrics = {"eval_loss": round(loss, 6), "perplexity": round(math.exp(loss), 4) if loss < 700 else None}
     answers = None
     if cfg.eval.predict:
@@ -275,23 +281,29 @@ def run_evaluation(config_path: str | Path) -> int:
         print(msg, flush=True)
 
     try:
+        from engine.models import check_checkpoint, load_with_checkpoint  # noqa: PLC0415
+
+        # What can be checked without loading the model is checked first, so such errors come at once.
+        adapter = cfg.model.adapter_path.strip()
+        if adapter:
+            check_checkpoint(adapter)
+        samples = load_eval_samples(cfg)
+
         import torch  # noqa: PLC0415
 
         from engine.devices import inference_dtype, pick_device  # noqa: PLC0415
-        from engine.models import load_with_checkpoint  # noqa: PLC0415
         from engine.templates import ChatFormatter  # noqa: PLC0415
 
         torch.set_grad_enabled(False)
         device = pick_device(cfg.model.device)
         dtype = inference_dtype(device)
-        adapter = cfg.model.adapter_path.strip()
         log(f"evaluating {cfg.model.model_name_or_path}" + (f" with checkpoint {adapter}" if adapter else "")
             + f" on {', '.join(cfg.data.datasets)} (device {device})")
         model, tokenizer, kind = load_with_checkpoint(cfg.model.model_name_or_path, adapter, dtype,
                                                       cfg.model.trust_remote_code, log)
         model.to(device).eval()
         formatter = ChatFormatter(tokenizer, cfg.model.template)
-        items = prepare_items(cfg, formatter, log)
+        items = prepare_items(cfg, formatter, samples, log)
         log(f"{len(items)} samples")
 
         compare = cfg.eval.compare_base and kind is not None
@@ -346,13 +358,26 @@ def run_evaluation(config_path: str | Path) -> int:
         log("Evaluation stopped; no metrics were written.")
         return 0
     except BaseException as exc:  # report every failure in words, then exit non-zero
-        traceback.print_exc()
+        if not _expected(exc):
+            traceback.print_exc()
         sys.stdout.flush()
         if stop.requested:
             run.write_status(STOPPED, phase="stopped", error=None)
             return 0
-        run.write_status(FAILED, error=describe_error(exc))
+        message = describe_error(exc)
+        run.write_status(FAILED, error=message)
+        log(f"Evaluation failed: {message}")
         return 1
+
+
+def _expected(exc: BaseException) -> bool:
+    """Errors that already say in words what is wrong with the input: no traceback needed."""
+    from engine.data import DataError  # noqa: PLC0415
+    from engine.models import ModelLoadError  # noqa: PLC0415
+    from engine.paths import PathError  # noqa: PLC0415
+    from engine.templates import TemplateError  # noqa: PLC0415
+
+    return isinstance(exc, (DataError, ModelLoadError, PathError, TemplateError, ConfigError))
 
 
 def describe_error(exc: BaseException) -> str:

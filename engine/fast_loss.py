@@ -85,6 +85,26 @@ def answer_only_loss(body, head, inputs: dict, num_items_in_batch=None):
     return loss / num_items_in_batch
 
 
+def _check_sample(inputs: dict) -> dict:
+    """The shortest answered row of a right-padded batch, without its padding (cheap to run twice).
+
+    Anything less plain than input_ids / attention_mask / labels of one shape: the whole batch.
+    """
+    mask, labels = inputs.get("attention_mask"), inputs["labels"]
+    if (set(inputs) - {"input_ids", "attention_mask", "labels"} or mask is None or mask.dim() != 2
+            or any(v.shape != mask.shape for v in inputs.values())):
+        return inputs
+    answered = labels[:, 1:].ne(IGNORE_INDEX).any(dim=1)
+    if not bool(answered.any()):
+        return inputs
+    lengths = mask.sum(dim=1).masked_fill(~answered, mask.shape[1] + 1)
+    row = int(lengths.argmin())
+    n = int(lengths[row])
+    if not bool(mask[row, :n].all()):  # padding is not all at the right end
+        return inputs
+    return {k: v[row:row + 1, :n] for k, v in inputs.items()}
+
+
 def make_trainer_class(log=print):
     """A transformers Trainer whose loss uses :func:`answer_only_loss` once the first batch proved it equal."""
     import torch  # noqa: PLC0415
@@ -139,26 +159,30 @@ def make_trainer_class(log=print):
             return loss
 
         def _checked_fast_loss(self, model, inputs, num_items_in_batch):
-            """Both losses on the first batch, with the same RNG draws (dropout); keep the fast one if equal."""
+            """Compare both losses once, without gradients, on a small sample of the first batch.
+
+            Each side runs from the same RNG state, which is restored afterwards, so dropout masks match
+            and the training run draws exactly the random numbers it would have drawn without the check.
+            """
+            sample = _check_sample(inputs)
             devices = [p.device for p in model.parameters() if p.device.type != "cpu"][:1]
-            with torch.random.fork_rng(devices=devices, device_type=devices[0].type if devices else "cuda"):
-                with torch.no_grad():
-                    reference = super().compute_loss(model, dict(inputs), False, num_items_in_batch)
-            try:
-                loss = self._fast_loss(inputs, num_items_in_batch)
-            except Exception as exc:  # noqa: BLE001 - any surprise in the fast path means: use the standard one
-                loss, error = None, f"{type(exc).__name__}: {exc}"
-            else:
-                error = None
-            ref, got = float(reference.detach()), float(loss.detach()) if loss is not None else float("nan")
-            half = self.args.bf16 or self.args.fp16
-            tol = _CHECK_RTOL["half" if half else "fp32"]
-            if error is None and abs(got - ref) <= tol * max(abs(ref), 1e-6):
+            fork = dict(devices=devices, device_type=devices[0].type if devices else "cuda")
+            error = None
+            with torch.no_grad():
+                with torch.random.fork_rng(**fork):
+                    reference = float(super().compute_loss(model, dict(sample), False, None).detach())
+                with torch.random.fork_rng(**fork):
+                    try:
+                        got = float(self._fast_loss(dict(sample), None).detach())
+                    except Exception as exc:  # noqa: BLE001 - any surprise in the fast path: use the standard one
+                        got, error = float("nan"), f"{type(exc).__name__}: {exc}"
+            tol = _CHECK_RTOL["half" if (self.args.bf16 or self.args.fp16) else "fp32"]
+            if error is None and abs(got - reference) <= tol * max(abs(reference), 1e-6):
                 self._fast_state = "on"
-                log(f"answer-only loss on (first batch: {got:.6g} vs standard {ref:.6g})")
-                return loss
+                log(f"answer-only loss on (check: {got:.7g} vs standard {reference:.7g})")
+                return self._fast_loss(inputs, num_items_in_batch)
             self._fast_state = "off"
-            log(f"answer-only loss off: {error or f'first batch gave {got:.6g}, standard {ref:.6g}'}; "
+            log(f"answer-only loss off: {error or f'check gave {got:.7g}, standard {reference:.7g}'}; "
                 "using the standard loss")
             return super().compute_loss(model, inputs, False, num_items_in_batch)
 

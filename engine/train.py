@@ -236,6 +236,7 @@ def run_training(config_path: str | Path) -> int:
         from transformers import Trainer, set_seed  # noqa: PLC0415
 
         from engine.devices import pick_device, resolve_compute_type  # noqa: PLC0415
+        from engine.fast_loss import fast_loss_enabled, make_trainer_class  # noqa: PLC0415
         from engine.models import load_model, load_tokenizer  # noqa: PLC0415
 
         set_seed(cfg.train.seed)
@@ -264,7 +265,10 @@ def run_training(config_path: str | Path) -> int:
         def to_dataset(rows):
             return Dataset.from_list([dict(r, length=len(r["input_ids"])) for r in rows]) if rows else None
 
-        trainer = Trainer(
+        trainer_class = Trainer
+        if fast_loss_enabled():  # same loss, output layer computed on answer tokens only
+            trainer_class = make_trainer_class(log)
+        trainer = trainer_class(
             model=model,
             args=build_training_arguments(cfg, device, compute),
             train_dataset=to_dataset(train_rows),

@@ -26,13 +26,12 @@ if str(ROOT) not in sys.path:
 
 @pytest.fixture(scope="session")
 def workdirs(tmp_path_factory) -> dict[str, Path]:
-    """Fresh saves/ and configs/ for the session, so tests never touch a user's runs."""
+    """Fresh saves/, configs/ and exports/ for the session, so tests never touch a user's files."""
     base = tmp_path_factory.mktemp("tuneboard")
-    dirs = {"saves": base / "saves", "configs": base / "configs"}
-    for d in dirs.values():
+    dirs = {"saves": base / "saves", "configs": base / "configs", "exports": base / "exports"}
+    for name, d in dirs.items():
         d.mkdir()
-    os.environ["TUNEBOARD_SAVES"] = str(dirs["saves"])
-    os.environ["TUNEBOARD_CONFIGS"] = str(dirs["configs"])
+        os.environ[f"TUNEBOARD_{name.upper()}"] = str(d)
     return dirs
 
 

@@ -1,0 +1,408 @@
+"""Export a standalone model folder: a LoRA checkpoint merged into its base model.
+
+Run as ``python -m engine export <run_dir>/run.yaml``. The result in
+``export.export_dir`` loads with plain ``AutoModelForCausalLM.from_pretrained``
+and ``AutoTokenizer.from_pretrained``, no peft needed:
+
+    model.safetensors | model-0000N-of-0000M.safetensors + model.safetensors.index.json
+    config.json, generation_config.json
+    tokenizer files and the chat template (a named template is written as Jinja)
+    README.md          base model, checkpoint, dataset(s) and training settings
+
+A full/freeze checkpoint is a whole model already: it is re-saved in the same
+layout (dtype, shards). Without a checkpoint the base model itself is exported.
+The folder is built under a temporary name next to ``export_dir`` and renamed
+into place at the end, so a failed or stopped export leaves nothing behind, and
+an existing non-empty ``export_dir`` is refused before anything is loaded.
+
+Status like training: running (phase, step/total_steps) -> finished (with
+"export_dir" and "files") | failed ("error" in words) | stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
+
+STAGES = ("load", "merge", "save", "tokenizer", "readme")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
+DEMO_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+class ExportError(RuntimeError):
+    """The export cannot go ahead; the message says why in words."""
+
+
+class Stopped(Exception):
+    pass
+
+
+def check_target(export_dir: Path) -> None:
+    """Refuse a target that exists and is not an empty folder."""
+    if export_dir.is_symlink() or (export_dir.exists() and not export_dir.is_dir()):
+        raise ExportError(f"export folder {str(export_dir)!r} exists and is not a folder; choose a new folder")
+    if export_dir.is_dir() and any(export_dir.iterdir()):
+        raise ExportError(f"export folder {str(export_dir)!r} already exists and is not empty; choose a new or "
+                          "empty folder (nothing was written)")
+
+
+def find_training_run(checkpoint: str) -> Path | None:
+    """The run directory whose run.yaml produced ``checkpoint`` (the run dir itself or its checkpoint-N)."""
+    if not checkpoint:
+        return None
+    p = Path(checkpoint).resolve()
+    candidates = [p] + ([p.parent] if _CHECKPOINT_DIR.match(p.name) else [])
+    return next((c for c in candidates if (c / "run.yaml").is_file()), None)
+
+
+def _torch_dtype(name: str):
+    import torch  # noqa: PLC0415
+
+    return {"auto": "auto", "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+# -- chat template --------------------------------------------------------------
+
+def _jinja_literal(text: str) -> str:
+    return "{{ " + json.dumps(text) + " }}" if text else ""
+
+
+def _jinja_turn(fmt: str, eos: str) -> str:
+    marker = "\x00"
+    before, after = fmt.replace("{eos}", eos).format(content=marker).split(marker)
+    return _jinja_literal(before) + "{{ message['content'] }}" + _jinja_literal(after)
+
+
+def named_template_jinja(named, eos_token: str) -> str:
+    """A Jinja chat template that renders exactly like the NamedTemplate (checked by the caller)."""
+    default_system = ""
+    if named.default_system:
+        default_system = ("{% if messages|length == 0 or messages[0]['role'] != 'system' %}"
+                          + _jinja_literal(named.system.format(content=named.default_system)) + "{% endif %}")
+    return (_jinja_literal(named.prefix) + default_system
+            + "{% for message in messages %}"
+            + "{% if message['role'] == 'system' %}" + _jinja_turn(named.system, eos_token)
+            + "{% elif message['role'] == 'user' %}" + _jinja_turn(named.user, eos_token)
+            + "{% elif message['role'] == 'assistant' %}" + _jinja_turn(named.assistant, eos_token)
+            + "{% endif %}{% endfor %}"
+            + "{% if add_generation_prompt %}" + _jinja_literal(named.generation_prompt) + "{% endif %}")
+
+
+_PROBES = (
+    [{"role": "user", "content": "Hi"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi \"there\"\n{x}"},
+     {"role": "assistant", "content": "Hello! 你好"}, {"role": "user", "content": "Bye"}],
+)
+
+
+def bake_chat_template(tokenizer, template: str, log=print) -> str:
+    """Give the tokenizer the chat template the model was trained with; returns a note for the README."""
+    from engine.templates import NAMED_TEMPLATES, ChatFormatter, TemplateError  # noqa: PLC0415
+
+    if template == "auto" or template not in NAMED_TEMPLATES:
+        if getattr(tokenizer, "chat_template", None):
+            return "the tokenizer's own (`auto`)"
+        log("warning: the tokenizer has no chat template; the export has none either")
+        return "none (the tokenizer has no chat template)"
+    formatter = ChatFormatter(tokenizer, template)
+    original = getattr(tokenizer, "chat_template", None)
+    tokenizer.chat_template = named_template_jinja(NAMED_TEMPLATES[template], tokenizer.eos_token or "")
+    try:
+        for probe in _PROBES:
+            for gen in (True, False):
+                ours = formatter.render(probe, add_generation_prompt=gen)
+                theirs = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=gen)
+                if ours != theirs:
+                    raise TemplateError(f"rendered {theirs!r}, expected {ours!r}")
+    except Exception as exc:  # noqa: BLE001 - keep the tokenizer's own template rather than a wrong one
+        tokenizer.chat_template = original
+        log(f"warning: could not write template {template!r} as Jinja ({exc}); keeping the tokenizer's own")
+        return "the tokenizer's own (the named template could not be converted)"
+    log(f"chat template {template!r} written into the tokenizer as Jinja")
+    return f"`{template}` (written into tokenizer_config / chat_template.jinja)"
+
+
+# -- README --------------------------------------------------------------------------
+
+def _hub_id(model_name_or_path: str) -> str | None:
+    from engine.demo_model import is_demo  # noqa: PLC0415
+
+    if is_demo(model_name_or_path):
+        return DEMO_HUB_ID
+    name = model_name_or_path.strip()
+    if os.path.exists(os.path.expanduser(name)) or name.startswith((".", "/", "~")):
+        return None
+    return name if re.fullmatch(r"[\w.\-]+/[\w.\-]+", name) else None
+
+
+def build_readme(cfg: RunConfig, kind: str | None, export_dir: Path, dtype: str, template_note: str,
+                 files: list[str]) -> str:
+    import yaml  # noqa: PLC0415
+
+    base = cfg.model.model_name_or_path
+    checkpoint = cfg.model.adapter_path.strip()
+    run_dir = find_training_run(checkpoint)
+    train_raw: dict = {}
+    train_status: dict = {}
+    if run_dir is not None:
+        try:
+            train_raw = yaml.safe_load((run_dir / "run.yaml").read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            train_raw = {}
+        train_status = RunDir(run_dir).read_status()
+    hub = _hub_id(base)
+    front = ["---", "library_name: transformers"]
+    if hub:
+        front.append(f"base_model: {hub}")
+    front += ["tags:", "  - tuneboard", "  - llama-factory"]
+    method = (train_raw.get("train") or {}).get("finetuning_type") or {"lora": "lora", "full": "full"}.get(kind or "")
+    if method:
+        front.append(f"  - {method}")
+    front.append("---")
+
+    what = {None: "no checkpoint: the base model itself",
+            "lora": "LoRA adapter, merged into the base weights",
+            "full": "full/freeze checkpoint (a whole model; nothing to merge)"}[kind]
+    rows = [("Base model", f"`{base}`" + (f" ({hub})" if hub and hub != base else ""))]
+    rows.append(("Checkpoint", f"`{checkpoint}` ({what})" if checkpoint else what))
+    data = train_raw.get("data") or {}
+    train = train_raw.get("train") or {}
+    if run_dir is not None:
+        datasets = ", ".join(f"`{d}`" for d in (data.get("datasets") or [])) or "(none listed)"
+        if data.get("max_samples"):
+            datasets += f" (at most {data['max_samples']} samples each)"
+        rows.append(("Dataset(s)", datasets))
+        if method == "lora":
+            lora = train_raw.get("lora") or {}
+            rows.append(("LoRA", f"rank {lora.get('rank')}, alpha {lora.get('alpha')}, dropout {lora.get('dropout')}, "
+                                 f"target `{lora.get('target')}`"))
+        elif method == "freeze":
+            rows.append(("Freeze", f"last {(train_raw.get('freeze') or {}).get('trainable_layers')} layers trained"))
+        rows.append(("Training", f"stage {train.get('stage')}, method {method}, {train.get('num_train_epochs')} "
+                                 f"epoch(s), learning rate {train.get('learning_rate')}, batch "
+                                 f"{train.get('per_device_train_batch_size')} x {train.get('gradient_accumulation_steps')} "
+                                 f"accumulation, scheduler {train.get('lr_scheduler_type')}, cutoff "
+                                 f"{data.get('cutoff_len')} tokens, compute type {train.get('compute_type')}, "
+                                 f"seed {train.get('seed')}"))
+        metrics = train_status.get("metrics") or {}
+        if train_status.get("step"):
+            result = f"{train_status.get('state')} after {train_status.get('step')} of {train_status.get('total_steps')} steps"
+            if isinstance(metrics.get("train_loss"), (int, float)):
+                result += f", train loss {metrics['train_loss']:.4f}"
+            rows.append(("Training result", result))
+        rows.append(("Training run", f"`{run_dir}`"))
+    elif checkpoint:
+        rows.append(("Dataset(s)", "unknown: no run.yaml next to the checkpoint"))
+    rows += [("Chat template", template_note), ("Weights dtype", dtype),
+             ("Exported", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + " by TuneBoard")]
+
+    lines = front + ["", f"# {export_dir.name}", "",
+                     "A standalone model exported by TuneBoard: it loads with plain transformers, no peft needed.", "",
+                     "| | |", "| --- | --- |"]
+    lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows]
+    lines += ["", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+              f'path = "{export_dir}"',
+              "tokenizer = AutoTokenizer.from_pretrained(path)",
+              "model = AutoModelForCausalLM.from_pretrained(path)",
+              'messages = [{"role": "user", "content": "Who are you?"}]',
+              "ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
+              "return_dict=True)",
+              "out = model.generate(**ids, max_new_tokens=128)",
+              "print(tokenizer.decode(out[0, ids[\"input_ids\"].shape[1]:], skip_special_tokens=True))",
+              "```", "", "## Files", ""]
+    lines += [f"- `{f}`" for f in files + ["README.md"]]
+    if train_raw:
+        lines += ["", "## Training configuration (run.yaml)", "", "```yaml",
+                  yaml.safe_dump(train_raw, sort_keys=False, allow_unicode=True).rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+# -- the export ------------------------------------------------------------------------
+
+def run_export(config_path: str | Path) -> int:
+    """Entry point of the export subprocess; returns the process exit code."""
+    from engine.train import StopRequested  # noqa: PLC0415 - light: no torch at import time
+
+    stop = StopRequested()
+    stop.install()
+    config_path = Path(config_path)
+    cfg = RunConfig.load(config_path, "export")
+    run = RunDir(Path(cfg.export.output_dir or config_path.parent).resolve())
+    cfg.export.output_dir = str(run.path)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_status(RUNNING, pid=os.getpid(), error=None, phase="checking", command="export",
+                     step=0, total_steps=len(STAGES))
+    t0 = time.time()
+    tmp: Path | None = None
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    def stage_done(step: int, phase: str, check_stop: bool = True) -> None:
+        elapsed = round(time.time() - t0, 2)
+        run.append_event({"step": step, "total_steps": len(STAGES), "phase": phase, "elapsed_s": elapsed,
+                          "remaining_s": round(elapsed / step * (len(STAGES) - step), 2)})
+        nxt = STAGES[step] if step < len(STAGES) else "done"
+        run.write_status(RUNNING, phase=nxt, step=step, total_steps=len(STAGES), elapsed_s=elapsed)
+        if check_stop and stop.requested:
+            raise Stopped
+
+    try:
+        from engine.models import check_checkpoint  # noqa: PLC0415
+        from engine.paths import resolve_user_dir  # noqa: PLC0415
+
+        export_dir = resolve_user_dir(cfg.export.export_dir, "export folder")
+        if export_dir == run.path or export_dir in run.path.parents:
+            raise ExportError(f"export folder {str(export_dir)!r} holds this export's own run directory; "
+                              "choose another folder")
+        check_target(export_dir)
+        adapter = cfg.model.adapter_path.strip()
+        kind = check_checkpoint(adapter) if adapter else None
+        trained_on = _trained_base(adapter)
+        if kind == "lora" and trained_on and trained_on != cfg.model.model_name_or_path.strip():
+            log(f"warning: the adapter was trained on {trained_on!r} but is merged into "
+                f"{cfg.model.model_name_or_path!r}")
+        run.write_status(RUNNING, phase="load", export_dir=str(export_dir))
+
+        import torch  # noqa: PLC0415
+        from transformers import GenerationConfig  # noqa: PLC0415
+
+        from engine.devices import pick_device  # noqa: PLC0415
+        from engine.models import load_with_checkpoint  # noqa: PLC0415
+
+        torch.set_grad_enabled(False)
+        device = pick_device(cfg.export.device)
+        model, tokenizer, kind = load_with_checkpoint(cfg.model.model_name_or_path, adapter,
+                                                      _torch_dtype(cfg.export.export_dtype),
+                                                      cfg.model.trust_remote_code, log)
+        if device != "cpu":
+            model.to(device)
+        log(f"loaded {adapter if kind == 'full' else cfg.model.model_name_or_path} on {device} as {model.dtype}")
+        stage_done(1, "load")
+
+        if kind == "lora":
+            model = model.merge_and_unload()
+            log(f"merged LoRA adapter {adapter} into the base weights")
+        elif kind == "full":
+            log("the checkpoint is a whole model (full/freeze run): nothing to merge; re-saving it in the export layout")
+        else:
+            log("no checkpoint selected: exporting the base model itself")
+        model = model.to("cpu").eval()
+        model.config.use_cache = True
+        stage_done(2, "merge")
+
+        export_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.partial-", dir=export_dir.parent))
+        shard_bytes = max(1, int(cfg.export.max_shard_size_gb * 1e9))
+        model.save_pretrained(tmp, max_shard_size=shard_bytes)
+        dtype_name = str(model.dtype).replace("torch.", "")
+        weights = sorted(p.name for p in tmp.glob("*.safetensors"))
+        if not weights:
+            raise ExportError("saving wrote no safetensors weights")
+        pickles = [p.name for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if pickles:
+            raise ExportError(f"saving wrote pickle files {pickles}; refusing to export them")
+        log(f"saved {len(weights)} safetensors file(s) in {dtype_name}")
+        stage_done(3, "save")
+
+        template_note = bake_chat_template(tokenizer, cfg.model.template, log)
+        tokenizer.save_pretrained(tmp)
+        gen_path = tmp / "generation_config.json"
+        gen = GenerationConfig.from_pretrained(tmp) if gen_path.is_file() else GenerationConfig.from_model_config(model.config)
+        stops = _stop_token_ids(tokenizer, cfg.model.template)
+        eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id] if gen.eos_token_id is not None else []
+        merged_eos = eos + [t for t in stops if t not in eos]
+        if merged_eos:
+            gen.eos_token_id = merged_eos[0] if len(merged_eos) == 1 else merged_eos
+        if gen.pad_token_id is None and tokenizer.pad_token_id is not None:
+            gen.pad_token_id = tokenizer.pad_token_id
+        gen.save_pretrained(tmp)
+        stage_done(4, "tokenizer")
+
+        files = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        readme = build_readme(cfg, kind, export_dir, dtype_name, template_note, files)
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
+        files = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        size = sum((tmp / f).stat().st_size for f in files)
+        _ordinary_permissions(tmp, files)
+
+        check_target(export_dir)  # nobody wrote there meanwhile
+        if export_dir.is_dir():
+            export_dir.rmdir()  # an empty folder the user made: replaced by the export
+        os.rename(tmp, export_dir)
+        tmp = None
+        stage_done(5, "readme", check_stop=False)  # the export is complete and in place
+        run.write_status(FINISHED, phase="done", export_dir=str(export_dir), files=files, size_bytes=size,
+                         dtype=dtype_name, checkpoint_kind=kind or "base", elapsed_s=round(time.time() - t0, 2))
+        log(f"Export finished: {export_dir} ({size / 1e6:.1f} MB, {len(files)} files)")
+        return 0
+    except Stopped:
+        _remove(tmp)
+        run.write_status(STOPPED, phase="stopped", error=None)
+        log("Export stopped; nothing was written.")
+        return 0
+    except BaseException as exc:  # report every failure in words, then exit non-zero
+        _remove(tmp)
+        from engine.models import ModelLoadError  # noqa: PLC0415
+
+        if not isinstance(exc, (ExportError, ModelLoadError)):  # expected refusals need no traceback
+            traceback.print_exc()
+        sys.stdout.flush()
+        if stop.requested:
+            run.write_status(STOPPED, phase="stopped", error=None)
+            return 0
+        from engine.evaluate import describe_error  # noqa: PLC0415
+
+        message = str(exc) if isinstance(exc, ExportError) else describe_error(exc)
+        run.write_status(FAILED, error=message)
+        log(f"Export failed: {message}")
+        return 1
+
+
+def _trained_base(checkpoint: str) -> str | None:
+    """model.model_name_or_path of the training run that made ``checkpoint``, if its run.yaml is there."""
+    import yaml  # noqa: PLC0415
+
+    run_dir = find_training_run(checkpoint)
+    if run_dir is None:
+        return None
+    try:
+        raw = yaml.safe_load((run_dir / "run.yaml").read_text(encoding="utf-8")) or {}
+        return str((raw.get("model") or {}).get("model_name_or_path") or "").strip() or None
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+
+
+def _stop_token_ids(tokenizer, template: str) -> list[int]:
+    from engine.templates import ChatFormatter, TemplateError  # noqa: PLC0415
+
+    try:
+        return ChatFormatter(tokenizer, template).stop_token_ids()
+    except TemplateError:
+        return [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+
+
+def _ordinary_permissions(folder: Path, files: list[str]) -> None:
+    """mkdtemp makes the folder private and some writers make files 0600: give them the usual umask modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for name in files:
+        os.chmod(folder / name, 0o666 & ~umask)
+
+
+def _remove(path: Path | None) -> None:
+    if path is not None and path.exists():
+        shutil.rmtree(path, ignore_errors=True)
