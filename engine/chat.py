@@ -120,7 +120,7 @@ class ChatEngine:
                stop: threading.Event | None = None) -> Iterator[str]:
         """Yield the growing answer text to ``messages`` (role/content dicts, optional system first)."""
         import torch  # noqa: PLC0415
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer  # noqa: PLC0415
+        from transformers import StoppingCriteria, StoppingCriteriaList  # noqa: PLC0415
 
         stop = stop or threading.Event()
 
@@ -135,7 +135,7 @@ class ChatEngine:
             try:
                 model, tokenizer, formatter = self.model, self.tokenizer, self.formatter
                 ids = torch.tensor([formatter.encode_prompt(messages)], device=self.device)
-                streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+                streamer = TokenStreamer(tokenizer)
                 sample = settings.temperature > 0
                 kwargs = dict(
                     input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
@@ -161,10 +161,8 @@ class ChatEngine:
 
                 worker = threading.Thread(target=_run, daemon=True)
                 worker.start()
-                text = ""
                 try:
-                    for piece in streamer:
-                        text += piece
+                    for text in streamer:
                         yield text
                 finally:
                     # Also reached when the consumer goes away mid-answer: stop generating, then free the lock.
@@ -174,3 +172,48 @@ class ChatEngine:
                     raise errors[0]
             finally:
                 self._active_stop = None
+
+
+class TokenStreamer:
+    """Streams the answer token by token (transformers' streamer protocol: put / end).
+
+    transformers' TextIteratorStreamer releases text only at spaces or CJK characters, so an
+    answer without spaces (emoji, code, some scripts) would arrive only at the end. Here the
+    whole answer so far is decoded at each token and released unless it ends inside a
+    multi-byte character.
+    """
+
+    _END = object()
+
+    def __init__(self, tokenizer) -> None:
+        import queue  # noqa: PLC0415
+
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prompt_seen = False
+        self.sent = ""
+        self.queue: queue.Queue = queue.Queue()
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:  # generate() first passes the prompt
+            self.prompt_seen = True
+            return
+        self.ids.extend(int(i) for i in value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text != self.sent and not text.endswith("\ufffd"):
+            self.sent = text
+            self.queue.put(text)
+
+    def end(self) -> None:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True) if self.ids else ""
+        if text != self.sent:
+            self.sent = text
+            self.queue.put(text)
+        self.queue.put(self._END)
+
+    def __iter__(self):
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                return
+            yield item

@@ -105,22 +105,44 @@ def _check_sample(inputs: dict) -> dict:
     return {k: v[row:row + 1, :n] for k, v in inputs.items()}
 
 
-def make_trainer_class(log=print):
-    """A transformers Trainer whose loss uses :func:`answer_only_loss` once the first batch proved it equal."""
+def make_trainer_class(log=print, fast_loss: bool = True):
+    """The Trainer TuneBoard trains with: the answer-only loss (once a first-batch check proved it equal to
+    the standard one; ``fast_loss=False`` keeps the standard loss) and a count of padding tokens fed."""
     import torch  # noqa: PLC0415
     from transformers import Trainer  # noqa: PLC0415
 
-    class AnswerOnlyLossTrainer(Trainer):
+    class TuneBoardTrainer(Trainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self._fast_parts = None
-            self._fast_state = "unchecked"  # -> "on" | "off"
+            self._fast_state = "unchecked" if fast_loss else "off"  # -> "on" | "off"
             self._loss_only_prediction = False
-            try:
-                self._fast_parts = split_causal_lm(self.model)
-            except ValueError as exc:
-                self._fast_state = "off"
-                log(f"answer-only loss off: {exc}; using the standard loss")
+            self._fed_tokens = 0
+            self._real_tokens = None  # a tensor on the batch's device: counting must not synchronise
+            if fast_loss:
+                try:
+                    self._fast_parts = split_causal_lm(self.model)
+                except ValueError as exc:
+                    self._fast_state = "off"
+                    log(f"answer-only loss off: {exc}; using the standard loss")
+
+        @property
+        def fast_loss_active(self) -> bool:
+            return self._fast_state == "on"
+
+        def padding_share(self) -> float | None:
+            """Padding tokens / all tokens fed to training steps so far."""
+            if not self._fed_tokens or self._real_tokens is None:
+                return None
+            return 1.0 - float(self._real_tokens) / self._fed_tokens
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            mask = inputs.get("attention_mask")
+            if mask is not None:
+                self._fed_tokens += mask.numel()
+                real = mask.sum()
+                self._real_tokens = real if self._real_tokens is None else self._real_tokens + real
+            return super().training_step(model, inputs, num_items_in_batch)
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
             self._loss_only_prediction = bool(prediction_loss_only)
@@ -134,21 +156,18 @@ def make_trainer_class(log=print):
                       and (not return_outputs or self._loss_only_prediction)
                       and self.label_smoother is None and self.compute_loss_func is None
                       and model is self.accelerator.unwrap_model(model))  # DDP & co. must see their forward
-            if not usable:
+            if not usable or (self._fast_state == "unchecked" and not model.training):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if self._fast_state == "unchecked":
-                if not model.training:  # check on a training batch, where the RNG handling below applies
-                    return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
                 loss = self._checked_fast_loss(model, inputs, num_items_in_batch)
             else:
                 loss = self._fast_loss(inputs, num_items_in_batch)
-            if return_outputs:
-                return loss, {"loss": loss}
-            return loss
+            return (loss, {"loss": loss}) if return_outputs else loss
 
         def _fast_loss(self, inputs, num_items_in_batch):
             body, head = self._fast_parts
-            # Mirror Trainer.compute_loss: the model normalises by num_items_in_batch only if it accepts it.
+            # As Trainer.compute_loss: the model normalises by num_items_in_batch only if it accepts loss kwargs
+            # (the Trainer then leaves the loss alone), else it returns the mean (the Trainer divides by GA steps).
             items = num_items_in_batch if self.model_accepts_loss_kwargs else None
             with self.accelerator.autocast():  # accelerate autocasts model.forward, which is bypassed here
                 loss = answer_only_loss(body, head, inputs, items)
@@ -159,14 +178,14 @@ def make_trainer_class(log=print):
             return loss
 
         def _checked_fast_loss(self, model, inputs, num_items_in_batch):
-            """Compare both losses once, without gradients, on a small sample of the first batch.
+            """Compare both losses once, without gradients, on the shortest sample of the first batch.
 
             Each side runs from the same RNG state, which is restored afterwards, so dropout masks match
-            and the training run draws exactly the random numbers it would have drawn without the check.
+            and training draws exactly the random numbers it would have drawn without the check.
             """
             sample = _check_sample(inputs)
             devices = [p.device for p in model.parameters() if p.device.type != "cpu"][:1]
-            fork = dict(devices=devices, device_type=devices[0].type if devices else "cuda")
+            fork = {"devices": devices, "device_type": devices[0].type if devices else "cuda"}
             error = None
             with torch.no_grad():
                 with torch.random.fork_rng(**fork):
@@ -179,11 +198,11 @@ def make_trainer_class(log=print):
             tol = _CHECK_RTOL["half" if (self.args.bf16 or self.args.fp16) else "fp32"]
             if error is None and abs(got - reference) <= tol * max(abs(reference), 1e-6):
                 self._fast_state = "on"
-                log(f"answer-only loss on (check: {got:.7g} vs standard {reference:.7g})")
+                log(f"answer-only loss on (check: {got:.7g}, standard loss {reference:.7g})")
                 return self._fast_loss(inputs, num_items_in_batch)
             self._fast_state = "off"
-            log(f"answer-only loss off: {error or f'check gave {got:.7g}, standard {reference:.7g}'}; "
+            log(f"answer-only loss off: {error or f'check gave {got:.7g}, standard loss {reference:.7g}'}; "
                 "using the standard loss")
             return super().compute_loss(model, inputs, False, num_items_in_batch)
 
-    return AnswerOnlyLossTrainer
+    return TuneBoardTrainer

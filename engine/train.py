@@ -233,7 +233,7 @@ def run_training(config_path: str | Path) -> int:
     try:
         import torch  # noqa: PLC0415
         from datasets import Dataset  # noqa: PLC0415
-        from transformers import Trainer, set_seed  # noqa: PLC0415
+        from transformers import set_seed  # noqa: PLC0415
 
         from engine.devices import pick_device, resolve_compute_type  # noqa: PLC0415
         from engine.fast_loss import fast_loss_enabled, make_trainer_class  # noqa: PLC0415
@@ -265,9 +265,9 @@ def run_training(config_path: str | Path) -> int:
         def to_dataset(rows):
             return Dataset.from_list([dict(r, length=len(r["input_ids"])) for r in rows]) if rows else None
 
-        trainer_class = Trainer
-        if fast_loss_enabled():  # same loss, output layer computed on answer tokens only
-            trainer_class = make_trainer_class(log)
+        # The same loss as the Trainer's, with the output layer computed on answer tokens only
+        # (TUNEBOARD_FAST_LOSS=0: the standard way).
+        trainer_class = make_trainer_class(log, fast_loss=fast_loss_enabled())
         trainer = trainer_class(
             model=model,
             args=build_training_arguments(cfg, device, compute),
@@ -281,6 +281,10 @@ def run_training(config_path: str | Path) -> int:
         result = trainer.train()
         trainer.save_model(str(run.path))
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+        padding = trainer.padding_share()
+        if padding is not None:
+            metrics["padding_share"] = round(padding, 4)
+            log(f"padding: {100 * padding:.1f}% of the tokens fed to training")
         state = STOPPED if stop.requested else FINISHED
         run.write_status(state, phase="done", metrics=metrics, step=trainer.state.global_step,
                          total_steps=trainer.state.max_steps)

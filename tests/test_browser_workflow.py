@@ -50,7 +50,7 @@ def _ask(page, L: dict, question: str) -> str:
     page.get_by_label(L["query"], exact=True).fill(question)
     _button(page, L["submit"]).click()
     bot = page.locator("#chat-box [data-testid='bot']").last
-    bot.wait_for(timeout=60_000)
+    bot.wait_for(state="attached", timeout=60_000)
     last, stable_since = "", time.time()
     deadline = time.time() + 180
     while time.time() < deadline:

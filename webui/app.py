@@ -18,8 +18,7 @@ from webui.train_tab import build_train_tab
 CSS = """
 .tb-progress { position: relative; height: 28px; border-radius: 6px; background: var(--neutral-200, #e5e7eb);
   overflow: hidden; }
-.tb-progress-fill { position: absolute; inset: 0 auto 0 0; background: var(--color-accent, #f97316);
-  transition: width .5s ease; }
+.tb-progress-fill { position: absolute; inset: 0 auto 0 0; background: var(--color-accent, #f97316); }
 .tb-progress-text { position: relative; display: block; line-height: 28px; padding: 0 10px; font-size: 14px;
   font-variant-numeric: tabular-nums; color: var(--body-text-color, #111); }
 .tb-mono textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
@@ -58,6 +57,6 @@ def create_app() -> gr.Blocks:
             active = runner.active_runs()
             return [value for m in monitors for value in m.reattach(active)]
 
-        demo.load(reattach, None, [c for m in monitors for c in (m.run_path, m.timer, m.shown_events)])
+        demo.load(reattach, None, [c for m in monitors for c in m.reattach_outputs()])
     return demo
 

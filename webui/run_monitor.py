@@ -64,19 +64,20 @@ class RunMonitor:
     run_path: gr.State
     shown_events: gr.State
     timer: gr.Timer
+    shown_view: gr.State  # (progress, status, log) last sent, so unchanged parts are not re-sent
 
     def texts(self) -> list:
         return [Translated(self.log, "log")]
 
     def started(self, run: RunDir) -> tuple:
         """Outputs for ``start_outputs`` after a successful launch."""
-        return str(run.path), gr.Timer(active=True), -1, ""
+        return str(run.path), gr.Timer(active=True), -1, "", None
 
     def start_outputs(self) -> list:
-        return [self.run_path, self.timer, self.shown_events, self.log]
+        return [self.run_path, self.timer, self.shown_events, self.log, self.shown_view]
 
     def not_started(self) -> tuple:
-        return gr.update(), gr.update(), gr.update(), gr.update()
+        return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
 
     def start(self, lang: str, build: Callable[[], tuple], command: str, started_key: str, second: Any) -> tuple:
         """Build (config, run dir) and launch; outputs ``[status, <second>] + start_outputs()``.
@@ -100,20 +101,24 @@ class RunMonitor:
         (``changed``: new events arrived or the run just ended)."""
         extra_outputs = extra_outputs or []
 
-        def on_tick(lang: str, path: str, shown: int):
+        def on_tick(lang: str, path: str, shown: int, last_view: tuple | None):
             if not path:
-                return [gr.update(), gr.update(), gr.update(), shown, gr.Timer(active=False)] + \
+                return [gr.skip(), gr.skip(), gr.skip(), shown, gr.Timer(active=False), last_view] + \
                     [gr.skip() for _ in extra_outputs]
             run = RunDir(Path(path))
             snap = runner.snapshot(run)
             done = snap.state not in (QUEUED, RUNNING)
             changed = len(snap.events) != shown or done
             more = extra(lang, run, snap, changed) if extra else []
-            return [progress_html(lang, snap), status_text(lang, self.kind, snap) or gr.update(), snap.log_tail,
-                    len(snap.events), gr.Timer(active=not done)] + more
+            view = (progress_html(lang, snap), status_text(lang, self.kind, snap), snap.log_tail)
+            last = tuple(last_view) if last_view else (None, None, None)
+            # Only what changed goes to the browser: every re-render costs CPU the training needs.
+            sent = [v if v != old and (v or i != 1) else gr.skip() for i, (v, old) in enumerate(zip(view, last))]
+            return sent + [len(snap.events), gr.Timer(active=not done), view] + more
 
-        self.timer.tick(on_tick, [lang_dd, self.run_path, self.shown_events],
-                        [self.progress, self.status, self.log, self.shown_events, self.timer] + extra_outputs)
+        self.timer.tick(on_tick, [lang_dd, self.run_path, self.shown_events, self.shown_view],
+                        [self.progress, self.status, self.log, self.shown_events, self.timer, self.shown_view]
+                        + extra_outputs)
 
     def stop_handler(self) -> Callable[[str, str], str]:
         def on_stop(lang: str, path: str) -> str:
@@ -125,11 +130,14 @@ class RunMonitor:
         return on_stop
 
     def reattach(self, active: list[RunDir]) -> tuple:
-        """Page-load outputs (run_path, timer, shown_events): watch this kind's active run, if any."""
+        """Page-load outputs (``reattach_outputs``): watch this kind's active run, if any."""
         mine = [r for r in active if r.read_status().get("command", "train") == self.kind]
         if not mine:
-            return "", gr.Timer(active=False), -1
-        return str(mine[0].path), gr.Timer(active=True), -1
+            return "", gr.Timer(active=False), -1, None
+        return str(mine[0].path), gr.Timer(active=True), -1, None
+
+    def reattach_outputs(self) -> list:
+        return [self.run_path, self.timer, self.shown_events, self.shown_view]
 
 
 @dataclass(eq=False)
@@ -150,7 +158,8 @@ def build_run_monitor(kind: str, log_lines: int = 12, render_log: bool = True) -
     status = gr.Markdown(elem_id=f"{kind}-status")
     log = gr.Textbox(label=t(lang, "log"), lines=log_lines, max_lines=log_lines, autoscroll=True, interactive=False,
                      elem_id=f"{kind}-log", render=render_log)
-    return RunMonitor(kind, progress, status, log, gr.State(""), gr.State(-1), gr.Timer(1.0, active=False))
+    return RunMonitor(kind, progress, status, log, gr.State(""), gr.State(-1), gr.Timer(1.0, active=False),
+                      gr.State(None))
 
 
 def launch_checked(lang: str, run: RunDir, cfg: Any, command: str) -> str | None:
