@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-import os
 import sys
 import time
 import traceback
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import ConfigError, RunConfig
+from engine.job import log, start_job
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 from engine.templates import IGNORE_INDEX
 
@@ -266,19 +266,7 @@ def evaluate_pass(key: str, model, tokenizer, formatter, items: list[EvalItem], 
 
 def run_evaluation(config_path: str | Path) -> int:
     """Entry point of the evaluation subprocess; returns the process exit code."""
-    from engine.train import StopRequested  # noqa: PLC0415 - light: no torch at import time
-
-    stop = StopRequested()
-    stop.install()
-    config_path = Path(config_path)
-    cfg = RunConfig.load(config_path, "eval")
-    run = RunDir(Path(cfg.eval.output_dir or config_path.parent).resolve())
-    cfg.eval.output_dir = str(run.path)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_status(RUNNING, pid=os.getpid(), error=None, phase="loading", command="eval")
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
+    cfg, run, stop = start_job(config_path, "eval", "loading")
 
     try:
         from engine.models import check_checkpoint, load_with_checkpoint  # noqa: PLC0415

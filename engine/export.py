@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.config import RunConfig
+from engine.job import log, start_job
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 
 STAGES = ("load", "merge", "save", "tokenizer", "readme")
@@ -233,22 +234,9 @@ def build_readme(cfg: RunConfig, kind: str | None, export_dir: Path, dtype: str,
 
 def run_export(config_path: str | Path) -> int:
     """Entry point of the export subprocess; returns the process exit code."""
-    from engine.train import StopRequested  # noqa: PLC0415 - light: no torch at import time
-
-    stop = StopRequested()
-    stop.install()
-    config_path = Path(config_path)
-    cfg = RunConfig.load(config_path, "export")
-    run = RunDir(Path(cfg.export.output_dir or config_path.parent).resolve())
-    cfg.export.output_dir = str(run.path)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_status(RUNNING, pid=os.getpid(), error=None, phase="checking", command="export",
-                     step=0, total_steps=len(STAGES))
+    cfg, run, stop = start_job(config_path, "export", "checking", step=0, total_steps=len(STAGES))
     t0 = time.time()
     tmp: Path | None = None
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
 
     def stage_done(step: int, phase: str, check_stop: bool = True) -> None:
         elapsed = round(time.time() - t0, 2)

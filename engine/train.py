@@ -9,31 +9,16 @@ what it has and ends as ``stopped``.
 from __future__ import annotations
 
 import math
-import os
 import random
-import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 
 from engine.config import RunConfig
+from engine.job import StopRequested, log, start_job
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 from engine.templates import IGNORE_INDEX
-
-
-class StopRequested:
-    """Set by SIGTERM/SIGINT; checked between training steps."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002
-        self.requested = True
 
 
 def encode_dataset(cfg: RunConfig, tokenizer, log=print) -> tuple[list[dict], list[dict]]:
@@ -218,17 +203,7 @@ def build_training_arguments(cfg: RunConfig, device: str, compute: str):
 
 def run_training(config_path: str | Path) -> int:
     """Entry point of the training subprocess; returns the process exit code."""
-    stop = StopRequested()
-    stop.install()
-    config_path = Path(config_path)
-    cfg = RunConfig.load(config_path)
-    run = RunDir(Path(cfg.train.output_dir or config_path.parent).resolve())
-    cfg.train.output_dir = str(run.path)
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_status(RUNNING, pid=os.getpid(), error=None, phase="loading")
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
+    cfg, run, stop = start_job(config_path, "train", "loading")
 
     try:
         import torch  # noqa: PLC0415

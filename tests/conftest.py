@@ -43,6 +43,22 @@ def demo_model_dir() -> Path:
     return ensure_demo_model()
 
 
+def tiny_train_config(**train):
+    """A real but short LoRA run on the demo model: 24 identity samples, one epoch, six steps."""
+    from engine.config import RunConfig
+
+    cfg = RunConfig()
+    cfg.data.datasets, cfg.data.max_samples, cfg.data.cutoff_len = ["identity"], 24, 128
+    cfg.data.identity_name, cfg.data.identity_author = "Nimbus", "Acme Lab"
+    cfg.train.learning_rate, cfg.train.num_train_epochs = 5e-4, 1.0
+    cfg.train.per_device_train_batch_size, cfg.train.gradient_accumulation_steps = 4, 1
+    cfg.train.logging_steps, cfg.train.save_steps = 2, 4
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
+    cfg.validate()
+    return cfg
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, tiny_train_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -17,14 +17,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 @pytest.fixture(scope="module")
 def tiny_run(workdirs, demo_model_dir):
     """A short real LoRA run, trained through the same runner the Train tab uses."""
-    from engine.config import RunConfig
     from webui import runner
 
-    cfg = RunConfig()
-    cfg.data.datasets, cfg.data.max_samples, cfg.data.cutoff_len = ["identity"], 24, 128
-    cfg.data.identity_name, cfg.data.identity_author = "Nimbus", "Acme Lab"
-    cfg.train.learning_rate, cfg.train.num_train_epochs = 5e-4, 1.0
-    cfg.train.per_device_train_batch_size, cfg.train.gradient_accumulation_steps = 4, 1
+    cfg = tiny_train_config()
     run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "browser-eval")
     runner.launch(run, cfg)
     deadline = time.time() + 600

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import tiny_train_config
+
 from engine.config import RunConfig
 from engine.rundir import FAILED, FINISHED, STOPPED, RunDir
 from webui import runner
@@ -34,20 +36,7 @@ ZH_QA = [
 
 
 def _train_config() -> RunConfig:
-    cfg = RunConfig()
-    cfg.data.datasets = ["identity"]
-    cfg.data.max_samples = 24
-    cfg.data.cutoff_len = 128
-    cfg.data.identity_name = "Nimbus"
-    cfg.data.identity_author = "Acme Lab"
-    cfg.train.learning_rate = 5e-4
-    cfg.train.num_train_epochs = 1.0
-    cfg.train.per_device_train_batch_size = 4
-    cfg.train.gradient_accumulation_steps = 1
-    cfg.train.logging_steps = 2
-    cfg.train.save_steps = 4
-    cfg.validate()
-    return cfg
+    return tiny_train_config()
 
 
 def _wait(run: RunDir, timeout: float, states=(FINISHED, FAILED, STOPPED)) -> dict:

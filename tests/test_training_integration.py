@@ -10,28 +10,14 @@ import pytest
 
 from engine.config import RunConfig
 from engine.rundir import FINISHED, RUNNING, STOPPED, RunDir
+from tests.conftest import tiny_train_config
 from webui import runner
 
 pytestmark = pytest.mark.slow
 
 
 def _config(**train) -> RunConfig:
-    cfg = RunConfig()
-    cfg.data.datasets = ["identity"]
-    cfg.data.max_samples = 24
-    cfg.data.cutoff_len = 128
-    cfg.data.identity_name = "Nimbus"
-    cfg.data.identity_author = "Acme Lab"
-    cfg.train.learning_rate = 5e-4
-    cfg.train.num_train_epochs = 1.0
-    cfg.train.per_device_train_batch_size = 4
-    cfg.train.gradient_accumulation_steps = 1
-    cfg.train.logging_steps = 2
-    cfg.train.save_steps = 4
-    for key, value in train.items():
-        setattr(cfg.train, key, value)
-    cfg.validate()
-    return cfg
+    return tiny_train_config(**train)
 
 
 def _wait(run: RunDir, states: tuple, timeout: float) -> dict:
