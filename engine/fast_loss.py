@@ -9,10 +9,11 @@ output layer and the cross-entropy. The result is the same loss (sum over
 answer tokens / num_items_in_batch, or their mean), and so the same gradients;
 only the wasted rows of the vocabulary projection are skipped.
 
-The first training batch is computed both ways and compared; a model whose
-forward does more than ``lm_head(hidden)`` (logit soft-capping, scaling, ...)
-is caught there or by the configuration checks below and trained the
-standard way. ``TUNEBOARD_FAST_LOSS=0`` turns the fast path off.
+A model whose forward does more than ``lm_head(hidden)`` (logit soft-capping,
+scaling, ...) is trained the standard way: the configuration checks below
+catch the known ones, and before the first step the loss of one sample is
+computed both ways and compared. ``TUNEBOARD_FAST_LOSS=0`` turns the fast
+path off.
 
 Imports of torch/transformers stay inside functions: the web process imports
 engine modules and must start fast.

@@ -120,6 +120,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "train_failed": {"en": "Training failed: {error}", "zh": "训练失败：{error}"},
     "training_started": {"en": "Training started: {path}", "zh": "训练开始：{path}"},
     "run_loading": {"en": "Loading model and data…", "zh": "正在加载模型与数据……"},
+    "run_running": {"en": "Running. You may close this page: the run goes on, and reopening the page shows it.",
+                    "zh": "运行中。可以关闭此页面：任务会继续运行，重新打开页面即可看到。"},
     "stop_sent": {"en": "Stopping after the current step…", "zh": "将在当前步结束后中断……"},
     "nothing_running": {"en": "Nothing is running.", "zh": "当前没有正在进行的任务。"},
     "already_running": {"en": "Another run is using the device: {path}", "zh": "已有任务正在使用设备：{path}"},

@@ -52,7 +52,7 @@ def status_text(lang: str, kind: str, snap: runner.Snapshot) -> str:
         return t(lang, f"{kind}_failed", error=first)
     if snap.state == QUEUED or (snap.state == RUNNING and snap.phase == "loading"):
         return t(lang, "run_loading")
-    return ""
+    return t(lang, "run_running") if snap.state == RUNNING else ""
 
 
 @dataclass(eq=False)
