@@ -9,6 +9,7 @@ one place and names the field in every error.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,32 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-STAGES = ("sft",)
+STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto")
+PREFERENCE_STAGES = ("rm", "dpo", "orpo")  # trained on (prompt, chosen, rejected)
 FINETUNING_TYPES = ("lora", "freeze", "full")
-COMPUTE_TYPES = ("auto", "fp32", "bf16", "fp16")
+# pure_bf16: weights themselves in bf16 (no fp32 master copy); bf16/fp16: mixed precision.
+COMPUTE_TYPES = ("auto", "fp32", "fp16", "bf16", "pure_bf16")
+OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit", "paged_adamw_8bit")
+REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
+QUANTIZATION_BITS = ("none", "8", "4")
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "apo_zero",
+              "apo_down", "sigmoid_norm")
+KTO_LOSSES = ("kto", "apo_zero_unpaired")
+DEEPSPEED_STAGES = ("none", "2", "3")
+
+# Trainer arguments accepted in train.extra_args, with the JSON types each takes. Anything else is refused:
+# the form owns the other arguments, and some (output_dir, hub tokens, deepspeed paths) must not be set by hand.
+EXTRA_ARGS: dict[str, tuple[type, ...]] = {
+    "weight_decay": (int, float), "adam_beta1": (int, float), "adam_beta2": (int, float),
+    "adam_epsilon": (int, float), "warmup_ratio": (int, float), "label_smoothing_factor": (int, float),
+    "lr_scheduler_kwargs": (dict,), "optim_args": (str,), "max_steps": (int,), "eval_steps": (int,),
+    "save_total_limit": (int,), "per_device_eval_batch_size": (int,), "eval_accumulation_steps": (int,),
+    "gradient_checkpointing": (bool,), "gradient_checkpointing_kwargs": (dict,), "torch_compile": (bool,),
+    "dataloader_num_workers": (int,), "dataloader_pin_memory": (bool,), "ddp_timeout": (int,),
+    "ddp_find_unused_parameters": (bool,), "data_seed": (int,), "full_determinism": (bool,),
+    "logging_nan_inf_filter": (bool,), "average_tokens_across_devices": (bool,), "save_only_model": (bool,),
+    "skip_memory_metrics": (bool,), "tf32": (bool,),
+}
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
 DEVICES = ("auto", "cpu", "cuda", "npu", "mps")
 EXPORT_DTYPES = ("auto", "bf16", "fp16", "fp32")
@@ -53,6 +77,9 @@ class ModelConfig:
         "auto", "Chat template: `auto` uses the tokenizer's own; or one of qwen, chatml, llama3, default.")
     trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint to run (off unless you trust it).")
     device: str = _f("auto", "Device to run on: auto picks CUDA, Ascend NPU, MPS or CPU.", choices=DEVICES)
+    quantization_bit: str = _f(
+        "none", "Load the frozen base weights in 8 or 4 bits through bitsandbytes (QLoRA; LoRA only, on CUDA GPUs).",
+        choices=QUANTIZATION_BITS)
 
 
 @dataclass
@@ -64,6 +91,10 @@ class DataConfig:
     val_size: float = _f(0.0, "Share of samples held out for validation (0 to 0.5).", min=0.0, max=0.5)
     identity_name: str = _f("TuneBoard Assistant", "Fills the {{name}} placeholder in identity data.")
     identity_author: str = _f("the TuneBoard team", "Fills the {{author}} placeholder in identity data.")
+    packing: bool = _f(False, "Put several samples in one row (pre-training and SFT); attention stays inside each "
+                              "sample, so results match unpacked training while no padding is computed.")
+    train_on_prompt: bool = _f(False, "Also compute the loss on prompt tokens (SFT), not only on the answers.")
+    mask_history: bool = _f(False, "Train only on the last answer of multi-turn conversations (SFT).")
 
 
 @dataclass
@@ -72,16 +103,58 @@ class LoraConfig:
     alpha: int = _f(16, "LoRA alpha: the update is scaled by alpha / rank.", min=1, max=4096)
     dropout: float = _f(0.0, "Dropout on the LoRA input.", min=0.0, max=0.9)
     target: str = _f("all", "Modules to adapt: `all` for every linear layer, or comma-separated names (q_proj,v_proj).")
+    additional_target: str = _f("", "Extra modules trained in full and saved with the adapter (comma-separated, "
+                                    "e.g. embed_tokens,lm_head).")
+    loraplus_lr_ratio: float = _f(0.0, "LoRA+: learning rate of the B matrices is this many times the A matrices' "
+                                       "(0 turns LoRA+ off; 16 is typical).", min=0.0, max=1000.0)
+    use_rslora: bool = _f(False, "rsLoRA: scale the update by alpha / sqrt(rank), stable at high ranks.")
+    use_dora: bool = _f(False, "DoRA: weight-decomposed LoRA (magnitude and direction trained apart).")
+    pissa_init: bool = _f(False, "PiSSA: initialise the adapter from the principal singular vectors of the weights.")
+    create_new_adapter: bool = _f(False, "With a checkpoint selected: merge it into the base and train a new "
+                                         "adapter on top, instead of continuing the selected one.")
 
 
 @dataclass
 class FreezeConfig:
-    trainable_layers: int = _f(2, "Train only the last N transformer layers (freeze method).", min=1, max=1000)
+    trainable_layers: int = _f(2, "Train the last N transformer layers (negative: the first N).", min=-1000, max=1000)
+    trainable_modules: str = _f("all", "Inside those layers, train only modules with these names (comma-separated, "
+                                       "e.g. mlp,self_attn); `all` trains whole layers.")
+    extra_modules: str = _f("", "Modules outside the layers to train too (comma-separated, e.g. embed_tokens,norm).")
+
+
+@dataclass
+class RlhfConfig:
+    beta: float = _f(0.1, "DPO/KTO: how far the model may move from the reference (higher: less); ORPO: weight of "
+                          "the odds-ratio term.", min=0.0, max=100.0, min_exclusive=True)
+    ftx: float = _f(0.0, "DPO: weight of an SFT loss on the chosen answers mixed into the preference loss.",
+                    min=0.0, max=100.0)
+    loss_type: str = _f("sigmoid", "DPO loss: sigmoid (the original), hinge, ipo, robust, ...", choices=DPO_LOSSES)
+    kto_loss_type: str = _f("kto", "KTO loss.", choices=KTO_LOSSES)
+    desirable_weight: float = _f(1.0, "KTO: weight of losses on desirable answers.", min=0.0, max=100.0,
+                                 min_exclusive=True)
+    undesirable_weight: float = _f(1.0, "KTO: weight of losses on undesirable answers.", min=0.0, max=100.0,
+                                   min_exclusive=True)
+
+
+@dataclass
+class DistributedConfig:
+    devices: str = _f("", "Accelerator indices to use, comma-separated (e.g. 0,1); empty: the first one. More than "
+                          "one launches the run through torchrun.")
+    nproc_per_node: int = _f(0, "Processes on this node; 0: one per selected device (set it on CPU to run several "
+                                "gloo processes).", min=0, max=1024)
+    nnodes: int = _f(1, "Number of machines taking part.", min=1, max=4096)
+    node_rank: int = _f(0, "This machine's rank among the nodes (0 for the master).", min=0, max=4095)
+    master_addr: str = _f("127.0.0.1", "Address of the node with rank 0.")
+    master_port: int = _f(29500, "Port of the rendezvous on the master node.", min=1, max=65535)
+    deepspeed: str = _f("none", "DeepSpeed ZeRO stage (CUDA/NPU, needs the deepspeed package).",
+                        choices=DEEPSPEED_STAGES)
+    offload: bool = _f(False, "DeepSpeed: offload optimizer states (and with stage 3 the weights) to CPU memory.")
 
 
 @dataclass
 class TrainConfig:
-    stage: str = _f("sft", "Training stage: supervised fine-tuning.", choices=STAGES)
+    stage: str = _f("sft", "Training stage: pt (pre-training on text), sft, rm (reward model), dpo, orpo, kto.",
+                    choices=STAGES)
     finetuning_type: str = _f("lora", "Fine-tuning method.", choices=FINETUNING_TYPES)
     learning_rate: float = _f(5e-5, "Peak learning rate of the optimizer.", min=0.0, max=1.0, min_exclusive=True)
     num_train_epochs: float = _f(3.0, "Number of passes over the training data.", min=0.0, max=10_000, min_exclusive=True)
@@ -92,8 +165,18 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "Gradient clipping norm.", min=0.0)
     logging_steps: int = _f(5, "Log loss every N optimizer steps.", min=1)
     save_steps: int = _f(100, "Save a checkpoint every N optimizer steps.", min=1)
-    compute_type: str = _f("auto", "Numeric precision: auto picks bf16 where the device supports it, else fp32.",
-                           choices=COMPUTE_TYPES)
+    compute_type: str = _f("auto", "Numeric precision: auto picks bf16 where the device supports it, else fp32; "
+                                   "pure_bf16 keeps the weights themselves in bf16.", choices=COMPUTE_TYPES)
+    optim: str = _f("adamw_torch", "Optimizer (the 8-bit ones need bitsandbytes and a GPU).", choices=OPTIMIZERS)
+    neftune_noise_alpha: float = _f(0.0, "NEFTune: noise added to the embeddings while training (0: off; 5 is "
+                                         "typical).", min=0.0, max=100.0)
+    report_to: str = _f("none", "Also log to an experiment tracker (its package must be installed; keys such as "
+                                "WANDB_API_KEY come from the environment, never from this form).", choices=REPORT_TO)
+    extra_args: str = _f("", "More trainer arguments as a JSON object, from an allow-list (e.g. "
+                             '{"weight_decay": 0.01}); any other key is refused.')
+    resume: bool = _f(True, "When the output dir already holds checkpoints, continue from the last complete one.")
+    early_stopping_patience: int = _f(0, "Stop when the validation loss has not improved for this many "
+                                         "evaluations (0: off; needs a validation split).", min=0, max=1000)
     seed: int = _f(42, "Random seed for shuffling and initialisation.", min=0, max=2**32 - 1)  # numpy's seed range
     output_dir: str = _f("", "Run directory; set by the app (saves/<model>/<method>/<run name>).")
 
@@ -122,7 +205,7 @@ class ExportConfig:
 
 # The sections each command reads; run.yaml holds only these.
 COMMAND_SECTIONS = {
-    "train": ("model", "data", "train", "lora", "freeze"),
+    "train": ("model", "data", "train", "lora", "freeze", "rlhf", "distributed"),
     "eval": ("model", "data", "eval"),
     "export": ("model", "export"),
 }
@@ -135,6 +218,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    rlhf: RlhfConfig = field(default_factory=RlhfConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
@@ -197,6 +282,79 @@ class RunConfig:
             raise ConfigError("data.datasets", "choose at least one dataset")
         if command == "export" and not self.export.export_dir.strip():
             raise ConfigError("export.export_dir", "must not be empty")
+        if command == "train":
+            self._validate_training()
+
+    def _validate_training(self) -> None:
+        """Rules that tie several training fields together."""
+        t, lora = self.train, self.lora
+        self.extra_arguments()
+        if self.freeze.trainable_layers == 0:
+            raise ConfigError("freeze.trainable_layers", "must not be 0 (positive: last N layers, negative: first N)")
+        if self.model.quantization_bit != "none" and t.finetuning_type != "lora":
+            raise ConfigError("model.quantization_bit", "quantized base weights can only be trained with LoRA (QLoRA)")
+        if self.data.packing and t.stage not in ("pt", "sft"):
+            raise ConfigError("data.packing", "packing applies to pre-training and SFT only")
+        if t.early_stopping_patience and self.data.val_size <= 0:
+            raise ConfigError("train.early_stopping_patience", "needs a validation split: set data.val_size above 0")
+        if self.rlhf.ftx > 0 and t.stage != "dpo":
+            raise ConfigError("rlhf.ftx", "the SFT mix-in is available for the DPO stage only")
+        if lora.use_dora and lora.pissa_init:
+            raise ConfigError("lora.pissa_init", "PiSSA initialisation and DoRA cannot be combined")
+        if lora.create_new_adapter and not self.model.adapter_path:
+            raise ConfigError("lora.create_new_adapter", "select a checkpoint to build the new adapter on")
+        d = self.distributed
+        if d.node_rank >= d.nnodes:
+            raise ConfigError("distributed.node_rank", f"must be below the number of nodes ({d.nnodes})")
+        if d.nnodes > 1 and not d.master_addr.strip():
+            raise ConfigError("distributed.master_addr", "set the address of the rank-0 node")
+        self.device_indices()
+
+    def extra_arguments(self) -> dict:
+        """train.extra_args parsed and checked against the allow-list (raises ConfigError naming the key)."""
+        text = self.train.extra_args.strip()
+        if not text:
+            return {}
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("train.extra_args", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError("train.extra_args", f"must be a JSON object, got {type(raw).__name__}")
+        for key, value in raw.items():
+            if key not in EXTRA_ARGS:
+                raise ConfigError(f"train.extra_args.{key}",
+                                  f"not an allowed argument (allowed: {', '.join(sorted(EXTRA_ARGS))})")
+            types = EXTRA_ARGS[key]
+            ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+            if isinstance(value, float) and not math.isfinite(value):
+                ok = False
+            if not ok:
+                wanted = " or ".join("number" if ty in (int, float) else {bool: "true/false", dict: "an object",
+                                                                           str: "text"}[ty] for ty in types[:1])
+                raise ConfigError(f"train.extra_args.{key}", f"expected {wanted}, got {value!r}")
+        return raw
+
+    def device_indices(self) -> list[int]:
+        """distributed.devices as a list of indices (empty: the default device)."""
+        text = self.distributed.devices.strip()
+        if not text:
+            return []
+        indices = []
+        for part in text.split(","):
+            part = part.strip()
+            if not part.isdigit():
+                raise ConfigError("distributed.devices", f"expected device numbers like 0,1; got {part!r}")
+            if int(part) in indices:
+                raise ConfigError("distributed.devices", f"device {part} is listed twice")
+            indices.append(int(part))
+        return indices
+
+    def processes_per_node(self) -> int:
+        return self.distributed.nproc_per_node or max(1, len(self.device_indices()))
+
+    def is_distributed(self) -> bool:
+        return self.processes_per_node() > 1 or self.distributed.nnodes > 1
 
 
 def iter_fields(cfg: RunConfig):

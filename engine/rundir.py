@@ -25,7 +25,6 @@ QUEUED, RUNNING, FINISHED, FAILED, STOPPED = "queued", "running", "finished", "f
 ACTIVE_STATES = (QUEUED, RUNNING)
 DONE_STATES = (FINISHED, FAILED, STOPPED)
 
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,9 @@ class RunDir:
 
     # -- weights -------------------------------------------------------------
     def checkpoints(self) -> list[Path]:
-        found = []
-        for p in self.path.glob("checkpoint-*"):
-            m = _CHECKPOINT.match(p.name)
-            if m and p.is_dir():
-                found.append((int(m.group(1)), p))
-        return [p for _, p in sorted(found)]
+        from engine.checkpoints import list_checkpoints  # noqa: PLC0415 - it reads configs; keep this module light
+
+        return [c.path for c in list_checkpoints(self.path)]
 
     def has_final_weights(self) -> bool:
         return (self.path / "adapter_model.safetensors").is_file() or (self.path / "model.safetensors").is_file() \

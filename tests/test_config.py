@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,9 +71,11 @@ def test_yaml_round_trip_equals():
     assert again.to_dict() == cfg.to_dict()
     assert again.to_yaml() == text
     # every section and field is written out
-    assert set(yaml.safe_load(text)) == {"model", "data", "train", "lora", "freeze", "eval", "export"}
+    assert set(yaml.safe_load(text)) == {"model", "data", "train", "lora", "freeze", "rlhf", "distributed", "eval",
+                                        "export"}
     # a command's run.yaml holds only the sections that command reads
-    assert set(yaml.safe_load(cfg.to_yaml("train"))) == {"model", "data", "train", "lora", "freeze"}
+    assert set(yaml.safe_load(cfg.to_yaml("train"))) == {"model", "data", "train", "lora", "freeze", "rlhf",
+                                                           "distributed"}
     assert set(yaml.safe_load(cfg.to_yaml("export"))) == {"model", "export"}
 
 
@@ -246,3 +249,62 @@ def test_config_fields_are_dataclass_fields():
     for section, f, value in iter_fields(cfg):
         assert d[section][f.name] == value
     assert sum(1 for _ in iter_fields(cfg)) == sum(len(dataclasses.fields(getattr(cfg, s))) for s in d)
+
+
+# -- training options that tie fields together (issue 4) -------------------------
+
+@pytest.mark.parametrize("text, key", [
+    ('{"weight_decay": 0.01, "max_steps": 3}', None),
+    ('{"output_dir": "/tmp/x"}', "train.extra_args.output_dir"),
+    ('{"hub_token": "secret"}', "train.extra_args.hub_token"),
+    ('{"weight_decay": "a lot"}', "train.extra_args.weight_decay"),
+    ('{"max_steps": true}', "train.extra_args.max_steps"),
+    ('[1, 2]', "train.extra_args"),
+    ('{"weight_decay": ', "train.extra_args"),
+])
+def test_extra_args_allow_list(text, key):
+    raw = _raw("train", extra_args=text)
+    if key is None:
+        assert RunConfig.from_dict(raw).extra_arguments() == json.loads(text)
+    else:
+        err = _error(raw)
+        assert err.field_name == key, str(err)
+        assert str(err).startswith(key + ":")
+
+
+@pytest.mark.parametrize("section, values, key", [
+    ("train", {"early_stopping_patience": 2}, "train.early_stopping_patience"),
+    ("model", {"quantization_bit": "4"}, None),
+    ("freeze", {"trainable_layers": 0}, "freeze.trainable_layers"),
+    ("rlhf", {"ftx": 0.5}, "rlhf.ftx"),
+    ("data", {"packing": True}, None),
+    ("lora", {"create_new_adapter": True}, "lora.create_new_adapter"),
+    ("distributed", {"devices": "0,x"}, "distributed.devices"),
+    ("distributed", {"devices": "0,0"}, "distributed.devices"),
+    ("distributed", {"nnodes": 2, "node_rank": 2}, "distributed.node_rank"),
+])
+def test_cross_field_rules(section, values, key):
+    raw = _raw(section, **values)
+    if key is None:
+        RunConfig.from_dict(raw)
+    else:
+        assert _error(raw).field_name == key
+
+
+def test_cross_field_rules_that_depend_on_the_stage():
+    assert _error(_raw("model", quantization_bit="8") | {"train": {"finetuning_type": "full"}}).field_name \
+        == "model.quantization_bit"
+    raw = _raw("data", packing=True)
+    raw["train"] = {"stage": "dpo"}
+    assert _error(raw).field_name == "data.packing"
+    raw = _raw("rlhf", ftx=0.5)
+    raw["train"] = {"stage": "dpo"}
+    RunConfig.from_dict(raw)
+
+
+def test_processes_follow_devices_unless_set():
+    cfg = RunConfig.from_dict(_raw("distributed", devices="0,1,3"))
+    assert cfg.device_indices() == [0, 1, 3] and cfg.processes_per_node() == 3 and cfg.is_distributed()
+    cfg = RunConfig.from_dict(_raw("distributed", nproc_per_node=2))
+    assert cfg.processes_per_node() == 2 and cfg.is_distributed()
+    assert not RunConfig.from_dict(BASE).is_distributed()
