@@ -1,4 +1,5 @@
-"""Datasets: registry, json/jsonl/csv/parquet readers, alpaca/sharegpt normalisation, errors, preview, demo data."""
+"""Datasets: registry, json/jsonl/csv/parquet readers, alpaca/sharegpt normalisation, errors, preview, demo data,
+and the data each training stage (pt, sft, rm/dpo/orpo, kto) reads."""
 
 from __future__ import annotations
 
@@ -547,8 +548,17 @@ DEMO_MINIMUMS = {
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
+# Demo datasets made for another stage than sft: name -> (stage, rows).
+DEMO_STAGE_DATASETS = {
+    "dpo_demo": ("dpo", 40),
+    "dpo_demo_sharegpt": ("dpo", 10),
+    "kto_demo": ("kto", 40),
+    "pt_demo": ("pt", 30),
+}
+
+
 def test_demo_registry_lists_all():
-    assert set(list_datasets(DEFAULT_DATA_DIR)) == set(DEMO_MINIMUMS)
+    assert set(list_datasets(DEFAULT_DATA_DIR)) == set(DEMO_MINIMUMS) | set(DEMO_STAGE_DATASETS)
 
 
 @pytest.mark.parametrize(("name", "minimum"), sorted(DEMO_MINIMUMS.items()))
@@ -584,3 +594,321 @@ def test_demo_multi_turn_datasets_have_multi_turn_samples():
         samples = load_samples(DEFAULT_DATA_DIR, [name])
         assert any(len(s.messages) >= 4 for s in samples), name
     assert any(s.system for s in load_samples(DEFAULT_DATA_DIR, ["messages_demo"]))
+
+
+# -- training stages: pt, preference (rm/dpo/orpo), kto -------------------------------
+
+FILL = {"name": "Nova", "author": "ACME"}
+PREFERENCE = ("rm", "dpo", "orpo")
+
+
+@pytest.mark.parametrize(("name", "stage", "rows"), [(n, *v) for n, v in sorted(DEMO_STAGE_DATASETS.items())])
+def test_demo_stage_dataset_loads_and_previews(name, stage, rows):
+    assert len(load_samples(DEFAULT_DATA_DIR, [name], fill=FILL, stage=stage)) == rows
+    for page in range(rows // 10 + 1):
+        total, shown = preview_page(DEFAULT_DATA_DIR, name, page, fill=FILL)
+        assert total == rows
+        assert all(r["error"] == "" and "{{" not in json.dumps(r, ensure_ascii=False) for r in shown)
+
+
+def _all_text(sample: Sample) -> str:
+    return "".join(m["content"] for m in sample.messages) + sample.system + (sample.rejected or "") + (sample.text or "")
+
+
+@pytest.mark.parametrize("stage", PREFERENCE)
+def test_demo_dpo_alpaca(stage):
+    samples = load_samples(DEFAULT_DATA_DIR, ["dpo_demo"], fill=FILL, stage=stage)
+    assert len(samples) == 40
+    for s in samples:
+        assert [m["role"] for m in s.messages] == ["user", "assistant"]
+        assert s.rejected and s.rejected != s.messages[-1]["content"]
+        assert s.kto_tag is None and s.text is None
+        assert "{{" not in _all_text(s)
+    chosen = [s.messages[-1]["content"] for s in samples]
+    assert 15 <= sum("Nova" in c for c in chosen) <= 25  # about half are identity questions
+    assert any("ACME" in c for c in chosen)
+    assert not any("Nova" in s.rejected for s in samples)  # the rejected identity is a wrong one
+    prompts = [s.messages[0]["content"] for s in samples]
+    assert any(_CJK.search(p) for p in prompts) and any(not _CJK.search(p) for p in prompts)
+    assert all(len(_all_text(s)) < 400 for s in samples)  # short answers keep CPU training quick
+
+
+def test_demo_dpo_placeholders_unfilled_without_fill():
+    samples = load_samples(DEFAULT_DATA_DIR, ["dpo_demo"], stage="dpo")
+    assert any("{{name}}" in s.messages[-1]["content"] for s in samples)
+    assert any("{{author}}" in s.messages[-1]["content"] for s in samples)
+
+
+def test_demo_dpo_sharegpt():
+    samples = load_samples(DEFAULT_DATA_DIR, ["dpo_demo_sharegpt"], fill=FILL, stage="dpo")
+    assert len(samples) == 10
+    assert any(len(s.messages) >= 4 for s in samples)  # a multi-turn prompt
+    assert any(s.system for s in samples)
+    for s in samples:
+        assert [m["role"] for m in s.messages] == ["user", "assistant"] * (len(s.messages) // 2)
+        assert s.rejected and "{{" not in _all_text(s)
+    assert any("Nova" in s.messages[-1]["content"] for s in samples)
+    pair = samples[0]
+    assert pair.rejected_messages()[:-1] == pair.chat_messages()[:-1]
+    assert pair.rejected_messages()[-1] == {"role": "assistant", "content": pair.rejected}
+
+
+def test_demo_kto():
+    samples = load_samples(DEFAULT_DATA_DIR, ["kto_demo"], fill=FILL, stage="kto")
+    assert len(samples) == 40
+    tags = [s.kto_tag for s in samples]
+    assert all(isinstance(t, bool) for t in tags)
+    assert 10 <= tags.count(True) <= 30
+    assert all(s.rejected is None and s.messages[-1]["role"] == "assistant" for s in samples)
+    assert all("{{" not in _all_text(s) for s in samples)
+    good = [s.messages[-1]["content"] for s in samples if s.kto_tag]
+    assert any("Nova" in a for a in good)
+    assert not any("Nova" in s.messages[-1]["content"] for s in samples if not s.kto_tag)
+
+
+def test_demo_pt():
+    samples = load_samples(DEFAULT_DATA_DIR, ["pt_demo"], fill=FILL, stage="pt")
+    assert len(samples) == 30
+    for s in samples:
+        assert s.text and s.text.strip() and s.messages == [] and "{{" not in s.text
+        assert s.pretrain_text() == s.text
+    assert any("Nova" in s.text for s in samples) and any("ACME" in s.text for s in samples)
+    assert any(_CJK.search(s.text) for s in samples)
+
+
+def test_pt_dataset_refused_for_sft():
+    # pre-training text has no answers; sft names the missing response column
+    err = _data_error(DEFAULT_DATA_DIR, "pt_demo")
+    assert (err.file, err.row, err.field) == ("pt_demo.json", 1, "output")
+
+
+def test_kto_from_ranking_data_doubles_samples():
+    pairs = load_samples(DEFAULT_DATA_DIR, ["dpo_demo"], fill=FILL, stage="dpo")
+    samples = load_samples(DEFAULT_DATA_DIR, ["dpo_demo"], fill=FILL, stage="kto")
+    assert len(samples) == 2 * len(pairs)
+    for pair, good, bad in zip(pairs, samples[0::2], samples[1::2]):
+        assert (good.kto_tag, bad.kto_tag) == (True, False)
+        assert good.messages == pair.messages
+        assert bad.messages[:-1] == pair.messages[:-1]
+        assert bad.messages[-1] == {"role": "assistant", "content": pair.rejected}
+        assert good.rejected is None and bad.rejected is None
+    # max_samples counts rows: each row still gives its pair
+    assert len(load_samples(DEFAULT_DATA_DIR, ["dpo_demo"], max_samples=3, stage="kto")) == 6
+
+
+def test_ranking_data_for_sft_uses_chosen():
+    samples = load_samples(DEFAULT_DATA_DIR, ["dpo_demo", "dpo_demo_sharegpt"], 0, FILL)  # positional, sft default
+    pairs = load_samples(DEFAULT_DATA_DIR, ["dpo_demo", "dpo_demo_sharegpt"], 0, FILL, "dpo")
+    assert [s.messages for s in samples] == [p.messages for p in pairs]
+    assert all(s.rejected is None and s.kto_tag is None for s in samples)
+
+
+def test_kto_data_for_sft_ignores_labels():
+    samples = load_samples(DEFAULT_DATA_DIR, ["kto_demo"], stage="sft")
+    assert len(samples) == 40 and all(s.kto_tag is None for s in samples)
+
+
+def test_pt_from_alpaca_and_sharegpt(tmp_path):
+    reg = {"al": {"file_name": "a.json"}, "sg": {"file_name": "s.json", "formatting": "sharegpt"},
+           "txt": {"file_name": "t.csv", "columns": {"prompt": "text"}}}
+    d = make_dir(tmp_path, reg, {"a.json": ALPACA_ROWS, "s.json": [SHAREGPT_ROW], "t.csv": "text\nLine one.\n\"Two,\nlines\"\n"})
+    assert [s.text for s in load_one(d, "al", stage="pt")] == ["Translate to French\ncat\nchat", "Say hi\nHi!"]
+    assert [s.text for s in load_one(d, "sg", stage="pt")] == ["You are terse.\nHello\nHi.\nBye\nBye."]
+    assert [s.text for s in load_one(d, "txt", stage="pt")] == ["Line one.", "Two,\nlines"]
+    [sample] = load_one(d, "sg")  # an sft sample's conversation as pre-training text
+    assert sample.text is None and sample.pretrain_text() == "You are terse.\nHello\nHi.\nBye\nBye."
+
+
+def test_pt_without_response_column_and_fill(tmp_path):
+    d = make_dir(tmp_path, {"ds": {"file_name": "p.jsonl", "columns": {"prompt": "text"}}},
+                 {"p.jsonl": [{"text": "{{name}} was made by {{author}}."}, {"text": "Plain text."}]})
+    assert [s.text for s in load_one(d, "ds", stage="pt", fill=FILL)] == ["Nova was made by ACME.", "Plain text."]
+
+
+@pytest.mark.parametrize(
+    ("files", "entry", "field", "reason"),
+    [
+        pytest.param({"p.json": [{"text": "ok"}, {"text": "  "}]}, {"columns": {"prompt": "text"}}, "text", "empty text",
+                     id="empty-text"),
+        pytest.param({"p.json": [{"text": "ok"}, {"body": "no text column"}]}, {"columns": {"prompt": "text"}}, "text",
+                     "missing", id="missing-text"),
+        pytest.param({"p.json": [{"text": "ok"}, {"text": ["a"]}]}, {"columns": {"prompt": "text"}}, "text",
+                     "must be text", id="text-not-text"),
+        pytest.param({"p.json": [SHAREGPT_ROW, {"conversations": [{"from": "human", "value": 5}]}]},
+                     {"formatting": "sharegpt"}, "conversations", "turn 1 must be an object with text",
+                     id="sharegpt-turn-not-text"),
+    ],
+)
+def test_pt_errors(tmp_path, files, entry, field, reason):
+    d = make_dir(tmp_path, {"ds": {"file_name": "p.json", **entry}}, files)
+    err = _data_error(d, "ds", stage="pt")
+    assert (err.file, err.row, err.field) == ("p.json", 2, field)
+    assert reason in err.reason
+
+
+@pytest.mark.parametrize("stage", PREFERENCE)
+def test_non_ranking_dataset_refused_for_preference_stages(stage):
+    err = _data_error(DEFAULT_DATA_DIR, "identity", stage=stage)
+    assert err.field == "identity" and err.file.endswith("dataset_info.json")
+    assert f"stage {stage} needs preference data with chosen/rejected answers" in str(err)
+    assert '"ranking": true' in str(err)
+
+
+def test_unlabelled_dataset_refused_for_kto():
+    err = _data_error(DEFAULT_DATA_DIR, "sharegpt_demo", stage="kto")
+    assert err.field == "sharegpt_demo"
+    assert '"kto_tag"' in str(err) and '"ranking": true' in str(err)
+
+
+def test_unknown_stage():
+    with pytest.raises(DataError, match="unknown stage 'ppo'"):
+        load_samples(DEFAULT_DATA_DIR, ["identity"], stage="ppo")
+
+
+@pytest.mark.parametrize("value", [True, "true"], ids=["bool", "text"])
+def test_registry_ranking_flag(tmp_path, value):
+    d = make_dir(tmp_path, {"ds": {"file_name": "r.json", "ranking": value}},
+                 {"r.json": [{"instruction": "q", "chosen": "good", "rejected": "bad"}]})
+    if value is True:
+        assert resolve_dataset(d, "ds").ranking is True
+        assert resolve_dataset(DEFAULT_DATA_DIR, "identity").ranking is False
+        return
+    err = _data_error(d, "ds", stage="dpo")
+    assert err.field == "ds" and "ranking must be true or false" in str(err)
+
+
+def test_ranking_alpaca_custom_columns_and_history(tmp_path):
+    reg = {"ds": {"file_name": "r.json", "ranking": True, "columns": {"chosen": "better", "rejected": "worse"}}}
+    row = {"instruction": "And 2+2?", "history": [["1+1?", "2"]], "system": "Math.", "better": "4", "worse": "5"}
+    d = make_dir(tmp_path, reg, {"r.json": [row]})
+    [s] = load_one(d, "ds", stage="rm")
+    assert s.system == "Math." and s.rejected == "5"
+    assert s.messages[-2:] == [{"role": "user", "content": "And 2+2?"}, {"role": "assistant", "content": "4"}]
+    assert len(s.messages) == 4
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "reason"),
+    [
+        pytest.param({"instruction": "q", "chosen": "good"}, "rejected", "missing", id="missing-rejected"),
+        pytest.param({"instruction": "q", "rejected": "bad"}, "chosen", "missing", id="missing-chosen"),
+        pytest.param({"instruction": "q", "output": "a"}, "chosen", "missing", id="sft-row"),
+        pytest.param({"instruction": "q", "chosen": "good", "rejected": {"from": "gpt", "value": "bad"}}, "rejected",
+                     "must be text", id="rejected-object"),
+        pytest.param({"instruction": "q", "chosen": ["good"], "rejected": "bad"}, "chosen", "must be text",
+                     id="chosen-list"),
+    ],
+)
+def test_ranking_alpaca_errors(tmp_path, row, field, reason):
+    ok = {"instruction": "q0", "chosen": "good", "rejected": "bad"}
+    d = make_dir(tmp_path, {"ds": {"file_name": "r.json", "ranking": True}}, {"r.json": [ok, row]})
+    for stage in ("dpo", "sft"):  # a ranking dataset's rows are checked whatever the stage
+        err = _data_error(d, "ds", stage=stage)
+        assert (err.file, err.row, err.field) == ("r.json", 2, field)
+        assert reason in err.reason
+
+
+SG_PROMPT = [{"from": "human", "value": "q"}]
+SG_GOOD = {"conversations": SG_PROMPT, "chosen": {"from": "gpt", "value": "good"},
+           "rejected": {"from": "gpt", "value": "bad"}}
+
+
+def test_ranking_sharegpt_openai_layout(tmp_path):
+    reg = {"ds": {"file_name": "r.jsonl", "formatting": "sharegpt", "ranking": True, "columns": {"messages": "messages"},
+                  "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}
+    row = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}],
+           "chosen": {"role": "assistant", "content": "good"}, "rejected": {"role": "assistant", "content": "bad"}}
+    d = make_dir(tmp_path, reg, {"r.jsonl": [row]})
+    [s] = load_one(d, "ds", stage="orpo")
+    assert (s.system, s.rejected) == ("S", "bad")
+    assert s.messages == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        pytest.param({"chosen": {"from": "human", "value": "good"}}, "chosen", "must be an assistant message, got role 'human'",
+                     id="chosen-user-role"),
+        pytest.param({"rejected": {"from": "system", "value": "bad"}}, "rejected", "must be an assistant message",
+                     id="rejected-system-role"),
+        pytest.param({"chosen": "good"}, "chosen", 'must be one message object like {"from": "gpt", "value": "..."}',
+                     id="chosen-string"),
+        pytest.param({"rejected": None}, "rejected", "missing", id="missing-rejected"),
+        pytest.param({"chosen": {"from": "gpt", "value": 3}}, "chosen", "content must be text", id="chosen-not-text"),
+        pytest.param({"conversations": SG_PROMPT + [{"from": "gpt", "value": "a"}]}, "conversations",
+                     "must end with the user's question", id="prompt-ends-with-answer"),
+        pytest.param({"conversations": [{"from": "gpt", "value": "a"}]}, "conversations", "turn 1 should be a user turn",
+                     id="prompt-starts-with-answer"),
+    ],
+)
+def test_ranking_sharegpt_errors(tmp_path, change, field, reason):
+    d = make_dir(tmp_path, {"ds": {"file_name": "r.json", "formatting": "sharegpt", "ranking": True}},
+                 {"r.json": [SG_GOOD, {**SG_GOOD, **change}]})
+    err = _data_error(d, "ds", stage="dpo")
+    assert (err.file, err.row, err.field) == ("r.json", 2, field)
+    assert reason in err.reason
+
+
+KTO_REG = {"ds": {"file_name": "k.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"}}}
+
+
+def _kto_row(label) -> dict:
+    return {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "label": label}
+
+
+@pytest.mark.parametrize(("label", "tag"), [(True, True), (False, False), ("true", True), (" False ", False),
+                                            (1, True), (0, False), ("1", True), ("0", False), (1.0, True)])
+def test_kto_labels_accepted(tmp_path, label, tag):
+    d = make_dir(tmp_path, KTO_REG, {"k.json": [_kto_row(label)]})
+    [s] = load_one(d, "ds", stage="kto")
+    assert s.kto_tag is tag
+
+
+@pytest.mark.parametrize(("label", "reason"), [("yes", "must be true or false"), (2, "must be true or false"),
+                                               ([True], "must be true or false"), (None, "missing")])
+def test_kto_bad_label(tmp_path, label, reason):
+    d = make_dir(tmp_path, KTO_REG, {"k.json": [_kto_row(True), _kto_row(label)]})
+    err = _data_error(d, "ds", stage="kto")
+    assert (err.file, err.row, err.field) == ("k.json", 2, "label")
+    assert reason in err.reason
+
+
+def test_kto_labels_from_csv(tmp_path):
+    reg = {"ds": {"file_name": "k.csv", "columns": {"kto_tag": "ok"}}}
+    d = make_dir(tmp_path, reg, {"k.csv": "instruction,output,ok\nq1,a1,true\nq2,a2,0\nq3,a3,maybe\n"})
+    err = _data_error(d, "ds", stage="kto")
+    assert (err.row, err.field) == (3, "ok")
+    assert [s.kto_tag for s in load_one(d, "ds", stage="kto", max_samples=2)] == [True, False]
+
+
+# -- preview of ranking, kto and pre-training data -------------------------------------------
+
+def test_preview_ranking():
+    total, rows = preview_page(DEFAULT_DATA_DIR, "dpo_demo", 0, page_size=2, fill=FILL)
+    assert total == 40
+    assert list(rows[0]) == ["row", "system", "prompt", "chosen", "rejected", "error"]
+    assert rows[0]["prompt"] == "Who are you?" and "Nova" in rows[0]["chosen"] and "SmolLM" in rows[0]["rejected"]
+    _, rows = preview_page(DEFAULT_DATA_DIR, "dpo_demo_sharegpt", 0, fill=FILL)
+    multi = next(r for r in rows if "[user]" in r["prompt"])
+    assert multi["prompt"].startswith("[user] Hello!\n[assistant] ") and multi["chosen"] and multi["rejected"]
+
+
+def test_preview_kto_and_pt():
+    _, rows = preview_page(DEFAULT_DATA_DIR, "kto_demo", 0, page_size=4)
+    assert list(rows[0]) == ["row", "system", "prompt", "response", "kto_tag", "error"]
+    assert [r["kto_tag"] for r in rows] == [True, False, True, False]
+    _, rows = preview_page(DEFAULT_DATA_DIR, "pt_demo", 0, page_size=3, fill=FILL)  # guessed from columns
+    assert [list(r) for r in rows] == [["row", "text", "error"]] * 3
+    assert rows[0]["text"].startswith("Nova is an AI assistant")
+    _, rows = preview_page(DEFAULT_DATA_DIR, "identity", 0, page_size=1, stage="pt")  # any data, read as pt
+    assert rows[0]["text"].startswith("Who are you?\nI am {{name}}")
+    _, rows = preview_page(DEFAULT_DATA_DIR, "kto_demo", 0, page_size=1, stage="sft")
+    assert list(rows[0]) == ["row", "system", "prompt", "response", "error"]
+
+
+def test_preview_bad_rows_and_stage_mismatch(tmp_path):
+    d = make_dir(tmp_path, KTO_REG, {"k.json": [_kto_row(True), _kto_row("maybe")]})
+    _, rows = preview_page(d, "ds", 0)
+    assert rows[1]["kto_tag"] == "" and "label" in rows[1]["error"] and "must be true or false" in rows[1]["error"]
+    with pytest.raises(DataError, match="needs preference data"):
+        preview_page(d, "ds", 0, stage="dpo")

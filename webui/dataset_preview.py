@@ -7,13 +7,20 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from engine.data import DataError, preview_page
+from engine.data import PREVIEW_COLUMNS, DataError, preview_page
 from engine.paths import PathError, resolve_user_dir
 from webui.form import Translated
-from webui.locales import DEFAULT_LANG, t
+from webui.locales import DEFAULT_LANG, MESSAGES, t
 
 PAGE_SIZE = 10
-_COLUMNS = ("row", "system", "prompt", "response", "error")
+_COLUMNS = PREVIEW_COLUMNS["sft"]
+_TAG_MARKS = {True: "✓", False: "✗"}  # kto_tag: desirable / undesirable answer
+
+
+def _header(lang: str, column: str) -> str:
+    key = f"col_{column}"
+    # Columns of ranking/kto/pt previews may not be translated yet: show the column name.
+    return t(lang, key) if key in MESSAGES else column.replace("_", " ").capitalize()
 
 
 @dataclass(eq=False)
@@ -33,8 +40,9 @@ class DatasetPreview:
                 Translated(self.close_button, "close", "value")]
 
 
-def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, page: int):
-    """(panel update, info, table, page) for ``page`` of the first selected dataset."""
+def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, stage: str | None, page: int):
+    """(panel update, info, table, page) for ``page`` of the first selected dataset, shown as ``stage`` reads it
+    (None: as its registry entry suggests)."""
     if not datasets:
         gr.Warning(t(lang, "no_dataset"))
         return gr.update(visible=False), "", gr.update(), 0
@@ -43,29 +51,32 @@ def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, p
         folder = resolve_user_dir(dataset_dir, "data folder")
         fill = {"name": name, "author": author}
         page = max(0, page)
-        total, rows = preview_page(folder, name_, page, PAGE_SIZE, fill)
+        stage = stage or None
+        total, rows = preview_page(folder, name_, page, PAGE_SIZE, fill, stage)
         pages = max(1, math.ceil(total / PAGE_SIZE))
         if page >= pages:  # Next on the last page stays there
             page = pages - 1
-            total, rows = preview_page(folder, name_, page, PAGE_SIZE, fill)
+            total, rows = preview_page(folder, name_, page, PAGE_SIZE, fill, stage)
     except (DataError, PathError, OSError) as exc:
         gr.Warning(t(lang, "dataset_error", error=str(exc)))
         return gr.update(visible=True), t(lang, "dataset_error", error=str(exc)), gr.update(value=None), 0
-    headers = [t(lang, f"col_{c}") for c in _COLUMNS]
-    data = [[r[c] for c in _COLUMNS] for r in rows]
+    columns = list(rows[0]) if rows else _COLUMNS
+    headers = [_header(lang, c) for c in columns]
+    data = [[_TAG_MARKS.get(r[c], r[c]) if c == "kto_tag" else r[c] for c in columns] for r in rows]
     info = t(lang, "preview_info", name=name_, total=total, page=page + 1, pages=pages)
     return gr.update(visible=True), info, gr.update(value=data, headers=headers), page
 
 
 def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name=None, identity_author=None,
-                          prefix: str = "") -> DatasetPreview:
-    """The panel; placeholders are filled from the identity fields when given, else left as written."""
+                          prefix: str = "", stage=None) -> DatasetPreview:
+    """The panel; placeholders are filled from the identity fields when given, else left as written.
+    ``stage`` (a component holding a training stage) picks how rows are shown; without it, the registry entry."""
     lang = DEFAULT_LANG
     pre = f"{prefix}-" if prefix else ""
     open_button = gr.Button(t(lang, "preview_dataset"), elem_id=f"{pre}preview-dataset")
     with gr.Column(visible=False, elem_id=f"{pre}preview-panel") as panel:
         info = gr.Markdown(elem_id=f"{pre}preview-info")
-        table = gr.Dataframe(headers=[t(lang, f"col_{c}") for c in _COLUMNS], interactive=False, wrap=True,
+        table = gr.Dataframe(headers=[_header(lang, c) for c in _COLUMNS], interactive=False, wrap=True,
                              elem_id=f"{pre}preview-table")
         with gr.Row():
             prev_button = gr.Button(t(lang, "previous"), elem_id=f"{pre}preview-prev")
@@ -75,7 +86,8 @@ def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name=None, id
     view = DatasetPreview(open_button, panel, info, table, prev_button, next_button, close_button, page)
     name_box = identity_name if identity_name is not None else gr.State("{{name}}")
     author_box = identity_author if identity_author is not None else gr.State("{{author}}")
-    inputs = [lang_dd, dataset_dir, datasets, name_box, author_box, page]
+    stage_box = stage if stage is not None else gr.State(None)
+    inputs = [lang_dd, dataset_dir, datasets, name_box, author_box, stage_box, page]
     outputs = [panel, info, table, page]
     open_button.click(lambda *a: _page(*a[:-1], 0), inputs, outputs)
     prev_button.click(lambda *a: _page(*a[:-1], a[-1] - 1), inputs, outputs)

@@ -1,4 +1,4 @@
-"""Turn one raw row (alpaca or sharegpt layout) into a checked conversation."""
+"""Turn one raw row (alpaca or sharegpt layout) into a checked sample for a training stage."""
 
 from __future__ import annotations
 
@@ -10,14 +10,33 @@ from engine.data.registry import DatasetSpec
 
 @dataclass
 class Sample:
-    """A conversation: optional system prompt, then user/assistant turns ending with an answer."""
+    """One example. ``messages``: user/assistant turns ending with the (chosen) answer; empty for pt.
+    ``system``: system prompt or "". ``rejected``: the rejected final answer (rm/dpo/orpo), else None.
+    ``kto_tag``: True if the final answer is desirable, False if not (kto), else None.
+    ``text``: plain pre-training text (pt), else None.
+    """
 
     messages: list = field(default_factory=list)
     system: str = ""
+    rejected: str | None = None
+    kto_tag: bool | None = None
+    text: str | None = None
 
     def chat_messages(self) -> list[dict]:
         head = [{"role": "system", "content": self.system}] if self.system else []
         return head + self.messages
+
+    def rejected_messages(self) -> list[dict]:
+        """chat_messages() with the rejected answer in place of the chosen one."""
+        if self.rejected is None:
+            raise ValueError("sample has no rejected answer")
+        return self.chat_messages()[:-1] + [{"role": "assistant", "content": self.rejected}]
+
+    def pretrain_text(self) -> str:
+        """The text to train on for pt; a conversation's contents joined if the sample has no text."""
+        if self.text is not None:
+            return self.text
+        return "\n".join(m["content"] for m in self.chat_messages())
 
 
 def _text(row: dict, key: str, file: str, index: int, required: bool) -> str:
@@ -35,7 +54,12 @@ def _alpaca(row: dict, spec: DatasetSpec, file: str, index: int) -> Sample:
     cols = spec.columns
     prompt = _text(row, cols["prompt"], file, index, required=True)
     query = _text(row, cols["query"], file, index, required=False)
-    response = _text(row, cols["response"], file, index, required=True)
+    rejected = None
+    if spec.ranking:  # the two answers replace the response column
+        response = _text(row, cols["chosen"], file, index, required=True)
+        rejected = _text(row, cols["rejected"], file, index, required=True)
+    else:
+        response = _text(row, cols["response"], file, index, required=True)
     system = _text(row, cols["system"], file, index, required=False)
     messages = []
     history = row.get(cols["history"])
@@ -51,32 +75,58 @@ def _alpaca(row: dict, spec: DatasetSpec, file: str, index: int) -> Sample:
     if not user.strip():
         raise DataError("empty instruction", file=file, row=index, field=cols["prompt"])
     messages += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
-    return Sample(messages=messages, system=system)
+    return Sample(messages=messages, system=system, rejected=rejected)
 
 
-_ROLE_KEYS = ("user_tag", "assistant_tag", "system_tag")
-
-
-def _sharegpt(row: dict, spec: DatasetSpec, file: str, index: int) -> Sample:
-    cols, tags = spec.columns, spec.tags
-    key = cols["messages"]
+def _turns(row: dict, spec: DatasetSpec, file: str, index: int) -> tuple[str, list]:
+    """(column name, non-empty list of raw turns)."""
+    key = spec.columns["messages"]
     turns = row.get(key)
     if turns is None and key == "conversations" and "messages" in row:
         key, turns = "messages", row["messages"]  # OpenAI layout without a columns entry
     if not isinstance(turns, list) or not turns:
         raise DataError("must be a non-empty list of turns", file=file, row=index, field=key)
-    role_tag, content_tag = tags["role_tag"], tags["content_tag"]
-    # Accept the OpenAI layout (role/content, user/assistant) alongside from/value.
+    return key, turns
+
+
+def _role_content(turn: dict, tags: dict) -> tuple[str | None, object, object]:
+    """(user/assistant/system or None, role as written, content).
+
+    The OpenAI layout (role/content, user/assistant) is accepted alongside the dataset's tags.
+    """
     roles = {tags["user_tag"]: "user", tags["assistant_tag"]: "assistant", tags["system_tag"]: "system",
              "user": "user", "assistant": "assistant", "system": "system"}
-    system = _text(row, cols["system"], file, index, required=False)
+    raw_role = turn.get(tags["role_tag"], turn.get("role"))
+    return roles.get(raw_role), raw_role, turn.get(tags["content_tag"], turn.get("content"))
+
+
+def _answer(row: dict, spec: DatasetSpec, column: str, file: str, index: int) -> str:
+    """The text of a sharegpt chosen/rejected column: one assistant message object."""
+    key = spec.columns[column]
+    turn = row.get(key)
+    if turn is None:
+        raise DataError("missing", file=file, row=index, field=key)
+    tags = spec.tags
+    example = f'{{"{tags["role_tag"]}": "{tags["assistant_tag"]}", "{tags["content_tag"]}": "..."}}'
+    if not isinstance(turn, dict):
+        raise DataError(f"must be one message object like {example}, got {type(turn).__name__}",
+                        file=file, row=index, field=key)
+    role, raw_role, content = _role_content(turn, tags)
+    if role != "assistant":
+        raise DataError(f"must be an assistant message, got role {raw_role!r}", file=file, row=index, field=key)
+    if not isinstance(content, str):
+        raise DataError("content must be text", file=file, row=index, field=key)
+    return content
+
+
+def _sharegpt(row: dict, spec: DatasetSpec, file: str, index: int) -> Sample:
+    key, turns = _turns(row, spec, file, index)
+    system = _text(row, spec.columns["system"], file, index, required=False)
     messages = []
     for n, turn in enumerate(turns, 1):
         if not isinstance(turn, dict):
             raise DataError(f"turn {n} must be an object", file=file, row=index, field=key)
-        raw_role = turn.get(role_tag, turn.get("role"))
-        content = turn.get(content_tag, turn.get("content"))
-        role = roles.get(raw_role)
+        role, raw_role, content = _role_content(turn, spec.tags)
         if role is None:
             raise DataError(f"turn {n} has unknown role {raw_role!r}", file=file, row=index, field=key)
         if not isinstance(content, str):
@@ -90,21 +140,80 @@ def _sharegpt(row: dict, spec: DatasetSpec, file: str, index: int) -> Sample:
         if role != expected:
             raise DataError(f"turn {n} should be a {expected} turn, got {role}", file=file, row=index, field=key)
         messages.append({"role": role, "content": content})
+    if spec.ranking:  # the prompt turns end with the question; the answers are in chosen/rejected
+        if not messages or messages[-1]["role"] != "user":
+            raise DataError("with ranking data the turns must end with the user's question "
+                            "(the answers go in the chosen and rejected columns)", file=file, row=index, field=key)
+        chosen = _answer(row, spec, "chosen", file, index)
+        rejected = _answer(row, spec, "rejected", file, index)
+        messages.append({"role": "assistant", "content": chosen})
+        return Sample(messages=messages, system=system, rejected=rejected)
     if not messages or messages[-1]["role"] != "assistant":
         raise DataError("the conversation has no assistant answer at the end", file=file, row=index, field=key)
     return Sample(messages=messages, system=system)
 
 
-def normalise_row(row: object, spec: DatasetSpec, index: int, fill: dict | None = None) -> Sample:
-    """Check and convert one row; ``fill`` replaces ``{{key}}`` placeholders (identity data)."""
+def _pretrain(row: dict, spec: DatasetSpec, file: str, index: int) -> Sample:
+    """Plain text: alpaca prompt (+ query, response if present), or every sharegpt turn's content."""
+    if spec.formatting == "alpaca":
+        cols = spec.columns
+        parts = [_text(row, cols["prompt"], file, index, required=True)]
+        parts += [_text(row, cols[c], file, index, required=False) for c in ("query", "response")]
+        key = cols["prompt"]
+    else:
+        key, turns = _turns(row, spec, file, index)
+        parts = []
+        for n, turn in enumerate(turns, 1):
+            content = _role_content(turn, spec.tags)[2] if isinstance(turn, dict) else None
+            if not isinstance(content, str):
+                raise DataError(f"turn {n} must be an object with text content", file=file, row=index, field=key)
+            parts.append(content)
+    text = "\n".join(p for p in parts if p)
+    if not text.strip():
+        raise DataError("empty text", file=file, row=index, field=key)
+    return Sample(text=text)
+
+
+def _kto_tag(row: dict, key: str, file: str, index: int) -> bool:
+    value = row.get(key)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")  # csv cells are text
+    if value is None or (isinstance(value, float) and value != value):
+        raise DataError("missing", file=file, row=index, field=key)
+    raise DataError(f"must be true or false (1/0), got {value!r:.40}", file=file, row=index, field=key)
+
+
+def normalise_row(row: object, spec: DatasetSpec, index: int, fill: dict | None = None,
+                  stage: str = "sft") -> Sample:
+    """Check and convert one row as ``stage`` reads it; ``fill`` replaces ``{{key}}`` placeholders (identity data).
+
+    pt gives ``text``; other stages a conversation, with ``rejected`` for ranking data and, for kto,
+    ``kto_tag`` when the dataset names a kto_tag column. Which stage may use which dataset is checked
+    by ``check_stage``; loader.load_samples shapes the samples for the stage.
+    """
     file = spec.path.name
     if not isinstance(row, dict):
         raise DataError(f"must be an object, got {type(row).__name__}", file=file, row=index)
-    sample = _alpaca(row, spec, file, index) if spec.formatting == "alpaca" else _sharegpt(row, spec, file, index)
+    if stage == "pt":
+        sample = _pretrain(row, spec, file, index)
+    elif spec.formatting == "alpaca":
+        sample = _alpaca(row, spec, file, index)
+    else:
+        sample = _sharegpt(row, spec, file, index)
+    if stage == "kto" and "kto_tag" in spec.columns:
+        sample.kto_tag = _kto_tag(row, spec.columns["kto_tag"], file, index)
     if fill:
         sample.system = _fill(sample.system, fill)
         for m in sample.messages:
             m["content"] = _fill(m["content"], fill)
+        if sample.rejected is not None:
+            sample.rejected = _fill(sample.rejected, fill)
+        if sample.text is not None:
+            sample.text = _fill(sample.text, fill)
     return sample
 
 

@@ -3,7 +3,11 @@
 An entry is ``"name": {"file_name": "file.json"}`` with optional ``formatting``
 (``alpaca`` default, or ``sharegpt``), ``columns`` (mapping our column roles to
 the file's column names) and, for sharegpt, ``tags`` (role/content keys and role
-values).
+values). ``"ranking": true`` marks preference data: the ``chosen`` and ``rejected``
+columns hold the two answers (texts for alpaca, one message object each for
+sharegpt). A ``kto_tag`` column role names a boolean column marking each answer
+desirable or not. Pre-training text is alpaca with ``"columns": {"prompt": "text"}``
+and no response column.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from engine.paths import PathError, confined
 REGISTRY_FILE = "dataset_info.json"
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
-ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
-SHAREGPT_COLUMNS = {"messages": "conversations", "system": "system"}
+ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
+                  "history": "history", "chosen": "chosen", "rejected": "rejected"}
+SHAREGPT_COLUMNS = {"messages": "conversations", "system": "system", "chosen": "chosen", "rejected": "rejected"}
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
                  "system_tag": "system"}
 
@@ -31,6 +36,8 @@ class DatasetSpec:
     formatting: str = "alpaca"
     columns: dict = field(default_factory=dict)
     tags: dict = field(default_factory=dict)
+    ranking: bool = False  # rows hold chosen and rejected answers
+    pretraining: bool = False  # alpaca entry naming a prompt column but no response: plain text
 
 
 def read_registry(dataset_dir: str | Path) -> dict:
@@ -91,6 +98,12 @@ def resolve_dataset(dataset_dir: str | Path, name: str) -> DatasetSpec:
     user_tags = entry.get("tags") or {}
     if not isinstance(user_columns, dict) or not isinstance(user_tags, dict):
         raise DataError("columns and tags must be objects", file=reg_file, field=name)
+    ranking = entry.get("ranking", False)
+    if not isinstance(ranking, bool):
+        raise DataError(f"ranking must be true or false, got {ranking!r}", file=reg_file, field=name)
     columns.update(user_columns)
     tags.update(user_tags)
-    return DatasetSpec(name=name, path=path, formatting=formatting, columns=columns, tags=tags)
+    pretraining = (formatting == "alpaca" and not ranking
+                   and "prompt" in user_columns and "response" not in user_columns)
+    return DatasetSpec(name=name, path=path, formatting=formatting, columns=columns, tags=tags, ranking=ranking,
+                       pretraining=pretraining)
