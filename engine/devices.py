@@ -88,8 +88,8 @@ def cpu_has_native_bf16() -> bool:
 def resolve_compute_type(compute_type: str, device: str) -> str:
     """auto -> bf16 where supported, else fp16 on CUDA/NPU without bf16, else fp32."""
     if compute_type != "auto":
-        if compute_type == "bf16" and not supports_bf16(device):
-            raise RuntimeError(f"bf16 is not supported on {device}")
+        if compute_type in ("bf16", "pure_bf16") and not supports_bf16(device):
+            raise RuntimeError(f"{compute_type} is not supported on {device} (no native bf16); use fp32")
         if compute_type == "fp16" and device == "cpu":
             raise RuntimeError("fp16 training is not supported on the CPU; use bf16 or fp32")
         return compute_type

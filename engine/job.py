@@ -11,23 +11,43 @@ from engine.config import RunConfig
 from engine.rundir import RUNNING, RunDir
 
 
-class StopRequested:
-    """Set by SIGTERM/SIGINT; the job checks it between steps and ends as ``stopped``."""
+def rank() -> int:
+    """This process's global rank under torchrun (0 when run alone)."""
+    return int(os.environ.get("RANK", "0"))
 
-    def __init__(self) -> None:
-        self.requested = False
+
+class StopRequested:
+    """Stop pressed in the UI: the run's stop.request file, or SIGTERM/SIGINT. The job checks it between
+    steps and ends as ``stopped``.
+
+    A signal alone also comes from torchrun ending the other ranks after one failed; ``by_user`` tells
+    the two apart, so such a run ends as failed."""
+
+    def __init__(self, run: RunDir | None = None) -> None:
+        self.signalled = False
+        self.run = run
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:  # noqa: ARG002
-        self.requested = True
+        self.signalled = True
+
+    @property
+    def by_user(self) -> bool:
+        return self.run is not None and self.run.stop_requested()
+
+    @property
+    def requested(self) -> bool:
+        return self.signalled or self.by_user
 
 
 def log(msg: str) -> None:
-    """Job output goes to stdout, which the runner sends to the run's stdout.log."""
-    print(msg, flush=True)
+    """Job output goes to stdout, which the runner sends to the run's stdout.log (rank 0 only: other
+    ranks would repeat every line)."""
+    if rank() == 0:
+        print(msg, flush=True)
 
 
 def start_job(config_path: str | Path, command: str, phase: str, **status) -> tuple[RunConfig, RunDir, StopRequested]:
@@ -39,8 +59,11 @@ def start_job(config_path: str | Path, command: str, phase: str, **status) -> tu
     config_path = Path(config_path)
     cfg = RunConfig.load(config_path, command)
     section = getattr(cfg, command)
-    run = RunDir(Path(section.output_dir or config_path.parent).resolve())
+    run = RunDir(Path(section.output_dir or config_path.parent).resolve(), writer=rank() == 0)
+    stop.run = run
     section.output_dir = str(run.path)
     run.path.mkdir(parents=True, exist_ok=True)
-    run.write_status(RUNNING, pid=os.getpid(), error=None, phase=phase, command=command, **status)
+    # Under torchrun the launcher (our parent) is the process to watch: it lives as long as any rank.
+    pid = os.getppid() if "TORCHELASTIC_RUN_ID" in os.environ else os.getpid()
+    run.write_status(RUNNING, pid=pid, error=None, phase=phase, command=command, **status)
     return cfg, run, stop

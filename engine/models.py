@@ -90,13 +90,18 @@ def load_tokenizer(model_name_or_path: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_model(model_name_or_path: str, dtype=None, trust_remote_code: bool = False):
-    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+def load_model(model_name_or_path: str, dtype=None, trust_remote_code: bool = False, reward_head: bool = False,
+               **kwargs):
+    """The causal LM (or, with ``reward_head``, the same body with a one-score head for reward modelling)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification  # noqa: PLC0415
 
     path = resolve_model_path(model_name_or_path)
     _check_remote_code(path, trust_remote_code)
+    if reward_head:
+        kwargs["num_labels"] = 1
+    auto = AutoModelForSequenceClassification if reward_head else AutoModelForCausalLM
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+        return auto.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, **kwargs)
     except OSError as exc:
         raise ModelLoadError(f"cannot load model {model_name_or_path!r}: {_first_line(exc)}") from None
 

@@ -4,6 +4,7 @@
     status.json    {"state": queued|running|finished|failed|stopped, "pid", "error", timestamps}
     events.jsonl   one JSON object per logging step
     stdout.log     everything the process printed
+    stop.request   present once Stop was pressed (every process of the run checks it)
     checkpoint-N/  intermediate checkpoints; the final adapter/model sits in the run directory itself
 
 Everything the UI shows about a run is rebuilt from these files, so a browser
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.fileio import append_jsonl, atomic_write_json, read_jsonl
+from engine.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 
 QUEUED, RUNNING, FINISHED, FAILED, STOPPED = "queued", "running", "finished", "failed", "stopped"
 ACTIVE_STATES = (QUEUED, RUNNING)
@@ -30,6 +30,8 @@ DONE_STATES = (FINISHED, FAILED, STOPPED)
 @dataclass(frozen=True)
 class RunDir:
     path: Path
+    # False in every process of a multi-process run but rank 0: one set of status and events is written.
+    writer: bool = field(default=True, compare=False)
 
     @property
     def name(self) -> str:
@@ -58,17 +60,33 @@ class RunDir:
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
+    @property
+    def stop_path(self) -> Path:
+        return self.path / "stop.request"
+
     def write_status(self, state: str, **fields) -> dict:
         status = self.read_status()
+        if not self.writer:
+            return status
         status.update(fields)
         status["state"] = state
         status["updated_at"] = time.time()
-        if state == RUNNING:
-            status.setdefault("started_at", status["updated_at"])
-        if state in DONE_STATES:
-            status.setdefault("finished_at", status["updated_at"])
+        if state == RUNNING and not status.get("started_at"):
+            status["started_at"] = status["updated_at"]
+        if state in DONE_STATES and not status.get("finished_at"):
+            status["finished_at"] = status["updated_at"]
         atomic_write_json(self.status_path, status)
         return status
+
+    # -- stop requests: a file, so every process of a run (and a restarted app) sees the same request --
+    def request_stop(self) -> None:
+        atomic_write_text(self.stop_path, f"{time.time()}\n")
+
+    def stop_requested(self) -> bool:
+        return self.stop_path.exists()
+
+    def clear_stop(self) -> None:
+        self.stop_path.unlink(missing_ok=True)
 
     def live_status(self) -> dict:
         """The status, with a run whose process died unannounced reported as failed."""
@@ -81,7 +99,14 @@ class RunDir:
 
     # -- events and log ------------------------------------------------------
     def append_event(self, record: dict) -> None:
-        append_jsonl(self.events_path, record)
+        if self.writer:
+            append_jsonl(self.events_path, record)
+
+    def truncate_events(self, last_step: int) -> None:
+        """Drop events after ``last_step`` (a resumed run repeats the steps after its checkpoint)."""
+        kept = [e for e in self.read_events() if int(e.get("step") or 0) <= last_step]
+        if self.writer:
+            atomic_write_text(self.events_path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in kept))
 
     def read_events(self) -> list[dict]:
         return read_jsonl(self.events_path)

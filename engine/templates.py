@@ -126,14 +126,18 @@ class ChatFormatter:
             done = full
         return [(text, is_answer) for text, is_answer in pieces if text]
 
-    def encode_supervised(self, messages: list[dict], cutoff_len: int, train_on_prompt: bool = False) -> dict:
-        """Token ids and labels; labels are IGNORE_INDEX on prompt tokens and cut at ``cutoff_len``."""
+    def encode_supervised(self, messages: list[dict], cutoff_len: int, train_on_prompt: bool = False,
+                          mask_history: bool = False) -> dict:
+        """Token ids and labels; labels are IGNORE_INDEX on prompt tokens (and with ``mask_history`` on every
+        answer but the last), cut at ``cutoff_len``."""
         input_ids: list[int] = []
         labels: list[int] = []
-        for text, is_answer in self.segments(messages):
+        pieces = self.segments(messages)
+        for n, (text, is_answer) in enumerate(pieces):
             ids = self.tokenizer.encode(text, add_special_tokens=False)
+            trained = train_on_prompt or (is_answer and not (mask_history and n < len(pieces) - 1))
             input_ids.extend(ids)
-            labels.extend(ids if (is_answer or train_on_prompt) else [IGNORE_INDEX] * len(ids))
+            labels.extend(ids if trained else [IGNORE_INDEX] * len(ids))
         input_ids, labels = input_ids[:cutoff_len], labels[:cutoff_len]
         return {"input_ids": input_ids, "labels": labels}
 

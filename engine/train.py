@@ -1,15 +1,19 @@
-"""Supervised fine-tuning through the transformers Trainer, reporting into the run directory.
+"""Training of every stage, reporting into the run directory.
 
-Run as ``python -m engine train <run_dir>/run.yaml``. The process writes its
-own status (running -> finished | failed | stopped) and one events.jsonl line
-per logging step. SIGTERM asks it to stop: it finishes the current step, saves
-what it has and ends as ``stopped``.
+Run as ``python -m engine train <run_dir>/run.yaml``, or under torchrun for
+several processes. Rank 0 writes the status (running -> finished | failed |
+stopped) and one events.jsonl line per logging step. Stop (the run's
+stop.request file, or SIGTERM) ends every rank after the same step: they agree
+on it each step; the weights so far are saved and the run ends as ``stopped``.
+With ``train.resume``, a run folder holding complete checkpoints continues
+from the last one.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
-import random
+import os
 import sys
 import time
 import traceback
@@ -17,95 +21,8 @@ from pathlib import Path
 
 from engine.config import RunConfig
 from engine.job import StopRequested, log, start_job
+from engine.fileio import atomic_write_json
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
-from engine.templates import IGNORE_INDEX
-
-
-def encode_dataset(cfg: RunConfig, tokenizer, log=print) -> tuple[list[dict], list[dict]]:
-    """Load, fill placeholders, encode with prompt masking, and split off validation samples."""
-    from engine.data import load_samples  # noqa: PLC0415
-    from engine.paths import resolve_user_dir  # noqa: PLC0415
-    from engine.templates import ChatFormatter  # noqa: PLC0415
-
-    formatter = ChatFormatter(tokenizer, cfg.model.template)
-    fill = {"name": cfg.data.identity_name, "author": cfg.data.identity_author}
-    samples = load_samples(resolve_user_dir(cfg.data.dataset_dir, "data folder"), cfg.data.datasets,
-                           cfg.data.max_samples, fill)
-    encoded, skipped = [], 0
-    for sample in samples:
-        row = formatter.encode_supervised(sample.chat_messages(), cfg.data.cutoff_len)
-        if all(label == IGNORE_INDEX for label in row["labels"]):
-            skipped += 1  # the answer was cut off entirely: nothing to learn from
-            continue
-        encoded.append(row)
-    if skipped:
-        log(f"skipped {skipped} samples whose answer lies beyond cutoff_len={cfg.data.cutoff_len}")
-    if not encoded:
-        raise ValueError("no sample has an answer within the cutoff length; raise data.cutoff_len")
-    random.Random(cfg.train.seed).shuffle(encoded)
-    n_val = int(round(len(encoded) * cfg.data.val_size))
-    if cfg.data.val_size > 0:
-        n_val = max(1, n_val)
-    return encoded[n_val:], encoded[:n_val]
-
-
-class PaddingCollator:
-    """Pads a batch to its longest sample; labels padded with IGNORE_INDEX."""
-
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, rows: list[dict]) -> dict:
-        import torch  # noqa: PLC0415
-
-        width = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            mask[i, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
-def apply_finetuning(model, cfg: RunConfig, log=print):
-    """Wrap or freeze the model according to the fine-tuning method; returns the model to train."""
-    method = cfg.train.finetuning_type
-    if method == "lora":
-        from peft import LoraConfig, PeftModel, TaskType, get_peft_model  # noqa: PLC0415
-
-        if cfg.model.adapter_path:
-            log(f"continuing training of adapter {cfg.model.adapter_path}")
-            return PeftModel.from_pretrained(model, cfg.model.adapter_path, is_trainable=True)
-        target = cfg.lora.target.strip()
-        targets = "all-linear" if target in ("all", "") else [t.strip() for t in target.split(",") if t.strip()]
-        lora = LoraConfig(task_type=TaskType.CAUSAL_LM, r=cfg.lora.rank, lora_alpha=cfg.lora.alpha,
-                          lora_dropout=cfg.lora.dropout, target_modules=targets)
-        try:
-            return get_peft_model(model, lora)
-        except ValueError as exc:
-            raise ValueError(f"lora.target: {exc}") from None
-    if method == "freeze":
-        layers = _decoder_layers(model)
-        n = min(cfg.freeze.trainable_layers, len(layers))
-        trainable = {id(p) for layer in layers[-n:] for p in layer.parameters()}
-        for p in model.parameters():
-            p.requires_grad_(id(p) in trainable)
-        log(f"freeze: training the last {n} of {len(layers)} layers")
-        return model
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
-
-
-def _decoder_layers(model):
-    for module in model.modules():
-        layers = getattr(module, "layers", None)
-        if layers is not None and hasattr(layers, "__len__") and len(layers) and module is not model:
-            return list(layers)
-    raise ValueError("cannot find the transformer layers of this model for the freeze method")
 
 
 def make_callback(run: RunDir, stop: StopRequested, log=print):
@@ -130,7 +47,7 @@ def make_callback(run: RunDir, stop: StopRequested, log=print):
                 run.write_status(RUNNING, step=state.global_step, total_steps=state.max_steps,
                                  elapsed_s=round(elapsed, 2),
                                  remaining_s=round(_remaining(elapsed, state.global_step, state.max_steps), 2))
-            if stop.requested:
+            if _all_agree_to_stop(stop.requested):
                 control.should_training_stop = True
             return control
 
@@ -146,8 +63,9 @@ def make_callback(run: RunDir, stop: StopRequested, log=print):
                 "elapsed_s": round(elapsed, 2),
                 "remaining_s": round(_remaining(elapsed, state.global_step, state.max_steps), 2),
                 "tokens_seen": int(state.num_input_tokens_seen or 0),
-                "tokens_per_s": round((state.num_input_tokens_seen or 0) / elapsed, 1) if elapsed > 0 else 0.0,
             }
+            if event["tokens_seen"] and elapsed > 0:  # trl's ORPO feeds no input_ids the Trainer could count
+                event["tokens_per_s"] = round(event["tokens_seen"] / elapsed, 1)
             for key, out in (("loss", "loss"), ("learning_rate", "lr"), ("grad_norm", "grad_norm"),
                              ("eval_loss", "eval_loss")):
                 if key in logs and logs[key] is not None and math.isfinite(float(logs[key])):
@@ -155,81 +73,132 @@ def make_callback(run: RunDir, stop: StopRequested, log=print):
             run.append_event(event)
             parts = [f"step {event['step']}/{event['total_steps']}"]
             parts += [f"{k} {event[k]:.4g}" for k in ("loss", "eval_loss", "lr") if k in event]
-            parts.append(f"{event['tokens_per_s']:.0f} tokens/s")
+            if "tokens_per_s" in event:
+                parts.append(f"{event['tokens_per_s']:.0f} tokens/s")
             log(" | ".join(parts))
 
     return RunDirReporter()
+
+
+def _all_agree_to_stop(local: bool) -> bool:
+    """Whether any rank wants to stop, agreed by all ranks at the same step (a rank stopping alone
+    would leave the others waiting for it in the next gradient exchange)."""
+    import torch  # noqa: PLC0415
+    import torch.distributed as dist  # noqa: PLC0415
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local
+    backend = dist.get_backend()
+    device = {"nccl": "cuda", "hccl": "npu"}.get(backend, "cpu")
+    if device != "cpu":
+        device = f"{device}:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    flag = torch.tensor([1.0 if local else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item() > 0)
 
 
 def _remaining(elapsed: float, step: int, total: int) -> float:
     return elapsed / step * (total - step) if step > 0 else 0.0
 
 
-def build_training_arguments(cfg: RunConfig, device: str, compute: str):
-    from transformers import TrainingArguments  # noqa: PLC0415
+def _check_device_features(cfg: RunConfig, device: str) -> None:
+    """Features that need a particular device or package, refused up front with what to do instead."""
+    needs_bnb = []
+    if cfg.model.quantization_bit != "none":
+        needs_bnb.append(("model.quantization_bit", f"{cfg.model.quantization_bit}-bit QLoRA"))
+    if "8bit" in cfg.train.optim:
+        needs_bnb.append(("train.optim", f"the {cfg.train.optim} optimizer"))
+    for key, what in needs_bnb:
+        if device != "cuda":
+            raise RuntimeError(f"{key}: {what} needs a CUDA GPU (bitsandbytes); this run is on {device}. "
+                               "Choose none / adamw_torch, or train on a GPU.")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise RuntimeError(f"{key}: {what} needs the bitsandbytes package (pip install bitsandbytes)")
+    if cfg.distributed.deepspeed != "none":
+        if device not in ("cuda", "npu"):
+            raise RuntimeError(f"distributed.deepspeed: DeepSpeed needs CUDA GPUs or Ascend NPUs; this run is on "
+                               f"{device}. Choose none.")
+        if importlib.util.find_spec("deepspeed") is None:
+            raise RuntimeError("distributed.deepspeed: the deepspeed package is not installed (pip install deepspeed)")
 
-    t = cfg.train
-    evaluate = cfg.data.val_size > 0
-    return TrainingArguments(
-        output_dir=t.output_dir,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        num_train_epochs=t.num_train_epochs,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        max_grad_norm=t.max_grad_norm,
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        eval_strategy="steps" if evaluate else "no",
-        eval_steps=t.save_steps if evaluate else None,
-        bf16=compute == "bf16",
-        fp16=compute == "fp16",
-        use_cpu=device == "cpu",
-        seed=t.seed,
-        report_to="none",
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        train_sampling_strategy="group_by_length",
-        length_column_name="length",
-        include_num_input_tokens_seen="non_padding",
-        dataloader_num_workers=0,
-        save_only_model=False,
-    )
+
+def _quantization_config(cfg: RunConfig, compute_dtype):
+    if cfg.model.quantization_bit == "none":
+        return None
+    from transformers import BitsAndBytesConfig  # noqa: PLC0415
+
+    if cfg.model.quantization_bit == "8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
+def _load_models(cfg: RunConfig, device: str, compute: str, log):
+    """The model to train (wrapped for its method) and, where the stage needs one, a frozen reference."""
+    import torch  # noqa: PLC0415
+
+    from engine.finetuning import apply_finetuning  # noqa: PLC0415
+    from engine.models import load_model  # noqa: PLC0415
+
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16, "pure_bf16": torch.bfloat16}.get(compute)
+    # Frozen base weights may live in half precision on accelerators; on CPU fp32 + autocast is faster.
+    # pure_bf16 keeps every weight in bf16 everywhere.
+    lora = cfg.train.finetuning_type == "lora"
+    if compute == "pure_bf16" or (half is not None and device != "cpu" and lora):
+        load_dtype = half
+    else:
+        load_dtype = torch.float32
+    source = cfg.model.model_name_or_path
+    if not lora and cfg.model.adapter_path:
+        source = cfg.model.adapter_path  # continue a full/freeze run from its weights
+    reward = cfg.train.stage == "rm"
+    kwargs = {}
+    quant = _quantization_config(cfg, half or torch.float32)
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": int(os.environ.get("LOCAL_RANK", "0"))})
+    model = load_model(source, dtype=load_dtype, trust_remote_code=cfg.model.trust_remote_code,
+                       reward_head=reward, **kwargs)
+    model.config.use_cache = False
+    if reward and model.config.pad_token_id is None:
+        from engine.models import load_tokenizer  # noqa: PLC0415
+
+        model.config.pad_token_id = load_tokenizer(cfg.model.model_name_or_path).pad_token_id
+    model = apply_finetuning(model, cfg, log, task_type="SEQ_CLS" if reward else "CAUSAL_LM")
+    ref_model = None
+    if cfg.train.stage in ("dpo", "kto") and not lora:
+        # LoRA's reference is the model with its adapter switched off; other methods need a frozen copy.
+        ref_model = load_model(source, dtype=load_dtype, trust_remote_code=cfg.model.trust_remote_code).eval()
+        ref_model.requires_grad_(False)
+    return model, ref_model
 
 
 def run_training(config_path: str | Path) -> int:
-    """Entry point of the training subprocess; returns the process exit code."""
+    """Entry point of each training process; returns the process exit code."""
     cfg, run, stop = start_job(config_path, "train", "loading")
+    under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ
 
     try:
-        import torch  # noqa: PLC0415
-        from datasets import Dataset  # noqa: PLC0415
-        from transformers import set_seed  # noqa: PLC0415
+        from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
 
+        from engine.checkpoints import last_complete_checkpoint  # noqa: PLC0415
         from engine.devices import pick_device, resolve_compute_type  # noqa: PLC0415
-        from engine.fast_loss import fast_loss_enabled, make_trainer_class  # noqa: PLC0415
-        from engine.models import load_model, load_tokenizer  # noqa: PLC0415
+        from engine.encode import encode_dataset  # noqa: PLC0415
+        from engine.finetuning import loraplus_optimizer  # noqa: PLC0415
+        from engine.models import load_tokenizer  # noqa: PLC0415
+        from engine.trainers import build_trainer, check_tracker, deepspeed_config, training_arguments  # noqa: PLC0415
 
         set_seed(cfg.train.seed)
         device = pick_device(cfg.model.device)
         compute = resolve_compute_type(cfg.train.compute_type, device)
-        log(f"device {device}, compute type {compute}, method {cfg.train.finetuning_type}")
+        _check_device_features(cfg, device)
+        check_tracker(cfg.train.report_to)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        log(f"stage {cfg.train.stage}, device {device}, compute type {compute}, method {cfg.train.finetuning_type}"
+            + (f", {world} processes" if world > 1 else ""))
         tokenizer = load_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code)
         train_rows, val_rows = encode_dataset(cfg, tokenizer, log)
         log(f"{len(train_rows)} training samples, {len(val_rows)} validation samples")
-        # Frozen base weights may live in half precision on accelerators; on CPU fp32 + autocast is faster.
-        half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(compute)
-        load_dtype = half if (half is not None and device != "cpu" and cfg.train.finetuning_type == "lora") else torch.float32
-        model_source = cfg.model.model_name_or_path
-        if cfg.train.finetuning_type != "lora" and cfg.model.adapter_path:
-            model_source = cfg.model.adapter_path  # continue a full/freeze run from its weights
-        model = load_model(model_source, dtype=load_dtype, trust_remote_code=cfg.model.trust_remote_code)
-        model.config.use_cache = False
-        model = apply_finetuning(model, cfg, log)
+        model, ref_model = _load_models(cfg, device, compute, log)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
         log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
@@ -237,39 +206,54 @@ def run_training(config_path: str | Path) -> int:
             run.write_status(STOPPED, phase="stopped before training")
             return 0
 
-        def to_dataset(rows):
-            return Dataset.from_list([dict(r, length=len(r["input_ids"])) for r in rows]) if rows else None
-
-        # The same loss as the Trainer's, with the output layer computed on answer tokens only
-        # (TUNEBOARD_FAST_LOSS=0: the standard way).
-        trainer_class = make_trainer_class(log, fast_loss=fast_loss_enabled())
-        trainer = trainer_class(
-            model=model,
-            args=build_training_arguments(cfg, device, compute),
-            train_dataset=to_dataset(train_rows),
-            eval_dataset=to_dataset(val_rows),
-            data_collator=PaddingCollator(tokenizer.pad_token_id),
-            processing_class=tokenizer,
-            callbacks=[make_callback(run, stop, log)],
-        )
-        run.write_status(RUNNING, phase="training")
-        result = trainer.train()
+        resume = last_complete_checkpoint(run.path) if cfg.train.resume else None
+        if resume is not None:
+            log(f"resuming from {resume.path.name} (step {resume.step}): weights, optimizer, scheduler and "
+                "random state carry over")
+            run.truncate_events(resume.step)
+        args = training_arguments(cfg, device, compute)
+        if cfg.distributed.deepspeed != "none":
+            atomic_write_json(args["deepspeed"], deepspeed_config(cfg))  # every rank: each reads it right away
+        callbacks = [make_callback(run, stop, log)]
+        if cfg.train.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+        optimizer = None
+        trainer = build_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log,
+                                ref_model=ref_model)
+        if cfg.train.finetuning_type == "lora" and cfg.lora.loraplus_lr_ratio > 0:
+            optimizer = loraplus_optimizer(trainer.model, cfg, trainer.args)
+            trainer.optimizer = optimizer
+            log(f"LoRA+: B matrices learn {cfg.lora.loraplus_lr_ratio:g}x faster")
+        run.write_status(RUNNING, phase="training", resumed_from=resume.path.name if resume else None)
+        result = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
         trainer.save_model(str(run.path))
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
-        padding = trainer.padding_share()
+        padding = trainer.padding_share() if hasattr(trainer, "padding_share") else None
         if padding is not None:
             metrics["padding_share"] = round(padding, 4)
             log(f"padding: {100 * padding:.1f}% of the tokens fed to training")
+        best = trainer.state.best_model_checkpoint
+        if best:
+            metrics["best_eval_loss"] = trainer.state.best_metric
+            log(f"best checkpoint: {Path(best).name} (validation loss {trainer.state.best_metric:.4f}); "
+                "the saved weights are the best ones")
+        user_stop = stop.by_user or (stop.signalled and not under_torchrun)
+        if stop.requested and not user_stop:
+            raise RuntimeError("interrupted: another process of this run failed (see the log above)")
         state = STOPPED if stop.requested else FINISHED
+        early = trainer.state.global_step < trainer.state.max_steps and not stop.requested
         run.write_status(state, phase="done", metrics=metrics, step=trainer.state.global_step,
-                         total_steps=trainer.state.max_steps)
+                         total_steps=trainer.state.max_steps, best_checkpoint=Path(best).name if best else None,
+                         stopped_early=early)
+        if early:
+            log(f"Early stopping: no validation improvement for {cfg.train.early_stopping_patience} evaluations.")
         log("Training stopped; the weights so far were saved." if stop.requested else "Training finished.")
         return 0
     except BaseException as exc:  # report every failure in words, then exit non-zero
         traceback.print_exc()
         sys.stdout.flush()
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
-        if stop.requested:
+        if stop.by_user or (stop.signalled and not under_torchrun):
             run.write_status(STOPPED, phase="stopped", error=None)
             return 0
         run.write_status(FAILED, error=message)
