@@ -10,6 +10,13 @@
       const name = span.textContent.trim();
       if (name && field.getAttribute("aria-label") !== name) field.setAttribute("aria-label", name);
     });
+    // A checkbox group is a <fieldset> titled by a plain <span>: tie the title to the group.
+    document.querySelectorAll("fieldset[id]").forEach((group) => {
+      const span = group.querySelector(':scope > span[data-testid="block-info"]');
+      if (!span) return;
+      span.id = `${group.id}-title`;
+      if (group.getAttribute("aria-labelledby") !== span.id) group.setAttribute("aria-labelledby", span.id);
+    });
   };
   sync();
   new MutationObserver(sync).observe(document.body, { subtree: true, childList: true, characterData: true });

@@ -14,7 +14,7 @@ from typing import Any, Iterable, get_type_hints
 import gradio as gr
 
 from engine.config import RunConfig, field_info
-from webui.locales import field_text, t
+from webui.locales import CHOICE_TEXT, choice_labels, field_text, t
 
 
 @dataclass(eq=False)
@@ -22,20 +22,38 @@ class FieldControl:
     section: str
     name: str
     component: Any
+    info_key: str | None = None  # a message shown instead of the field's own info (e.g. "CPU only")
 
     @property
     def key(self) -> str:
         return f"{self.section}.{self.name}"
 
-    def translate(self, lang: str):
+    def texts(self, lang: str) -> dict:
         label, info = field_text(lang, self.key)
-        return gr.update(label=label, info=info)
+        texts = {"label": label, "info": t(lang, self.info_key) if self.info_key else info}
+        if self.key in CHOICE_TEXT:
+            texts["choices"] = choice_labels(lang, self.key, field_info(self.section, self.name).metadata["choices"])
+        return texts
+
+    def translate(self, lang: str):
+        return gr.update(**self.texts(lang))
 
     def value_from(self, cfg: RunConfig) -> Any:
         value = getattr(getattr(cfg, self.section), self.name)
+        if isinstance(self.component, gr.CheckboxGroup):
+            # Ticks for a comma-separated field; values this machine does not offer are dropped, since
+            # Gradio refuses every later event of a form holding a value outside the choices.
+            offered = {v for _, v in self.component.choices}
+            return [v for v in (part.strip() for part in value.split(",")) if v in offered]
         if isinstance(self.component, gr.Textbox) and isinstance(value, float):
             return f"{value:g}"
         return value
+
+    def config_value(self, value: Any) -> Any:
+        """The form value as the config reads it."""
+        if isinstance(self.component, gr.CheckboxGroup):
+            return ",".join(value or [])
+        return value.strip() if isinstance(value, str) else value
 
 
 @dataclass(eq=False)
@@ -61,18 +79,19 @@ def _section_type(section: str) -> type:
     return {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}[section]  # type: ignore[misc]
 
 
-def field_control(section: str, name: str, lang: str, **overrides) -> FieldControl:
-    """A component for ``section.name``: dropdown for choices, checkbox for flags, text for floats."""
+def field_control(section: str, name: str, lang: str, *, ticks: list[tuple[str, str]] | None = None,
+                  info_key: str | None = None, **overrides) -> FieldControl:
+    """A component for ``section.name``: dropdown for choices, checkbox for flags, text for floats;
+    ``ticks`` (label, value) shows a comma-separated text field as a group of checkboxes."""
     f = field_info(section, name)
     typ = get_type_hints(_section_type(section))[name]
     default = overrides.pop("value", getattr(_section_type(section)(), name))
-    if "label" in overrides:  # the top bar names its fields itself
-        kwargs: dict[str, Any] = {"elem_id": f"field-{section}-{name}"}
-    else:
-        label, info = field_text(lang, f"{section}.{name}")
-        kwargs = {"label": label, "info": info, "elem_id": f"field-{section}-{name}"}
-    choices = overrides.pop("choices", None) or f.metadata.get("choices")
-    if typ is list:
+    texts = FieldControl(section, name, None, info_key).texts(lang)
+    kwargs: dict[str, Any] = {"label": texts["label"], "info": texts["info"], "elem_id": f"field-{section}-{name}"}
+    choices = overrides.pop("choices", None) or texts.get("choices") or f.metadata.get("choices")
+    if ticks is not None:
+        component = gr.CheckboxGroup(choices=ticks, value=[v for v in default.split(",") if v], **{**kwargs, **overrides})
+    elif typ is list:
         component = gr.Dropdown(choices=list(choices or []), value=default, multiselect=True, **{**kwargs, **overrides})
     elif choices:
         component = gr.Dropdown(choices=list(choices), value=default, **{**kwargs, **overrides})
@@ -85,7 +104,7 @@ def field_control(section: str, name: str, lang: str, **overrides) -> FieldContr
         component = gr.Textbox(value=f"{default:g}", **{**kwargs, **overrides})
     else:
         component = gr.Textbox(value=default, **{**kwargs, **overrides})
-    return FieldControl(section, name, component)
+    return FieldControl(section, name, component, info_key)
 
 
 def config_from_values(controls: Iterable[FieldControl], values: Iterable[Any], base: RunConfig | None = None,
@@ -93,9 +112,7 @@ def config_from_values(controls: Iterable[FieldControl], values: Iterable[Any], 
     """A RunConfig from form values, validated for ``command`` (raises ConfigError naming the field)."""
     raw = (base or RunConfig()).to_dict()
     for control, value in zip(controls, values):
-        if isinstance(value, str):
-            value = value.strip()
-        raw[control.section][control.name] = value
+        raw[control.section][control.name] = control.config_value(value)
     return RunConfig.from_dict(raw, command)
 
 

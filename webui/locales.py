@@ -7,12 +7,34 @@ value is (label, info). Other keys are plain messages, formatted with
 
 from __future__ import annotations
 
+from engine.config import EXTRA_ARGS
+
 LANGUAGES = (("English", "en"), ("中文", "zh"))
 DEFAULT_LANG = "en"
 
 # Config field controls: key -> {lang: (label, info)}
 FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
-    "train.stage": {"en": ("Stage", "The training stage."), "zh": ("训练阶段", "目前采用的训练方式。")},
+    # top bar
+    "model.model_name_or_path": {"en": ("Model path", "Local folder or hub id."),
+                                 "zh": ("模型路径", "本地模型的文件路径或 Hugging Face 模型标识符。")},
+    "train.finetuning_type": {"en": ("Finetuning method", "lora: small adapters; freeze: the last layers; full: all "
+                                                          "weights."),
+                              "zh": ("微调方法", "lora：训练小型适配器；freeze：训练最后几层；full：训练全部参数。")},
+    "model.adapter_path": {"en": ("Checkpoint path", "Runs and saved checkpoints of this model and method; empty for "
+                                                     "the base model."),
+                           "zh": ("检查点路径", "该模型与方法下的训练及其保存的检查点；留空表示基础模型。")},
+    "model.quantization_bit": {"en": ("Quantization bit", "Enable quantization (QLoRA): 8 or 4 bits through "
+                                                          "bitsandbytes; LoRA on CUDA GPUs only."),
+                               "zh": ("量化等级", "启用量化（QLoRA）：通过 bitsandbytes 使用 8 或 4 比特；仅限 CUDA GPU 上的 "
+                                                  "LoRA。")},
+    "model.template": {"en": ("Chat template", "auto: the tokenizer's own template."),
+                       "zh": ("对话模板", "auto：使用分词器自带的模板。")},
+    "model.device": {"en": ("Device", "auto picks CUDA, Ascend NPU, MPS or CPU."),
+                     "zh": ("设备", "auto：自动选择 CUDA、昇腾 NPU、MPS 或 CPU。")},
+    "model.trust_remote_code": {"en": ("Trust remote code", "Run model code shipped with the checkpoint."),
+                                "zh": ("信任远程代码", "允许运行模型自带的代码。")},
+    # train tab: basic
+    "train.stage": {"en": ("Stage", "The stage to perform in training."), "zh": ("训练阶段", "目前采用的训练方式。")},
     "data.dataset_dir": {"en": ("Data dir", "Folder holding dataset_info.json."),
                          "zh": ("数据路径", "包含 dataset_info.json 的文件夹。")},
     "data.datasets": {"en": ("Dataset", "One or more datasets."), "zh": ("数据集", "可以选择多个数据集。")},
@@ -24,29 +46,122 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                          "zh": ("最大样本数", "每个数据集的最大样本数（0 表示全部）。")},
     "data.cutoff_len": {"en": ("Cutoff length", "Max tokens of a sample."),
                         "zh": ("截断长度", "单个样本的最大 token 数。")},
-    "train.compute_type": {"en": ("Compute type", "auto picks bf16 where the hardware runs it fast."),
-                           "zh": ("计算类型", "auto：硬件支持时使用 bf16。")},
+    "train.compute_type": {"en": ("Compute type", "Whether to use mixed precision: auto picks bf16 where the hardware "
+                                                  "runs it fast; pure_bf16 keeps the weights in bf16."),
+                           "zh": ("计算类型", "是否使用混合精度：auto 在硬件支持时使用 bf16；pure_bf16 将权重本身保存为 bf16。")},
     "train.per_device_train_batch_size": {"en": ("Batch size", "Samples per device per step."),
                                           "zh": ("批处理大小", "每个设备每步处理的样本数。")},
     "train.gradient_accumulation_steps": {"en": ("Gradient accumulation", "Steps per optimizer update."),
                                           "zh": ("梯度累积", "每次参数更新累积的步数。")},
     "train.lr_scheduler_type": {"en": ("LR scheduler", "Learning rate schedule."),
                                 "zh": ("学习率调节器", "学习率的变化方式。")},
-    "data.val_size": {"en": ("Val size", "Share of samples held out for validation."),
-                      "zh": ("验证集比例", "验证集占全部样本的比例。")},
-    "train.logging_steps": {"en": ("Logging steps", "Log every N steps."), "zh": ("日志间隔", "每两次日志输出间的更新步数。")},
-    "train.save_steps": {"en": ("Save steps", "Save a checkpoint every N steps."),
+    "data.val_size": {"en": ("Val size", "Share of samples held out for validation; its loss joins the loss plot."),
+                      "zh": ("验证集比例", "验证集占全部样本的比例；验证损失显示在损失曲线上。")},
+    "train.max_grad_norm": {"en": ("Maximum gradient norm", "Norm for gradient clipping."),
+                            "zh": ("最大梯度范数", "用于梯度裁剪的范数。")},
+    "train.warmup_steps": {"en": ("Warmup steps", "Number of steps used for warmup."),
+                           "zh": ("预热步数", "学习率预热采用的步数。")},
+    "train.optim": {"en": ("Optimizer", "The optimizer to use; the 8-bit ones need bitsandbytes and a GPU."),
+                    "zh": ("优化器", "使用的优化器；8 比特优化器需要 bitsandbytes 和 GPU。")},
+    "train.seed": {"en": ("Seed", "Random seed for training."), "zh": ("随机种子", "训练使用的随机种子。")},
+    # train tab: extra
+    "train.logging_steps": {"en": ("Logging steps", "Number of steps between two logs."),
+                            "zh": ("日志间隔", "每两次日志输出间的更新步数。")},
+    "train.save_steps": {"en": ("Save steps", "Number of steps between two checkpoints."),
                          "zh": ("保存间隔", "每两次断点保存间的更新步数。")},
-    "train.warmup_steps": {"en": ("Warmup steps", "Steps of learning-rate warm-up."), "zh": ("预热步数", "学习率预热的步数。")},
-    "train.max_grad_norm": {"en": ("Max grad norm", "Gradient clipping norm."), "zh": ("最大梯度范数", "梯度裁剪的阈值。")},
-    "train.seed": {"en": ("Seed", "Random seed."), "zh": ("随机种子", "随机数种子。")},
-    "lora.rank": {"en": ("LoRA rank", "Rank of the LoRA matrices."), "zh": ("LoRA 秩", "LoRA 矩阵的秩大小。")},
-    "lora.alpha": {"en": ("LoRA alpha", "Scale factor of LoRA."), "zh": ("LoRA 缩放系数", "LoRA 缩放系数大小。")},
-    "lora.dropout": {"en": ("LoRA dropout", "Dropout on LoRA inputs."), "zh": ("LoRA 随机丢弃", "LoRA 权重随机丢弃的概率。")},
-    "lora.target": {"en": ("LoRA modules", "`all`, or comma-separated module names."),
-                    "zh": ("LoRA 作用模块", "`all` 或以逗号分隔的模块名称。")},
-    "freeze.trainable_layers": {"en": ("Trainable layers", "Number of last layers to train."),
-                                "zh": ("可训练层数", "最末尾可训练的隐藏层数量。")},
+    "train.neftune_noise_alpha": {"en": ("NEFTune alpha", "Magnitude of noise added to embedding vectors (0: off; 5 "
+                                                          "is typical)."),
+                                  "zh": ("NEFTune 噪声参数", "嵌入向量所添加的噪声大小（0 表示关闭，常用 5）。")},
+    "data.packing": {"en": ("Pack sequences", "Pack several samples into one row (pre-training and SFT); attention "
+                                              "stays inside each sample."),
+                     "zh": ("序列打包", "将多个样本打包为一行（仅预训练和 SFT）；注意力不跨越样本。")},
+    "data.train_on_prompt": {"en": ("Train on prompt", "Disable the label mask on the prompt (only for SFT)."),
+                             "zh": ("学习提示词", "不在提示词的部分添加掩码（仅适用于 SFT）。")},
+    "data.mask_history": {"en": ("Mask history", "Train on the last turn only (only for SFT)."),
+                          "zh": ("不学习历史对话", "仅学习最后一轮对话（仅适用于 SFT）。")},
+    "train.report_to": {"en": ("Enable external logger", "Also log to TensorBoard, wandb or MLflow (keys such as "
+                                                         "WANDB_API_KEY come from the environment)."),
+                        "zh": ("启用外部记录面板", "同时使用 TensorBoard、wandb 或 MLflow 记录实验（WANDB_API_KEY 等密钥从环境变量"
+                                                   "读取）。")},
+    "train.extra_args": {"en": ("Extra arguments", "Extra arguments passed to the trainer in JSON format, only from "
+                                                   f"this allow-list: {', '.join(EXTRA_ARGS)}."),
+                         "zh": ("额外参数", f"以 JSON 格式传递给训练器的额外参数，仅限以下参数：{', '.join(EXTRA_ARGS)}。")},
+    "train.resume": {"en": ("Resume", "When the output dir already holds checkpoints, continue from the last complete "
+                                      "one."),
+                     "zh": ("断点续训", "输出目录已有检查点时，从最后一个完整的检查点继续训练。")},
+    "train.early_stopping_patience": {"en": ("Early stopping patience", "Stop when the validation loss has not "
+                                                                        "improved for this many evaluations (0: off; "
+                                                                        "needs val size > 0)."),
+                                      "zh": ("早停耐心值", "验证损失连续这么多次评估未改善时停止训练（0 表示关闭；需要验证集比例 "
+                                                           "> 0）。")},
+    # train tab: freeze
+    "freeze.trainable_layers": {"en": ("Trainable layers", "Number of the last(+)/first(-) hidden layers to be set as "
+                                                           "trainable."),
+                                "zh": ("可训练层数", "最末尾（+）/最前端（-）可训练隐藏层的数量。")},
+    "freeze.trainable_modules": {"en": ("Trainable modules", "Name(s) of trainable modules inside those layers; `all` "
+                                                             "trains whole layers. Use commas to separate several."),
+                                 "zh": ("可训练模块", "这些层中可训练模块的名称；all 表示整层训练。使用英文逗号分隔多个名称。")},
+    "freeze.extra_modules": {"en": ("Extra modules (optional)", "Name(s) of modules apart from hidden layers to be set "
+                                                                "as trainable, e.g. embed_tokens,norm."),
+                             "zh": ("额外模块（非必填）", "除隐藏层以外的可训练模块名称，例如 embed_tokens,norm。")},
+    # train tab: LoRA
+    "lora.rank": {"en": ("LoRA rank", "The rank of LoRA matrices."), "zh": ("LoRA 秩", "LoRA 矩阵的秩大小。")},
+    "lora.alpha": {"en": ("LoRA alpha", "LoRA scaling coefficient."), "zh": ("LoRA 缩放系数", "LoRA 缩放系数大小。")},
+    "lora.dropout": {"en": ("LoRA dropout", "Dropout ratio of LoRA weights."),
+                     "zh": ("LoRA 随机丢弃", "LoRA 权重随机丢弃的概率。")},
+    "lora.loraplus_lr_ratio": {"en": ("LoRA+ LR ratio", "The LR ratio of the B matrices in LoRA (0: off; 16 is "
+                                                        "typical)."),
+                               "zh": ("LoRA+ 学习率比例", "LoRA+ 中 B 矩阵的学习率倍数（0 表示关闭，常用 16）。")},
+    "lora.use_rslora": {"en": ("Use rslora", "Use the rank stabilization scaling factor for LoRA layer."),
+                        "zh": ("使用 rslora", "对 LoRA 层使用秩稳定缩放方法。")},
+    "lora.use_dora": {"en": ("Use DoRA", "Use weight-decomposed LoRA."), "zh": ("使用 DoRA", "使用权重分解的 LoRA。")},
+    "lora.pissa_init": {"en": ("Use PiSSA", "Initialise the adapter from the principal singular vectors of the "
+                                            "weights."),
+                        "zh": ("使用 PiSSA", "用权重的主奇异向量初始化适配器。")},
+    "lora.create_new_adapter": {"en": ("Create new adapter", "Create a new adapter with randomly initialized weight "
+                                                             "upon the selected checkpoint."),
+                                "zh": ("新建适配器", "在所选检查点上创建一个随机初始化后的新适配器。")},
+    "lora.target": {"en": ("LoRA modules (optional)", "Name(s) of modules to apply LoRA; `all` for every linear "
+                                                      "layer. Use commas to separate several."),
+                    "zh": ("LoRA 作用模块（非必填）", "应用 LoRA 的模块名称；all 表示全部线性层。使用英文逗号分隔多个名称。")},
+    "lora.additional_target": {"en": ("Additional modules (optional)", "Name(s) of modules apart from LoRA layers to "
+                                                                       "be set as trainable, e.g. embed_tokens,lm_head."),
+                               "zh": ("附加模块（非必填）", "除 LoRA 层以外的可训练模块名称，例如 embed_tokens,lm_head。")},
+    # train tab: RLHF
+    "rlhf.beta": {"en": ("Beta value", "Value of the beta parameter in the loss (DPO/KTO: how far the model may move "
+                                       "from the reference; ORPO: weight of the odds-ratio term)."),
+                  "zh": ("Beta 参数", "损失函数中 beta 超参数大小（DPO/KTO：模型偏离参考模型的程度；ORPO：几率比项的权重）。")},
+    "rlhf.ftx": {"en": ("Ftx gamma", "The weight of SFT loss in the final loss (DPO only)."),
+                 "zh": ("Ftx gamma", "损失函数中 SFT 损失的权重大小（仅 DPO）。")},
+    "rlhf.loss_type": {"en": ("Loss type", "The type of the DPO loss function."),
+                       "zh": ("损失类型", "DPO 损失函数的类型。")},
+    "rlhf.kto_loss_type": {"en": ("KTO loss type", "The type of the KTO loss function."),
+                           "zh": ("KTO 损失类型", "KTO 损失函数的类型。")},
+    "rlhf.desirable_weight": {"en": ("Desirable weight", "KTO: weight of the losses on desirable answers."),
+                              "zh": ("期望样本权重", "KTO：期望回答的损失权重。")},
+    "rlhf.undesirable_weight": {"en": ("Undesirable weight", "KTO: weight of the losses on undesirable answers."),
+                                "zh": ("非期望样本权重", "KTO：非期望回答的损失权重。")},
+    # train tab: devices and nodes
+    "distributed.devices": {"en": ("Devices", "Accelerators to train on; ticking several launches the run through "
+                                              "torchrun. None ticked: the first one."),
+                            "zh": ("运算设备", "用于训练的加速卡；勾选多张时通过 torchrun 启动。不勾选则使用第一张。")},
+    "distributed.nproc_per_node": {"en": ("Processes per node", "0: one per ticked device; set it on a CPU to run "
+                                                                "several processes."),
+                                   "zh": ("每节点进程数", "0 表示每张勾选的设备一个进程；在 CPU 上可设置以运行多个进程。")},
+    "distributed.nnodes": {"en": ("Number of nodes", "Machines taking part in the run."),
+                           "zh": ("节点数量", "参与训练的机器数量。")},
+    "distributed.node_rank": {"en": ("Node rank", "This machine's rank among the nodes (0 for the master)."),
+                              "zh": ("节点序号", "本机在所有节点中的序号（主节点为 0）。")},
+    "distributed.master_addr": {"en": ("Master address", "Address of the node with rank 0."),
+                                "zh": ("主节点地址", "序号为 0 的节点的地址。")},
+    "distributed.master_port": {"en": ("Master port", "Port of the rendezvous on the master node."),
+                                "zh": ("主节点端口", "主节点上用于会合的端口。")},
+    "distributed.deepspeed": {"en": ("DeepSpeed stage", "DeepSpeed stage for distributed training (CUDA/NPU, needs "
+                                                        "the deepspeed package)."),
+                              "zh": ("DeepSpeed stage", "多卡训练的 DeepSpeed stage（CUDA/NPU，需要安装 deepspeed）。")},
+    "distributed.offload": {"en": ("Enable offload", "Enable DeepSpeed offload (slows training down)."),
+                            "zh": ("使用 offload", "使用 DeepSpeed offload（会减慢速度）。")},
+    # other tabs
     "eval.batch_size": {"en": ("Batch size", "Samples per evaluation batch."), "zh": ("批处理大小", "每批评估的样本数。")},
     "eval.predict": {"en": ("Save predictions", "Generate answers and score ROUGE / BLEU."),
                      "zh": ("保存预测结果", "生成回答并计算 ROUGE / BLEU。")},
@@ -69,6 +184,13 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                              "zh": ("助手作者", "填入身份数据中的 {{author}}。")},
 }
 
+# Choice values with names of their own: key -> {value: {lang: label}}
+CHOICE_TEXT: dict[str, dict[str, dict[str, str]]] = {
+    "train.stage": {"pt": {"en": "Pre-Training", "zh": "预训练"}, "sft": {"en": "Supervised Fine-Tuning", "zh": "指令监督微调"},
+                    "rm": {"en": "Reward Modeling", "zh": "奖励模型训练"}, "dpo": {"en": "DPO", "zh": "DPO"},
+                    "orpo": {"en": "ORPO", "zh": "ORPO"}, "kto": {"en": "KTO", "zh": "KTO"}},
+}
+
 MESSAGES: dict[str, dict[str, str]] = {
     # tabs and groups
     "tab_train": {"en": "Train", "zh": "训练"},
@@ -79,20 +201,20 @@ MESSAGES: dict[str, dict[str, str]] = {
     "group_lora": {"en": "LoRA configurations", "zh": "LoRA 参数设置"},
     "group_freeze": {"en": "Freeze tuning configurations", "zh": "部分参数微调设置"},
     "group_identity": {"en": "Identity placeholders", "zh": "身份占位符"},
+    "group_rlhf": {"en": "RLHF configurations", "zh": "RLHF 参数设置"},
+    "group_devices": {"en": "Devices and nodes", "zh": "设备与节点设置"},
+    "devices_cpu_only": {"en": "CPU only: no GPU or NPU found.", "zh": "仅 CPU：未找到 GPU 或 NPU。"},
     "title": {"en": "TuneBoard — fine-tune LLMs in your browser", "zh": "TuneBoard — 在浏览器中微调大模型"},
     # top bar
     "lang": {"en": "Language", "zh": "语言"},
     "model_name": {"en": "Model name", "zh": "模型名称"},
-    "model_path": {"en": "Model path", "zh": "模型路径"},
-    "model_path_info": {"en": "Local folder or hub id.", "zh": "本地模型的文件路径或 Hugging Face 模型标识符。"},
-    "finetuning_type": {"en": "Finetuning method", "zh": "微调方法"},
-    "checkpoint_path": {"en": "Checkpoint path", "zh": "检查点路径"},
-    "checkpoint_info": {"en": "Finished runs of this model and method; empty for the base model.",
-                        "zh": "该模型与方法下已完成的训练；留空表示基础模型。"},
-    "template": {"en": "Chat template", "zh": "对话模板"},
-    "template_info": {"en": "auto: the tokenizer's own template.", "zh": "auto：使用分词器自带的模板。"},
-    "device": {"en": "Device", "zh": "设备"},
-    "trust_remote_code": {"en": "Trust remote code", "zh": "信任远程代码"},
+    # checkpoint dropdown: "<run> / checkpoint-N (step N, loss x, best)"
+    "ckpt_step": {"en": "step {step}", "zh": "步数 {step}"},
+    "ckpt_loss": {"en": "loss {loss:.4g}", "zh": "损失 {loss:.4g}"},
+    "ckpt_eval_loss": {"en": "eval loss {loss:.4g}", "zh": "验证损失 {loss:.4g}"},
+    "ckpt_best": {"en": "best", "zh": "最优"},
+    "list_sep": {"en": ", ", "zh": "，"},
+    "change_sep": {"en": "; ", "zh": "；"},
     # train tab buttons
     "preview_dataset": {"en": "Preview dataset", "zh": "预览数据集"},
     "previous": {"en": "Previous", "zh": "上一页"},
@@ -127,6 +249,28 @@ MESSAGES: dict[str, dict[str, str]] = {
     "already_running": {"en": "Another run is using the device: {path}", "zh": "已有任务正在使用设备：{path}"},
     "run_exists": {"en": "Output dir {path} already holds a run; choose another name.",
                    "zh": "输出目录 {path} 已存在训练记录，请换一个名称。"},
+    "run_exists_resume_off": {"en": "Output dir {path} already holds a run; tick Resume to continue it, or choose "
+                                    "another name.",
+                              "zh": "输出目录 {path} 已存在训练记录；勾选断点续训以继续训练，或换一个名称。"},
+    "run_exists_no_checkpoint": {"en": "Output dir {path} already holds a run with no complete checkpoint to resume; "
+                                       "choose another name.",
+                                 "zh": "输出目录 {path} 已存在训练记录，但没有可续训的完整检查点，请换一个名称。"},
+    "resume_conflicts": {"en": "Start will refuse: output dir {path} can only be resumed with the settings it started "
+                               "with, and these differ: {fields}. Restore them or choose another output dir.",
+                         "zh": "点击开始将被拒绝：输出目录 {path} 只能按首次训练的设置继续，以下设置不同：{fields}。请恢复这些设置或"
+                               "更换输出目录。"},
+    "resume_from": {"en": "**Resume:** Start continues `{run}` from {checkpoint} ({details}).",
+                    "zh": "**断点续训：**点击开始将从 {checkpoint}（{details}）继续训练 `{run}`。"},
+    "resume_carried": {"en": "Carried over: {items}.", "zh": "沿用：{items}。"},
+    "resume_changes": {"en": "Changed since the first run: {changes}.", "zh": "与首次训练相比的改动：{changes}。"},
+    "resume_no_changes": {"en": "No setting changed since the first run.", "zh": "与首次训练相比没有改动。"},
+    "resume_skipped": {"en": "Skipped (incomplete): {names}.", "zh": "已跳过（不完整）：{names}。"},
+    "carry_step": {"en": "step", "zh": "步数"},
+    "carry_weights": {"en": "weights", "zh": "权重"},
+    "carry_optimizer": {"en": "optimizer state", "zh": "优化器状态"},
+    "carry_scheduler": {"en": "learning-rate scheduler", "zh": "学习率调度器"},
+    "carry_rng": {"en": "RNG state", "zh": "随机数状态"},
+    "training_resumed": {"en": "Training resumed from {checkpoint}: {path}", "zh": "从 {checkpoint} 继续训练：{path}"},
     "progress": {"en": "Step {step} / {total} · elapsed {elapsed} · remaining {remaining}",
                  "zh": "步数 {step} / {total} · 已用 {elapsed} · 剩余 {remaining}"},
     "invalid_value": {"en": "Invalid value — {error}", "zh": "参数无效 — {error}"},
@@ -220,6 +364,17 @@ def t(lang: str, key: str, **kwargs) -> str:
 def field_text(lang: str, key: str) -> tuple[str, str]:
     entry = FIELD_TEXT[key]
     return entry.get(lang) or entry[DEFAULT_LANG]
+
+
+def field_label(lang: str, key: str) -> str:
+    """A config field's label (its dotted name where the UI has no control for it)."""
+    return field_text(lang, key)[0] if key in FIELD_TEXT else key
+
+
+def choice_labels(lang: str, key: str, choices) -> list[tuple[str, str]]:
+    """Dropdown choices of field ``key`` as (translated label, value)."""
+    names = CHOICE_TEXT.get(key, {})
+    return [(names[c].get(lang, names[c][DEFAULT_LANG]) if c in names else str(c), c) for c in choices]
 
 
 def plot_labels(lang: str) -> dict[str, str]:

@@ -14,12 +14,13 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from engine.checkpoints import last_complete_checkpoint, resume_plan
 from engine.config import ConfigError
 from engine.paths import PathError
 from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
 from webui import runner
 from webui.form import Translated
-from webui.locales import DEFAULT_LANG, t
+from webui.locales import DEFAULT_LANG, field_label, t
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -93,7 +94,11 @@ class RunMonitor:
         if refusal:
             gr.Warning(refusal)
             return (refusal, gr.update()) + self.not_started()
-        return (t(lang, started_key, path=str(run.path)), second) + self.started(run)
+        # Checkpoints in a just-launched run's folder mean it resumes (launch_checked allowed that).
+        ckpt = last_complete_checkpoint(run.path) if command == "train" else None
+        message = t(lang, "training_resumed", checkpoint=ckpt.path.name, path=str(run.path)) if ckpt \
+            else t(lang, started_key, path=str(run.path))
+        return (message, second) + self.started(run)
 
     def wire(self, lang_dd, extra_outputs: list | None = None,
              extra: Callable[[str, RunDir, runner.Snapshot, bool], list] | None = None) -> None:
@@ -162,12 +167,44 @@ def build_run_monitor(kind: str, log_lines: int = 12, render_log: bool = True) -
                       gr.State(None))
 
 
+def describe_change(lang: str, key: str, before: Any, now: Any) -> str:
+    """"LoRA rank: 8 → 16": a changed setting, by its label in ``lang``."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return ", ".join(map(str, value))
+        return f"{value:g}" if isinstance(value, float) else str(value) if value != "" else '""'
+
+    return f"{field_label(lang, key)}: {shown(before)} → {shown(now)}"
+
+
+def folder_refusal(lang: str, run: RunDir, cfg: Any, command: str) -> str | None:
+    """Why Start may not use ``run``'s folder; None for a new folder, or for a training run there that resumes:
+    Resume ticked, a complete checkpoint, and no setting changed that resuming cannot change."""
+    if not (run.status_path.exists() or run.config_path.exists()):
+        return None
+    if command != "train":
+        return t(lang, "run_exists", path=str(run.path))
+    if not cfg.train.resume:
+        return t(lang, "run_exists_resume_off", path=str(run.path))
+    plan = resume_plan(run.path, cfg)
+    if plan is None:
+        return t(lang, "run_exists_no_checkpoint", path=str(run.path))
+    if plan.conflicts:
+        fields = t(lang, "change_sep").join(describe_change(lang, *change) for change in plan.changes
+                                          if change[0] in plan.conflicts)
+        return t(lang, "resume_conflicts", path=str(run.path), fields=fields)
+    return None
+
+
 def launch_checked(lang: str, run: RunDir, cfg: Any, command: str) -> str | None:
-    """Launch unless the device is busy or the run folder is taken; returns the refusal message, if any."""
+    """Launch unless the device is busy or the run folder is taken (a training run there may resume);
+    returns the refusal message, if any."""
     busy = runner.active_runs()
     if busy:
         return t(lang, "already_running", path=str(busy[0].path))
-    if run.status_path.exists() or run.config_path.exists():
-        return t(lang, "run_exists", path=str(run.path))
+    refusal = folder_refusal(lang, run, cfg, command)
+    if refusal:
+        return refusal
     runner.launch(run, cfg, command)
     return None

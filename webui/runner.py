@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.checkpoints import Checkpoint, list_checkpoints
 from engine.config import RunConfig
 from engine.paths import PROJECT_ROOT, confined, safe_name, saves_dir
 from engine.rundir import ACTIVE_STATES, QUEUED, RunDir, list_runs
@@ -123,12 +124,19 @@ def active_runs() -> list[RunDir]:
     return found
 
 
-def finished_checkpoints(model_label: str, method: str) -> list[tuple[str, str]]:
-    """(label, path) of runs with final weights for this model and method, newest first."""
+def checkpoint_entries(model_label: str, method: str) -> list[tuple[RunDir, Checkpoint | None]]:
+    """What can be loaded for this model and method, newest run first: a run's final weights (checkpoint None)
+    once it finished or was stopped, then its complete checkpoint-N folders, latest first."""
     from engine.rundir import FINISHED, STOPPED  # noqa: PLC0415
 
-    choices = []
+    entries: list[tuple[RunDir, Checkpoint | None]] = []
     for run in list_runs(method_dir(model_label, method)):
         if run.read_status().get("state") in (FINISHED, STOPPED) and run.has_final_weights():
-            choices.append((run.name, str(run.path)))
-    return choices
+            entries.append((run, None))
+        entries += [(run, c) for c in reversed(list_checkpoints(run.path)) if c.complete]
+    return entries
+
+
+def finished_checkpoints(model_label: str, method: str) -> list[tuple[str, str]]:
+    """(label, path) of runs with final weights for this model and method, newest first."""
+    return [(run.name, str(run.path)) for run, ckpt in checkpoint_entries(model_label, method) if ckpt is None]

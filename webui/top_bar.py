@@ -1,4 +1,4 @@
-"""The bar above the tabs: language, model, method, checkpoint, chat template."""
+"""The bar above the tabs: language, model, method, checkpoint, quantization, chat template."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from pathlib import Path
 
 import gradio as gr
 
+from engine.checkpoints import Checkpoint
 from engine.models import CUSTOM_MODEL, KNOWN_MODELS, known_model
 from engine.paths import safe_name
 from engine.templates import TEMPLATE_CHOICES
 from webui import runner
 from webui.form import FieldControl, Translated, field_control
-from webui.locales import DEFAULT_LANG, LANGUAGES, t
+from webui.locales import DEFAULT_LANG, LANGUAGES, field_text, t
 
 
 @dataclass(eq=False)
@@ -21,7 +22,8 @@ class TopBar:
     model_name: gr.Dropdown
     model_path: FieldControl
     method: FieldControl
-    checkpoint: gr.Dropdown
+    checkpoint: gr.Dropdown  # model.adapter_path, filled with the runs and checkpoints found on disk
+    quantization: FieldControl
     template: FieldControl
     device: FieldControl
     trust_remote_code: FieldControl
@@ -29,16 +31,11 @@ class TopBar:
     @property
     def model_controls(self) -> list[FieldControl]:
         """Config fields the top bar owns (model section and the fine-tuning method)."""
-        return [self.model_path, self.method, self.template, self.device, self.trust_remote_code]
+        return [self.model_path, self.method, self.quantization, self.template, self.device, self.trust_remote_code]
 
     def texts(self) -> list:
         return [Translated(self.lang, "lang"), Translated(self.model_name, "model_name"),
-                Translated(self.model_path.component, "model_path", info_key="model_path_info"),
-                Translated(self.method.component, "finetuning_type"),
-                Translated(self.checkpoint, "checkpoint_path", info_key="checkpoint_info"),
-                Translated(self.template.component, "template", info_key="template_info"),
-                Translated(self.device.component, "device"),
-                Translated(self.trust_remote_code.component, "trust_remote_code")]
+                FieldControl("model", "adapter_path", self.checkpoint)] + self.model_controls
 
 
 def model_label(model_name: str, model_path: str) -> str:
@@ -48,8 +45,23 @@ def model_label(model_name: str, model_path: str) -> str:
     return safe_name(Path(model_path.rstrip("/")).name or model_path)
 
 
-def checkpoint_choices(model_name: str, model_path: str, method: str) -> list[tuple[str, str]]:
-    return runner.finished_checkpoints(model_label(model_name, model_path), method)
+def checkpoint_details(lang: str, ckpt: Checkpoint) -> str:
+    """"step 40, loss 1.23, best" in ``lang``."""
+    parts = [t(lang, "ckpt_step", step=ckpt.step)]
+    if ckpt.loss is not None:
+        parts.append(t(lang, "ckpt_loss", loss=ckpt.loss))
+    if ckpt.eval_loss is not None:
+        parts.append(t(lang, "ckpt_eval_loss", loss=ckpt.eval_loss))
+    if ckpt.best:
+        parts.append(t(lang, "ckpt_best"))
+    return t(lang, "list_sep").join(parts)
+
+
+def checkpoint_choices(lang: str, model_name: str, model_path: str, method: str) -> list[tuple[str, str]]:
+    """(label, folder): a finished run by its name, a checkpoint as "<run> / checkpoint-N (step N, loss x)"."""
+    return [(run.name if ckpt is None else f"{run.name} / {ckpt.path.name} ({checkpoint_details(lang, ckpt)})",
+             str(run.path if ckpt is None else ckpt.path))
+            for run, ckpt in runner.checkpoint_entries(model_label(model_name, model_path), method)]
 
 
 def build_top_bar() -> TopBar:
@@ -60,39 +72,34 @@ def build_top_bar() -> TopBar:
                               label=t(lang, "lang"), scale=1, elem_id="top-lang")
         model_name = gr.Dropdown(choices=names, value=names[0], label=t(lang, "model_name"), scale=3,
                                  elem_id="top-model-name")
-        model_path = field_control("model", "model_name_or_path", lang, scale=3, elem_id="top-model-path",
-                                   label=t(lang, "model_path"), info=t(lang, "model_path_info"))
+        model_path = field_control("model", "model_name_or_path", lang, scale=3, elem_id="top-model-path")
     with gr.Row():
-        method = field_control("train", "finetuning_type", lang, scale=1, elem_id="top-method",
-                               label=t(lang, "finetuning_type"), info=None)
-        checkpoint = gr.Dropdown(choices=checkpoint_choices(names[0], KNOWN_MODELS[0].path, "lora"), value=None,
-                                 label=t(lang, "checkpoint_path"), info=t(lang, "checkpoint_info"),
-                                 allow_custom_value=True, scale=4, elem_id="top-checkpoint")
-        template = field_control("model", "template", lang, scale=1, elem_id="top-template",
-                                 choices=TEMPLATE_CHOICES, label=t(lang, "template"), info=t(lang, "template_info"))
-        device = field_control("model", "device", lang, scale=1, elem_id="top-device", label=t(lang, "device"),
-                               info=None)
-        trust = field_control("model", "trust_remote_code", lang, scale=1, elem_id="top-trust",
-                              label=t(lang, "trust_remote_code"), info=None)
-    bar = TopBar(lang_dd, model_name, model_path, method, checkpoint, template, device, trust)
+        method = field_control("train", "finetuning_type", lang, scale=1, elem_id="top-method")
+        label, info = field_text(lang, "model.adapter_path")
+        checkpoint = gr.Dropdown(choices=checkpoint_choices(lang, names[0], KNOWN_MODELS[0].path, "lora"), value=None,
+                                 label=label, info=info, allow_custom_value=True, scale=4, elem_id="top-checkpoint")
+        quantization = field_control("model", "quantization_bit", lang, scale=1, elem_id="top-quantization")
+        template = field_control("model", "template", lang, scale=1, elem_id="top-template", choices=TEMPLATE_CHOICES)
+        device = field_control("model", "device", lang, scale=1, elem_id="top-device")
+        trust = field_control("model", "trust_remote_code", lang, scale=1, elem_id="top-trust")
+    bar = TopBar(lang_dd, model_name, model_path, method, checkpoint, quantization, template, device, trust)
 
-    def on_model_name(name: str, method_value: str):
+    def on_model_name(lang_: str, name: str, method_value: str):
         known = known_model(name)
         if known is None:  # custom: keep whatever path the user types
             return gr.update(), gr.update(), gr.update(choices=[], value=None)
         return (known.path, known.template,
-                gr.update(choices=checkpoint_choices(name, known.path, method_value), value=None))
+                gr.update(choices=checkpoint_choices(lang_, name, known.path, method_value), value=None))
 
-    model_name.change(on_model_name, [model_name, method.component],
+    model_name.change(on_model_name, [lang_dd, model_name, method.component],
                       [model_path.component, template.component, checkpoint])
 
-    def refresh_checkpoints(name: str, path: str, method_value: str, current):
-        choices = checkpoint_choices(name, path, method_value)
+    def refresh_checkpoints(lang_: str, name: str, path: str, method_value: str, current):
+        choices = checkpoint_choices(lang_, name, path, method_value)
         keep = current if current in [c[1] for c in choices] else None
         return gr.update(choices=choices, value=keep)
 
-    inputs = [model_name, model_path.component, method.component, checkpoint]
-    method.component.change(refresh_checkpoints, inputs, checkpoint)
-    checkpoint.focus(refresh_checkpoints, inputs, checkpoint)
+    inputs = [lang_dd, model_name, model_path.component, method.component, checkpoint]
+    gr.on([method.component.change, checkpoint.focus, lang_dd.change], refresh_checkpoints, inputs, checkpoint)
     return bar
 

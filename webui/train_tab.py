@@ -1,23 +1,28 @@
-"""The Train tab: form, dataset preview, command preview, start/stop, live progress and loss curve."""
+"""The Train tab: form, dataset preview, command preview, start/stop, resume notice, live progress and loss curve."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import time
+from functools import lru_cache
 
 import gradio as gr
 
+from engine.checkpoints import CARRIED_OVER, resume_plan
 from engine.config import ConfigError, RunConfig
 from engine.data import list_datasets
 from engine.paths import PathError, confined, configs_dir, resolve_user_dir
 from engine.presets import demo_config
-from engine.rundir import RunDir
+from engine.rundir import ACTIVE_STATES, RunDir
 from webui import runner
 from webui.dataset_preview import build_dataset_preview
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
 from webui.locales import DEFAULT_LANG, plot_labels, t
 from webui.plots import loss_figure
-from webui.run_monitor import MonitoredTab, build_run_monitor
-from webui.top_bar import TopBar, model_label
+from webui.run_monitor import MonitoredTab, build_run_monitor, describe_change, folder_refusal
+from webui.top_bar import TopBar, checkpoint_details, model_label
 
 
 def default_run_name() -> str:
@@ -31,6 +36,52 @@ def dataset_choices(dataset_dir: str) -> list[str]:
         return []
 
 
+def parse_device_list(text: str) -> list[tuple[str, str]]:
+    """(label, index) from `nvidia-smi -L` ("GPU 0: NVIDIA H100 (UUID: …)") or `npu-smi info -l`
+    ("NPU ID : 0" then "Product Name : …") output."""
+    found = [(f"GPU {i}: {name}", i) for i, name in re.findall(r"^GPU (\d+): (.+?)(?: \(UUID: [^)]*\))?$", text, re.M)]
+    npus = re.findall(r"NPU ID\s*:\s*(\d+)\s*\n\s*Product Name\s*:\s*(.+)", text)
+    return found + [(f"NPU {i}: {name.strip()}", i) for i, name in npus]
+
+
+@lru_cache(maxsize=1)
+def accelerator_choices() -> list[tuple[str, str]]:
+    """The GPUs/NPUs of this machine, from the vendors' tools: importing torch here would slow every app start."""
+    for command in (["nvidia-smi", "-L"], ["npu-smi", "info", "-l"]):
+        exe = shutil.which(command[0])
+        if not exe:
+            continue
+        try:
+            out = subprocess.run([exe, *command[1:]], capture_output=True, text=True, timeout=10, check=False).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if parse_device_list(out):
+            return parse_device_list(out)
+    return []
+
+
+def resume_message(lang: str, run: RunDir, cfg: RunConfig) -> str:
+    """What Start will do with an existing output dir: resume it (from which checkpoint, what carries over, what
+    changed) and/or why it would refuse; empty for a new folder."""
+    if run.read_status().get("state") in ACTIVE_STATES:
+        return t(lang, "already_running", path=str(run.path))
+    refusal = folder_refusal(lang, run, cfg, "train")
+    plan = resume_plan(run.path, cfg) if cfg.train.resume and run.config_path.exists() else None
+    if plan is None:
+        return refusal or ""
+    sep = t(lang, "list_sep")
+    lines = [t(lang, "resume_from", run=run.name, checkpoint=plan.checkpoint.path.name,
+               details=checkpoint_details(lang, plan.checkpoint)),
+             t(lang, "resume_carried", items=sep.join(t(lang, f"carry_{item}") for item in CARRIED_OVER))]
+    lines.append(t(lang, "resume_changes", changes=t(lang, "change_sep").join(describe_change(lang, *c) for c in plan.changes))
+                 if plan.changes else t(lang, "resume_no_changes"))
+    if plan.skipped:
+        lines.append(t(lang, "resume_skipped", names=sep.join(c.path.name for c in plan.skipped)))
+    if refusal:
+        lines.append(f"**{refusal}**")
+    return "\n".join(f"- {line}" for line in lines)
+
+
 def build_train_tab(top: TopBar) -> MonitoredTab:
     lang = DEFAULT_LANG
     initial = demo_config()
@@ -42,7 +93,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         return c
 
     with gr.Row():
-        add("train", "stage", scale=1)
+        add("train", "stage", scale=2)
         add("data", "dataset_dir", scale=2)
         datasets = add("data", "datasets", scale=4, choices=dataset_choices(initial.data.dataset_dir))
     with gr.Accordion(t(lang, "group_identity"), open=False) as acc_identity:
@@ -51,33 +102,41 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
             add("data", "identity_author")
     preview = build_dataset_preview(top.lang, ctl["data.dataset_dir"].component, datasets.component,
                                     ctl["data.identity_name"].component, ctl["data.identity_author"].component)
-    with gr.Row():
-        add("train", "learning_rate")
-        add("train", "num_train_epochs")
-        add("data", "max_samples")
-        add("data", "cutoff_len")
-        add("train", "compute_type")
-    with gr.Row():
-        add("train", "per_device_train_batch_size")
-        add("train", "gradient_accumulation_steps")
-        add("train", "lr_scheduler_type")
-        add("data", "val_size")
-    with gr.Accordion(t(lang, "group_extra"), open=False) as acc_extra:
-        with gr.Row():
-            add("train", "logging_steps")
-            add("train", "save_steps")
-            add("train", "warmup_steps")
-            add("train", "max_grad_norm")
-            add("train", "seed")
-    with gr.Accordion(t(lang, "group_lora"), open=False) as acc_lora:
-        with gr.Row():
-            add("lora", "rank")
-            add("lora", "alpha")
-            add("lora", "dropout")
-            add("lora", "target")
-    with gr.Accordion(t(lang, "group_freeze"), open=False) as acc_freeze:
-        with gr.Row():
-            add("freeze", "trainable_layers")
+    # The same rows and groups as LlamaBoard, so its tutorials apply.
+    groups = {}
+
+    def rows(*layout: tuple[tuple[str, str], ...]) -> None:
+        for row in layout:
+            with gr.Row():
+                for section, name in row:
+                    add(section, name)
+
+    rows((("train", "learning_rate"), ("train", "num_train_epochs"), ("train", "max_grad_norm"),
+          ("data", "max_samples"), ("train", "compute_type")),
+         (("data", "cutoff_len"), ("train", "per_device_train_batch_size"), ("train", "gradient_accumulation_steps"),
+          ("data", "val_size"), ("train", "lr_scheduler_type")))
+    with gr.Accordion(t(lang, "group_extra"), open=False) as groups["group_extra"]:
+        rows((("train", "logging_steps"), ("train", "save_steps"), ("train", "warmup_steps"),
+              ("train", "neftune_noise_alpha"), ("train", "optim"), ("train", "seed")),
+             (("data", "packing"), ("data", "train_on_prompt"), ("data", "mask_history"), ("train", "resume"),
+              ("train", "early_stopping_patience"), ("train", "report_to")))
+        add("train", "extra_args", lines=2, placeholder='{"weight_decay": 0.01}')
+    with gr.Accordion(t(lang, "group_freeze"), open=False) as groups["group_freeze"]:
+        rows((("freeze", "trainable_layers"), ("freeze", "trainable_modules"), ("freeze", "extra_modules")))
+    with gr.Accordion(t(lang, "group_lora"), open=False) as groups["group_lora"]:
+        rows((("lora", "rank"), ("lora", "alpha"), ("lora", "dropout"), ("lora", "loraplus_lr_ratio"),
+              ("lora", "create_new_adapter")),
+             (("lora", "use_rslora"), ("lora", "use_dora"), ("lora", "pissa_init"), ("lora", "target"),
+              ("lora", "additional_target")))
+    with gr.Accordion(t(lang, "group_rlhf"), open=False) as groups["group_rlhf"]:
+        rows((("rlhf", "beta"), ("rlhf", "ftx"), ("rlhf", "loss_type"), ("rlhf", "kto_loss_type"),
+              ("rlhf", "desirable_weight"), ("rlhf", "undesirable_weight")))
+    with gr.Accordion(t(lang, "group_devices"), open=False) as groups["group_devices"]:
+        found = accelerator_choices()
+        add("distributed", "devices", ticks=found, info_key=None if found else "devices_cpu_only")
+        rows((("distributed", "nproc_per_node"), ("distributed", "nnodes"), ("distributed", "node_rank"),
+              ("distributed", "master_addr"), ("distributed", "master_port")),
+             (("distributed", "deepspeed"), ("distributed", "offload")))
     with gr.Row():
         preset_btn = gr.Button(t(lang, "demo_preset"), elem_id="btn-demo-preset")
         cmd_btn = gr.Button(t(lang, "preview_command"), elem_id="btn-preview-command")
@@ -90,6 +149,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
                                 elem_id="train-output-dir")
         config_path = gr.Textbox(value="train_config.yaml", label=t(lang, "config_path"),
                                  info=t(lang, "config_path_info"), elem_id="train-config-path")
+    resume_box = gr.Markdown(elem_id="train-resume")
     monitor = build_run_monitor("train", log_lines=14, render_log=False)
     status = monitor.status
     with gr.Row():
@@ -184,9 +244,22 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
 
     monitor.wire(top.lang, [plot], plot_update)
 
-    texts = [Translated(acc_identity, "group_identity"), Translated(acc_extra, "group_extra"),
-             Translated(acc_lora, "group_lora"), Translated(acc_freeze, "group_freeze"),
-             Translated(preset_btn, "demo_preset", "value"), Translated(cmd_btn, "preview_command", "value"),
+    def on_form_change(lang_, run_name, *values):
+        try:
+            cfg = build_config(list(values))
+            run = target_run(list(values), run_name)
+        except (ConfigError, PathError):
+            return ""  # Start and Preview name the bad value; this notice is about the folder only
+        return resume_message(lang_, run, cfg)
+
+    # Any field may differ from the run being resumed, so every one of them refreshes the notice.
+    triggers = [c.component.change for c in form_controls] + [output_dir.change, top.checkpoint.change,
+                                                              top.model_name.change, top.lang.change]
+    gr.on(triggers, on_form_change, [top.lang, output_dir] + form_inputs, resume_box, trigger_mode="always_last",
+          show_progress="hidden")
+
+    texts = [Translated(acc_identity, "group_identity")] + [Translated(acc, key) for key, acc in groups.items()]
+    texts += [Translated(preset_btn, "demo_preset", "value"), Translated(cmd_btn, "preview_command", "value"),
              Translated(save_btn, "save_arguments", "value"), Translated(load_btn, "load_arguments", "value"),
              Translated(start_btn, "start", "value"), Translated(stop_btn, "stop", "value"),
              Translated(output_dir, "output_dir", info_key="output_dir_info"),
