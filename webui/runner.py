@@ -7,13 +7,13 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.checkpoints import Checkpoint, list_checkpoints
 from engine.config import RunConfig
+from engine.launch import job_command, uses_torchrun
 from engine.paths import PROJECT_ROOT, confined, safe_name, saves_dir
 from engine.rundir import ACTIVE_STATES, QUEUED, RunDir, list_runs
 
@@ -28,19 +28,20 @@ def run_dir_for(model_label: str, method: str, run_name: str) -> RunDir:
     return RunDir(confined(method_dir(model_label, method), run_name, what="output dir"))
 
 
-def command_for(run: RunDir, command: str = "train") -> list[str]:
-    """The exact argument list Start runs (no shell)."""
-    return [sys.executable, "-m", "engine", command, str(run.config_path)]
+def command_for(run: RunDir, cfg: RunConfig, command: str = "train") -> tuple[list[str], dict[str, str]]:
+    """The exact argument list Start runs (no shell), and the environment it adds."""
+    return job_command(cfg, run.config_path, command)
 
 
 def command_preview(run: RunDir, cfg: RunConfig, command: str = "train") -> str:
-    """What Start will run, pasteable into a terminal: working folder, command, and the config file."""
-    env = _visible_env()
+    """What Start will run, pasteable into a terminal: working folder, config file, environment, command."""
+    argv, extra = command_for(run, cfg, command)
+    env = {**_visible_env(), **extra}
     env_text = "".join(f"{k}={shlex.quote(v)} " for k, v in env.items())
     return (f"cd {shlex.quote(str(PROJECT_ROOT))}\n"
             f"mkdir -p {shlex.quote(str(run.path))}\n"
             f"cat > {shlex.quote(str(run.config_path))} <<'EOF'\n{cfg.to_yaml(command)}EOF\n"
-            f"{env_text}{shlex.join(command_for(run, command))}\n")
+            f"{env_text}{shlex.join(argv)}\n")
 
 
 def _visible_env() -> dict[str, str]:
@@ -54,11 +55,16 @@ def launch(run: RunDir, cfg: RunConfig, command: str = "train") -> RunDir:
     run.path.mkdir(parents=True, exist_ok=True)
     getattr(cfg, command).output_dir = str(run.path)
     cfg.save(run.config_path, command)
-    run.write_status(QUEUED, created_at=time.time(), pid=None, error=None, command=command)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+    run.clear_stop()
+    launcher = "torchrun" if uses_torchrun(cfg, command) else "python"
+    # A resumed run starts over in status; its checkpoints and events stay.
+    run.write_status(QUEUED, created_at=time.time(), pid=None, error=None, command=command, launcher=launcher,
+                     finished_at=None, started_at=None, metrics=None, phase="")
+    argv, extra = command_for(run, cfg, command)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **extra)
     with open(run.log_path, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-            command_for(run, command), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True)
     _children[proc.pid] = proc
     run.write_status(QUEUED, pid=proc.pid)
@@ -66,10 +72,17 @@ def launch(run: RunDir, cfg: RunConfig, command: str = "train") -> RunDir:
 
 
 def stop(run: RunDir) -> bool:
-    """Ask the run's process group to stop (SIGTERM); harmless if it already ended."""
-    pid = run.read_status().get("pid")
+    """Ask the run to stop: its stop.request file, which every process of the run checks each step.
+    A single process also gets SIGTERM (it may be loading, between steps); a torchrun launch gets it on a
+    second press only, since torchrun ends its workers on SIGTERM before they can save."""
+    status = run.read_status()
+    pid = status.get("pid")
     if not pid:
         return False
+    second_press = run.stop_requested()
+    run.request_stop()
+    if status.get("launcher") == "torchrun" and not second_press:
+        return True
     try:
         os.killpg(os.getpgid(int(pid)), signal.SIGTERM)
         return True
