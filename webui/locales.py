@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from engine.config import EXTRA_ARGS
 
+_ALLOWED = ", ".join(f"`{name}`" for name in EXTRA_ARGS)  # info text is Markdown: names as code
+
 LANGUAGES = (("English", "en"), ("中文", "zh"))
 DEFAULT_LANG = "en"
 
@@ -84,8 +86,8 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                         "zh": ("启用外部记录面板", "同时使用 TensorBoard、wandb 或 MLflow 记录实验（WANDB_API_KEY 等密钥从环境变量"
                                                    "读取）。")},
     "train.extra_args": {"en": ("Extra arguments", "Extra arguments passed to the trainer in JSON format, only from "
-                                                   f"this allow-list: {', '.join(EXTRA_ARGS)}."),
-                         "zh": ("额外参数", f"以 JSON 格式传递给训练器的额外参数，仅限以下参数：{', '.join(EXTRA_ARGS)}。")},
+                                                   f"this allow-list: {_ALLOWED}."),
+                         "zh": ("额外参数", f"以 JSON 格式传递给训练器的额外参数，仅限以下参数：{_ALLOWED}。")},
     "train.resume": {"en": ("Resume", "When the output dir already holds checkpoints, continue from the last complete "
                                       "one."),
                      "zh": ("断点续训", "输出目录已有检查点时，从最后一个完整的检查点继续训练。")},
