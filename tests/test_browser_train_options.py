@@ -82,7 +82,8 @@ def test_every_train_control_is_labelled_in_both_languages(app_server, page):
             assert control.count() == 1, (lang, key, label)
             assert control.is_visible(), (lang, key, label)
             block_id = f"field-{key.replace('.', '-')}"
-            assert control.evaluate("e => e.closest('[id^=field-]').id") == block_id, (lang, key)  # its own field's label
+            # the label names this field's own control
+            assert control.evaluate("e => e.closest('[id^=field-]').id") == block_id, (lang, key)
             block = tab.locator(f"#{block_id}")
             if key == "distributed.devices" and cpu_only:
                 info = t(lang, "devices_cpu_only")
@@ -92,7 +93,8 @@ def test_every_train_control_is_labelled_in_both_languages(app_server, page):
         # Nothing on the tab is left without a name: every visible field is labelled.
         unnamed = tab.locator("input, textarea").evaluate_all(
             """els => els.filter(e => e.offsetParent !== null && e.type !== 'hidden')
-                     .filter(e => !(e.getAttribute('aria-label') || [...(e.labels || [])].some(l => l.innerText.trim())))
+                     .filter(e => !e.getAttribute('aria-label')
+                                  && ![...(e.labels || [])].some(l => l.innerText.trim()))
                      .map(e => e.outerHTML.slice(0, 160))""")
         assert unnamed == [], unnamed
         page.screenshot(path=str(ARTIFACTS / f"train-options-{lang}.png"), full_page=True)

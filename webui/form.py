@@ -90,7 +90,8 @@ def field_control(section: str, name: str, lang: str, *, ticks: list[tuple[str, 
     kwargs: dict[str, Any] = {"label": texts["label"], "info": texts["info"], "elem_id": f"field-{section}-{name}"}
     choices = overrides.pop("choices", None) or texts.get("choices") or f.metadata.get("choices")
     if ticks is not None:
-        component = gr.CheckboxGroup(choices=ticks, value=[v for v in default.split(",") if v], **{**kwargs, **overrides})
+        ticked = [v for v in default.split(",") if v]
+        component = gr.CheckboxGroup(choices=ticks, value=ticked, **{**kwargs, **overrides})
     elif typ is list:
         component = gr.Dropdown(choices=list(choices or []), value=default, multiselect=True, **{**kwargs, **overrides})
     elif choices:

@@ -126,8 +126,9 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "lora.target": {"en": ("LoRA modules (optional)", "Name(s) of modules to apply LoRA; `all` for every linear "
                                                       "layer. Use commas to separate several."),
                     "zh": ("LoRA 作用模块（非必填）", "应用 LoRA 的模块名称；all 表示全部线性层。使用英文逗号分隔多个名称。")},
-    "lora.additional_target": {"en": ("Additional modules (optional)", "Name(s) of modules apart from LoRA layers to "
-                                                                       "be set as trainable, e.g. embed_tokens,lm_head."),
+    "lora.additional_target": {"en": ("Additional modules (optional)", "Name(s) of modules apart from LoRA layers "
+                                                                       "to be set as trainable, e.g. "
+                                                                       "embed_tokens,lm_head."),
                                "zh": ("附加模块（非必填）", "除 LoRA 层以外的可训练模块名称，例如 embed_tokens,lm_head。")},
     # train tab: RLHF
     "rlhf.beta": {"en": ("Beta value", "Value of the beta parameter in the loss (DPO/KTO: how far the model may move "

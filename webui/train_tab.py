@@ -66,15 +66,15 @@ def resume_message(lang: str, run: RunDir, cfg: RunConfig) -> str:
     if run.read_status().get("state") in ACTIVE_STATES:
         return t(lang, "already_running", path=str(run.path))
     refusal = folder_refusal(lang, run, cfg, "train")
-    plan = resume_plan(run.path, cfg) if cfg.train.resume and run.config_path.exists() else None
+    plan = resume_plan(run.path, cfg) if cfg.train.resume else None
     if plan is None:
         return refusal or ""
     sep = t(lang, "list_sep")
     lines = [t(lang, "resume_from", run=run.name, checkpoint=plan.checkpoint.path.name,
                details=checkpoint_details(lang, plan.checkpoint)),
              t(lang, "resume_carried", items=sep.join(t(lang, f"carry_{item}") for item in CARRIED_OVER))]
-    lines.append(t(lang, "resume_changes", changes=t(lang, "change_sep").join(describe_change(lang, *c) for c in plan.changes))
-                 if plan.changes else t(lang, "resume_no_changes"))
+    changes = t(lang, "change_sep").join(describe_change(lang, *change) for change in plan.changes)
+    lines.append(t(lang, "resume_changes", changes=changes) if changes else t(lang, "resume_no_changes"))
     if plan.skipped:
         lines.append(t(lang, "resume_skipped", names=sep.join(c.path.name for c in plan.skipped)))
     if refusal:
