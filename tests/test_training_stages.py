@@ -188,9 +188,9 @@ def test_resume_continues_from_last_complete_checkpoint(tmp_path, demo_model_dir
 
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path, demo_model_dir):
     # A learning rate far too high makes the validation loss worse after the first update.
-    cfg = _config("sft", learning_rate=0.05, save_steps=1, logging_steps=1, early_stopping_patience=1,
-                  lr_scheduler_type="constant", num_train_epochs=3.0)
-    cfg.data.val_size = 0.25
+    cfg = _config("sft", learning_rate=0.05, save_steps=1, logging_steps=1, lr_scheduler_type="constant",
+                  num_train_epochs=3.0)
+    cfg.data.val_size, cfg.train.early_stopping_patience = 0.25, 1
     cfg.validate()
     run = _run(cfg, tmp_path / "early")
     status = run.read_status()
