@@ -292,6 +292,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "col_prompt": {"en": "Prompt", "zh": "提示"},
     "col_response": {"en": "Response", "zh": "回答"},
     "col_error": {"en": "Error", "zh": "错误"},
+    "col_chosen": {"en": "Chosen response", "zh": "优选回答"},
+    "col_rejected": {"en": "Rejected response", "zh": "拒绝回答"},
+    "col_kto_tag": {"en": "Desirable", "zh": "是否可取"},
+    "col_text": {"en": "Text", "zh": "文本"},
     # chat tab
     "load_model": {"en": "Load model", "zh": "加载模型"},
     "unload_model": {"en": "Unload model", "zh": "卸载模型"},

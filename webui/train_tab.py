@@ -101,7 +101,8 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
             add("data", "identity_name")
             add("data", "identity_author")
     preview = build_dataset_preview(top.lang, ctl["data.dataset_dir"].component, datasets.component,
-                                    ctl["data.identity_name"].component, ctl["data.identity_author"].component)
+                                    ctl["data.identity_name"].component, ctl["data.identity_author"].component,
+                                    stage=ctl["train.stage"].component)
     # The same rows and groups as LlamaBoard, so its tutorials apply.
     groups = {}
 
