@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator
 
-from engine.models import ModelLoadError, check_checkpoint, load_model, load_tokenizer
+from engine.models import ModelLoadError, adapter_chain, check_checkpoint, load_model, load_tokenizer
 
 
 @dataclass
@@ -81,6 +81,12 @@ class ChatEngine:
             self.adapter_path = adapter_path
 
     def _select_adapter(self, path: str) -> None:
+        # An adapter trained on top of others is active together with them (LoRA updates add up).
+        names = [self._attach(p) for p in adapter_chain(path)]
+        self.model.set_adapter(names if len(names) > 1 else names[0])
+        self.model.enable_adapters()
+
+    def _attach(self, path: str) -> str:
         name = self._adapters.get(path)
         if name is None:
             name = "a" + hashlib.sha1(path.encode()).hexdigest()[:12]
@@ -89,8 +95,7 @@ class ChatEngine:
             except Exception as exc:  # peft raises several types for mismatched adapters
                 raise ModelLoadError(f"cannot attach adapter {path!r} to this model: {exc}") from None
             self._adapters[path] = name
-        self.model.set_adapter(name)
-        self.model.enable_adapters()
+        return name
 
     def _disable_adapters(self) -> None:
         if self._adapters:

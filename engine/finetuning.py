@@ -45,16 +45,29 @@ def _apply_lora(model, cfg: RunConfig, log, task_type: str):
         from peft import prepare_model_for_kbit_training  # noqa: PLC0415
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    for parent in merged_parents(cfg):
+        log(f"merging adapter {parent} into the base")
+        model = PeftModel.from_pretrained(model, parent).merge_and_unload()
     if cfg.model.adapter_path and not cfg.lora.create_new_adapter:
         log(f"continuing training of adapter {cfg.model.adapter_path}")
         return PeftModel.from_pretrained(model, cfg.model.adapter_path, is_trainable=True)
     if cfg.model.adapter_path:
-        log(f"merging adapter {cfg.model.adapter_path} into the base, then training a new adapter on top")
-        model = PeftModel.from_pretrained(model, cfg.model.adapter_path).merge_and_unload()
+        log("training a new adapter on top")
     try:
         return get_peft_model(model, lora_config(cfg, task_type))
     except ValueError as exc:
         raise ValueError(f"lora.target: {exc}") from None
+
+
+def merged_parents(cfg: RunConfig) -> list[str]:
+    """Adapters merged into the base before training: the selected one's own parents, and with "create
+    new adapter" the selected one too. The new run records them (see engine.models.adapter_chain)."""
+    if cfg.train.finetuning_type != "lora" or not cfg.model.adapter_path:
+        return []
+    from engine.models import adapter_chain  # noqa: PLC0415
+
+    chain = adapter_chain(cfg.model.adapter_path)
+    return chain if cfg.lora.create_new_adapter else chain[:-1]
 
 
 def _apply_freeze(model, cfg: RunConfig, log):

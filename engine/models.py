@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +141,23 @@ def has_tokenizer_files(path: str | Path) -> bool:
         or (p / "tokenizer.model").is_file()
 
 
+PARENTS_FILE = "tuneboard_parents.json"
+
+
+def adapter_chain(path: str | Path) -> list[str]:
+    """The adapters that make up ``path``: those it was trained on top of ("create new adapter": merged into
+    the base before it was trained), then itself."""
+    try:
+        parents = json.loads((Path(path) / PARENTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        parents = []
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise ModelLoadError(f"{PARENTS_FILE} in {str(path)!r} must be a list of adapter folders")
+    for parent in parents:
+        check_checkpoint(parent)
+    return [*parents, str(path)]
+
+
 def load_with_checkpoint(model_name_or_path: str, adapter_path: str = "", dtype=None,
                          trust_remote_code: bool = False, log=print):
     """(model, tokenizer, kind) for evaluation and export.
@@ -161,6 +180,10 @@ def load_with_checkpoint(model_name_or_path: str, adapter_path: str = "", dtype=
     if kind == "lora":
         from peft import PeftModel  # noqa: PLC0415
 
+        *parents, _ = adapter_chain(adapter_path)
+        for parent in parents:  # LoRA is additive: merging the parents first gives what training saw
+            model = PeftModel.from_pretrained(model, parent).merge_and_unload()
+            log(f"merged parent adapter {parent}")
         try:
             model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
         except Exception as exc:  # peft raises several types for an adapter that does not fit the base

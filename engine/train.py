@@ -25,7 +25,7 @@ from engine.fileio import atomic_write_json
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 
 
-def make_callback(run: RunDir, stop: StopRequested, log=print):
+def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str] | None = None):
     from transformers import TrainerCallback  # noqa: PLC0415
 
     class RunDirReporter(TrainerCallback):
@@ -50,6 +50,10 @@ def make_callback(run: RunDir, stop: StopRequested, log=print):
             if _all_agree_to_stop(stop.requested):
                 control.should_training_stop = True
             return control
+
+        def on_save(self, args, state, control, **kwargs):
+            if parents and run.writer:  # a checkpoint of an adapter trained on top of others names them
+                _write_parents(run.path / f"checkpoint-{state.global_step}", parents)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -78,6 +82,13 @@ def make_callback(run: RunDir, stop: StopRequested, log=print):
             log(" | ".join(parts))
 
     return RunDirReporter()
+
+
+def _write_parents(folder: Path, parents: list[str]) -> None:
+    from engine.models import PARENTS_FILE  # noqa: PLC0415
+
+    if folder.is_dir():
+        atomic_write_json(folder / PARENTS_FILE, parents)
 
 
 def _all_agree_to_stop(local: bool) -> bool:
@@ -183,7 +194,7 @@ def run_training(config_path: str | Path) -> int:
         from engine.checkpoints import last_complete_checkpoint  # noqa: PLC0415
         from engine.devices import pick_device, resolve_compute_type  # noqa: PLC0415
         from engine.encode import encode_dataset  # noqa: PLC0415
-        from engine.finetuning import loraplus_optimizer  # noqa: PLC0415
+        from engine.finetuning import loraplus_optimizer, merged_parents  # noqa: PLC0415
         from engine.models import load_tokenizer  # noqa: PLC0415
         from engine.trainers import build_trainer, check_tracker, deepspeed_config, training_arguments  # noqa: PLC0415
 
@@ -214,7 +225,8 @@ def run_training(config_path: str | Path) -> int:
         args = training_arguments(cfg, device, compute)
         if cfg.distributed.deepspeed != "none":
             atomic_write_json(args["deepspeed"], deepspeed_config(cfg))  # every rank: each reads it right away
-        callbacks = [make_callback(run, stop, log)]
+        parents = merged_parents(cfg)
+        callbacks = [make_callback(run, stop, log, parents)]
         if cfg.train.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
         optimizer = None
@@ -227,6 +239,8 @@ def run_training(config_path: str | Path) -> int:
         run.write_status(RUNNING, phase="training", resumed_from=resume.path.name if resume else None)
         result = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
         trainer.save_model(str(run.path))
+        if parents and run.writer:
+            _write_parents(run.path, parents)
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
         padding = trainer.padding_share() if hasattr(trainer, "padding_share") else None
         if padding is not None:

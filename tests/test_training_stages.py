@@ -290,3 +290,38 @@ def test_a_dying_rank_fails_the_run_with_its_error(workdirs, demo_model_dir):
     assert status["error"]
     psutil.wait_procs(workers, timeout=60)
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+# -- a new adapter on top of a selected one ---------------------------------------------------------
+
+def test_new_adapter_on_top_is_used_with_its_parent_everywhere(tmp_path, demo_model_dir):
+    """Chat (both adapters active) and evaluation/export (parent merged) see the model training saw."""
+    import torch
+
+    from engine.chat import ChatEngine
+    from engine.models import PARENTS_FILE, adapter_chain, load_with_checkpoint
+
+    parent = _run(_config("sft"), tmp_path / "parent")
+    assert parent.read_status()["state"] == FINISHED, parent.log_tail(40)
+    cfg = _config("sft", learning_rate=2e-3)
+    cfg.model.adapter_path = str(parent.path)
+    cfg.lora.create_new_adapter = True
+    cfg.validate()
+    child = _run(cfg, tmp_path / "child")
+    assert child.read_status()["state"] == FINISHED, child.log_tail(40)
+    assert json.loads((child.path / PARENTS_FILE).read_text()) == [str(parent.path)]
+    assert (child.path / "checkpoint-4" / PARENTS_FILE).is_file()
+    assert adapter_chain(child.path) == [str(parent.path), str(child.path)]
+
+    ids = torch.tensor([[1, 9690, 198, 2683, 359, 253, 5356, 5646, 30, 2]])
+    merged, _, _ = load_with_checkpoint(cfg.model.model_name_or_path, str(child.path))
+    engine = ChatEngine()
+    engine.load(cfg.model.model_name_or_path, str(child.path))
+    with torch.no_grad():
+        expected = merged.eval()(input_ids=ids).logits
+        got = engine.model(input_ids=ids).logits
+        engine.load(cfg.model.model_name_or_path, str(parent.path))  # switching back to the parent alone
+        parent_only = engine.model(input_ids=ids).logits
+    assert torch.allclose(got, expected, atol=1e-3), (got - expected).abs().max()
+    assert not torch.allclose(parent_only, expected, atol=1e-3)
+    engine.unload()
