@@ -104,9 +104,10 @@ class RunDir:
 
     def truncate_events(self, last_step: int) -> None:
         """Drop events after ``last_step`` (a resumed run repeats the steps after its checkpoint)."""
+        if not self.writer:
+            return
         kept = [e for e in self.read_events() if int(e.get("step") or 0) <= last_step]
-        if self.writer:
-            atomic_write_text(self.events_path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in kept))
+        atomic_write_text(self.events_path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in kept))
 
     def read_events(self) -> list[dict]:
         return read_jsonl(self.events_path)

@@ -229,12 +229,11 @@ def run_training(config_path: str | Path) -> int:
         callbacks = [make_callback(run, stop, log, parents)]
         if cfg.train.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
-        optimizer = None
         trainer = build_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log,
                                 ref_model=ref_model)
         if cfg.train.finetuning_type == "lora" and cfg.lora.loraplus_lr_ratio > 0:
-            optimizer = loraplus_optimizer(trainer.model, cfg, trainer.args)
-            trainer.optimizer = optimizer
+            # Built from the trainer's own resolved arguments; the Trainer keeps an optimizer already set.
+            trainer.optimizer = loraplus_optimizer(trainer.model, cfg, trainer.args)
             log(f"LoRA+: B matrices learn {cfg.lora.loraplus_lr_ratio:g}x faster")
         run.write_status(RUNNING, phase="training", resumed_from=resume.path.name if resume else None)
         result = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)

@@ -103,15 +103,14 @@ def _datasets(train_rows: list[dict], val_rows: list[dict], with_length: bool):
 
 
 def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_rows: list[dict], args: dict,
-                  callbacks: list, log=print, ref_model=None, optimizer=None):
+                  callbacks: list, log=print, ref_model=None):
     """The trainer for ``cfg.train.stage``."""
     stage = cfg.train.stage
-    optimizers = (optimizer, None)
     if stage in ("pt", "sft"):
-        return _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log, optimizers)
+        return _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log)
     train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=False)
     common = dict(model=model, processing_class=tokenizer, train_dataset=train_ds, eval_dataset=eval_ds,
-                  callbacks=callbacks, optimizers=optimizers)
+                  callbacks=callbacks)
     r = cfg.rlhf
     if stage == "dpo":
         from trl import DPOConfig, DPOTrainer  # noqa: PLC0415
@@ -145,7 +144,7 @@ def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_
     raise ValueError(f"unknown stage {stage!r}")
 
 
-def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log, optimizers):
+def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log):
     from transformers import TrainingArguments  # noqa: PLC0415
 
     from engine.fast_loss import fast_loss_enabled, make_trainer_class  # noqa: PLC0415
@@ -160,7 +159,7 @@ def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbac
     train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=not cfg.data.packing)
     trainer_class = make_trainer_class(log, fast_loss=fast)
     return trainer_class(model=model, args=TrainingArguments(**args), train_dataset=train_ds, eval_dataset=eval_ds,
-                         data_collator=collator, processing_class=tokenizer, callbacks=callbacks, optimizers=optimizers)
+                         data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
 
 
 def _pretokenized(trainer_class):

@@ -59,6 +59,17 @@ def tiny_train_config(**train):
     return cfg
 
 
+def wait_for_state(run, timeout: float, states: tuple = ("finished", "failed", "stopped")) -> dict:
+    """Poll a run directory until its live status is one of ``states``; fail with the log tail otherwise."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = run.live_status()
+        if status.get("state") in states:
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"{run.path} did not reach {states} in {timeout} s; log:\n{run.log_tail(40)}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

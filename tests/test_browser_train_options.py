@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 
 import pytest
 
 from engine.config import RunConfig, iter_fields
-from tests.conftest import ARTIFACTS, tiny_train_config
+from tests.conftest import ARTIFACTS, tiny_train_config, wait_for_state
 from webui.locales import field_text, t
 from webui.train_tab import accelerator_choices
 
@@ -33,16 +32,8 @@ def ckpt_run(workdirs, demo_model_dir):
     cfg.data.max_samples = 8  # 8 samples, batch 4: two steps
     run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", RUN_NAME)
     runner.launch(run, cfg)
-    _wait_state(run, 600)
+    assert wait_for_state(run, 600)["state"] == "finished", run.log_tail(40)
     return run
-
-
-def _wait_state(run, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while run.live_status().get("state") not in ("finished", "failed", "stopped"):
-        assert time.time() < deadline, run.log_tail(40)
-        time.sleep(1)
-    assert run.read_status()["state"] == "finished", run.log_tail(40)
 
 
 def _open(page, url: str):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_train_config
+from tests.conftest import tiny_train_config, wait_for_state
 
 from engine.config import RunConfig
 from engine.rundir import FAILED, FINISHED, STOPPED, RunDir
@@ -39,16 +39,6 @@ def _train_config() -> RunConfig:
     return tiny_train_config()
 
 
-def _wait(run: RunDir, timeout: float, states=(FINISHED, FAILED, STOPPED)) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = run.live_status()
-        if status.get("state") in states:
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"{run.path} did not reach {states} in {timeout} s; log:\n{run.log_tail(40)}")
-
-
 _launched: list[RunDir] = []
 
 
@@ -60,7 +50,7 @@ def _start(run: RunDir, cfg: RunConfig, command: str) -> RunDir:
 def _launch(name: str, cfg: RunConfig, command: str, timeout: float = 900) -> tuple[RunDir, dict]:
     run = runner.run_dir_for("SmolLM2-135M-Instruct", command, name)
     _start(run, cfg, command)
-    return run, _wait(run, timeout)
+    return run, wait_for_state(run, timeout)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -83,7 +73,7 @@ def _end_leftover_processes():
 def adapter_run(workdirs, demo_model_dir) -> RunDir:
     run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "eval-export-source")
     _start(run, _train_config(), "train")
-    status = _wait(run, 1200)
+    status = wait_for_state(run, 1200)
     assert status["state"] == FINISHED, run.log_tail(60)
     assert (run.path / "adapter_model.safetensors").is_file()
     return run
@@ -216,7 +206,7 @@ def test_eval_stops_on_sigterm(adapter_run: RunDir, eval_data: Path):
         assert run.live_status().get("state") in ("queued", "running"), run.log_tail(40)
         time.sleep(0.2)
     assert runner.stop(run)
-    status = _wait(run, 120)
+    status = wait_for_state(run, 120)
     assert status["state"] == STOPPED, run.log_tail(40)
     assert status["step"] < status["total_steps"]
     assert not (run.path / "metrics.json").exists()

@@ -10,7 +10,7 @@ import pytest
 
 from engine.config import RunConfig
 from engine.rundir import FINISHED, RUNNING, STOPPED, RunDir
-from tests.conftest import tiny_train_config
+from tests.conftest import tiny_train_config, wait_for_state
 from webui import runner
 
 pytestmark = pytest.mark.slow
@@ -20,21 +20,11 @@ def _config(**train) -> RunConfig:
     return tiny_train_config(**train)
 
 
-def _wait(run: RunDir, states: tuple, timeout: float) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = run.live_status()
-        if status.get("state") in states:
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"run did not reach {states} in {timeout} s; log:\n{run.log_tail(40)}")
-
-
 @pytest.fixture(scope="module")
 def finished_run(workdirs, demo_model_dir) -> RunDir:
     run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "integration")
     runner.launch(run, _config())
-    status = _wait(run, ("finished", "failed", "stopped"), 600)
+    status = wait_for_state(run, 600, ("finished", "failed", "stopped"))
     assert status["state"] == FINISHED, run.log_tail(60)
     return run
 
@@ -98,7 +88,7 @@ def test_stop_saves_and_ends_as_stopped(workdirs, demo_model_dir):
         time.sleep(0.5)
     assert runner.stop(run)
     runner.stop(run)  # pressing Stop twice is harmless
-    status = _wait(run, ("finished", "failed", "stopped"), 120)
+    status = wait_for_state(run, 120, ("finished", "failed", "stopped"))
     assert status["state"] == STOPPED, run.log_tail(40)
     assert status["step"] < status["total_steps"]
     assert (run.path / "adapter_model.safetensors").is_file()
@@ -110,11 +100,11 @@ def test_killed_process_is_reported_failed(workdirs, demo_model_dir):
 
     run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "killed")
     runner.launch(run, _config(num_train_epochs=50.0))
-    _wait(run, (RUNNING,), 120)
+    wait_for_state(run, 120, (RUNNING,))
     os.killpg(os.getpgid(run.read_status()["pid"]), signal.SIGKILL)
     time.sleep(1)
     runner.reap()
-    status = _wait(run, ("failed",), 30)
+    status = wait_for_state(run, 30, ("failed",))
     assert "exited unexpectedly" in status["error"]
 
 

@@ -17,7 +17,7 @@ import pytest
 from engine.checkpoints import last_complete_checkpoint, list_checkpoints, resume_plan
 from engine.config import RunConfig
 from engine.rundir import FAILED, FINISHED, STOPPED, RunDir
-from tests.conftest import ROOT, tiny_train_config
+from tests.conftest import ROOT, tiny_train_config, wait_for_state
 from webui import runner
 
 pytestmark = pytest.mark.slow
@@ -47,16 +47,6 @@ def _run(cfg: RunConfig, run_dir: Path, timeout: float = 600, env: dict | None =
 
 def _losses(run: RunDir, key: str = "loss") -> dict[int, float]:
     return {e["step"]: e[key] for e in run.read_events() if key in e}
-
-
-def _wait(run: RunDir, states: tuple, timeout: float) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = run.live_status()
-        if status.get("state") in states:
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"run did not reach {states} in {timeout} s; log:\n{run.log_tail(40)}")
 
 
 # -- each stage --------------------------------------------------------------------------------
@@ -228,7 +218,7 @@ def test_torchrun_two_gloo_processes_match_one(tmp_path, workdirs, demo_model_di
     assert "MASTER_PORT=29617" in preview and "NNODES=1" in preview
     runner.launch(run, ddp_cfg)
     launcher_pid = run.read_status()["pid"]
-    status = _wait(run, (FINISHED, FAILED, STOPPED), 600)
+    status = wait_for_state(run, 600, (FINISHED, FAILED, STOPPED))
     assert status["state"] == FINISHED, run.log_tail(60)
     assert status["pid"] == launcher_pid  # the launcher is what the UI watches
     text = run.log_path.read_text()
@@ -266,7 +256,7 @@ def test_stop_ends_every_rank_with_weights_saved(workdirs, demo_model_dir):
     pid = run.read_status()["pid"]
     ranks = _children(pid)
     assert runner.stop(run) and runner.stop(run) is not None  # pressing twice is harmless
-    status = _wait(run, (FINISHED, FAILED, STOPPED), 300)
+    status = wait_for_state(run, 300, (FINISHED, FAILED, STOPPED))
     assert status["state"] == STOPPED, run.log_tail(40)
     assert status["step"] < status["total_steps"]
     assert (run.path / "adapter_model.safetensors").is_file()
@@ -285,7 +275,7 @@ def test_a_dying_rank_fails_the_run_with_its_error(workdirs, demo_model_dir):
     assert len(workers) == 2, [p.cmdline() for p in workers]
     victim = next(p for p in workers if "LOCAL_RANK" in p.environ() and p.environ()["LOCAL_RANK"] == "1")
     victim.send_signal(signal.SIGKILL)
-    status = _wait(run, (FINISHED, FAILED, STOPPED), 300)
+    status = wait_for_state(run, 300, (FINISHED, FAILED, STOPPED))
     assert status["state"] == FAILED, status
     assert status["error"]
     psutil.wait_procs(workers, timeout=60)
