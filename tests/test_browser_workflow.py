@@ -8,6 +8,7 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import ARTIFACTS
 
@@ -83,12 +84,14 @@ def test_reference_workflow(app_server, page, lang: str):
         _choose(page, "Language", "中文")
         page.get_by_role("tab", name=L["train"], exact=True).wait_for(timeout=10_000)
     # Every label the tutorials name belongs to its control, in this language.
+    # The page renders progressively (the top bar can come before the tab body on a slow
+    # machine), so each check waits for its control instead of counting at once.
     for key in ("dataset", "template", "lr", "epochs", "max_samples", "cutoff", "checkpoint", "output_dir"):
-        assert page.get_by_label(L[key], exact=True).count() == 1, L[key]
+        expect(page.get_by_label(L[key], exact=True), L[key]).to_have_count(1, timeout=30_000)
     for key in ("preview", "save_args", "load_args", "preview_cmd", "start", "stop"):
-        assert _button(page, L[key]).count() == 1, L[key]
+        expect(_button(page, L[key]), L[key]).to_have_count(1, timeout=30_000)
     for key in ("train", "chat"):
-        assert page.get_by_role("tab", name=L[key], exact=True).count() == 1, L[key]
+        expect(page.get_by_role("tab", name=L[key], exact=True), L[key]).to_have_count(1, timeout=30_000)
 
     # 1. Chat with the base model.
     page.get_by_role("tab", name=L["chat"], exact=True).click()
