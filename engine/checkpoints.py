@@ -50,8 +50,10 @@ class Checkpoint:
 
 
 def _is_complete(path: Path) -> bool:
+    """The Trainer writes trainer_state.json last, so a checkpoint is complete once that file parses
+    (not just exists: the save may have been cut off in the middle of it) and the rest is there."""
     return (all((path / f).is_file() for f in _STATE_FILES)
-            and any((path / f).is_file() for f in _WEIGHTS))
+            and any((path / f).is_file() for f in _WEIGHTS) and bool(_read_state(path)))
 
 
 def _read_state(path: Path) -> dict:

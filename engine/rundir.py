@@ -89,13 +89,19 @@ class RunDir:
         self.stop_path.unlink(missing_ok=True)
 
     def live_status(self) -> dict:
-        """The status, with a run whose process died unannounced reported as failed."""
+        """The status, with a run whose process died unannounced reported as failed (or stopped, when Stop
+        had been pressed), and whatever it left behind (torchrun workers) killed."""
         status = self.read_status()
-        if status.get("state") == RUNNING and status.get("pid") and not pid_alive(status["pid"]):
-            tail = self.log_tail(20)
-            status = self.write_status(FAILED, error="the training process exited unexpectedly"
-                                       + (f"; last output:\n{tail}" if tail else ""))
-        return status
+        pid = status.get("pid")
+        if status.get("state") not in ACTIVE_STATES or not pid or pid_alive(pid):
+            return status
+        kill_leftovers(self.config_path)
+        if self.stop_requested():
+            return self.write_status(STOPPED, phase="stopped", error=None)
+        tail = self.log_tail(20)
+        what = "the training process" if status.get("state") == RUNNING else "the queued job"
+        return self.write_status(FAILED, error=f"{what} exited unexpectedly"
+                                 + (f"; last output:\n{tail}" if tail else ""))
 
     # -- events and log ------------------------------------------------------
     def append_event(self, record: dict) -> None:
@@ -148,6 +154,21 @@ def pid_alive(pid: int) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except Exception:  # NoSuchProcess, AccessDenied, bad pid
         return False
+
+
+def kill_leftovers(config_path: Path) -> None:
+    """Kill what is left of a run whose launcher died: torchrun's workers (each in a session of its own,
+    so not reached through the launcher's group). Every process of a run names its run.yaml."""
+    try:
+        import psutil  # noqa: PLC0415
+    except ImportError:
+        return
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.pid != os.getpid() and str(config_path) in (proc.info["cmdline"] or []):
+                proc.kill()
+        except psutil.Error:
+            continue
 
 
 def list_runs(root: str | Path) -> list[RunDir]:

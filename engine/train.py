@@ -14,13 +14,14 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.job import StopRequested, log, start_job
+from engine.job import StopRequested, log, rank, start_job
 from engine.fileio import atomic_write_json
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 
@@ -34,6 +35,7 @@ def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str
         def __init__(self) -> None:
             self.t0 = time.time()
             self.last_progress = 0.0
+            self.saving: Path | None = None  # the checkpoint being written, if a save is under way
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.t0 = time.time()
@@ -49,9 +51,12 @@ def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str
                                  remaining_s=round(_remaining(elapsed, state.global_step, state.max_steps), 2))
             if _all_agree_to_stop(stop.requested):
                 control.should_training_stop = True
+            if control.should_save:  # the Trainer saves right after this callback
+                self.saving = run.path / f"checkpoint-{state.global_step}"
             return control
 
         def on_save(self, args, state, control, **kwargs):
+            self.saving = None
             if parents and run.writer:  # a checkpoint of an adapter trained on top of others names them
                 _write_parents(run.path / f"checkpoint-{state.global_step}", parents)
 
@@ -82,6 +87,15 @@ def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str
             log(" | ".join(parts))
 
     return RunDirReporter()
+
+
+def _failed_save(folder: Path, error: str) -> str:
+    """The message for a checkpoint that could not be written (a full disk, a quota); the half-written
+    folder is removed so it frees its space, and the complete checkpoints before it stay."""
+    if rank() == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+    return (f"could not write {folder.name} ({error}); the disk may be full. Complete checkpoints before it "
+            "are kept, and Resume continues from the last of them.")
 
 
 def _write_parents(folder: Path, parents: list[str]) -> None:
@@ -187,6 +201,7 @@ def run_training(config_path: str | Path) -> int:
     """Entry point of each training process; returns the process exit code."""
     cfg, run, stop = start_job(config_path, "train", "loading")
     under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ
+    reporter = None
 
     try:
         from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
@@ -226,7 +241,8 @@ def run_training(config_path: str | Path) -> int:
         if cfg.distributed.deepspeed != "none":
             atomic_write_json(args["deepspeed"], deepspeed_config(cfg))  # every rank: each reads it right away
         parents = merged_parents(cfg)
-        callbacks = [make_callback(run, stop, log, parents)]
+        reporter = make_callback(run, stop, log, parents)
+        callbacks = [reporter]
         if cfg.train.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
         trainer = build_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log,
@@ -266,6 +282,8 @@ def run_training(config_path: str | Path) -> int:
         traceback.print_exc()
         sys.stdout.flush()
         message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+        if reporter is not None and reporter.saving is not None:
+            message = _failed_save(reporter.saving, message)
         if stop.by_user or (stop.signalled and not under_torchrun):
             run.write_status(STOPPED, phase="stopped", error=None)
             return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 import shutil
 import signal
@@ -279,6 +280,24 @@ def test_a_dying_rank_fails_the_run_with_its_error(workdirs, demo_model_dir):
     assert status["state"] == FAILED, status
     assert status["error"]
     psutil.wait_procs(workers, timeout=60)
+    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_killed_launcher_fails_the_run_and_its_workers_go(workdirs, demo_model_dir):
+    """kill -9 of torchrun itself leaves its workers orphaned; the first look at the run fails it and
+    kills them, so nothing trains on unseen and the device is free for the queue."""
+    run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "ddp-kill-launcher")
+    runner.launch(run, _longer_ddp(29623))
+    deadline = time.time() + 300
+    while not run.read_events() and time.time() < deadline:
+        time.sleep(0.5)
+    pid = run.read_status()["pid"]
+    workers = [p for p in _children(pid) if "engine" in " ".join(p.cmdline())]
+    assert len(workers) == 2, [p.cmdline() for p in workers]
+    os.kill(pid, signal.SIGKILL)
+    status = wait_for_state(run, 60, (FINISHED, FAILED, STOPPED))
+    assert status["state"] == FAILED and "exited unexpectedly" in status["error"], status
+    psutil.wait_procs(workers, timeout=30)
     assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 

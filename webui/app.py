@@ -12,6 +12,7 @@ from webui.eval_tab import build_eval_tab
 from webui.export_tab import build_export_tab
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t
+from webui.queue_panel import build_queue_panel
 from webui.top_bar import build_top_bar
 from webui.train_tab import build_train_tab
 
@@ -42,7 +43,8 @@ def create_app() -> gr.Blocks:
                 chat = build_chat_tab(top)
             with gr.Tab(t(lang, "tab_export"), id="export", elem_id="tab-export") as tab_export:
                 export = build_export_tab(top)
-        texts = (top.texts() + train.texts() + evaluate.texts() + chat.texts() + export.texts()
+        queue = build_queue_panel(top.lang)
+        texts = (top.texts() + queue.texts() + train.texts() + evaluate.texts() + chat.texts() + export.texts()
                  + [Translated(tab_train, "tab_train"), Translated(tab_eval, "tab_eval"),
                     Translated(tab_chat, "tab_chat"), Translated(tab_export, "tab_export")])
 

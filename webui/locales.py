@@ -46,8 +46,10 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                                "zh": ("训练轮数", "需要执行的训练总轮数。")},
     "data.max_samples": {"en": ("Max samples", "Maximum samples per dataset (0: all)."),
                          "zh": ("最大样本数", "每个数据集的最大样本数（0 表示全部）。")},
-    "data.cutoff_len": {"en": ("Cutoff length", "Max tokens of a sample."),
-                        "zh": ("截断长度", "单个样本的最大 token 数。")},
+    "data.cutoff_len": {"en": ("Cutoff length", "Max tokens of a sample: longer ones are cut, ones whose answer lies "
+                                                "wholly beyond it are skipped (the log says how many)."),
+                        "zh": ("截断长度", "单个样本的最大 token 数：更长的样本会被截断，回答完全超出该长度的样本会被跳过"
+                                           "（日志中会说明数量）。")},
     "train.compute_type": {"en": ("Compute type", "Whether to use mixed precision: auto picks bf16 where the hardware "
                                                   "runs it fast; pure_bf16 keeps the weights in bf16."),
                            "zh": ("计算类型", "是否使用混合精度：auto 在硬件支持时使用 bf16；pure_bf16 将权重本身保存为 bf16。")},
@@ -249,7 +251,29 @@ MESSAGES: dict[str, dict[str, str]] = {
                     "zh": "运行中。可以关闭此页面：任务会继续运行，重新打开页面即可看到。"},
     "stop_sent": {"en": "Stopping after the current step…", "zh": "将在当前步结束后中断……"},
     "nothing_running": {"en": "Nothing is running.", "zh": "当前没有正在进行的任务。"},
-    "already_running": {"en": "Another run is using the device: {path}", "zh": "已有任务正在使用设备：{path}"},
+    "run_in_use": {"en": "A run in {path} is still queued or running; choose another output dir.",
+                   "zh": "{path} 中的任务仍在排队或运行，请换一个输出目录。"},
+    "queue_added": {"en": "The device is busy: queued behind {ahead} job(s). It starts by itself when the device "
+                          "is free, even if this page is closed; Stop removes it from the queue.",
+                    "zh": "设备正忙：排在 {ahead} 个任务之后。设备空闲时自动开始（关闭页面也不影响）；"
+                          "点击中断可将其移出队列。"},
+    "queue_waiting": {"en": "Queued: number {position} in line. It starts when the device is free.",
+                      "zh": "排队中：第 {position} 位，设备空闲时开始。"},
+    "queue_cancelled": {"en": "Removed from the queue before it started.", "zh": "已在开始前移出队列。"},
+    "queue_title": {"en": "Device queue", "zh": "设备队列"},
+    "queue_empty": {"en": "The device is free; nothing is waiting.", "zh": "设备空闲，没有排队的任务。"},
+    "queue_col_run": {"en": "Run", "zh": "任务"},
+    "queue_col_kind": {"en": "Kind", "zh": "类型"},
+    "queue_col_waited": {"en": "Waiting for", "zh": "已等待"},
+    "queue_on_device": {"en": "on the device", "zh": "运行中"},
+    "queue_kind_train": {"en": "training", "zh": "训练"},
+    "queue_kind_eval": {"en": "evaluation", "zh": "评估"},
+    "queue_kind_export": {"en": "export", "zh": "导出"},
+    "queue_choice": {"en": "Queued run", "zh": "排队中的任务"},
+    "queue_cancel": {"en": "Remove from queue", "zh": "移出队列"},
+    "queue_pick_one": {"en": "Choose a queued run first.", "zh": "请先选择一个排队中的任务。"},
+    "queue_not_waiting": {"en": "{path} is no longer waiting in the queue.", "zh": "{path} 已不在队列中等待。"},
+    "queue_cancel_sent": {"en": "Removing {path} from the queue.", "zh": "正在将 {path} 移出队列。"},
     "run_exists": {"en": "Output dir {path} already holds a run; choose another name.",
                    "zh": "输出目录 {path} 已存在训练记录，请换一个名称。"},
     "run_exists_resume_off": {"en": "Output dir {path} already holds a run; tick Resume to continue it, or choose "
@@ -285,6 +309,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     # dataset preview
     "no_dataset": {"en": "Choose a dataset first.", "zh": "请先选择数据集。"},
     "dataset_error": {"en": "Dataset problem — {error}", "zh": "数据集有问题 — {error}"},
+    "registry_problems": {"en": "**Datasets missing from the list** — fix these and they appear:\n{problems}",
+                          "zh": "**以下数据集未出现在列表中** — 修正后即会出现：\n{problems}"},
     "preview_info": {"en": "**{name}**: {total} samples · page {page} / {pages}",
                      "zh": "**{name}**：共 {total} 条样本 · 第 {page} / {pages} 页"},
     "col_row": {"en": "Row", "zh": "行号"},
@@ -318,6 +344,31 @@ MESSAGES: dict[str, dict[str, str]] = {
     "model_not_loaded": {"en": "Load a model first.", "zh": "请先加载模型。"},
     "model_load_failed": {"en": "Cannot load the model — {error}", "zh": "无法加载模型 — {error}"},
     "generation_failed": {"en": "Generation failed — {error}", "zh": "生成失败 — {error}"},
+    "answer_cut_unloaded": {"en": "(The model was unloaded while answering; the answer stops here.)",
+                            "zh": "（回答过程中模型已被卸载，回答到此为止。）"},
+    # model loading refusals (engine.models.ModelLoadError keys)
+    "load_err_pickle_weights": {"en": "{folder} holds its weights only as pickle files ({files}), which can run code "
+                                      "when loaded; TuneBoard loads safetensors only. Convert them to safetensors first.",
+                                "zh": "{folder} 的权重只有 pickle 文件（{files}），加载时可能执行任意代码；TuneBoard "
+                                      "只加载 safetensors，请先转换为 safetensors。"},
+    "load_err_no_weights": {"en": "{folder} has no safetensors weights.", "zh": "{folder} 中没有 safetensors 权重。"},
+    "load_err_model_missing": {"en": "Model folder {path} does not exist.", "zh": "模型文件夹 {path} 不存在。"},
+    "load_err_no_config": {"en": "{path} has no config.json: not a Hugging Face model folder.",
+                           "zh": "{path} 中没有 config.json：不是 Hugging Face 模型文件夹。"},
+    "load_err_remote_code": {"en": "Model {path} ships its own Python code; it loads only with “Trust remote code” "
+                                   "ticked — tick it only if you trust its source.",
+                             "zh": "模型 {path} 自带 Python 代码，只有勾选“信任远程代码”才会加载——请仅在信任其来源时勾选。"},
+    "load_err_unknown_model": {"en": "{path} is a model type this transformers version does not know; if it ships "
+                                     "its own code, tick “Trust remote code” only if you trust it.",
+                               "zh": "{path} 的模型类型当前 transformers 版本无法识别；如果它自带代码，请仅在信任时勾选"
+                                     "“信任远程代码”。"},
+    "load_err_checkpoint_missing": {"en": "Checkpoint {path} does not exist.", "zh": "检查点 {path} 不存在。"},
+    "load_err_not_checkpoint": {"en": "{path} is neither a LoRA adapter nor a model folder.",
+                                "zh": "{path} 既不是 LoRA 适配器，也不是模型文件夹。"},
+    "load_err_adapter_mismatch": {"en": "Cannot attach adapter {path} to this model — {error}",
+                                  "zh": "无法将适配器 {path} 加载到此模型 — {error}"},
+    "load_err_load_failed": {"en": "Cannot load {path} — {error}", "zh": "无法加载 {path} — {error}"},
+    "load_err_unloaded_mid_answer": {"en": "The model was unloaded while answering.", "zh": "回答过程中模型已被卸载。"},
     # evaluate & export
     "compare_base": {"en": "Compare with base model", "zh": "与基础模型对比"},
     "compare_needs_checkpoint": {"en": "choose a checkpoint to compare with the base model",

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from engine import device_queue
 from engine.checkpoints import last_complete_checkpoint, resume_plan
 from engine.config import ConfigError
 from engine.paths import PathError
@@ -47,10 +48,12 @@ def status_text(lang: str, kind: str, snap: runner.Snapshot) -> str:
     if snap.state == FINISHED:
         return t(lang, f"{kind}_finished")
     if snap.state == STOPPED:
-        return t(lang, f"{kind}_stopped")
+        return t(lang, "queue_cancelled") if snap.cancelled else t(lang, f"{kind}_stopped")
     if snap.state == FAILED:
         first = (snap.error or "?").strip().splitlines()[0]
         return t(lang, f"{kind}_failed", error=first)
+    if snap.state == QUEUED and snap.queue_position:
+        return t(lang, "queue_waiting", position=snap.queue_position)
     if snap.state == QUEUED or (snap.state == RUNNING and snap.phase == "loading"):
         return t(lang, "run_loading")
     return t(lang, "run_running") if snap.state == RUNNING else ""
@@ -98,6 +101,9 @@ class RunMonitor:
         ckpt = last_complete_checkpoint(run.path) if command == "train" else None
         message = t(lang, "training_resumed", checkpoint=ckpt.path.name, path=str(run.path)) if ckpt \
             else t(lang, started_key, path=str(run.path))
+        ahead = device_queue.position(run) - 1 + device_queue.device_busy()
+        if ahead > 0:
+            message += "\n\n" + t(lang, "queue_added", ahead=ahead)
         return (message, second) + self.started(run)
 
     def wire(self, lang_dd, extra_outputs: list | None = None,
@@ -198,13 +204,13 @@ def folder_refusal(lang: str, run: RunDir, cfg: Any, command: str) -> str | None
 
 
 def launch_checked(lang: str, run: RunDir, cfg: Any, command: str) -> str | None:
-    """Launch unless the device is busy or the run folder is taken (a training run there may resume);
-    returns the refusal message, if any."""
-    busy = runner.active_runs()
-    if busy:
-        return t(lang, "already_running", path=str(busy[0].path))
-    refusal = folder_refusal(lang, run, cfg, command)
-    if refusal:
-        return refusal
-    runner.launch(run, cfg, command)
+    """Launch (into the device queue) unless the run folder is taken, or still in use: a finished training
+    run there may resume. Returns the refusal message, if any."""
+    with runner.launch_lock():
+        if run.live_status().get("state") in (QUEUED, RUNNING):
+            return t(lang, "run_in_use", path=str(run.path))
+        refusal = folder_refusal(lang, run, cfg, command)
+        if refusal:
+            return refusal
+        runner.launch(run, cfg, command)
     return None

@@ -3,19 +3,22 @@ everything is read back from the run directory."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.checkpoints import Checkpoint, list_checkpoints
 from engine.config import RunConfig
+from engine.device_queue import new_ticket, position, queue_dir, wrap
 from engine.launch import job_command, uses_torchrun
 from engine.paths import PROJECT_ROOT, confined, safe_name, saves_dir
-from engine.rundir import ACTIVE_STATES, QUEUED, RunDir, list_runs
+from engine.rundir import ACTIVE_STATES, QUEUED, RUNNING, RunDir, list_runs
 
 _children: dict[int, subprocess.Popen] = {}  # reaped on poll so no zombies are left behind
 
@@ -50,8 +53,22 @@ def _visible_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keys if k in os.environ}
 
 
+@contextmanager
+def launch_lock():
+    """Held while Start checks a folder and claims it, so two Starts at the same moment (two tabs, two
+    browsers, two app processes) cannot both take one folder."""
+    queue_dir().mkdir(parents=True, exist_ok=True)
+    with open(queue_dir() / "launch.lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def launch(run: RunDir, cfg: RunConfig, command: str = "train") -> RunDir:
-    """Write run.yaml and status, then start the engine detached, output to stdout.log."""
+    """Write run.yaml and status, take a place in the device queue, and start the engine detached (its own
+    session, output to stdout.log): it waits for its turn, then runs, whatever happens to this process."""
     run.path.mkdir(parents=True, exist_ok=True)
     getattr(cfg, command).output_dir = str(run.path)
     cfg.save(run.config_path, command)
@@ -59,12 +76,13 @@ def launch(run: RunDir, cfg: RunConfig, command: str = "train") -> RunDir:
     launcher = "torchrun" if uses_torchrun(cfg, command) else "python"
     # A resumed run starts over in status; its checkpoints and events stay.
     run.write_status(QUEUED, created_at=time.time(), pid=None, error=None, command=command, launcher=launcher,
-                     finished_at=None, started_at=None, metrics=None, phase="")
+                     finished_at=None, started_at=None, metrics=None, phase="", cancelled=None)
+    ticket = new_ticket(run)
     argv, extra = command_for(run, cfg, command)
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **extra)
     with open(run.log_path, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-            argv, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            wrap(ticket, argv), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True)
     _children[proc.pid] = proc
     run.write_status(QUEUED, pid=proc.pid)
@@ -107,6 +125,8 @@ class Snapshot:
     phase: str = ""
     events: list = field(default_factory=list)
     log_tail: str = ""
+    queue_position: int = 0  # 1 = next to start; 0 = not waiting
+    cancelled: bool = False
 
 
 def snapshot(run: RunDir) -> Snapshot:
@@ -118,11 +138,14 @@ def snapshot(run: RunDir) -> Snapshot:
     return Snapshot(
         state=status.get("state", ""), step=step, total_steps=total,
         elapsed_s=float(status.get("elapsed_s") or 0.0), remaining_s=float(status.get("remaining_s") or 0.0),
-        error=status.get("error"), phase=status.get("phase", ""), events=events, log_tail=run.log_tail(30))
+        error=status.get("error"), phase=status.get("phase", ""), events=events, log_tail=run.log_tail(30),
+        queue_position=position(run) if status.get("state") == QUEUED else 0,
+        cancelled=bool(status.get("cancelled")))
 
 
 def active_runs() -> list[RunDir]:
-    """Runs still queued or running, anywhere under saves/ (for re-attaching after a reload)."""
+    """Runs still running or queued, anywhere under saves/ (for re-attaching after a reload): running ones
+    first, then the queue in its order."""
     found = []
     root = saves_dir()
     if not root.is_dir():
@@ -132,9 +155,10 @@ def active_runs() -> list[RunDir]:
             continue
         for mdir in model_dir.iterdir():
             for run in list_runs(mdir):
-                if run.live_status().get("state") in ACTIVE_STATES:
-                    found.append(run)
-    return found
+                status = run.live_status()
+                if status.get("state") in ACTIVE_STATES:
+                    found.append((status.get("state") != RUNNING, status.get("created_at") or 0, run))
+    return [run for *_, run in sorted(found, key=lambda item: item[:2])]
 
 
 def checkpoint_entries(model_label: str, method: str) -> list[tuple[RunDir, Checkpoint | None]]:

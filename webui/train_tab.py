@@ -64,7 +64,7 @@ def resume_message(lang: str, run: RunDir, cfg: RunConfig) -> str:
     """What Start will do with an existing output dir: resume it (from which checkpoint, what carries over, what
     changed) and/or why it would refuse; empty for a new folder."""
     if run.read_status().get("state") in ACTIVE_STATES:
-        return t(lang, "already_running", path=str(run.path))
+        return t(lang, "run_in_use", path=str(run.path))
     refusal = folder_refusal(lang, run, cfg, "train")
     plan = resume_plan(run.path, cfg) if cfg.train.resume else None
     if plan is None:

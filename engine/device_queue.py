@@ -1,0 +1,191 @@
+"""One job at a time on the device, in the order Start was pressed, without the web process.
+
+Every job the UI starts is wrapped: ``python -m engine.device_queue TICKET -- <the job's command>``.
+The wrapper waits until its ticket is the oldest live one and it holds the device lock, then
+``exec``s the job in its own place (same pid, so status.json stays right). The lock is an
+``flock`` the job inherits: the kernel drops it when the job exits, however it exits (even
+``kill -9``), so a dead job never blocks the queue. (torchrun's workers do not inherit it; a
+launcher killed outright has its workers killed by ``RunDir.live_status``.)
+
+Tickets are files under ``saves/.queue/`` named by creation time, so the queue is on disk: it
+survives an app restart, and it moves on while the app is down. Cancelling is Stop on a queued
+run: the wrapper sees the run's stop.request, removes its ticket and ends the run as stopped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.fileio import atomic_write_json
+from engine.paths import saves_dir
+from engine.rundir import ACTIVE_STATES, QUEUED, STOPPED, RunDir, pid_alive
+
+POLL_S = 0.5
+# A ticket whose run has no process yet is the runner between writing it and starting the wrapper.
+_UNSTARTED_GRACE_S = 60.0
+
+
+def queue_dir() -> Path:
+    return saves_dir() / ".queue"
+
+
+def lock_path() -> Path:
+    return queue_dir() / "device.lock"
+
+
+def current_path() -> Path:
+    return queue_dir() / "current.json"
+
+
+def current() -> RunDir | None:
+    """The run holding the device, if it is still active."""
+    try:
+        data = json.loads(current_path().read_text(encoding="utf-8"))
+        run = RunDir(Path(data["run"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    status = run.live_status()
+    if status.get("state") not in ACTIVE_STATES or status.get("pid") != data.get("pid"):
+        return None
+    return run
+
+
+@dataclass(frozen=True)
+class Ticket:
+    path: Path
+    run: RunDir
+
+    @property
+    def created(self) -> float:
+        return int(self.path.name.split("-", 1)[0]) / 1e9
+
+
+def new_ticket(run: RunDir) -> Ticket:
+    """Take a place at the end of the queue for ``run`` (the name orders tickets by creation time)."""
+    name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
+    path = queue_dir() / name
+    atomic_write_json(path, {"run": str(run.path)})
+    return Ticket(path, run)
+
+
+def _read_ticket(path: Path) -> Ticket | None:
+    try:
+        return Ticket(path, RunDir(Path(json.loads(path.read_text(encoding="utf-8"))["run"])))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _live(ticket: Ticket) -> bool:
+    """Still waiting: its run is queued, not cancelled, and its wrapper is alive (or about to start)."""
+    status = ticket.run.read_status()
+    if status.get("state") != QUEUED or ticket.run.stop_requested():
+        return False
+    pid = status.get("pid")
+    if pid:
+        return pid_alive(pid)
+    return time.time() - ticket.created < _UNSTARTED_GRACE_S
+
+
+def waiting() -> list[Ticket]:
+    """Live tickets, oldest first; dead ones (a wrapper killed, a run cancelled) are removed on the way."""
+    folder = queue_dir()
+    if not folder.is_dir():
+        return []
+    tickets = []
+    for path in sorted(folder.glob("*.json")):
+        ticket = _read_ticket(path)
+        if ticket is not None and _live(ticket):
+            tickets.append(ticket)
+        else:  # tickets are written atomically, so an unreadable one is garbage too
+            path.unlink(missing_ok=True)
+    return tickets
+
+
+def position(run: RunDir) -> int:
+    """1 for the next run to start, 2 after it, ...; 0 when ``run`` is not waiting."""
+    for i, ticket in enumerate(waiting(), start=1):
+        if ticket.run.path == run.path:
+            return i
+    return 0
+
+
+def _try_lock() -> int | None:
+    """The device lock's file descriptor when taken, else None."""
+    queue_dir().mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def device_busy() -> bool:
+    """True while a job holds the device (used to say 'queued' rather than 'starting')."""
+    fd = _try_lock()
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def wait_and_exec(ticket_path: Path, argv: list[str]) -> int:
+    ticket = _read_ticket(ticket_path)
+    if ticket is None:
+        print(f"queue ticket {ticket_path} is missing or unreadable", file=sys.stderr)
+        return 2
+    run = ticket.run
+    cancelled = []
+    # Stop on a queued run sends SIGTERM too: end as cancelled, not killed.
+    signal.signal(signal.SIGTERM, lambda *_: cancelled.append(True))
+    announced = False
+    while True:
+        if cancelled or run.stop_requested():
+            ticket.path.unlink(missing_ok=True)
+            run.write_status(STOPPED, phase="cancelled", cancelled=True, error=None)
+            print("Removed from the queue before it started.", flush=True)
+            return 0
+        line = waiting()
+        if line and line[0].path == ticket.path:
+            fd = _try_lock()
+            if fd is not None:
+                break
+        if not announced:
+            print("Waiting for the device: another job is using it.", flush=True)
+            announced = True
+        time.sleep(POLL_S)
+    atomic_write_json(current_path(), {"run": str(run.path), "pid": os.getpid(), "since": time.time()})
+    ticket.path.unlink(missing_ok=True)
+    os.set_inheritable(fd, True)  # held by the job (and its workers) until the last of them exits
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        os.execv(argv[0], argv)
+    except OSError as exc:
+        run.write_status("failed", error=f"could not start {argv[0]}: {exc}")
+        return 1
+    return 0  # not reached
+
+
+def wrap(ticket: Ticket, argv: list[str]) -> list[str]:
+    """The command that waits for ``ticket``'s turn, then runs ``argv``."""
+    return [sys.executable, "-m", "engine.device_queue", str(ticket.path), "--", *argv]
+
+
+def main(args: list[str]) -> int:
+    if len(args) < 3 or args[1] != "--":
+        print("usage: python -m engine.device_queue TICKET -- COMMAND...", file=sys.stderr)
+        return 2
+    return wait_and_exec(Path(args[0]), args[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
