@@ -86,7 +86,9 @@ class ModelConfig:
 class DataConfig:
     dataset_dir: str = _f("assets/data", "Folder holding dataset_info.json and the dataset files.")
     datasets: list = _f([], "Names of datasets in dataset_info.json to train on.")
-    cutoff_len: int = _f(1024, "Maximum tokens per sample (prompt + answer); longer samples are truncated.", min=8, max=1_000_000)
+    cutoff_len: int = _f(1024, "Maximum tokens per sample (prompt + answer); longer samples are truncated, and one "
+                               "whose answer lies wholly beyond it is skipped (the log gives both counts).",
+                         min=8, max=1_000_000)
     max_samples: int = _f(0, "Use at most this many samples from each dataset; 0 means all.", min=0)
     val_size: float = _f(0.0, "Share of samples held out for validation (0 to 0.5).", min=0.0, max=0.5)
     identity_name: str = _f("TuneBoard Assistant", "Fills the {{name}} placeholder in identity data.")
@@ -260,12 +262,27 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path, command: str = "train") -> "RunConfig":
-        return cls.from_yaml(Path(path).read_text(encoding="utf-8"), command)
+        """Read a YAML file; a missing file raises FileNotFoundError, any other unreadable one a ConfigError."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError("config", f"{path} is not UTF-8 text (not a YAML config file?)") from None
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # a folder, no permission: say so rather than crash the caller
+            raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
+        return cls.from_yaml(text, command)
 
     def save(self, path: str | Path, command: str | None = None) -> None:
+        """Write the YAML atomically; a place that cannot take the file (a folder, no permission, disk full) raises
+        a PathError naming it, and any file already there is left as it was."""
         from engine.fileio import atomic_write_text
+        from engine.paths import PathError
 
-        atomic_write_text(path, self.to_yaml(command))
+        try:
+            atomic_write_text(path, self.to_yaml(command))
+        except OSError as exc:
+            raise PathError(f"config file {str(path)!r} cannot be written: {exc.strerror or exc}") from None
 
     # -- validation ----------------------------------------------------------
     def validate(self, command: str = "train") -> None:
@@ -320,7 +337,8 @@ class RunConfig:
         except json.JSONDecodeError as exc:
             raise ConfigError("train.extra_args", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(raw, dict):
-            raise ConfigError("train.extra_args", f"must be a JSON object, got {type(raw).__name__}")
+            raise ConfigError("train.extra_args", f'must be a JSON object like {{"weight_decay": 0.01}}, got '
+                                                  f"{_JSON_KINDS.get(type(raw), type(raw).__name__)}")
         for key, value in raw.items():
             if key not in EXTRA_ARGS:
                 raise ConfigError(f"train.extra_args.{key}",
@@ -385,10 +403,18 @@ def _section_from_dict(section: str, section_cls: type, raw: Any) -> Any:
     return section_cls(**values)
 
 
+# What JSON calls the Python types json.loads gives, for messages about extra_args.
+_JSON_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false",
+               type(None): "null"}
+
+
 def _coerce(name: str, typ: Any, value: Any) -> Any:
     """Convert a YAML / form value to the field's type, or say why it cannot be."""
     if get_origin(typ) is Literal:
         typ = type(get_args(typ)[0])
+    if typ in (int, float) and (value is None or (isinstance(value, str) and not value.strip())):
+        # An emptied number box (or a key without a value in YAML) arrives as None or "".
+        raise ConfigError(name, f"is empty; enter {'a whole number' if typ is int else 'a number'}")
     if typ is bool:
         if isinstance(value, bool):
             return value

@@ -70,7 +70,7 @@ class Ticket:
 
 def new_ticket(run: RunDir) -> Ticket:
     """Take a place at the end of the queue for ``run`` (the name orders tickets by creation time)."""
-    name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
+    name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.ticket"
     path = queue_dir() / name
     atomic_write_json(path, {"run": str(run.path)})
     return Ticket(path, run)
@@ -100,7 +100,7 @@ def waiting() -> list[Ticket]:
     if not folder.is_dir():
         return []
     tickets = []
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.glob("*.ticket")):
         ticket = _read_ticket(path)
         if ticket is not None and _live(ticket):
             tickets.append(ticket)

@@ -13,16 +13,16 @@ from engine.config import PREFERENCE_STAGES, RunConfig
 from engine.templates import IGNORE_INDEX, ChatFormatter
 
 
-def _fit(prompt: list[int], answers: list[list[int]], cutoff: int) -> tuple[list[int], list[list[int]]]:
+def _fit(prompt: list[int], answers: list[list[int]], cutoff: int) -> tuple[list[int], list[list[int]], bool]:
     """Cut prompt + answer to ``cutoff``: answers keep at least half; the prompt loses its beginning, since
-    its end (the question and the generation prompt) is what the answer follows."""
+    its end (the question and the generation prompt) is what the answer follows. The flag: whether it cut."""
     longest = max(len(a) for a in answers)
     if len(prompt) + longest <= cutoff:
-        return prompt, answers
+        return prompt, answers, False
     answer_room = max(cutoff - len(prompt), cutoff // 2)
     answers = [a[:answer_room] for a in answers]
     prompt_room = cutoff - max(len(a) for a in answers)
-    return (prompt[-prompt_room:] if prompt_room > 0 else []), answers
+    return (prompt[-prompt_room:] if prompt_room > 0 else []), answers, True
 
 
 def _prompt_and_answer(formatter: ChatFormatter, messages: list[dict]) -> tuple[list[int], list[int]]:
@@ -49,33 +49,42 @@ def encode_text(tokenizer, text: str, cutoff: int) -> list[dict]:
 
 
 def encode_samples(cfg: RunConfig, tokenizer, samples: list, log=print) -> list[dict]:
-    """Rows for ``cfg.train.stage``; samples whose answer lies wholly beyond the cutoff are skipped."""
+    """Rows for ``cfg.train.stage``. Longer samples are cut to the cutoff and those whose answer lies wholly
+    beyond it are skipped; ``log`` says how many of each, so a too-small cutoff_len is not silent."""
     stage, cutoff = cfg.train.stage, cfg.data.cutoff_len
     formatter = ChatFormatter(tokenizer, cfg.model.template)
-    rows, skipped = [], 0
+    rows, skipped, cut = [], 0, 0
     for sample in samples:
         if stage == "pt":
-            rows.extend(encode_text(tokenizer, sample.text, cutoff))
+            rows.extend(encode_text(tokenizer, sample.text, cutoff))  # split into rows, nothing is cut away
             continue
         messages = sample.chat_messages()
         if stage == "sft":
-            row = formatter.encode_supervised(messages, cutoff, train_on_prompt=cfg.data.train_on_prompt,
+            # One token of room beyond the cutoff tells a sample that was cut from one that fits exactly.
+            row = formatter.encode_supervised(messages, cutoff + 1, train_on_prompt=cfg.data.train_on_prompt,
                                               mask_history=cfg.data.mask_history)
+            was_cut = len(row["input_ids"]) > cutoff
+            row = {key: ids[:cutoff] for key, ids in row.items()}
             if all(label == IGNORE_INDEX for label in row["labels"]):
                 skipped += 1  # the answer was cut off entirely: nothing to learn from
                 continue
+            cut += was_cut
             rows.append(row)
         elif stage in PREFERENCE_STAGES:
             prompt, chosen = _prompt_and_answer(formatter, messages)
             _, rejected = _prompt_and_answer(formatter, _with_answer(messages, sample.rejected))
-            prompt, (chosen, rejected) = _fit(prompt, [chosen, rejected], cutoff)
+            prompt, (chosen, rejected), was_cut = _fit(prompt, [chosen, rejected], cutoff)
+            cut += was_cut
             rows.append({"prompt_ids": prompt, "chosen_ids": chosen, "rejected_ids": rejected})
         elif stage == "kto":
             prompt, answer = _prompt_and_answer(formatter, messages)
-            prompt, (answer,) = _fit(prompt, [answer], cutoff)
+            prompt, (answer,), was_cut = _fit(prompt, [answer], cutoff)
+            cut += was_cut
             rows.append({"prompt_ids": prompt, "completion_ids": answer, "label": bool(sample.kto_tag)})
         else:
             raise ValueError(f"unknown stage {stage!r}")
+    if cut:
+        log(f"cut {cut} of {len(samples)} samples longer than cutoff_len={cutoff} tokens to that length")
     if skipped:
         log(f"skipped {skipped} samples whose answer lies beyond cutoff_len={cutoff}")
     return rows

@@ -57,7 +57,9 @@ def confined(root: str | Path, name: str, what: str = "path") -> Path:
         raise PathError(f"{what} must be a name inside {root}, not an absolute path: {name!r}")
     root_resolved = Path(root).resolve()
     target = (root_resolved / name).resolve()
-    if target != root_resolved and root_resolved not in target.parents:
+    if target == root_resolved:  # e.g. "." : the folder that holds every run / export / config itself
+        raise PathError(f"{what} {name!r} names {root_resolved} itself; give a name inside it")
+    if root_resolved not in target.parents:
         raise PathError(f"{what} {name!r} points outside {root_resolved}")
     return target
 

@@ -53,11 +53,13 @@ def _processes_of(run: RunDir) -> list[psutil.Process]:
 
 def test_second_start_waits_in_line_and_can_be_cancelled(workdirs, demo_model_dir):
     first, second, third = _run("q-first"), _run("q-second"), _run("q-third")
-    for run in (first, second, third):
+    runner.launch(first, _short(num_train_epochs=3.0))
+    for run in (second, third):
         runner.launch(run, _short())
     wait_for_state(first, 120, (RUNNING,))
     assert device_queue.current() == first
     assert [runner.snapshot(r).queue_position for r in (first, second, third)] == [0, 1, 2]
+    assert device_queue.current() == first  # reading the queue leaves the record of the running job alone
     assert second.read_status()["state"] == QUEUED
     assert [p.cmdline()[2] for p in _processes_of(second)] == ["engine.device_queue"]  # waiting, not loading
 

@@ -230,9 +230,11 @@ def test_confined_refuses_symlink_escape(tmp_path):
     assert confined(root, "good_link.txt") == (root / "inner.txt").resolve()
 
 
-def test_confined_root_itself(tmp_path):
-    # "." names the root itself, which is inside it
-    assert confined(tmp_path, ".") == tmp_path.resolve()
+@pytest.mark.parametrize("name", [".", "./", "a/..", "./."])
+def test_confined_refuses_the_root_itself(tmp_path, name):
+    # "." as an output dir would be the method folder holding every run; as an export dir, all exports
+    with pytest.raises(PathError, match="itself"):
+        confined(tmp_path, name)
 
 
 @pytest.mark.parametrize(("text", "expected"), [("Qwen/Qwen2.5-0.5B", "Qwen-Qwen2.5-0.5B"), ("../..", "unnamed"),

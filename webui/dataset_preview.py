@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from engine.data import PREVIEW_COLUMNS, DataError, preview_page
+from engine.data import PREVIEW_COLUMNS, DataError, preview_page, scan_registry
 from engine.paths import PathError, resolve_user_dir
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, MESSAGES, t
@@ -23,11 +23,26 @@ def _header(lang: str, column: str) -> str:
     return t(lang, key) if key in MESSAGES else column.replace("_", " ").capitalize()
 
 
+def dataset_listing(dataset_dir: str) -> tuple[list[str], list[str]]:
+    """(usable dataset names in the folder, what is wrong with the folder, its registry or some entries)."""
+    try:
+        return scan_registry(resolve_user_dir(dataset_dir, "data folder"))
+    except PathError as exc:
+        return [], [str(exc)]
+
+
+def registry_notice(lang: str, dataset_dir: str) -> str:
+    """Why datasets of the folder are missing from the list ("" when none is): an empty list alone says nothing."""
+    problems = dataset_listing(dataset_dir)[1]
+    return t(lang, "registry_problems", problems="\n".join(f"- {p}" for p in problems)) if problems else ""
+
+
 @dataclass(eq=False)
 class DatasetPreview:
     open_button: gr.Button
     panel: gr.Column
     info: gr.Markdown
+    notice: gr.Markdown  # registry problems of the data folder
     table: gr.Dataframe
     prev_button: gr.Button
     next_button: gr.Button
@@ -44,7 +59,7 @@ def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, s
     """(panel update, info, table, page) for ``page`` of the first selected dataset, shown as ``stage`` reads it
     (None: as its registry entry suggests)."""
     if not datasets:
-        gr.Warning(t(lang, "no_dataset"))
+        gr.Warning(registry_notice(lang, dataset_dir) or t(lang, "no_dataset"))  # the list may be empty for a reason
         return gr.update(visible=False), "", gr.update(), 0
     name_ = datasets[0]
     try:
@@ -74,6 +89,7 @@ def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name=None, id
     lang = DEFAULT_LANG
     pre = f"{prefix}-" if prefix else ""
     open_button = gr.Button(t(lang, "preview_dataset"), elem_id=f"{pre}preview-dataset")
+    notice = gr.Markdown(registry_notice(lang, dataset_dir.value or ""), elem_id=f"{pre}dataset-notice")
     with gr.Column(visible=False, elem_id=f"{pre}preview-panel") as panel:
         info = gr.Markdown(elem_id=f"{pre}preview-info")
         table = gr.Dataframe(headers=[_header(lang, c) for c in _COLUMNS], interactive=False, wrap=True,
@@ -83,7 +99,7 @@ def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name=None, id
             next_button = gr.Button(t(lang, "next"), elem_id=f"{pre}preview-next")
             close_button = gr.Button(t(lang, "close"), elem_id=f"{pre}preview-close")
     page = gr.State(0)
-    view = DatasetPreview(open_button, panel, info, table, prev_button, next_button, close_button, page)
+    view = DatasetPreview(open_button, panel, info, notice, table, prev_button, next_button, close_button, page)
     name_box = identity_name if identity_name is not None else gr.State("{{name}}")
     author_box = identity_author if identity_author is not None else gr.State("{{author}}")
     stage_box = stage if stage is not None else gr.State(None)
@@ -93,4 +109,6 @@ def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name=None, id
     prev_button.click(lambda *a: _page(*a[:-1], a[-1] - 1), inputs, outputs)
     next_button.click(lambda *a: _page(*a[:-1], a[-1] + 1), inputs, outputs)
     close_button.click(lambda: gr.update(visible=False), None, panel)
+    for event in (dataset_dir.change, lang_dd.change):
+        event(registry_notice, [lang_dd, dataset_dir], notice, show_progress="hidden")
     return view

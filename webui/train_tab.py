@@ -12,12 +12,11 @@ import gradio as gr
 
 from engine.checkpoints import CARRIED_OVER, resume_plan
 from engine.config import ConfigError, RunConfig
-from engine.data import list_datasets
-from engine.paths import PathError, confined, configs_dir, resolve_user_dir
+from engine.paths import PathError, confined, configs_dir
 from engine.presets import demo_config
 from engine.rundir import ACTIVE_STATES, RunDir
 from webui import runner
-from webui.dataset_preview import build_dataset_preview
+from webui.dataset_preview import build_dataset_preview, dataset_listing
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
 from webui.locales import DEFAULT_LANG, plot_labels, t
 from webui.plots import loss_figure
@@ -30,10 +29,8 @@ def default_run_name() -> str:
 
 
 def dataset_choices(dataset_dir: str) -> list[str]:
-    try:
-        return list_datasets(resolve_user_dir(dataset_dir, "data folder"))
-    except PathError:
-        return []
+    """The usable datasets of the folder (the preview panel says what is wrong with the others)."""
+    return dataset_listing(dataset_dir)[0]
 
 
 def parse_device_list(text: str) -> list[tuple[str, str]]:

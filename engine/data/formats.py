@@ -188,14 +188,15 @@ def _kto_tag(row: dict, key: str, file: str, index: int) -> bool:
 
 
 def normalise_row(row: object, spec: DatasetSpec, index: int, fill: dict | None = None,
-                  stage: str = "sft") -> Sample:
+                  stage: str = "sft", file: str | None = None) -> Sample:
     """Check and convert one row as ``stage`` reads it; ``fill`` replaces ``{{key}}`` placeholders (identity data).
 
     pt gives ``text``; other stages a conversation, with ``rejected`` for ranking data and, for kto,
     ``kto_tag`` when the dataset names a kto_tag column. Which stage may use which dataset is checked
-    by ``check_stage``; loader.load_samples shapes the samples for the stage.
+    by ``check_stage``; loader.load_samples shapes the samples for the stage. ``file`` names the row's file in
+    errors (default: the dataset's file).
     """
-    file = spec.path.name
+    file = file or spec.path.name
     if not isinstance(row, dict):
         raise DataError(f"must be an object, got {type(row).__name__}", file=file, row=index)
     if stage == "pt":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Iterator
 from engine.config import PREFERENCE_STAGES, STAGES
 from engine.data.errors import DataError
 from engine.data.formats import Sample, normalise_row
-from engine.data.registry import REGISTRY_FILE, SUPPORTED_SUFFIXES, DatasetSpec, resolve_dataset
+from engine.data.registry import REGISTRY_FILE, SUPPORTED_SUFFIXES, DatasetSpec, resolve_dataset, unsupported_type
 
 
 def _files(spec: DatasetSpec) -> list[Path]:
@@ -19,18 +20,34 @@ def _files(spec: DatasetSpec) -> list[Path]:
         files = sorted(p for p in spec.path.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
         if not files:
             raise DataError("folder holds no json/jsonl/csv/parquet files", file=str(spec.path))
-        return files
-    if spec.path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise DataError(f"unsupported file type {spec.path.suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})",
-                        file=spec.path.name)
-    return [spec.path]
+    elif spec.path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise unsupported_type(spec.path.suffix, file=spec.path.name)
+    else:
+        files = [spec.path]
+    for path in files:
+        if path.stat().st_size == 0:  # else each reader words it differently ("Expecting value", "No columns")
+            raise DataError("the file is empty", file=_shown_name(spec, path))
+    return files
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
-    """(line number, parsed line); blank lines are skipped but still counted, so errors name the real line."""
+def _shown_name(spec: DatasetSpec, path: Path) -> str:
+    """How messages name ``path``: with its folder for a folder dataset, whose row numbers restart in each file."""
+    return f"{spec.path.name}/{path.name}" if path != spec.path else path.name
+
+
+# Rows read at a time from csv and parquet files: memory stays bounded however large the file is.
+_CHUNK_ROWS = 1000
+
+
+def _iter_jsonl(path: Path, skip: int = 0) -> Iterator[tuple[int, object]]:
+    """(line number, parsed line); blank lines are skipped but still counted, so errors name the real line.
+    The first ``skip`` rows are passed over without being parsed."""
     with open(path, encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
+                continue
+            if skip:
+                skip -= 1
                 continue
             try:
                 yield lineno, json.loads(line)
@@ -39,8 +56,11 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
 
 
 def _read_json(path: Path) -> list:
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise DataError("the file is empty (only blank space)", file=path.name)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", file=path.name) from None
     if not isinstance(data, list):
@@ -48,36 +68,106 @@ def _read_json(path: Path) -> list:
     return data
 
 
-def _read_table(path: Path) -> list[dict]:
-    import pandas as pd  # noqa: PLC0415 - heavy, only for csv/parquet
-
+def _table_step(path: Path, step):
+    """``step()``, with the many error types of pandas / pyarrow on malformed files turned into a DataError."""
     try:
-        if path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        else:
-            import pyarrow.parquet as pq  # noqa: PLC0415
-
-            # pyarrow gives plain lists and dicts for nested columns (sharegpt turns, alpaca history);
-            # pandas would give numpy arrays, which the format checks refuse.
-            return pq.read_table(path).to_pylist()
-    except Exception as exc:  # pandas / pyarrow raise many types for malformed files
+        return step()
+    except UnicodeDecodeError:
+        raise  # iter_rows says "not UTF-8 text"
+    except Exception as exc:  # noqa: BLE001 - pandas / pyarrow raise many types for malformed files
         raise DataError(f"cannot be read: {exc}", file=path.name) from None
-    return frame.to_dict(orient="records")
 
 
-def iter_rows(spec: DatasetSpec) -> Iterator[tuple[int, object]]:
-    """(1-based row number, raw row) across the dataset's files; jsonl is streamed and numbered by line."""
+def _table_chunks(path: Path) -> Iterator:
+    """A csv or parquet file a chunk at a time: pandas DataFrames or pyarrow RecordBatches (a malformed part is
+    found when its chunk is read)."""
+    if path.suffix.lower() == ".csv":
+        import pandas as pd  # noqa: PLC0415 - heavy, only for csv
+
+        with _table_step(path, lambda: pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                                                   chunksize=_CHUNK_ROWS)) as reader:
+            while (chunk := _table_step(path, lambda: next(reader, None))) is not None:
+                yield chunk
+        return
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    with _table_step(path, lambda: pq.ParquetFile(path)) as parquet:
+        batches = parquet.iter_batches(batch_size=_CHUNK_ROWS)
+        while (batch := _table_step(path, lambda: next(batches, None))) is not None:
+            yield batch
+
+
+def _chunk_rows(chunk) -> list[dict]:
+    # pyarrow gives plain lists and dicts for nested columns (sharegpt turns, alpaca history);
+    # pandas would give numpy arrays, which the format checks refuse.
+    return chunk.to_pylist() if hasattr(chunk, "to_pylist") else chunk.to_dict(orient="records")
+
+
+def _iter_table(path: Path, skip: int = 0) -> Iterator[tuple[int, object]]:
+    """(row number, row dict) of a csv or parquet file; chunks wholly before row ``skip`` are not converted."""
+    first = 1
+    for chunk in _table_chunks(path):
+        if skip < len(chunk):
+            yield from enumerate(_chunk_rows(chunk)[skip:], first + skip)
+        skip = max(0, skip - len(chunk))
+        first += len(chunk)
+
+
+def _file_rows(path: Path, skip: int = 0) -> Iterator[tuple[int, object]]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _iter_jsonl(path, skip)
+    if suffix == ".json":
+        return itertools.islice(enumerate(_read_json(path), 1), skip, None)
+    return _iter_table(path, skip)
+
+
+def _count_file(path: Path) -> int:
+    """Rows in one file, read cheaply: jsonl lines are not parsed, parquet says it in its footer, csv is parsed a
+    chunk at a time; cached per file version, so paging through a preview does not count again."""
+    stat = path.stat()
+    try:
+        return _count_cached(str(path), stat.st_mtime_ns, stat.st_size)
+    except UnicodeDecodeError:  # the count reads the whole file: a bad byte far beyond the page shows here
+        raise DataError("not UTF-8 text", file=path.name) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _count_cached(path_text: str, _mtime_ns: int, _size: int) -> int:
+    path = Path(path_text)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        with open(path, encoding="utf-8-sig") as fh:
+            return sum(1 for line in fh if line.strip())
+    if suffix == ".json":
+        return len(_read_json(path))
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        return _table_step(path, lambda: pq.ParquetFile(path).metadata.num_rows)
+    return sum(len(chunk) for chunk in _table_chunks(path))
+
+
+def iter_rows(spec: DatasetSpec, skip: int = 0) -> Iterator[tuple[str, int, object]]:
+    """(file name for messages, 1-based row number, raw row) across the dataset's files, from row ``skip`` on.
+
+    Rows are streamed (jsonl line by line, csv and parquet in chunks; a json list is parsed whole) and jsonl rows
+    are numbered by line. Skipped rows are not parsed where the format allows, so a page deep in a large file
+    costs little.
+    """
     for path in _files(spec):
+        name = _shown_name(spec, path)
         try:
-            suffix = path.suffix.lower()
-            if suffix == ".jsonl":
-                yield from _iter_jsonl(path)
-            elif suffix == ".json":
-                yield from enumerate(_read_json(path), 1)
-            else:
-                yield from enumerate(_read_table(path), 1)
+            if skip:
+                count = _count_file(path)
+                if skip >= count:
+                    skip -= count
+                    continue
+            rows, skip = _file_rows(path, skip), 0
+            for index, row in rows:
+                yield name, index, row
         except UnicodeDecodeError:
-            raise DataError("not UTF-8 text", file=path.name) from None
+            raise DataError("not UTF-8 text", file=name) from None
 
 
 def check_stage(spec: DatasetSpec, stage: str, reg_file: str = REGISTRY_FILE) -> None:
@@ -120,8 +210,8 @@ def load_samples(dataset_dir: str | Path, names: list[str], max_samples: int = 0
         if max_samples:
             rows = itertools.islice(rows, max_samples)
         count = 0
-        for index, row in rows:
-            samples += _for_stage(normalise_row(row, spec, index, fill, stage), stage)
+        for file, index, row in rows:
+            samples += _for_stage(normalise_row(row, spec, index, fill, stage, file=file), stage)
             count += 1
         if count == 0:
             raise DataError("has no samples", file=spec.path.name)
@@ -129,7 +219,9 @@ def load_samples(dataset_dir: str | Path, names: list[str], max_samples: int = 0
 
 
 def count_rows(spec: DatasetSpec) -> int:
-    return sum(1 for _ in iter_rows(spec))
+    """Rows in the dataset, without holding them: a large file is never loaded whole to count it (but for a json
+    list, which is parsed to count it, once per version of the file)."""
+    return sum(_count_file(path) for path in _files(spec))
 
 
 # Columns of a preview row for each way of showing a dataset.
@@ -164,14 +256,13 @@ def preview_page(dataset_dir: str | Path, name: str, page: int, page_size: int =
     view = preview_view(spec, stage)
     columns = PREVIEW_COLUMNS[view]
     read_as = {"pt": "pt", "ranking": "dpo", "kto": "kto", "sft": "sft"}[view]
-    total = count_rows(spec)
-    start = max(0, page) * page_size
+    # Only the page is read: a large jsonl/csv/parquet file is streamed up to it, and counted without parsing.
     rows = []
-    for index, row in itertools.islice(iter_rows(spec), start, start + page_size):
+    for file, index, row in itertools.islice(iter_rows(spec, skip=max(0, page) * page_size), page_size):
         shown = dict.fromkeys(columns, "")
-        shown["row"] = index
+        shown["row"] = index if file == spec.path.name else f"{file}:{index}"  # a folder: which file too
         try:
-            sample = normalise_row(row, spec, index, fill, read_as)
+            sample = normalise_row(row, spec, index, fill, read_as, file=file)
         except DataError as exc:
             # "missing" alone says not what: name the field
             shown["error"] = f"field {exc.field!r}: {exc.reason}" if exc.field else exc.reason
@@ -190,4 +281,4 @@ def preview_page(dataset_dir: str | Path, name: str, page: int, page_size: int =
             if view == "kto":
                 shown["kto_tag"] = sample.kto_tag
         rows.append(shown)
-    return total, rows
+    return count_rows(spec), rows

@@ -46,7 +46,11 @@ def read_registry(dataset_dir: str | Path) -> dict:
     if not path.is_file():
         raise DataError(f"no {REGISTRY_FILE} in this folder", file=str(path))
     try:
-        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+        text = path.read_text(encoding="utf-8-sig")
+        if not text.strip():
+            raise DataError("the file is empty; it must be a JSON object mapping dataset names to entries",
+                            file=str(path))
+        raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", file=str(path)) from None
     except UnicodeDecodeError:
@@ -56,25 +60,12 @@ def read_registry(dataset_dir: str | Path) -> dict:
     return raw
 
 
-def list_datasets(dataset_dir: str | Path) -> list[str]:
-    """Names of the registered datasets that are usable (local files of a supported type)."""
-    try:
-        registry = read_registry(dataset_dir)
-    except DataError:
-        return []
-    names = []
-    for name, entry in registry.items():
-        if isinstance(entry, dict) and isinstance(entry.get("file_name"), str):
-            if Path(entry["file_name"]).suffix.lower() in SUPPORTED_SUFFIXES or (Path(dataset_dir) / entry["file_name"]).is_dir():
-                names.append(name)
-    return names
+def unsupported_type(suffix: str, **where) -> DataError:
+    return DataError(f"unsupported file type {suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})", **where)
 
 
-def resolve_dataset(dataset_dir: str | Path, name: str) -> DatasetSpec:
-    registry = read_registry(dataset_dir)
-    reg_file = str(Path(dataset_dir) / REGISTRY_FILE)
-    if name not in registry:
-        raise DataError(f"dataset {name!r} is not registered", file=reg_file)
+def _entry_file_name(registry: dict, name: str, reg_file: str) -> str:
+    """The entry's file_name as written, or a DataError naming dataset_info.json and the entry."""
     entry = registry[name]
     if not isinstance(entry, dict):
         raise DataError("entry must be an object", file=reg_file, field=name)
@@ -83,6 +74,44 @@ def resolve_dataset(dataset_dir: str | Path, name: str) -> DatasetSpec:
         if "hf_hub_url" in entry or "ms_hub_url" in entry:
             raise DataError("hub datasets are not supported; download the file and set file_name", file=reg_file, field=name)
         raise DataError("entry has no file_name", file=reg_file, field=name)
+    return file_name
+
+
+def scan_registry(dataset_dir: str | Path) -> tuple[list[str], list[str]]:
+    """(names of the usable datasets: local files of a supported type, or folders; what is wrong with the
+    registry or with each unusable entry, naming dataset_info.json and the entry), so a broken registry is
+    reported instead of showing as an empty list."""
+    try:
+        registry = read_registry(dataset_dir)
+    except DataError as exc:
+        return [], [str(exc)]
+    reg_file = str(Path(dataset_dir) / REGISTRY_FILE)
+    names, problems = [], []
+    for name in registry:
+        try:
+            file_name = _entry_file_name(registry, name, reg_file)
+            suffix = Path(file_name).suffix.lower()
+            if suffix not in SUPPORTED_SUFFIXES and not (Path(dataset_dir) / file_name).is_dir():
+                raise unsupported_type(suffix or file_name, file=reg_file, field=name)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        names.append(name)
+    return names, problems
+
+
+def list_datasets(dataset_dir: str | Path) -> list[str]:
+    """Names of the registered datasets that are usable (local files of a supported type)."""
+    return scan_registry(dataset_dir)[0]
+
+
+def resolve_dataset(dataset_dir: str | Path, name: str) -> DatasetSpec:
+    registry = read_registry(dataset_dir)
+    reg_file = str(Path(dataset_dir) / REGISTRY_FILE)
+    if name not in registry:
+        raise DataError(f"dataset {name!r} is not registered", file=reg_file)
+    file_name = _entry_file_name(registry, name, reg_file)
+    entry = registry[name]
     try:
         path = confined(dataset_dir, file_name, what=f"file_name of {name!r}")
     except PathError as exc:

@@ -1,0 +1,541 @@
+"""Hostile and broken input (issue 5): every case gets a message naming what is wrong and where (file, row, field),
+the app's handlers answer instead of crashing, and nothing already saved is changed.
+
+Cases test_data.py / test_config.py / test_rundir.py already cover exactly are not repeated here:
+invalid JSON and JSONL lines (test_invalid_json_names_file_and_line, test_invalid_jsonl_line_names_row), a UTF-8
+BOM on json/jsonl/csv/dataset_info.json (test_utf8_bom_files), missing and custom columns
+(test_missing_output_names_row_and_field, test_missing_custom_column_names_that_column), lists/objects/bools
+where text is expected (test_non_string_field), a sharegpt conversation without an assistant answer
+(test_sharegpt_errors), ``../``, absolute, ``~`` and symlinked file_name entries (test_dotdot_escape_refused,
+test_absolute_path_refused, test_home_path_refused, test_symlink_outside_refused), dataset_info.json that is not
+JSON or whose entry is not an object (test_registry_invalid_json, test_bad_registry_entries), extra_args that is a
+list, broken JSON or a forbidden key (test_extra_args_allow_list), and confined() itself (test_confined_refuses).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tracemalloc
+from pathlib import Path
+from typing import get_type_hints
+
+import pytest
+
+from engine.config import ConfigError, RunConfig, iter_fields
+from engine.data import DataError, Sample, list_datasets, load_samples, preview_page, scan_registry
+from engine.paths import DEFAULT_DATA_DIR
+
+# Refused Save/Load arguments raise gr.Warning, which outside a browser session is a UserWarning.
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+ROW = {"instruction": "Say hi", "input": "", "output": "Hi!"}
+
+
+def data_dir(tmp_path: Path, registry, files: dict | None = None) -> Path:
+    """A data folder: dataset_info.json (an object, or raw text) and files (name -> rows, text or bytes)."""
+    d = tmp_path / "data"
+    d.mkdir(parents=True, exist_ok=True)
+    reg = registry if isinstance(registry, str) else json.dumps(registry)
+    (d / "dataset_info.json").write_text(reg, encoding="utf-8")
+    for name, content in (files or {}).items():
+        if isinstance(content, bytes):
+            (d / name).write_bytes(content)
+        elif isinstance(content, str):
+            (d / name).write_text(content, encoding="utf-8")
+        else:
+            (d / name).write_text(json.dumps(content), encoding="utf-8")
+    return d
+
+
+def data_error(d: Path, name: str = "ds", **kw) -> DataError:
+    with pytest.raises(DataError) as info:
+        load_samples(d, [name], **kw)
+    return info.value
+
+
+def snapshot(*roots: Path) -> dict[str, bytes]:
+    """Every file under ``roots`` with its bytes (symlinks as their target), to prove nothing was touched."""
+    found = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_symlink():
+                found[str(path)] = b"-> " + os.readlink(path).encode()
+            elif path.is_file():
+                found[str(path)] = path.read_bytes()
+    return found
+
+
+# -- broken dataset files ----------------------------------------------------------------------------------
+
+def _parquet_bytes(tmp_path: Path) -> bytes:
+    import pandas as pd
+
+    path = tmp_path / "real.parquet"
+    pd.DataFrame([ROW] * 50).to_parquet(path, index=False)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("file_name, content", [
+    ("e.json", ""), ("e.jsonl", ""), ("e.csv", ""), ("e.parquet", ""), ("blank.json", " \n\t\n"),
+])
+def test_empty_file_is_called_empty(tmp_path, file_name, content):
+    # Before: "Expecting value", "No columns to parse", a pyarrow message, or an empty preview for jsonl.
+    d = data_dir(tmp_path, {"ds": {"file_name": file_name}}, {file_name: content})
+    err = data_error(d)
+    assert err.file == file_name and "the file is empty" in str(err)
+    with pytest.raises(DataError, match="the file is empty"):
+        preview_page(d, "ds", 0)
+
+
+def test_empty_registry_is_called_empty(tmp_path):
+    d = data_dir(tmp_path, "")
+    err = data_error(d)
+    assert err.file.endswith("dataset_info.json") and "the file is empty" in str(err)
+
+
+def test_truncated_files_name_file_and_place(tmp_path):
+    good = json.dumps(ROW)
+    d = data_dir(tmp_path, {"j": {"file_name": "t.json"}, "l": {"file_name": "t.jsonl"}, "c": {"file_name": "t.csv"},
+                            "p": {"file_name": "t.parquet"}},
+                 {"t.json": f"[{good},\n{good[:20]}", "t.jsonl": f"{good}\n{good}\n{good[:20]}",
+                  "t.csv": 'instruction,input,output\nq,,a\n"cut off,,', "t.parquet": _parquet_bytes(tmp_path)[:-200]})
+    err = data_error(d, "j")
+    assert err.file == "t.json" and "not valid JSON (line 2" in str(err)
+    err = data_error(d, "l")
+    assert (err.file, err.row) == ("t.jsonl", 3) and "not valid JSON" in str(err)
+    for name, file in (("c", "t.csv"), ("p", "t.parquet")):
+        err = data_error(d, name)
+        assert err.file == file and "cannot be read" in str(err)
+
+
+def test_csv_with_other_columns_names_the_missing_one(tmp_path):
+    d = data_dir(tmp_path, {"ds": {"file_name": "w.csv"}}, {"w.csv": "question,answer\nq1,a1\nq2,a2\n"})
+    err = data_error(d)
+    assert (err.file, err.row, err.field) == ("w.csv", 1, "instruction") and err.reason == "missing"
+    total, rows = preview_page(d, "ds", 0)  # the preview shows every row's problem instead of failing
+    assert total == 2 and [r["error"] for r in rows] == ["field 'instruction': missing"] * 2
+
+
+def test_numbers_are_taken_as_text_but_not_in_conversations(tmp_path):
+    d = data_dir(tmp_path, {"a": {"file_name": "a.json"}, "s": {"file_name": "s.json", "formatting": "sharegpt"}},
+                 {"a.json": [{"instruction": 42, "output": 3.5}],
+                  "s.json": [{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": 7}]}]})
+    [sample] = load_samples(d, ["a"])
+    assert sample.messages == [{"role": "user", "content": "42"}, {"role": "assistant", "content": "3.5"}]
+    err = data_error(d, "s")
+    assert (err.row, err.field) == (1, "conversations") and "turn 2 content must be text" in str(err)
+
+
+def test_folder_dataset_errors_name_the_file_inside(tmp_path):
+    # Row numbers restart in each file of a folder dataset: the message must say which file.
+    d = data_dir(tmp_path, {"ds": {"file_name": "parts"}})
+    (d / "parts").mkdir()
+    (d / "parts" / "a.json").write_text(json.dumps([ROW, ROW]), encoding="utf-8")
+    (d / "parts" / "b.json").write_text(json.dumps([ROW, {"instruction": "no answer"}]), encoding="utf-8")
+    err = data_error(d)
+    assert (err.file, err.row, err.field) == ("parts/b.json", 2, "output")
+    _, rows = preview_page(d, "ds", 0)
+    assert [r["row"] for r in rows] == ["parts/a.json:1", "parts/a.json:2", "parts/b.json:1", "parts/b.json:2"]
+    assert rows[3]["error"] == "field 'output': missing"
+
+
+# -- a huge file: the preview reads one page, not the file -----------------------------------------------
+
+def _page_cost(d: Path, name: str, page: int) -> tuple[tuple[int, list], float, int]:
+    """(preview result, seconds, peak bytes allocated while it ran)."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        result = preview_page(d, name, page, page_size=10)
+        return result, time.perf_counter() - started, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_huge_jsonl_preview_reads_only_its_page(tmp_path):
+    line = json.dumps({"instruction": "q" * 500, "input": "", "output": "a" * 500}) + "\n"
+    n = 50_000_000 // len(line)  # about 50 MB
+    # A bad line on page 2: page 1 and a deep page show only if the count and the skip do not parse lines.
+    d = data_dir(tmp_path, {"ds": {"file_name": "big.jsonl"}})
+    with open(d / "big.jsonl", "w", encoding="utf-8") as fh:
+        fh.write(line * 14 + "{oops\n" + line * (n - 15))
+    (total, rows), seconds, peak = _page_cost(d, "ds", 0)
+    assert total == n and [r["row"] for r in rows] == list(range(1, 11))
+    assert peak < 5_000_000, f"page 1 of a 50 MB file took {peak / 1e6:.0f} MB"
+    assert seconds < 20
+    (total, rows), _, peak = _page_cost(d, "ds", n // 10 - 1)
+    assert total == n and [r["row"] for r in rows] == list(range(n - 9 - n % 10, n + 1 - n % 10))
+    assert peak < 5_000_000
+    with pytest.raises(DataError, match="^big.jsonl, row 15: not valid JSON"):
+        preview_page(d, "ds", 1)  # the page holding the bad line names it
+    assert data_error(d).row == 15  # and Start would refuse the file, naming the line
+
+
+@pytest.mark.parametrize("file_name, body", [
+    ("late.jsonl", "".join(json.dumps(ROW) + "\n" for _ in range(50))),
+    ("late.csv", "instruction,input,output\n" + "q,,a\n" * 50),
+])
+def test_bad_bytes_beyond_the_page_are_named(tmp_path, file_name, body):
+    # Page 1 reads only its rows, but the count reads on: a latin-1 byte there must still give a clear message.
+    d = data_dir(tmp_path, {"ds": {"file_name": file_name}}, {file_name: body.encode() + "caf\xe9".encode("latin-1")})
+    with pytest.raises(DataError, match=rf"^{file_name}: not UTF-8 text"):
+        preview_page(d, "ds", 0)
+
+
+def test_huge_csv_preview_is_streamed(tmp_path):
+    d = data_dir(tmp_path, {"small": {"file_name": "small.csv"}, "ds": {"file_name": "big.csv"}},
+                 {"small.csv": "instruction,input,output\nq,,a\n"})
+    preview_page(d, "small", 0)  # pandas is imported now, not while memory is measured
+    n = 20_000
+    with open(d / "big.csv", "w", encoding="utf-8") as fh:
+        fh.write("instruction,input,output\n" + ("q" * 500 + ",," + "a" * 500 + "\n") * n)  # about 20 MB
+    (total, rows), _, peak = _page_cost(d, "ds", 0)
+    assert total == n and len(rows) == 10 and rows[0]["prompt"] == "q" * 500
+    assert peak < 10_000_000, f"page 1 of a 20 MB csv took {peak / 1e6:.0f} MB"  # the whole file: about 60 MB
+
+
+@pytest.mark.parametrize("file_name", ["p.jsonl", "p.csv", "p.parquet", "p.json"])
+def test_pages_match_a_full_read(tmp_path, file_name):
+    # Pages are read by skipping rows (and csv/parquet chunks of 1000 rows): together they are the whole file,
+    # numbered the same, also across a chunk boundary and with a BOM and blank lines in a jsonl file.
+    import pandas as pd
+
+    rows = [{"instruction": f"q{i}", "input": "", "output": f"a{i}"} for i in range(1, 2501)]
+    d = data_dir(tmp_path, {"ds": {"file_name": file_name}})
+    path = d / file_name
+    if file_name.endswith(".jsonl"):
+        lines = (json.dumps(r) + ("\n\n" if i % 7 == 0 else "\n") for i, r in enumerate(rows))
+        path.write_text("\ufeff" + "".join(lines), encoding="utf-8")
+    elif file_name.endswith(".json"):
+        path.write_text(json.dumps(rows), encoding="utf-8")
+    elif file_name.endswith(".csv"):
+        pd.DataFrame(rows).to_csv(path, index=False)
+    else:
+        pd.DataFrame(rows).to_parquet(path, index=False)
+    expected = [s.messages[0]["content"] for s in load_samples(d, ["ds"])]
+    assert len(expected) == 2500
+    for page in (0, 99, 100, 101, 249):
+        total, shown = preview_page(d, "ds", page, page_size=10)
+        assert total == 2500
+        assert [r["prompt"] for r in shown] == expected[page * 10:page * 10 + 10], page
+    assert preview_page(d, "ds", 250, page_size=10) == (2500, [])
+
+
+# -- samples longer than the cutoff -------------------------------------------------------------------------
+
+def test_samples_beyond_the_cutoff_are_cut_or_skipped_and_the_log_says_so():
+    from engine.encode import encode_samples
+    from engine.models import load_tokenizer
+    from engine.templates import IGNORE_INDEX
+
+    tokenizer = load_tokenizer("demo/SmolLM2-135M-Instruct")  # the tokenizer only, no model
+    chat = lambda question, answer: Sample(messages=[{"role": "user", "content": question},  # noqa: E731
+                                                     {"role": "assistant", "content": answer}])
+    samples = [chat("Hi", "Hello."), chat("Hi", "word " * 200), chat("word " * 200, "Hello.")]
+    cfg = RunConfig.from_dict({"data": {"datasets": ["x"], "cutoff_len": 64}})
+    log: list[str] = []
+    rows = encode_samples(cfg, tokenizer, samples, log.append)
+    assert len(rows) == 2 and all(len(r["input_ids"]) <= 64 for r in rows)
+    assert len(rows[1]["input_ids"]) == 64 and rows[1]["labels"][-1] != IGNORE_INDEX  # cut inside the answer
+    assert log == ["cut 1 of 3 samples longer than cutoff_len=64 tokens to that length",
+                   "skipped 1 samples whose answer lies beyond cutoff_len=64"]
+    # a sample that fits exactly is not reported as cut
+    exact = len(encode_samples(cfg, tokenizer, samples[:1], log.append)[0]["input_ids"])
+    cfg.data.cutoff_len, log[:] = exact, []
+    encode_samples(cfg, tokenizer, samples[:1], log.append)
+    assert log == []
+    # preference pairs are cut too, and counted
+    cfg = RunConfig.from_dict({"data": {"datasets": ["x"], "cutoff_len": 64}, "train": {"stage": "dpo"}})
+    pair = Sample(messages=samples[1].messages, rejected="no " * 200)
+    [row] = encode_samples(cfg, tokenizer, [pair], log.append)
+    assert len(row["prompt_ids"]) + len(row["chosen_ids"]) <= 64 and log == [
+        "cut 1 of 1 samples longer than cutoff_len=64 tokens to that length"]
+
+
+# -- hyper-parameters ----------------------------------------------------------------------------------------
+
+HOSTILE_NUMBERS = ["nan", "NaN", "inf", "-inf", "1e400", "abc", "五", "1,5", "0x10", "", "  ", None, [], {},
+                   True, float("nan"), float("inf"), -float("inf")]
+
+
+def _numeric_fields() -> list[tuple[str, str, type, dict]]:
+    cfg = RunConfig()
+    typed = [(section, f, get_type_hints(type(getattr(cfg, section)))[f.name]) for section, f, _ in iter_fields(cfg)]
+    return [(section, f.name, typ, dict(f.metadata)) for section, f, typ in typed if typ in (int, float)]
+
+
+@pytest.mark.parametrize("section, name, typ, meta", _numeric_fields(),
+                         ids=[f"{s}.{n}" for s, n, *_ in _numeric_fields()])
+def test_every_number_field_refuses_hostile_values(section, name, typ, meta):
+    # All numeric fields, not a sample of them: each refusal names exactly that field.
+    values = list(HOSTILE_NUMBERS)
+    if meta["min"] is not None:
+        values.append(meta["min"] - 1 if typ is int else meta["min"] - 0.5)
+        if meta["min_exclusive"]:
+            values.append(meta["min"])
+    if meta["max"] is not None:
+        values.append(meta["max"] + 1)
+    if typ is int:
+        values += [2.5, "2.5"]
+    for value in values:
+        raw = {"data": {"datasets": ["x"]}}
+        raw.setdefault(section, {})[name] = value
+        with pytest.raises(ConfigError) as info:
+            RunConfig.from_dict(raw)
+        assert info.value.field_name == f"{section}.{name}", (value, str(info.value))
+
+
+def test_empty_number_says_empty():
+    for section, name in (("train", "learning_rate"), ("lora", "rank")):
+        for value in (None, "", " "):
+            with pytest.raises(ConfigError, match=rf"^{section}\.{name}: is empty; enter a"):
+                RunConfig.from_dict({"data": {"datasets": ["x"]}, section: {name: value}})
+
+
+@pytest.mark.parametrize("text, key, reason", [
+    ('"weight_decay"', "train.extra_args", "got a string"),
+    ("42", "train.extra_args", "got a number"),
+    ("null", "train.extra_args", "got null"),
+    ("true", "train.extra_args", "got true/false"),
+    ('{"weight_decay": NaN}', "train.extra_args.weight_decay", "expected number"),
+    ('{"adam_epsilon": Infinity}', "train.extra_args.adam_epsilon", "expected number"),
+    ('{"max_steps": 1e400}', "train.extra_args.max_steps", "expected number"),
+    ('{"lr_scheduler_kwargs": [1]}', "train.extra_args.lr_scheduler_kwargs", "expected an object"),
+    ('{"learning_rate": 1}', "train.extra_args.learning_rate", "not an allowed argument"),
+    ('{"deepspeed": "/etc/ds.json"}', "train.extra_args.deepspeed", "not an allowed argument"),
+    ('{"weight_decay": 0.1} trailing', "train.extra_args", "not valid JSON"),
+])
+def test_extra_args_that_are_not_an_allowed_object(text, key, reason):
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_dict({"data": {"datasets": ["x"]}, "train": {"extra_args": text}})
+    assert info.value.field_name == key and reason in str(info.value)
+
+
+# -- broken dataset_info.json: the dataset list says why it is empty ------------------------------------------
+
+def test_broken_registry_is_reported_not_an_empty_list(tmp_path):
+    from webui.dataset_preview import registry_notice
+
+    d = data_dir(tmp_path, '{"ds": {"file_name": "a.json"},\n}')
+    assert list_datasets(d) == []
+    names, problems = scan_registry(d)
+    assert names == [] and len(problems) == 1
+    assert "dataset_info.json: not valid JSON (line 2" in problems[0]
+    notice = registry_notice("en", str(d))
+    assert "dataset_info.json: not valid JSON (line 2" in notice and "Datasets missing" in notice
+    zh = registry_notice("zh", str(d))
+    assert "dataset_info.json" in zh and "未出现在列表中" in zh
+    assert "no dataset_info.json" in registry_notice("en", str(tmp_path / "nowhere"))
+    assert "NUL" in registry_notice("en", "data\x00")
+
+
+def test_bad_entries_are_named_and_good_ones_still_listed(tmp_path):
+    d = data_dir(tmp_path, {"good": {"file_name": "a.json"}, "text": "a.json", "nofile": {"formatting": "alpaca"},
+                            "hub": {"hf_hub_url": "org/ds"}, "txt": {"file_name": "notes.txt"}},
+                 {"a.json": [ROW]})
+    names, problems = scan_registry(d)
+    assert names == ["good"]
+    reg = str(d / "dataset_info.json")
+    assert problems == [f"{reg}, field 'text': entry must be an object",
+                        f"{reg}, field 'nofile': entry has no file_name",
+                        f"{reg}, field 'hub': hub datasets are not supported; download the file and set file_name",
+                        f"{reg}, field 'txt': unsupported file type '.txt' (use .json, .jsonl, .csv, .parquet)"]
+    assert scan_registry(data_dir(tmp_path / "demo", {"ok": {"file_name": "a.json"}})) == (["ok"], [])
+
+
+def test_nul_in_file_name_is_refused_naming_the_entry(tmp_path):
+    d = data_dir(tmp_path, {"ds": {"file_name": "a\x00.json"}})
+    err = data_error(d)
+    assert err.field == "ds" and err.file.endswith("dataset_info.json") and "NUL" in str(err)
+
+
+# -- the app's handlers: messages, not crashes; nothing saved changes --------------------------------------------
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    """Own saves/configs/exports folders for this module, and a folder outside them all."""
+    base = tmp_path_factory.mktemp("hostile")
+    dirs = {name: base / name for name in ("saves", "configs", "exports", "outside")}
+    for d in dirs.values():
+        d.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("saves", "configs", "exports"):
+            mp.setenv(f"TUNEBOARD_{name.upper()}", str(dirs[name]))
+        yield dirs
+
+
+@pytest.fixture(scope="module")
+def app(roots):
+    from webui.app import create_app
+
+    return create_app()
+
+
+def _block(app, elem_id: str):
+    [block] = [b for b in app.blocks.values() if getattr(b, "elem_id", None) == elem_id]
+    return block
+
+
+def _handler(app, elem_id: str, event: str = "click", output: str | None = None):
+    """The function run on ``event`` of the element ``elem_id`` (the one writing to ``output``, if given)."""
+    block = _block(app, elem_id)
+    fns = [f for f in app.fns.values() if (block._id, event) in [tuple(t) for t in f.targets]]
+    if output is not None:
+        fns = [f for f in fns if _block(app, output) in f.outputs]
+    [fn] = fns
+    return fn
+
+
+def call(app, elem_id: str, **values):
+    """Run the click handler of ``elem_id`` with the form's initial values, some replaced (keys: elem ids with
+    '-' written '_')."""
+    fn = _handler(app, elem_id)
+    args = []
+    for block in fn.inputs:
+        key = (getattr(block, "elem_id", None) or "").replace("-", "_")
+        args.append(values.pop(key) if key in values else block.value)
+    assert not values, f"no such inputs: {values}"
+    return fn.fn(*args)
+
+
+# Names that must never leave their folder; each message names the folder field.
+ESCAPES = ["../escape", "../../escape", "sub/../../escape", "/tmp/escape", "~/escape", "~", "a\x00b", "link/x",
+           "link"]
+
+
+def _link_into(folder: Path, outside: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "link").is_symlink():
+        (folder / "link").symlink_to(outside, target_is_directory=True)
+
+
+def test_config_file_name_is_confined(app, roots):
+    _link_into(roots["configs"], roots["outside"])
+    for name in ESCAPES + ["../escape.yaml", "/tmp/escape.yaml", "~/escape.yaml", "link/escape.yaml"]:
+        for button in ("btn-save-args", "btn-load-args"):
+            result = call(app, button, train_config_path=name)
+            message = result if isinstance(result, str) else result[-1]
+            assert message.startswith("Invalid value — config path"), (button, name, message)
+    assert not any(roots["outside"].iterdir())
+
+
+def test_output_dir_is_confined(app, roots):
+    from webui import runner
+    from webui.top_bar import model_label
+
+    fn = _handler(app, "btn-preview-command")
+    initial = {getattr(b, "elem_id", None): b.value for b in fn.inputs}
+    method_dir = runner.method_dir(model_label(initial["top-model-name"], initial["top-model-path"]),
+                                   initial["top-method"])
+    _link_into(method_dir, roots["outside"])
+    for name in ESCAPES:
+        command, message = call(app, "btn-preview-command", train_output_dir=name)
+        assert message.startswith("Invalid value — output dir"), (name, message)
+        assert command == {"__type__": "update", "visible": False}
+    command, message = call(app, "btn-preview-command", train_output_dir="fine")
+    assert message == "" and str(method_dir / "fine") in command["value"]
+
+
+def test_export_dir_is_confined(app, roots):
+    _link_into(roots["exports"], roots["outside"])
+    for name in ESCAPES:
+        command, message = call(app, "export-preview-command", export_dir=name)
+        assert message.startswith("Invalid value — export dir"), (name, message)
+    command, message = call(app, "export-preview-command", export_dir="fine")
+    assert message == "" and str(roots["exports"] / "fine") in command["value"]
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("field_train_learning_rate", "nan", "expected a finite number"),
+    ("field_train_learning_rate", "abc", "expected a number"),
+    ("field_train_num_train_epochs", "inf", "expected a finite number"),
+    ("field_train_num_train_epochs", "-1", "must be greater than 0"),
+    ("field_train_per_device_train_batch_size", None, "is empty"),  # what an emptied number box sends
+    ("field_data_cutoff_len", -5, "must be at least 8"),
+    ("field_lora_rank", None, "is empty"),
+    ("field_train_extra_args", '["weight_decay", 0.1]', "must be a JSON object"),
+])
+def test_form_values_are_refused_with_the_field_named(app, roots, field, value, reason):
+    key = field.removeprefix("field_").replace("_", ".", 1)
+    message = call(app, "btn-save-args", train_config_path="bad.yaml", **{field: value})
+    assert message.startswith(f"Invalid value — {key}: ") and reason in message, message
+    assert not (roots["configs"] / "bad.yaml").exists()
+
+
+def test_unreadable_config_files_are_refused(app, roots):
+    configs = roots["configs"]
+    (configs / "binary.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    (configs / "broken.yaml").write_text("train: [unclosed\n", encoding="utf-8")
+    (configs / "nan.yaml").write_text("train:\n  learning_rate: .nan\n", encoding="utf-8")
+    (configs / "folder.yaml").mkdir(exist_ok=True)
+    for name, reason in (("binary.yaml", "not UTF-8 text"), ("broken.yaml", "not valid YAML"),
+                         ("nan.yaml", "train.learning_rate: expected a finite number"),
+                         ("folder.yaml", "does not exist")):
+        *fields, message = call(app, "btn-load-args", train_config_path=name)
+        assert message.startswith("Invalid value") and reason in message, (name, message)
+        assert all(f == {"__type__": "update"} for f in fields)  # the form keeps what it had
+    message = call(app, "btn-save-args", train_config_path="folder.yaml")  # a folder where the file would go
+    assert message.startswith("Invalid value — config file") and "folder.yaml" in message
+
+
+def test_preview_of_broken_data_names_the_problem(app, roots, tmp_path):
+    d = data_dir(tmp_path, {"ds": {"file_name": "bad.jsonl"}}, {"bad.jsonl": json.dumps(ROW) + "\n{oops\n"})
+    panel, info, table, page = call(app, "preview-dataset", field_data_dataset_dir=str(d), field_data_datasets=["ds"])
+    assert info.startswith("Dataset problem — bad.jsonl, row 2: not valid JSON") and page == 0
+    (d / "dataset_info.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.warns(UserWarning, match="dataset_info.json: must be a JSON object"):  # not "choose a dataset"
+        call(app, "preview-dataset", field_data_dataset_dir=str(d), field_data_datasets=[])
+
+
+def test_dataset_notice_follows_the_data_folder(app, tmp_path):
+    notice = _block(app, "dataset-notice")
+    assert notice.value == ""  # the demo registry is sound: nothing to say
+    d = data_dir(tmp_path, {"ok": {"file_name": "a.json"}, "broken": {"formatting": "alpaca"}}, {"a.json": [ROW]})
+    on_change = _handler(app, "field-data-dataset_dir", "change", output="dataset-notice")
+    text = on_change.fn("en", str(d))
+    assert "field 'broken': entry has no file_name" in text and "'ok'" not in text
+    assert on_change.fn("en", str(DEFAULT_DATA_DIR)) == ""
+
+
+def test_failed_operations_leave_every_file_byte_identical(app, roots, tmp_path):
+    configs, saves = roots["configs"], roots["saves"]
+    call(app, "btn-save-args", train_config_path="good.yaml")
+    assert (configs / "good.yaml").is_file()
+    (saves / "m" / "lora" / "run1").mkdir(parents=True, exist_ok=True)
+    (saves / "m" / "lora" / "run1" / "status.json").write_text('{"state": "finished"}', encoding="utf-8")
+    (roots["outside"] / "secret.yaml").write_text("keep: me\n", encoding="utf-8")
+    d = data_dir(tmp_path, {"ds": {"file_name": "a.jsonl"}, "bad": {"file_name": "../outside/secret.yaml"}},
+                 {"a.jsonl": "\ufeff" + json.dumps(ROW) + "\n" + json.dumps({"instruction": "no answer"}) + "\n"})
+    before = snapshot(tmp_path, *roots.values())
+
+    for name in ("good.yaml", "../outside/secret.yaml", "link/secret.yaml"):  # invalid values do not overwrite
+        message = call(app, "btn-save-args", train_config_path=name, field_train_learning_rate="nan")
+        assert message.startswith("Invalid value"), message
+    for name in ESCAPES:
+        call(app, "btn-save-args", train_config_path=name)
+        call(app, "btn-preview-command", train_output_dir=name)
+        call(app, "export-preview-command", export_dir=name)
+    for name in ("ds", "bad"):
+        with pytest.raises(DataError):
+            load_samples(d, [name])
+        call(app, "preview-dataset", field_data_dataset_dir=str(d), field_data_datasets=[name])
+
+    assert snapshot(tmp_path, *roots.values()) == before
+
+
+def test_nan_number_box_payload():
+    # A number box holding NaN would crash gradio's own rounding before any handler runs; the browser cannot send
+    # one (JSON has no NaN: an invalid box arrives as null), and null is refused with the field named.
+    import gradio as gr
+
+    from webui.form import config_from_values, field_control
+
+    rank = field_control("lora", "rank", "en")
+    assert isinstance(rank.component, gr.Number)
+    with pytest.raises(ConfigError, match=r"^lora\.rank: is empty"):
+        config_from_values([rank], [rank.component.preprocess(None)])
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=r"^lora\.rank: expected a whole number"):
+            config_from_values([rank], [value])
