@@ -31,8 +31,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import ConfigError, RunConfig
-from engine.job import log, start_job
+from engine.config import RunConfig
+from engine.job import describe_error, expected_error, log, start_job
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 from engine.templates import IGNORE_INDEX
 
@@ -269,12 +269,13 @@ def run_evaluation(config_path: str | Path) -> int:
     cfg, run, stop = start_job(config_path, "eval", "loading")
 
     try:
-        from engine.models import check_checkpoint, load_with_checkpoint  # noqa: PLC0415
+        from engine.models import check_checkpoint, load_with_checkpoint, resolve_model_path  # noqa: PLC0415
 
         # What can be checked without loading the model is checked first, so such errors come at once.
         adapter = cfg.model.adapter_path.strip()
         if adapter:
             check_checkpoint(adapter)
+        resolve_model_path(cfg.model.model_name_or_path)
         samples = load_eval_samples(cfg)
 
         import torch  # noqa: PLC0415
@@ -346,7 +347,7 @@ def run_evaluation(config_path: str | Path) -> int:
         log("Evaluation stopped; no metrics were written.")
         return 0
     except BaseException as exc:  # report every failure in words, then exit non-zero
-        if not _expected(exc):
+        if not expected_error(exc):
             traceback.print_exc()
         sys.stdout.flush()
         if stop.requested:
@@ -356,29 +357,3 @@ def run_evaluation(config_path: str | Path) -> int:
         run.write_status(FAILED, error=message)
         log(f"Evaluation failed: {message}")
         return 1
-
-
-def _expected(exc: BaseException) -> bool:
-    """Errors that already say in words what is wrong with the input: no traceback needed."""
-    from engine.data import DataError  # noqa: PLC0415
-    from engine.models import ModelLoadError  # noqa: PLC0415
-    from engine.paths import PathError  # noqa: PLC0415
-    from engine.templates import TemplateError  # noqa: PLC0415
-
-    return isinstance(exc, (DataError, ModelLoadError, PathError, TemplateError, ConfigError))
-
-
-def describe_error(exc: BaseException) -> str:
-    """The failure in words: our own errors already say what is wrong; others get their type named."""
-    from engine.data import DataError  # noqa: PLC0415
-    from engine.models import ModelLoadError  # noqa: PLC0415
-    from engine.paths import PathError  # noqa: PLC0415
-    from engine.templates import TemplateError  # noqa: PLC0415
-
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    if isinstance(exc, DataError):
-        return f"dataset problem: {exc}"
-    if isinstance(exc, (ModelLoadError, PathError, TemplateError, ConfigError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.job import log, start_job
+from engine.job import describe_error, log, start_job
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 
 STAGES = ("load", "merge", "save", "tokenizer", "readme")
@@ -248,7 +248,7 @@ def run_export(config_path: str | Path) -> int:
             raise Stopped
 
     try:
-        from engine.models import check_checkpoint  # noqa: PLC0415
+        from engine.models import check_checkpoint, resolve_model_path  # noqa: PLC0415
         from engine.paths import resolve_user_dir  # noqa: PLC0415
 
         export_dir = resolve_user_dir(cfg.export.export_dir, "export folder")
@@ -258,6 +258,7 @@ def run_export(config_path: str | Path) -> int:
         check_target(export_dir)
         adapter = cfg.model.adapter_path.strip()
         kind = check_checkpoint(adapter) if adapter else None
+        resolve_model_path(cfg.model.model_name_or_path)  # a missing base fails before the export starts loading
         trained_on = _trained_base(adapter)
         if kind == "lora" and trained_on and trained_on != cfg.model.model_name_or_path.strip():
             log(f"warning: the adapter was trained on {trained_on!r} but is merged into "
@@ -351,7 +352,6 @@ def run_export(config_path: str | Path) -> int:
         if stop.requested:
             run.write_status(STOPPED, phase="stopped", error=None)
             return 0
-        from engine.evaluate import describe_error  # noqa: PLC0415
 
         message = str(exc) if isinstance(exc, ExportError) else describe_error(exc)
         run.write_status(FAILED, error=message)

@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from engine.config import RunConfig
+from engine.config import ConfigError, RunConfig
 from engine.rundir import RUNNING, RunDir
 
 
@@ -67,3 +67,29 @@ def start_job(config_path: str | Path, command: str, phase: str, **status) -> tu
     pid = os.getppid() if "TORCHELASTIC_RUN_ID" in os.environ else os.getpid()
     run.write_status(RUNNING, pid=pid, error=None, phase=phase, command=command, **status)
     return cfg, run, stop
+
+
+def expected_error(exc: BaseException) -> bool:
+    """Errors that already say in words what is wrong with the input: no traceback needed."""
+    from engine.data import DataError  # noqa: PLC0415
+    from engine.models import ModelLoadError  # noqa: PLC0415
+    from engine.paths import PathError  # noqa: PLC0415
+    from engine.templates import TemplateError  # noqa: PLC0415
+
+    return isinstance(exc, (DataError, ModelLoadError, PathError, TemplateError, ConfigError))
+
+
+def describe_error(exc: BaseException) -> str:
+    """The failure in words: our own errors already say what is wrong; others get their type named."""
+    from engine.data import DataError  # noqa: PLC0415
+    from engine.models import ModelLoadError  # noqa: PLC0415
+    from engine.paths import PathError  # noqa: PLC0415
+    from engine.templates import TemplateError  # noqa: PLC0415
+
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(exc, DataError):
+        return f"dataset problem: {exc}"
+    if isinstance(exc, (ModelLoadError, PathError, TemplateError, ConfigError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,38 @@ def known_model(name: str) -> KnownModel | None:
 
 
 class ModelLoadError(RuntimeError):
-    """The model cannot be loaded; the message says which path and why."""
+    """The model cannot be loaded; the message says which path and why.
+
+    ``key`` and ``params`` let the web UI show the same message in the user's language."""
+
+    def __init__(self, message: str, key: str = "", **params) -> None:
+        super().__init__(message)
+        self.key, self.params = key, params
+
+
+# Files torch.load / pickle would read: loading one can run arbitrary code, so weights are read from
+# safetensors only. (The Trainer's own optimizer.pt / rng_state.pth next to safetensors weights are fine:
+# transformers reads those with weights_only=True, and we never load them ourselves.)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def _pickle_files(folder: Path) -> list[str]:
+    return sorted(f.name for f in folder.iterdir() if f.is_file() and f.suffix.lower() in PICKLE_SUFFIXES)
+
+
+def _refuse_unsafe_weights(folder: Path, what: str, safetensors: bool) -> None:
+    """Refuse a folder whose weights exist only as pickle files (or not at all), naming the folder and files."""
+    if safetensors:
+        return
+    pickles = _pickle_files(folder)
+    if pickles:
+        names = ", ".join(pickles)
+        raise ModelLoadError(
+            f"{what} {str(folder)!r} holds its weights only as pickle file(s) ({names}), which can run code "
+            "when loaded; TuneBoard loads safetensors only. Convert them to safetensors first.",
+            key="pickle_weights", folder=str(folder), files=names)
+    raise ModelLoadError(f"{what} {str(folder)!r} has no safetensors weights", key="no_weights",
+                         folder=str(folder))
 
 
 def resolve_model_path(model_name_or_path: str) -> str:
@@ -59,23 +89,37 @@ def resolve_model_path(model_name_or_path: str) -> str:
     expanded = os.path.expanduser(name)
     if os.path.isabs(expanded) or name.startswith(".") or os.path.exists(expanded):
         if not os.path.isdir(expanded):
-            raise ModelLoadError(f"model folder {name!r} does not exist")
+            raise ModelLoadError(f"model folder {name!r} does not exist", key="model_missing", path=name)
         if not os.path.isfile(os.path.join(expanded, "config.json")):
-            raise ModelLoadError(f"{name!r} has no config.json: not a Hugging Face model folder")
+            raise ModelLoadError(f"{name!r} has no config.json: not a Hugging Face model folder",
+                                 key="no_config", path=name)
         return expanded
     return name  # a hub id
 
 
 def _needs_remote_code(path: str) -> bool:
-    cfg = Path(path) / "config.json"
-    if not cfg.is_file():
-        return False
-    import json  # noqa: PLC0415
+    """Whether a local folder maps a model or tokenizer class to Python files it ships (``auto_map``)."""
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            data = json.loads((Path(path) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            return True
+    return False
 
-    try:
-        return "auto_map" in json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
+
+def _load_failure(model_name_or_path: str, what: str, exc: BaseException) -> ModelLoadError:
+    """transformers' refusals in our words: remote code not allowed, or an architecture it does not know."""
+    text = str(exc)
+    if "trust_remote_code" in text:
+        return _remote_code_error(model_name_or_path)
+    if "does not recognize this architecture" in text or "Unrecognized model" in text:
+        return ModelLoadError(f"{model_name_or_path!r} is a model type this transformers version does not know "
+                              f"({_first_line(exc)}); if it ships its own code, tick 'Trust remote code' only if "
+                              "you trust it", key="unknown_model", path=model_name_or_path)
+    return ModelLoadError(f"cannot load {what} {model_name_or_path!r}: {_first_line(exc)}", key="load_failed",
+                          path=model_name_or_path, error=_first_line(exc))
 
 
 def load_tokenizer(model_name_or_path: str, trust_remote_code: bool = False):
@@ -85,8 +129,8 @@ def load_tokenizer(model_name_or_path: str, trust_remote_code: bool = False):
     _check_remote_code(path, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot load the tokenizer of {model_name_or_path!r}: {_first_line(exc)}") from None
+    except (OSError, ValueError) as exc:
+        raise _load_failure(model_name_or_path, "the tokenizer of", exc) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -99,34 +143,47 @@ def load_model(model_name_or_path: str, dtype=None, trust_remote_code: bool = Fa
 
     path = resolve_model_path(model_name_or_path)
     _check_remote_code(path, trust_remote_code)
+    if os.path.isdir(path):
+        _refuse_unsafe_weights(Path(path), "model folder", _has_model_safetensors(Path(path)))
     if reward_head:
         kwargs["num_labels"] = 1
     auto = AutoModelForSequenceClassification if reward_head else AutoModelForCausalLM
     try:
-        return auto.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, **kwargs)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot load model {model_name_or_path!r}: {_first_line(exc)}") from None
+        # use_safetensors: a hub model is never fetched as pickle weights either.
+        return auto.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
+                                    use_safetensors=True, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _load_failure(model_name_or_path, "model", exc) from None
+
+
+def _has_model_safetensors(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
+
+
+def _remote_code_error(path: str) -> ModelLoadError:
+    return ModelLoadError(f"model {path!r} ships its own Python code (auto_map); it is loaded only with "
+                          "'Trust remote code' ticked - tick it only if you trust its source",
+                          key="remote_code", path=path)
 
 
 def _check_remote_code(path: str, trust_remote_code: bool) -> None:
     if not trust_remote_code and _needs_remote_code(path):
-        raise ModelLoadError(f"{path!r} ships its own model code; tick 'trust remote code' only if you trust it")
+        raise _remote_code_error(path)
 
 
 def check_checkpoint(path: str | Path) -> str:
     """'lora' for an adapter folder, 'full' for a model folder; refuses pickle-only weights."""
     p = Path(path)
     if not p.is_dir():
-        raise ModelLoadError(f"checkpoint {str(path)!r} does not exist")
+        raise ModelLoadError(f"checkpoint {str(path)!r} does not exist", key="checkpoint_missing", path=str(path))
     if (p / "adapter_config.json").is_file():
-        if not (p / "adapter_model.safetensors").is_file():
-            raise ModelLoadError(f"checkpoint {str(path)!r} has no adapter_model.safetensors (pickle weights are refused)")
+        _refuse_unsafe_weights(p, "adapter folder", (p / "adapter_model.safetensors").is_file())
         return "lora"
     if (p / "config.json").is_file():
-        if not any(p.glob("*.safetensors")):
-            raise ModelLoadError(f"checkpoint {str(path)!r} has no safetensors weights (pickle weights are refused)")
+        _refuse_unsafe_weights(p, "checkpoint folder", _has_model_safetensors(p))
         return "full"
-    raise ModelLoadError(f"{str(path)!r} is neither a LoRA adapter nor a model folder")
+    raise ModelLoadError(f"{str(path)!r} is neither a LoRA adapter nor a model folder", key="not_checkpoint",
+                         path=str(path))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -155,6 +212,7 @@ def adapter_chain(path: str | Path) -> list[str]:
         raise ModelLoadError(f"{PARENTS_FILE} in {str(path)!r} must be a list of adapter folders")
     for parent in parents:
         check_checkpoint(parent)
+    check_checkpoint(path)  # training goes on from it with peft directly, so it is checked here too
     return [*parents, str(path)]
 
 
@@ -169,6 +227,7 @@ def load_with_checkpoint(model_name_or_path: str, adapter_path: str = "", dtype=
     if it saved one, else the base model's). Pickle-only checkpoints are refused by ``check_checkpoint``.
     """
     kind = check_checkpoint(adapter_path) if adapter_path else None
+    chain = adapter_chain(adapter_path) if kind == "lora" else []  # a refused parent fails before any loading
     if kind == "full":
         source = adapter_path
         tokenizer = load_tokenizer(adapter_path if has_tokenizer_files(adapter_path) else model_name_or_path,
@@ -180,7 +239,7 @@ def load_with_checkpoint(model_name_or_path: str, adapter_path: str = "", dtype=
     if kind == "lora":
         from peft import PeftModel  # noqa: PLC0415
 
-        *parents, _ = adapter_chain(adapter_path)
+        *parents, _ = chain
         for parent in parents:  # LoRA is additive: merging the parents first gives what training saw
             model = PeftModel.from_pretrained(model, parent).merge_and_unload()
             log(f"merged parent adapter {parent}")

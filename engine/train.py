@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import pickle
 import shutil
 import sys
 import time
@@ -21,7 +22,7 @@ import traceback
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.job import StopRequested, log, rank, start_job
+from engine.job import StopRequested, describe_error, expected_error, log, rank, start_job
 from engine.fileio import atomic_write_json
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 
@@ -187,7 +188,8 @@ def _load_models(cfg: RunConfig, device: str, compute: str, log):
     if reward and model.config.pad_token_id is None:
         from engine.models import load_tokenizer  # noqa: PLC0415
 
-        model.config.pad_token_id = load_tokenizer(cfg.model.model_name_or_path).pad_token_id
+        tokenizer = load_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code)
+        model.config.pad_token_id = tokenizer.pad_token_id
     model = apply_finetuning(model, cfg, log, task_type="SEQ_CLS" if reward else "CAUSAL_LM")
     ref_model = None
     if cfg.train.stage in ("dpo", "kto") and not lora:
@@ -252,7 +254,14 @@ def run_training(config_path: str | Path) -> int:
             trainer.optimizer = loraplus_optimizer(trainer.model, cfg, trainer.args)
             log(f"LoRA+: B matrices learn {cfg.lora.loraplus_lr_ratio:g}x faster")
         run.write_status(RUNNING, phase="training", resumed_from=resume.path.name if resume else None)
-        result = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+        try:
+            result = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+        except pickle.UnpicklingError:
+            if resume is None:
+                raise
+            # torch refuses (weights_only) state files that are more than tensors: say which checkpoint.
+            raise RuntimeError(f"checkpoint {resume.path} holds optimizer, scheduler or random state that is not "
+                               "plain tensors; refusing to load it (delete that checkpoint or untick Resume)") from None
         trainer.save_model(str(run.path))
         if parents and run.writer:
             _write_parents(run.path, parents)
@@ -279,9 +288,10 @@ def run_training(config_path: str | Path) -> int:
         log("Training stopped; the weights so far were saved." if stop.requested else "Training finished.")
         return 0
     except BaseException as exc:  # report every failure in words, then exit non-zero
-        traceback.print_exc()
+        if not expected_error(exc):  # our own refusals already say what is wrong
+            traceback.print_exc()
         sys.stdout.flush()
-        message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+        message = describe_error(exc)
         if reporter is not None and reporter.saving is not None:
             message = _failed_save(reporter.saving, message)
         if stop.by_user or (stop.signalled and not under_torchrun):

@@ -35,6 +35,19 @@ class ChatTab:
         return self.other_texts
 
 
+def error_text(lang: str, exc: BaseException) -> str:
+    """An engine error in the user's language: ModelLoadError carries a message key; others are shown as they are."""
+    key = getattr(exc, "key", "")
+    if key == "no_model":
+        return t(lang, "model_not_loaded")
+    if key:
+        try:
+            return t(lang, f"load_err_{key}", **getattr(exc, "params", {}))
+        except KeyError:  # a key without a translation yet: the English text still says what is wrong
+            pass
+    return str(exc)
+
+
 def _describe(lang: str) -> str:
     eng = chat_engine()
     info = eng.describe()
@@ -71,22 +84,23 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         try:
             chat_engine().load(model_path, checkpoint or "", template, device, bool(trust))
         except Exception as exc:  # any load failure is shown in words; the app keeps running
-            gr.Warning(t(lang_, "model_load_failed", error=str(exc)))
-            yield t(lang_, "model_load_failed", error=str(exc))
+            message = t(lang_, "model_load_failed", error=error_text(lang_, exc))
+            gr.Warning(message)
+            yield message
             return
         yield _describe(lang_)
 
     load_btn.click(on_load, [top.lang, top.model_path.component, top.checkpoint, top.template.component,
-                             top.device.component, top.trust_remote_code.component], info)
+                             top.device.component, top.trust_remote_code.component], info, api_name="chat_load")
 
     def on_unload(lang_):
         chat_engine().unload()
         return t(lang_, "model_unloaded")
 
-    unload_btn.click(on_unload, top.lang, info)
+    unload_btn.click(on_unload, top.lang, info, api_name="chat_unload")
 
     def on_submit(lang_, text, history, system_text, max_tokens, top_p_, temp, request: gr.Request):
-        from engine.chat import GenerationSettings  # noqa: PLC0415
+        from engine.chat import GenerationSettings, ModelUnloaded  # noqa: PLC0415
 
         eng = chat_engine()
         history = list(history or [])
@@ -111,23 +125,28 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             for partial in eng.stream(messages, settings, stop):
                 history[-1]["content"] = partial
                 yield history, ""
+        except ModelUnloaded:  # someone pressed Unload mid-answer: keep what was said, and say why it ends
+            note = t(lang_, "answer_cut_unloaded")
+            history[-1]["content"] = f"{history[-1]['content']}\n\n{note}".strip()
+            yield history, ""
         except Exception as exc:  # shown in the chat, the app keeps running
-            gr.Warning(t(lang_, "generation_failed", error=str(exc)))
-            history[-1]["content"] = t(lang_, "generation_failed", error=str(exc))
+            message = t(lang_, "generation_failed", error=error_text(lang_, exc))
+            gr.Warning(message)
+            history[-1]["content"] = message
             yield history, ""
         finally:
             _stops.pop(key, None)
 
     chat_inputs = [top.lang, query, chatbot, system, max_new_tokens, top_p, temperature]
-    submit_btn.click(on_submit, chat_inputs, [chatbot, query])
-    query.submit(on_submit, chat_inputs, [chatbot, query])
+    submit_btn.click(on_submit, chat_inputs, [chatbot, query], api_name="chat_submit")
+    query.submit(on_submit, chat_inputs, [chatbot, query], api_name="chat_submit_enter", api_visibility="undocumented")
 
     def on_stop(request: gr.Request):
         stop = _stops.get(request.session_hash if request else "")
         if stop is not None:
             stop.set()
 
-    stop_btn.click(on_stop, None, None)
+    stop_btn.click(on_stop, None, None, api_name="chat_stop")
     clear_btn.click(lambda: [], None, chatbot)
 
     texts = [Translated(load_btn, "load_model", "value"), Translated(unload_btn, "unload_model", "value"),
