@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from webui.chat_tab import plain_text
+
 pytestmark = pytest.mark.slow
 
 MAX_NEW_TOKENS = 24
@@ -49,14 +51,6 @@ def _history(student: dict, parts: bool = True) -> list[dict]:
     return messages
 
 
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return str(content)
-
-
 def _ask(client, student: dict) -> tuple[list[dict], float]:
     t0 = time.perf_counter()
     history, query = client.predict("en", student["question"], _history(student), student["system"], MAX_NEW_TOKENS,
@@ -68,7 +62,7 @@ def _ask(client, student: dict) -> tuple[list[dict], float]:
 def _check_history(student: dict, history: list[dict]) -> str:
     """The returned chat is this student's own, plus the new question and a non-empty answer."""
     sent = _history(student, parts=False) + [{"role": "user", "content": student["question"]}]
-    got = [{"role": m["role"], "content": _text(m["content"])} for m in history]
+    got = [{"role": m["role"], "content": plain_text(m["content"])} for m in history]
     assert got[:-1] == sent, f"history of {student['question']!r} came back changed: {got}"
     answer = got[-1]
     assert answer["role"] == "assistant" and answer["content"].strip(), answer

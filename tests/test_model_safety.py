@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tiny_train_config
+from webui.chat_tab import plain_text
 
 from engine.chat import ChatEngine, GenerationSettings, ModelUnloaded
 from engine.config import RunConfig
@@ -452,14 +453,6 @@ def _rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return str(content)
-
-
 def test_app_unload_mid_answer(app_server, demo_model_dir):
     from gradio_client import Client
 
@@ -478,7 +471,7 @@ def test_app_unload_mid_answer(app_server, demo_model_dir):
     assert teacher.predict("en", api_name="/chat_unload") == t("en", "model_unloaded")
     history, _ = job.result(timeout=120)
     rss_unloaded = _rss_mb(app_server.proc.pid)
-    answer = _text(history[-1]["content"])
+    answer = plain_text(history[-1]["content"])
     note = t("en", "answer_cut_unloaded")
     assert answer.endswith(note) and answer[: -len(note)].strip(), answer  # partial text kept, then the note
     assert history[0]["role"] == "user" and len(history) == 2
@@ -490,7 +483,7 @@ def test_app_unload_mid_answer(app_server, demo_model_dir):
     status = teacher.predict("en", DEMO_MODEL_ID, None, "auto", "cpu", False, api_name="/chat_load")
     assert "cpu" in status, status
     history, _ = student.predict("en", "Hi", [], "", 8, 0.9, 0.0, api_name="/chat_submit")
-    assert _text(history[-1]["content"]).strip()
+    assert plain_text(history[-1]["content"]).strip()
     teacher.predict("en", api_name="/chat_unload")
     with open(app_server.log, "rb") as fh:
         fh.seek(log_start)

@@ -265,15 +265,21 @@ def test_stop_ends_every_rank_with_weights_saved(workdirs, demo_model_dir):
     assert not [p for p in ranks if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
-def test_a_dying_rank_fails_the_run_with_its_error(workdirs, demo_model_dir):
-    run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "ddp-kill")
-    runner.launch(run, _longer_ddp(29621))
+def _training_workers(run: RunDir) -> tuple[int, list[psutil.Process]]:
+    """Once the run has logged a step: the torchrun launcher's pid and its two worker processes."""
     deadline = time.time() + 300
     while not run.read_events() and time.time() < deadline:
         time.sleep(0.5)
     pid = run.read_status()["pid"]
     workers = [p for p in _children(pid) if "engine" in " ".join(p.cmdline())]
     assert len(workers) == 2, [p.cmdline() for p in workers]
+    return pid, workers
+
+
+def test_a_dying_rank_fails_the_run_with_its_error(workdirs, demo_model_dir):
+    run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "ddp-kill")
+    runner.launch(run, _longer_ddp(29621))
+    pid, workers = _training_workers(run)
     victim = next(p for p in workers if "LOCAL_RANK" in p.environ() and p.environ()["LOCAL_RANK"] == "1")
     victim.send_signal(signal.SIGKILL)
     status = wait_for_state(run, 300, (FINISHED, FAILED, STOPPED))
@@ -288,12 +294,7 @@ def test_a_killed_launcher_fails_the_run_and_its_workers_go(workdirs, demo_model
     kills them, so nothing trains on unseen and the device is free for the queue."""
     run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "ddp-kill-launcher")
     runner.launch(run, _longer_ddp(29623))
-    deadline = time.time() + 300
-    while not run.read_events() and time.time() < deadline:
-        time.sleep(0.5)
-    pid = run.read_status()["pid"]
-    workers = [p for p in _children(pid) if "engine" in " ".join(p.cmdline())]
-    assert len(workers) == 2, [p.cmdline() for p in workers]
+    pid, workers = _training_workers(run)
     os.kill(pid, signal.SIGKILL)
     status = wait_for_state(run, 60, (FINISHED, FAILED, STOPPED))
     assert status["state"] == FAILED and "exited unexpectedly" in status["error"], status

@@ -111,7 +111,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             gr.Warning(t(lang_, "model_not_loaded"))
             yield history, text
             return
-        messages = [{"role": m["role"], "content": _plain(m["content"])} for m in history
+        messages = [{"role": m["role"], "content": plain_text(m["content"])} for m in history
                     if m.get("role") in ("user", "assistant")]
         messages.append({"role": "user", "content": text})
         if system_text and system_text.strip():
@@ -158,7 +158,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
     return ChatTab(texts)
 
 
-def _plain(content) -> str:
+def plain_text(content) -> str:
     """Chatbot history content may come back as a list of parts; we only send text."""
     if isinstance(content, str):
         return content
