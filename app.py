@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import importlib.util
 import ipaddress
 import os
 import socket
@@ -181,6 +182,18 @@ def hide_api_info_before_login(request) -> dict:
     return {"gradio_api_info": None}
 
 
+def lighten_gradio_events() -> None:
+    """Two costs Gradio 6 adds to every event, which a class of pages polling every second multiplies:
+    its queue rebuilds a pandas table of its last 10,000 events after each event, for a monitoring page this
+    app does not enable (read when ``demo.queue()`` makes the queue; a value already in the environment wins);
+    and it tries ``import matplotlib`` twice per event, a search of every sys.path entry each time when
+    matplotlib is not installed (this app draws with plotly): a missing module is recorded as missing, as
+    Python allows, so the import fails at once."""
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
+    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Training and export processes inherit this environment; they have no use for the logins.
@@ -188,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     warning = exposure_warning(args)
     if warning:
         print(warning, file=sys.stderr, flush=True)
+    lighten_gradio_events()
     from webui.app import A11Y_JS, CSS, create_app  # noqa: PLC0415 - keeps --help instant
 
     demo = create_app()

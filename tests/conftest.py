@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +18,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.harness import AppProcess, free_port, short_train_config, stop_runs, wait_http  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")
@@ -45,18 +43,7 @@ def demo_model_dir() -> Path:
 
 def tiny_train_config(**train):
     """A real but short LoRA run on the demo model: 24 identity samples, one epoch, six steps."""
-    from engine.config import RunConfig
-
-    cfg = RunConfig()
-    cfg.data.datasets, cfg.data.max_samples, cfg.data.cutoff_len = ["identity"], 24, 128
-    cfg.data.identity_name, cfg.data.identity_author = "Nimbus", "Acme Lab"
-    cfg.train.learning_rate, cfg.train.num_train_epochs = 5e-4, 1.0
-    cfg.train.per_device_train_batch_size, cfg.train.gradient_accumulation_steps = 4, 1
-    cfg.train.logging_steps, cfg.train.save_steps = 2, 4
-    for key, value in train.items():
-        setattr(cfg.train, key, value)
-    cfg.validate()
-    return cfg
+    return short_train_config(24, logging_steps=2, save_steps=4, **train)
 
 
 def wait_for_state(run, timeout: float, states: tuple = ("finished", "failed", "stopped")) -> dict:
@@ -70,70 +57,17 @@ def wait_for_state(run, timeout: float, states: tuple = ("finished", "failed", "
     raise AssertionError(f"{run.path} did not reach {states} in {timeout} s; log:\n{run.log_tail(40)}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
-
-
-class AppProcess:
-    def __init__(self, port: int, env: dict, args: list[str] | None = None, log: Path | None = None):
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}/"
-        self.log = log or ARTIFACTS / f"app-{port}.log"
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.log, "wb")
-        self.proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *(args or [])], cwd=ROOT,
-                                     env=env, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._fh.close()
-
-
 @pytest.fixture(scope="session")
 def app_server(workdirs, demo_model_dir):
     """The real app on a free port, with this session's saves/ and configs/."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     app = AppProcess(free_port(), env)
     try:
-        wait_http(app.url, 120)
+        app.wait_ready(120)
         yield app
     finally:
         app.stop()
-        _stop_runs(workdirs["saves"])
-
-
-def _stop_runs(saves: Path) -> None:
-    """Training processes are detached from the app by design; end any a failed test left behind."""
-    import json
-
-    for status in saves.rglob("status.json"):
-        try:
-            pid = json.loads(status.read_text()).get("pid")
-            if pid:
-                os.killpg(os.getpgid(int(pid)), signal.SIGKILL)
-        except (OSError, ValueError, ProcessLookupError):
-            pass
+        stop_runs(workdirs["saves"])
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 
 
 def smooth(values: list[float], weight: float | None = None) -> list[float]:
@@ -18,13 +20,58 @@ def smooth(values: list[float], weight: float | None = None) -> list[float]:
     return out
 
 
+_figures: OrderedDict[tuple, object] = OrderedDict()
+_figures_lock = threading.Lock()
+_FIGURES_KEPT = 16
+_figure_class = None
+
+
+def _cached_figure_class():
+    """go.Figure whose JSON is made once: the same figure goes to every page that watches the run."""
+    global _figure_class
+    if _figure_class is None:
+        import plotly.graph_objects as go  # noqa: PLC0415 - not needed until a run is watched
+
+        class LossFigure(go.Figure):
+            _tb_json: str | None = None
+
+            def to_json(self, *args, **kwargs):
+                if args or kwargs:
+                    return super().to_json(*args, **kwargs)
+                if self._tb_json is None:
+                    self._tb_json = super().to_json()
+                return self._tb_json
+
+        _figure_class = LossFigure
+    return _figure_class
+
+
 def loss_figure(events: list[dict], labels: dict[str, str]):
-    """A plotly figure; ``labels`` holds translated names for step, loss, smoothed and eval_loss."""
-    import plotly.graph_objects as go  # noqa: PLC0415 - not needed until a run is watched
+    """A plotly figure; ``labels`` holds translated names for step, loss, smoothed and eval_loss.
+
+    Built once per distinct curve and language, then shared (treat it as read-only): a class of browsers
+    watching one run asks for the same figure each time a new loss point arrives."""
+    key = (tuple(sorted(labels.items())),
+           tuple((e.get("step"), e.get("loss"), e.get("eval_loss")) for e in events
+                 if "loss" in e or "eval_loss" in e))
+    with _figures_lock:  # the first session builds it; the others, waiting here, then find it
+        fig = _figures.get(key)
+        if fig is None:
+            fig = _build_loss_figure(events, labels)
+            _figures[key] = fig
+            while len(_figures) > _FIGURES_KEPT:
+                _figures.popitem(last=False)
+        else:
+            _figures.move_to_end(key)
+        return fig
+
+
+def _build_loss_figure(events: list[dict], labels: dict[str, str]):
+    import plotly.graph_objects as go  # noqa: PLC0415
 
     train = [(e["step"], e["loss"]) for e in events if "loss" in e]
     evals = [(e["step"], e["eval_loss"]) for e in events if "eval_loss" in e]
-    fig = go.Figure()
+    fig = _cached_figure_class()()
     if train:
         steps, losses = zip(*train)
         fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers", name=labels["loss"],
@@ -37,4 +84,5 @@ def loss_figure(events: list[dict], labels: dict[str, str]):
                                  line={"color": "rgb(214,39,40)"}))
     fig.update_layout(xaxis_title=labels["step"], yaxis_title=labels["loss"], height=320,
                       margin={"l": 50, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h", "y": 1.12})
+    fig.to_json()  # made here, under the lock, once for all the pages
     return fig

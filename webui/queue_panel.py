@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import threading
 import time
@@ -17,6 +18,8 @@ from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t
 
 REFRESH_S = 2.0
+LONG_POLL_S = REFRESH_S  # a refresh waits up to this long for the queue to change (see refresh_tick)
+POLL_EVERY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,22 @@ def queue_markdown(lang: str, view: QueueView) -> str:
     return "\n".join(rows)
 
 
+_texts: dict[str, tuple[QueueView, str]] = {}
+
+
+def queue_text(lang: str) -> str:
+    """``queue_markdown`` of the current view, made once per view and language for all the pages."""
+    view = queue_view()
+    with _cache_lock:
+        cached = _texts.get(lang)
+        if cached is not None and cached[0] is view:
+            return cached[1]
+    text = queue_markdown(lang, view)
+    with _cache_lock:
+        _texts[lang] = (view, text)
+    return text
+
+
 def cancel_choices(view: QueueView) -> list[tuple[str, str]]:
     return [(f"{i}. {run.path.parent.parent.name}/{run.path.parent.name}/{run.name}", str(run.path))
             for i, run in enumerate(view.waiting, start=1)]
@@ -100,18 +119,29 @@ def build_queue_panel(lang_dd: gr.Dropdown) -> QueuePanel:
             cancel_btn = gr.Button(t(lang, "queue_cancel"), variant="stop", scale=1, elem_id="queue-cancel")
         message = gr.Markdown(elem_id="queue-message")
     timer = gr.Timer(REFRESH_S)
-    shown = gr.State(None)
 
-    def refresh(lang_: str, last: tuple | None, current_choice: str | None):
-        view = queue_view()
-        text, choices = queue_markdown(lang_, view), cancel_choices(view)
-        # Unchanged views are not re-sent: thirty classroom browsers each refresh this.
-        if last is not None and tuple(last) == (text, str(choices)):
-            return gr.skip(), gr.skip(), last
-        keep = current_choice if current_choice in [path for _, path in choices] else None
-        return text, gr.update(choices=choices, value=keep), (text, str(choices))
+    async def refresh_tick(lang_: str, shown: str | None) -> str:
+        """The table as it is now: waits (without a thread) up to LONG_POLL_S for it to differ from what the
+        page shows (its own text, sent along), so a page asks about every two intervals, not every one."""
+        deadline = time.monotonic() + LONG_POLL_S
+        while True:
+            text = queue_text(lang_)
+            if text != shown or time.monotonic() >= deadline:
+                return text
+            await asyncio.sleep(POLL_EVERY_S)
 
-    timer.tick(refresh, [lang_dd, shown, choice], [table, choice, shown], show_progress="hidden")
-    lang_dd.change(lambda lang_, c: refresh(lang_, None, c), [lang_dd, choice], [table, choice, shown])
+    def refresh_choices():
+        # Choices only, never the value: a refresh answered after the user picked a run would otherwise put back
+        # the (empty) pick it was sent with. A pick that has left the queue is answered by ``cancel`` itself.
+        return gr.update(choices=cancel_choices(queue_view()))
+
+    # Thirty classroom browsers each refresh this, so each refresh is light: queue=False (one HTTP request, not a
+    # queue join plus an event stream), and the table text only, re-sent as it is: Gradio makes a new component
+    # object on the server for every update, gr.skip() included, which costs more, and the page does not
+    # re-render an equal text. The runs that can be removed change only when the table does: its change in the
+    # page (a new text) refreshes them.
+    timer.tick(refresh_tick, [lang_dd, table], table, show_progress="hidden", queue=False)
+    table.change(refresh_choices, None, choice, show_progress="hidden", queue=False)
+    lang_dd.change(queue_text, lang_dd, table)
     cancel_btn.click(cancel, [lang_dd, choice], message)
     return QueuePanel(accordion, table, choice, cancel_btn, message)

@@ -7,7 +7,9 @@ passing an ``extra`` callback that turns a snapshot into more outputs.
 
 from __future__ import annotations
 
+import asyncio
 import html
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +24,13 @@ from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
 from webui import runner
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, field_label, t
+
+# A tick waits (without a thread) up to LONG_POLL_S for what its page shows to change, checking every
+# POLL_EVERY_S, and answers at once when it has: a page asks again about once per training step instead of
+# every second, and sees each step as soon as it is written. The cap bounds how long a page holds a request
+# (and how late a language switch reaches the progress line).
+LONG_POLL_S = 3.0
+POLL_EVERY_S = 0.5
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -68,7 +77,7 @@ class RunMonitor:
     run_path: gr.State
     shown_events: gr.State
     timer: gr.Timer
-    shown_view: gr.State  # (progress, status, log) last sent, so unchanged parts are not re-sent
+    shown_view: gr.State  # (progress, status, log) last sent: what the page shows
 
     def texts(self) -> list:
         return [Translated(self.log, "log")]
@@ -112,24 +121,44 @@ class RunMonitor:
         (``changed``: new events arrived or the run just ended)."""
         extra_outputs = extra_outputs or []
 
-        def on_tick(lang: str, path: str, shown: int, last_view: tuple | None):
+        def view_of(lang: str, snap: runner.Snapshot) -> tuple:
+            return progress_html(lang, snap), status_text(lang, self.kind, snap), snap.log_tail
+
+        async def on_tick(lang: str, path: str, shown: int, last_view: tuple | None):
             if not path:
                 return [gr.skip(), gr.skip(), gr.skip(), shown, gr.Timer(active=False), last_view] + \
                     [gr.skip() for _ in extra_outputs]
             run = RunDir(Path(path))
-            snap = runner.snapshot(run)
-            done = snap.state not in (QUEUED, RUNNING)
-            changed = len(snap.events) != shown or done
-            more = extra(lang, run, snap, changed) if extra else []
-            view = (progress_html(lang, snap), status_text(lang, self.kind, snap), snap.log_tail)
             last = tuple(last_view) if last_view else (None, None, None)
-            # Only what changed goes to the browser: every re-render costs CPU the training needs.
-            sent = [v if v != old and (v or i != 1) else gr.skip() for i, (v, old) in enumerate(zip(view, last))]
-            return sent + [len(snap.events), gr.Timer(active=not done), view] + more
+            deadline, seen = time.monotonic() + LONG_POLL_S, None
+            while True:
+                snap = runner.shared_snapshot(run)  # a class watching one run reads its files once
+                if snap is not seen:
+                    seen, view = snap, view_of(lang, snap)
+                    done = snap.state not in (QUEUED, RUNNING)
+                    if done or view != last or len(snap.events) != shown:
+                        break
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(POLL_EVERY_S)
+            changed = len(snap.events) != shown or done
+            more = await asyncio.to_thread(extra, lang, run, snap, changed) if extra else []
+            progress, status, log = view
+            # Gradio turns every update, gr.skip() included, into a new component object on the server (a skipped
+            # State costs nothing), which costs more than re-sending a short text the page already shows and does
+            # not re-render. So the progress bar and the log (written by this tick only) are always sent; the
+            # status line is shared with other buttons' messages, so an unchanged one is skipped, not re-sent; the
+            # timer gets its own interval back (no change) until the run ends.
+            return [progress, status if status != last[1] and status else gr.skip(), log,
+                    len(snap.events) if len(snap.events) != shown else gr.skip(),
+                    gr.Timer(active=False) if done else self.timer.value,
+                    view if view != last else gr.skip()] + more
 
+        # queue=False: each tick is one HTTP request (POST /gradio_api/run/...), not a queue join plus an event
+        # stream; a class of pages polling every second costs the web process (and the training) far less.
         self.timer.tick(on_tick, [lang_dd, self.run_path, self.shown_events, self.shown_view],
                         [self.progress, self.status, self.log, self.shown_events, self.timer, self.shown_view]
-                        + extra_outputs)
+                        + extra_outputs, queue=False)
 
     def stop_handler(self) -> Callable[[str, str], str]:
         def on_stop(lang: str, path: str) -> str:

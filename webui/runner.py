@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ def reap() -> None:
             del _children[pid]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Snapshot:
     state: str = ""
     step: int = 0
@@ -141,6 +142,27 @@ def snapshot(run: RunDir) -> Snapshot:
         error=status.get("error"), phase=status.get("phase", ""), events=events, log_tail=run.log_tail(30),
         queue_position=position(run) if status.get("state") == QUEUED else 0,
         cancelled=bool(status.get("cancelled")))
+
+
+SHARED_MAX_AGE_S = 0.5
+_shared: dict[Path, tuple[float, Snapshot]] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_snapshot(run: RunDir, max_age_s: float = SHARED_MAX_AGE_S) -> Snapshot:
+    """``snapshot(run)``, shared by every browser session that watches the run: thirty pages polling one run
+    within ``max_age_s`` make one read of its files (and get the same events list: read it, never change it).
+    Decisions (Stop, Start) use ``snapshot`` itself."""
+    with _shared_lock:
+        now = time.monotonic()
+        hit = _shared.get(run.path)
+        if hit is not None and now - hit[0] <= max_age_s:
+            return hit[1]
+        snap = snapshot(run)
+        _shared[run.path] = (time.monotonic(), snap)
+        for path in [p for p, (at, _) in _shared.items() if now - at > 60]:  # runs nobody watches any more
+            del _shared[path]
+        return snap
 
 
 def active_runs() -> list[RunDir]:

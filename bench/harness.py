@@ -1,0 +1,93 @@
+"""The real app in a subprocess and short real runs: shared by the benchmarks and the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    """Until ``url`` answers 200; fails at once if ``proc`` (the server) has exited."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server for {url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+class AppProcess:
+    """``python app.py --port PORT [args]`` in its own session, output to ``log``."""
+
+    def __init__(self, port: int, env: dict, args: list[str] | None = None, log: Path | None = None):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/"
+        self.log = log or ROOT / "test-artifacts" / f"app-{port}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.log, "wb")
+        self.proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *(args or [])], cwd=ROOT,
+                                     env=env, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        wait_http(self.url, timeout, self.proc)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._fh.close()
+
+
+def stop_runs(saves: Path) -> None:
+    """Training processes are detached from the app by design: end any that a failed test or an interrupted
+    benchmark left behind."""
+    for status in saves.rglob("status.json"):
+        try:
+            pid = json.loads(status.read_text()).get("pid")
+            if pid:
+                os.killpg(os.getpgid(int(pid)), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+def short_train_config(samples: int, epochs: float = 1.0, cutoff_len: int = 128, logging_steps: int = 1,
+                       save_steps: int = 100_000, **train):
+    """A real LoRA run on the demo model over ``samples`` identity samples, batch 4; ``train`` overrides
+    TrainArgs fields."""
+    from engine.config import RunConfig  # noqa: PLC0415 - after the caller has set TUNEBOARD_SAVES
+
+    cfg = RunConfig()
+    cfg.data.datasets, cfg.data.max_samples, cfg.data.cutoff_len = ["identity"], samples, cutoff_len
+    cfg.data.identity_name, cfg.data.identity_author = "Nimbus", "Acme Lab"
+    cfg.train.learning_rate, cfg.train.num_train_epochs = 5e-4, epochs
+    cfg.train.per_device_train_batch_size, cfg.train.gradient_accumulation_steps = 4, 1
+    cfg.train.logging_steps, cfg.train.save_steps = logging_steps, save_steps
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
+    cfg.validate()
+    return cfg
