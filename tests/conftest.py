@@ -43,7 +43,7 @@ def demo_model_dir() -> Path:
 
 def tiny_train_config(**train):
     """A real but short LoRA run on the demo model: 24 identity samples, one epoch, six steps."""
-    return short_train_config(24, logging_steps=2, save_steps=4, **train)
+    return short_train_config(24, **{"logging_steps": 2, "save_steps": 4, **train})
 
 
 def wait_for_state(run, timeout: float, states: tuple = ("finished", "failed", "stopped")) -> dict:
