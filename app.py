@@ -213,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.launch(server_name=args.host, server_port=args.port, root_path=args.root_path or None, share=args.share,
                 auth=auth_check(args.credentials) if args.credentials else None,
                 auth_message=LOGIN_MESSAGE if args.credentials else None,
-                css=CSS, js=A11Y_JS, footer_links=["api", "settings"], show_error=True)
+                css=CSS, js=A11Y_JS, footer_links=["api", "settings"], show_error=True, prevent_thread_lock=True)
+    # Only now, with the page answering: its library imports would slow the server's start on a small machine.
+    from engine import warm_worker  # noqa: PLC0415
+
+    warm_worker.start()
+    demo.block_thread()
     return 0
 
 

@@ -76,7 +76,7 @@ def new_ticket(run: RunDir) -> Ticket:
     return Ticket(path, run)
 
 
-def _read_ticket(path: Path) -> Ticket | None:
+def read_ticket(path: Path) -> Ticket | None:
     try:
         return Ticket(path, RunDir(Path(json.loads(path.read_text(encoding="utf-8"))["run"])))
     except (OSError, ValueError, KeyError, TypeError):
@@ -101,7 +101,7 @@ def waiting() -> list[Ticket]:
         return []
     tickets = []
     for path in sorted(folder.glob("*.ticket")):
-        ticket = _read_ticket(path)
+        ticket = read_ticket(path)
         if ticket is not None and _live(ticket):
             tickets.append(ticket)
         else:  # tickets are written atomically, so an unreadable one is garbage too
@@ -139,10 +139,38 @@ def device_busy() -> bool:
 
 
 def wait_and_exec(ticket_path: Path, argv: list[str]) -> int:
-    ticket = _read_ticket(ticket_path)
+    turn = wait_for_turn(ticket_path)
+    if isinstance(turn, Exit):
+        return turn.code
+    try:
+        os.execv(argv[0], argv)
+    except OSError as exc:
+        turn.run.write_status("failed", error=f"could not start {argv[0]}: {exc}")
+        return 1
+    return 0  # not reached
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The device is this run's: ``lock_fd`` holds it until this process (and what it execs or forks) ends."""
+
+    run: RunDir
+    lock_fd: int
+
+
+@dataclass(frozen=True)
+class Exit:
+    """The run will not start (removed from the queue, or its ticket is unusable): exit with ``code``."""
+
+    code: int
+
+
+def wait_for_turn(ticket_path: Path) -> Turn | Exit:
+    """Wait until ``ticket_path`` is first in line and the device lock is free, then take the lock."""
+    ticket = read_ticket(ticket_path)
     if ticket is None:
         print(f"queue ticket {ticket_path} is missing or unreadable", file=sys.stderr)
-        return 2
+        return Exit(2)
     run = ticket.run
     cancelled = []
     # Stop on a queued run sends SIGTERM too: end as cancelled, not killed.
@@ -153,7 +181,7 @@ def wait_and_exec(ticket_path: Path, argv: list[str]) -> int:
             ticket.path.unlink(missing_ok=True)
             run.write_status(STOPPED, phase="cancelled", cancelled=True, error=None)
             print("Removed from the queue before it started.", flush=True)
-            return 0
+            return Exit(0)
         line = waiting()
         if line and line[0].path == ticket.path:
             fd = _try_lock()
@@ -167,12 +195,7 @@ def wait_and_exec(ticket_path: Path, argv: list[str]) -> int:
     ticket.path.unlink(missing_ok=True)
     os.set_inheritable(fd, True)  # held by the job (and its workers) until the last of them exits
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        os.execv(argv[0], argv)
-    except OSError as exc:
-        run.write_status("failed", error=f"could not start {argv[0]}: {exc}")
-        return 1
-    return 0  # not reached
+    return Turn(run, fd)
 
 
 def wrap(ticket: Ticket, argv: list[str]) -> list[str]:

@@ -23,14 +23,15 @@ from bench.harness import AppProcess, free_port, short_train_config, stop_runs, 
 
 
 @pytest.fixture(scope="session")
-def workdirs(tmp_path_factory) -> dict[str, Path]:
+def workdirs(tmp_path_factory) :
     """Fresh saves/, configs/ and exports/ for the session, so tests never touch a user's files."""
     base = tmp_path_factory.mktemp("tuneboard")
     dirs = {"saves": base / "saves", "configs": base / "configs", "exports": base / "exports"}
     for name, d in dirs.items():
         d.mkdir()
         os.environ[f"TUNEBOARD_{name.upper()}"] = str(d)
-    return dirs
+    yield dirs
+    stop_runs(dirs["saves"])  # runs are detached by design: none may outlive the session (a failed test's)
 
 
 @pytest.fixture(scope="session")

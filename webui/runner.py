@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.checkpoints import Checkpoint, list_checkpoints
 from engine.config import RunConfig
+from engine import warm_worker
 from engine.device_queue import new_ticket, position, queue_dir, wrap
 from engine.launch import job_command, uses_torchrun
 from engine.paths import PROJECT_ROOT, confined, safe_name, saves_dir
@@ -81,12 +82,18 @@ def launch(run: RunDir, cfg: RunConfig, command: str = "train") -> RunDir:
     ticket = new_ticket(run)
     argv, extra = command_for(run, cfg, command)
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **extra)
-    with open(run.log_path, "ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
-            wrap(ticket, argv), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True)
-    _children[proc.pid] = proc
-    run.write_status(QUEUED, pid=proc.pid)
+    # A single process is forked by the warm worker, its libraries already imported, when one is ready.
+    pid = None if launcher == "torchrun" else warm_worker.spawn(
+        ticket.path, command, run.config_path, env, PROJECT_ROOT, run.log_path,
+        recorded=lambda child: run.write_status(QUEUED, pid=child, warm=True))
+    if pid is None:
+        with open(run.log_path, "ab") as log:
+            proc = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+                wrap(ticket, argv), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        _children[proc.pid] = proc
+        run.write_status(QUEUED, pid=proc.pid, warm=False)
+    warm_worker.start()  # for the next Start, if none is running yet
     return run
 
 
