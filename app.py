@@ -9,6 +9,7 @@ import ipaddress
 import os
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -182,13 +183,16 @@ def hide_api_info_before_login(request) -> dict:
     return {"gradio_api_info": None}
 
 
-def lighten_gradio_events() -> None:
-    """Two costs Gradio 6 adds to every event, which a class of pages polling every second multiplies:
+def configure_gradio() -> None:
+    """Gradio's usage analytics off (no calls home from a classroom or a cluster; GRADIO_ANALYTICS_ENABLED=True
+    turns them back on), and two costs Gradio 6 adds to every event, which a class of pages polling every
+    second multiplies:
     its queue rebuilds a pandas table of its last 10,000 events after each event, for a monitoring page this
     app does not enable (read when ``demo.queue()`` makes the queue; a value already in the environment wins);
     and it tries ``import matplotlib`` twice per event, a search of every sys.path entry each time when
     matplotlib is not installed (this app draws with plotly): a missing module is recorded as missing, as
     Python allows, so the import fails at once."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
     if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
         sys.modules["matplotlib"] = None  # type: ignore[assignment]
@@ -201,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     warning = exposure_warning(args)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    lighten_gradio_events()
+    configure_gradio()
     from webui.app import A11Y_JS, CSS, create_app  # noqa: PLC0415 - keeps --help instant
 
     demo = create_app()
@@ -214,10 +218,13 @@ def main(argv: list[str] | None = None) -> int:
                 auth=auth_check(args.credentials) if args.credentials else None,
                 auth_message=LOGIN_MESSAGE if args.credentials else None,
                 css=CSS, js=A11Y_JS, footer_links=["api", "settings"], show_error=True, prevent_thread_lock=True)
-    # Only now, with the page answering: its library imports would slow the server's start on a small machine.
+    # Only now, with the page answering (their imports would slow the server's start on a small machine): the
+    # warm worker that Start forks runs from, and the libraries the first Load model needs.
     from engine import warm_worker  # noqa: PLC0415
+    from engine.chat import preload_libraries  # noqa: PLC0415
 
     warm_worker.start()
+    threading.Thread(target=preload_libraries, name="preload", daemon=True).start()
     demo.block_thread()
     return 0
 

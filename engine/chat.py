@@ -15,12 +15,32 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import importlib
 import threading
 import weakref
 from dataclasses import dataclass
 from typing import Iterator
 
 from engine.models import ModelLoadError, adapter_chain, check_checkpoint, load_model, load_tokenizer
+
+
+# What the first Load model imports: several seconds on a small CPU, so the app imports them ahead of the click.
+CHAT_LIBRARIES = ("torch", "transformers.models.auto.modeling_auto", "transformers.models.auto.tokenization_auto",
+                  "transformers.generation", "transformers.models.llama.modeling_llama", "peft")
+
+
+_libraries_lock = threading.Lock()
+
+
+def preload_libraries() -> None:
+    """Import CHAT_LIBRARIES (at once when already imported). Load model calls it first, so it waits for a
+    preload running in another thread: transformers' lazy modules fail when two threads import them at once."""
+    with _libraries_lock:
+        for name in CHAT_LIBRARIES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # an optional part; Load model reports what is really missing
+                pass
 
 
 class ModelUnloaded(ModelLoadError):
@@ -73,6 +93,7 @@ class ChatEngine:
     def load(self, model_name_or_path: str, adapter_path: str = "", template: str = "auto",
              device: str = "auto", trust_remote_code: bool = False) -> None:
         """Load (or reuse) the base model and select ``adapter_path`` on it."""
+        preload_libraries()
         from engine.devices import inference_dtype, pick_device  # noqa: PLC0415
         from engine.templates import ChatFormatter  # noqa: PLC0415
 

@@ -1,0 +1,373 @@
+"""TuneBoard's benchmark suite: training throughput, padding, start-to-first-point, cold start, chat, memory.
+
+    python bench/suite.py                  # every section, 3 repeats: about 10 minutes on 2 CPU cores
+    python bench/suite.py --repeats 1 --sections start,chat
+
+Prints one table (each figure the median of the repeats, next to the machine's ceiling and to the LLaMA-Factory
+0.9.5 anchor measured on the same kind of machine, see issue 6) and writes bench/results/suite.json.
+
+- train: LoRA SFT (rank 8 on every linear layer, batch 4, cutoff 256, 3 epochs over 100 identity samples) run as
+  the UI runs it (``python -m engine train``), in fp32 and, where the device has native bf16, in bf16.
+  tokens/s = non-padding tokens fed / the Trainer's train_runtime. MFU = tokens/s x 4 N / matmul ceiling, with
+  N = the base model's parameters (LoRA: forward 2N, backward through the frozen weights 2N FLOPs per token;
+  the adapters' own FLOPs are under 2% and left out), the ceiling a square fp32 (bf16) matmul timed in this run
+  with the trainer's thread count. The peak resident memory is the trainer process's (wait4 ru_maxrss).
+- start: seconds from ``webui.runner.launch`` (what Start calls) to the first loss value in events.jsonl, with
+  the warm worker (the default) and without it (TUNEBOARD_WARM_WORKER=0).
+- cold: seconds from ``python app.py`` to HTTP 200 on the page, then from pressing Load model (the app's own
+  /chat_load event, through gradio_client) to the model being loaded; the web process's resident memory then.
+- chat: in one process, time to first token and tokens/s of the streamed answer (ChatEngine.stream, what the
+  Chat tab shows) against plain ``model.generate`` on the same prompt (greedy, same length); seconds to switch
+  base -> fine-tuned adapter -> base on one loaded model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness import AppProcess, free_port, short_train_config, stop_runs  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "suite.json"
+SECTIONS = ("train", "start", "cold", "chat")
+DEMO = "demo/SmolLM2-135M-Instruct"
+PROMPT = [{"role": "user", "content": "Tell me about the water cycle in a few sentences."}]
+# LLaMA-Factory 0.9.5 on this machine kind (2-core CPU), same model, data and LoRA settings (issue 6).
+ANCHOR = {"train_tokens_per_s": 91.8, "train_best_tokens_per_s": 158.0, "first_point_s": 9.7,
+          "train_peak_rss_mb": 1490.0, "cold_http_s": 8.4, "chat_tokens_per_s": 16.0}
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+# -- training --------------------------------------------------------------------------------------------
+def matmul_ceiling_gflops(dtype: str, threads: int, size: int = 2048, seconds: float = 3.0) -> float:
+    """Best GFLOP/s of a size x size matmul in ``dtype`` over about ``seconds`` (in a fresh process, so the
+    thread pool is the trainer's)."""
+    code = f"""
+import time, torch
+torch.set_num_threads({threads})
+a = torch.randn({size}, {size}, dtype=torch.{'bfloat16' if dtype == 'bf16' else 'float32'})
+b = torch.randn_like(a)
+for _ in range(3): a @ b
+best, end = 0.0, time.perf_counter() + {seconds}
+while time.perf_counter() < end:
+    t = time.perf_counter(); a @ b; best = max(best, 2 * {size} ** 3 / (time.perf_counter() - t))
+print(best / 1e9)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def train_config(run_dir: Path, compute: str):
+    cfg = short_train_config(100, epochs=3.0, cutoff_len=256, logging_steps=5, compute_type=compute)
+    cfg.model.model_name_or_path = DEMO
+    cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target = 8, 16, 0.0, "all"
+    cfg.train.output_dir = str(run_dir)
+    cfg.validate()
+    return cfg
+
+
+def train_once(workdir: Path, compute: str, index: int) -> dict:
+    from engine.rundir import RunDir  # noqa: PLC0415
+
+    run = RunDir(workdir / f"train-{compute}-{index}")
+    run.path.mkdir(parents=True)
+    train_config(run.path, compute).save(run.config_path, "train")
+    with open(run.log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "train", str(run.config_path)], cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        _, code, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(code)
+    status = run.read_status()
+    if proc.returncode or status.get("state") != "finished":
+        raise RuntimeError(f"training ({compute}) failed: {status.get('error')}\n{run.log_tail(30)}")
+    m = status["metrics"]
+    return {"tokens_per_s": m["num_input_tokens_seen"] / m["train_runtime"], "tokens": m["num_input_tokens_seen"],
+            "runtime_s": m["train_runtime"], "padding_share": m.get("padding_share"), "train_loss": m["train_loss"],
+            "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def bench_train(workdir: Path, repeats: int) -> dict:
+    import torch  # noqa: PLC0415
+
+    from engine.devices import cpu_has_native_bf16  # noqa: PLC0415
+    from engine.models import load_model  # noqa: PLC0415
+
+    params = sum(p.numel() for p in load_model(DEMO).parameters())
+    precisions = ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])
+    threads = torch.get_num_threads()
+    out = {"params": params, "flops_per_token": 4 * params, "threads": threads,
+           "bf16_note": None if "bf16" in precisions else "no native bf16 on this CPU (no AVX512-BF16/AMX): "
+                                                          "bf16 would be emulated, slower than fp32"}
+    for compute in precisions:
+        runs = []
+        for i in range(repeats):
+            runs.append(train_once(workdir, compute, i))
+            print(f"  train {compute} {i + 1}/{repeats}: {runs[-1]['tokens_per_s']:.1f} tokens/s, "
+                  f"loss {runs[-1]['train_loss']:.4f}, peak {runs[-1]['peak_rss_mb']:.0f} MB", flush=True)
+        ceiling = matmul_ceiling_gflops(compute, threads)
+        tps = median(r["tokens_per_s"] for r in runs)
+        out[compute] = {"tokens_per_s": tps, "each": [round(r["tokens_per_s"], 1) for r in runs],
+                        "padding_share": median(r["padding_share"] for r in runs),
+                        "train_loss": median(r["train_loss"] for r in runs),
+                        "peak_rss_mb": median(r["peak_rss_mb"] for r in runs), "tokens": runs[0]["tokens"],
+                        "matmul_gflops": round(ceiling, 1),
+                        "ceiling_tokens_per_s": round(ceiling * 1e9 / (4 * params), 1),
+                        "mfu": round(tps * 4 * params / (ceiling * 1e9), 4)}
+    if "bf16" in out:
+        out["bf16"]["loss_vs_fp32"] = round(out["bf16"]["train_loss"] - out["fp32"]["train_loss"], 5)
+    return out
+
+
+# -- start-to-first-point --------------------------------------------------------------------------------
+def first_point_once(name: str) -> float:
+    from engine.rundir import DONE_STATES  # noqa: PLC0415
+    from webui import runner  # noqa: PLC0415
+
+    cfg = short_train_config(16, logging_steps=1)
+    cfg.model.model_name_or_path = DEMO
+    t0 = time.perf_counter()
+    run = runner.launch(runner.run_dir_for("SmolLM2-135M-Instruct", "lora", name), cfg)
+    seconds = None
+    while True:
+        if seconds is None and any("loss" in e for e in run.read_events()):
+            seconds = time.perf_counter() - t0
+        state = run.live_status().get("state")
+        if state in DONE_STATES:
+            break
+        time.sleep(0.02 if seconds is None else 0.3)
+    if seconds is None or state != "finished":
+        raise RuntimeError(f"run {name} ended {state}: {run.log_tail(20)}")
+    return seconds
+
+
+def bench_start(repeats: int) -> dict:
+    from engine import warm_worker  # noqa: PLC0415
+
+    out = {}
+    for mode in ("cold", "warm"):
+        if mode == "cold":
+            os.environ[warm_worker.ENV_SWITCH] = "0"
+        else:
+            os.environ.pop(warm_worker.ENV_SWITCH, None)
+            warm_worker.start()
+            path = warm_worker.socket_path()
+            deadline = time.time() + 120
+            while not path.exists() and time.time() < deadline:
+                time.sleep(0.2)
+        times = []
+        for i in range(repeats):
+            times.append(first_point_once(f"start-{mode}-{i}"))
+            print(f"  start {mode} {i + 1}/{repeats}: first loss point after {times[-1]:.2f} s", flush=True)
+        out[mode] = {"first_point_s": median(times), "each": [round(t, 2) for t in times]}
+    return out
+
+
+# -- cold start of the app, Load model, web memory --------------------------------------------------------
+def bench_cold(repeats: int, workdir: Path) -> dict:
+    import psutil  # noqa: PLC0415
+    from gradio_client import Client  # noqa: PLC0415
+
+    http, load, reload, rss = [], [], [], []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        app = AppProcess(free_port(), dict(os.environ, PYTHONUNBUFFERED="1"), log=workdir / f"app-{i}.log")
+        try:
+            app.wait_ready(120)
+            http.append(time.perf_counter() - t0)
+            client = Client(app.url, verbose=False)
+            t1 = time.perf_counter()
+            answer = client.predict("en", DEMO, None, "auto", "auto", False, api_name="/chat_load")
+            load.append(time.perf_counter() - t1)
+            if "SmolLM2" not in str(answer):
+                raise RuntimeError(f"Load model answered {answer!r}")
+            rss.append(psutil.Process(app.proc.pid).memory_info().rss / 2**20)
+            client.predict("en", api_name="/chat_unload")
+            t2 = time.perf_counter()  # again, the libraries imported: what a later Load model costs
+            client.predict("en", DEMO, None, "auto", "auto", False, api_name="/chat_load")
+            reload.append(time.perf_counter() - t2)
+            client.close()
+        finally:
+            app.stop()
+        print(f"  cold {i + 1}/{repeats}: HTTP 200 after {http[-1]:.2f} s, model loaded {load[-1]:.2f} s later "
+              f"(again after unloading: {reload[-1]:.2f} s), web process {rss[-1]:.0f} MB", flush=True)
+    return {"http_200_s": median(http), "http_each": [round(t, 2) for t in http], "load_model_s": median(load),
+            "load_each": [round(t, 2) for t in load], "reload_model_s": median(reload),
+            "web_rss_loaded_mb": median(rss)}
+
+
+# -- chat ------------------------------------------------------------------------------------------------
+def _plain_generate(engine, max_new: int) -> tuple[float, int]:
+    import torch  # noqa: PLC0415
+
+    ids = torch.tensor([engine.formatter.encode_prompt(PROMPT)], device=engine.device)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                    max_new_tokens=max_new, min_new_tokens=max_new, temperature=None, top_p=None,
+                                    top_k=None, pad_token_id=engine.tokenizer.pad_token_id)
+    return time.perf_counter() - t0, out.shape[1] - ids.shape[1]
+
+
+def _streamed(engine, max_new: int) -> tuple[float, float, int]:
+    from engine.chat import GenerationSettings  # noqa: PLC0415
+
+    settings = GenerationSettings(max_new_tokens=max_new, temperature=0.0)
+    t0, first, text = time.perf_counter(), None, ""
+    for text in engine.stream(PROMPT, settings):
+        if first is None:
+            first = time.perf_counter() - t0
+    total = time.perf_counter() - t0
+    return first or total, total, len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def bench_chat(repeats: int, adapter: str | None) -> dict:
+    from engine.chat import ChatEngine  # noqa: PLC0415
+
+    engine = ChatEngine()
+    engine.load(DEMO)
+    _streamed(engine, 16)  # warm-up: first-call costs are not what a user waits for on every answer
+    _, _, n = _streamed(engine, 128)  # the answer's own length, so both ways generate the same tokens
+    plain, streamed, ttft = [], [], []
+    for _ in range(repeats):  # alternated, so drift on a shared machine hits both
+        seconds, tokens = _plain_generate(engine, n)
+        plain.append(tokens / seconds)
+        first, total, tokens = _streamed(engine, n)
+        streamed.append(tokens / total)
+        ttft.append(first)
+    out = {"tokens": n, "plain_tokens_per_s": median(plain), "streamed_tokens_per_s": median(streamed),
+           "ratio": round(median(streamed) / median(plain), 3), "ttft_s": median(ttft)}
+    if adapter:
+        switches = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            engine.load(DEMO, adapter)
+            engine.load(DEMO, "")
+            switches.append((time.perf_counter() - t0) / 2)
+        out["switch_s"] = median(switches)
+        out["switch_each"] = [round(s, 3) for s in switches]
+    print(f"  chat: streamed {out['streamed_tokens_per_s']:.1f} vs plain {out['plain_tokens_per_s']:.1f} tokens/s, "
+          f"first token {out['ttft_s']:.3f} s" + (f", switch {out['switch_s']:.3f} s" if adapter else ""), flush=True)
+    return out
+
+
+# -- report ----------------------------------------------------------------------------------------------
+def table(result: dict) -> str:
+    rows = [("figure", "TuneBoard", "ceiling / plain", "LLaMA-Factory", "vs LLaMA-Factory")]
+
+    def add(name, value, ceiling=None, anchor=None, higher_is_better=True, unit="", better="faster"):
+        if value is None:
+            return
+        ratio = ""
+        if anchor:  # said so that more is better: x faster / x less memory
+            ratio = f"{value / anchor:.2f}x" if higher_is_better else f"{anchor / value:.2f}x {better}"
+        rows.append((name, f"{value:g}{unit}", "" if ceiling is None else f"{ceiling:g}{unit}",
+                     "" if anchor is None else f"{anchor:g}{unit}", ratio))
+
+    train = result.get("train", {})
+    for compute in ("fp32", "bf16"):
+        if compute in train:
+            r = train[compute]
+            add(f"train tokens/s ({compute})", round(r["tokens_per_s"], 1), r["ceiling_tokens_per_s"],
+                ANCHOR["train_tokens_per_s"])
+            add(f"  MFU ({compute})", round(100 * r["mfu"], 1), unit="%")
+            add(f"  padding share ({compute})", round(100 * r["padding_share"], 1), unit="%")
+            add(f"  trainer peak RSS ({compute})", round(r["peak_rss_mb"]), anchor=ANCHOR["train_peak_rss_mb"],
+                higher_is_better=False, unit=" MB", better="less memory")
+    start = result.get("start", {})
+    for mode in ("warm", "cold"):
+        if mode in start:
+            add(f"start to first point ({mode})", round(start[mode]["first_point_s"], 2),
+                anchor=ANCHOR["first_point_s"], higher_is_better=False, unit=" s")
+    cold = result.get("cold", {})
+    if cold:
+        add("app start to HTTP 200", round(cold["http_200_s"], 2), anchor=ANCHOR["cold_http_s"],
+            higher_is_better=False, unit=" s")
+        add("Load model at once (demo)", round(cold["load_model_s"], 2), unit=" s")
+        if cold.get("reload_model_s") is not None:
+            add("Load model again (demo)", round(cold["reload_model_s"], 2), unit=" s")
+        add("web process RSS, model loaded", round(cold["web_rss_loaded_mb"]), unit=" MB")
+    chat = result.get("chat", {})
+    if chat:
+        add("chat streamed tokens/s", round(chat["streamed_tokens_per_s"], 1), round(chat["plain_tokens_per_s"], 1),
+            ANCHOR["chat_tokens_per_s"])
+        add("  streamed / plain generate", chat["ratio"])
+        add("  time to first token", round(chat["ttft_s"], 3), unit=" s")
+        if "switch_s" in chat:
+            add("  switch base <-> fine-tuned", round(chat["switch_s"], 3), unit=" s")
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the table shows medians")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary saves/ and run folders")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if not sections or any(s not in SECTIONS for s in sections):
+        parser.error(f"--sections: choose from {', '.join(SECTIONS)}")
+
+    workdir = Path(tempfile.mkdtemp(prefix="tuneboard-suite-"))
+    for name in ("saves", "configs", "exports"):
+        (workdir / name).mkdir()
+        os.environ[f"TUNEBOARD_{name.upper()}"] = str(workdir / name)
+    from engine.demo_model import ensure_demo_model  # noqa: PLC0415
+
+    ensure_demo_model()
+    # Sections not run this time keep their figures from --out (each section records when it was measured).
+    previous = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
+    result: dict = {**{k: v for k, v in previous.items() if k in SECTIONS}, "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                                "python": platform.python_version()},
+                    "repeats": args.repeats, "when": time.strftime("%Y-%m-%d %H:%M:%S"), "anchor": ANCHOR}
+    try:
+        if "train" in sections:
+            result["train"] = bench_train(workdir, args.repeats)
+        if "start" in sections:
+            result["start"] = bench_start(args.repeats)
+        if "cold" in sections:
+            result["cold"] = bench_cold(args.repeats, workdir)
+        if "chat" in sections:
+            adapter = next((str(p.parent) for p in sorted(workdir.rglob("adapter_model.safetensors"))), None)
+            if adapter is None:  # no training section ran: train a short adapter to switch to
+                first_point_once("chat-adapter")
+                adapter = str(next(workdir.rglob("adapter_model.safetensors")).parent)
+            result["chat"] = bench_chat(args.repeats, adapter)
+    finally:
+        stop_runs(workdir / "saves")
+        if not args.keep:
+            import shutil  # noqa: PLC0415
+
+            shutil.rmtree(workdir, ignore_errors=True)
+    for name in sections:
+        if name in result:
+            result[name]["when"] = result["when"]
+    print()
+    print(table(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwritten: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
