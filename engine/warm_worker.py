@@ -147,8 +147,9 @@ def _valid(request: dict, started_with: dict[str, str]) -> str | None:
     env = request.get("env")
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         return "env must map names to strings"
-    changed = sorted(k for k in set(env) ^ set(started_with) | {k for k in env if started_with.get(k) != env[k]}
-                     if k.startswith(IMPORT_TIME_PREFIXES))
+    # A value the worker's own imports set (torch: TORCHINDUCTOR_CACHE_DIR) is what the launcher's imports set too.
+    changed = sorted(k for k in set(env) | set(started_with) if k.startswith(IMPORT_TIME_PREFIXES)
+                     and env.get(k) != started_with.get(k) and env.get(k) != os.environ.get(k))
     if changed:
         return f"the job's environment differs from the worker's in {', '.join(changed)}"
     return None

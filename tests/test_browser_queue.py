@@ -25,7 +25,7 @@ def test_queue_in_the_browser(app_server, page):
     page.goto(app_server.url)
     page.get_by_label("Max samples", exact=True).wait_for(timeout=60_000)
     page.get_by_label("Max samples", exact=True).fill("8")
-    _start(page, "queue-ui-first", "3")
+    _start(page, "queue-ui-first", "100")  # holds the device until stopped below, however fast the machine
     first = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "queue-ui-first")
     wait_for_state(first, 120, (RUNNING,))
 
@@ -52,7 +52,8 @@ def test_queue_in_the_browser(app_server, page):
 
     third = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "queue-ui-third")
     assert third.read_status()["state"] == QUEUED
-    assert wait_for_state(first, 300)["state"] == FINISHED
+    assert runner.stop(first)  # the device comes free: the third starts by itself
+    assert wait_for_state(first, 300)["state"] == STOPPED
     done = wait_for_state(third, 300)
     assert done["state"] == FINISHED and done["started_at"] >= first.read_status()["finished_at"]
     # The page watching the third run follows it to the end.

@@ -78,19 +78,22 @@ class RunMonitor:
     shown_events: gr.State
     timer: gr.Timer
     shown_view: gr.State  # (progress, status, log) last sent: what the page shows
+    # The run path again, held by the page: a tick sent before the page has applied Start's outputs (the ticks are
+    # not queued, so their answers can overtake Start's) sees the old path here and changes nothing.
+    watching: gr.Textbox
 
     def texts(self) -> list:
         return [Translated(self.log, "log")]
 
     def started(self, run: RunDir) -> tuple:
         """Outputs for ``start_outputs`` after a successful launch."""
-        return str(run.path), gr.Timer(active=True), -1, "", None
+        return str(run.path), gr.Timer(active=True), -1, "", None, str(run.path)
 
     def start_outputs(self) -> list:
-        return [self.run_path, self.timer, self.shown_events, self.log, self.shown_view]
+        return [self.run_path, self.timer, self.shown_events, self.log, self.shown_view, self.watching]
 
     def not_started(self) -> tuple:
-        return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+        return tuple(gr.update() for _ in self.start_outputs())
 
     def start(self, lang: str, build: Callable[[], tuple], command: str, started_key: str, second: Any) -> tuple:
         """Build (config, run dir) and launch; outputs ``[status, <second>] + start_outputs()``.
@@ -124,7 +127,9 @@ class RunMonitor:
         def view_of(lang: str, snap: runner.Snapshot) -> tuple:
             return progress_html(lang, snap), status_text(lang, self.kind, snap), snap.log_tail
 
-        async def on_tick(lang: str, path: str, shown: int, last_view: tuple | None):
+        async def on_tick(lang: str, path: str, watching: str, shown: int, last_view: tuple | None):
+            if path != (watching or ""):  # the page has not yet applied a Start's (or a reload's) outputs
+                return [gr.skip() for _ in range(6 + len(extra_outputs))]
             if not path:
                 return [gr.skip(), gr.skip(), gr.skip(), shown, gr.Timer(active=False), last_view] + \
                     [gr.skip() for _ in extra_outputs]
@@ -156,7 +161,7 @@ class RunMonitor:
 
         # queue=False: each tick is one HTTP request (POST /gradio_api/run/...), not a queue join plus an event
         # stream; a class of pages polling every second costs the web process (and the training) far less.
-        self.timer.tick(on_tick, [lang_dd, self.run_path, self.shown_events, self.shown_view],
+        self.timer.tick(on_tick, [lang_dd, self.run_path, self.watching, self.shown_events, self.shown_view],
                         [self.progress, self.status, self.log, self.shown_events, self.timer, self.shown_view]
                         + extra_outputs, queue=False)
 
@@ -173,11 +178,11 @@ class RunMonitor:
         """Page-load outputs (``reattach_outputs``): watch this kind's active run, if any."""
         mine = [r for r in active if r.read_status().get("command", "train") == self.kind]
         if not mine:
-            return "", gr.Timer(active=False), -1, None
-        return str(mine[0].path), gr.Timer(active=True), -1, None
+            return "", gr.Timer(active=False), -1, None, ""
+        return str(mine[0].path), gr.Timer(active=True), -1, None, str(mine[0].path)
 
     def reattach_outputs(self) -> list:
-        return [self.run_path, self.timer, self.shown_events, self.shown_view]
+        return [self.run_path, self.timer, self.shown_events, self.shown_view, self.watching]
 
 
 @dataclass(eq=False)
@@ -199,7 +204,7 @@ def build_run_monitor(kind: str, log_lines: int = 12, render_log: bool = True) -
     log = gr.Textbox(label=t(lang, "log"), lines=log_lines, max_lines=log_lines, autoscroll=True, interactive=False,
                      elem_id=f"{kind}-log", render=render_log)
     return RunMonitor(kind, progress, status, log, gr.State(""), gr.State(-1), gr.Timer(1.0, active=False),
-                      gr.State(None))
+                      gr.State(None), gr.Textbox("", visible=False, elem_id=f"{kind}-watching"))
 
 
 def describe_change(lang: str, key: str, before: Any, now: Any) -> str:
