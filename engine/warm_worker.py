@@ -164,7 +164,9 @@ def _child(request: dict, conn: socket.socket, started_with: dict[str, str], rea
     """In the forked child: become the job. Never returns."""
     code = 1
     try:
-        _set_title([sys.executable, "-m", "engine", request["command"], request["config"]])
+        job = [sys.executable, "-m", "engine", request["command"], request["config"]]
+        # As a cold start shows it: the queue's wrapper while waiting, then the job (see below).
+        _set_title([sys.executable, "-m", "engine.device_queue", request["ticket"], "--", *job])
         os.setsid()
         os.write(ready, b"1")
         os.close(ready)
@@ -189,7 +191,7 @@ def _child(request: dict, conn: socket.socket, started_with: dict[str, str], rea
             os.environ.pop(key, None)
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
-        sys.argv = [sys.executable, "-m", "engine", request["command"], request["config"]]
+        sys.argv = job
         if go != b"go\n":  # the launching process went away before recording this pid: record it here
             ticket = read_ticket(Path(request["ticket"]))
             if ticket is not None:
@@ -198,6 +200,7 @@ def _child(request: dict, conn: socket.socket, started_with: dict[str, str], rea
         if isinstance(turn, Exit):
             code = turn.code
         else:
+            _set_title(job)
             from engine.__main__ import main  # noqa: PLC0415 - imported before the fork: no cost here
 
             code = main([request["command"], request["config"]])

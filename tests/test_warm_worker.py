@@ -57,6 +57,11 @@ def test_a_forked_run_trains_exactly_as_a_cold_one(workdirs, demo_model_dir, mon
     assert proc.ppid() != os.getpid()  # the worker's child, in a session of its own
     assert os.getsid(proc.pid) == proc.pid
     assert str(warm.config_path) in proc.cmdline()  # ps shows the job, not the worker
+    wait_for_state(warm, 120, (RUNNING,))
+    deadline = time.time() + 10
+    while proc.cmdline()[2] != "engine" and time.time() < deadline:  # the queue's wrapper, until its turn came
+        time.sleep(0.1)
+    assert proc.cmdline()[1:4] == ["-m", "engine", "train"]
     assert wait_for_state(warm, 300)["state"] == FINISHED, warm.log_tail(40)
     # Same seed, data and code in a fresh process and in a fork: the same numbers.
     assert _final_loss(warm) == pytest.approx(_final_loss(cold), rel=1e-6)
