@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import machine_cpu_seconds  # noqa: E402
 from engine.config import RunConfig  # noqa: E402 - light: yaml only
 
 MODES = {"standard": "0", "fast": "1"}  # value of TUNEBOARD_FAST_LOSS
@@ -48,27 +49,16 @@ def make_config(run_dir: Path, args) -> Path:
     return path
 
 
-def _cpu_snapshot() -> tuple[int, int] | None:
-    """(busy, total) jiffies of the whole machine, from /proc/stat; None where there is none."""
-    try:
-        with open("/proc/stat", encoding="ascii") as fh:
-            values = [int(v) for v in fh.readline().split()[1:]]
-    except OSError:
-        return None
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
 def run_once(mode: str, args, workdir: Path, index: int) -> dict:
     run_dir = workdir / f"{mode}-{index}"
     run_dir.mkdir(parents=True)
     config = make_config(run_dir, args)
     env = {**os.environ, "TUNEBOARD_FAST_LOSS": MODES[mode]}
-    before, usage0 = _cpu_snapshot(), os.times()
+    before, usage0 = machine_cpu_seconds(), os.times()
     with open(run_dir / "stdout.log", "w", encoding="utf-8") as out:
         proc = subprocess.run([sys.executable, "-m", "engine", "train", str(config)], cwd=ROOT, env=env,
                               stdout=out, stderr=subprocess.STDOUT, check=False)
-    after, usage1 = _cpu_snapshot(), os.times()
+    after, usage1 = machine_cpu_seconds(), os.times()
     status = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
     if proc.returncode != 0 or status.get("state") != "finished":
         tail = (run_dir / "stdout.log").read_text(encoding="utf-8")[-2000:]
@@ -80,8 +70,7 @@ def run_once(mode: str, args, workdir: Path, index: int) -> dict:
     log_text = (run_dir / "stdout.log").read_text(encoding="utf-8")
     others = None
     if before and after:
-        hz = os.sysconf("SC_CLK_TCK")
-        mine = (usage1.children_user + usage1.children_system - usage0.children_user - usage0.children_system) * hz
+        mine = usage1.children_user + usage1.children_system - usage0.children_user - usage0.children_system
         total = after[1] - before[1]
         others = max(0.0, (after[0] - before[0] - mine) / total) if total else None
     return {

@@ -63,6 +63,18 @@ class AppProcess:
         self._fh.close()
 
 
+def machine_cpu_seconds() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat; None where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+    except OSError:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / hz, sum(values) / hz
+
+
 def stop_runs(saves: Path) -> None:
     """Training processes are detached from the app by design: end any that a failed test or an interrupted
     benchmark left behind."""

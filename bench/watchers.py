@@ -48,7 +48,7 @@ import aiohttp  # noqa: E402 - about a quarter of httpx's CPU per request: the b
 import orjson  # noqa: E402 - installed with gradio
 import psutil  # noqa: E402
 
-from bench.harness import AppProcess, free_port, short_train_config, stop_runs  # noqa: E402
+from bench.harness import AppProcess, free_port, machine_cpu_seconds, short_train_config, stop_runs  # noqa: E402
 
 MODEL = "SmolLM2-135M-Instruct"
 RESULTS = ROOT / "bench" / "results" / "watchers.json"
@@ -505,15 +505,6 @@ def run_speed(run) -> dict:
             "steady_s": round(span, 1), "tokens": last["tokens_seen"]}
 
 
-def _machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as fh:
-        values = [int(v) for v in fh.readline().split()[1:]]
-    hz = os.sysconf("SC_CLK_TCK")
-    idle = values[3] + values[4]
-    return (sum(values) - idle) / hz, sum(values) / hz
-
-
 def _cpu_s(proc: psutil.Process | None) -> float:
     """The process's own CPU time: not its reaped children's (the app reaps the training runs it started)."""
     try:
@@ -533,7 +524,7 @@ class CpuMeter:
 
     def start(self) -> None:
         self.t0, self.web0, self.me0, self.machine0 = time.monotonic(), _cpu_s(self.web), _cpu_s(self.me), \
-            _machine_busy()
+            machine_cpu_seconds()
 
     def sample(self, run) -> None:
         """Follow the training process (its CPU time is read while it lives)."""
@@ -549,7 +540,7 @@ class CpuMeter:
     def stop(self) -> dict:
         wall = time.monotonic() - self.t0
         web, me = _cpu_s(self.web) - self.web0, _cpu_s(self.me) - self.me0
-        busy1, total1 = _machine_busy()
+        busy1, total1 = machine_cpu_seconds()
         busy, total = busy1 - self.machine0[0], total1 - self.machine0[1]
         others = max(0.0, busy - web - me - self.train_s)
         return {"wall_s": round(wall, 1), "web_cpu_pct": round(100 * web / wall, 1),

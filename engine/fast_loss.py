@@ -21,8 +21,8 @@ engine modules and must start fast.
 
 from __future__ import annotations
 
-import os
 
+from engine.job import env_switch
 from engine.templates import IGNORE_INDEX
 
 ENV_SWITCH = "TUNEBOARD_FAST_LOSS"
@@ -36,7 +36,7 @@ _CHECK_RTOL = {"fp32": 1e-4, "half": 2e-3}
 
 
 def fast_loss_enabled() -> bool:
-    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+    return env_switch(ENV_SWITCH)
 
 
 def split_causal_lm(model):

@@ -11,6 +11,11 @@ from engine.config import ConfigError, RunConfig
 from engine.rundir import RUNNING, RunDir
 
 
+def env_switch(name: str) -> bool:
+    """An on/off environment variable, on unless set to 0, false, no or off."""
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def rank() -> int:
     """This process's global rank under torchrun (0 when run alone)."""
     return int(os.environ.get("RANK", "0"))

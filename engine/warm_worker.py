@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.device_queue import Exit, queue_dir, read_ticket, wait_for_turn
+from engine.job import env_switch
 from engine.rundir import QUEUED
 
 ENV_SWITCH = "TUNEBOARD_WARM_WORKER"
@@ -52,9 +53,7 @@ _OWNER_POLL_S = 1.0
 
 
 def enabled() -> bool:
-    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    return importlib.util.find_spec("torch_npu") is None
+    return env_switch(ENV_SWITCH) and importlib.util.find_spec("torch_npu") is None
 
 
 def socket_path(owner: int | None = None) -> Path | None:
