@@ -10,6 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from engine.allocator import allocator_env
 from engine.config import RunConfig
 
 
@@ -27,7 +28,7 @@ def uses_torchrun(cfg: RunConfig, command: str) -> bool:
 def job_command(cfg: RunConfig, config_path: str | Path, command: str = "train") -> tuple[list[str], dict[str, str]]:
     """(argument list, extra environment) that run ``command`` on ``config_path``; no shell involved."""
     job = ["-m", "engine", command, str(config_path)]
-    env: dict[str, str] = {}
+    env = allocator_env()
     indices = cfg.device_indices() if command == "train" else []
     if indices and cfg.model.device != "cpu":
         env[visible_devices_variable(cfg.model.device)] = ",".join(map(str, indices))

@@ -33,6 +33,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from engine.allocator import allocator_env
 from engine.device_queue import Exit, queue_dir, read_ticket, wait_for_turn
 from engine.job import env_switch
 from engine.rundir import QUEUED
@@ -76,7 +77,8 @@ def start() -> None:
     _started = subprocess.Popen(  # noqa: S603 - fixed argument list
         [sys.executable, "-m", "engine.warm_worker", "--owner", str(os.getpid())], stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=open(path.with_suffix(".log"), "ab"), start_new_session=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false"))
+        # Its forks are the jobs: the same allocator as a job started cold (engine.launch.job_command).
+        env=dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **allocator_env()))
 
 
 def spawn(ticket: Path, command: str, config: Path, env: dict[str, str], cwd: Path, log: Path,
