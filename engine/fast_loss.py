@@ -119,6 +119,7 @@ def make_trainer_class(log=print, fast_loss: bool = True):
             self._fast_state = "unchecked" if fast_loss else "off"  # -> "on" | "off"
             self._loss_only_prediction = False
             self._fed_tokens = 0
+            self._initial_reported = False
             self._real_tokens = None  # a tensor on the batch's device: counting must not synchronise
             if fast_loss:
                 try:
@@ -163,7 +164,26 @@ def make_trainer_class(log=print, fast_loss: bool = True):
                 loss = self._checked_fast_loss(model, inputs, num_items_in_batch)
             else:
                 loss = self._fast_loss(inputs, num_items_in_batch)
+            if self._fast_state == "on" and model.training and self.state.global_step == 0:
+                self._report_initial_loss(inputs, loss, num_items_in_batch)
             return (loss, {"loss": loss}) if return_outputs else loss
+
+        def _report_initial_loss(self, inputs, loss, num_items_in_batch) -> None:
+            """The untrained model's loss on the first batch, known once its forward pass is done: the loss
+            curve starts at step 0 a whole optimizer step before the first logged point. One process only
+            (under DDP a rank's batch is a part of the step's); callbacks with ``on_initial_loss`` get it."""
+            if self._initial_reported or self.args.world_size != 1:
+                return
+            self._initial_reported = True
+            value = float(loss.detach())
+            if num_items_in_batch is not None and self.model_accepts_loss_kwargs:  # sum / items -> the mean
+                targets = inputs.get("shift_labels")
+                targets = inputs["labels"][:, 1:] if targets is None else targets
+                answered = int(targets.ne(IGNORE_INDEX).sum())
+                value *= float(num_items_in_batch) / max(answered, 1)
+            for callback in self.callback_handler.callbacks:
+                if hasattr(callback, "on_initial_loss"):
+                    callback.on_initial_loss(self.args, self.state, value)
 
         def _fast_loss(self, inputs, num_items_in_batch):
             body, head = self._fast_parts

@@ -61,6 +61,14 @@ def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str
             if parents and run.writer:  # a checkpoint of an adapter trained on top of others names them
                 _write_parents(run.path / f"checkpoint-{state.global_step}", parents)
 
+        def on_initial_loss(self, args, state, loss: float) -> None:  # from TuneBoardTrainer (fast_loss.py)
+            if not math.isfinite(loss):
+                return
+            run.append_event({"step": 0, "total_steps": state.max_steps, "epoch": 0.0,
+                              "elapsed_s": round(time.time() - self.t0, 2), "tokens_seen": 0, "loss": loss,
+                              "initial": True})
+            log(f"step 0/{state.max_steps} | loss {loss:.4g} (the first batch, before any update)")
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
             if not any(k in logs for k in ("loss", "eval_loss")):

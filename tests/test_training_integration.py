@@ -34,7 +34,12 @@ def test_run_directory_contract(finished_run: RunDir):
     assert status["pid"] > 0 and status["error"] is None
     assert status["step"] == status["total_steps"] == 6  # 24 samples / batch 4, 1 epoch
     events = finished_run.read_events()
-    assert [e["step"] for e in events] == [1, 2, 4, 6]  # first step, then every logging_steps
+    # The first batch's loss before any update, then the first step, then every logging_steps.
+    assert [e["step"] for e in events] == [0, 1, 2, 4, 6]
+    initial, events = events[0], events[1:]
+    assert initial["initial"] is True and initial["tokens_seen"] == 0 and initial["total_steps"] == 6
+    # Step 1's logged loss is the same batch through the same (not yet updated) weights.
+    assert initial["loss"] == pytest.approx(events[0]["loss"], rel=1e-5)
     for e in events:
         assert set(e) >= {"step", "total_steps", "epoch", "loss", "lr", "tokens_per_s", "elapsed_s", "remaining_s"}
         assert math.isfinite(e["loss"]) and e["loss"] > 0
