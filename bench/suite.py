@@ -7,12 +7,15 @@ Prints one table (each figure the median of the repeats, next to the machine's c
 0.9.5 anchor measured on the same kind of machine, see issue 6) and writes bench/results/suite.json.
 
 - train: LoRA SFT (rank 8 on every linear layer, batch 4, cutoff 256, 3 epochs over 100 identity samples) run as
-  the UI runs it (``python -m engine train``), in fp32 and, where the device has native bf16, in bf16.
+  the UI runs it (``python -m engine train``, with the allocator Start gives it), in fp32, in fp32 with gradient
+  checkpointing (LLaMA-Factory's shipped setting: the like-for-like memory figure) and, where the device has
+  native bf16, in bf16.
   tokens/s = non-padding tokens fed / the Trainer's train_runtime. MFU = tokens/s x 4 N / matmul ceiling, with
   N = the base model's parameters (LoRA: forward 2N, backward through the frozen weights 2N FLOPs per token;
   the adapters' own FLOPs are under 2% and left out), the ceiling a square fp32 (bf16) matmul timed in this run
   with the trainer's thread count. The peak resident memory is the trainer process's (wait4 ru_maxrss).
-- start: seconds from ``webui.runner.launch`` (what Start calls) to the first loss value in events.jsonl, with
+- start: seconds from ``webui.runner.launch`` (what Start calls) to the first loss value in events.jsonl (the
+  step-0 point: the first batch's loss, written once its forward pass is done), with
   the warm worker (the default) and without it (TUNEBOARD_WARM_WORKER=0).
 - cold: seconds from ``python app.py`` to HTTP 200 on the page, then from pressing Load model (the app's own
   /chat_load event, through gradio_client) to the model being loaded; the web process's resident memory then.
@@ -73,8 +76,16 @@ print(best / 1e9)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def train_config(run_dir: Path, compute: str):
+# Variants of the training benchmark: (compute type, gradient checkpointing). LLaMA-Factory as shipped
+# checkpoints gradients, so fp32_gc is its like-for-like run; TuneBoard's default leaves it off.
+TRAIN_VARIANTS = {"fp32": ("fp32", False), "fp32_gc": ("fp32", True), "bf16": ("bf16", False)}
+TRAIN_LABELS = {"fp32": "fp32", "fp32_gc": "fp32, gradient checkpointing", "bf16": "bf16"}
+
+
+def train_config(run_dir: Path, compute: str, checkpointing: bool = False):
     cfg = short_train_config(100, epochs=3.0, cutoff_len=256, logging_steps=5, compute_type=compute)
+    if checkpointing:
+        cfg.train.extra_args = json.dumps({"gradient_checkpointing": True})
     cfg.model.model_name_or_path = DEMO
     cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target = 8, 16, 0.0, "all"
     cfg.train.output_dir = str(run_dir)
@@ -82,20 +93,23 @@ def train_config(run_dir: Path, compute: str):
     return cfg
 
 
-def train_once(workdir: Path, compute: str, index: int) -> dict:
+def train_once(workdir: Path, variant: str, index: int) -> dict:
+    from engine.allocator import allocator_env  # noqa: PLC0415
     from engine.rundir import RunDir  # noqa: PLC0415
 
-    run = RunDir(workdir / f"train-{compute}-{index}")
+    compute, checkpointing = TRAIN_VARIANTS[variant]
+    run = RunDir(workdir / f"train-{variant}-{index}")
     run.path.mkdir(parents=True)
-    train_config(run.path, compute).save(run.config_path, "train")
+    train_config(run.path, compute, checkpointing).save(run.config_path, "train")
     with open(run.log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "engine", "train", str(run.config_path)], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1", **allocator_env()))  # as Start runs it
         _, code, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(code)
     status = run.read_status()
     if proc.returncode or status.get("state") != "finished":
-        raise RuntimeError(f"training ({compute}) failed: {status.get('error')}\n{run.log_tail(30)}")
+        raise RuntimeError(f"training ({variant}) failed: {status.get('error')}\n{run.log_tail(30)}")
     m = status["metrics"]
     return {"tokens_per_s": m["num_input_tokens_seen"] / m["train_runtime"], "tokens": m["num_input_tokens_seen"],
             "runtime_s": m["train_runtime"], "padding_share": m.get("padding_share"), "train_loss": m["train_loss"],
@@ -109,20 +123,21 @@ def bench_train(workdir: Path, repeats: int) -> dict:
     from engine.models import load_model  # noqa: PLC0415
 
     params = sum(p.numel() for p in load_model(DEMO).parameters())
-    precisions = ["fp32"] + (["bf16"] if cpu_has_native_bf16() else [])
+    variants = ["fp32", "fp32_gc"] + (["bf16"] if cpu_has_native_bf16() else [])
     threads = torch.get_num_threads()
     out = {"params": params, "flops_per_token": 4 * params, "threads": threads,
-           "bf16_note": None if "bf16" in precisions else "no native bf16 on this CPU (no AVX512-BF16/AMX): "
+           "bf16_note": None if "bf16" in variants else "no native bf16 on this CPU (no AVX512-BF16/AMX): "
                                                           "bf16 would be emulated, slower than fp32"}
-    for compute in precisions:
+    for variant in variants:
+        compute = TRAIN_VARIANTS[variant][0]
         runs = []
         for i in range(repeats):
-            runs.append(train_once(workdir, compute, i))
-            print(f"  train {compute} {i + 1}/{repeats}: {runs[-1]['tokens_per_s']:.1f} tokens/s, "
+            runs.append(train_once(workdir, variant, i))
+            print(f"  train {variant} {i + 1}/{repeats}: {runs[-1]['tokens_per_s']:.1f} tokens/s, "
                   f"loss {runs[-1]['train_loss']:.4f}, peak {runs[-1]['peak_rss_mb']:.0f} MB", flush=True)
         ceiling = matmul_ceiling_gflops(compute, threads)
         tps = median(r["tokens_per_s"] for r in runs)
-        out[compute] = {"tokens_per_s": tps, "each": [round(r["tokens_per_s"], 1) for r in runs],
+        out[variant] = {"tokens_per_s": tps, "each": [round(r["tokens_per_s"], 1) for r in runs],
                         "padding_share": median(r["padding_share"] for r in runs),
                         "train_loss": median(r["train_loss"] for r in runs),
                         "peak_rss_mb": median(r["peak_rss_mb"] for r in runs), "tokens": runs[0]["tokens"],
@@ -280,14 +295,14 @@ def table(result: dict) -> str:
                      "" if anchor is None else f"{anchor:g}{unit}", ratio))
 
     train = result.get("train", {})
-    for compute in ("fp32", "bf16"):
-        if compute in train:
-            r = train[compute]
-            add(f"train tokens/s ({compute})", round(r["tokens_per_s"], 1), r["ceiling_tokens_per_s"],
+    for variant, label in TRAIN_LABELS.items():
+        if variant in train:
+            r = train[variant]
+            add(f"train tokens/s ({label})", round(r["tokens_per_s"], 1), r["ceiling_tokens_per_s"],
                 ANCHOR["train_tokens_per_s"])
-            add(f"  MFU ({compute})", round(100 * r["mfu"], 1), unit="%")
-            add(f"  padding share ({compute})", round(100 * r["padding_share"], 1), unit="%")
-            add(f"  trainer peak RSS ({compute})", round(r["peak_rss_mb"]), anchor=ANCHOR["train_peak_rss_mb"],
+            add("  MFU", round(100 * r["mfu"], 1), unit="%")
+            add("  padding share", round(100 * r["padding_share"], 1), unit="%")
+            add("  trainer peak RSS", round(r["peak_rss_mb"]), anchor=ANCHOR["train_peak_rss_mb"],
                 higher_is_better=False, unit=" MB", better="less memory")
     start = result.get("start", {})
     for mode in ("warm", "cold"):
