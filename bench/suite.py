@@ -94,17 +94,18 @@ def train_config(run_dir: Path, compute: str, checkpointing: bool = False):
 
 
 def train_once(workdir: Path, variant: str, index: int) -> dict:
-    from engine.allocator import allocator_env  # noqa: PLC0415
+    from engine.launch import job_command  # noqa: PLC0415
     from engine.rundir import RunDir  # noqa: PLC0415
 
     compute, checkpointing = TRAIN_VARIANTS[variant]
     run = RunDir(workdir / f"train-{variant}-{index}")
     run.path.mkdir(parents=True)
-    train_config(run.path, compute, checkpointing).save(run.config_path, "train")
+    cfg = train_config(run.path, compute, checkpointing)
+    cfg.save(run.config_path, "train")
+    argv, extra = job_command(cfg, run.config_path)  # the command and environment Start runs
     with open(run.log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "engine", "train", str(run.config_path)], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1", **allocator_env()))  # as Start runs it
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1", **extra))
         _, code, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(code)
     status = run.read_status()

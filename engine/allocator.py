@@ -38,12 +38,11 @@ def tcmalloc_path() -> str | None:
     return None
 
 
-def allocator_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Variables that make a job started with ``environ`` (default: this process's) use tcmalloc; {} when
-    it is turned off, not installed, or already preloaded."""
-    environ = os.environ if environ is None else environ
+def allocator_env() -> dict[str, str]:
+    """Variables that make a job started from this process's environment use tcmalloc; {} when it is
+    turned off, not installed, or already preloaded."""
     path = tcmalloc_path()
-    preload = environ.get("LD_PRELOAD", "")
+    preload = os.environ.get("LD_PRELOAD", "")
     if not env_switch(ENV_SWITCH) or path is None or "tcmalloc" in preload:
         return {}
     return {"LD_PRELOAD": f"{path}:{preload}" if preload else path, **_QUIET}

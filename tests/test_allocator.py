@@ -3,8 +3,6 @@ chained with a preload of the user's own, and off with TUNEBOARD_TCMALLOC=0."""
 
 from __future__ import annotations
 
-import time
-
 import psutil
 import pytest
 
@@ -12,6 +10,7 @@ from engine import allocator, warm_worker
 from engine.launch import job_command
 from engine.rundir import RUNNING, STOPPED, RunDir
 from tests.conftest import tiny_train_config, wait_for_state
+from tests.test_warm_worker import _worker_ready
 from webui import runner
 
 LIBRARY = allocator.tcmalloc_path()
@@ -67,10 +66,7 @@ def test_cold_and_warm_jobs_run_on_tcmalloc_unless_turned_off(workdirs, demo_mod
 
     monkeypatch.delenv(allocator.ENV_SWITCH)
     monkeypatch.delenv(warm_worker.ENV_SWITCH)
-    warm_worker.start()
-    deadline = time.time() + 180
-    while not warm_worker.socket_path().exists() and time.time() < deadline:
-        time.sleep(0.2)
+    _worker_ready()
     warm, pid = running_job("alloc-warm")
     assert warm.read_status()["warm"] and _maps_tcmalloc(pid)
     stop(warm)
