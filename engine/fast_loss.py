@@ -12,8 +12,11 @@ only the wasted rows of the vocabulary projection are skipped.
 A model whose forward does more than ``lm_head(hidden)`` (logit soft-capping,
 scaling, ...) is trained the standard way: the configuration checks below
 catch the known ones, and before the first step the loss of one sample is
-computed both ways and compared. ``TUNEBOARD_FAST_LOSS=0`` turns the fast
-path off.
+computed both ways and compared. That check costs two extra forward passes
+before the first loss point, so it is skipped for the architectures listed in
+``VERIFIED_ARCHITECTURES``, which tests/test_fast_loss.py proves equal (loss
+and gradients, with and without LoRA). ``TUNEBOARD_FAST_LOSS=0`` turns the
+fast path off.
 
 Imports of torch/transformers stay inside functions: the web process imports
 engine modules and must start fast.
@@ -30,6 +33,11 @@ ENV_SWITCH = "TUNEBOARD_FAST_LOSS"
 # Config attributes that mean the logits are not plain lm_head(hidden): such models use the standard loss.
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale",
                          "dim_model_base", "mup_width_multiplier", "lm_head_multiplier")
+
+# transformers' own causal-LM classes whose forward is exactly body -> lm_head -> ForCausalLMLoss (see above).
+VERIFIED_ARCHITECTURES = frozenset({
+    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GemmaForCausalLM",
+    "Gemma3ForCausalLM", "Phi3ForCausalLM", "Olmo2ForCausalLM", "SmolLM3ForCausalLM"})
 
 # Relative disagreement allowed between the two losses in the first-batch check.
 _CHECK_RTOL = {"fp32": 1e-4, "half": 2e-3}
@@ -58,6 +66,16 @@ def split_causal_lm(model):
     if body is None or body is base or head is None:
         raise ValueError("cannot find the decoder body and output layer")
     return body, head
+
+
+def verified_architecture(model) -> str | None:
+    """The class name of the model (looking through a PEFT wrapper) when it is one of transformers' own
+    ``VERIFIED_ARCHITECTURES``; None for any other, including remote code and subclasses."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cls = type(base)
+    if cls.__name__ in VERIFIED_ARCHITECTURES and cls.__module__.startswith("transformers.models."):
+        return cls.__name__
+    return None
 
 
 def answer_only_loss(body, head, inputs: dict, num_items_in_batch=None):
@@ -127,6 +145,11 @@ def make_trainer_class(log=print, fast_loss: bool = True):
                 except ValueError as exc:
                     self._fast_state = "off"
                     log(f"answer-only loss off: {exc}; using the standard loss")
+                else:
+                    verified = verified_architecture(self.model)
+                    if verified:
+                        self._fast_state = "on"
+                        log(f"answer-only loss on ({verified}: equal to the standard loss, verified by the tests)")
 
         @property
         def fast_loss_active(self) -> bool:

@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.job import StopRequested, describe_error, expected_error, log, rank, start_job
+from engine.job import StopRequested, describe_error, expected_error, log, rank, settle_imports, start_job
 from engine.fileio import atomic_write_json
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 
@@ -240,6 +240,7 @@ def run_training(config_path: str | Path) -> int:
         from engine.models import load_tokenizer  # noqa: PLC0415
         from engine.trainers import build_trainer, check_tracker, deepspeed_config, training_arguments  # noqa: PLC0415
 
+        settle_imports()
         set_seed(cfg.train.seed)
         device = pick_device(cfg.model.device)
         compute = resolve_compute_type(cfg.train.compute_type, device)

@@ -35,7 +35,7 @@ from typing import Callable
 
 from engine.allocator import allocator_env
 from engine.device_queue import Exit, queue_dir, read_ticket, wait_for_turn
-from engine.job import env_switch
+from engine.job import env_switch, settle_imports
 from engine.rundir import QUEUED
 
 ENV_SWITCH = "TUNEBOARD_WARM_WORKER"
@@ -234,6 +234,7 @@ def serve(owner: int) -> int:
         except ImportError as exc:  # an optional architecture module; the job imports what it needs
             print(f"warm worker: not preloaded: {name} ({exc})", file=sys.stderr, flush=True)
     print(f"warm worker: libraries imported in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+    settle_imports()
     path = socket_path(owner)
     if path is None or os.getppid() != owner:
         print(f"warm worker: not serving ({'socket path too long' if path is None else 'its owner has gone'})",
