@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import ipaddress
 import os
@@ -183,6 +185,56 @@ def hide_api_info_before_login(request) -> dict:
     return {"gradio_api_info": None}
 
 
+class _NoStubWriting(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Loads ``gradio.component_meta`` with its ``create_or_modify_pyi`` turned into a no-op.
+
+    Gradio's component metaclass regenerates the ``.pyi`` type stub of every component class each time gradio
+    is imported: it reads and parses the components' source and rewrites the stubs inside site-packages where
+    it may. That is an aid for gradio's own development; the wheel already ships the stubs, and a server
+    should not write into its installed packages. It is 1.4 s of a 3.4 s ``import gradio`` on a 2-core CPU,
+    the largest part of the time before the page answers. If a gradio release moves the function, nothing
+    is changed."""
+
+    MODULE = "gradio.component_meta"
+
+    def find_spec(self, fullname, path, target=None):  # noqa: ARG002
+        if fullname != self.MODULE:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        self._loader = spec.loader
+        spec.loader = self
+        return spec
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        if callable(getattr(module, "create_or_modify_pyi", None)):
+            module.create_or_modify_pyi = lambda *args, **kwargs: None
+
+
+def import_gradio() -> None:
+    """``import gradio``, without what it does at import that this server has no use for: the stub
+    rewriting above, and its IPython cell magic (IPython is imported when installed, as in notebook
+    environments: 0.3 s more). Run inside an IPython session, gradio is imported as usual."""
+    if "gradio" in sys.modules:
+        return
+    finder = _NoStubWriting()
+    sys.meta_path.insert(0, finder)
+    hide_ipython = "IPython" not in sys.modules
+    if hide_ipython:
+        sys.modules["IPython"] = None  # type: ignore[assignment] # an import of it fails at once: "not installed"
+    try:
+        import gradio  # noqa: F401, PLC0415
+    finally:
+        sys.meta_path.remove(finder)
+        if hide_ipython and sys.modules.get("IPython", 0) is None:
+            del sys.modules["IPython"]  # later code may import it as usual
+
+
 def configure_gradio() -> None:
     """Gradio's usage analytics off (no calls home from a classroom or a cluster; GRADIO_ANALYTICS_ENABLED=True
     turns them back on), and two costs Gradio 6 adds to every event, which a class of pages polling every
@@ -206,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     if warning:
         print(warning, file=sys.stderr, flush=True)
     configure_gradio()
+    import_gradio()
     from webui.app import A11Y_JS, CSS, create_app  # noqa: PLC0415 - keeps --help instant
 
     demo = create_app()

@@ -150,6 +150,27 @@ def test_exposure_warning_only_for_reachable_apps_without_login(monkeypatch):
     assert "gradio.live" in (warning("--share") or "")
 
 
+def test_gradio_is_imported_without_rewriting_its_stubs_or_importing_ipython():
+    """app.import_gradio (what ``python app.py`` does before building the page): gradio works as usual, its
+    component stubs are not regenerated, and IPython stays importable for code that wants it later."""
+    probe = (
+        "import importlib.util, sys, app\n"
+        "app.import_gradio()\n"
+        "import gradio as gr, gradio.component_meta as meta\n"
+        "meta.create_or_modify_pyi(None, 'x', [])\n"  # the no-op takes anything; gradio's own would fail
+        "assert sys.meta_path[0].__class__.__name__ != '_NoStubWriting'\n"
+        "print('ipython-loaded', 'IPython' in sys.modules)\n"
+        "if importlib.util.find_spec('IPython') is not None:\n"
+        "    import IPython\n"
+        "with gr.Blocks() as demo:\n"
+        "    box = gr.Textbox(label='x')\n"
+        "    box.change(lambda v: v, box, box)\n"
+        "print('ok', len(demo.fns))\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ipython-loaded False" in out.stdout and "ok 1" in out.stdout
+
+
 def test_public_host_without_login_warns_on_stderr():
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEBOARD_AUTH")}
