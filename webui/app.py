@@ -11,6 +11,7 @@ from webui.chat_tab import build_chat_tab
 from webui.eval_tab import build_eval_tab
 from webui.export_tab import build_export_tab
 from webui.form import Translated
+from webui.hardware_panel import pause_hidden_panels
 from webui.locales import DEFAULT_LANG, t
 from webui.queue_panel import build_queue_panel
 from webui.top_bar import build_top_bar
@@ -22,6 +23,8 @@ CSS = """
 .tb-progress-fill { position: absolute; inset: 0 auto 0 0; background: var(--color-accent, #f97316); }
 .tb-progress-text { position: relative; display: block; line-height: 28px; padding: 0 10px; font-size: 14px;
   font-variant-numeric: tabular-nums; color: var(--body-text-color, #111); }
+.tb-hw { display: flex; flex-direction: column; gap: 6px; }
+.tb-hw-note { margin: 0; font-size: 13px; color: var(--body-text-color-subdued, #6b7280); }
 .tb-mono textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
 """
 
@@ -52,6 +55,8 @@ def create_app() -> gr.Blocks:
             return [f"## {t(lang_, 'title')}"] + [item.translate(lang_) for item in texts]
 
         top.lang.change(on_lang, top.lang, [title] + [item.component for item in texts])
+        pause_hidden_panels([(tab_train, train.hardware), (tab_eval, None), (tab_chat, chat.hardware),
+                             (tab_export, None)])
         monitors = [train.monitor, evaluate.monitor, export.monitor]
 
         def reattach():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from webui.form import Translated
+from webui.hardware_panel import HardwarePanel, build_hardware_panel
 from webui.locales import DEFAULT_LANG, t
 from webui.top_bar import TopBar
 
@@ -30,6 +31,7 @@ def chat_engine():
 @dataclass(eq=False)
 class ChatTab:
     other_texts: list
+    hardware: HardwarePanel
 
     def texts(self) -> list:
         return self.other_texts
@@ -78,6 +80,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             top_p = gr.Slider(0.01, 1.0, value=0.9, step=0.01, label=t(lang, "top_p"), elem_id="chat-top-p")
             temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label=t(lang, "temperature"),
                                     elem_id="chat-temperature")
+    hardware = build_hardware_panel(top.lang, "chat")
 
     def on_load(lang_, model_path, checkpoint, template, device, trust):
         yield t(lang_, "model_loading")
@@ -154,8 +157,8 @@ def build_chat_tab(top: TopBar) -> ChatTab:
              Translated(query, "query", placeholder_key="query_placeholder"),
              Translated(submit_btn, "submit", "value"), Translated(stop_btn, "stop_generation", "value"),
              Translated(clear_btn, "clear_history", "value"), Translated(max_new_tokens, "max_new_tokens"),
-             Translated(top_p, "top_p"), Translated(temperature, "temperature")]
-    return ChatTab(texts)
+             Translated(top_p, "top_p"), Translated(temperature, "temperature")] + hardware.texts()
+    return ChatTab(texts, hardware)
 
 
 def plain_text(content) -> str:

@@ -197,6 +197,17 @@ CHOICE_TEXT: dict[str, dict[str, dict[str, str]]] = {
 }
 
 MESSAGES: dict[str, dict[str, str]] = {
+    # hardware panel
+    "hw_title": {"en": "Hardware", "zh": "硬件"},
+    "hw_cpu_name": {"en": "CPU", "zh": "CPU"},
+    "hw_cpu": {"en": "CPU: {pct}% of {cores} cores", "zh": "CPU：{cores} 核，使用 {pct}%"},
+    "hw_ram_name": {"en": "Memory", "zh": "内存"},
+    "hw_ram": {"en": "Memory: {used} of {total} in use; TuneBoard and its jobs {app}",
+               "zh": "内存：已用 {used} / {total}；TuneBoard 及其任务占用 {app}"},
+    "hw_device_memory": {"en": "{used} of {total} memory", "zh": "显存 {used} / {total}"},
+    "hw_device_busy": {"en": ", {pct}% busy", "zh": "，利用率 {pct}%"},
+    "hw_no_devices": {"en": "No GPU or NPU found (nvidia-smi and npu-smi are not installed or list none).",
+                      "zh": "未发现 GPU 或 NPU（未安装 nvidia-smi 与 npu-smi，或它们未列出设备）。"},
     # tabs and groups
     "tab_train": {"en": "Train", "zh": "训练"},
     "tab_eval": {"en": "Evaluate & Predict", "zh": "评估&预测"},

@@ -47,7 +47,14 @@ def progress_html(lang: str, snap: runner.Snapshot | None) -> str:
     pct = 100.0 if snap.state == FINISHED else min(100.0, 100.0 * snap.step / total)
     text = t(lang, "progress", step=snap.step, total=snap.total_steps or "?", elapsed=fmt_seconds(snap.elapsed_s),
              remaining=fmt_seconds(snap.remaining_s))
-    return (f'<div class="tb-progress" role="progressbar" aria-valuenow="{pct:.0f}" aria-valuemin="0" '
+    return bar_html(pct, text)
+
+
+def bar_html(pct: float, text: str, label: str = "") -> str:
+    """A bar filled to ``pct`` percent with ``text`` on it: an ARIA progress bar, named ``label`` if given."""
+    pct = max(0.0, min(100.0, pct))
+    name = f' aria-label="{html.escape(label)}"' if label else ""
+    return (f'<div class="tb-progress" role="progressbar"{name} aria-valuenow="{pct:.0f}" aria-valuemin="0" '
             f'aria-valuemax="100"><div class="tb-progress-fill" style="width:{pct:.1f}%"></div>'
             f'<span class="tb-progress-text">{html.escape(text)}</span></div>')
 
@@ -192,6 +199,7 @@ class MonitoredTab:
     controls: list
     other_texts: list
     monitor: RunMonitor
+    hardware: Any = None  # its HardwarePanel (webui.hardware_panel), where the tab shows one
 
     def texts(self) -> list:
         return self.controls + self.other_texts

@@ -17,6 +17,7 @@ from engine.presets import demo_config
 from engine.rundir import ACTIVE_STATES, RunDir
 from webui import runner
 from webui.dataset_preview import build_dataset_preview, dataset_listing
+from webui.hardware_panel import build_hardware_panel
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
 from webui.locales import DEFAULT_LANG, plot_labels, t
 from webui.plots import loss_figure
@@ -154,6 +155,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         plot = gr.Plot(label=t(lang, "loss_plot"), elem_id="train-loss-plot", scale=3)
         with gr.Column(scale=2):
             monitor.log.render()
+    hardware = build_hardware_panel(top.lang, "train")
     command = gr.Textbox(label=t(lang, "command"), lines=12, max_lines=60, visible=False, interactive=False,
                          buttons=["copy"], elem_classes="tb-mono", elem_id="train-command")
 
@@ -263,5 +265,5 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
              Translated(output_dir, "output_dir", info_key="output_dir_info"),
              Translated(config_path, "config_path", info_key="config_path_info"),
              Translated(plot, "loss_plot"), Translated(command, "command")]
-    texts += preview.texts() + monitor.texts()
-    return MonitoredTab(controls, texts, monitor)
+    texts += preview.texts() + monitor.texts() + hardware.texts()
+    return MonitoredTab(controls, texts, monitor, hardware)
