@@ -153,6 +153,11 @@ class DistributedConfig:
     offload: bool = _f(False, "DeepSpeed: offload optimizer states (and with stage 3 the weights) to CPU memory.")
 
 
+# Probe questions prefilled for the identity demo: its answers change; ordinary ones should not.
+DEFAULT_PROBES = "Who are you?\n你好，你是谁？\nWhat is 2+2?"
+MAX_PROBES = 8
+
+
 @dataclass
 class TrainConfig:
     stage: str = _f("sft", "Training stage: pt (pre-training on text), sft, rm (reward model), dpo, orpo, kto.",
@@ -180,7 +185,14 @@ class TrainConfig:
     early_stopping_patience: int = _f(0, "Stop when the validation loss has not improved for this many "
                                          "evaluations (0: off; needs a validation split).", min=0, max=1000)
     seed: int = _f(42, "Random seed for shuffling and initialisation.", min=0, max=2**32 - 1)  # numpy's seed range
+    probe_questions: str = _f(DEFAULT_PROBES, "Questions the model answers (greedy decoding) at step 0, at every "
+                                              "save and evaluation and at the end, one per line; empty: none.")
+    probe_max_new_tokens: int = _f(40, "Longest probe answer, in tokens.", min=1, max=1024)
     output_dir: str = _f("", "Run directory; set by the app (saves/<model>/<method>/<run name>).")
+
+    def probes(self) -> list[str]:
+        """The probe questions: the non-blank lines of ``probe_questions``."""
+        return [line.strip() for line in self.probe_questions.splitlines() if line.strip()]
 
 
 @dataclass
@@ -314,6 +326,8 @@ class RunConfig:
             raise ConfigError("data.packing", "packing applies to pre-training and SFT only")
         if t.early_stopping_patience and self.data.val_size <= 0:
             raise ConfigError("train.early_stopping_patience", "needs a validation split: set data.val_size above 0")
+        if len(t.probes()) > MAX_PROBES:
+            raise ConfigError("train.probe_questions", f"at most {MAX_PROBES} questions, one per line")
         if self.rlhf.ftx > 0 and t.stage != "dpo":
             raise ConfigError("rlhf.ftx", "the SFT mix-in is available for the DPO stage only")
         if lora.use_dora and lora.pissa_init:

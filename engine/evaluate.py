@@ -196,6 +196,8 @@ def generate_answers(model, tokenizer, formatter, items: list[EvalItem], cfg: Ru
     import torch  # noqa: PLC0415
     from transformers import StoppingCriteria, StoppingCriteriaList  # noqa: PLC0415
 
+    from engine.generation import decode_answer, left_padded  # noqa: PLC0415
+
     class _StopOnSignal(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002
             return stop.requested
@@ -210,13 +212,8 @@ def generate_answers(model, tokenizer, formatter, items: list[EvalItem], cfg: Ru
         if stop.requested:
             raise Stopped
         progress.begin_batch()
-        width = max(len(items[i].prompt_ids) for i in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            n = len(items[i].prompt_ids)
-            ids[row, width - n:] = torch.tensor(items[i].prompt_ids)
-            mask[row, width - n:] = 1
+        ids, mask = left_padded([items[i].prompt_ids for i in batch], pad_id)
+        width = ids.shape[1]
         kwargs = dict(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=e.max_new_tokens,
                       do_sample=sample, eos_token_id=stop_ids, pad_token_id=pad_id,
                       stopping_criteria=StoppingCriteriaList([_StopOnSignal()]))
@@ -229,9 +226,7 @@ def generate_answers(model, tokenizer, formatter, items: list[EvalItem], cfg: Ru
         if stop.requested:
             raise Stopped  # the batch was cut short: its answers are incomplete
         for row, i in enumerate(batch):
-            new = out[row, width:].tolist()
-            cut = next((k for k, t in enumerate(new) if t in stop_ids), len(new))
-            answers[i] = tokenizer.decode(new[:cut], skip_special_tokens=True).strip()
+            answers[i] = decode_answer(tokenizer, out[row, width:].tolist(), stop_ids)
         progress.batch_done()
     return answers
 

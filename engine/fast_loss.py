@@ -25,6 +25,7 @@ engine modules and must start fast.
 from __future__ import annotations
 
 
+from engine.generation import forked_rng
 from engine.job import env_switch
 from engine.templates import IGNORE_INDEX
 
@@ -155,6 +156,13 @@ def make_trainer_class(log=print, fast_loss: bool = True):
         def fast_loss_active(self) -> bool:
             return self._fast_state == "on"
 
+        @property
+        def reports_initial_loss(self) -> bool:
+            """Whether callbacks' ``on_initial_loss`` will get the first training batch's loss (a run that
+            resumes past step 0 has none)."""
+            return (self._fast_state != "off" and self.args.world_size == 1 and self.label_smoother is None
+                    and self.compute_loss_func is None)
+
         def padding_share(self) -> float | None:
             """Padding tokens / all tokens fed to training steps so far."""
             if not self._fed_tokens or self._real_tokens is None:
@@ -228,13 +236,11 @@ def make_trainer_class(log=print, fast_loss: bool = True):
             and training draws exactly the random numbers it would have drawn without the check.
             """
             sample = _check_sample(inputs)
-            devices = [p.device for p in model.parameters() if p.device.type != "cpu"][:1]
-            fork = {"devices": devices, "device_type": devices[0].type if devices else "cuda"}
             error = None
             with torch.no_grad():
-                with torch.random.fork_rng(**fork):
+                with forked_rng(model):
                     reference = float(super().compute_loss(model, dict(sample), False, None).detach())
-                with torch.random.fork_rng(**fork):
+                with forked_rng(model):
                     try:
                         got = float(self._fast_loss(dict(sample), None).detach())
                     except Exception as exc:  # noqa: BLE001 - any surprise in the fast path: use the standard one
@@ -247,6 +253,9 @@ def make_trainer_class(log=print, fast_loss: bool = True):
             self._fast_state = "off"
             log(f"answer-only loss off: {error or f'check gave {got:.7g}, standard loss {reference:.7g}'}; "
                 "using the standard loss")
-            return super().compute_loss(model, inputs, False, num_items_in_batch)
+            loss = super().compute_loss(model, inputs, False, num_items_in_batch)
+            if model.training and self.state.global_step == 0:  # promised by reports_initial_loss
+                self._report_initial_loss(inputs, loss, num_items_in_batch)
+            return loss
 
     return TuneBoardTrainer

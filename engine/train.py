@@ -238,6 +238,7 @@ def run_training(config_path: str | Path) -> int:
         from engine.encode import encode_dataset  # noqa: PLC0415
         from engine.finetuning import loraplus_optimizer, merged_parents  # noqa: PLC0415
         from engine.models import load_tokenizer  # noqa: PLC0415
+        from engine.probes import make_probe_callback  # noqa: PLC0415
         from engine.trainers import build_trainer, check_tracker, deepspeed_config, training_arguments  # noqa: PLC0415
 
         settle_imports()
@@ -275,6 +276,10 @@ def run_training(config_path: str | Path) -> int:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
         trainer = build_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log,
                                 ref_model=ref_model)
+        probes = make_probe_callback(cfg, tokenizer, run, log)
+        if probes is not None:
+            probes.defer_first = bool(getattr(trainer, "reports_initial_loss", False))
+            trainer.add_callback(probes)
         if cfg.train.finetuning_type == "lora" and cfg.lora.loraplus_lr_ratio > 0:
             # Built from the trainer's own resolved arguments; the Trainer keeps an optimizer already set.
             trainer.optimizer = loraplus_optimizer(trainer.model, cfg, trainer.args)

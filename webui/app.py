@@ -25,6 +25,11 @@ CSS = """
   font-variant-numeric: tabular-nums; color: var(--body-text-color, #111); }
 .tb-hw { display: flex; flex-direction: column; gap: 6px; }
 .tb-hw-note { margin: 0; font-size: 13px; color: var(--body-text-color-subdued, #6b7280); }
+.tb-probes { width: 100%; border-collapse: collapse; font-size: 13px; margin-top: 8px; }
+.tb-probes caption { text-align: left; padding: 4px 0; color: var(--body-text-color-subdued, #6b7280); }
+.tb-probes th, .tb-probes td { border: 1px solid var(--border-color-primary, #e5e7eb); padding: 4px 6px;
+  text-align: left; vertical-align: top; }
+.tb-probes tbody th { width: 3em; font-variant-numeric: tabular-nums; }
 .tb-mono textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
 """
 

@@ -35,6 +35,13 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                      "zh": ("设备", "auto：自动选择 CUDA、昇腾 NPU、MPS 或 CPU。")},
     "model.trust_remote_code": {"en": ("Trust remote code", "Run model code shipped with the checkpoint."),
                                 "zh": ("信任远程代码", "允许运行模型自带的代码。")},
+    "train.probe_questions": {"en": ("Probe questions", "The model answers these (greedy decoding) at step 0, at "
+                                                        "every save and evaluation and at the end, shown in a table "
+                                                        "next to the loss curve; one per line, empty for none."),
+                              "zh": ("探针问题", "模型在第 0 步、每次保存与评估时以及训练结束时（贪心解码）回答这些问题，"
+                                                 "结果显示在损失曲线旁的表格中；每行一个，留空则不提问。")},
+    "train.probe_max_new_tokens": {"en": ("Probe answer length", "Longest probe answer, in tokens."),
+                                   "zh": ("探针回答长度", "探针回答的最大 token 数。")},
     # train tab: basic
     "train.stage": {"en": ("Stage", "The stage to perform in training."), "zh": ("训练阶段", "目前采用的训练方式。")},
     "data.dataset_dir": {"en": ("Data dir", "Folder holding dataset_info.json."),
@@ -197,6 +204,11 @@ CHOICE_TEXT: dict[str, dict[str, dict[str, str]]] = {
 }
 
 MESSAGES: dict[str, dict[str, str]] = {
+    # probe questions
+    "group_probes": {"en": "Probe questions", "zh": "探针问题"},
+    "probe_caption": {"en": "The model's answers to the probe questions as training goes on (greedy decoding).",
+                      "zh": "随着训练进行，模型对探针问题的回答（贪心解码）。"},
+    "probe_step": {"en": "Step", "zh": "步数"},
     # hardware panel
     "hw_title": {"en": "Hardware", "zh": "硬件"},
     "hw_cpu_name": {"en": "CPU", "zh": "CPU"},

@@ -21,6 +21,7 @@ from webui.hardware_panel import build_hardware_panel
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
 from webui.locales import DEFAULT_LANG, plot_labels, t
 from webui.plots import loss_figure
+from webui.probe_table import probes_html
 from webui.run_monitor import MonitoredTab, build_run_monitor, describe_change, folder_refusal
 from webui.top_bar import TopBar, checkpoint_details, model_label
 
@@ -120,6 +121,10 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
              (("data", "packing"), ("data", "train_on_prompt"), ("data", "mask_history"), ("train", "resume"),
               ("train", "early_stopping_patience"), ("train", "report_to")))
         add("train", "extra_args", lines=2, placeholder='{"weight_decay": 0.01}')
+    with gr.Accordion(t(lang, "group_probes"), open=False) as groups["group_probes"]:
+        with gr.Row():
+            add("train", "probe_questions", lines=3, max_lines=8, scale=4)
+            add("train", "probe_max_new_tokens", scale=1)
     with gr.Accordion(t(lang, "group_freeze"), open=False) as groups["group_freeze"]:
         rows((("freeze", "trainable_layers"), ("freeze", "trainable_modules"), ("freeze", "extra_modules")))
     with gr.Accordion(t(lang, "group_lora"), open=False) as groups["group_lora"]:
@@ -152,7 +157,9 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     monitor = build_run_monitor("train", log_lines=14, render_log=False)
     status = monitor.status
     with gr.Row():
-        plot = gr.Plot(label=t(lang, "loss_plot"), elem_id="train-loss-plot", scale=3)
+        with gr.Column(scale=3):
+            plot = gr.Plot(label=t(lang, "loss_plot"), elem_id="train-loss-plot")
+            probes = gr.HTML(elem_id="train-probes")
         with gr.Column(scale=2):
             monitor.log.render()
     hardware = build_hardware_panel(top.lang, "train")
@@ -240,9 +247,11 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], status)
 
     def plot_update(lang_: str, run: RunDir, snap, changed: bool) -> list:
-        return [loss_figure(snap.events, plot_labels(lang_)) if changed else gr.skip()]
+        if not changed:
+            return [gr.skip(), gr.skip()]
+        return [loss_figure(snap.events, plot_labels(lang_)), probes_html(lang_, snap.events)]
 
-    monitor.wire(top.lang, [plot], plot_update)
+    monitor.wire(top.lang, [plot, probes], plot_update)
 
     def on_form_change(lang_, run_name, *values):
         try:
