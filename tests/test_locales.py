@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import string
+import time
 
 import pytest
 
@@ -109,3 +110,25 @@ def test_every_message_formats(lang):
     for key in CHOICE_TEXT:
         values = list(CHOICE_TEXT[key])
         assert [v for _, v in choice_labels(lang, key, values)] == values
+
+
+def test_queue_table_is_in_the_language():
+    from webui.queue_panel import QueueView, queue_markdown
+
+    class Waiting:  # a RunDir as the table reads it
+        path = "saves/m/lora/run"
+
+        def read_status(self):
+            return {"command": "eval", "created_at": time.time() - 185}
+
+    for lang in CODES:
+        text = queue_markdown(lang, QueueView(None, (Waiting(),)))
+        assert t(lang, "queue_waited_min", minutes=3) in text and t(lang, "queue_kind_eval") in text, (lang, text)
+
+
+def test_custom_model_entry_is_in_the_language():
+    from engine.models import CUSTOM_MODEL
+    from webui.top_bar import model_name_choices
+
+    for lang in CODES:
+        assert model_name_choices(lang)[-1] == (t(lang, "custom_model"), CUSTOM_MODEL)

@@ -106,7 +106,7 @@ MESSAGES = {
     "tab_export": "エクスポート",
     "group_extra": "その他の設定",
     "group_lora": "LoRA の設定",
-    "group_freeze": "部分凍結（Freeze）の設定",
+    "group_freeze": "部分凍結（freeze）の設定",
     "group_identity": "アイデンティティのプレースホルダー",
     "group_rlhf": "RLHF の設定",
     "group_devices": "デバイスとノード",

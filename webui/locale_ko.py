@@ -105,7 +105,7 @@ MESSAGES = {
     "tab_export": "내보내기",
     "group_extra": "기타 설정",
     "group_lora": "LoRA 설정",
-    "group_freeze": "부분 동결(Freeze) 설정",
+    "group_freeze": "부분 동결(freeze) 설정",
     "group_identity": "정체성 자리 표시자",
     "group_rlhf": "RLHF 설정",
     "group_devices": "장치와 노드",
