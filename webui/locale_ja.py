@@ -99,6 +99,15 @@ CHOICE_TEXT = {
 }
 
 MESSAGES = {
+    # hardware panel
+    "hw_title": "ハードウェア",
+    "hw_cpu_name": "CPU",
+    "hw_cpu": "CPU：{cores} コア中 {pct}% 使用",
+    "hw_ram_name": "メモリ",
+    "hw_ram": "メモリ：{total} 中 {used} 使用中。TuneBoard とそのジョブ {app}",
+    "hw_device_memory": "メモリ {used} / {total}",
+    "hw_device_busy": "、使用率 {pct}%",
+    "hw_no_devices": "GPU も NPU も見つかりません（nvidia-smi と npu-smi がインストールされていないか、デバイスを表示しません）。",
     # tabs and groups
     "tab_train": "学習",
     "tab_eval": "評価と予測",

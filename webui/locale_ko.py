@@ -98,6 +98,15 @@ CHOICE_TEXT = {
 }
 
 MESSAGES = {
+    # hardware panel
+    "hw_title": "하드웨어",
+    "hw_cpu_name": "CPU",
+    "hw_cpu": "CPU: 코어 {cores}개 중 {pct}% 사용",
+    "hw_ram_name": "메모리",
+    "hw_ram": "메모리: {total} 중 {used} 사용 중, TuneBoard와 그 작업 {app}",
+    "hw_device_memory": "메모리 {used} / {total}",
+    "hw_device_busy": ", 사용률 {pct}%",
+    "hw_no_devices": "GPU나 NPU를 찾지 못했습니다(nvidia-smi와 npu-smi가 설치되어 있지 않거나 장치를 나열하지 않습니다).",
     # tabs and groups
     "tab_train": "학습",
     "tab_eval": "평가 및 예측",

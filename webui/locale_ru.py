@@ -111,6 +111,15 @@ CHOICE_TEXT = {
 }
 
 MESSAGES = {
+    # hardware panel
+    "hw_title": "Оборудование",
+    "hw_cpu_name": "CPU",
+    "hw_cpu": "CPU: {pct}% · ядер: {cores}",
+    "hw_ram_name": "Память",
+    "hw_ram": "Память: занято {used} из {total}; TuneBoard и его задачи — {app}",
+    "hw_device_memory": "память: {used} из {total}",
+    "hw_device_busy": ", загрузка {pct}%",
+    "hw_no_devices": "GPU и NPU не найдены (nvidia-smi и npu-smi не установлены или не показывают устройств).",
     # tabs and groups
     "tab_train": "Обучение",
     "tab_eval": "Оценка и предсказание",
