@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable, get_type_hints
+from typing import Any, Callable, Iterable, get_type_hints
 
 import gradio as gr
 
@@ -65,6 +65,7 @@ class Translated:
     attr: str = "label"
     info_key: str | None = None
     placeholder_key: str | None = None
+    choices: Callable[[str], list] | None = None  # a dropdown's (label, value) choices in a language
 
     def translate(self, lang: str):
         update = {self.attr: t(lang, self.key)}
@@ -72,6 +73,8 @@ class Translated:
             update["info"] = t(lang, self.info_key)
         if self.placeholder_key:
             update["placeholder"] = t(lang, self.placeholder_key)
+        if self.choices:
+            update["choices"] = self.choices(lang)
         return gr.update(**update)
 
 

@@ -1,17 +1,19 @@
-"""Every text the UI shows, in English and Chinese. Labels follow LlamaBoard's so its tutorials apply.
+"""Every text the UI shows, in English and Chinese here and in Japanese, Korean and Russian in webui/locale_ja.py,
+locale_ko.py and locale_ru.py (merged below). Labels follow LlamaBoard's so its tutorials apply.
 
 Keys for config fields are ``<section>.<field>`` (see engine/config.py); the
 value is (label, info). Other keys are plain messages, formatted with
-``str.format`` arguments.
+``str.format`` arguments. tests/test_locales.py checks that every key has every language.
 """
 
 from __future__ import annotations
 
 from engine.config import EXTRA_ARGS
+from webui import locale_ja, locale_ko, locale_ru
 
 _ALLOWED = ", ".join(f"`{name}`" for name in EXTRA_ARGS)  # info text is Markdown: names as code
 
-LANGUAGES = (("English", "en"), ("中文", "zh"))
+LANGUAGES = (("English", "en"), ("中文", "zh"), ("日本語", "ja"), ("한국어", "ko"), ("Русский", "ru"))
 DEFAULT_LANG = "en"
 
 # Config field controls: key -> {lang: (label, info)}
@@ -111,7 +113,7 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                                 "zh": ("可训练层数", "最末尾（+）/最前端（-）可训练隐藏层的数量。")},
     "freeze.trainable_modules": {"en": ("Trainable modules", "Name(s) of trainable modules inside those layers; `all` "
                                                              "trains whole layers. Use commas to separate several."),
-                                 "zh": ("可训练模块", "这些层中可训练模块的名称；all 表示整层训练。使用英文逗号分隔多个名称。")},
+                                 "zh": ("可训练模块", "这些层中可训练模块的名称；`all` 表示整层训练。使用英文逗号分隔多个名称。")},
     "freeze.extra_modules": {"en": ("Extra modules (optional)", "Name(s) of modules apart from hidden layers to be set "
                                                                 "as trainable, e.g. embed_tokens,norm."),
                              "zh": ("额外模块（非必填）", "除隐藏层以外的可训练模块名称，例如 embed_tokens,norm。")},
@@ -134,7 +136,7 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                                 "zh": ("新建适配器", "在所选检查点上创建一个随机初始化后的新适配器。")},
     "lora.target": {"en": ("LoRA modules (optional)", "Name(s) of modules to apply LoRA; `all` for every linear "
                                                       "layer. Use commas to separate several."),
-                    "zh": ("LoRA 作用模块（非必填）", "应用 LoRA 的模块名称；all 表示全部线性层。使用英文逗号分隔多个名称。")},
+                    "zh": ("LoRA 作用模块（非必填）", "应用 LoRA 的模块名称；`all` 表示全部线性层。使用英文逗号分隔多个名称。")},
     "lora.additional_target": {"en": ("Additional modules (optional)", "Name(s) of modules apart from LoRA layers "
                                                                        "to be set as trainable, e.g. "
                                                                        "embed_tokens,lm_head."),
@@ -236,6 +238,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     # top bar
     "lang": {"en": "Language", "zh": "语言"},
     "model_name": {"en": "Model name", "zh": "模型名称"},
+    "custom_model": {"en": "Custom", "zh": "自定义"},  # the model name choice for a path of one's own
     # checkpoint dropdown: "<run> / checkpoint-N (step N, loss x, best)"
     "ckpt_step": {"en": "step {step}", "zh": "步数 {step}"},
     "ckpt_loss": {"en": "loss {loss:.4g}", "zh": "损失 {loss:.4g}"},
@@ -288,6 +291,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "queue_col_run": {"en": "Run", "zh": "任务"},
     "queue_col_kind": {"en": "Kind", "zh": "类型"},
     "queue_col_waited": {"en": "Waiting for", "zh": "已等待"},
+    "queue_waited_min": {"en": "{minutes} min", "zh": "{minutes} 分钟"},
     "queue_on_device": {"en": "on the device", "zh": "运行中"},
     "queue_kind_train": {"en": "training", "zh": "训练"},
     "queue_kind_eval": {"en": "evaluation", "zh": "评估"},
@@ -433,6 +437,22 @@ MESSAGES: dict[str, dict[str, str]] = {
     "plot_smoothed": {"en": "smoothed", "zh": "平滑"},
     "plot_eval_loss": {"en": "eval loss", "zh": "验证损失"},
 }
+
+
+
+def _merge(lang: str, module) -> None:
+    """Add one language module's texts (same keys as above; a key unknown here fails at import)."""
+    for key, (label, info) in module.FIELD_TEXT.items():
+        FIELD_TEXT[key][lang] = (label, info.replace("{allowed}", _ALLOWED))
+    for key, names in module.CHOICE_TEXT.items():
+        for value, label in names.items():
+            CHOICE_TEXT[key][value][lang] = label
+    for key, text in module.MESSAGES.items():
+        MESSAGES[key][lang] = text
+
+
+for _lang, _module in (("ja", locale_ja), ("ko", locale_ko), ("ru", locale_ru)):
+    _merge(_lang, _module)
 
 
 def t(lang: str, key: str, **kwargs) -> str:

@@ -47,9 +47,9 @@ def _kind(lang: str, run: RunDir) -> str:
     return t(lang, f"queue_kind_{run.read_status().get('command', 'train')}")
 
 
-def _waited(run: RunDir) -> str:
+def _waited(lang: str, run: RunDir) -> str:
     minutes = max(0, int((time.time() - float(run.read_status().get("created_at") or time.time())) // 60))
-    return f"{minutes} min"
+    return t(lang, "queue_waited_min", minutes=minutes)
 
 
 def queue_markdown(lang: str, view: QueueView) -> str:
@@ -61,7 +61,7 @@ def queue_markdown(lang: str, view: QueueView) -> str:
         rows.append(f"| {t(lang, 'queue_on_device')} | {html.escape(str(view.running.path))} | "
                     f"{_kind(lang, view.running)} | |")
     for i, run in enumerate(view.waiting, start=1):
-        rows.append(f"| {i} | {html.escape(str(run.path))} | {_kind(lang, run)} | {_waited(run)} |")
+        rows.append(f"| {i} | {html.escape(str(run.path))} | {_kind(lang, run)} | {_waited(lang, run)} |")
     return "\n".join(rows)
 
 

@@ -34,8 +34,13 @@ class TopBar:
         return [self.model_path, self.method, self.quantization, self.template, self.device, self.trust_remote_code]
 
     def texts(self) -> list:
-        return [Translated(self.lang, "lang"), Translated(self.model_name, "model_name"),
+        return [Translated(self.lang, "lang"), Translated(self.model_name, "model_name", choices=model_name_choices),
                 FieldControl("model", "adapter_path", self.checkpoint)] + self.model_controls
+
+
+def model_name_choices(lang: str) -> list[tuple[str, str]]:
+    """The known models by name, then the custom entry (its label translated, its value CUSTOM_MODEL)."""
+    return [(m.name, m.name) for m in KNOWN_MODELS] + [(t(lang, "custom_model"), CUSTOM_MODEL)]
 
 
 def model_label(model_name: str, model_path: str) -> str:
@@ -66,17 +71,17 @@ def checkpoint_choices(lang: str, model_name: str, model_path: str, method: str)
 
 def build_top_bar() -> TopBar:
     lang = DEFAULT_LANG
-    names = [m.name for m in KNOWN_MODELS] + [CUSTOM_MODEL]
+    first = KNOWN_MODELS[0]
     with gr.Row():
         lang_dd = gr.Dropdown(choices=[(label, code) for label, code in LANGUAGES], value=lang,
                               label=t(lang, "lang"), scale=1, elem_id="top-lang")
-        model_name = gr.Dropdown(choices=names, value=names[0], label=t(lang, "model_name"), scale=3,
-                                 elem_id="top-model-name")
+        model_name = gr.Dropdown(choices=model_name_choices(lang), value=first.name, label=t(lang, "model_name"),
+                                 scale=3, elem_id="top-model-name")
         model_path = field_control("model", "model_name_or_path", lang, scale=3, elem_id="top-model-path")
     with gr.Row():
         method = field_control("train", "finetuning_type", lang, scale=1, elem_id="top-method")
         label, info = field_text(lang, "model.adapter_path")
-        checkpoint = gr.Dropdown(choices=checkpoint_choices(lang, names[0], KNOWN_MODELS[0].path, "lora"), value=None,
+        checkpoint = gr.Dropdown(choices=checkpoint_choices(lang, first.name, first.path, "lora"), value=None,
                                  label=label, info=info, allow_custom_value=True, scale=4, elem_id="top-checkpoint")
         quantization = field_control("model", "quantization_bit", lang, scale=1, elem_id="top-quantization")
         template = field_control("model", "template", lang, scale=1, elem_id="top-template", choices=TEMPLATE_CHOICES)
