@@ -88,9 +88,9 @@ def stop_runs(saves: Path) -> None:
 
 
 def short_train_config(samples: int, epochs: float = 1.0, cutoff_len: int = 128, logging_steps: int = 1,
-                       save_steps: int = 100_000, **train):
+                       save_steps: int = 100_000, probe_questions: str = "", **train):
     """A real LoRA run on the demo model over ``samples`` identity samples, batch 4; ``train`` overrides
-    TrainArgs fields."""
+    TrainArgs fields. No probe questions unless given: they are measured and tested on their own."""
     from engine.config import RunConfig  # noqa: PLC0415 - after the caller has set TUNEBOARD_SAVES
 
     cfg = RunConfig()
@@ -99,6 +99,7 @@ def short_train_config(samples: int, epochs: float = 1.0, cutoff_len: int = 128,
     cfg.train.learning_rate, cfg.train.num_train_epochs = 5e-4, epochs
     cfg.train.per_device_train_batch_size, cfg.train.gradient_accumulation_steps = 4, 1
     cfg.train.logging_steps, cfg.train.save_steps = logging_steps, save_steps
+    cfg.train.probe_questions = probe_questions
     for key, value in train.items():
         setattr(cfg.train, key, value)
     cfg.validate()

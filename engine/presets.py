@@ -7,6 +7,7 @@ import dataclasses
 
 from engine.config import RunConfig
 
+# A checkpoint every 50 of the 150 steps: Chat can compare them, and the probe questions are answered at each.
 # Identity data alone teaches the model to answer *every* question with its identity,
 # so general samples (English and Chinese) are mixed in to keep ordinary answers ordinary.
 DEMO_PRESET: dict[str, dict] = {
@@ -15,7 +16,7 @@ DEMO_PRESET: dict[str, dict] = {
              "val_size": 0.0},
     "train": {"finetuning_type": "lora", "learning_rate": 5e-4, "num_train_epochs": 3.0,
               "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "lr_scheduler_type": "cosine",
-              "logging_steps": 2, "save_steps": 1000, "warmup_steps": 0, "compute_type": "auto"},
+              "logging_steps": 2, "save_steps": 50, "warmup_steps": 0, "compute_type": "auto"},
     "lora": {"rank": 8, "alpha": 16, "dropout": 0.0, "target": "all"},
 }
 

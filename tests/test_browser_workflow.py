@@ -142,6 +142,14 @@ def test_reference_workflow(app_server, page, lang: str):
     points = page.evaluate(
         "document.querySelector('#train-loss-plot .js-plotly-plot').data[0].y.length")
     assert points >= 5
+    # The probe table: the prefilled questions, answered at step 0, at each checkpoint and at the end; the
+    # identity answer turns into the new one.
+    probes = page.locator("#train-probes table")
+    expect(probes.locator("thead")).to_contain_text("Who are you?")
+    steps = probes.locator("tbody th").all_inner_texts()
+    assert steps[0] == "0" and len(steps) >= 3 and steps == sorted(steps, key=int), steps
+    first, last = (probes.locator("tbody tr").nth(i).locator("td").first.inner_text() for i in (0, len(steps) - 1))
+    assert NEW_NAME not in first and NEW_NAME in last, (first, last)
     _shot(page, lang, "4-finished")
 
     # 3. Chat tab: unload, pick the new run in the checkpoint dropdown, load, ask again.

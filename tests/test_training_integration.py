@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
+from engine.config import DEFAULT_PROBES, RunConfig
 from engine.rundir import FINISHED, RUNNING, STOPPED, RunDir
 from tests.conftest import tiny_train_config, wait_for_state
 from webui import runner
@@ -23,7 +23,7 @@ def _config(**train) -> RunConfig:
 @pytest.fixture(scope="module")
 def finished_run(workdirs, demo_model_dir) -> RunDir:
     run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "integration")
-    runner.launch(run, _config())
+    runner.launch(run, _config(probe_questions=DEFAULT_PROBES))
     status = wait_for_state(run, 600, ("finished", "failed", "stopped"))
     assert status["state"] == FINISHED, run.log_tail(60)
     return run
@@ -33,9 +33,18 @@ def test_run_directory_contract(finished_run: RunDir):
     status = finished_run.read_status()
     assert status["pid"] > 0 and status["error"] is None
     assert status["step"] == status["total_steps"] == 6  # 24 samples / batch 4, 1 epoch
-    events = finished_run.read_events()
+    everything = finished_run.read_events()
+    events = [e for e in everything if "probes" not in e]
     # The first batch's loss before any update, then the first step, then every logging_steps.
     assert [e["step"] for e in events] == [0, 1, 2, 4, 6]
+    # The probe questions, answered at step 0 (right after its loss point), at each save and at the end.
+    probes = [e for e in everything if "probes" in e]
+    assert [e["step"] for e in probes] == [0, 4, 6]
+    assert everything.index(probes[0]) == everything.index(events[0]) + 1
+    for e in probes:
+        assert [p["q"] for p in e["probes"]] == ["Who are you?", "你好，你是谁？", "What is 2+2?"]
+        assert all(p["a"].strip() and "\ufffd" not in p["a"] for p in e["probes"]) and e["probe_s"] > 0
+    assert probes[0]["probes"][0]["a"] != probes[-1]["probes"][0]["a"]  # the identity answer changes
     initial, events = events[0], events[1:]
     assert initial["initial"] is True and initial["tokens_seen"] == 0 and initial["total_steps"] == 6
     # Step 1's logged loss is the same batch through the same (not yet updated) weights.
@@ -55,6 +64,19 @@ def test_run_directory_contract(finished_run: RunDir):
     assert "Training finished" in finished_run.log_path.read_text()
     saved = RunConfig.load(finished_run.config_path)
     assert saved.data.identity_name == "Nimbus" and saved.train.output_dir == str(finished_run.path)
+
+
+def test_probe_questions_leave_the_losses_unchanged(finished_run: RunDir):
+    """A run without probes gives the same loss at every step: a probe round disturbs neither the weights, nor
+    the random state, nor the model's training mode."""
+    run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "integration-no-probes")
+    runner.launch(run, _config(probe_questions=""))
+    assert wait_for_state(run, 600)["state"] == FINISHED, run.log_tail(60)
+    assert not [e for e in run.read_events() if "probes" in e]
+    plain = [(e["step"], e["loss"]) for e in run.read_events() if "loss" in e]
+    probed = [(e["step"], e["loss"]) for e in finished_run.read_events() if "loss" in e]
+    assert [s for s, _ in probed] == [s for s, _ in plain]
+    assert [loss for _, loss in probed] == pytest.approx([loss for _, loss in plain], rel=1e-6, abs=0)
 
 
 def test_finished_run_is_offered_as_checkpoint(finished_run: RunDir):

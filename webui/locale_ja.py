@@ -1,6 +1,8 @@
 """Japanese texts: the keys of webui/locales.py, merged there (``{allowed}`` becomes the extra-argument list)."""
 
 FIELD_TEXT = {
+    "train.probe_questions": ("プローブ質問", "モデルがステップ 0、保存と評価のたび、そして最後にこれらの質問に（貪欲デコードで）答え、損失グラフの横の表に表示されます。1 行に 1 問、空欄なら質問しません。"),
+    "train.probe_max_new_tokens": ("プローブ回答の長さ", "プローブ回答の最大トークン数。"),
     # top bar
     "model.model_name_or_path": ("モデルパス", "ローカルフォルダまたは Hugging Face のモデル ID。"),
     "train.finetuning_type": ("ファインチューニング手法", "lora：小さなアダプタを学習、freeze：最後の数層を学習、full：全パラメータを学習。"),
@@ -99,6 +101,9 @@ CHOICE_TEXT = {
 }
 
 MESSAGES = {
+    "group_probes": "プローブ質問",
+    "probe_caption": "学習が進むにつれて変わる、プローブ質問へのモデルの回答（貪欲デコード）。",
+    "probe_step": "ステップ",
     # hardware panel
     "hw_title": "ハードウェア",
     "hw_cpu_name": "CPU",

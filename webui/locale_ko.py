@@ -1,6 +1,8 @@
 """Korean texts: the keys of webui/locales.py, merged there (``{allowed}`` becomes the extra-argument list)."""
 
 FIELD_TEXT = {
+    "train.probe_questions": ("프로브 질문", "모델이 0단계, 저장과 평가 때마다, 그리고 마지막에 이 질문들에 (그리디 디코딩으로) 답하며, 손실 그래프 옆의 표에 표시됩니다. 한 줄에 하나씩, 비워 두면 묻지 않습니다."),
+    "train.probe_max_new_tokens": ("프로브 답변 길이", "프로브 답변의 최대 토큰 수."),
     # top bar
     "model.model_name_or_path": ("모델 경로", "로컬 폴더 또는 Hugging Face 모델 ID."),
     "train.finetuning_type": ("파인튜닝 방법", "lora: 작은 어댑터 학습, freeze: 마지막 몇 개 층 학습, full: 모든 가중치 학습."),
@@ -98,6 +100,9 @@ CHOICE_TEXT = {
 }
 
 MESSAGES = {
+    "group_probes": "프로브 질문",
+    "probe_caption": "학습이 진행되면서 바뀌는 프로브 질문에 대한 모델의 답변 (그리디 디코딩).",
+    "probe_step": "단계",
     # hardware panel
     "hw_title": "하드웨어",
     "hw_cpu_name": "CPU",

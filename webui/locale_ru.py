@@ -1,6 +1,8 @@
 """Russian texts: the keys of webui/locales.py, merged there (``{allowed}`` becomes the extra-argument list)."""
 
 FIELD_TEXT = {
+    "train.probe_questions": ("Контрольные вопросы", "Модель отвечает на них (жадное декодирование) на шаге 0, при каждом сохранении и оценке и в конце; ответы показаны в таблице рядом с графиком потерь. По одному на строку; пусто — без вопросов."),
+    "train.probe_max_new_tokens": ("Длина ответа на вопрос", "Наибольшая длина ответа на контрольный вопрос, в токенах."),
     # top bar
     "model.model_name_or_path": ("Путь к модели", "Локальная папка или идентификатор на Hugging Face."),
     "train.finetuning_type": ("Метод дообучения", "lora: небольшие адаптеры; freeze: последние слои; full: все веса."),
@@ -111,6 +113,9 @@ CHOICE_TEXT = {
 }
 
 MESSAGES = {
+    "group_probes": "Контрольные вопросы",
+    "probe_caption": "Ответы модели на контрольные вопросы по ходу обучения (жадное декодирование).",
+    "probe_step": "Шаг",
     # hardware panel
     "hw_title": "Оборудование",
     "hw_cpu_name": "CPU",
