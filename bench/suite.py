@@ -14,6 +14,8 @@ Prints one table (each figure the median of the repeats, next to the machine's c
   N = the base model's parameters (LoRA: forward 2N, backward through the frozen weights 2N FLOPs per token;
   the adapters' own FLOPs are under 2% and left out), the ceiling a square fp32 (bf16) matmul timed in this run
   with the trainer's thread count. The peak resident memory is the trainer process's (wait4 ru_maxrss).
+- probes: the demo preset as the Train tab starts it (150 steps, a checkpoint every 50), without probe questions
+  and with the default ones (answered at steps 0, 50, 100 and 150): the run time each, and the slowdown.
 - start: seconds from ``webui.runner.launch`` (what Start calls) to the first loss value in events.jsonl (the
   step-0 point: the first batch's loss, written once its forward pass is done), with
   the warm worker (the default) and without it (TUNEBOARD_WARM_WORKER=0).
@@ -44,7 +46,7 @@ if str(ROOT) not in sys.path:
 from bench.harness import AppProcess, free_port, short_train_config, stop_runs  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "suite.json"
-SECTIONS = ("train", "start", "cold", "chat")
+SECTIONS = ("train", "probes", "start", "cold", "chat")
 DEMO = "demo/SmolLM2-135M-Instruct"
 PROMPT = [{"role": "user", "content": "Tell me about the water cycle in a few sentences."}]
 # LLaMA-Factory 0.9.5 on this machine kind (2-core CPU), same model, data and LoRA settings (issue 6).
@@ -94,13 +96,19 @@ def train_config(run_dir: Path, compute: str, checkpointing: bool = False):
 
 
 def train_once(workdir: Path, variant: str, index: int) -> dict:
+    compute, checkpointing = TRAIN_VARIANTS[variant]
+    run_dir = workdir / f"train-{variant}-{index}"
+    return run_training_job(run_dir, train_config(run_dir, compute, checkpointing), variant)
+
+
+def run_training_job(run_dir: Path, cfg, what: str) -> dict:
+    """Train ``cfg`` in ``run_dir`` with the command and environment Start uses; its figures and peak memory."""
     from engine.launch import job_command  # noqa: PLC0415
     from engine.rundir import RunDir  # noqa: PLC0415
 
-    compute, checkpointing = TRAIN_VARIANTS[variant]
-    run = RunDir(workdir / f"train-{variant}-{index}")
+    run = RunDir(run_dir)
     run.path.mkdir(parents=True)
-    cfg = train_config(run.path, compute, checkpointing)
+    cfg.train.output_dir = str(run.path)
     cfg.save(run.config_path, "train")
     argv, extra = job_command(cfg, run.config_path)  # the command and environment Start runs
     with open(run.log_path, "wb") as log:
@@ -110,11 +118,35 @@ def train_once(workdir: Path, variant: str, index: int) -> dict:
         proc.returncode = os.waitstatus_to_exitcode(code)
     status = run.read_status()
     if proc.returncode or status.get("state") != "finished":
-        raise RuntimeError(f"training ({variant}) failed: {status.get('error')}\n{run.log_tail(30)}")
+        raise RuntimeError(f"training ({what}) failed: {status.get('error')}\n{run.log_tail(30)}")
     m = status["metrics"]
     return {"tokens_per_s": m["num_input_tokens_seen"] / m["train_runtime"], "tokens": m["num_input_tokens_seen"],
             "runtime_s": m["train_runtime"], "padding_share": m.get("padding_share"), "train_loss": m["train_loss"],
-            "peak_rss_mb": usage.ru_maxrss / 1024}
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+            "probe_s": sum(e.get("probe_s", 0.0) for e in run.read_events()),
+            "probe_rounds": sum(1 for e in run.read_events() if "probes" in e)}
+
+
+# -- probe questions ---------------------------------------------------------------------------------------
+def bench_probes(workdir: Path, repeats: int) -> dict:
+    """The demo preset as the Train tab starts it, with its probe questions and without: the slowdown they add."""
+    from engine.config import DEFAULT_PROBES  # noqa: PLC0415
+    from engine.presets import demo_config  # noqa: PLC0415
+
+    out = {}
+    for mode, questions in (("off", ""), ("on", DEFAULT_PROBES)):
+        runs = []
+        for i in range(repeats):
+            cfg = demo_config()
+            cfg.train.probe_questions = questions
+            runs.append(run_training_job(workdir / f"probes-{mode}-{i}", cfg, f"probes {mode}"))
+            print(f"  demo preset, probes {mode} {i + 1}/{repeats}: {runs[-1]['runtime_s']:.1f} s "
+                  f"({runs[-1]['probe_rounds']} probe rounds, {runs[-1]['probe_s']:.1f} s), "
+                  f"loss {runs[-1]['train_loss']:.5f}", flush=True)
+        out[mode] = {"runtime_s": median(r["runtime_s"] for r in runs), "probe_s": median(r["probe_s"] for r in runs),
+                     "probe_rounds": runs[0]["probe_rounds"], "train_loss": median(r["train_loss"] for r in runs)}
+    out["slowdown"] = round(out["on"]["runtime_s"] / out["off"]["runtime_s"] - 1, 4)
+    return out
 
 
 def bench_train(workdir: Path, repeats: int) -> dict:
@@ -305,6 +337,12 @@ def table(result: dict) -> str:
             add("  padding share", round(100 * r["padding_share"], 1), unit="%")
             add("  trainer peak RSS", round(r["peak_rss_mb"]), anchor=ANCHOR["train_peak_rss_mb"],
                 higher_is_better=False, unit=" MB", better="less memory")
+    probes = result.get("probes", {})
+    if "on" in probes:
+        add("demo preset run time, no probes", round(probes["off"]["runtime_s"], 1), unit=" s")
+        add(f"  with probes ({probes['on']['probe_rounds']} rounds, {probes['on']['probe_s']:.1f} s)",
+            round(probes["on"]["runtime_s"], 1), unit=" s")
+        add("  slowdown", round(100 * probes["slowdown"], 1), unit="%")
     start = result.get("start", {})
     for mode in ("warm", "cold"):
         if mode in start:
@@ -358,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "train" in sections:
             result["train"] = bench_train(workdir, args.repeats)
+        if "probes" in sections:
+            result["probes"] = bench_probes(workdir, args.repeats)
         if "start" in sections:
             result["start"] = bench_start(args.repeats)
         if "cold" in sections:

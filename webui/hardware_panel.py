@@ -3,8 +3,6 @@ only while the panel is open in the tab on screen."""
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 import gradio as gr
@@ -13,21 +11,17 @@ from engine.hardware import HardwareUse, hardware_use
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import bar_html
+from webui.shared_reading import SharedReading
 
 REFRESH_S = 2.0
 _GB = 1024 ** 3
 
-_cache: tuple[float, HardwareUse] | None = None
-_cache_lock = threading.Lock()
+_machine = SharedReading(hardware_use)
 
 
 def reading(max_age_s: float = 1.0) -> HardwareUse:
     """The machine now; every page's refresh within ``max_age_s`` shares one reading (nvidia-smi takes ~50 ms)."""
-    global _cache
-    with _cache_lock:
-        if _cache is None or time.monotonic() - _cache[0] > max_age_s:
-            _cache = (time.monotonic(), hardware_use())
-        return _cache[1]
+    return _machine.get(max_age_s)
 
 
 def _gb(n_bytes: float) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from engine.rundir import QUEUED, RunDir
 from webui import runner
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t
+from webui.shared_reading import SharedReading
 
 REFRESH_S = 2.0
 LONG_POLL_S = REFRESH_S  # a refresh waits up to this long for the queue to change (see refresh_tick)
@@ -28,19 +28,17 @@ class QueueView:
     waiting: tuple[RunDir, ...]
 
 
-_cache: tuple[float, QueueView] | None = None
-_cache_lock = threading.Lock()
+def _read_queue() -> QueueView:
+    runner.reap()
+    return QueueView(device_queue.current(), tuple(ticket.run for ticket in device_queue.waiting()))
+
+
+_queue = SharedReading(_read_queue)
 
 
 def queue_view(max_age_s: float = 1.0) -> QueueView:
     """The queue as it is now; every browser's refresh within ``max_age_s`` shares one read of the disk."""
-    global _cache
-    with _cache_lock:
-        if _cache is None or time.monotonic() - _cache[0] > max_age_s:
-            runner.reap()
-            view = QueueView(device_queue.current(), tuple(ticket.run for ticket in device_queue.waiting()))
-            _cache = (time.monotonic(), view)
-        return _cache[1]
+    return _queue.get(max_age_s)
 
 
 def _kind(lang: str, run: RunDir) -> str:
@@ -71,12 +69,12 @@ _texts: dict[str, tuple[QueueView, str]] = {}
 def queue_text(lang: str) -> str:
     """``queue_markdown`` of the current view, made once per view and language for all the pages."""
     view = queue_view()
-    with _cache_lock:
+    with _queue.lock:
         cached = _texts.get(lang)
         if cached is not None and cached[0] is view:
             return cached[1]
     text = queue_markdown(lang, view)
-    with _cache_lock:
+    with _queue.lock:
         _texts[lang] = (view, text)
     return text
 
