@@ -230,7 +230,68 @@ def _functions():
             return (grad_x, grad_a_gate, grad_b_gate, grad_a_up, grad_b_up, grad_a_down, grad_b_down,
                     None, None, None)
 
-    return types.SimpleNamespace(LoraLinearFromNorm=LoraLinearFromNorm, LoraMLP=LoraMLP)
+    class HeadCrossEntropy(torch.autograd.Function):
+        """Cross-entropy of ``linear(hidden, weight, bias)``, the gradient of hidden computed in forward."""
+
+        @staticmethod
+        def forward(ctx, hidden, weight, bias, targets, mean):
+            valid = targets.ne(-100)  # F.cross_entropy's default ignore_index
+            total = hidden.new_zeros((), dtype=torch.float32)
+            grad_hidden = torch.empty_like(hidden)
+            rows = max(1, _CE_CHUNK_ELEMENTS // weight.shape[0])
+            for start in range(0, hidden.shape[0], rows):
+                end = start + rows
+                log_probs = torch.log_softmax(F.linear(hidden[start:end], weight, bias).float(), dim=-1)
+                target, keep = targets[start:end], valid[start:end]
+                picked = log_probs.gather(1, target.clamp(min=0).unsqueeze(1)).squeeze(1)
+                total -= picked.masked_fill(~keep, 0.0).sum()
+                grad = log_probs.exp_()  # d(sum of -log p[target]) / d logits = softmax - one-hot
+                grad.scatter_add_(1, target.clamp(min=0).unsqueeze(1), -keep.unsqueeze(1).to(grad.dtype))
+                grad.mul_(keep.unsqueeze(1))
+                torch.mm(grad.to(weight.dtype), weight, out=grad_hidden[start:end])
+                del log_probs, grad
+            if mean:
+                count = valid.sum()
+                total = total / count
+                grad_hidden.div_(count)
+            ctx.save_for_backward(grad_hidden)
+            return total
+
+        @staticmethod
+        def backward(ctx, grad):
+            (grad_hidden,) = ctx.saved_tensors
+            return grad_hidden * grad.to(grad_hidden.dtype), None, None, None, None
+
+    return types.SimpleNamespace(LoraLinearFromNorm=LoraLinearFromNorm, LoraMLP=LoraMLP,
+                                 HeadCrossEntropy=HeadCrossEntropy)
+
+
+# -- the output layer and the loss -------------------------------------------------------------------------
+# Rows of logits computed at once: 4M floats (16 MB fp32) per chunk, so a batch's logits never exist whole.
+_CE_CHUNK_ELEMENTS = 1 << 22
+
+
+def head_cross_entropy(head, hidden, targets, reduction: str = "mean"):
+    """``F.cross_entropy(head(hidden).float(), targets, reduction=reduction)`` for 2-D ``hidden``.
+
+    The loss is the last op of the graph, so the gradient of its sum with respect to the logits is known in
+    the forward pass already (softmax - one-hot). Where it is exact (frozen plain ``nn.Linear`` head, no
+    autocast, gradients on), this computes the loss and the gradient of ``hidden`` chunk by chunk in the
+    forward pass and keeps only that gradient (rows x hidden) for backward, instead of the log-softmax of
+    rows x vocabulary (for the demo model 85 times larger) plus the two vocabulary-wide gradients backward
+    creates from it. Same matmuls, only moved; otherwise the standard computation.
+    """
+    import torch  # noqa: PLC0415
+    import torch.nn.functional as F  # noqa: PLC0415, N812
+
+    weight = getattr(head, "weight", None)
+    if (lean_activations_enabled() and type(head) is torch.nn.Linear and torch.is_grad_enabled()
+            and hidden.requires_grad and hidden.dim() == 2 and reduction in ("mean", "sum")
+            and not weight.requires_grad and (head.bias is None or not head.bias.requires_grad)
+            and not (head._forward_hooks or head._forward_pre_hooks) and hidden.dtype == weight.dtype
+            and not torch.is_autocast_enabled(hidden.device.type)):
+        return _functions().HeadCrossEntropy.apply(hidden, weight, head.bias, targets, reduction == "mean")
+    return F.cross_entropy(head(hidden).float(), targets, reduction=reduction)
 
 
 # -- patched forwards -------------------------------------------------------------------------------------

@@ -156,3 +156,38 @@ def test_autocast_falls_back(demo_model_dir):
     apply_lean_activations(model)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert float(model(**inputs).loss) == reference
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_head_cross_entropy_same_loss_and_gradient_without_logits(reduction, monkeypatch):
+    """The output layer + loss keep the gradient of the hidden rows for backward, not the vocabulary-wide
+    log-softmax: the same loss and gradient as F.cross_entropy on the logits."""
+    import torch.nn.functional as F
+
+    from engine.lean_activations import head_cross_entropy
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(96, 5000, bias=False).requires_grad_(False)
+    monkeypatch.setattr(lean_activations, "_CE_CHUNK_ELEMENTS", 64 * 5000)  # 64 rows a chunk
+    hidden = torch.randn(300, 96, requires_grad=True)
+    targets = torch.randint(0, 5000, (300,))
+    targets[7] = -100
+
+    def run(fn):
+        hidden.grad = None
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.untyped_storage().nbytes()) or t,
+                                                      lambda t: t):
+            loss = fn()
+        (loss * 0.5).backward()
+        return float(loss.detach()), hidden.grad.clone(), sum(saved)
+
+    ref, grad_ref, saved_ref = run(lambda: F.cross_entropy(head(hidden).float(), targets, reduction=reduction))
+    got, grad, saved = run(lambda: head_cross_entropy(head, hidden, targets, reduction))
+    assert got == pytest.approx(ref, rel=1e-6)
+    assert float((grad - grad_ref).norm() / grad_ref.norm()) < 1e-5
+    assert float(grad[7].abs().max()) == 0.0
+    assert saved <= hidden.numel() * 4 < saved_ref / 10
+
+    with torch.no_grad():  # evaluation: the standard computation
+        assert float(head_cross_entropy(head, hidden, targets, reduction)) == pytest.approx(ref, rel=1e-6)
