@@ -2,27 +2,27 @@
 
 What autograd saves during a forward pass is most of a LoRA run's memory: the frozen base weights need no
 gradient, yet every elementwise op between the projections keeps its own inputs. Measured on the demo model
-(SmolLM2-135M, 30 layers, fp32, LoRA on every linear layer), a batch keeps about 1.37 MB per token, and 60%
-of it is four 1536-wide tensors per layer in the MLP: gate, silu(gate), up and silu(gate) * up. Two more
-576-wide tensors per layer are the RMSNorm outputs, kept by the LoRA projections that read them although
-the norm already keeps its own input.
+(SmolLM2-135M, 30 layers, fp32, LoRA on every linear layer, the answer-only loss) on its longest batch
+(4 x 124 tokens), autograd kept 1.37 MiB per token, 60% of it four 1536-wide MLP tensors per layer
+(gate, silu(gate), up, silu(gate) * up). Here it keeps 0.69 MiB per token, with the same loss:
 
-Two autograd Functions here compute exactly what peft computes (same ops, same order, so the same forward
-values) but save less, and redo only cheap elementwise work in backward:
-
-- Llama-style MLP (``down(silu(gate(x)) * up(x))``, each projection a peft LoRA Linear): saves x, gate and
-  up (plus the rank-wide LoRA intermediates); silu(gate) and the product are recomputed in backward.
-- A LoRA Linear whose input is an RMSNorm's output (q/k/v after ``input_layernorm``; the MLP after
-  ``post_attention_layernorm``): keeps the norm's input, which the norm saves anyway, and recomputes the
-  norm output in backward (once, shared by the projections that read it).
+- Llama-style MLP (``down(silu(gate(x)) * up(x))``, each projection a peft LoRA Linear): one autograd
+  Function saves gate and up (plus the rank-wide LoRA intermediates); silu(gate) and the product are
+  recomputed in backward.
+- LoRA Linears reading an RMSNorm's output (q/k/v after ``input_layernorm``, the MLP after
+  ``post_attention_layernorm``) keep the norm's input, which the norm saves anyway, and rebuild the norm's
+  output in backward (once, shared by the projections that read it).
+- SDPA attends grouped-query k/v itself on CPU instead of saving copies repeated to every query head.
+- :func:`head_cross_entropy` (used by the answer-only loss) keeps the gradient of the hidden rows instead of
+  the rows x vocabulary log-softmax.
 
 Gradient checkpointing saves more but recomputes every matmul of the forward (a third slower here); these
-recompute only elementwise ops. The patches replace ``forward`` on the matching module instances after peft
-wrapped the model and check at every call that they are exactly valid: plain LoRA (no DoRA or other variant,
-no LoRA bias), one active adapter, dropout 0, a plain unquantized frozen ``nn.Linear`` base, no hooks on the
-projections, training with gradients on, no autocast, one dtype throughout. Anything else runs peft's own
-forward untouched (eval, adapters switched off for a DPO reference, merged weights, bf16 autocast).
-``TUNEBOARD_LEAN_ACTIVATIONS=0`` turns it off.
+recompute only elementwise ops (about 2% slower). The patches replace ``forward`` on the matching module
+instances after peft wrapped the model, and check at every call that they are exactly valid: plain LoRA
+(no DoRA or other variant, no LoRA bias), one active adapter, dropout 0, a plain unquantized frozen
+``nn.Linear`` base, no hooks on the projections, training with gradients on, no autocast (bf16 autocast
+runs keep peft's path), one dtype throughout. Anything else runs peft's own forward untouched (evaluation,
+adapters switched off for a DPO reference, merged weights). ``TUNEBOARD_LEAN_ACTIVATIONS=0`` turns it off.
 
 Imports of torch stay inside functions: the web process imports engine modules and must start fast.
 """
@@ -330,7 +330,9 @@ def _linear_forward(self, x, *args, **kwargs):
 def _record_norm_output(holders, norm, inputs, output):
     """Forward hook on an RMSNorm: tell its readers which tensor it produced and how to rebuild it. Weak
     references only: nothing is kept alive beyond what autograd keeps."""
-    if not (norm.training and inputs and getattr(output, "requires_grad", False)):
+    # Other hooks on the norm (DeepSpeed ZeRO-3 gathers its weight in one) would not run in the recompute.
+    if not (norm.training and inputs and getattr(output, "requires_grad", False)
+            and not norm._forward_pre_hooks and len(norm._forward_hooks) == 1):
         for holder in holders:
             holder.pop("last", None)
         return
