@@ -84,7 +84,7 @@ def answer_only_loss(body, head, inputs: dict, num_items_in_batch=None):
 
     Same reduction as transformers' ForCausalLMLoss: sum / num_items_in_batch when that is given, else the mean.
     """
-    import torch.nn.functional as F  # noqa: PLC0415, N812
+    from engine.lean_activations import head_cross_entropy  # noqa: PLC0415
 
     labels = inputs["labels"]
     shift_labels = inputs.get("shift_labels")
@@ -95,11 +95,10 @@ def answer_only_loss(body, head, inputs: dict, num_items_in_batch=None):
         hidden, shift_labels = hidden[:, :-1], labels[:, 1:]
     shift_labels = shift_labels.to(hidden.device)
     keep = shift_labels.ne(IGNORE_INDEX)
-    logits = head(hidden[keep]).float()
     targets = shift_labels[keep]
     if num_items_in_batch is None:
-        return F.cross_entropy(logits, targets, reduction="mean")
-    loss = F.cross_entropy(logits, targets, reduction="sum")
+        return head_cross_entropy(head, hidden[keep], targets, "mean")  # F.cross_entropy(head(...).float(), ...)
+    loss = head_cross_entropy(head, hidden[keep], targets, "sum")
     if hasattr(num_items_in_batch, "to"):
         num_items_in_batch = num_items_in_batch.to(loss.device)
     return loss / num_items_in_batch

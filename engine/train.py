@@ -189,6 +189,7 @@ def _load_models(cfg: RunConfig, device: str, compute: str, log):
     import torch  # noqa: PLC0415
 
     from engine.finetuning import apply_finetuning  # noqa: PLC0415
+    from engine.lean_activations import apply_lean_activations  # noqa: PLC0415
     from engine.models import load_model  # noqa: PLC0415
 
     half = {"bf16": torch.bfloat16, "fp16": torch.float16, "pure_bf16": torch.bfloat16}.get(compute)
@@ -216,6 +217,7 @@ def _load_models(cfg: RunConfig, device: str, compute: str, log):
         tokenizer = load_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code)
         model.config.pad_token_id = tokenizer.pad_token_id
     model = apply_finetuning(model, cfg, log, task_type="SEQ_CLS" if reward else "CAUSAL_LM")
+    apply_lean_activations(model, log)  # LoRA modules that can keep fewer activations for backward
     ref_model = None
     if cfg.train.stage in ("dpo", "kto") and not lora:
         # LoRA's reference is the model with its adapter switched off; other methods need a frozen copy.
