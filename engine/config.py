@@ -187,7 +187,7 @@ class TrainConfig:
     seed: int = _f(42, "Random seed for shuffling and initialisation.", min=0, max=2**32 - 1)  # numpy's seed range
     probe_questions: str = _f(DEFAULT_PROBES, "Questions the model answers (greedy decoding) at step 0, at every "
                                               "save and evaluation and at the end, one per line; empty: none.")
-    probe_max_new_tokens: int = _f(40, "Longest probe answer, in tokens.", min=1, max=1024)
+    probe_max_new_tokens: int = _f(24, "Longest probe answer, in tokens.", min=1, max=1024)
     output_dir: str = _f("", "Run directory; set by the app (saves/<model>/<method>/<run name>).")
 
     def probes(self) -> list[str]:
