@@ -101,7 +101,7 @@ CHOICE_TEXT = {
 }
 
 MESSAGES = {
-    "group_probes": "プローブ質問",
+    "group_probes": "プローブ",
     "probe_caption": "学習が進むにつれて変わる、プローブ質問へのモデルの回答（貪欲デコード）。",
     "probe_step": "ステップ",
     # hardware panel

@@ -100,7 +100,7 @@ CHOICE_TEXT = {
 }
 
 MESSAGES = {
-    "group_probes": "프로브 질문",
+    "group_probes": "프로브",
     "probe_caption": "학습이 진행되면서 바뀌는 프로브 질문에 대한 모델의 답변 (그리디 디코딩).",
     "probe_step": "단계",
     # hardware panel

@@ -113,7 +113,7 @@ CHOICE_TEXT = {
 }
 
 MESSAGES = {
-    "group_probes": "Контрольные вопросы",
+    "group_probes": "Контроль обучения",
     "probe_caption": "Ответы модели на контрольные вопросы по ходу обучения (жадное декодирование).",
     "probe_step": "Шаг",
     # hardware panel

@@ -207,7 +207,7 @@ CHOICE_TEXT: dict[str, dict[str, dict[str, str]]] = {
 
 MESSAGES: dict[str, dict[str, str]] = {
     # probe questions
-    "group_probes": {"en": "Probe questions", "zh": "探针问题"},
+    "group_probes": {"en": "Probes", "zh": "探针"},
     "probe_caption": {"en": "The model's answers to the probe questions as training goes on (greedy decoding).",
                       "zh": "随着训练进行，模型对探针问题的回答（贪心解码）。"},
     "probe_step": {"en": "Step", "zh": "步数"},
