@@ -13,14 +13,18 @@ that stops reading (a closed browser tab) cannot hold the model forever, and
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gc
 import hashlib
 import importlib
 import threading
+import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
+from engine.generation import left_padded
 from engine.models import ModelLoadError, adapter_chain, check_checkpoint, load_model, load_tokenizer
 
 
@@ -30,6 +34,8 @@ CHAT_LIBRARIES = ("torch", "transformers.models.auto.modeling_auto", "transforme
 
 
 _libraries_lock = threading.Lock()
+
+BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
 
 def preload_libraries() -> None:
@@ -79,6 +85,7 @@ class ChatEngine:
         self.device = None
         self._base_key: _BaseKey | None = None
         self._adapters: dict[str, str] = {}  # adapter path -> peft adapter name
+        self._selected: list[str] = []  # the peft adapters the single chat answers through (none: the base)
         self.adapter_path = ""
         self.template = "auto"
 
@@ -116,21 +123,22 @@ class ChatEngine:
             if kind == "lora":
                 self._select_adapter(chain)
             else:
-                self._disable_adapters()
+                self._select_base()
             self.adapter_path = adapter_path
 
     def _select_adapter(self, chain: list[str]) -> None:
         # An adapter trained on top of others is active together with them (LoRA updates add up).
-        names = [self._attach(p) for p in chain]
-        self.model.set_adapter(names if len(names) > 1 else names[0])
-        self.model.enable_adapters()
+        self._selected = [self._attach(p) for p in chain]
+        self._restore_selection()
 
     def _attach(self, path: str) -> str:
         name = self._adapters.get(path)
         if name is None:
             name = "a" + hashlib.sha1(path.encode()).hexdigest()[:12]
             try:
-                self.model.load_adapter(path, adapter_name=name)
+                with warnings.catch_warnings():  # several adapters on one model is what the engine is for
+                    warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                    self.model.load_adapter(path, adapter_name=name)
             except Exception as exc:  # peft raises several types for mismatched adapters
                 raise ModelLoadError(f"cannot attach adapter {path!r} to this model: {exc}", key="adapter_mismatch",
                                      path=path, error=str(exc)) from None
@@ -140,6 +148,10 @@ class ChatEngine:
     def _disable_adapters(self) -> None:
         if self._adapters:
             self.model.disable_adapters()
+
+    def _select_base(self) -> None:
+        self._selected = []
+        self._disable_adapters()
 
     def unload(self) -> None:
         """Free the model; an answer being streamed is stopped first (its stream then raises ModelUnloaded)."""
@@ -169,6 +181,7 @@ class ChatEngine:
             worker.join()  # it has released the lock already; let it drop its reference to the model too
         self.model = self.tokenizer = self.formatter = None
         self._base_key, self._adapters, self.adapter_path, self.device = None, {}, "", None
+        self._selected = []
         self._active_worker = None
         gc.collect()
         try:
@@ -181,10 +194,28 @@ class ChatEngine:
 
     def stream(self, messages: list[dict], settings: GenerationSettings,
                stop: threading.Event | None = None) -> Iterator[str]:
-        """Yield the growing answer text to ``messages`` (role/content dicts, optional system first).
+        """Yield the growing answer text to ``messages`` (role/content dicts, optional system first) from the
+        selected model.
 
         Raises ModelLoadError when no model is loaded, and ModelUnloaded (after the partial text) when
         the model is unloaded mid-answer."""
+        for texts in self._stream([messages], None, settings, stop):
+            yield texts[0]
+
+    def stream_pair(self, conversations: tuple[list[dict], list[dict]], variants: tuple[str, str],
+                    settings: GenerationSettings, stop: threading.Event | None = None) -> Iterator[tuple[str, str]]:
+        """Answer two conversations at once, each through its own variant of the loaded base model: ``""`` for
+        the base itself or a LoRA checkpoint folder. Yields both growing answers together.
+
+        The two rows go through one batched ``generate`` in which each row passes through its own adapter
+        (peft's mixed-adapter batches), so both stream side by side for little more than the cost of one,
+        from the one copy of the base weights. A checkpoint trained on top of other adapters needs several
+        adapters on one row, which mixed batches cannot do: then the two answers are generated one after the
+        other. The adapter selected for the single chat is left as it was."""
+        yield from self._stream(list(conversations), list(variants), settings, stop)
+
+    def _stream(self, conversations: list[list[dict]], variants: list[str] | None, settings: GenerationSettings,
+                stop: threading.Event | None) -> Iterator[tuple[str, ...]]:
         import torch  # noqa: PLC0415
         from transformers import StoppingCriteria, StoppingCriteriaList  # noqa: PLC0415
 
@@ -201,30 +232,38 @@ class ChatEngine:
             if self.model is None or self._unloading:
                 raise ModelLoadError("no model is loaded", key="no_model")
             tokenizer, formatter = self.tokenizer, self.formatter
-            ids = torch.tensor([formatter.encode_prompt(messages)], device=self.device)
-            streamer = TokenStreamer(tokenizer)
+            prompts = [formatter.encode_prompt(messages) for messages in conversations]
+            passes = self._passes(variants, len(conversations))
+            stop_ids = formatter.stop_token_ids()
+            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+            streamer = TokenStreamer(tokenizer, len(prompts), stop_ids)
             sample = settings.temperature > 0
             kwargs = dict(
-                input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                max_new_tokens=settings.max_new_tokens, do_sample=sample,
-                eos_token_id=formatter.stop_token_ids(), pad_token_id=tokenizer.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
+                streamer=streamer, max_new_tokens=settings.max_new_tokens, do_sample=sample,
+                eos_token_id=stop_ids, pad_token_id=pad_id, stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
             )
             if sample:
                 kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
+            device = self.device
 
             def _run(model, gen_kwargs):
                 try:
                     if settings.seed is not None:
                         torch.manual_seed(settings.seed)
                     with torch.inference_mode():
-                        model.generate(**gen_kwargs)
+                        for rows, adapters in passes:
+                            if stop.is_set():
+                                break
+                            ids, mask = left_padded([prompts[r] for r in rows], pad_id)
+                            streamer.begin(rows)
+                            with adapters():
+                                model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
                 except BaseException as exc:  # surfaced to the caller below
                     errors.append(exc)
-                    streamer.end()
                 finally:
+                    streamer.close()
                     self._active_stop = None
                     self._generate_lock.release()
 
@@ -239,8 +278,7 @@ class ChatEngine:
                 self._generate_lock.release()
         del kwargs, tokenizer, formatter
         try:
-            for text in streamer:
-                yield text
+            yield from streamer
         finally:
             stop.set()  # also reached when the reader goes away mid-answer: stop generating
         worker.join()
@@ -250,42 +288,126 @@ class ChatEngine:
         if errors:
             raise errors[0]
 
+    def _passes(self, variants: list[str] | None, count: int) -> list[tuple[list[int], Callable]]:
+        """The generate calls that answer ``count`` rows: (rows, context that sets up the adapters). Called with
+        the generation lock held; attaching a variant's adapters the first time reads them from disk."""
+        if variants is None:  # the single chat: the selection load() made
+            return [(list(range(count)), contextlib.nullcontext)]
+        with self._state_lock:
+            chains = [self._variant_adapters(path) for path in variants]
+        if all(len(chain) <= 1 for chain in chains):
+            names = [chain[0] if chain else BASE_ROW for chain in chains]
+            return [(list(range(count)), functools.partial(self._mixed_adapters, names))]
+        return [([row], functools.partial(self._only_adapters, chain)) for row, chain in enumerate(chains)]
+
+    def _variant_adapters(self, path: str) -> list[str]:
+        """The peft adapter names that make up variant ``path`` ("" for the base model: none)."""
+        if not path:
+            return []
+        if check_checkpoint(path) != "lora":
+            raise ModelLoadError(f"{path!r} is a whole model, not a LoRA adapter: it cannot share the loaded base "
+                                 "model", key="compare_not_lora", path=path)
+        return [self._attach(p) for p in adapter_chain(path)]
+
+    @contextlib.contextmanager
+    def _mixed_adapters(self, names: list[str]):
+        """Row i of the batch goes through adapter names[i] (BASE_ROW: none). peft's LoRA layers take the names
+        as a keyword argument; a pre-forward hook on each of them passes it, as peft's own PeftModel does."""
+        from peft.tuners.lora import LoraLayer  # noqa: PLC0415
+
+        def give_names(_module, args, kwargs):
+            kwargs["adapter_names"] = names
+            return args, kwargs
+
+        hooks = [m.register_forward_pre_hook(give_names, with_kwargs=True)
+                 for m in self.model.modules() if isinstance(m, LoraLayer)]
+        if hooks:
+            self.model.enable_adapters()  # disabled layers ignore adapter_names
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
+            self._restore_selection()
+
+    @contextlib.contextmanager
+    def _only_adapters(self, names: list[str]):
+        """Every row goes through the adapters ``names`` together (none: the base model)."""
+        if names:
+            self.model.set_adapter(names if len(names) > 1 else names[0])
+            self.model.enable_adapters()
+        else:
+            self._disable_adapters()
+        try:
+            yield
+        finally:
+            self._restore_selection()
+
+    def _restore_selection(self) -> None:
+        if self._selected:
+            self.model.set_adapter(self._selected if len(self._selected) > 1 else self._selected[0])
+            self.model.enable_adapters()
+        else:
+            self._disable_adapters()
+
 
 class TokenStreamer:
-    """Streams the answer token by token (transformers' streamer protocol: put / end).
+    """Streams the answers of a batch token by token (transformers' streamer protocol: put / end), yielding
+    the tuple of all answers so far whenever one of them grows.
 
-    transformers' TextIteratorStreamer releases text only at spaces or CJK characters, so an
-    answer without spaces (emoji, code, some scripts) would arrive only at the end. Here the
-    whole answer so far is decoded at each token and released unless it ends inside a
-    multi-byte character.
+    transformers' TextIteratorStreamer releases text only at spaces or CJK characters, so an answer without
+    spaces (emoji, code, some scripts) would arrive only at the end. Here each answer so far is decoded at
+    each token and released unless it ends inside a multi-byte character. An answer ends at its first stop
+    token: what generate appends to a finished row (padding) is not part of it. Several generate calls may
+    feed one stream, each answering some of the rows (``begin``); ``close`` ends it.
     """
 
     _END = object()
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer, count: int = 1, stop_ids: list[int] | tuple = ()) -> None:
         import queue  # noqa: PLC0415
 
         self.tokenizer = tokenizer
-        self.ids: list[int] = []
+        self.stop_ids = set(stop_ids)
+        self.ids: list[list[int]] = [[] for _ in range(count)]
+        self.done = [False] * count
+        self.texts = [""] * count
+        self.rows = list(range(count))
         self.prompt_seen = False
-        self.sent = ""
         self.queue: queue.Queue = queue.Queue()
+
+    def begin(self, rows: list[int]) -> None:
+        """The next generate call answers ``rows`` (its batch row i is answer rows[i])."""
+        self.rows, self.prompt_seen = list(rows), False
 
     def put(self, value) -> None:
         if not self.prompt_seen:  # generate() first passes the prompt
             self.prompt_seen = True
             return
-        self.ids.extend(int(i) for i in value.reshape(-1).tolist())
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text != self.sent and not text.endswith("\ufffd"):
-            self.sent = text
-            self.queue.put(text)
+        steps = value.reshape(len(self.rows), -1).tolist()
+        for row, tokens in zip(self.rows, steps):
+            for token in tokens:
+                if self.done[row]:
+                    break
+                if token in self.stop_ids:
+                    self.done[row] = True
+                else:
+                    self.ids[row].append(int(token))
+        self._release(partial_ok=False)
 
     def end(self) -> None:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True) if self.ids else ""
-        if text != self.sent:
-            self.sent = text
-            self.queue.put(text)
+        self._release(partial_ok=True)
+
+    def _release(self, partial_ok: bool) -> None:
+        changed = False
+        for row in self.rows:
+            text = self.tokenizer.decode(self.ids[row], skip_special_tokens=True) if self.ids[row] else ""
+            if text != self.texts[row] and (partial_ok or not text.endswith("\ufffd")):
+                self.texts[row], changed = text, True
+        if changed:
+            self.queue.put(tuple(self.texts))
+
+    def close(self) -> None:
         self.queue.put(self._END)
 
     def __iter__(self):

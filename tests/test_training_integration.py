@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -102,6 +104,54 @@ def test_chat_through_trained_adapter(finished_run: RunDir):
     assert again == tuned  # greedy: the adapter gives the same answer after switching back
     eng.unload()
     assert not eng.loaded
+
+
+def test_compare_streams_base_and_adapter_side_by_side(finished_run: RunDir, tmp_path: Path):
+    """Compare mode: one batched generate answers through the base model on one row and the trained adapter on
+    the other; each answer is exactly what the single chat gives for that variant, and the single chat's
+    selection is left as it was."""
+    from engine.chat import ChatEngine, GenerationSettings
+
+    eng = ChatEngine()
+    eng.load("demo/SmolLM2-135M-Instruct", "")
+    model = eng.model
+    adapter = str(finished_run.path)
+    greedy = GenerationSettings(max_new_tokens=24, temperature=0.0)
+    question = [{"role": "user", "content": "Who are you?"}]
+    other = [{"role": "user", "content": "What is 2+2?"}]
+    updates = list(eng.stream_pair((question, question), ("", adapter), greedy))
+    base, tuned = updates[-1]
+    assert len(updates) > 2 and all(len(u) == 2 for u in updates)  # streamed, not delivered at the end
+    assert base and tuned and base != tuned
+    assert list(eng.stream(question, greedy))[-1] == base  # the single chat still answers through the base
+    # Each side as the single chat gives it; the rows may differ in length (left padding) and in question.
+    crossed = list(eng.stream_pair((other, question), (adapter, ""), greedy))[-1]
+    eng.load("demo/SmolLM2-135M-Instruct", adapter)
+    assert eng.model is model  # one base model in memory all along
+    assert list(eng.stream(question, greedy))[-1] == tuned
+    assert crossed == (list(eng.stream(other, greedy))[-1], base)
+    # Sampling with a seed gives the same pair again.
+    seeded = GenerationSettings(max_new_tokens=16, temperature=0.9, top_p=0.9, seed=7)
+    first = list(eng.stream_pair((question, question), ("", adapter), seeded))[-1]
+    assert list(eng.stream_pair((question, question), ("", adapter), seeded))[-1] == first
+    # An adapter trained on top of another needs both on its row: the two answers come one after the other.
+    stacked = _stacked_adapter(finished_run, tmp_path)
+    pair = list(eng.stream_pair((question, question), (adapter, stacked), greedy))[-1]
+    eng.load("demo/SmolLM2-135M-Instruct", stacked)
+    assert pair == (tuned, list(eng.stream(question, greedy))[-1]) and pair[1] != tuned
+    eng.unload()
+
+
+def _stacked_adapter(run: RunDir, folder: Path) -> str:
+    """A copy of ``run``'s adapter recorded as trained on top of ``run``: answering through it adds both."""
+    from engine.models import PARENTS_FILE
+
+    child = folder / "stacked"
+    child.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(run.path / name, child / name)
+    (child / PARENTS_FILE).write_text(json.dumps([str(run.path)]))
+    return str(child)
 
 
 def test_stop_saves_and_ends_as_stopped(workdirs, demo_model_dir):
