@@ -23,14 +23,16 @@ LABELS = {
                start="Start", stop="Stop", checkpoint="Checkpoint path", submit="Submit",
                finished="Training finished", identity_group="Identity placeholders", name="Assistant name",
                author="Assistant author", query="Input", output_dir="Output dir", evaluate="Evaluate & Predict",
-               export="Export"),
+               export="Export", compare="Compare side by side", model_a="Model A", model_b="Model B",
+               base="Base model (no adapter)"),
     "zh": dict(train="训练", chat="对话", dataset="数据集", load="加载模型", unload="卸载模型",
                preview="预览数据集", prev="上一页", next="下一页", close="关闭", template="对话模板",
                lr="学习率", epochs="训练轮数", max_samples="最大样本数", cutoff="截断长度",
                save_args="保存训练参数", load_args="载入训练参数", preview_cmd="预览命令",
                start="开始", stop="中断", checkpoint="检查点路径", submit="提交",
                finished="训练完毕", identity_group="身份占位符", name="助手名称", author="助手作者",
-               query="输入", output_dir="输出目录", evaluate="评估&预测", export="导出"),
+               query="输入", output_dir="输出目录", evaluate="评估&预测", export="导出", compare="并排对比",
+               model_a="模型 A", model_b="模型 B", base="基础模型（无适配器）"),
 }
 QUESTION = {"en": "Who are you?", "zh": "你好，你是谁？"}
 NEW_NAME, NEW_AUTHOR = "Nimbus", "Acme Lab"
@@ -45,21 +47,23 @@ def _button(page, name: str):
     return page.get_by_role("button", name=name, exact=True)
 
 
-def _ask(page, L: dict, question: str) -> str:
-    """Ask one question with greedy decoding and return the streamed answer once it stops growing."""
+def _ask(page, L: dict, question: str, boxes: tuple[str, ...] = ("#chat-box",)) -> list[str]:
+    """Ask one question with greedy decoding and return the streamed answer of each chat box once they all
+    stop growing."""
     page.get_by_role("button", name=re.compile("^(Clear history|清空历史)$")).click()
     page.get_by_label(L["query"], exact=True).fill(question)
     _button(page, L["submit"]).click()
-    bot = page.locator("#chat-box [data-testid='bot']").last
-    bot.wait_for(state="attached", timeout=60_000)
-    last, stable_since = "", time.time()
+    bots = [page.locator(f"{box} [data-testid='bot']").last for box in boxes]
+    for bot in bots:
+        bot.wait_for(state="attached", timeout=60_000)
+    last, stable_since = [], time.time()
     deadline = time.time() + 180
     while time.time() < deadline:
-        text = bot.inner_text().strip()
-        if text != last:
-            last, stable_since = text, time.time()
-        elif text and time.time() - stable_since > 4:
-            return text
+        texts = [bot.inner_text().strip() for bot in bots]
+        if texts != last:
+            last, stable_since = texts, time.time()
+        elif all(texts) and time.time() - stable_since > 4:
+            return texts
         time.sleep(0.5)
     return last
 
@@ -96,7 +100,7 @@ def test_reference_workflow(app_server, page, lang: str):
     # 1. Chat with the base model.
     page.get_by_role("tab", name=L["chat"], exact=True).click()
     _load(page, L)
-    base_answer = _ask(page, L, QUESTION[lang])
+    base_answer, = _ask(page, L, QUESTION[lang])
     assert base_answer and NEW_NAME not in base_answer
     _shot(page, lang, "1-base-chat")
 
@@ -159,6 +163,16 @@ def test_reference_workflow(app_server, page, lang: str):
     _choose(page, L["checkpoint"], run_name)
     _load(page, L)
     assert run_name in page.locator("#chat-status").inner_text()
-    tuned_answer = _ask(page, L, QUESTION[lang])
+    tuned_answer, = _ask(page, L, QUESTION[lang])
     _shot(page, lang, "5-tuned-chat")
     assert NEW_NAME in tuned_answer, f"base: {base_answer!r} tuned: {tuned_answer!r}"
+
+    # 4. Compare mode: base and the new run answer the same question side by side, from the one base model.
+    page.get_by_label(L["compare"], exact=True).check()
+    page.locator("#compare-panel").wait_for(state="visible", timeout=10_000)
+    expect(page.get_by_label(L["model_b"], exact=True)).to_have_value(run_name, timeout=10_000)
+    expect(page.get_by_label(L["model_a"], exact=True)).to_have_value(L["base"])
+    side_a, side_b = _ask(page, L, QUESTION[lang], ("#compare-box-a", "#compare-box-b"))
+    _shot(page, lang, "6-compare")
+    assert side_a == base_answer and side_b == tuned_answer, (side_a, side_b)
+    assert page.locator("#chat-box").is_hidden()

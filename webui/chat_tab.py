@@ -10,7 +10,7 @@ import gradio as gr
 from webui.form import Translated
 from webui.hardware_panel import HardwarePanel, build_hardware_panel
 from webui.locales import DEFAULT_LANG, t
-from webui.top_bar import TopBar
+from webui.top_bar import TopBar, checkpoint_choices
 
 _engine = None
 _engine_lock = threading.Lock()
@@ -57,15 +57,50 @@ def _describe(lang: str) -> str:
     return t(lang, "model_loaded", model=info["model"], adapter=adapter, device=info["device"])
 
 
+BASE_CHOICE = "<base>"  # the compare dropdowns' value for the base model; checkpoint values are folder paths
+SINGLE, COMPARE = "single", "compare"
+
+
+def variant_choices(lang: str, model_name: str, model_path: str, method: str) -> list[tuple[str, str]]:
+    """Compare mode's sides: the base model, then the runs and checkpoints the top bar offers."""
+    return [(t(lang, "base_model_choice"), BASE_CHOICE)] + checkpoint_choices(lang, model_name, model_path, method)
+
+
+def _conversation(history: list, text: str, system_text: str) -> list[dict]:
+    """The messages a side answers: its own history, the new question, the system prompt first when given."""
+    messages = [{"role": m["role"], "content": plain_text(m["content"])} for m in history
+                if m.get("role") in ("user", "assistant")]
+    messages.append({"role": "user", "content": text})
+    if system_text and system_text.strip():
+        messages.insert(0, {"role": "system", "content": system_text.strip()})
+    return messages
+
+
 def build_chat_tab(top: TopBar) -> ChatTab:
     lang = DEFAULT_LANG
     with gr.Row():
         load_btn = gr.Button(t(lang, "load_model"), variant="primary", elem_id="chat-load")
         unload_btn = gr.Button(t(lang, "unload_model"), elem_id="chat-unload")
     info = gr.Markdown(elem_id="chat-status")
+
+    def mode_choices(lang_: str) -> list[tuple[str, str]]:
+        return [(t(lang_, "mode_single"), SINGLE), (t(lang_, "mode_compare"), COMPARE)]
+
+    mode = gr.Radio(mode_choices(lang), value=SINGLE, label=t(lang, "chat_mode"), elem_id="chat-mode")
     with gr.Row():
         with gr.Column(scale=4):
             chatbot = gr.Chatbot(label=t(lang, "chatbot"), height=420, elem_id="chat-box", buttons=["copy"])
+            with gr.Row(visible=False, elem_id="compare-panel") as compare_panel:
+                sides = []
+                for side in ("a", "b"):
+                    with gr.Column(min_width=240):
+                        variant = gr.Dropdown(choices=[(t(lang, "base_model_choice"), BASE_CHOICE)],
+                                              value=BASE_CHOICE, label=t(lang, f"compare_{side}"),
+                                              info=t(lang, "compare_side_info"), elem_id=f"compare-{side}")
+                        box = gr.Chatbot(label=t(lang, f"compare_answers_{side}"), height=420,
+                                         elem_id=f"compare-box-{side}", buttons=["copy"])
+                    sides.append((variant, box))
+            (variant_a, chat_a), (variant_b, chat_b) = sides
             system = gr.Textbox(label=t(lang, "system_prompt"), info=t(lang, "system_prompt_info"), lines=1,
                                 elem_id="chat-system")
             query = gr.Textbox(label=t(lang, "query"), placeholder=t(lang, "query_placeholder"), lines=2,
@@ -80,6 +115,8 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             top_p = gr.Slider(0.01, 1.0, value=0.9, step=0.01, label=t(lang, "top_p"), elem_id="chat-top-p")
             temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label=t(lang, "temperature"),
                                     elem_id="chat-temperature")
+            seed = gr.Number(value=None, precision=0, minimum=0, label=t(lang, "seed"), info=t(lang, "seed_info"),
+                             elem_id="chat-seed")
     hardware = build_hardware_panel(top.lang, "chat")
 
     def on_load(lang_, model_path, checkpoint, template, device, trust):
@@ -102,47 +139,87 @@ def build_chat_tab(top: TopBar) -> ChatTab:
 
     unload_btn.click(on_unload, top.lang, info, api_name="chat_unload")
 
-    def on_submit(lang_, text, history, system_text, max_tokens, top_p_, temp, request: gr.Request):
+    bar_inputs = [top.lang, top.model_name, top.model_path.component, top.method.component]
+
+    def refresh_variants(lang_, name, path, method, current):
+        choices = variant_choices(lang_, name, path, method)
+        return gr.update(choices=choices, value=current if current in [v for _, v in choices] else BASE_CHOICE)
+
+    for variant in (variant_a, variant_b):
+        gr.on([variant.focus, top.lang.change, top.method.component.change], refresh_variants,
+              bar_inputs + [variant], variant)
+
+    def on_mode(mode_, lang_, name, path, method, current_b, checkpoint):
+        """Compare mode starts as base vs the checkpoint picked in the top bar (else the newest run)."""
+        compare = mode_ == COMPARE
+        if not compare:
+            return gr.update(visible=True), gr.update(visible=False), gr.update()
+        choices = variant_choices(lang_, name, path, method)
+        values = [v for _, v in choices]
+        pick = current_b if current_b in values[1:] else checkpoint if checkpoint in values else \
+            (values[1] if len(values) > 1 else BASE_CHOICE)
+        return gr.update(visible=False), gr.update(visible=True), gr.update(choices=choices, value=pick)
+
+    mode.change(on_mode, [mode] + bar_inputs + [variant_b, top.checkpoint], [chatbot, compare_panel, variant_b])
+
+    def on_submit(lang_, mode_, text, history, history_a, history_b, variant_a_, variant_b_, system_text, max_tokens,
+                  top_p_, temp, seed_, request: gr.Request):
         from engine.chat import GenerationSettings, ModelUnloaded  # noqa: PLC0415
 
+        compare = mode_ == COMPARE
+        histories = [list(history_a or []), list(history_b or [])] if compare else [list(history or [])]
+
+        def shown(text_=gr.skip()):
+            """The outputs for the current histories: the single chat's box or the two compare boxes."""
+            if compare:
+                return gr.skip(), histories[0], histories[1], text_
+            return histories[0], gr.skip(), gr.skip(), text_
+
         eng = chat_engine()
-        history = list(history or [])
         if not (text or "").strip():
-            yield history, text
+            yield shown()
             return
         if not eng.loaded:
             gr.Warning(t(lang_, "model_not_loaded"))
-            yield history, text
+            yield shown()
             return
-        messages = [{"role": m["role"], "content": plain_text(m["content"])} for m in history
-                    if m.get("role") in ("user", "assistant")]
-        messages.append({"role": "user", "content": text})
-        if system_text and system_text.strip():
-            messages.insert(0, {"role": "system", "content": system_text.strip()})
-        history += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+        conversations = [_conversation(h, text, system_text) for h in histories]
+        for h in histories:
+            h += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
         stop = threading.Event()
         key = request.session_hash if request else ""
         _stops[key] = stop
-        settings = GenerationSettings(max_new_tokens=int(max_tokens), temperature=float(temp), top_p=float(top_p_))
+        settings = GenerationSettings(max_new_tokens=int(max_tokens), temperature=float(temp), top_p=float(top_p_),
+                                      seed=None if seed_ is None else int(seed_))
+        if compare:
+            variants = tuple("" if v in (None, BASE_CHOICE) else v for v in (variant_a_, variant_b_))
+            answers = eng.stream_pair((conversations[0], conversations[1]), variants, settings, stop)
+        else:
+            answers = ((text_,) for text_ in eng.stream(conversations[0], settings, stop))
         try:
-            for partial in eng.stream(messages, settings, stop):
-                history[-1]["content"] = partial
-                yield history, ""
+            for partial in answers:
+                for h, answer in zip(histories, partial):
+                    h[-1]["content"] = answer
+                yield shown("")
         except ModelUnloaded:  # someone pressed Unload mid-answer: keep what was said, and say why it ends
             note = t(lang_, "answer_cut_unloaded")
-            history[-1]["content"] = f"{history[-1]['content']}\n\n{note}".strip()
-            yield history, ""
+            for h in histories:
+                h[-1]["content"] = f"{h[-1]['content']}\n\n{note}".strip()
+            yield shown("")
         except Exception as exc:  # shown in the chat, the app keeps running
             message = t(lang_, "generation_failed", error=error_text(lang_, exc))
             gr.Warning(message)
-            history[-1]["content"] = message
-            yield history, ""
+            for h in histories:
+                h[-1]["content"] = message
+            yield shown("")
         finally:
             _stops.pop(key, None)
 
-    chat_inputs = [top.lang, query, chatbot, system, max_new_tokens, top_p, temperature]
-    submit_btn.click(on_submit, chat_inputs, [chatbot, query], api_name="chat_submit")
-    query.submit(on_submit, chat_inputs, [chatbot, query], api_name="chat_submit_enter", api_visibility="undocumented")
+    chat_inputs = [top.lang, mode, query, chatbot, chat_a, chat_b, variant_a, variant_b, system, max_new_tokens,
+                   top_p, temperature, seed]
+    chat_outputs = [chatbot, chat_a, chat_b, query]
+    submit_btn.click(on_submit, chat_inputs, chat_outputs, api_name="chat_submit")
+    query.submit(on_submit, chat_inputs, chat_outputs, api_name="chat_submit_enter", api_visibility="undocumented")
 
     def on_stop(request: gr.Request):
         stop = _stops.get(request.session_hash if request else "")
@@ -150,14 +227,19 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             stop.set()
 
     stop_btn.click(on_stop, None, None, api_name="chat_stop")
-    clear_btn.click(lambda: [], None, chatbot)
+    clear_btn.click(lambda: ([], [], []), None, [chatbot, chat_a, chat_b])
 
     texts = [Translated(load_btn, "load_model", "value"), Translated(unload_btn, "unload_model", "value"),
+             Translated(mode, "chat_mode", choices=mode_choices),
              Translated(chatbot, "chatbot"), Translated(system, "system_prompt", info_key="system_prompt_info"),
+             Translated(variant_a, "compare_a", info_key="compare_side_info"),
+             Translated(variant_b, "compare_b", info_key="compare_side_info"),
+             Translated(chat_a, "compare_answers_a"), Translated(chat_b, "compare_answers_b"),
              Translated(query, "query", placeholder_key="query_placeholder"),
              Translated(submit_btn, "submit", "value"), Translated(stop_btn, "stop_generation", "value"),
              Translated(clear_btn, "clear_history", "value"), Translated(max_new_tokens, "max_new_tokens"),
-             Translated(top_p, "top_p"), Translated(temperature, "temperature")] + hardware.texts()
+             Translated(top_p, "top_p"), Translated(temperature, "temperature"),
+             Translated(seed, "seed", info_key="seed_info")] + hardware.texts()
     return ChatTab(texts, hardware)
 
 
