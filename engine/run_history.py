@@ -74,7 +74,9 @@ def all_runs(root: Path | None = None) -> list[RunDir]:
     if not root.is_dir():
         return []
     found: list[tuple[float, RunDir]] = []
-    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
+    # Dot folders are the app's own (saves/.queue); linked folders hold runs that live somewhere else.
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+                            and not p.name.startswith(".")):
         for method_dir in sorted(p for p in model_dir.iterdir() if p.is_dir() and not p.is_symlink()):
             found += [(run.read_status().get("created_at") or 0.0, run) for run in list_runs(method_dir)
                       if not run.path.is_symlink()]

@@ -16,13 +16,14 @@ from engine.run_history import RunBusyError, RunSummary, all_runs, loss_events, 
 from engine.rundir import RunDir
 from webui import runner
 from webui.form import Translated
-from webui.locales import DEFAULT_LANG, choice_labels, field_label, plot_labels, t
+from webui.locales import DEFAULT_LANG, field_label, plot_labels, t
 from webui.plots import overlay_figure
 from webui.run_monitor import fmt_seconds
 from webui.top_bar import TopBar, refresh_checkpoints
 
-_COLUMNS = ("run", "model", "method", "status", "datasets", "lr", "epochs", "lora_rank", "batch", "cutoff",
-            "final_loss", "best_loss", "best_eval_loss", "duration", "tokens_per_s")
+# Results before settings: on a narrow screen the table scrolls sideways, the run name pinned.
+_COLUMNS = ("run", "model", "method", "status", "final_loss", "best_loss", "best_eval_loss", "duration",
+            "tokens_per_s", "datasets", "lr", "epochs", "lora_rank", "batch", "cutoff")
 
 
 @dataclass(eq=False)
@@ -65,19 +66,18 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def _method_cell(lang: str, s: RunSummary) -> str:
-    if s.command != "train":
-        return f"{s.method} · {t(lang, f'queue_kind_{s.command}')}"
-    stage = dict((v, label) for label, v in choice_labels(lang, "train.stage", [s.stage])).get(s.stage, s.stage)
+    """lora · sft (the stage by its short name, which is the same in every language), or lora · evaluation."""
+    stage = t(lang, f"queue_kind_{s.command}") if s.command != "train" else s.stage
     return f"{s.method} · {stage}" if stage else s.method
 
 
 def _row(lang: str, s: RunSummary) -> list[str]:
     batch = "" if s.batch_size is None else f"{s.batch_size} × {s.grad_accum}"
     return [s.name, s.model, _method_cell(lang, s), t(lang, f"runs_state_{s.state}") if s.state else "?",
+            _num(s.final_loss, ".4f"), _num(s.best_loss, ".4f"), _num(s.best_eval_loss, ".4f"),
+            "" if s.duration_s is None else fmt_seconds(s.duration_s), _num(s.tokens_per_s, ".0f"),
             ", ".join(s.datasets), _num(s.learning_rate, "g"), _num(s.epochs, "g"), _num(s.lora_rank, "d"), batch,
-            _num(s.cutoff_len, "d"), _num(s.final_loss, ".4f"), _num(s.best_loss, ".4f"),
-            _num(s.best_eval_loss, ".4f"), "" if s.duration_s is None else fmt_seconds(s.duration_s),
-            _num(s.tokens_per_s, ".0f")]
+            _num(s.cutoff_len, "d")]
 
 
 def runs_table(lang: str, summaries: list[RunSummary]) -> dict:
@@ -103,8 +103,7 @@ def comparison(lang: str, paths: list[str]) -> tuple[Any, Any, str]:
     plot = overlay_figure(drawn, plot_labels(lang)) if drawn else None
     notes = [t(lang, "runs_no_curve", run=name) for name, events in curves if not events]
     if len(runs) < 2:
-        empty = gr.update(value=[["", ""]], headers=[t(lang, "runs_col_setting"), ""])
-        return plot, empty, "\n\n".join(notes + [t(lang, "runs_pick_two")])
+        return plot, gr.update(visible=False), "\n\n".join(notes + [t(lang, "runs_pick_two")])
     diff = settings_diff(runs)
     notes += [t(lang, "runs_config_unreadable", run=run.name, error=error) for run, error in diff.errors]
     # Columns by run name; the full label where two runs of different models share a name.
@@ -117,7 +116,7 @@ def comparison(lang: str, paths: list[str]) -> tuple[Any, Any, str]:
         rows.append([key if label == key else f"{label} ({key})"] + [_cell(v) for v in values])
     if len(diff.runs) >= 2 and not rows:
         notes.append(t(lang, "runs_same_settings"))
-    table = gr.update(value=rows or [[""] * len(headers)], headers=headers)
+    table = gr.update(value=rows or [[""] * len(headers)], headers=headers, visible=bool(rows))
     return plot, table, "\n\n".join(notes)
 
 
@@ -127,20 +126,20 @@ def build_runs_tab(top: TopBar) -> RunsTab:
         summary = gr.Markdown(elem_id="runs-summary")
         refresh = gr.Button(t(lang, "runs_refresh"), scale=0, min_width=120, elem_id="runs-refresh")
     table = gr.Dataframe(headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS], label=t(lang, "runs_table"),
-                         interactive=False, wrap=True, elem_id="runs-table")
+                         interactive=False, pinned_columns=1, elem_id="runs-table")
     compare = gr.Dropdown(choices=[], value=[], multiselect=True, label=t(lang, "runs_compare"),
                           info=t(lang, "runs_compare_info"), elem_id="runs-compare")
     with gr.Row():
         plot = gr.Plot(label=t(lang, "runs_overlay"), elem_id="runs-plot")
     diff_note = gr.Markdown(elem_id="runs-diff-note")
     diff = gr.Dataframe(headers=[t(lang, "runs_col_setting"), ""], label=t(lang, "runs_diff"), interactive=False,
-                        wrap=True, elem_id="runs-diff")
+                        wrap=True, visible=False, elem_id="runs-diff")
     with gr.Row():
         manage = gr.Dropdown(choices=[], value=None, label=t(lang, "runs_manage"), info=t(lang, "runs_manage_info"),
                              scale=2, elem_id="runs-manage")
         path = gr.Textbox(label=t(lang, "runs_path"), interactive=False, buttons=["copy"], scale=3,
                           elem_id="runs-path")
-    delete = gr.Button(t(lang, "runs_delete"), variant="stop", elem_id="runs-delete")
+        delete = gr.Button(t(lang, "runs_delete"), variant="stop", scale=0, min_width=140, elem_id="runs-delete")
     with gr.Column(visible=False, elem_id="runs-confirm-box") as confirm_box:
         confirm_text = gr.Markdown(elem_id="runs-confirm-text")
         with gr.Row():
