@@ -56,7 +56,7 @@ def test_runs_overlay_draws_two_curves(app_server, page, two_runs, workdirs):
         expect(traces).to_have_count(count, timeout=30_000)
     page.keyboard.press("Escape")
     expect(page.locator("#runs-compare")).to_contain_text(f"{MODEL} / lora / {b.name}")
-    legend = page.locator("#runs-plot .legend").inner_text()
+    legend = page.locator("#runs-plot .legend").text_content()
     assert f"lora / {a.name}" in legend and f"lora / {b.name}" in legend
     diff = page.locator("#runs-diff")
     expect(diff).to_contain_text("Learning rate (train.learning_rate)", timeout=30_000)
@@ -70,7 +70,7 @@ def test_runs_overlay_draws_two_curves(app_server, page, two_runs, workdirs):
     page.get_by_role("button", name="Delete run", exact=True).click()
     expect(page.locator("#runs-message")).to_contain_text("Choose a run first.", timeout=10_000)
     _pick(page, "Run", f"{MODEL} / lora / {b.name}")
-    expect(page.locator("#runs-path textarea")).to_have_value(str(b.path), timeout=10_000)
+    expect(page.get_by_label("Folder path", exact=True)).to_have_value(str(b.path), timeout=10_000)
     page.get_by_role("button", name="Delete run", exact=True).click()
     confirm = page.locator("#runs-confirm-text")
     expect(confirm).to_contain_text(f"Delete run {b.name}?", timeout=10_000)
@@ -83,7 +83,7 @@ def test_runs_overlay_draws_two_curves(app_server, page, two_runs, workdirs):
     assert not b.path.exists() and a.status_path.is_file()
     expect(table).not_to_contain_text(b.name, timeout=10_000)
     expect(traces).to_have_count(1, timeout=10_000)  # the deleted run left the selection and the plot
-    expect(page.locator("#runs-path textarea")).to_have_value("")
+    expect(page.get_by_label("Folder path", exact=True)).to_have_value("")
 
     # The checkpoint dropdown no longer holds or offers the deleted run; the other one is still there.
     checkpoint = page.get_by_label("Checkpoint path", exact=True)
