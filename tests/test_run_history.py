@@ -210,7 +210,7 @@ def test_overlay_and_diff_for_the_tab(saves):
     assert names == [run_label(a), run_label(b), f"{run_label(b)} · eval loss"]
     assert list(plot.data[1].y) == [2.0, 1.5, 1.2] and plot.data[2].line.dash == "dash"
     assert plot.data[1].line.color == plot.data[2].line.color != plot.data[0].line.color
-    assert diff["headers"] == ["Setting", "a", "b"]
+    assert diff["headers"] == ["Parameter", "a", "b"]
     assert diff["value"] == [["Learning rate (train.learning_rate)", "0.0005", "0.0001"]]
     assert note == ""
     _, diff_zh, _ = comparison("zh", [str(a.path), str(b.path)])

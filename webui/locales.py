@@ -457,7 +457,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "runs_col_best_eval_loss": {"en": "Best eval loss", "zh": "最低验证损失"},
     "runs_col_duration": {"en": "Duration", "zh": "用时"},
     "runs_col_tokens_per_s": {"en": "Tokens/s", "zh": "词元/秒"},
-    "runs_col_setting": {"en": "Setting", "zh": "参数"},
+    "runs_col_setting": {"en": "Parameter", "zh": "参数"},
     "runs_state_queued": {"en": "queued", "zh": "排队中"},
     "runs_state_running": {"en": "running", "zh": "运行中"},
     "runs_state_finished": {"en": "finished", "zh": "已完成"},

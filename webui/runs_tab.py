@@ -51,7 +51,8 @@ class RunsTab:
                 Translated(self.plot, "runs_overlay"), Translated(self.diff, "runs_diff"),
                 Translated(self.manage, "runs_manage", info_key="runs_manage_info"),
                 Translated(self.path, "runs_path"), Translated(self.delete, "runs_delete", "value"),
-                Translated(self.confirm, "runs_confirm_delete", "value"), Translated(self.cancel, "runs_cancel", "value")]
+                Translated(self.confirm, "runs_confirm_delete", "value"),
+                Translated(self.cancel, "runs_cancel", "value")]
 
     def fill_on(self, tab: gr.Tab, top: TopBar) -> None:
         """Read saves/ each time ``tab`` (this tab) is opened."""
@@ -103,7 +104,7 @@ def comparison(lang: str, paths: list[str]) -> tuple[Any, Any, str]:
     plot = overlay_figure(drawn, plot_labels(lang)) if drawn else None
     notes = [t(lang, "runs_no_curve", run=name) for name, events in curves if not events]
     if len(runs) < 2:
-        return plot, gr.update(visible=False), "\n\n".join(notes + [t(lang, "runs_pick_two")])
+        return plot, _empty_diff(lang), "\n\n".join(notes + [t(lang, "runs_pick_two")])
     diff = settings_diff(runs)
     notes += [t(lang, "runs_config_unreadable", run=run.name, error=error) for run, error in diff.errors]
     # Columns by run name; the full label where two runs of different models share a name.
@@ -118,6 +119,11 @@ def comparison(lang: str, paths: list[str]) -> tuple[Any, Any, str]:
         notes.append(t(lang, "runs_same_settings"))
     table = gr.update(value=rows or [[""] * len(headers)], headers=headers, visible=bool(rows))
     return plot, table, "\n\n".join(notes)
+
+
+def _empty_diff(lang: str) -> dict:
+    """The hidden diff table, its header in ``lang`` (a hidden table's text is still on the page)."""
+    return gr.update(value=[["", ""]], headers=[t(lang, "runs_col_setting"), ""], visible=False)
 
 
 def build_runs_tab(top: TopBar) -> RunsTab:
@@ -171,7 +177,16 @@ def _wire(tab: RunsTab, top: TopBar) -> None:
     view_inputs = [top.lang, tab.compare, tab.manage]
     hide_confirm = [gr.update(visible=False), ""]
     tab.refresh.click(_view, view_inputs, tab.view_outputs())
-    top.lang.change(_view, view_inputs, tab.view_outputs())
+
+    def on_lang(lang: str, selected, managed, shown: str) -> list:
+        """Everything again in ``lang`` once the tab has been filled; before that, only the table headers (saves/
+        is read when the tab is opened, not on every language switch of every page)."""
+        if shown:
+            return _view(lang, selected, managed)
+        table = gr.update(value=[[""] * len(_COLUMNS)], headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS])
+        return [gr.skip(), table, gr.skip(), gr.skip(), gr.skip(), _empty_diff(lang), gr.skip(), gr.skip()]
+
+    top.lang.change(on_lang, view_inputs + [tab.summary], tab.view_outputs())
 
     tab.compare.change(lambda lang, selected: list(comparison(lang, list(selected or []))), [top.lang, tab.compare],
                        [tab.plot, tab.diff, tab.diff_note])
