@@ -15,9 +15,11 @@ NAMES = {code: name for name, code in LANGUAGES}
 TAB_FIELDS = {"train": ("train.learning_rate", "train.num_train_epochs", "data.cutoff_len", "data.datasets"),
               "eval": ("eval.predict", "eval.compare_base"),
               "chat": (),
-              "export": ("export.export_dir", "export.max_shard_size_gb")}
+              "export": ("export.export_dir", "export.max_shard_size_gb"),
+              "runs": ()}
 TAB_MESSAGES = {"train": ("preview_dataset", "start"), "eval": ("preview_command",),
-                "chat": ("load_model", "clear_history"), "export": ("export_button",)}
+                "chat": ("load_model", "clear_history"), "export": ("export_button",),
+                "runs": ("runs_refresh", "runs_delete")}
 
 
 def _english_labels(lang: str) -> set[str]:
@@ -36,7 +38,7 @@ def test_tabs_in_the_language(app_server, page, lang: str):
     page.get_by_role("tab", name=t(lang, "tab_train"), exact=True).wait_for(timeout=10_000)
     assert page.get_by_label(t(lang, "lang"), exact=True).count() == 1
     english = _english_labels(lang)
-    for tab in ("train", "eval", "chat", "export"):
+    for tab in ("train", "eval", "chat", "export", "runs"):
         page.get_by_role("tab", name=t(lang, f"tab_{tab}"), exact=True).click()
         panel = page.locator(f"#tab-{tab}")
         for key in TAB_FIELDS[tab]:

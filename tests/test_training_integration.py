@@ -86,6 +86,25 @@ def test_finished_run_is_offered_as_checkpoint(finished_run: RunDir):
     assert ("integration", str(finished_run.path)) in choices
 
 
+def test_runs_view_summary_of_a_real_run(finished_run: RunDir):
+    """What the Runs tab lists about a real run: read back from the files the training process wrote."""
+    from engine.run_history import all_runs, summarize
+
+    assert finished_run in all_runs()
+    s = summarize(finished_run)
+    losses = [e for e in finished_run.read_events() if "loss" in e]
+    status = finished_run.read_status()
+    assert (s.state, s.command, s.stage, s.datasets) == (FINISHED, "train", "sft", ("identity",))
+    assert (s.learning_rate, s.epochs, s.lora_rank, s.batch_size, s.grad_accum, s.cutoff_len) == (
+        5e-4, 1.0, 8, 4, 1, 128)
+    assert s.final_loss == losses[-1]["loss"] and s.best_loss == min(e["loss"] for e in losses) < losses[0]["loss"]
+    assert s.best_eval_loss is None  # no validation split
+    assert s.tokens_per_s == losses[-1]["tokens_per_s"] > 0
+    # The process's wall clock (loading included) covers the training loop the events time.
+    assert s.duration_s == pytest.approx(status["finished_at"] - status["started_at"])
+    assert s.duration_s >= losses[-1]["elapsed_s"]
+
+
 def test_chat_through_trained_adapter(finished_run: RunDir):
     from engine.chat import ChatEngine, GenerationSettings
 

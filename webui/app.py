@@ -14,6 +14,7 @@ from webui.form import Translated
 from webui.hardware_panel import pause_hidden_panels
 from webui.locales import DEFAULT_LANG, t
 from webui.queue_panel import build_queue_panel
+from webui.runs_tab import build_runs_tab
 from webui.top_bar import build_top_bar
 from webui.train_tab import build_train_tab
 
@@ -51,17 +52,22 @@ def create_app() -> gr.Blocks:
                 chat = build_chat_tab(top)
             with gr.Tab(t(lang, "tab_export"), id="export", elem_id="tab-export") as tab_export:
                 export = build_export_tab(top)
+            with gr.Tab(t(lang, "tab_runs"), id="runs", elem_id="tab-runs") as tab_runs:
+                runs = build_runs_tab(top)
         queue = build_queue_panel(top.lang)
         texts = (top.texts() + queue.texts() + train.texts() + evaluate.texts() + chat.texts() + export.texts()
+                 + runs.texts()
                  + [Translated(tab_train, "tab_train"), Translated(tab_eval, "tab_eval"),
-                    Translated(tab_chat, "tab_chat"), Translated(tab_export, "tab_export")])
+                    Translated(tab_chat, "tab_chat"), Translated(tab_export, "tab_export"),
+                    Translated(tab_runs, "tab_runs")])
 
         def on_lang(lang_: str):
             return [f"## {t(lang_, 'title')}"] + [item.translate(lang_) for item in texts]
 
         top.lang.change(on_lang, top.lang, [title] + [item.component for item in texts])
         pause_hidden_panels([(tab_train, train.hardware), (tab_eval, None), (tab_chat, chat.hardware),
-                             (tab_export, None)])
+                             (tab_export, None), (tab_runs, None)])
+        runs.fill_on(tab_runs, top)
         monitors = [train.monitor, evaluate.monitor, export.monitor]
 
         def reattach():

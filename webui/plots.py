@@ -86,3 +86,31 @@ def _build_loss_figure(events: list[dict], labels: dict[str, str]):
                       margin={"l": 50, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h", "y": 1.12})
     fig.to_json()  # made here, under the lock, once for all the pages
     return fig
+
+
+# Plotly's default colour sequence: a run's validation curve takes the colour of its training curve.
+_RUN_COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880",
+                "#ff97ff", "#fecb52")
+
+
+def overlay_figure(curves: list[tuple[str, list[dict]]], labels: dict[str, str]):
+    """One figure with the training loss of several runs, one curve each (named by its run), and a dashed
+    validation curve in the same colour for a run that has one. ``curves``: (run name, events)."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    fig = go.Figure()
+    for i, (name, events) in enumerate(curves):
+        colour = _RUN_COLOURS[i % len(_RUN_COLOURS)]
+        train = [(e["step"], e["loss"]) for e in events if "loss" in e]
+        evals = [(e["step"], e["eval_loss"]) for e in events if "eval_loss" in e]
+        if train:
+            steps, losses = zip(*train)
+            fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers", name=name, legendgroup=name,
+                                     line={"color": colour, "width": 2}, marker={"size": 4}))
+        if evals:
+            steps, losses = zip(*evals)
+            fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers", name=f"{name} · {labels['eval_loss']}",
+                                     legendgroup=name, line={"color": colour, "dash": "dash"}))
+    fig.update_layout(xaxis_title=labels["step"], yaxis_title=labels["loss"], height=360,
+                      margin={"l": 50, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h", "y": 1.15})
+    return fig

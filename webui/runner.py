@@ -206,3 +206,14 @@ def checkpoint_entries(model_label: str, method: str) -> list[tuple[RunDir, Chec
 def finished_checkpoints(model_label: str, method: str) -> list[tuple[str, str]]:
     """(label, path) of runs with final weights for this model and method, newest first."""
     return [(run.name, str(run.path)) for run, ckpt in checkpoint_entries(model_label, method) if ckpt is None]
+
+
+def delete_run(path: str) -> RunDir:
+    """Delete a finished, failed or stopped run directory (engine.run_history.delete_run), under the launch lock:
+    a Start that would resume the same folder waits, and then finds it gone."""
+    from engine.run_history import delete_run as remove  # noqa: PLC0415
+
+    with launch_lock():
+        run = remove(path)
+    _shared.pop(run.path, None)
+    return run

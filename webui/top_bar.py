@@ -33,6 +33,11 @@ class TopBar:
         """Config fields the top bar owns (model section and the fine-tuning method)."""
         return [self.model_path, self.method, self.quantization, self.template, self.device, self.trust_remote_code]
 
+    @property
+    def checkpoint_inputs(self) -> list:
+        """What ``refresh_checkpoints`` reads, in its order."""
+        return [self.lang, self.model_name, self.model_path.component, self.method.component, self.checkpoint]
+
     def texts(self) -> list:
         return [Translated(self.lang, "lang"), Translated(self.model_name, "model_name", choices=model_name_choices),
                 FieldControl("model", "adapter_path", self.checkpoint)] + self.model_controls
@@ -69,6 +74,14 @@ def checkpoint_choices(lang: str, model_name: str, model_path: str, method: str)
             for run, ckpt in runner.checkpoint_entries(model_label(model_name, model_path), method)]
 
 
+def refresh_checkpoints(lang: str, name: str, path: str, method: str, current):
+    """The checkpoint dropdown re-scanned from disk; its value kept only while it is still offered (a run
+    deleted in the Runs tab disappears from the choices and from the selection)."""
+    choices = checkpoint_choices(lang, name, path, method)
+    keep = current if current in [c[1] for c in choices] else None
+    return gr.update(choices=choices, value=keep)
+
+
 def build_top_bar() -> TopBar:
     lang = DEFAULT_LANG
     first = KNOWN_MODELS[0]
@@ -99,12 +112,7 @@ def build_top_bar() -> TopBar:
     model_name.change(on_model_name, [lang_dd, model_name, method.component],
                       [model_path.component, template.component, checkpoint])
 
-    def refresh_checkpoints(lang_: str, name: str, path: str, method_value: str, current):
-        choices = checkpoint_choices(lang_, name, path, method_value)
-        keep = current if current in [c[1] for c in choices] else None
-        return gr.update(choices=choices, value=keep)
-
-    inputs = [lang_dd, model_name, model_path.component, method.component, checkpoint]
-    gr.on([method.component.change, checkpoint.focus, lang_dd.change], refresh_checkpoints, inputs, checkpoint)
+    gr.on([method.component.change, checkpoint.focus, lang_dd.change], refresh_checkpoints, bar.checkpoint_inputs,
+          checkpoint)
     return bar
 

@@ -1,0 +1,226 @@
+"""The Runs tab: every run under saves/ in one table, loss curves of several runs in one plot with the settings in
+which they differ, and deleting a finished run. Everything is read from the run directories
+(engine/run_history.py); the tab keeps nothing of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from engine.paths import PathError, saves_dir
+from engine.run_history import RunBusyError, RunSummary, all_runs, loss_events, run_label, run_to_delete, \
+    settings_diff, summarize
+from engine.rundir import RunDir
+from webui import runner
+from webui.form import Translated
+from webui.locales import DEFAULT_LANG, field_label, plot_labels, t
+from webui.plots import overlay_figure
+from webui.run_monitor import fmt_seconds
+from webui.top_bar import TopBar, refresh_checkpoints
+
+# Results before settings: on a narrow screen the table scrolls sideways, the run name pinned.
+_COLUMNS = ("run", "model", "method", "status", "final_loss", "best_loss", "best_eval_loss", "duration",
+            "tokens_per_s", "datasets", "lr", "epochs", "lora_rank", "batch", "cutoff")
+
+
+@dataclass(eq=False)
+class RunsTab:
+    refresh: gr.Button
+    summary: gr.Markdown
+    table: gr.Dataframe
+    compare: gr.Dropdown
+    plot: gr.Plot
+    diff: gr.Dataframe
+    diff_note: gr.Markdown
+    manage: gr.Dropdown
+    path: gr.Textbox
+    delete: gr.Button
+    confirm_box: gr.Column
+    confirm_text: gr.Markdown
+    confirm: gr.Button
+    cancel: gr.Button
+    message: gr.Markdown
+    pending: gr.State  # the folder the confirmation is about
+
+    def texts(self) -> list:
+        return [Translated(self.refresh, "runs_refresh", "value"), Translated(self.table, "runs_table"),
+                Translated(self.compare, "runs_compare", info_key="runs_compare_info"),
+                Translated(self.plot, "runs_overlay"), Translated(self.diff, "runs_diff"),
+                Translated(self.manage, "runs_manage", info_key="runs_manage_info"),
+                Translated(self.path, "runs_path"), Translated(self.delete, "runs_delete", "value"),
+                Translated(self.confirm, "runs_confirm_delete", "value"),
+                Translated(self.cancel, "runs_cancel", "value")]
+
+    def fill_on(self, tab: gr.Tab, top: TopBar) -> None:
+        """Read saves/ each time ``tab`` (this tab) is opened."""
+        tab.select(_view, [top.lang, self.compare, self.manage], self.view_outputs())
+
+    def view_outputs(self) -> list:
+        return [self.summary, self.table, self.compare, self.manage, self.plot, self.diff, self.diff_note, self.path]
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def _method_cell(lang: str, s: RunSummary) -> str:
+    """lora · sft (the stage by its short name, which is the same in every language), or lora · evaluation."""
+    stage = t(lang, f"queue_kind_{s.command}") if s.command != "train" else s.stage
+    return f"{s.method} · {stage}" if stage else s.method
+
+
+def _row(lang: str, s: RunSummary) -> list[str]:
+    batch = "" if s.batch_size is None else f"{s.batch_size} × {s.grad_accum}"
+    return [s.name, s.model, _method_cell(lang, s), t(lang, f"runs_state_{s.state}") if s.state else "?",
+            _num(s.final_loss, ".4f"), _num(s.best_loss, ".4f"), _num(s.best_eval_loss, ".4f"),
+            "" if s.duration_s is None else fmt_seconds(s.duration_s), _num(s.tokens_per_s, ".0f"),
+            ", ".join(s.datasets), _num(s.learning_rate, "g"), _num(s.epochs, "g"), _num(s.lora_rank, "d"), batch,
+            _num(s.cutoff_len, "d")]
+
+
+def runs_table(lang: str, summaries: list[RunSummary]) -> dict:
+    headers = [t(lang, f"runs_col_{c}") for c in _COLUMNS]
+    return gr.update(value=[_row(lang, s) for s in summaries] or [[""] * len(headers)], headers=headers)
+
+
+def _cell(value: Any) -> str:
+    if value is None:  # the section is not one this run's command reads
+        return "—"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return " / ".join(str(value).splitlines()) if isinstance(value, str) else str(value)
+
+
+def comparison(lang: str, paths: list[str]) -> tuple[Any, Any, str]:
+    """The overlay plot, the settings-diff table and a note about what could not be shown, for the selected runs."""
+    runs = [RunDir(Path(p)) for p in paths]
+    curves = [(run_label(r), loss_events(r)) for r in runs]
+    drawn = [c for c in curves if c[1]]
+    plot = overlay_figure(drawn, plot_labels(lang)) if drawn else None
+    notes = [t(lang, "runs_no_curve", run=name) for name, events in curves if not events]
+    if len(runs) < 2:
+        return plot, _empty_diff(lang), "\n\n".join(notes + [t(lang, "runs_pick_two")])
+    diff = settings_diff(runs)
+    notes += [t(lang, "runs_config_unreadable", run=run.name, error=error) for run, error in diff.errors]
+    # Columns by run name; the full label where two runs of different models share a name.
+    short = [r.name for r in diff.runs]
+    heads = [r.name if short.count(r.name) == 1 else run_label(r) for r in diff.runs]
+    headers = [t(lang, "runs_col_setting")] + heads
+    rows = []
+    for key, values in diff.rows:
+        label = field_label(lang, key)
+        rows.append([key if label == key else f"{label} ({key})"] + [_cell(v) for v in values])
+    if len(diff.runs) >= 2 and not rows:
+        notes.append(t(lang, "runs_same_settings"))
+    table = gr.update(value=rows or [[""] * len(headers)], headers=headers, visible=bool(rows))
+    return plot, table, "\n\n".join(notes)
+
+
+def _empty_diff(lang: str) -> dict:
+    """The hidden diff table, its header in ``lang`` (a hidden table's text is still on the page)."""
+    return gr.update(value=[["", ""]], headers=[t(lang, "runs_col_setting"), ""], visible=False)
+
+
+def build_runs_tab(top: TopBar) -> RunsTab:
+    lang = DEFAULT_LANG
+    with gr.Row():
+        summary = gr.Markdown(elem_id="runs-summary")
+        refresh = gr.Button(t(lang, "runs_refresh"), scale=0, min_width=120, elem_id="runs-refresh")
+    table = gr.Dataframe(headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS], label=t(lang, "runs_table"),
+                         interactive=False, pinned_columns=1, elem_id="runs-table")
+    compare = gr.Dropdown(choices=[], value=[], multiselect=True, label=t(lang, "runs_compare"),
+                          info=t(lang, "runs_compare_info"), elem_id="runs-compare")
+    with gr.Row():
+        plot = gr.Plot(label=t(lang, "runs_overlay"), elem_id="runs-plot")
+    diff_note = gr.Markdown(elem_id="runs-diff-note")
+    diff = gr.Dataframe(headers=[t(lang, "runs_col_setting"), ""], label=t(lang, "runs_diff"), interactive=False,
+                        wrap=True, visible=False, elem_id="runs-diff")
+    with gr.Row():
+        manage = gr.Dropdown(choices=[], value=None, label=t(lang, "runs_manage"), info=t(lang, "runs_manage_info"),
+                             scale=2, elem_id="runs-manage")
+        path = gr.Textbox(label=t(lang, "runs_path"), interactive=False, buttons=["copy"], scale=3,
+                          elem_id="runs-path")
+        delete = gr.Button(t(lang, "runs_delete"), variant="stop", scale=0, min_width=140, elem_id="runs-delete")
+    with gr.Column(visible=False, elem_id="runs-confirm-box") as confirm_box:
+        confirm_text = gr.Markdown(elem_id="runs-confirm-text")
+        with gr.Row():
+            confirm = gr.Button(t(lang, "runs_confirm_delete"), variant="stop", elem_id="runs-confirm-delete")
+            cancel = gr.Button(t(lang, "runs_cancel"), elem_id="runs-cancel-delete")
+    message = gr.Markdown(elem_id="runs-message")
+    tab = RunsTab(refresh, summary, table, compare, plot, diff, diff_note, manage, path, delete, confirm_box,
+                  confirm_text, confirm, cancel, message, gr.State(""))
+    _wire(tab, top)
+    return tab
+
+
+def _view(lang: str, selected: list[str] | None, managed: str | None) -> list:
+    """Everything the tab shows, re-read from saves/; selections of runs no longer there are dropped."""
+    summaries = [summarize(run) for run in all_runs()]
+    choices = [(s.label, str(s.run.path)) for s in summaries]
+    present = {value for _, value in choices}
+    selected = [p for p in (selected or []) if p in present]
+    managed = managed if managed in present else None
+    plot, diff, note = comparison(lang, selected)
+    root = saves_dir()
+    head = t(lang, "runs_summary", count=len(summaries), root=str(root)) if summaries else \
+        t(lang, "runs_none", root=str(root))
+    return [head, runs_table(lang, summaries), gr.update(choices=choices, value=selected),
+            gr.update(choices=choices, value=managed), plot, diff, note, managed or ""]
+
+
+def _wire(tab: RunsTab, top: TopBar) -> None:
+    view_inputs = [top.lang, tab.compare, tab.manage]
+    hide_confirm = [gr.update(visible=False), ""]
+    tab.refresh.click(_view, view_inputs, tab.view_outputs())
+
+    def on_lang(lang: str, selected, managed, shown: str) -> list:
+        """Everything again in ``lang`` once the tab has been filled; before that, only the table headers (saves/
+        is read when the tab is opened, not on every language switch of every page)."""
+        if shown:
+            return _view(lang, selected, managed)
+        table = gr.update(value=[[""] * len(_COLUMNS)], headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS])
+        return [gr.skip(), table, gr.skip(), gr.skip(), gr.skip(), _empty_diff(lang), gr.skip(), gr.skip()]
+
+    top.lang.change(on_lang, view_inputs + [tab.summary], tab.view_outputs())
+
+    tab.compare.change(lambda lang, selected: list(comparison(lang, list(selected or []))), [top.lang, tab.compare],
+                       [tab.plot, tab.diff, tab.diff_note])
+    tab.manage.change(lambda managed: [managed or ""] + hide_confirm + [""], tab.manage,
+                      [tab.path, tab.confirm_box, tab.pending, tab.message])
+
+    def on_delete(lang: str, managed: str | None):
+        if not managed:
+            return hide_confirm + ["", t(lang, "runs_pick_one")]
+        try:
+            run = run_to_delete(managed)
+        except PathError as exc:
+            return hide_confirm + ["", _refusal(lang, exc)]
+        return [gr.update(visible=True), str(run.path), t(lang, "runs_confirm_text", run=run.name, path=str(run.path)),
+                ""]
+
+    tab.delete.click(on_delete, [top.lang, tab.manage], [tab.confirm_box, tab.pending, tab.confirm_text, tab.message])
+    tab.cancel.click(lambda: hide_confirm + [""], None, [tab.confirm_box, tab.pending, tab.message])
+
+    def on_confirm(lang: str, pending: str, selected, managed, *checkpoint_values):
+        if not pending:  # the confirmation was withdrawn (another run chosen) before the click arrived
+            return hide_confirm + [t(lang, "runs_pick_one")] + _view(lang, selected, managed) + [gr.skip()]
+        try:
+            run = runner.delete_run(pending)
+            note = t(lang, "runs_deleted", run=run.name, path=str(run.path))
+        except PathError as exc:
+            note = _refusal(lang, exc)
+        return hide_confirm + [note] + _view(lang, selected, managed) + [refresh_checkpoints(*checkpoint_values)]
+
+    tab.confirm.click(on_confirm, [top.lang, tab.pending, tab.compare, tab.manage] + top.checkpoint_inputs,
+                      [tab.confirm_box, tab.pending, tab.message] + tab.view_outputs() + [top.checkpoint])
+
+
+def _refusal(lang: str, exc: PathError) -> str:
+    if isinstance(exc, RunBusyError):
+        return t(lang, "runs_delete_busy", error=str(exc))
+    return t(lang, "runs_delete_refused", error=str(exc))
