@@ -36,8 +36,16 @@ class SampleView:
         return sum(span.tokens for span in self.spans if span.kind == kind)
 
 
+def _decode(tokenizer, ids: list[int]) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
 def _spans(tokenizer, pieces: list[tuple[list[int], str]]) -> list[Span]:
-    """Decoded spans of (ids, kind) pieces, empty ones left out and neighbours of one kind joined."""
+    """Spans of (ids, kind) pieces, empty ones left out and neighbours of one kind joined.
+
+    The sequence is decoded whole and cut where each span's tokens end: a cutoff may fall inside a character
+    of several bytes, which decoding each span alone would garble on both sides; that character goes whole
+    to the later span."""
     joined: list[tuple[list[int], str]] = []
     for ids, kind in pieces:
         if not ids:
@@ -46,8 +54,18 @@ def _spans(tokenizer, pieces: list[tuple[list[int], str]]) -> list[Span]:
             joined[-1] = (joined[-1][0] + ids, kind)
         else:
             joined.append((list(ids), kind))
-    return [Span(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False), kind, len(ids))
-            for ids, kind in joined]
+    every = [token for ids, _ in joined for token in ids]
+    full = _decode(tokenizer, every)
+    spans, start, done = [], 0, 0
+    for ids, kind in joined:
+        done += len(ids)
+        prefix = _decode(tokenizer, every[:done]).rstrip("\ufffd")  # an unfinished character is not shown yet
+        while not full.startswith(prefix):
+            prefix = prefix[:-1]
+        end = len(full) if done == len(every) else max(start, len(prefix))
+        spans.append(Span(full[start:end], kind, len(ids)))
+        start = end
+    return spans
 
 
 def _labelled(input_ids: list[int], labels: list[int]) -> list[tuple[list[int], str]]:

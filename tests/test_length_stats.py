@@ -173,3 +173,22 @@ def test_formatted_preference_pair(tok):
         assert _texts(view, MASKED) == tok.decode(row["prompt_ids"], skip_special_tokens=False)
         assert _texts(view, TRAINED) == tok.decode(row[key], skip_special_tokens=False)
         assert answer in _texts(view, TRAINED) and view.tokens(CUT_AWAY) == 0
+
+
+def test_formatted_sample_cut_inside_a_character(tok):
+    """A cutoff inside a Chinese character (several bytes, several tokens) garbles neither side: the character
+    goes whole to the part beyond the cutoff, and the parts still join to the decoded sample."""
+    [sample] = load_row(DATA, "identity", 1, FILL)  # 你好 → a Chinese answer
+    cfg = _cfg("sft", ["identity"], cutoff_len=UNCUT)
+    [row] = encode_samples(cfg, tok, [sample], lambda _: None)
+    full = tok.decode(row["input_ids"], skip_special_tokens=False)
+    masked = sample_views(cfg, tok, sample)[1][0].tokens(MASKED)
+    garbled = 0
+    for cutoff in range(masked + 1, masked + 12):
+        cfg.data.cutoff_len = cutoff
+        _, [view] = sample_views(cfg, tok, sample)
+        assert "".join(span.text for span in view.spans) == full and "\ufffd" not in full
+        assert all("\ufffd" not in span.text for span in view.spans), cutoff
+        assert view.tokens(TRAINED) == cutoff - masked and view.tokens(CUT_AWAY) == len(row["input_ids"]) - cutoff
+        garbled += "\ufffd" in tok.decode(row["input_ids"][:cutoff], skip_special_tokens=False)
+    assert garbled  # some of these cutoffs do fall inside a character

@@ -119,9 +119,11 @@ def check_dataset(lang: str, cfg: RunConfig):
 def _view_html(lang: str, view: SampleView, pieces: int) -> str:
     title = (t(lang, "part_piece", number=view.number, total=pieces) if view.part == "piece"
              else t(lang, f"part_{view.part}"))
-    legend = " ".join(f'<span style="{_STYLE[kind]}padding:0 4px">{html.escape(t(lang, _LEGEND[kind]))}</span> '
-                      f"{html.escape(t(lang, 'token_count', count=view.tokens(kind)))}"
-                      for kind in (MASKED, TRAINED, CUT_AWAY) if view.tokens(kind) or kind != CUT_AWAY)
+    # A swatch in each style, then its meaning and token count in plain text (a struck label would be hard to read).
+    legend = " &nbsp; ".join(f'<span class="tb-key-{kind}"><span style="{_STYLE[kind]}padding:0 6px">abc</span> '
+                             f"{html.escape(t(lang, _LEGEND[kind]))}: "
+                             f"{html.escape(t(lang, 'token_count', count=view.tokens(kind)))}</span>"
+                             for kind in (MASKED, TRAINED, CUT_AWAY) if view.tokens(kind) or kind != CUT_AWAY)
     body = "".join(f'<span class="tb-{span.kind}" style="{_STYLE[span.kind]}">{html.escape(span.text)}</span>'
                    for span in view.spans)
     return (f'<div class="tb-view"><b>{html.escape(title)}</b><div class="tb-legend">{legend}</div>'

@@ -309,7 +309,7 @@ MESSAGES = {
                         "{longest} トークン · 平均 {mean}",
     "check_error": "データセットを確認できません — {error}",
     "sample_number": "表示する行",
-    "sample_number_info": "選んだ最初のデータセットの行（プレビューと同じ数え方）。表の行をクリックしても選べます。",
+    "sample_number_info": "選んだ最初のデータセット内の位置（1：最初のサンプル）。表の行をクリックしても選べます。",
     "sample_number_invalid": "表示する行：1 以上の整数を入力してください。",
     "show_formatted": "モデルが見る形で表示",
     "part_sample": "モデルが見る内容",

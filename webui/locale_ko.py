@@ -308,7 +308,7 @@ MESSAGES = {
                         "최장 {longest} 토큰 · 평균 {mean}",
     "check_error": "데이터셋을 점검할 수 없습니다 — {error}",
     "sample_number": "표시할 행",
-    "sample_number_info": "선택한 첫 번째 데이터셋의 행(미리보기와 같은 번호). 표의 행을 클릭해도 고를 수 있습니다.",
+    "sample_number_info": "선택한 첫 번째 데이터셋 안의 위치(1: 첫 샘플). 표의 행을 클릭해도 고를 수 있습니다.",
     "sample_number_invalid": "표시할 행: 1 이상의 정수를 입력하세요.",
     "show_formatted": "모델이 보는 그대로 보기",
     "part_sample": "모델이 보는 내용",

@@ -459,9 +459,9 @@ MESSAGES: dict[str, dict[str, str]] = {
                     "zh": "无法检查数据集 — {error}"},
     "sample_number": {"en": "Row to show",
                       "zh": "要显示的行"},
-    "sample_number_info": {"en": "Row of the first chosen dataset, counted as in the preview; clicking a table "
-                                 "row picks it.",
-                           "zh": "第一个所选数据集中的行号，与预览中的计数一致；点击表格中的一行即可选中。"},
+    "sample_number_info": {"en": "Position in the first chosen dataset (1: its first sample); clicking a "
+                                 "table row picks it.",
+                           "zh": "在第一个所选数据集中的位置（1 表示第一个样本）；点击表格中的一行即可选中。"},
     "sample_number_invalid": {"en": "Row to show: give a whole number from 1 on.",
                               "zh": "要显示的行：请填写从 1 开始的整数。"},
     "show_formatted": {"en": "Show as the model sees it",
