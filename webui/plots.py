@@ -105,7 +105,8 @@ def length_figure(edges: list[int], counts: list[int], cutoff: int, labels: dict
     fig.add_vline(x=cutoff, line={"color": "rgb(214,39,40)", "width": 2, "dash": "dash"},
                   annotation_text=labels["cutoff"].format(cutoff=cutoff), annotation_position="top")
     right = max(edges[-1] if edges else 0, cutoff) + width
-    fig.update_layout(xaxis_title=labels["tokens"], yaxis_title=labels["samples"], height=300, bargap=0.05,
+    # the top margin keeps the cutoff label clear of the block label Gradio draws over the corner
+    fig.update_layout(xaxis_title=labels["tokens"], yaxis_title=labels["samples"], height=320, bargap=0.05,
                       xaxis={"range": [min(edges[0] if edges else 0, cutoff) - width, right]},
-                      margin={"l": 50, "r": 20, "t": 30, "b": 40}, showlegend=False)
+                      margin={"l": 50, "r": 20, "t": 56, "b": 40}, showlegend=False)
     return fig
