@@ -83,12 +83,16 @@ def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, s
 
 
 def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name=None, identity_author=None,
-                          prefix: str = "", stage=None) -> DatasetPreview:
+                          prefix: str = "", stage=None, beside: tuple = ()) -> DatasetPreview:
     """The panel; placeholders are filled from the identity fields when given, else left as written.
-    ``stage`` (a component holding a training stage) picks how rows are shown; without it, the registry entry."""
+    ``stage`` (a component holding a training stage) picks how rows are shown; without it, the registry entry.
+    ``beside``: unrendered buttons to put next to Preview dataset."""
     lang = DEFAULT_LANG
     pre = f"{prefix}-" if prefix else ""
-    open_button = gr.Button(t(lang, "preview_dataset"), elem_id=f"{pre}preview-dataset")
+    with gr.Row():
+        open_button = gr.Button(t(lang, "preview_dataset"), elem_id=f"{pre}preview-dataset")
+        for component in beside:
+            component.render()
     notice = gr.Markdown(registry_notice(lang, dataset_dir.value or ""), elem_id=f"{pre}dataset-notice")
     with gr.Column(visible=False, elem_id=f"{pre}preview-panel") as panel:
         info = gr.Markdown(elem_id=f"{pre}preview-info")

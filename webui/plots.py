@@ -114,3 +114,27 @@ def overlay_figure(curves: list[tuple[str, list[dict]]], labels: dict[str, str])
     fig.update_layout(xaxis_title=labels["step"], yaxis_title=labels["loss"], height=360,
                       margin={"l": 50, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h", "y": 1.15})
     return fig
+
+
+def length_figure(edges: list[int], counts: list[int], cutoff: int, labels: dict[str, str]):
+    """Histogram of sample lengths in tokens, bins from ``engine.length_stats.length_histogram`` (drawn as they
+    are, so the bars are the counted numbers), bins beyond ``cutoff`` in another colour and a line at it.
+    ``labels``: translated tokens, samples and cutoff (with {cutoff})."""
+    import plotly.graph_objects as go  # noqa: PLC0415
+
+    width = edges[1] - edges[0] if len(edges) > 1 else 1
+    starts = edges[:-1]
+    fig = go.Figure(go.Bar(
+        x=[start + width / 2 for start in starts], y=counts, width=[width] * len(counts),
+        marker={"color": ["rgb(255,127,14)" if start + width - 1 > cutoff else "rgb(31,119,180)" for start in starts],
+                "line": {"width": 0}},
+        customdata=[[start, start + width - 1] for start in starts],
+        hovertemplate="%{customdata[0]}–%{customdata[1]}: %{y}<extra></extra>", name=labels["samples"]))
+    fig.add_vline(x=cutoff, line={"color": "rgb(214,39,40)", "width": 2, "dash": "dash"},
+                  annotation_text=labels["cutoff"].format(cutoff=cutoff), annotation_position="top")
+    right = max(edges[-1] if edges else 0, cutoff) + width
+    # the top margin keeps the cutoff label clear of the block label Gradio draws over the corner
+    fig.update_layout(xaxis_title=labels["tokens"], yaxis_title=labels["samples"], height=320, bargap=0.05,
+                      xaxis={"range": [min(edges[0] if edges else 0, cutoff) - width, right]},
+                      margin={"l": 50, "r": 20, "t": 56, "b": 40}, showlegend=False)
+    return fig

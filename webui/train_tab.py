@@ -16,6 +16,7 @@ from engine.paths import PathError, confined, configs_dir
 from engine.presets import demo_config
 from engine.rundir import ACTIVE_STATES, RunDir
 from webui import runner
+from webui.dataset_check import build_dataset_check, check_button
 from webui.dataset_preview import build_dataset_preview, dataset_listing
 from webui.hardware_panel import build_hardware_panel
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
@@ -99,9 +100,11 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         with gr.Row():
             add("data", "identity_name")
             add("data", "identity_author")
+    check_btn = check_button()
     preview = build_dataset_preview(top.lang, ctl["data.dataset_dir"].component, datasets.component,
                                     ctl["data.identity_name"].component, ctl["data.identity_author"].component,
-                                    stage=ctl["train.stage"].component)
+                                    stage=ctl["train.stage"].component, beside=(check_btn,))
+    check = build_dataset_check(check_btn, preview)
     # The same rows and groups as LlamaBoard, so its tutorials apply.
     groups = {}
 
@@ -194,6 +197,12 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         cfg.train.output_dir = str(run.path)
         return gr.update(value=runner.command_preview(run, cfg), visible=True), ""
 
+    # What the check measures depends on these fields: an open check is redrawn when one changes.
+    check_fields = [top.model_path, top.template, top.trust_remote_code] + [ctl[key] for key in (
+        "train.stage", "data.dataset_dir", "data.datasets", "data.identity_name", "data.identity_author",
+        "data.max_samples", "data.cutoff_len", "data.train_on_prompt", "data.mask_history")]
+    check.wire(top.lang, build_config, form_inputs, [c.component.change for c in check_fields])
+
     cmd_btn.click(on_preview_command, [top.lang, output_dir] + form_inputs, [command, status])
 
     def on_save(lang_, name, *values):
@@ -274,5 +283,5 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
              Translated(output_dir, "output_dir", info_key="output_dir_info"),
              Translated(config_path, "config_path", info_key="config_path_info"),
              Translated(plot, "loss_plot"), Translated(command, "command")]
-    texts += preview.texts() + monitor.texts() + hardware.texts()
+    texts += preview.texts() + check.texts() + monitor.texts() + hardware.texts()
     return MonitoredTab(controls, texts, monitor, hardware)

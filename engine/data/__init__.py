@@ -2,10 +2,12 @@
 
 from engine.data.errors import DataError
 from engine.data.formats import Sample, normalise_row
-from engine.data.loader import PREVIEW_COLUMNS, check_stage, load_samples, preview_page, preview_view
+from engine.data.loader import (PREVIEW_COLUMNS, check_stage, dataset_files, load_row, load_samples, preview_page,
+                                preview_view)
 from engine.data.registry import DatasetSpec, list_datasets, read_registry, resolve_dataset, scan_registry
 
 __all__ = [
-    "PREVIEW_COLUMNS", "DataError", "DatasetSpec", "Sample", "check_stage", "list_datasets", "load_samples",
+    "PREVIEW_COLUMNS", "DataError", "DatasetSpec", "Sample", "check_stage", "dataset_files", "list_datasets", "load_row",
+    "load_samples",
     "normalise_row", "preview_page", "preview_view", "read_registry", "resolve_dataset", "scan_registry",
 ]

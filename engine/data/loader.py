@@ -15,7 +15,8 @@ from engine.data.formats import Sample, normalise_row
 from engine.data.registry import REGISTRY_FILE, SUPPORTED_SUFFIXES, DatasetSpec, resolve_dataset, unsupported_type
 
 
-def _files(spec: DatasetSpec) -> list[Path]:
+def dataset_files(spec: DatasetSpec) -> list[Path]:
+    """The files a dataset reads: its file, or the data files of its folder in name order."""
     if spec.path.is_dir():
         files = sorted(p for p in spec.path.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
         if not files:
@@ -155,7 +156,7 @@ def iter_rows(spec: DatasetSpec, skip: int = 0) -> Iterator[tuple[str, int, obje
     are numbered by line. Skipped rows are not parsed where the format allows, so a page deep in a large file
     costs little.
     """
-    for path in _files(spec):
+    for path in dataset_files(spec):
         name = _shown_name(spec, path)
         try:
             if skip:
@@ -218,10 +219,21 @@ def load_samples(dataset_dir: str | Path, names: list[str], max_samples: int = 0
     return samples
 
 
+def load_row(dataset_dir: str | Path, name: str, position: int, fill: dict | None = None,
+             stage: str = "sft") -> list[Sample]:
+    """The samples row ``position`` (0-based, counted as the preview and max_samples count rows) gives for
+    training ``stage``: the same reading as :func:`load_samples`, for one row (kto from preference data: two)."""
+    spec = resolve_dataset(dataset_dir, name)
+    check_stage(spec, stage, str(Path(dataset_dir) / REGISTRY_FILE))
+    for file, index, row in iter_rows(spec, skip=max(0, position)):
+        return _for_stage(normalise_row(row, spec, index, fill, stage, file=file), stage)
+    raise DataError(f"has no row {position + 1}: it holds {count_rows(spec)}", file=spec.path.name)
+
+
 def count_rows(spec: DatasetSpec) -> int:
     """Rows in the dataset, without holding them: a large file is never loaded whole to count it (but for a json
     list, which is parsed to count it, once per version of the file)."""
-    return sum(_count_file(path) for path in _files(spec))
+    return sum(_count_file(path) for path in dataset_files(spec))
 
 
 # Columns of a preview row for each way of showing a dataset.
