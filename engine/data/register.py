@@ -107,7 +107,11 @@ def register(dataset_dir: str | Path, name: str, suffix: str, write: Callable[[P
         if existed and (not overwrite or not target.is_file()):
             raise DataError(f"a file {file_name!r} already exists in the data folder; choose another name"
                             + ("" if target.is_dir() else " or allow overwriting"), file=str(folder))
+        # Temporary files are private: the new file keeps the mode of the one it replaces, or the registry's.
+        like = target if existed else reg_path if reg_path.exists() else None
+        mode = like.stat().st_mode & 0o777 if like else 0o644
         write(target)
+        os.chmod(target, mode)
         try:
             registry[name] = {"file_name": file_name, **entry}
             atomic_write_json(reg_path, registry)
