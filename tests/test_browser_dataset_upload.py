@@ -62,6 +62,14 @@ def test_good_upload_is_registered_and_offered(app_server, page, data_dir, tmp_p
     assert "5 rows" in report and "messages" in report and "role" in report
     assert page.locator("#upload-kind input").input_value() == t("en", "kind_sharegpt")
     assert page.locator("#upload-name").get_by_role("textbox").input_value() == "math_chat"
+    # A wrong format chosen by hand is refused, with what is missing; the right one is accepted again.
+    page.get_by_label("Format", exact=True).click()
+    page.get_by_role("option", name=t("en", "kind_alpaca"), exact=True).click()
+    assert "cannot read it as alpaca: no instruction column" in _wait_text(page, "#upload-report", "cannot read")
+    assert page.locator("#upload-register").is_disabled()
+    page.get_by_label("Format", exact=True).click()
+    page.get_by_role("option", name=t("en", "kind_sharegpt"), exact=True).click()
+    _wait_text(page, "#upload-report", "all valid")
     assert "math_chat" not in _dataset_options(page)
     page.locator("#upload-register").click()
     _wait_text(page, "#upload-report", "Registered dataset")

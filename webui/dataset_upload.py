@@ -123,7 +123,6 @@ def on_register(lang: str, folder: str, path: str | None, name: str, kind: str |
         gr.Warning(t(lang, "upload_failed", error=str(exc)))
         return t(lang, "upload_failed", error=_plain(str(exc))), gr.update()
     message = t(lang, "upload_registered", name=_plain(name.strip()), file=_plain(str(target)))
-    gr.Info(t(lang, "upload_registered", name=name.strip(), file=str(target)))
     return message, _datasets_update(folder, current)
 
 
@@ -135,7 +134,6 @@ def on_identity(lang: str, folder: str, dataset: str, name: str, author: str, pu
     except (DataError, PathError, OSError) as exc:
         gr.Warning(t(lang, "identity_failed", error=str(exc)))
         return t(lang, "identity_failed", error=_plain(str(exc))), gr.update()
-    gr.Info(t(lang, "identity_written", name=dataset.strip(), rows=rows, file=str(target)))
     return (t(lang, "identity_written", name=_plain(dataset.strip()), rows=rows, file=_plain(str(target))),
             _datasets_update(folder, current))
 

@@ -330,7 +330,7 @@ MESSAGES = {
     "role_system_tag": "시스템 발화",
     "upload_no_file": "먼저 파일을 업로드하세요.",
     "upload_failed": "등록되지 않았습니다: {error}",
-    "upload_registered": "데이터셋 **{name}**을(를) 등록했습니다 ({file}). 이제 '데이터셋' 목록에서 고를 수 있습니다.",
+    "upload_registered": "데이터셋 {name}을(를) 등록했습니다 ({file}). 이제 '데이터셋' 목록에서 고를 수 있습니다.",
     "identity_title": "#### 정체성 데이터셋",
     "identity_intro": "영어와 중국어로 된 정체성 데이터셋을 만듭니다: 데모 정체성 질문에 이 이름과 작성자로 답하고, 선택 항목에 대한 문답도 더합니다.",
     "identity_dataset": "정체성 데이터셋 이름",
@@ -347,5 +347,5 @@ MESSAGES = {
     "identity_extra_info": "한 줄에 하나씩: 질문 | 답변. {{name}}과 {{author}}는 채워집니다.",
     "identity_build": "정체성 데이터셋 만들기",
     "identity_failed": "만들지 못했습니다: {error}",
-    "identity_written": "데이터셋 **{name}**을(를) 만들었습니다: 문답 {rows}개 ({file}). 이제 '데이터셋' 목록에서 고를 수 있습니다.",
+    "identity_written": "데이터셋 {name}을(를) 만들었습니다: 문답 {rows}개 ({file}). 이제 '데이터셋' 목록에서 고를 수 있습니다.",
 }

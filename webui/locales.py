@@ -455,10 +455,10 @@ MESSAGES: dict[str, dict[str, str]] = {
                          "zh": "以此名称注册；文件以“名称 + 扩展名”保存到数据路径中。"},
     "upload_overwrite": {"en": "Replace a dataset of the same name", "zh": "替换同名数据集"},
     "upload_register": {"en": "Register dataset", "zh": "注册数据集"},
-    "upload_unusable": {"en": "**This file cannot be used:** {error}", "zh": "**无法使用该文件：**{error}"},
+    "upload_unusable": {"en": "**This file cannot be used:** {error}", "zh": "**无法使用该文件**：{error}"},
     "upload_problems": {"en": "**{count} problem(s) in {rows} rows; nothing is registered.** Fix the file and upload "
                               "it again:",
-                        "zh": "**{rows} 行中发现 {count} 个问题，未注册任何内容。**请修改文件后重新上传："},
+                        "zh": "**{rows} 行中发现 {count} 个问题，未注册任何内容**。请修改文件后重新上传："},
     "upload_more": {"en": "… and {more} more", "zh": "……另有 {more} 个"},
     "upload_ok": {"en": "**Format: {kind}** · {rows} rows, all valid. Check the columns, then press Register dataset.",
                   "zh": "**格式：{kind}** · 共 {rows} 行，全部有效。请核对各列，然后点击“注册数据集”。"},
