@@ -143,7 +143,7 @@ def test_registration_keeps_every_other_entry(data_dir, tmp_path):
     assert list(after) == list(before) + ["uploaded"]
     assert {k: v for k, v in after.items() if k != "uploaded"} == before
     assert after["uploaded"]["file_name"] == "uploaded.jsonl"
-    assert not list(data_dir.glob(".*.tmp"))  # no temporary file left behind
+    assert not list(data_dir.glob(".*"))  # no temporary or lock file left behind
 
 
 def test_concurrent_registrations_lose_no_entry(data_dir, tmp_path):

@@ -1,6 +1,6 @@
 """Add a dataset to a data folder: its file written under a safe name, its entry added to dataset_info.json.
 
-Both writes are atomic and happen under a lock file of the folder, so two registrations at once (two tabs, two
+Both writes are atomic and happen under a lock on the folder, so two registrations at once (two tabs, two
 app processes) cannot lose each other's entry; the registry is read again under the lock and every other entry is
 written back with the same content.
 """
@@ -23,7 +23,6 @@ from engine.paths import PathError, confined
 
 # Letters (any script), digits, "_", "-", "."; not starting with "." or "-": the name is also the file's name.
 _NAME = re.compile(r"^\w[\w.\-]{0,63}$", re.UNICODE)
-LOCK_FILE = ".dataset_info.json.lock"
 
 
 def check_dataset_name(name: str) -> str:
@@ -37,13 +36,14 @@ def check_dataset_name(name: str) -> str:
 
 @contextmanager
 def registry_lock(folder: Path) -> Iterator[None]:
-    """Held while the registry is read, changed and written back."""
-    with open(folder / LOCK_FILE, "a+b") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """Held while the registry is read, changed and written back: a lock on the folder itself, so no lock file is
+    left among the user's datasets (the registry file cannot hold it: each write replaces it with a new file)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def copy_into(source: Path) -> Callable[[Path], None]:
