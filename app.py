@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         print(warning, file=sys.stderr, flush=True)
     configure_gradio()
     import_gradio()
+    from engine.data.upload import MAX_UPLOAD_MB  # noqa: PLC0415
     from webui.app import A11Y_JS, CSS, create_app  # noqa: PLC0415 - keeps --help instant
 
     demo = create_app()
@@ -270,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.launch(server_name=args.host, server_port=args.port, root_path=args.root_path or None, share=args.share,
                 auth=auth_check(args.credentials) if args.credentials else None,
                 auth_message=LOGIN_MESSAGE if args.credentials else None,
-                css=CSS, js=A11Y_JS, footer_links=["api", "settings"], show_error=True, prevent_thread_lock=True)
+                css=CSS, js=A11Y_JS, footer_links=["api", "settings"], show_error=True, prevent_thread_lock=True,
+                max_file_size=f"{MAX_UPLOAD_MB}mb")  # the Add dataset panel's limit; the engine checks it too
     # Only now, with the page answering (their imports would slow the server's start on a small machine): the
     # warm worker that Start forks runs from, and the libraries the first Load model needs.
     from engine import warm_worker  # noqa: PLC0415

@@ -539,3 +539,29 @@ def test_nan_number_box_payload():
     for value in (float("nan"), float("inf")):
         with pytest.raises(ConfigError, match=r"^lora\.rank: expected a whole number"):
             config_from_values([rank], [value])
+
+
+def test_add_dataset_refuses_escaping_names_and_changes_nothing(app, roots, tmp_path):
+    d = data_dir(tmp_path, {"ds": {"file_name": "a.json"}}, {"a.json": [ROW]})
+    _link_into(d, roots["outside"])
+    upload = tmp_path / "up.jsonl"
+    upload.write_text(json.dumps(ROW) + "\n", encoding="utf-8")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps(ROW) + "\n{oops\n", encoding="utf-8")
+    before = snapshot(tmp_path, *roots.values())
+    names = [n for n in ESCAPES if n != "link"] + [".hidden", "a b"]  # "link" is a plain name: link.jsonl is fine
+    for name, overwrite in [(name, True) for name in names] + [("ds", False)]:
+        message, datasets = call(app, "upload-register", field_data_dataset_dir=str(d), upload_file=str(upload),
+                                 upload_name=name, upload_overwrite=overwrite)
+        assert message.startswith("Not registered") and datasets == {"__type__": "update"}, (name, message)
+        status, _ = call(app, "identity-build", field_data_dataset_dir=str(d), identity_dataset=name,
+                         identity_name="Nova", identity_author="Acme", identity_overwrite=overwrite)
+        assert status.startswith("Not written"), (name, status)
+    message, _ = call(app, "upload-register", field_data_dataset_dir=str(d), upload_file=str(broken),
+                      upload_name="fine")
+    assert "broken.jsonl, row 2: not valid JSON" in message and "nothing was registered" in message
+    for folder in ("../outside", str(roots["outside"] / "missing")):  # a data folder that is not one
+        message, _ = call(app, "upload-register", field_data_dataset_dir=folder, upload_file=str(upload),
+                          upload_name="fine")
+        assert message.startswith("Not registered"), message
+    assert snapshot(tmp_path, *roots.values()) == before

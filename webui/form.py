@@ -66,9 +66,10 @@ class Translated:
     info_key: str | None = None
     placeholder_key: str | None = None
     choices: Callable[[str], list] | None = None  # a dropdown's (label, value) choices in a language
+    fields: dict | None = None  # the message's format arguments, if it has any
 
     def translate(self, lang: str):
-        update = {self.attr: t(lang, self.key)}
+        update = {self.attr: t(lang, self.key, **(self.fields or {}))}
         if self.info_key:
             update["info"] = t(lang, self.info_key)
         if self.placeholder_key:

@@ -18,6 +18,7 @@ from engine.rundir import ACTIVE_STATES, RunDir
 from webui import runner
 from webui.dataset_check import build_dataset_check, check_button
 from webui.dataset_preview import build_dataset_preview, dataset_listing
+from webui.dataset_upload import build_dataset_upload
 from webui.hardware_panel import build_hardware_panel
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
 from webui.locales import DEFAULT_LANG, plot_labels, t
@@ -105,6 +106,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
                                     ctl["data.identity_name"].component, ctl["data.identity_author"].component,
                                     stage=ctl["train.stage"].component, beside=(check_btn,))
     check = build_dataset_check(check_btn, preview)
+    upload = build_dataset_upload(top.lang, ctl["data.dataset_dir"].component, datasets.component)
     # The same rows and groups as LlamaBoard, so its tutorials apply.
     groups = {}
 
@@ -283,5 +285,5 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
              Translated(output_dir, "output_dir", info_key="output_dir_info"),
              Translated(config_path, "config_path", info_key="config_path_info"),
              Translated(plot, "loss_plot"), Translated(command, "command")]
-    texts += preview.texts() + check.texts() + monitor.texts() + hardware.texts()
+    texts += preview.texts() + check.texts() + upload.texts() + monitor.texts() + hardware.texts()
     return MonitoredTab(controls, texts, monitor, hardware)

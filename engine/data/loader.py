@@ -40,9 +40,10 @@ def _shown_name(spec: DatasetSpec, path: Path) -> str:
 _CHUNK_ROWS = 1000
 
 
-def _iter_jsonl(path: Path, skip: int = 0) -> Iterator[tuple[int, object]]:
+def _iter_jsonl(path: Path, skip: int = 0, bad_lines: list | None = None) -> Iterator[tuple[int, object]]:
     """(line number, parsed line); blank lines are skipped but still counted, so errors name the real line.
-    The first ``skip`` rows are passed over without being parsed."""
+    The first ``skip`` rows are passed over without being parsed. A line that is not JSON raises a DataError, or,
+    given a ``bad_lines`` list, is added to it and passed over (checking a whole file reports every bad line)."""
     with open(path, encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -53,7 +54,10 @@ def _iter_jsonl(path: Path, skip: int = 0) -> Iterator[tuple[int, object]]:
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"not valid JSON ({exc.msg}, column {exc.colno})", file=path.name, row=lineno) from None
+                error = DataError(f"not valid JSON ({exc.msg}, column {exc.colno})", file=path.name, row=lineno)
+                if bad_lines is None:
+                    raise error from None
+                bad_lines.append(error)
 
 
 def _read_json(path: Path) -> list:
@@ -114,10 +118,11 @@ def _iter_table(path: Path, skip: int = 0) -> Iterator[tuple[int, object]]:
         first += len(chunk)
 
 
-def _file_rows(path: Path, skip: int = 0) -> Iterator[tuple[int, object]]:
+def file_rows(path: Path, skip: int = 0, bad_lines: list | None = None) -> Iterator[tuple[int, object]]:
+    """(1-based row number, raw row) of one json/jsonl/csv/parquet file; ``bad_lines`` as for jsonl above."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        return _iter_jsonl(path, skip)
+        return _iter_jsonl(path, skip, bad_lines)
     if suffix == ".json":
         return itertools.islice(enumerate(_read_json(path), 1), skip, None)
     return _iter_table(path, skip)
@@ -164,7 +169,7 @@ def iter_rows(spec: DatasetSpec, skip: int = 0) -> Iterator[tuple[str, int, obje
                 if skip >= count:
                     skip -= count
                     continue
-            rows, skip = _file_rows(path, skip), 0
+            rows, skip = file_rows(path, skip), 0
             for index, row in rows:
                 yield name, index, row
         except UnicodeDecodeError:

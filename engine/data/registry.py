@@ -118,6 +118,12 @@ def resolve_dataset(dataset_dir: str | Path, name: str) -> DatasetSpec:
         raise DataError(str(exc), file=reg_file, field=name) from None
     if not path.exists():
         raise DataError(f"file {file_name!r} does not exist", file=reg_file, field=name)
+    return spec_from_entry(name, path, entry, reg_file)
+
+
+def spec_from_entry(name: str, path: Path, entry: dict, reg_file: str = REGISTRY_FILE) -> DatasetSpec:
+    """The spec of a registry entry (its file_name already resolved to ``path``): defaults filled in, values
+    checked; also how an entry is tried on an uploaded file before it is registered."""
     formatting = entry.get("formatting", "alpaca")
     if formatting not in ("alpaca", "sharegpt"):
         raise DataError(f"formatting must be alpaca or sharegpt, got {formatting!r}", file=reg_file, field=name)

@@ -1,0 +1,95 @@
+"""Check an uploaded file before it becomes a dataset: its layout detected, every row read the way training reads
+it, and the problems listed with their row and field; only a file without problems is registered."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.data.detect import Detection, detect
+from engine.data.errors import DataError
+from engine.data.formats import normalise_row
+from engine.data.loader import file_rows
+from engine.data.register import copy_into, register
+from engine.data.registry import SUPPORTED_SUFFIXES, spec_from_entry, unsupported_type
+
+MAX_UPLOAD_MB = 100
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+MAX_ERRORS = 20  # problems listed; the count says how many there are in all
+_DETECT_ROWS = 50
+
+
+@dataclass
+class Inspection:
+    """``detection``: None when the file or its layout cannot be read. ``rows``: rows read. ``errors``: the first
+    MAX_ERRORS problems, in row order; ``error_count``: all of them."""
+
+    detection: Detection | None
+    rows: int = 0
+    errors: list[DataError] = field(default_factory=list)
+    error_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.detection is not None and self.error_count == 0 and self.rows > 0
+
+
+def _check_file(path: Path) -> None:
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise unsupported_type(path.suffix or path.name, file=path.name)
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise DataError(f"the file is {size / 1024 / 1024:.0f} MB, over the {MAX_UPLOAD_MB} MB limit", file=path.name)
+    if size == 0:
+        raise DataError("the file is empty", file=path.name)
+
+
+def inspect_file(path: str | Path, kind: str | None = None) -> Inspection:
+    """Detect the layout of ``path`` (read as ``kind`` if given) and check every row against it."""
+    path = Path(path)
+    bad_lines: list[DataError] = []  # jsonl lines that are not JSON, added by the reader as it passes them
+    kept: list[DataError] = []
+    count = 0
+
+    def note(error: DataError) -> None:
+        nonlocal count
+        count += 1
+        if len(kept) < MAX_ERRORS:  # a large broken file does not fill the memory with errors
+            kept.append(error)
+
+    try:
+        _check_file(path)
+        detection = detect([row for _, row in itertools.islice(file_rows(path, 0, []), _DETECT_ROWS)], kind)
+        spec = spec_from_entry("upload", path, detection.entry)
+        rows = 0
+        for index, row in file_rows(path, 0, bad_lines):
+            for error in bad_lines:  # lines before this row: the list stays in row order
+                note(error)
+            bad_lines.clear()
+            rows += 1
+            try:
+                normalise_row(row, spec, index, stage="sft", file=path.name)  # ranking rows are read as pairs
+            except DataError as exc:
+                note(exc)
+        for error in bad_lines:
+            note(error)
+    except UnicodeDecodeError:
+        return Inspection(None, errors=[DataError("not UTF-8 text", file=path.name)], error_count=1)
+    except DataError as exc:
+        return Inspection(None, errors=[exc], error_count=1)
+    if rows == 0 and count == 0:
+        note(DataError("has no rows", file=path.name))
+    return Inspection(detection, rows, kept, count)
+
+
+def register_upload(dataset_dir: str | Path, name: str, path: str | Path, kind: str | None = None,
+                    overwrite: bool = False) -> Path:
+    """Check ``path`` again and, if every row is good, register it as dataset ``name`` (see register())."""
+    path = Path(path)
+    inspection = inspect_file(path, kind)
+    if not inspection.ok:
+        first = inspection.errors[0]
+        more = inspection.error_count - 1
+        raise DataError(f"{first}" + (f" (and {more} more problems)" if more else "") + "; nothing was registered")
+    return register(dataset_dir, name, path.suffix, copy_into(path), inspection.detection.entry, overwrite)

@@ -1,0 +1,194 @@
+"""The Add dataset panel of the Train tab: upload a file (its layout detected, every row checked, then registered on
+confirmation) or write a ready identity dataset; the Dataset list then offers the new name."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from engine.data import DataError
+from engine.data.detect import KINDS
+from engine.data.identity import build_identity
+from engine.data.registry import SUPPORTED_SUFFIXES
+from engine.data.upload import MAX_UPLOAD_MB, Inspection, inspect_file, register_upload
+from engine.paths import PathError, resolve_user_dir
+from webui.dataset_preview import dataset_listing
+from webui.form import Translated
+from webui.locales import DEFAULT_LANG, t
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
+
+
+def _plain(text: str) -> str:
+    """``text`` shown as written in Markdown (file names and values in error messages may hold * or _)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def kind_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(lang, f"kind_{kind}"), kind) for kind in KINDS]
+
+
+def suggested_name(file_name: str) -> str:
+    """A dataset name from the uploaded file's name: what a dataset name may not hold becomes "_"."""
+    stem = re.sub(r"[^\w.\-]+", "_", Path(file_name).stem).lstrip("._-")
+    return stem[:64] or "uploaded"
+
+
+def report(lang: str, inspection: Inspection) -> str:
+    """What the check found: the format, rows and column mapping to confirm, or the problems by row and field."""
+    if inspection.detection is None:
+        return t(lang, "upload_unusable", error=_plain(str(inspection.errors[0])))
+    found = inspection.detection
+    if inspection.error_count:
+        lines = [t(lang, "upload_problems", count=inspection.error_count, rows=inspection.rows)]
+        lines += [f"- {_plain(str(error))}" for error in inspection.errors]
+        if inspection.error_count > len(inspection.errors):
+            lines.append(f"- {t(lang, 'upload_more', more=inspection.error_count - len(inspection.errors))}")
+        return "\n".join(lines)
+    table = [t(lang, "upload_mapping_head"), "|---|---|---|"]
+    table += [f"| {t(lang, f'role_{role}')} | `{role}` | `{_plain(column)}` |" for role, column in found.mapping]
+    return "\n".join([t(lang, "upload_ok", kind=t(lang, f"kind_{found.kind}"), rows=inspection.rows), "", *table])
+
+
+@dataclass(eq=False)
+class DatasetUpload:
+    accordion: gr.Accordion
+    upload_title: gr.Markdown
+    limit_note: gr.Markdown
+    file: gr.File
+    kind: gr.Dropdown
+    name: gr.Textbox
+    overwrite: gr.Checkbox
+    register_button: gr.Button
+    report: gr.Markdown
+    identity_title: gr.Markdown
+    identity_intro: gr.Markdown
+    identity_dataset: gr.Textbox
+    identity_name: gr.Textbox
+    identity_author: gr.Textbox
+    identity_purpose: gr.Textbox
+    identity_contact: gr.Textbox
+    identity_extra: gr.Textbox
+    identity_overwrite: gr.Checkbox
+    identity_button: gr.Button
+    identity_status: gr.Markdown
+
+    def texts(self) -> list:
+        return [Translated(self.accordion, "group_add_dataset"),
+                Translated(self.upload_title, "upload_title", "value"),
+                Translated(self.limit_note, "upload_limit", "value", fields={"mb": MAX_UPLOAD_MB}),
+                Translated(self.file, "upload_file"),
+                Translated(self.kind, "upload_kind", info_key="upload_kind_info", choices=kind_choices),
+                Translated(self.name, "upload_name", info_key="upload_name_info"),
+                Translated(self.overwrite, "upload_overwrite"),
+                Translated(self.register_button, "upload_register", "value"),
+                Translated(self.identity_title, "identity_title", "value"),
+                Translated(self.identity_intro, "identity_intro", "value"),
+                Translated(self.identity_dataset, "identity_dataset", info_key="identity_dataset_info"),
+                Translated(self.identity_name, "identity_name", placeholder_key="identity_name_example"),
+                Translated(self.identity_author, "identity_author", placeholder_key="identity_author_example"),
+                Translated(self.identity_purpose, "identity_purpose", info_key="identity_purpose_info"),
+                Translated(self.identity_contact, "identity_contact", info_key="identity_contact_info"),
+                Translated(self.identity_extra, "identity_extra", info_key="identity_extra_info"),
+                Translated(self.identity_overwrite, "upload_overwrite"),
+                Translated(self.identity_button, "identity_build", "value")]
+
+
+def _datasets_update(folder: str, current: list | None):
+    """The Dataset list with the folder's datasets as they are now; the selection is kept."""
+    names = dataset_listing(folder)[0]
+    return gr.update(choices=[(n, n) for n in names], value=[c for c in (current or []) if c in names])
+
+
+def on_file(lang: str, path: str | None, kind: str | None = None):
+    """(format, name, report, register button) for a newly chosen file, or for ``kind`` chosen by the user."""
+    if not path:
+        return gr.update(), gr.update(), "", gr.update(interactive=False)
+    inspection = inspect_file(path, kind)
+    detected = inspection.detection.kind if inspection.detection else kind
+    name = gr.update() if kind else suggested_name(Path(path).name)
+    return gr.update(value=detected), name, report(lang, inspection), gr.update(interactive=inspection.ok)
+
+
+def on_register(lang: str, folder: str, path: str | None, name: str, kind: str | None, overwrite: bool,
+                current: list | None):
+    if not path:
+        return t(lang, "upload_no_file"), gr.update()
+    try:
+        target = register_upload(resolve_user_dir(folder, "data folder"), name, path, kind, overwrite)
+    except (DataError, PathError, OSError) as exc:
+        gr.Warning(t(lang, "upload_failed", error=str(exc)))
+        return t(lang, "upload_failed", error=_plain(str(exc))), gr.update()
+    message = t(lang, "upload_registered", name=_plain(name.strip()), file=_plain(str(target)))
+    return message, _datasets_update(folder, current)
+
+
+def on_identity(lang: str, folder: str, dataset: str, name: str, author: str, purpose: str, contact: str,
+                extra: str, overwrite: bool, current: list | None):
+    try:
+        target, rows = build_identity(resolve_user_dir(folder, "data folder"), dataset, name, author, purpose,
+                                      contact, extra, overwrite)
+    except (DataError, PathError, OSError) as exc:
+        gr.Warning(t(lang, "identity_failed", error=str(exc)))
+        return t(lang, "identity_failed", error=_plain(str(exc))), gr.update()
+    return (t(lang, "identity_written", name=_plain(dataset.strip()), rows=rows, file=_plain(str(target))),
+            _datasets_update(folder, current))
+
+
+def build_dataset_upload(lang_dd, dataset_dir, datasets) -> DatasetUpload:
+    """The panel, closed; ``dataset_dir`` is the Data dir field (where datasets are added), ``datasets`` the
+    Dataset list it refreshes."""
+    lang = DEFAULT_LANG
+    with gr.Accordion(t(lang, "group_add_dataset"), open=False, elem_id="add-dataset") as accordion:
+        with gr.Row():
+            with gr.Column(scale=3):
+                upload_title = gr.Markdown(t(lang, "upload_title"))
+                limit_note = gr.Markdown(t(lang, "upload_limit", mb=MAX_UPLOAD_MB), elem_id="upload-limit")
+                file = gr.File(label=t(lang, "upload_file"), file_types=list(SUPPORTED_SUFFIXES), type="filepath",
+                               elem_id="upload-file")
+                with gr.Row():
+                    kind = gr.Dropdown(kind_choices(lang), value=None, label=t(lang, "upload_kind"),
+                                       info=t(lang, "upload_kind_info"), elem_id="upload-kind")
+                    name = gr.Textbox(label=t(lang, "upload_name"), info=t(lang, "upload_name_info"),
+                                      elem_id="upload-name")
+                overwrite = gr.Checkbox(False, label=t(lang, "upload_overwrite"), elem_id="upload-overwrite")
+                report_box = gr.Markdown(elem_id="upload-report")
+                register_button = gr.Button(t(lang, "upload_register"), variant="primary", interactive=False,
+                                            elem_id="upload-register")
+            with gr.Column(scale=2):
+                identity_title = gr.Markdown(t(lang, "identity_title"))
+                identity_intro = gr.Markdown(t(lang, "identity_intro"))
+                identity_dataset = gr.Textbox("my_identity", label=t(lang, "identity_dataset"),
+                                              info=t(lang, "identity_dataset_info"), elem_id="identity-dataset")
+                with gr.Row():
+                    identity_name = gr.Textbox(label=t(lang, "identity_name"),
+                                               placeholder=t(lang, "identity_name_example"), elem_id="identity-name")
+                    identity_author = gr.Textbox(label=t(lang, "identity_author"),
+                                                 placeholder=t(lang, "identity_author_example"),
+                                                 elem_id="identity-author")
+                identity_purpose = gr.Textbox(label=t(lang, "identity_purpose"), info=t(lang, "identity_purpose_info"),
+                                              elem_id="identity-purpose")
+                identity_contact = gr.Textbox(label=t(lang, "identity_contact"), info=t(lang, "identity_contact_info"),
+                                              elem_id="identity-contact")
+                identity_extra = gr.Textbox(label=t(lang, "identity_extra"), info=t(lang, "identity_extra_info"),
+                                            lines=3, elem_id="identity-extra")
+                identity_overwrite = gr.Checkbox(False, label=t(lang, "upload_overwrite"),
+                                                 elem_id="identity-overwrite")
+                identity_status = gr.Markdown(elem_id="identity-status")
+                identity_button = gr.Button(t(lang, "identity_build"), variant="primary", elem_id="identity-build")
+    view = DatasetUpload(accordion, upload_title, limit_note, file, kind, name, overwrite, register_button,
+                         report_box, identity_title, identity_intro, identity_dataset, identity_name, identity_author,
+                         identity_purpose, identity_contact, identity_extra, identity_overwrite, identity_button,
+                         identity_status)
+    checked = [kind, name, report_box, register_button]
+    file.change(lambda lang_, path: on_file(lang_, path), [lang_dd, file], checked)
+    kind.input(on_file, [lang_dd, file, kind], checked)  # the user corrects the format: check the rows again
+    register_button.click(on_register, [lang_dd, dataset_dir, file, name, kind, overwrite, datasets],
+                          [report_box, datasets])
+    identity_button.click(on_identity, [lang_dd, dataset_dir, identity_dataset, identity_name, identity_author,
+                                        identity_purpose, identity_contact, identity_extra, identity_overwrite,
+                                        datasets], [identity_status, datasets])
+    return view
