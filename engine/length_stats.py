@@ -9,14 +9,13 @@ the data files and per tokenizer, template and stage, so trying another cutoff c
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from engine.config import RunConfig
 from engine.encode import CUT, DROPPED, SampleSize, encode_uncut, sample_size, training_samples
+from engine.memo import SharedMemo
 from engine.templates import ChatFormatter
 
 
@@ -79,9 +78,7 @@ def _data_version(cfg: RunConfig) -> tuple:
     return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths if p.exists())
 
 
-_KEPT = 8
-_sizes: OrderedDict[tuple, list[SampleSize]] = OrderedDict()
-_sizes_lock = threading.Lock()
+_sizes: SharedMemo[list[SampleSize]] = SharedMemo(kept=8)
 
 
 def dataset_sizes(cfg: RunConfig) -> list[SampleSize]:
@@ -90,15 +87,9 @@ def dataset_sizes(cfg: RunConfig) -> list[SampleSize]:
     key = (_data_version(cfg), tuple(d.datasets), d.dataset_dir, d.max_samples, d.identity_name, d.identity_author,
            d.train_on_prompt, d.mask_history, cfg.train.stage, cfg.model.model_name_or_path,
            cfg.model.trust_remote_code, cfg.model.template)
-    with _sizes_lock:  # one encoding per version: a second click waits for the first instead of redoing it
-        sizes = _sizes.get(key)
-        if sizes is None:
-            tokenizer = training_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code)
-            formatter = ChatFormatter(tokenizer, cfg.model.template)
-            sizes = [sample_size(encode_uncut(cfg, formatter, s)) for s in training_samples(cfg)]
-            _sizes[key] = sizes
-            while len(_sizes) > _KEPT:
-                _sizes.popitem(last=False)
-        else:
-            _sizes.move_to_end(key)
-        return sizes
+    def encode_all() -> list[SampleSize]:
+        tokenizer = training_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code)
+        formatter = ChatFormatter(tokenizer, cfg.model.template)
+        return [sample_size(encode_uncut(cfg, formatter, s)) for s in training_samples(cfg)]
+
+    return _sizes.get(key, encode_all)  # one encoding per version: a second click waits for the first

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
+
+from engine.memo import SharedMemo
 
 
 def smooth(values: list[float], weight: float | None = None) -> list[float]:
@@ -20,9 +20,7 @@ def smooth(values: list[float], weight: float | None = None) -> list[float]:
     return out
 
 
-_figures: OrderedDict[tuple, object] = OrderedDict()
-_figures_lock = threading.Lock()
-_FIGURES_KEPT = 16
+_figures: SharedMemo[object] = SharedMemo(kept=16)
 _figure_class = None
 
 
@@ -54,16 +52,8 @@ def loss_figure(events: list[dict], labels: dict[str, str]):
     key = (tuple(sorted(labels.items())),
            tuple((e.get("step"), e.get("loss"), e.get("eval_loss")) for e in events
                  if "loss" in e or "eval_loss" in e))
-    with _figures_lock:  # the first session builds it; the others, waiting here, then find it
-        fig = _figures.get(key)
-        if fig is None:
-            fig = _build_loss_figure(events, labels)
-            _figures[key] = fig
-            while len(_figures) > _FIGURES_KEPT:
-                _figures.popitem(last=False)
-        else:
-            _figures.move_to_end(key)
-        return fig
+    # the first session builds it; the others, waiting, then find it
+    return _figures.get(key, lambda: _build_loss_figure(events, labels))
 
 
 def _build_loss_figure(events: list[dict], labels: dict[str, str]):
