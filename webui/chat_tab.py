@@ -115,7 +115,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             top_p = gr.Slider(0.01, 1.0, value=0.9, step=0.01, label=t(lang, "top_p"), elem_id="chat-top-p")
             temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label=t(lang, "temperature"),
                                     elem_id="chat-temperature")
-            seed = gr.Number(value=None, precision=0, minimum=0, label=t(lang, "seed"), info=t(lang, "seed_info"),
+            seed = gr.Number(value=-1, precision=0, minimum=-1, label=t(lang, "seed"), info=t(lang, "seed_info"),
                              elem_id="chat-seed")
     hardware = build_hardware_panel(top.lang, "chat")
 
@@ -190,7 +190,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         key = request.session_hash if request else ""
         _stops[key] = stop
         settings = GenerationSettings(max_new_tokens=int(max_tokens), temperature=float(temp), top_p=float(top_p_),
-                                      seed=None if seed_ is None else int(seed_))
+                                      seed=None if seed_ is None or seed_ < 0 else int(seed_))
         if compare:
             variants = tuple("" if v in (None, BASE_CHOICE) else v for v in (variant_a_, variant_b_))
             answers = eng.stream_pair((conversations[0], conversations[1]), variants, settings, stop)

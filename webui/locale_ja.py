@@ -270,7 +270,7 @@ MESSAGES = {
     "compare_answers_b": "B の回答",
     "base_model_choice": "ベースモデル（アダプタなし）",
     "seed": "シード",
-    "seed_info": "温度が 0 より大きいときに使用：同じシードなら同じ回答になります。空欄：毎回新たに抽選。",
+    "seed_info": "温度が 0 より大きいときに使用：同じシードなら同じ回答になります。-1：毎回新たに抽選。",
     "load_err_compare_not_lora": "{path} は LoRA アダプタではなくモデル全体のため、読み込んだベースモデルを共有できません。通常のチャットで読み込んで比較してください。",
     # evaluate & export
     "compare_base": "ベースモデルと比較",

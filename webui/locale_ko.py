@@ -269,7 +269,7 @@ MESSAGES = {
     "compare_answers_b": "B의 답변",
     "base_model_choice": "기본 모델(어댑터 없음)",
     "seed": "시드",
-    "seed_info": "온도가 0보다 클 때 사용: 같은 시드는 같은 답변을 다시 냅니다. 비우면 매번 새로 뽑습니다.",
+    "seed_info": "온도가 0보다 클 때 사용: 같은 시드는 같은 답변을 다시 냅니다. -1이면 매번 새로 뽑습니다.",
     "load_err_compare_not_lora": "{path}은(는) LoRA 어댑터가 아닌 전체 모델이라 불러온 기본 모델을 함께 쓸 수 없습니다. 일반 채팅에서 불러와 비교하세요.",
     # evaluate & export
     "compare_base": "기본 모델과 비교",

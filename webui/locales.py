@@ -417,8 +417,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "基础模型（无适配器）"},
     "seed": {"en": "Seed",
         "zh": "随机种子"},
-    "seed_info": {"en": "Used when temperature > 0: the same seed gives the same answers again. Empty: a new draw each time.",
-        "zh": "温度大于 0 时使用：相同的种子会再次给出相同的回答。留空：每次重新抽样。"},
+    "seed_info": {"en": "Used when temperature > 0: the same seed gives the same answers again; -1: a new draw each time.",
+        "zh": "温度大于 0 时使用：相同的种子会再次给出相同的回答；-1：每次重新抽样。"},
     "load_err_compare_not_lora": {"en": "{path} is a whole model, not a LoRA adapter: it cannot share the loaded base model. Compare it by loading it in the single chat.",
         "zh": "{path} 是完整模型而不是 LoRA 适配器，无法共用已加载的基础模型。请在普通对话中加载它进行比较。"},
     # evaluate & export
