@@ -60,8 +60,13 @@ def length_histogram(lengths: list[int], bins: int = 40) -> tuple[list[int], lis
 @lru_cache(maxsize=2)
 def training_tokenizer(model_name_or_path: str, trust_remote_code: bool = False):
     """The tokenizer a run of this model loads (kept: loading it takes seconds)."""
+    from engine.chat import preload_libraries  # noqa: PLC0415
     from engine.models import load_tokenizer  # noqa: PLC0415 - imports transformers
 
+    # In the web process the app imports the chat libraries in a background thread at start; importing
+    # transformers' lazy modules from a second thread at the same time fails ("cannot import name
+    # AutoTokenizer"), which CI caught on a Check dataset pressed right after start. Wait for that import.
+    preload_libraries()
     return load_tokenizer(model_name_or_path, trust_remote_code)
 
 
