@@ -53,8 +53,9 @@ def _history(student: dict, parts: bool = True) -> list[dict]:
 
 def _ask(client, student: dict) -> tuple[list[dict], float]:
     t0 = time.perf_counter()
-    history, query = client.predict("en", student["question"], _history(student), student["system"], MAX_NEW_TOKENS,
-                                    0.9, 0.0, api_name="/chat_submit")
+    history, _, _, query = client.predict(lang_="en", text=student["question"], history=_history(student),
+                                          system_text=student["system"], max_tokens=MAX_NEW_TOKENS, top_p_=0.9,
+                                          temp=0.0, api_name="/chat_submit")
     assert query == ""
     return history, time.perf_counter() - t0
 

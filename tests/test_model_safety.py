@@ -465,11 +465,12 @@ def test_app_unload_mid_answer(app_server, demo_model_dir):
     status = teacher.predict("en", DEMO_MODEL_ID, None, "auto", "cpu", False, api_name="/chat_load")
     assert "cpu" in status, status
     rss_loaded = _rss_mb(app_server.proc.pid)
-    job = student.submit("en", LONG_PROMPT[0]["content"], [], "", 400, 0.9, 0.0, api_name="/chat_submit")
+    job = student.submit(lang_="en", text=LONG_PROMPT[0]["content"], history=[], system_text="", max_tokens=400,
+                         temp=0.0, api_name="/chat_submit")
     _wait_for(lambda: len(job.outputs()) >= 3, 120, "streamed output")
     rss_answering = _rss_mb(app_server.proc.pid)  # weights paged in and in use
     assert teacher.predict("en", api_name="/chat_unload") == t("en", "model_unloaded")
-    history, _ = job.result(timeout=120)
+    history = job.result(timeout=120)[0]
     rss_unloaded = _rss_mb(app_server.proc.pid)
     answer = plain_text(history[-1]["content"])
     note = t("en", "answer_cut_unloaded")
@@ -482,7 +483,8 @@ def test_app_unload_mid_answer(app_server, demo_model_dir):
     # Loading again works and answers.
     status = teacher.predict("en", DEMO_MODEL_ID, None, "auto", "cpu", False, api_name="/chat_load")
     assert "cpu" in status, status
-    history, _ = student.predict("en", "Hi", [], "", 8, 0.9, 0.0, api_name="/chat_submit")
+    history = student.predict(lang_="en", text="Hi", history=[], system_text="", max_tokens=8, temp=0.0,
+                              api_name="/chat_submit")[0]
     assert plain_text(history[-1]["content"]).strip()
     teacher.predict("en", api_name="/chat_unload")
     with open(app_server.log, "rb") as fh:
