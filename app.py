@@ -15,13 +15,6 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-# OpenMP threads that spin while waiting collapse when anything else wants a core: on 2 cores, a browser tab
-# repainting next to a training job slowed it from ~100 to ~12 tokens/s (GNU OpenMP waits on the descheduled
-# thread at every parallel region). Sleeping waits cost a little peak speed on an idle machine and keep a
-# classroom laptop usable. Set before anything imports torch, so the web process (chat), the warm worker and
-# every job it or Start launches inherit it; a value the user exported wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 # The login page comes before any language choice, so it greets in both languages.
 LOGIN_MESSAGE = "TuneBoard — please sign in. / 请登录 TuneBoard。"
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
@@ -261,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Training and export processes inherit this environment; they have no use for the logins.
     os.environ.pop("TUNEBOARD_AUTH", None)
+    # OpenMP threads that spin while waiting collapse when anything else wants a core: on 2 cores, a browser tab
+    # repainting next to a training job slowed it from ~100 to ~12 tokens/s (GNU OpenMP waits on the descheduled
+    # thread at every parallel region). Sleeping waits cost a little peak speed on an idle machine and keep a
+    # classroom laptop usable. Set here in main (importing app.py, as tests do, changes nothing) before anything
+    # imports torch, so the web process (chat), the warm worker and every job inherit it; an exported value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     warning = exposure_warning(args)
     if warning:
         print(warning, file=sys.stderr, flush=True)
