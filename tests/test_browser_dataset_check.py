@@ -4,16 +4,14 @@ shown as the model sees it (masked prompt, trained answer, part beyond the cutof
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from playwright.sync_api import expect
 
 from engine.data import load_row
 from engine.length_stats import cutoff_counts, dataset_sizes, length_histogram, training_tokenizer
 from engine.presets import demo_config
 from engine.sample_view import CUT_AWAY, MASKED, TRAINED, sample_views
 from tests.conftest import ARTIFACTS
+from tests.ui_helpers import fill_until_held
 from webui.locales import t
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -38,23 +36,6 @@ def _bars(page) -> list[int]:
 
 def _kind_text(page, kind: str) -> str:
     return "".join(page.locator(f"#formatted-sample .tb-{kind}").all_text_contents())
-
-
-def _fill_mounted(field, value: str) -> None:
-    """Fill a field of a group just opened. On a busy machine the group's fields may still be mounting when the
-    first fill lands, and mounting writes the form's value back over it (CI saw the default name stay): fill
-    again until the value holds."""
-    field.wait_for(state="visible", timeout=30_000)
-    for _ in range(5):
-        field.fill(value)
-        try:
-            expect(field).to_have_value(value, timeout=3_000)
-            time.sleep(1)
-            expect(field).to_have_value(value, timeout=1_000)
-            return
-        except AssertionError:
-            continue
-    expect(field).to_have_value(value)
 
 
 def test_check_dataset_and_formatted_prompt(app_server, page):
@@ -85,7 +66,7 @@ def test_check_dataset_and_formatted_prompt(app_server, page):
     # the identity placeholders are part of the samples: a longer name makes them longer
     tab.get_by_text("Identity placeholders", exact=True).click()
     cfg.data.identity_name = "Nova, the very long named assistant"
-    _fill_mounted(tab.get_by_label("Assistant name", exact=True), cfg.data.identity_name)
+    fill_until_held(tab.get_by_label("Assistant name", exact=True), cfg.data.identity_name)
     _wait_text(page, "#check-counts", _counts_line("en", cfg), timeout=30_000)
     page.locator("#check-panel").screenshot(path=str(ARTIFACTS / "dataset-check-en.png"))
 

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ARTIFACTS
+from tests.ui_helpers import fill_until_held
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -121,8 +122,8 @@ def test_reference_workflow(app_server, page, lang: str):
 
     # Give the assistant a new identity, check the command, and start.
     page.get_by_text(L["identity_group"], exact=True).click()
-    page.get_by_label(L["name"], exact=True).fill(NEW_NAME)
-    page.get_by_label(L["author"], exact=True).fill(NEW_AUTHOR)
+    fill_until_held(page.get_by_label(L["name"], exact=True), NEW_NAME)
+    fill_until_held(page.get_by_label(L["author"], exact=True), NEW_AUTHOR)
     run_name = f"workflow-{lang}"
     page.get_by_label(L["output_dir"], exact=True).fill(run_name)
     _button(page, L["preview_cmd"]).click()
