@@ -231,7 +231,7 @@ def bench_cold(repeats: int, workdir: Path) -> dict:
     import psutil  # noqa: PLC0415
     from gradio_client import Client  # noqa: PLC0415
 
-    http, load, reload, rss = [], [], [], []
+    http, load, reload, rss, idle = [], [], [], [], []
     for i in range(repeats):
         t0 = time.perf_counter()
         app = AppProcess(free_port(), dict(os.environ, PYTHONUNBUFFERED="1"), log=workdir / f"app-{i}.log")
@@ -250,13 +250,28 @@ def bench_cold(repeats: int, workdir: Path) -> dict:
             client.predict("en", DEMO, None, "auto", "auto", False, api_name="/chat_load")
             reload.append(time.perf_counter() - t2)
             client.close()
+            idle.append(idle_cpu_share(psutil.Process(app.proc.pid)))
         finally:
             app.stop()
         print(f"  cold {i + 1}/{repeats}: HTTP 200 after {http[-1]:.2f} s, model loaded {load[-1]:.2f} s later "
-              f"(again after unloading: {reload[-1]:.2f} s), web process {rss[-1]:.0f} MB", flush=True)
+              f"(again after unloading: {reload[-1]:.2f} s), web process {rss[-1]:.0f} MB, idle: "
+              f"{100 * idle[-1]:.1f}% of a core", flush=True)
     return {"http_200_s": median(http), "http_each": [round(t, 2) for t in http], "load_model_s": median(load),
             "load_each": [round(t, 2) for t in load], "reload_model_s": median(reload),
-            "web_rss_loaded_mb": median(rss)}
+            "web_rss_loaded_mb": median(rss), "idle_cpu_share": median(idle),
+            "idle_each": [round(x, 4) for x in idle]}
+
+
+def idle_cpu_share(proc, settle_s: float = 5.0, seconds: float = 20.0) -> float:
+    """CPU time the app (its web process and the warm worker) spends with no page open, as a share of one core:
+    what an app left open takes from a training job on a small machine."""
+    def used() -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
+
+    time.sleep(settle_s)
+    before = used()
+    time.sleep(seconds)
+    return (used() - before) / seconds
 
 
 # -- chat ------------------------------------------------------------------------------------------------
@@ -356,6 +371,8 @@ def table(result: dict) -> str:
         if cold.get("reload_model_s") is not None:
             add("Load model again (demo)", round(cold["reload_model_s"], 2), unit=" s")
         add("web process RSS, model loaded", round(cold["web_rss_loaded_mb"]), unit=" MB")
+        if cold.get("idle_cpu_share") is not None:
+            add("app CPU with no page open", round(100 * cold["idle_cpu_share"], 1), unit="% of a core")
     chat = result.get("chat", {})
     if chat:
         add("chat streamed tokens/s", round(chat["streamed_tokens_per_s"], 1), round(chat["plain_tokens_per_s"], 1),
