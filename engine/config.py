@@ -49,12 +49,68 @@ EXPORT_DTYPES = ("auto", "bf16", "fp16", "fp32")
 COMMANDS = ("train", "eval", "export")
 
 
-class ConfigError(ValueError):
-    """A config value is invalid; the message starts with the field's dotted name."""
+# ConfigError messages: key -> English template. The key and params let the web UI say the same in the user's
+# language (webui/locales.py has a translation per key); the command line prints the English text.
+CONFIG_MESSAGES: dict[str, str] = {
+    "not_sections": "expected a mapping of sections, got {kind}",
+    "unknown_section": "unknown section (known: {known})",
+    "yaml_invalid": "not valid YAML: {error}",
+    "not_utf8": "{path} is not UTF-8 text (not a YAML config file?)",
+    "unreadable": "cannot read {path}: {reason}",
+    "empty": "must not be empty",
+    "no_dataset": "choose at least one dataset",
+    "zero_layers": "must not be 0 (positive: last N layers, negative: first N)",
+    "quantized_needs_lora": "quantized base weights can only be trained with LoRA (QLoRA)",
+    "packing_stage": "packing applies to pre-training and SFT only",
+    "patience_needs_val": "needs a validation split: set data.val_size above 0",
+    "too_many_probes": "at most {limit} questions, one per line",
+    "ftx_dpo_only": "the SFT mix-in is available for the DPO stage only",
+    "pissa_with_dora": "PiSSA initialisation and DoRA cannot be combined",
+    "new_adapter_needs_checkpoint": "select a checkpoint to build the new adapter on",
+    "compare_needs_checkpoint": "choose a checkpoint to compare with the base model",
+    "node_rank": "must be below the number of nodes ({nnodes})",
+    "master_addr": "set the address of the rank-0 node",
+    "extra_args_json": "not valid JSON ({error} at column {column})",
+    # one key per JSON kind, so that no English word is passed into a translation
+    "extra_args_list": "must be a JSON object like {example}, got a list",
+    "extra_args_string": "must be a JSON object like {example}, got a string",
+    "extra_args_number": "must be a JSON object like {example}, got a number",
+    "extra_args_bool": "must be a JSON object like {example}, got true/false",
+    "extra_args_null": "must be a JSON object like {example}, got null",
+    "extra_arg_unknown": "not an allowed argument (allowed: {allowed})",
+    "extra_arg_number": "expected number, got {value!r}",
+    "extra_arg_bool": "expected true/false, got {value!r}",
+    "extra_arg_object": "expected an object, got {value!r}",
+    "extra_arg_text": "expected text, got {value!r}",
+    "devices_format": "expected device numbers like 0,1; got {value!r}",
+    "device_twice": "device {device} is listed twice",
+    "not_mapping": "expected a mapping, got {kind}",
+    "unknown_field": "unknown field",
+    "empty_int": "is empty; enter a whole number",
+    "empty_number": "is empty; enter a number",
+    "expected_bool": "expected true or false, got {value!r}",
+    "expected_int": "expected a whole number, got {value!r}",
+    "expected_number": "expected a number, got {value!r}",
+    "expected_finite": "expected a finite number, got {value!r}",
+    "expected_text": "expected text, got {kind}",
+    "expected_names": "expected a list of names, got {value!r}",
+    "nul_byte": "contains a NUL byte",
+    "not_a_choice": "must be one of {choices}; got {value!r}",
+    "not_finite": "must be a finite number, got {value!r}",
+    "above": "must be greater than {low:g}, got {value!r}",
+    "at_least": "must be at least {low:g}, got {value!r}",
+    "at_most": "must be at most {high:g}, got {value!r}",
+}
 
-    def __init__(self, field_name: str, message: str):
-        self.field_name = field_name
-        super().__init__(f"{field_name}: {message}")
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message starts with the field's dotted name.
+
+    ``key`` (of CONFIG_MESSAGES) and ``params`` let the web UI show the same message in the user's language."""
+
+    def __init__(self, field_name: str, key: str, **params: Any):
+        self.field_name, self.key, self.params = field_name, key, params
+        super().__init__(f"{field_name}: {CONFIG_MESSAGES[key].format(**params)}")
 
 
 def _f(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
@@ -244,11 +300,11 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: Any, command: str = "train") -> "RunConfig":
         if not isinstance(raw, dict):
-            raise ConfigError("config", f"expected a mapping of sections, got {type(raw).__name__}")
+            raise ConfigError("config", "not_sections", kind=type(raw).__name__)
         sections = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - set(sections))
         if unknown:
-            raise ConfigError(unknown[0], f"unknown section (known: {', '.join(sections)})")
+            raise ConfigError(unknown[0], "unknown_section", known=", ".join(sections))
         kwargs = {}
         for name, f in sections.items():
             section_cls = f.default_factory  # type: ignore[misc]
@@ -269,7 +325,7 @@ class RunConfig:
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError("config", f"not valid YAML: {exc}") from None
+            raise ConfigError("config", "yaml_invalid", error=str(exc)) from None
         return cls.from_dict(raw or {}, command)
 
     @classmethod
@@ -278,11 +334,11 @@ class RunConfig:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            raise ConfigError("config", f"{path} is not UTF-8 text (not a YAML config file?)") from None
+            raise ConfigError("config", "not_utf8", path=str(path)) from None
         except FileNotFoundError:
             raise
         except OSError as exc:  # a folder, no permission: say so rather than crash the caller
-            raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
+            raise ConfigError("config", "unreadable", path=str(path), reason=str(exc.strerror or exc)) from None
         return cls.from_yaml(text, command)
 
     def save(self, path: str | Path, command: str | None = None) -> None:
@@ -300,17 +356,17 @@ class RunConfig:
     def validate(self, command: str = "train") -> None:
         """Check every field; ``command`` adds what that command needs (datasets for train and eval)."""
         if command not in COMMANDS:
-            raise ConfigError("command", f"must be one of {', '.join(COMMANDS)}; got {command!r}")
+            raise ConfigError("command", "not_a_choice", choices=", ".join(COMMANDS), value=command)
         for section in dataclasses.fields(self):
             obj = getattr(self, section.name)
             for f in dataclasses.fields(obj):
                 _check_field(f"{section.name}.{f.name}", f, getattr(obj, f.name))
         if not self.model.model_name_or_path.strip():
-            raise ConfigError("model.model_name_or_path", "must not be empty")
+            raise ConfigError("model.model_name_or_path", "empty")
         if command in ("train", "eval") and not self.data.datasets:
-            raise ConfigError("data.datasets", "choose at least one dataset")
+            raise ConfigError("data.datasets", "no_dataset")
         if command == "export" and not self.export.export_dir.strip():
-            raise ConfigError("export.export_dir", "must not be empty")
+            raise ConfigError("export.export_dir", "empty")
         if command == "train":
             self._validate_training()
 
@@ -319,26 +375,26 @@ class RunConfig:
         t, lora = self.train, self.lora
         self.extra_arguments()
         if self.freeze.trainable_layers == 0:
-            raise ConfigError("freeze.trainable_layers", "must not be 0 (positive: last N layers, negative: first N)")
+            raise ConfigError("freeze.trainable_layers", "zero_layers")
         if self.model.quantization_bit != "none" and t.finetuning_type != "lora":
-            raise ConfigError("model.quantization_bit", "quantized base weights can only be trained with LoRA (QLoRA)")
+            raise ConfigError("model.quantization_bit", "quantized_needs_lora")
         if self.data.packing and t.stage not in ("pt", "sft"):
-            raise ConfigError("data.packing", "packing applies to pre-training and SFT only")
+            raise ConfigError("data.packing", "packing_stage")
         if t.early_stopping_patience and self.data.val_size <= 0:
-            raise ConfigError("train.early_stopping_patience", "needs a validation split: set data.val_size above 0")
+            raise ConfigError("train.early_stopping_patience", "patience_needs_val")
         if len(t.probes()) > MAX_PROBES:
-            raise ConfigError("train.probe_questions", f"at most {MAX_PROBES} questions, one per line")
+            raise ConfigError("train.probe_questions", "too_many_probes", limit=MAX_PROBES)
         if self.rlhf.ftx > 0 and t.stage != "dpo":
-            raise ConfigError("rlhf.ftx", "the SFT mix-in is available for the DPO stage only")
+            raise ConfigError("rlhf.ftx", "ftx_dpo_only")
         if lora.use_dora and lora.pissa_init:
-            raise ConfigError("lora.pissa_init", "PiSSA initialisation and DoRA cannot be combined")
+            raise ConfigError("lora.pissa_init", "pissa_with_dora")
         if lora.create_new_adapter and not self.model.adapter_path:
-            raise ConfigError("lora.create_new_adapter", "select a checkpoint to build the new adapter on")
+            raise ConfigError("lora.create_new_adapter", "new_adapter_needs_checkpoint")
         d = self.distributed
         if d.node_rank >= d.nnodes:
-            raise ConfigError("distributed.node_rank", f"must be below the number of nodes ({d.nnodes})")
+            raise ConfigError("distributed.node_rank", "node_rank", nnodes=d.nnodes)
         if d.nnodes > 1 and not d.master_addr.strip():
-            raise ConfigError("distributed.master_addr", "set the address of the rank-0 node")
+            raise ConfigError("distributed.master_addr", "master_addr")
         self.device_indices()
 
     def extra_arguments(self) -> dict:
@@ -349,22 +405,20 @@ class RunConfig:
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError("train.extra_args", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+            raise ConfigError("train.extra_args", "extra_args_json", error=exc.msg, column=exc.colno) from None
         if not isinstance(raw, dict):
-            raise ConfigError("train.extra_args", f'must be a JSON object like {{"weight_decay": 0.01}}, got '
-                                                  f"{_JSON_KINDS.get(type(raw), type(raw).__name__)}")
+            raise ConfigError("train.extra_args", f"extra_args_{_JSON_KINDS[type(raw)]}",
+                              example='{"weight_decay": 0.01}')
         for key, value in raw.items():
             if key not in EXTRA_ARGS:
-                raise ConfigError(f"train.extra_args.{key}",
-                                  f"not an allowed argument (allowed: {', '.join(sorted(EXTRA_ARGS))})")
+                raise ConfigError(f"train.extra_args.{key}", "extra_arg_unknown", allowed=", ".join(sorted(EXTRA_ARGS)))
             types = EXTRA_ARGS[key]
             ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
             if isinstance(value, float) and not math.isfinite(value):
                 ok = False
             if not ok:
-                wanted = " or ".join("number" if ty in (int, float) else {bool: "true/false", dict: "an object",
-                                                                           str: "text"}[ty] for ty in types[:1])
-                raise ConfigError(f"train.extra_args.{key}", f"expected {wanted}, got {value!r}")
+                wanted = {int: "number", float: "number", bool: "bool", dict: "object", str: "text"}[types[0]]
+                raise ConfigError(f"train.extra_args.{key}", f"extra_arg_{wanted}", value=value)
         return raw
 
     def device_indices(self) -> list[int]:
@@ -376,9 +430,9 @@ class RunConfig:
         for part in text.split(","):
             part = part.strip()
             if not part.isdigit():
-                raise ConfigError("distributed.devices", f"expected device numbers like 0,1; got {part!r}")
+                raise ConfigError("distributed.devices", "devices_format", value=part)
             if int(part) in indices:
-                raise ConfigError("distributed.devices", f"device {part} is listed twice")
+                raise ConfigError("distributed.devices", "device_twice", device=part)
             indices.append(int(part))
         return indices
 
@@ -405,11 +459,11 @@ def field_info(section: str, name: str) -> dataclasses.Field:
 
 def _section_from_dict(section: str, section_cls: type, raw: Any) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(section, f"expected a mapping, got {type(raw).__name__}")
+        raise ConfigError(section, "not_mapping", kind=type(raw).__name__)
     fields = {f.name: f for f in dataclasses.fields(section_cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ConfigError(f"{section}.{unknown[0]}", "unknown field")
+        raise ConfigError(f"{section}.{unknown[0]}", "unknown_field")
     hints = get_type_hints(section_cls)
     values = {}
     for name, value in raw.items():
@@ -417,9 +471,8 @@ def _section_from_dict(section: str, section_cls: type, raw: Any) -> Any:
     return section_cls(**values)
 
 
-# What JSON calls the Python types json.loads gives, for messages about extra_args.
-_JSON_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false",
-               type(None): "null"}
+# The JSON kind of each Python type json.loads gives (a message key each in CONFIG_MESSAGES: extra_args_<kind>).
+_JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "bool", type(None): "null"}
 
 
 def _coerce(name: str, typ: Any, value: Any) -> Any:
@@ -428,16 +481,16 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
         typ = type(get_args(typ)[0])
     if typ in (int, float) and (value is None or (isinstance(value, str) and not value.strip())):
         # An emptied number box (or a key without a value in YAML) arrives as None or "".
-        raise ConfigError(name, f"is empty; enter {'a whole number' if typ is int else 'a number'}")
+        raise ConfigError(name, "empty_int" if typ is int else "empty_number")
     if typ is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.strip().lower() in ("true", "yes", "1")
-        raise ConfigError(name, f"expected true or false, got {value!r}")
+        raise ConfigError(name, "expected_bool", value=value)
     if typ is int:
         if isinstance(value, bool):
-            raise ConfigError(name, f"expected a whole number, got {value!r}")
+            raise ConfigError(name, "expected_int", value=value)
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, int):
@@ -447,47 +500,47 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
                 return int(value.strip())
             except ValueError:
                 pass
-        raise ConfigError(name, f"expected a whole number, got {value!r}")
+        raise ConfigError(name, "expected_int", value=value)
     if typ is float:
         if isinstance(value, bool):
-            raise ConfigError(name, f"expected a number, got {value!r}")
+            raise ConfigError(name, "expected_number", value=value)
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(name, f"expected a number, got {value!r}") from None
+            raise ConfigError(name, "expected_number", value=value) from None
         if math.isnan(number) or math.isinf(number):
-            raise ConfigError(name, f"expected a finite number, got {value!r}")
+            raise ConfigError(name, "expected_finite", value=value)
         return number
     if typ is str:
         if value is None:
             return ""
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(name, f"expected text, got {type(value).__name__}")
+        raise ConfigError(name, "expected_text", kind=type(value).__name__)
     if typ is list:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return list(value)
-        raise ConfigError(name, f"expected a list of names, got {value!r}")
+        raise ConfigError(name, "expected_names", value=value)
     return value
 
 
 def _check_field(name: str, f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
     if any(isinstance(v, str) and "\x00" in v for v in (value if isinstance(value, list) else [value])):
-        raise ConfigError(name, "contains a NUL byte")
+        raise ConfigError(name, "nul_byte")
     choices = meta.get("choices")
     if choices and value not in choices:
-        raise ConfigError(name, f"must be one of {', '.join(map(str, choices))}; got {value!r}")
+        raise ConfigError(name, "not_a_choice", choices=", ".join(map(str, choices)), value=value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-            raise ConfigError(name, f"must be a finite number, got {value!r}")
+            raise ConfigError(name, "not_finite", value=value)
         low, high = meta.get("min"), meta.get("max")
         if low is not None:
             if meta.get("min_exclusive") and value <= low:
-                raise ConfigError(name, f"must be greater than {low:g}, got {value!r}")
+                raise ConfigError(name, "above", low=low, value=value)
             if value < low:
-                raise ConfigError(name, f"must be at least {low:g}, got {value!r}")
+                raise ConfigError(name, "at_least", low=low, value=value)
         if high is not None and value > high:
-            raise ConfigError(name, f"must be at most {high:g}, got {value!r}")
+            raise ConfigError(name, "at_most", high=high, value=value)

@@ -458,11 +458,22 @@ def test_export_dir_is_confined(app, roots):
     ("field_train_extra_args", '["weight_decay", 0.1]', "must be a JSON object"),
 ])
 def test_form_values_are_refused_with_the_field_named(app, roots, field, value, reason):
+    from webui.locales import field_label
+
     key = field.removeprefix("field_").replace("_", ".", 1)
     message = call(app, "btn-save-args", train_config_path="bad.yaml", **{field: value})
-    assert message.startswith(f"Invalid value — {key}: ") and reason in message, message
+    assert message.startswith(f"Invalid value — {field_label('en', key)}: ") and reason in message, message
     assert not (roots["configs"] / "bad.yaml").exists()
 
+
+
+def test_form_values_are_refused_in_the_ui_language(app, roots):
+    """The train tab in Chinese: the frame, the field's label and the reason are Chinese; only the typed value stays."""
+    message = call(app, "btn-save-args", top_lang="zh", train_config_path="bad.yaml", field_train_learning_rate="-1")
+    assert message == "参数无效 — 学习率：必须大于 0，实际为 -1.0", message
+    message = call(app, "btn-save-args", top_lang="zh", train_config_path="bad.yaml", field_data_cutoff_len=None)
+    assert message == "参数无效 — 截断长度：为空；请输入整数", message
+    assert not (roots["configs"] / "bad.yaml").exists()
 
 def test_unreadable_config_files_are_refused(app, roots):
     configs = roots["configs"]
@@ -471,7 +482,7 @@ def test_unreadable_config_files_are_refused(app, roots):
     (configs / "nan.yaml").write_text("train:\n  learning_rate: .nan\n", encoding="utf-8")
     (configs / "folder.yaml").mkdir(exist_ok=True)
     for name, reason in (("binary.yaml", "not UTF-8 text"), ("broken.yaml", "not valid YAML"),
-                         ("nan.yaml", "train.learning_rate: expected a finite number"),
+                         ("nan.yaml", "Learning rate: expected a finite number"),
                          ("folder.yaml", "does not exist")):
         *fields, message = call(app, "btn-load-args", train_config_path=name)
         assert message.startswith("Invalid value") and reason in message, (name, message)

@@ -3,6 +3,7 @@ code spans and placeholders, and a label that reads the same as the English one 
 
 from __future__ import annotations
 
+import json
 import re
 import string
 import time
@@ -132,3 +133,91 @@ def test_custom_model_entry_is_in_the_language():
 
     for lang in CODES:
         assert model_name_choices(lang)[-1] == (t(lang, "custom_model"), CUSTOM_MODEL)
+
+
+def _engine_error_keys(error_class: str) -> list[tuple[str, str]]:
+    """(file:line, key or key prefix + "*") of every ``error_class(...)`` call in engine/ and webui/: a literal key
+    (or two, of ``a if c else b``), or the literal start of an f-string key (``f"extra_args_{kind}"``)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for path in sorted((root / "engine").rglob("*.py")) + sorted((root / "webui").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == error_class:
+                key = node.args[1] if len(node.args) > 1 else None
+                where = f"{path.relative_to(root)}:{node.lineno}"
+                options = [key.body, key.orelse] if isinstance(key, ast.IfExp) else [key]  # "a" if int else "b"
+                if all(isinstance(option, ast.Constant) for option in options):
+                    found += [(where, option.value) for option in options]
+                elif isinstance(key, ast.JoinedStr) and isinstance(key.values[0], ast.Constant):
+                    found.append((where, key.values[0].value + "*"))
+                else:
+                    found.append((where, ast.dump(key) if key else "no key"))
+    return found
+
+
+def test_every_config_error_key_is_translated_with_its_format_fields():
+    """Each engine.config.CONFIG_MESSAGES key has a cfg_err_ message in every language, with the English template's
+    format fields (the UI fills them with the error's params), and every ConfigError raised names such a key."""
+    from engine.config import CONFIG_MESSAGES
+
+    wrong = []
+    for key, english in CONFIG_MESSAGES.items():
+        entry = MESSAGES.get(f"cfg_err_{key}", {})
+        for lang in CODES:
+            if not (entry.get(lang) or "").strip():
+                wrong.append((key, lang, "missing"))
+            elif _fields(entry[lang]) != _fields(english):
+                wrong.append((key, lang, _fields(entry[lang]), _fields(english)))
+    assert wrong == [], wrong
+    assert [k for k in MESSAGES if k.startswith("cfg_err_") and k[8:] not in CONFIG_MESSAGES] == []  # none stale
+    raised = _engine_error_keys("ConfigError")
+    assert len(raised) > 40
+    known = set(CONFIG_MESSAGES) | {key[:i] + "*" for key in CONFIG_MESSAGES for i in range(1, len(key))}
+    unknown = [(where, key) for where, key in raised if key not in known]
+    assert unknown == [], unknown
+
+
+@pytest.mark.parametrize("text, key", [('[1]', "list"), ('"x"', "string"), ("3", "number"), ("true", "bool"),
+                                       ("null", "null")])
+def test_extra_args_of_each_json_kind_have_their_own_message(text, key):
+    """The f-string keys of extra_args exist for every JSON kind (the static check above only sees their prefix)."""
+    from engine.config import ConfigError, RunConfig
+    from webui.errors import error_text
+
+    cfg = RunConfig()
+    cfg.train.extra_args = text
+    with pytest.raises(ConfigError) as info:
+        cfg.extra_arguments()
+    assert info.value.key == f"extra_args_{key}"
+    assert "JSON" in error_text("zh", info.value) and "must be" not in error_text("zh", info.value)
+    for arg, value, wanted in (("weight_decay", "x", "number"), ("torch_compile", 1, "bool"),
+                               ("lr_scheduler_kwargs", 1, "object"), ("optim_args", 1, "text")):
+        cfg.train.extra_args = json.dumps({arg: value})
+        with pytest.raises(ConfigError) as info:
+            cfg.extra_arguments()
+        assert info.value.key == f"extra_arg_{wanted}"
+        assert error_text("ru", info.value).startswith(f"Дополнительные аргументы › {arg}: ожидал")
+
+
+def test_config_error_renders_in_each_language_with_the_field_label():
+    """A bad value through RunConfig.from_dict: the UI text names the form's label and says why in that language,
+    while str() keeps the dotted name and the English the command line prints."""
+    from engine.config import CONFIG_MESSAGES, ConfigError, RunConfig
+    from webui.errors import error_text
+    from webui.locales import field_label
+
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_dict({"data": {"datasets": ["identity"], "cutoff_len": -5}})
+    exc = info.value
+    assert str(exc) == "data.cutoff_len: must be at least 8, got -5"
+    assert error_text("en", exc) == "Cutoff length: must be at least 8, got -5" == \
+        f"{field_label('en', 'data.cutoff_len')}: must be at least 8, got -5"
+    english_words = CONFIG_MESSAGES["at_least"].split("{")[0].strip()  # "must be at least"
+    for lang in OTHERS:
+        text = error_text(lang, exc)
+        assert text.startswith(field_label(lang, "data.cutoff_len")), (lang, text)
+        assert "8" in text and "-5" in text and english_words not in text and "cutoff_len" not in text, (lang, text)
+    assert error_text("zh", exc) == "截断长度：不能小于 8，实际为 -5"

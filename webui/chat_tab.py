@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from webui.errors import error_text
 from webui.form import Translated
 from webui.hardware_panel import HardwarePanel, build_hardware_panel
 from webui.locales import DEFAULT_LANG, t
@@ -35,19 +36,6 @@ class ChatTab:
 
     def texts(self) -> list:
         return self.other_texts
-
-
-def error_text(lang: str, exc: BaseException) -> str:
-    """An engine error in the user's language: ModelLoadError carries a message key; others are shown as they are."""
-    key = getattr(exc, "key", "")
-    if key == "no_model":
-        return t(lang, "model_not_loaded")
-    if key:
-        try:
-            return t(lang, f"load_err_{key}", **getattr(exc, "params", {}))
-        except KeyError:  # a key without a translation yet: the English text still says what is wrong
-            pass
-    return str(exc)
 
 
 def _describe(lang: str) -> str:

@@ -21,7 +21,7 @@ from engine.models import ModelLoadError
 from engine.paths import PathError, resolve_user_dir
 from engine.sample_view import CUT_AWAY, MASKED, TRAINED, SampleView, sample_views
 from engine.templates import TemplateError
-from webui.chat_tab import error_text
+from webui.errors import error_text
 from webui.dataset_preview import PAGE_SIZE, DatasetPreview
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t

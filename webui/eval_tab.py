@@ -16,6 +16,7 @@ from engine.paths import PathError
 from engine.rundir import FINISHED, RunDir
 from webui import runner
 from webui.dataset_preview import build_dataset_preview
+from webui.errors import error_text
 from webui.form import FieldControl, Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import MonitoredTab, build_run_monitor
@@ -146,7 +147,7 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
         try:
             cfg, run = build(list(values), run_name, None)
         except (ConfigError, PathError) as exc:
-            return gr.update(visible=False), t(lang_, "invalid_value", error=str(exc))
+            return gr.update(visible=False), t(lang_, "invalid_value", error=error_text(lang_, exc))
         cfg.eval.output_dir = str(run.path)
         return gr.update(value=runner.command_preview(run, cfg, "eval"), visible=True), ""
 
@@ -156,7 +157,7 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
         def checked():
             cfg, run = build(values, run_name, compare)
             if compare and not cfg.model.adapter_path:
-                raise ConfigError("model.adapter_path", t(lang_, "compare_needs_checkpoint"))
+                raise ConfigError("model.adapter_path", "compare_needs_checkpoint")
             return cfg, run
 
         return monitor.start(lang_, checked, "eval", "eval_started", default_eval_name())

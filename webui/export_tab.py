@@ -12,6 +12,7 @@ from engine.config import ConfigError
 from engine.paths import PathError, confined, exports_dir
 from engine.rundir import FINISHED, RunDir
 from webui import runner
+from webui.errors import error_text
 from webui.form import Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import MonitoredTab, build_run_monitor
@@ -55,7 +56,7 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
         try:
             cfg, run = build(list(values))
         except (ConfigError, PathError) as exc:
-            return gr.update(visible=False), t(lang_, "invalid_value", error=str(exc))
+            return gr.update(visible=False), t(lang_, "invalid_value", error=error_text(lang_, exc))
         cfg.export.output_dir = str(run.path)
         return gr.update(value=runner.command_preview(run, cfg, "export"), visible=True), ""
 

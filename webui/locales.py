@@ -8,7 +8,7 @@ value is (label, info). Other keys are plain messages, formatted with
 
 from __future__ import annotations
 
-from engine.config import EXTRA_ARGS
+from engine.config import CONFIG_MESSAGES, EXTRA_ARGS
 from webui import locale_ja, locale_ko, locale_ru
 
 _ALLOWED = ", ".join(f"`{name}`" for name in EXTRA_ARGS)  # info text is Markdown: names as code
@@ -328,6 +328,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "progress": {"en": "Step {step} / {total} · elapsed {elapsed} · remaining {remaining}",
                  "zh": "步数 {step} / {total} · 已用 {elapsed} · 剩余 {remaining}"},
     "invalid_value": {"en": "Invalid value — {error}", "zh": "参数无效 — {error}"},
+    # a ConfigError: the field's label, then its cfg_err_<key> message
+    "config_error": {"en": "{field}: {message}", "zh": "{field}：{message}"},
     "arguments_saved": {"en": "Arguments saved to {path}", "zh": "训练参数已保存至 {path}"},
     "arguments_loaded": {"en": "Arguments loaded from {path}", "zh": "已从 {path} 载入训练参数"},
     "config_not_found": {"en": "Config file {path} does not exist.", "zh": "配置文件 {path} 不存在。"},
@@ -423,8 +425,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{path} 是完整模型而不是 LoRA 适配器，无法共用已加载的基础模型。请在普通对话中加载它进行比较。"},
     # evaluate & export
     "compare_base": {"en": "Compare with base model", "zh": "与基础模型对比"},
-    "compare_needs_checkpoint": {"en": "choose a checkpoint to compare with the base model",
-                                 "zh": "请选择一个检查点再与基础模型对比"},
     "eval_started": {"en": "Evaluation started: {path}", "zh": "评估开始：{path}"},
     "eval_finished": {"en": "Evaluation finished", "zh": "评估完毕"},
     "eval_stopped": {"en": "Evaluation stopped.", "zh": "评估已中断。"},
@@ -649,6 +649,61 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
+# ConfigError messages (engine.config.CONFIG_MESSAGES keys) in Chinese; ja/ko/ru have CONFIG_ERRORS.
+CONFIG_ERRORS_ZH = {
+    "not_sections": "应为由各部分组成的映射，实际为 {kind}",
+    "unknown_section": "未知的部分（已知：{known}）",
+    "yaml_invalid": "不是有效的 YAML：{error}",
+    "not_utf8": "{path} 不是 UTF-8 文本（可能不是 YAML 配置文件？）",
+    "unreadable": "无法读取 {path}：{reason}",
+    "empty": "不能为空",
+    "no_dataset": "请至少选择一个数据集",
+    "zero_layers": "不能为 0（正数：最后 N 层；负数：最前 N 层）",
+    "quantized_needs_lora": "量化后的基础权重只能用 LoRA 训练（QLoRA）",
+    "packing_stage": "序列打包仅适用于预训练和 SFT",
+    "patience_needs_val": "需要验证集：请将“验证集比例”设为大于 0",
+    "too_many_probes": "最多 {limit} 个问题，每行一个",
+    "ftx_dpo_only": "SFT 混合损失仅适用于 DPO 阶段",
+    "pissa_with_dora": "PiSSA 初始化不能与 DoRA 同时使用",
+    "new_adapter_needs_checkpoint": "请选择一个检查点，在其基础上创建新适配器",
+    "compare_needs_checkpoint": "请选择一个检查点再与基础模型对比",
+    "node_rank": "必须小于节点数（{nnodes}）",
+    "master_addr": "请填写 0 号节点的地址",
+    "extra_args_json": "不是有效的 JSON（{error}，第 {column} 列）",
+    "extra_args_list": "必须是 JSON 对象，例如 {example}，实际是列表",
+    "extra_args_string": "必须是 JSON 对象，例如 {example}，实际是字符串",
+    "extra_args_number": "必须是 JSON 对象，例如 {example}，实际是数字",
+    "extra_args_bool": "必须是 JSON 对象，例如 {example}，实际是 true/false",
+    "extra_args_null": "必须是 JSON 对象，例如 {example}，实际是 null",
+    "extra_arg_unknown": "不是允许的参数（允许：{allowed}）",
+    "extra_arg_number": "应为数字，实际为 {value!r}",
+    "extra_arg_bool": "应为 true/false，实际为 {value!r}",
+    "extra_arg_object": "应为对象，实际为 {value!r}",
+    "extra_arg_text": "应为文本，实际为 {value!r}",
+    "devices_format": "应为设备编号，例如 0,1；实际为 {value!r}",
+    "device_twice": "设备 {device} 重复列出",
+    "not_mapping": "应为映射，实际为 {kind}",
+    "unknown_field": "未知的字段",
+    "empty_int": "为空；请输入整数",
+    "empty_number": "为空；请输入数字",
+    "expected_bool": "应为 true 或 false，实际为 {value!r}",
+    "expected_int": "应为整数，实际为 {value!r}",
+    "expected_number": "应为数字，实际为 {value!r}",
+    "expected_finite": "应为有限数字，实际为 {value!r}",
+    "expected_text": "应为文本，实际为 {kind}",
+    "expected_names": "应为名称列表，实际为 {value!r}",
+    "nul_byte": "包含 NUL 字节",
+    "not_a_choice": "必须是 {choices} 之一；实际为 {value!r}",
+    "not_finite": "必须是有限数字，实际为 {value!r}",
+    "above": "必须大于 {low:g}，实际为 {value!r}",
+    "at_least": "不能小于 {low:g}，实际为 {value!r}",
+    "at_most": "不能大于 {high:g}，实际为 {value!r}",
+}
+# English from the engine itself (the command line prints the same words), so each text has one source.
+MESSAGES.update({f"cfg_err_{key}": {"en": english, "zh": CONFIG_ERRORS_ZH[key]}
+                 for key, english in CONFIG_MESSAGES.items()})
+
+
 
 def _merge(lang: str, module) -> None:
     """Add one language module's texts (same keys as above; a key unknown here fails at import)."""
@@ -659,6 +714,8 @@ def _merge(lang: str, module) -> None:
             CHOICE_TEXT[key][value][lang] = label
     for key, text in module.MESSAGES.items():
         MESSAGES[key][lang] = text
+    for key, text in module.CONFIG_ERRORS.items():
+        MESSAGES[f"cfg_err_{key}"][lang] = text
 
 
 for _lang, _module in (("ja", locale_ja), ("ko", locale_ko), ("ru", locale_ru)):

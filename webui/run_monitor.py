@@ -22,6 +22,7 @@ from engine.config import ConfigError
 from engine.paths import PathError
 from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
 from webui import runner
+from webui.errors import error_text
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, field_label, t
 
@@ -109,7 +110,7 @@ class RunMonitor:
         try:
             cfg, run = build()
         except (ConfigError, PathError) as exc:
-            message = t(lang, "invalid_value", error=str(exc))
+            message = t(lang, "invalid_value", error=error_text(lang, exc))
             gr.Warning(message)
             return (message, gr.update()) + self.not_started()
         refusal = launch_checked(lang, run, cfg, command)

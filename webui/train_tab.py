@@ -19,6 +19,7 @@ from webui import runner
 from webui.dataset_check import build_dataset_check, check_button
 from webui.dataset_preview import build_dataset_preview, dataset_listing
 from webui.dataset_upload import build_dataset_upload
+from webui.errors import error_text
 from webui.hardware_panel import build_hardware_panel
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
 from webui.locales import DEFAULT_LANG, plot_labels, t
@@ -195,7 +196,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
             cfg = build_config(list(values))
             run = target_run(list(values), run_name)
         except (ConfigError, PathError) as exc:
-            return gr.update(visible=False), t(lang_, "invalid_value", error=str(exc))
+            return gr.update(visible=False), t(lang_, "invalid_value", error=error_text(lang_, exc))
         cfg.train.output_dir = str(run.path)
         return gr.update(value=runner.command_preview(run, cfg), visible=True), ""
 
@@ -213,8 +214,8 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
             path = confined(configs_dir(), name.strip(), what="config path")
             cfg.save(path)
         except (ConfigError, PathError) as exc:
-            gr.Warning(t(lang_, "invalid_value", error=str(exc)))
-            return t(lang_, "invalid_value", error=str(exc))
+            gr.Warning(t(lang_, "invalid_value", error=error_text(lang_, exc)))
+            return t(lang_, "invalid_value", error=error_text(lang_, exc))
         return t(lang_, "arguments_saved", path=str(path))
 
     save_btn.click(on_save, [top.lang, config_path] + form_inputs, status)
@@ -230,8 +231,8 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
                 raise PathError(t(lang_, "config_not_found", path=str(path)))
             cfg = RunConfig.load(path)
         except (ConfigError, PathError) as exc:
-            gr.Warning(str(exc))
-            return outputs_unchanged + [t(lang_, "invalid_value", error=str(exc))]
+            gr.Warning(error_text(lang_, exc))
+            return outputs_unchanged + [t(lang_, "invalid_value", error=error_text(lang_, exc))]
         return fill_form(cfg) + [t(lang_, "arguments_loaded", path=str(path))]
 
     form_outputs = [c.component for c in form_controls] + [top.checkpoint]
