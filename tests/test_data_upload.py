@@ -100,6 +100,29 @@ def test_broken_json_line_missing_field_and_wrong_type_name_row_and_field(tmp_pa
     assert "must be text, got list" in str(inspection.errors[2])
 
 
+
+def test_upload_problems_are_listed_in_the_ui_language(data_dir, tmp_path):
+    """The upload panel's real handlers in Chinese: each row problem and the refusal say where and why in Chinese;
+    the file name and the JSON parser's own words stay as they are."""
+    from engine.data.errors import DATA_MESSAGES, DATA_WHERE
+    from webui.dataset_upload import on_file, on_register
+
+    good = {"instruction": "Say hi", "input": "", "output": "Hi!"}
+    path = _write(tmp_path / "broken.jsonl", [good, '{"instruction": "x", "output": ', {"instruction": "Say bye"},
+                                              {"instruction": "Hm", "output": ["a"]}])
+    _, _, text, _ = on_file("zh", str(path))
+    assert "- broken.jsonl，第 2 行：不是有效的 JSON（" in text
+    assert "- broken.jsonl，第 3 行，字段 'output'：缺失" in text
+    assert "- broken.jsonl，第 4 行，字段 'output'：必须是文本，实际为 list" in text
+    english = [DATA_MESSAGES[key].split("{")[0].strip() for key in ("json_line", "missing", "not_text")]
+    english += [DATA_WHERE["row"].split("{")[0].strip(), DATA_WHERE["field"].split("{")[0].strip()]
+    assert not [words for words in english if words in text], text
+    with pytest.warns(UserWarning, match="^未注册：broken.jsonl，第 2 行"):  # the pop-up says the same
+        message, _ = on_register("zh", str(data_dir), str(path), "broken", None, False, [])
+    assert message.startswith("未注册：broken.jsonl，第 2 行：不是有效的 JSON（")
+    assert message.endswith("（另有 2 个问题）；未注册任何内容")
+    assert "nothing was registered" not in message and "more problems" not in message
+
 def test_broken_sharegpt_turn_names_row_and_field(tmp_path):
     rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]},
             {"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "yo"}]}]

@@ -322,7 +322,7 @@ def test_broken_registry_is_reported_not_an_empty_list(tmp_path):
     assert list_datasets(d) == []
     names, problems = scan_registry(d)
     assert names == [] and len(problems) == 1
-    assert "dataset_info.json: not valid JSON (line 2" in problems[0]
+    assert "dataset_info.json: not valid JSON (line 2" in str(problems[0])
     notice = registry_notice("en", str(d))
     assert "dataset_info.json: not valid JSON (line 2" in notice and "Datasets missing" in notice
     zh = registry_notice("zh", str(d))
@@ -338,10 +338,11 @@ def test_bad_entries_are_named_and_good_ones_still_listed(tmp_path):
     names, problems = scan_registry(d)
     assert names == ["good"]
     reg = str(d / "dataset_info.json")
-    assert problems == [f"{reg}, field 'text': entry must be an object",
-                        f"{reg}, field 'nofile': entry has no file_name",
-                        f"{reg}, field 'hub': hub datasets are not supported; download the file and set file_name",
-                        f"{reg}, field 'txt': unsupported file type '.txt' (use .json, .jsonl, .csv, .parquet)"]
+    assert [str(p) for p in problems] == [
+        f"{reg}, field 'text': entry must be an object",
+        f"{reg}, field 'nofile': entry has no file_name",
+        f"{reg}, field 'hub': hub datasets are not supported; download the file and set file_name",
+        f"{reg}, field 'txt': unsupported file type '.txt' (use .json, .jsonl, .csv, .parquet)"]
     assert scan_registry(data_dir(tmp_path / "demo", {"ok": {"file_name": "a.json"}})) == (["ok"], [])
 
 

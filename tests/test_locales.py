@@ -135,8 +135,9 @@ def test_custom_model_entry_is_in_the_language():
         assert model_name_choices(lang)[-1] == (t(lang, "custom_model"), CUSTOM_MODEL)
 
 
-def _engine_error_keys(error_class: str) -> list[tuple[str, str]]:
-    """(file:line, key or key prefix + "*") of every ``error_class(...)`` call in engine/ and webui/: a literal key
+def _engine_error_keys(error_class: str, key_arg: int) -> list[tuple[str, str]]:
+    """(file:line, key or key prefix + "*") of every ``error_class(...)`` call in engine/ and webui/, its key the
+    positional argument ``key_arg``: a literal key
     (or two, of ``a if c else b``), or the literal start of an f-string key (``f"extra_args_{kind}"``)."""
     import ast
     from pathlib import Path
@@ -146,7 +147,7 @@ def _engine_error_keys(error_class: str) -> list[tuple[str, str]]:
     for path in sorted((root / "engine").rglob("*.py")) + sorted((root / "webui").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == error_class:
-                key = node.args[1] if len(node.args) > 1 else None
+                key = node.args[key_arg] if len(node.args) > key_arg else None
                 where = f"{path.relative_to(root)}:{node.lineno}"
                 options = [key.body, key.orelse] if isinstance(key, ast.IfExp) else [key]  # "a" if int else "b"
                 if all(isinstance(option, ast.Constant) for option in options):
@@ -173,7 +174,7 @@ def test_every_config_error_key_is_translated_with_its_format_fields():
                 wrong.append((key, lang, _fields(entry[lang]), _fields(english)))
     assert wrong == [], wrong
     assert [k for k in MESSAGES if k.startswith("cfg_err_") and k[8:] not in CONFIG_MESSAGES] == []  # none stale
-    raised = _engine_error_keys("ConfigError")
+    raised = _engine_error_keys("ConfigError", 1)
     assert len(raised) > 40
     known = set(CONFIG_MESSAGES) | {key[:i] + "*" for key in CONFIG_MESSAGES for i in range(1, len(key))}
     unknown = [(where, key) for where, key in raised if key not in known]
@@ -221,3 +222,43 @@ def test_config_error_renders_in_each_language_with_the_field_label():
         assert text.startswith(field_label(lang, "data.cutoff_len")), (lang, text)
         assert "8" in text and "-5" in text and english_words not in text and "cutoff_len" not in text, (lang, text)
     assert error_text("zh", exc) == "截断长度：不能小于 8，实际为 -5"
+
+
+def test_every_data_error_key_is_translated_with_its_format_fields():
+    """As for ConfigError: each engine.data.errors.DATA_MESSAGES key has a data_err_ message in every language with
+    the English template's format fields, and every DataError raised names such a key."""
+    from engine.data.errors import DATA_MESSAGES
+
+    wrong = [(key, lang) for key, english in DATA_MESSAGES.items() for lang in CODES
+             if _fields(MESSAGES.get(f"data_err_{key}", {}).get(lang) or "-") != _fields(english)
+             or not (MESSAGES[f"data_err_{key}"].get(lang) or "").strip()]
+    assert wrong == [], wrong
+    assert [k for k in MESSAGES if k.startswith("data_err_") and k[9:] not in DATA_MESSAGES] == []
+    raised = _engine_error_keys("DataError", 0)
+    assert len(raised) > 60
+    known = set(DATA_MESSAGES) | {key[:i] + "*" for key in DATA_MESSAGES for i in range(1, len(key))}
+    assert [(where, key) for where, key in raised if key not in known] == []
+
+
+def test_data_error_renders_where_and_why_in_each_language():
+    """The real format detection refusing a file, and a row problem: the file name as it is; the row, the field
+    and the reason in the language."""
+    from engine.data import DataError
+    from engine.data.detect import detect
+    from engine.data.errors import DATA_MESSAGES
+    from webui.errors import error_text
+
+    with pytest.raises(DataError) as info:
+        detect([{"instruction": "q", "output": "a"}], "sharegpt")
+    exc = info.value
+    assert str(exc) == ("cannot read it as sharegpt: no conversation column (looked for conversations, messages; "
+                        "the file has instruction, output)")
+    assert error_text("zh", exc) == ("无法按 sharegpt 读取：没有对话列（查找了 conversations, messages；"
+                                     "文件中的列为 instruction, output）")
+    exc = DataError("missing", file="a.jsonl", row=3, field="output")
+    assert error_text("en", exc) == str(exc) == "a.jsonl, row 3, field 'output': missing"
+    assert error_text("zh", exc) == "a.jsonl，第 3 行，字段 'output'：缺失"
+    for lang in OTHERS:
+        text = error_text(lang, exc)
+        assert text.startswith("a.jsonl") and "3" in text and "'output'" in text, (lang, text)
+        assert "row" not in text and "field" not in text and DATA_MESSAGES["missing"] not in text, (lang, text)

@@ -9,6 +9,7 @@ import gradio as gr
 
 from engine.data import PREVIEW_COLUMNS, DataError, preview_page, scan_registry
 from engine.paths import PathError, resolve_user_dir
+from webui.errors import error_text
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, MESSAGES, t
 
@@ -23,18 +24,20 @@ def _header(lang: str, column: str) -> str:
     return t(lang, key) if key in MESSAGES else column.replace("_", " ").capitalize()
 
 
-def dataset_listing(dataset_dir: str) -> tuple[list[str], list[str]]:
+def dataset_listing(dataset_dir: str) -> tuple[list[str], list[Exception]]:
     """(usable dataset names in the folder, what is wrong with the folder, its registry or some entries)."""
     try:
         return scan_registry(resolve_user_dir(dataset_dir, "data folder"))
     except PathError as exc:
-        return [], [str(exc)]
+        return [], [exc]
 
 
 def registry_notice(lang: str, dataset_dir: str) -> str:
     """Why datasets of the folder are missing from the list ("" when none is): an empty list alone says nothing."""
     problems = dataset_listing(dataset_dir)[1]
-    return t(lang, "registry_problems", problems="\n".join(f"- {p}" for p in problems)) if problems else ""
+    if not problems:
+        return ""
+    return t(lang, "registry_problems", problems="\n".join(f"- {error_text(lang, p)}" for p in problems))
 
 
 @dataclass(eq=False)
@@ -73,8 +76,9 @@ def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, s
             page = pages - 1
             total, rows = preview_page(folder, name_, page, PAGE_SIZE, fill, stage)
     except (DataError, PathError, OSError) as exc:
-        gr.Warning(t(lang, "dataset_error", error=str(exc)))
-        return gr.update(visible=True), t(lang, "dataset_error", error=str(exc)), gr.update(value=None), 0
+        message = t(lang, "dataset_error", error=error_text(lang, exc))
+        gr.Warning(message)
+        return gr.update(visible=True), message, gr.update(value=None), 0
     columns = list(rows[0]) if rows else _COLUMNS
     headers = [_header(lang, c) for c in columns]
     data = [[_TAG_MARKS.get(r[c], r[c]) if c == "kto_tag" else r[c] for c in columns] for r in rows]

@@ -16,6 +16,7 @@ from engine.data.registry import SUPPORTED_SUFFIXES
 from engine.data.upload import MAX_UPLOAD_MB, Inspection, inspect_file, register_upload
 from engine.paths import PathError, resolve_user_dir
 from webui.dataset_preview import dataset_listing
+from webui.errors import error_text
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t
 
@@ -40,11 +41,11 @@ def suggested_name(file_name: str) -> str:
 def report(lang: str, inspection: Inspection) -> str:
     """What the check found: the format, rows and column mapping to confirm, or the problems by row and field."""
     if inspection.detection is None:
-        return t(lang, "upload_unusable", error=_plain(str(inspection.errors[0])))
+        return t(lang, "upload_unusable", error=_plain(error_text(lang, inspection.errors[0])))
     found = inspection.detection
     if inspection.error_count:
         lines = [t(lang, "upload_problems", count=inspection.error_count, rows=inspection.rows)]
-        lines += [f"- {_plain(str(error))}" for error in inspection.errors]
+        lines += [f"- {_plain(error_text(lang, error))}" for error in inspection.errors]
         if inspection.error_count > len(inspection.errors):
             lines.append(f"- {t(lang, 'upload_more', more=inspection.error_count - len(inspection.errors))}")
         return "\n".join(lines)
@@ -120,8 +121,8 @@ def on_register(lang: str, folder: str, path: str | None, name: str, kind: str |
     try:
         target = register_upload(resolve_user_dir(folder, "data folder"), name, path, kind, overwrite)
     except (DataError, PathError, OSError) as exc:
-        gr.Warning(t(lang, "upload_failed", error=str(exc)))
-        return t(lang, "upload_failed", error=_plain(str(exc))), gr.update()
+        gr.Warning(t(lang, "upload_failed", error=error_text(lang, exc)))
+        return t(lang, "upload_failed", error=_plain(error_text(lang, exc))), gr.update()
     message = t(lang, "upload_registered", name=_plain(name.strip()), file=_plain(str(target)))
     return message, _datasets_update(folder, current)
 
@@ -132,8 +133,8 @@ def on_identity(lang: str, folder: str, dataset: str, name: str, author: str, pu
         target, rows = build_identity(resolve_user_dir(folder, "data folder"), dataset, name, author, purpose,
                                       contact, extra, overwrite)
     except (DataError, PathError, OSError) as exc:
-        gr.Warning(t(lang, "identity_failed", error=str(exc)))
-        return t(lang, "identity_failed", error=_plain(str(exc))), gr.update()
+        gr.Warning(t(lang, "identity_failed", error=error_text(lang, exc)))
+        return t(lang, "identity_failed", error=_plain(error_text(lang, exc))), gr.update()
     return (t(lang, "identity_written", name=_plain(dataset.strip()), rows=rows, file=_plain(str(target))),
             _datasets_update(folder, current))
 

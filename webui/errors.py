@@ -1,11 +1,13 @@
 """Engine errors in the user's language: the one place the web UI turns an engine exception into text.
 
 Engine errors keep their English text for the command line and carry a message key and its params besides;
-each kind's keys have a prefix in webui/locales.py. An error without a key is shown as it is."""
+each kind's keys have a prefix in webui/locales.py (cfg_err_, data_err_, load_err_). Params are the user's values
+or technical text and are inserted as they are. An error without a key is shown as it is."""
 
 from __future__ import annotations
 
 from engine.config import ConfigError
+from engine.data import DataError
 from webui.locales import FIELD_TEXT, field_label, t
 
 
@@ -18,11 +20,33 @@ def config_field_label(lang: str, name: str) -> str:
     return field_label(lang, name)
 
 
+def _message(lang: str, key: str, params: dict) -> str:
+    # Always formatted, even without params: the English templates escape literal braces. A param that is an
+    # error itself (the first problem of a refused upload) is rendered too.
+    shown = {name: error_text(lang, value) if isinstance(value, BaseException) else value
+             for name, value in params.items()}
+    return t(lang, key).format(**shown)
+
+
+def data_error_text(lang: str, exc: DataError) -> str:
+    """A DataError as its English text reads (file, row, field: message), in ``lang``; file names as they are."""
+    where = [str(exc.file)] if exc.file else []
+    if exc.row is not None:
+        where.append(t(lang, "data_where_row", row=exc.row))
+    if exc.field:
+        where.append(t(lang, "data_where_field", field=exc.field))
+    message = _message(lang, f"data_err_{exc.key}", exc.params)
+    return t(lang, "data_error", where=t(lang, "data_error_sep").join(where), message=message) if where else message
+
+
 def error_text(lang: str, exc: BaseException) -> str:
-    """``exc`` in ``lang``: ConfigError names the field by its label; ModelLoadError's key picks a message."""
+    """``exc`` in ``lang``: ConfigError names the field by its label, DataError where the problem is; the others
+    with a key (ModelLoadError) pick a message by it."""
     if isinstance(exc, ConfigError):
         return t(lang, "config_error", field=config_field_label(lang, exc.field_name),
-                 message=t(lang, f"cfg_err_{exc.key}", **exc.params))
+                 message=_message(lang, f"cfg_err_{exc.key}", exc.params))
+    if isinstance(exc, DataError):
+        return data_error_text(lang, exc)
     key = getattr(exc, "key", "")
     if key == "no_model":
         return t(lang, "model_not_loaded")

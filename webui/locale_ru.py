@@ -218,6 +218,10 @@ MESSAGES = {
     "progress": "Шаг {step} / {total} · прошло {elapsed} · осталось {remaining}",
     "invalid_value": "Недопустимое значение — {error}",
     "config_error": "{field}: {message}",
+    "data_error": "{where}: {message}",
+    "data_error_sep": ", ",
+    "data_where_row": "строка {row}",
+    "data_where_field": "поле {field!r}",
     "arguments_saved": "Аргументы сохранены в {path}",
     "arguments_loaded": "Аргументы загружены из {path}",
     "config_not_found": "Файл конфигурации {path} не существует.",
@@ -509,4 +513,95 @@ CONFIG_ERRORS = {
     "above": "должно быть больше {low:g}, получено {value!r}",
     "at_least": "должно быть не меньше {low:g}, получено {value!r}",
     "at_most": "должно быть не больше {high:g}, получено {value!r}",
+}
+
+# DataError messages, by engine.data.errors.DATA_MESSAGES key (merged as data_err_<key>)
+DATA_ERRORS = {
+    "folder_empty": "в папке нет файлов json/jsonl/csv/parquet",
+    "file_empty": "файл пуст",
+    "file_blank": "файл пуст (только пробельные символы)",
+    "json_line": "недопустимый JSON ({error}, столбец {column})",
+    "json": "недопустимый JSON (строка {line}, столбец {column}: {error})",
+    "not_list": "должен содержать JSON-список примеров",
+    "unreadable": "не удаётся прочитать: {error}",
+    "not_utf8": "не текст в UTF-8",
+    "unknown_stage": "неизвестный этап {stage!r} (допустимы: {stages})",
+    "no_pairs": "в наборе данных {name!r} нет пар предпочтений: этапу {stage} нужны данные предпочтений с ответами "
+                "chosen/rejected; отметьте такой набор как \"ranking\": true в {registry}",
+    "no_labels": "в наборе данных {name!r} нет меток: этапу kto нужен столбец true/false, отмечающий каждый ответ как "
+                 "желательный, указанный в dataset_info.json как \"columns\": {example}, или данные предпочтений с "
+                 "отметкой \"ranking\": true",
+    "no_samples": "нет примеров",
+    "no_such_row": "нет строки {position}: всего строк {count}",
+    "missing": "отсутствует",
+    "not_text": "должно быть текстом, получено {kind}",
+    "history_not_list": "должно быть списком пар [вопрос, ответ]",
+    "history_item": "каждый элемент должен быть парой текстов [вопрос, ответ]",
+    "empty_instruction": "пустая инструкция",
+    "no_turns": "должно быть непустым списком реплик",
+    "answer_not_object": "должно быть одним объектом сообщения вида {example}, получено {kind}",
+    "answer_role": "должно быть сообщением ассистента, получена роль {role!r}",
+    "answer_content": "содержимое должно быть текстом",
+    "turn_not_object": "реплика {n} должна быть объектом",
+    "turn_role": "у реплики {n} неизвестная роль {role!r}",
+    "turn_content": "содержимое реплики {n} должно быть текстом",
+    "system_first": "реплика {n}: системная реплика может быть только первой",
+    "turn_order": "реплика {n} должна быть репликой {expected}, получено {role}",
+    "ranking_ends_with_user": "в данных предпочтений реплики должны заканчиваться вопросом пользователя (ответы "
+                              "указываются в столбцах chosen и rejected)",
+    "no_final_answer": "в конце диалога нет ответа ассистента",
+    "turn_no_text": "реплика {n} должна быть объектом с текстовым содержимым",
+    "empty_text": "пустой текст",
+    "kto_tag": "должно быть true или false (1/0), получено {value!r:.40}",
+    "row_not_object": "должно быть объектом, получено {kind}",
+    "empty": "не может быть пустым",
+    "one_line": "должно быть одной строкой длиной не более {limit} символов",
+    "braces": "не должно содержать {{{{ или }}}}",
+    "extra_fact": "записывайте каждый дополнительный факт как: вопрос | ответ",
+    "bad_name": "имя набора данных {name!r} недопустимо: используйте от 1 до 64 букв, цифр, '_', '-' или '.', "
+                "начиная с буквы или цифры",
+    "no_folder": "папка данных не существует",
+    "already_registered": "набор данных {name!r} уже зарегистрирован; выберите другое имя или разрешите перезапись",
+    "file_owned": "файл {file_name!r} принадлежит набору данных {owner!r}; выберите другое имя",
+    "file_exists": "файл {file_name!r} уже есть в папке данных; выберите другое имя или разрешите перезапись",
+    "folder_exists": "{file_name!r} уже есть в папке данных; выберите другое имя",
+    "no_registry": "в этой папке нет {registry}",
+    "registry_empty": "файл пуст; он должен быть JSON-объектом, сопоставляющим имена наборов данных с записями",
+    "registry_not_object": "должен быть JSON-объектом, сопоставляющим имена наборов данных с записями",
+    "unsupported_type": "неподдерживаемый тип файла {suffix!r} (используйте {suffixes})",
+    "entry_not_object": "запись должна быть объектом",
+    "hub_dataset": "наборы данных с Hub не поддерживаются; скачайте файл и укажите file_name",
+    "no_file_name": "у записи нет file_name",
+    "not_registered": "набор данных {name!r} не зарегистрирован",
+    "bad_path": "{error}",
+    "no_file": "файл {file_name!r} не существует",
+    "bad_formatting": "formatting должно быть alpaca или sharegpt, получено {formatting!r}",
+    "columns_not_objects": "columns и tags должны быть объектами",
+    "bad_ranking": "ranking должно быть true или false, получено {ranking!r}",
+    "too_big": "размер файла {size_mb:.0f} МБ, больше предела в {limit_mb} МБ",
+    "no_rows": "нет строк",
+    "unknown_kind": "неизвестный формат {kind!r} (допустимы: {kinds})",
+    "cannot_tell": "не удаётся определить формат: нужны столбцы instruction/output (alpaca), столбец conversations или "
+                   "messages (sharegpt) либо столбцы chosen/rejected (предпочтения); в файле есть столбцы {columns}",
+    "cannot_tell_no_columns": "не удаётся определить формат: нужны столбцы instruction/output (alpaca), столбец "
+                              "conversations или messages (sharegpt) либо столбцы chosen/rejected (предпочтения); в "
+                              "файле нет столбцов",
+    "no_ranking_column": "не удаётся прочитать как {kind}: нет столбцов chosen и rejected (искали {names}; в файле есть "
+                         "столбцы {columns})",
+    "no_conversation_column": "не удаётся прочитать как {kind}: нет столбца диалога (искали {names}; в файле есть "
+                              "столбцы {columns})",
+    "no_instruction_column": "не удаётся прочитать как {kind}: нет столбца инструкции (искали {names}; в файле есть "
+                             "столбцы {columns})",
+    "no_answer_column": "не удаётся прочитать как {kind}: нет столбца ответа (искали {names}; в файле есть столбцы "
+                        "{columns})",
+    "no_ranking_column_no_columns": "не удаётся прочитать как {kind}: нет столбцов chosen и rejected (искали {names}; "
+                                    "в файле нет столбцов)",
+    "no_conversation_column_no_columns": "не удаётся прочитать как {kind}: нет столбца диалога (искали {names}; в "
+                                         "файле нет столбцов)",
+    "no_instruction_column_no_columns": "не удаётся прочитать как {kind}: нет столбца инструкции (искали {names}; в "
+                                        "файле нет столбцов)",
+    "no_answer_column_no_columns": "не удаётся прочитать как {kind}: нет столбца ответа (искали {names}; в файле нет "
+                                   "столбцов)",
+    "refused": "{first}; ничего не зарегистрировано",
+    "refused_more": "{first} (и ещё проблем: {more}); ничего не зарегистрировано",
 }

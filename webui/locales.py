@@ -9,6 +9,7 @@ value is (label, info). Other keys are plain messages, formatted with
 from __future__ import annotations
 
 from engine.config import CONFIG_MESSAGES, EXTRA_ARGS
+from engine.data.errors import DATA_MESSAGES, DATA_WHERE
 from webui import locale_ja, locale_ko, locale_ru
 
 _ALLOWED = ", ".join(f"`{name}`" for name in EXTRA_ARGS)  # info text is Markdown: names as code
@@ -330,6 +331,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "invalid_value": {"en": "Invalid value — {error}", "zh": "参数无效 — {error}"},
     # a ConfigError: the field's label, then its cfg_err_<key> message
     "config_error": {"en": "{field}: {message}", "zh": "{field}：{message}"},
+    # a DataError: where (file, row, field; data_where_* below), then its data_err_<key> message
+    "data_error": {"en": "{where}: {message}", "zh": "{where}：{message}"},
+    "data_error_sep": {"en": ", ", "zh": "，"},
     "arguments_saved": {"en": "Arguments saved to {path}", "zh": "训练参数已保存至 {path}"},
     "arguments_loaded": {"en": "Arguments loaded from {path}", "zh": "已从 {path} 载入训练参数"},
     "config_not_found": {"en": "Config file {path} does not exist.", "zh": "配置文件 {path} 不存在。"},
@@ -704,6 +708,90 @@ MESSAGES.update({f"cfg_err_{key}": {"en": english, "zh": CONFIG_ERRORS_ZH[key]}
                  for key, english in CONFIG_MESSAGES.items()})
 
 
+# DataError messages (engine.data.errors.DATA_MESSAGES keys) in Chinese; ja/ko/ru have DATA_ERRORS.
+DATA_ERRORS_ZH = {
+    "folder_empty": "文件夹中没有 json/jsonl/csv/parquet 文件",
+    "file_empty": "文件为空",
+    "file_blank": "文件为空（只有空白字符）",
+    "json_line": "不是有效的 JSON（{error}，第 {column} 列）",
+    "json": "不是有效的 JSON（第 {line} 行，第 {column} 列：{error}）",
+    "not_list": "必须是由样本组成的 JSON 列表",
+    "unreadable": "无法读取：{error}",
+    "not_utf8": "不是 UTF-8 文本",
+    "unknown_stage": "未知的训练阶段 {stage!r}（可用：{stages}）",
+    "no_pairs": "数据集 {name!r} 没有偏好数据对：{stage} 阶段需要带有 chosen/rejected 回答的偏好数据；"
+                "请在 {registry} 中为这类数据集标注 \"ranking\": true",
+    "no_labels": "数据集 {name!r} 没有标签：kto 阶段需要一个 true/false 列标明每个回答是否可取，"
+                 "在 dataset_info.json 中写为 \"columns\": {example}，或使用标注了 \"ranking\": true 的偏好数据",
+    "no_samples": "没有样本",
+    "no_such_row": "没有第 {position} 行：共 {count} 行",
+    "missing": "缺失",
+    "not_text": "必须是文本，实际为 {kind}",
+    "history_not_list": "必须是由 [问题, 回答] 对组成的列表",
+    "history_item": "每一项都必须是由文本组成的 [问题, 回答] 对",
+    "empty_instruction": "指令为空",
+    "no_turns": "必须是非空的对话轮次列表",
+    "answer_not_object": "必须是一个消息对象，例如 {example}，实际为 {kind}",
+    "answer_role": "必须是助手消息，实际角色为 {role!r}",
+    "answer_content": "内容必须是文本",
+    "turn_not_object": "第 {n} 轮必须是对象",
+    "turn_role": "第 {n} 轮的角色 {role!r} 未知",
+    "turn_content": "第 {n} 轮的内容必须是文本",
+    "system_first": "第 {n} 轮：系统轮次只能放在最前面",
+    "turn_order": "第 {n} 轮应为 {expected} 轮次，实际为 {role}",
+    "ranking_ends_with_user": "偏好数据的对话轮次必须以用户的问题结尾（回答放在 chosen 和 rejected 列中）",
+    "no_final_answer": "对话末尾没有助手的回答",
+    "turn_no_text": "第 {n} 轮必须是带有文本内容的对象",
+    "empty_text": "文本为空",
+    "kto_tag": "必须是 true 或 false（1/0），实际为 {value!r:.40}",
+    "row_not_object": "必须是对象，实际为 {kind}",
+    "empty": "不能为空",
+    "one_line": "必须是一行，最多 {limit} 个字符",
+    "braces": "不能包含 {{{{ 或 }}}}",
+    "extra_fact": "每条补充信息请写成：问题 | 回答",
+    "bad_name": "数据集名称 {name!r} 不可用：请使用 1 到 64 个字母、数字、'_'、'-' 或 '.'，并以字母或数字开头",
+    "no_folder": "数据文件夹不存在",
+    "already_registered": "数据集 {name!r} 已注册；请换一个名称或允许覆盖",
+    "file_owned": "文件 {file_name!r} 属于数据集 {owner!r}；请换一个名称",
+    "file_exists": "数据文件夹中已有文件 {file_name!r}；请换一个名称或允许覆盖",
+    "folder_exists": "数据文件夹中已有 {file_name!r}；请换一个名称",
+    "no_registry": "此文件夹中没有 {registry}",
+    "registry_empty": "文件为空；它必须是将数据集名称映射到条目的 JSON 对象",
+    "registry_not_object": "必须是将数据集名称映射到条目的 JSON 对象",
+    "unsupported_type": "不支持的文件类型 {suffix!r}（请使用 {suffixes}）",
+    "entry_not_object": "条目必须是对象",
+    "hub_dataset": "不支持 Hub 上的数据集；请下载文件并设置 file_name",
+    "no_file_name": "条目没有 file_name",
+    "not_registered": "数据集 {name!r} 未注册",
+    "bad_path": "{error}",
+    "no_file": "文件 {file_name!r} 不存在",
+    "bad_formatting": "formatting 必须是 alpaca 或 sharegpt，实际为 {formatting!r}",
+    "columns_not_objects": "columns 和 tags 必须是对象",
+    "bad_ranking": "ranking 必须是 true 或 false，实际为 {ranking!r}",
+    "too_big": "文件大小为 {size_mb:.0f} MB，超过了 {limit_mb} MB 的上限",
+    "no_rows": "没有任何行",
+    "unknown_kind": "未知的格式 {kind!r}（可用：{kinds}）",
+    "cannot_tell": "无法判断格式：应有 instruction/output 列（alpaca）、conversations 或 messages 列（sharegpt），"
+                   "或 chosen/rejected 列（偏好数据）；文件中的列为 {columns}",
+    "cannot_tell_no_columns": "无法判断格式：应有 instruction/output 列（alpaca）、conversations 或 messages 列"
+                              "（sharegpt），或 chosen/rejected 列（偏好数据）；文件中没有任何列",
+    "no_ranking_column": "无法按 {kind} 读取：没有 chosen 和 rejected 列（查找了 {names}；文件中的列为 {columns}）",
+    "no_conversation_column": "无法按 {kind} 读取：没有对话列（查找了 {names}；文件中的列为 {columns}）",
+    "no_instruction_column": "无法按 {kind} 读取：没有指令列（查找了 {names}；文件中的列为 {columns}）",
+    "no_answer_column": "无法按 {kind} 读取：没有回答列（查找了 {names}；文件中的列为 {columns}）",
+    "no_ranking_column_no_columns": "无法按 {kind} 读取：没有 chosen 和 rejected 列（查找了 {names}；文件中没有任何列）",
+    "no_conversation_column_no_columns": "无法按 {kind} 读取：没有对话列（查找了 {names}；文件中没有任何列）",
+    "no_instruction_column_no_columns": "无法按 {kind} 读取：没有指令列（查找了 {names}；文件中没有任何列）",
+    "no_answer_column_no_columns": "无法按 {kind} 读取：没有回答列（查找了 {names}；文件中没有任何列）",
+    "refused": "{first}；未注册任何内容",
+    "refused_more": "{first}（另有 {more} 个问题）；未注册任何内容",
+}
+MESSAGES.update({f"data_err_{key}": {"en": english, "zh": DATA_ERRORS_ZH[key]}
+                 for key, english in DATA_MESSAGES.items()})
+MESSAGES.update({"data_where_row": {"en": DATA_WHERE["row"], "zh": "第 {row} 行"},
+                 "data_where_field": {"en": DATA_WHERE["field"], "zh": "字段 {field!r}"}})
+
+
 
 def _merge(lang: str, module) -> None:
     """Add one language module's texts (same keys as above; a key unknown here fails at import)."""
@@ -716,6 +804,8 @@ def _merge(lang: str, module) -> None:
         MESSAGES[key][lang] = text
     for key, text in module.CONFIG_ERRORS.items():
         MESSAGES[f"cfg_err_{key}"][lang] = text
+    for key, text in module.DATA_ERRORS.items():
+        MESSAGES[f"data_err_{key}"][lang] = text
 
 
 for _lang, _module in (("ja", locale_ja), ("ko", locale_ko), ("ru", locale_ru)):

@@ -47,8 +47,9 @@ def _tags(rows: list[dict], column: str) -> dict:
 
 
 def _missing(kind: str, what: str, names: tuple[str, ...], columns: list[str]) -> DataError:
-    return DataError(f"cannot read it as {kind}: no {what} column (looked for {', '.join(names)}; "
-                     f"the file has {', '.join(columns) or 'no columns'})")
+    if not columns:
+        return DataError(f"no_{what}_column_no_columns", kind=kind, names=", ".join(names))
+    return DataError(f"no_{what}_column", kind=kind, names=", ".join(names), columns=", ".join(columns))
 
 
 def detect(rows: list, kind: str | None = None) -> Detection:
@@ -56,7 +57,7 @@ def detect(rows: list, kind: str | None = None) -> Detection:
     columns make preference data, a conversations/messages column sharegpt, an instruction column alpaca.
     Raises a DataError naming what is missing."""
     if kind is not None and kind not in KINDS:
-        raise DataError(f"unknown format {kind!r} (use {', '.join(KINDS)})")
+        raise DataError("unknown_kind", kind=kind, kinds=", ".join(KINDS))
     dicts = [row for row in rows if isinstance(row, dict)]
     columns = list(dict.fromkeys(key for row in dicts for key in row))
     messages = _first(_MESSAGES_NAMES, columns)
@@ -70,11 +71,11 @@ def detect(rows: list, kind: str | None = None) -> Detection:
         elif prompt:
             kind = "alpaca"
         else:
-            raise DataError("cannot tell the format: expected instruction/output columns (alpaca), a "
-                            "conversations or messages column (sharegpt), or chosen/rejected columns (preference); "
-                            f"the file has {', '.join(columns) or 'no columns'}")
+            if not columns:
+                raise DataError("cannot_tell_no_columns")
+            raise DataError("cannot_tell", columns=", ".join(columns))
     if kind == "preference" and not ranking:
-        raise _missing(kind, "chosen and rejected", ("chosen", "rejected"), columns)
+        raise _missing(kind, "ranking", ("chosen", "rejected"), columns)
     entry: dict = {}
     mapping: list[tuple[str, str]] = []
     conversational = messages is not None if kind == "preference" else kind == "sharegpt"

@@ -46,7 +46,7 @@ def _text(row: dict, key: str, file: str, index: int, required: bool) -> str:
             raise DataError("missing", file=file, row=index, field=key)
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise DataError(f"must be text, got {type(value).__name__}", file=file, row=index, field=key)
+        raise DataError("not_text", kind=type(value).__name__, file=file, row=index, field=key)
     return str(value)
 
 
@@ -65,15 +65,15 @@ def _alpaca(row: dict, spec: DatasetSpec, file: str, index: int) -> Sample:
     history = row.get(cols["history"])
     if history is not None:
         if not isinstance(history, list):
-            raise DataError("must be a list of [question, answer] pairs", file=file, row=index, field=cols["history"])
+            raise DataError("history_not_list", file=file, row=index, field=cols["history"])
         for turn in history:
             if not (isinstance(turn, (list, tuple)) and len(turn) == 2 and all(isinstance(t, str) for t in turn)):
-                raise DataError("each item must be a [question, answer] pair of texts", file=file, row=index,
+                raise DataError("history_item", file=file, row=index,
                                 field=cols["history"])
             messages += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
     user = "\n".join(part for part in (prompt, query) if part)
     if not user.strip():
-        raise DataError("empty instruction", file=file, row=index, field=cols["prompt"])
+        raise DataError("empty_instruction", file=file, row=index, field=cols["prompt"])
     messages += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
     return Sample(messages=messages, system=system, rejected=rejected)
 
@@ -85,7 +85,7 @@ def _turns(row: dict, spec: DatasetSpec, file: str, index: int) -> tuple[str, li
     if turns is None and key == "conversations" and "messages" in row:
         key, turns = "messages", row["messages"]  # OpenAI layout without a columns entry
     if not isinstance(turns, list) or not turns:
-        raise DataError("must be a non-empty list of turns", file=file, row=index, field=key)
+        raise DataError("no_turns", file=file, row=index, field=key)
     return key, turns
 
 
@@ -109,13 +109,13 @@ def _answer(row: dict, spec: DatasetSpec, column: str, file: str, index: int) ->
     tags = spec.tags
     example = f'{{"{tags["role_tag"]}": "{tags["assistant_tag"]}", "{tags["content_tag"]}": "..."}}'
     if not isinstance(turn, dict):
-        raise DataError(f"must be one message object like {example}, got {type(turn).__name__}",
+        raise DataError("answer_not_object", example=example, kind=type(turn).__name__,
                         file=file, row=index, field=key)
     role, raw_role, content = _role_content(turn, tags)
     if role != "assistant":
-        raise DataError(f"must be an assistant message, got role {raw_role!r}", file=file, row=index, field=key)
+        raise DataError("answer_role", role=raw_role, file=file, row=index, field=key)
     if not isinstance(content, str):
-        raise DataError("content must be text", file=file, row=index, field=key)
+        raise DataError("answer_content", file=file, row=index, field=key)
     return content
 
 
@@ -125,31 +125,30 @@ def _sharegpt(row: dict, spec: DatasetSpec, file: str, index: int) -> Sample:
     messages = []
     for n, turn in enumerate(turns, 1):
         if not isinstance(turn, dict):
-            raise DataError(f"turn {n} must be an object", file=file, row=index, field=key)
+            raise DataError("turn_not_object", n=n, file=file, row=index, field=key)
         role, raw_role, content = _role_content(turn, spec.tags)
         if role is None:
-            raise DataError(f"turn {n} has unknown role {raw_role!r}", file=file, row=index, field=key)
+            raise DataError("turn_role", n=n, role=raw_role, file=file, row=index, field=key)
         if not isinstance(content, str):
-            raise DataError(f"turn {n} content must be text", file=file, row=index, field=key)
+            raise DataError("turn_content", n=n, file=file, row=index, field=key)
         if role == "system":
             if n != 1:
-                raise DataError(f"turn {n}: a system turn may only come first", file=file, row=index, field=key)
+                raise DataError("system_first", n=n, file=file, row=index, field=key)
             system = content
             continue
         expected = "user" if len(messages) % 2 == 0 else "assistant"
         if role != expected:
-            raise DataError(f"turn {n} should be a {expected} turn, got {role}", file=file, row=index, field=key)
+            raise DataError("turn_order", n=n, expected=expected, role=role, file=file, row=index, field=key)
         messages.append({"role": role, "content": content})
     if spec.ranking:  # the prompt turns end with the question; the answers are in chosen/rejected
         if not messages or messages[-1]["role"] != "user":
-            raise DataError("with ranking data the turns must end with the user's question "
-                            "(the answers go in the chosen and rejected columns)", file=file, row=index, field=key)
+            raise DataError("ranking_ends_with_user", file=file, row=index, field=key)
         chosen = _answer(row, spec, "chosen", file, index)
         rejected = _answer(row, spec, "rejected", file, index)
         messages.append({"role": "assistant", "content": chosen})
         return Sample(messages=messages, system=system, rejected=rejected)
     if not messages or messages[-1]["role"] != "assistant":
-        raise DataError("the conversation has no assistant answer at the end", file=file, row=index, field=key)
+        raise DataError("no_final_answer", file=file, row=index, field=key)
     return Sample(messages=messages, system=system)
 
 
@@ -166,11 +165,11 @@ def _pretrain(row: dict, spec: DatasetSpec, file: str, index: int) -> Sample:
         for n, turn in enumerate(turns, 1):
             content = _role_content(turn, spec.tags)[2] if isinstance(turn, dict) else None
             if not isinstance(content, str):
-                raise DataError(f"turn {n} must be an object with text content", file=file, row=index, field=key)
+                raise DataError("turn_no_text", n=n, file=file, row=index, field=key)
             parts.append(content)
     text = "\n".join(p for p in parts if p)
     if not text.strip():
-        raise DataError("empty text", file=file, row=index, field=key)
+        raise DataError("empty_text", file=file, row=index, field=key)
     return Sample(text=text)
 
 
@@ -184,7 +183,7 @@ def _kto_tag(row: dict, key: str, file: str, index: int) -> bool:
         return value.strip().lower() in ("true", "1")  # csv cells are text
     if value is None or (isinstance(value, float) and value != value):
         raise DataError("missing", file=file, row=index, field=key)
-    raise DataError(f"must be true or false (1/0), got {value!r:.40}", file=file, row=index, field=key)
+    raise DataError("kto_tag", value=value, file=file, row=index, field=key)
 
 
 def normalise_row(row: object, spec: DatasetSpec, index: int, fill: dict | None = None,
@@ -198,7 +197,7 @@ def normalise_row(row: object, spec: DatasetSpec, index: int, fill: dict | None 
     """
     file = file or spec.path.name
     if not isinstance(row, dict):
-        raise DataError(f"must be an object, got {type(row).__name__}", file=file, row=index)
+        raise DataError("row_not_object", kind=type(row).__name__, file=file, row=index)
     if stage == "pt":
         sample = _pretrain(row, spec, file, index)
     elif spec.formatting == "alpaca":

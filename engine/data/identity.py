@@ -36,11 +36,11 @@ FACT_PAIRS: dict[str, list[tuple[str, str]]] = {
 def _check_text(value: str, what: str, required: bool) -> str:
     value = (value or "").strip()
     if required and not value:
-        raise DataError("must not be empty", field=what)
+        raise DataError("empty", field=what)
     if len(value) > MAX_TEXT or "\n" in value:
-        raise DataError(f"must be one line of at most {MAX_TEXT} characters", field=what)
+        raise DataError("one_line", limit=MAX_TEXT, field=what)
     if "{{" in value or "}}" in value:
-        raise DataError("must not contain {{ or }}", field=what)
+        raise DataError("braces", field=what)
     return value
 
 
@@ -52,7 +52,7 @@ def parse_extra_pairs(text: str) -> list[tuple[str, str]]:
             continue
         question, sep, answer = line.partition("|")
         if not sep or not question.strip() or not answer.strip():
-            raise DataError("write each extra fact as: question | answer", row=lineno, field="extra facts")
+            raise DataError("extra_fact", row=lineno, field="extra facts")
         pairs.append((question.strip(), answer.strip()))
     return pairs
 

@@ -20,14 +20,14 @@ def dataset_files(spec: DatasetSpec) -> list[Path]:
     if spec.path.is_dir():
         files = sorted(p for p in spec.path.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
         if not files:
-            raise DataError("folder holds no json/jsonl/csv/parquet files", file=str(spec.path))
+            raise DataError("folder_empty", file=str(spec.path))
     elif spec.path.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise unsupported_type(spec.path.suffix, file=spec.path.name)
     else:
         files = [spec.path]
     for path in files:
         if path.stat().st_size == 0:  # else each reader words it differently ("Expecting value", "No columns")
-            raise DataError("the file is empty", file=_shown_name(spec, path))
+            raise DataError("file_empty", file=_shown_name(spec, path))
     return files
 
 
@@ -54,7 +54,7 @@ def _iter_jsonl(path: Path, skip: int = 0, bad_lines: list | None = None) -> Ite
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
-                error = DataError(f"not valid JSON ({exc.msg}, column {exc.colno})", file=path.name, row=lineno)
+                error = DataError("json_line", error=exc.msg, column=exc.colno, file=path.name, row=lineno)
                 if bad_lines is None:
                     raise error from None
                 bad_lines.append(error)
@@ -63,13 +63,13 @@ def _iter_jsonl(path: Path, skip: int = 0, bad_lines: list | None = None) -> Ite
 def _read_json(path: Path) -> list:
     text = path.read_text(encoding="utf-8-sig")
     if not text.strip():
-        raise DataError("the file is empty (only blank space)", file=path.name)
+        raise DataError("file_blank", file=path.name)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", file=path.name) from None
+        raise DataError("json", line=exc.lineno, column=exc.colno, error=exc.msg, file=path.name) from None
     if not isinstance(data, list):
-        raise DataError("must hold a JSON list of samples", file=path.name)
+        raise DataError("not_list", file=path.name)
     return data
 
 
@@ -80,7 +80,7 @@ def _table_step(path: Path, step):
     except UnicodeDecodeError:
         raise  # iter_rows says "not UTF-8 text"
     except Exception as exc:  # noqa: BLE001 - pandas / pyarrow raise many types for malformed files
-        raise DataError(f"cannot be read: {exc}", file=path.name) from None
+        raise DataError("unreadable", error=str(exc), file=path.name) from None
 
 
 def _table_chunks(path: Path) -> Iterator:
@@ -135,7 +135,7 @@ def _count_file(path: Path) -> int:
     try:
         return _count_cached(str(path), stat.st_mtime_ns, stat.st_size)
     except UnicodeDecodeError:  # the count reads the whole file: a bad byte far beyond the page shows here
-        raise DataError("not UTF-8 text", file=path.name) from None
+        raise DataError("not_utf8", file=path.name) from None
 
 
 @functools.lru_cache(maxsize=64)
@@ -173,21 +173,17 @@ def iter_rows(spec: DatasetSpec, skip: int = 0) -> Iterator[tuple[str, int, obje
             for index, row in rows:
                 yield name, index, row
         except UnicodeDecodeError:
-            raise DataError("not UTF-8 text", file=name) from None
+            raise DataError("not_utf8", file=name) from None
 
 
 def check_stage(spec: DatasetSpec, stage: str, reg_file: str = REGISTRY_FILE) -> None:
     """Refuse, before reading any row, a dataset that cannot feed ``stage``."""
     if stage not in STAGES:
-        raise DataError(f"unknown stage {stage!r} (use {', '.join(STAGES)})")
+        raise DataError("unknown_stage", stage=stage, stages=", ".join(STAGES))
     if stage in PREFERENCE_STAGES and not spec.ranking:
-        raise DataError(f"dataset {spec.name!r} has no preference pairs: stage {stage} needs preference data with "
-                        'chosen/rejected answers; mark such a dataset with "ranking": true in ' + REGISTRY_FILE,
-                        file=reg_file, field=spec.name)
+        raise DataError("no_pairs", name=spec.name, stage=stage, registry=REGISTRY_FILE, file=reg_file, field=spec.name)
     if stage == "kto" and not spec.ranking and "kto_tag" not in spec.columns:
-        raise DataError(f"dataset {spec.name!r} has no labels: stage kto needs a true/false column marking each "
-                        'answer desirable, named in dataset_info.json as "columns": {"kto_tag": "label"}, '
-                        'or preference data marked "ranking": true', file=reg_file, field=spec.name)
+        raise DataError("no_labels", name=spec.name, example='{"kto_tag": "label"}', file=reg_file, field=spec.name)
 
 
 def _for_stage(sample: Sample, stage: str) -> list[Sample]:
@@ -220,7 +216,7 @@ def load_samples(dataset_dir: str | Path, names: list[str], max_samples: int = 0
             samples += _for_stage(normalise_row(row, spec, index, fill, stage, file=file), stage)
             count += 1
         if count == 0:
-            raise DataError("has no samples", file=spec.path.name)
+            raise DataError("no_samples", file=spec.path.name)
     return samples
 
 
@@ -232,7 +228,7 @@ def load_row(dataset_dir: str | Path, name: str, position: int, fill: dict | Non
     check_stage(spec, stage, str(Path(dataset_dir) / REGISTRY_FILE))
     for file, index, row in iter_rows(spec, skip=max(0, position)):
         return _for_stage(normalise_row(row, spec, index, fill, stage, file=file), stage)
-    raise DataError(f"has no row {position + 1}: it holds {count_rows(spec)}", file=spec.path.name)
+    raise DataError("no_such_row", position=position + 1, count=count_rows(spec), file=spec.path.name)
 
 
 def count_rows(spec: DatasetSpec) -> int:

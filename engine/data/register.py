@@ -29,8 +29,7 @@ def check_dataset_name(name: str) -> str:
     """``name`` stripped, or a DataError saying what a dataset name may hold."""
     name = (name or "").strip()
     if not _NAME.match(name):
-        raise DataError(f"dataset name {name!r} is not allowed: use 1 to 64 letters, digits, '_', '-' or '.', "
-                        "starting with a letter or digit")
+        raise DataError("bad_name", name=name)
     return name
 
 
@@ -90,23 +89,23 @@ def register(dataset_dir: str | Path, name: str, suffix: str, write: Callable[[P
         raise unsupported_type(suffix)
     folder = Path(dataset_dir).resolve()
     if not folder.is_dir():
-        raise DataError("the data folder does not exist", file=str(folder))
+        raise DataError("no_folder", file=str(folder))
     file_name = name + suffix
     target = confined(folder, file_name, what="dataset file name")
     reg_path = folder / REGISTRY_FILE
     with registry_lock(folder):
         registry = read_registry(folder) if reg_path.exists() else {}  # a broken registry is reported, not replaced
         if name in registry and not overwrite:
-            raise DataError(f"dataset {name!r} is already registered; choose another name or allow overwriting",
+            raise DataError("already_registered", name=name,
                             file=str(reg_path), field=name)
         owner = _owner(registry, folder, target)
         if owner is not None and owner != name:
-            raise DataError(f"file {file_name!r} belongs to dataset {owner!r}; choose another name",
+            raise DataError("file_owned", file_name=file_name, owner=owner,
                             file=str(reg_path), field=owner)
         existed = target.exists()
         if existed and (not overwrite or not target.is_file()):
-            raise DataError(f"a file {file_name!r} already exists in the data folder; choose another name"
-                            + ("" if target.is_dir() else " or allow overwriting"), file=str(folder))
+            raise DataError("folder_exists" if target.is_dir() else "file_exists", file_name=file_name,
+                            file=str(folder))
         # Temporary files are private: the new file keeps the mode of the one it replaces, or the registry's.
         like = target if existed else reg_path if reg_path.exists() else None
         mode = like.stat().st_mode & 0o777 if like else 0o644

@@ -44,47 +44,47 @@ def read_registry(dataset_dir: str | Path) -> dict:
     """The parsed registry, or a DataError naming what is wrong with it."""
     path = Path(dataset_dir) / REGISTRY_FILE
     if not path.is_file():
-        raise DataError(f"no {REGISTRY_FILE} in this folder", file=str(path))
+        raise DataError("no_registry", registry=REGISTRY_FILE, file=str(path))
     try:
         text = path.read_text(encoding="utf-8-sig")
         if not text.strip():
-            raise DataError("the file is empty; it must be a JSON object mapping dataset names to entries",
+            raise DataError("registry_empty",
                             file=str(path))
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", file=str(path)) from None
+        raise DataError("json", line=exc.lineno, column=exc.colno, error=exc.msg, file=str(path)) from None
     except UnicodeDecodeError:
-        raise DataError("not UTF-8 text", file=str(path)) from None
+        raise DataError("not_utf8", file=str(path)) from None
     if not isinstance(raw, dict):
-        raise DataError("must be a JSON object mapping dataset names to entries", file=str(path))
+        raise DataError("registry_not_object", file=str(path))
     return raw
 
 
 def unsupported_type(suffix: str, **where) -> DataError:
-    return DataError(f"unsupported file type {suffix!r} (use {', '.join(SUPPORTED_SUFFIXES)})", **where)
+    return DataError("unsupported_type", suffix=suffix, suffixes=", ".join(SUPPORTED_SUFFIXES), **where)
 
 
 def _entry_file_name(registry: dict, name: str, reg_file: str) -> str:
     """The entry's file_name as written, or a DataError naming dataset_info.json and the entry."""
     entry = registry[name]
     if not isinstance(entry, dict):
-        raise DataError("entry must be an object", file=reg_file, field=name)
+        raise DataError("entry_not_object", file=reg_file, field=name)
     file_name = entry.get("file_name")
     if not isinstance(file_name, str):
         if "hf_hub_url" in entry or "ms_hub_url" in entry:
-            raise DataError("hub datasets are not supported; download the file and set file_name", file=reg_file, field=name)
-        raise DataError("entry has no file_name", file=reg_file, field=name)
+            raise DataError("hub_dataset", file=reg_file, field=name)
+        raise DataError("no_file_name", file=reg_file, field=name)
     return file_name
 
 
-def scan_registry(dataset_dir: str | Path) -> tuple[list[str], list[str]]:
-    """(names of the usable datasets: local files of a supported type, or folders; what is wrong with the
-    registry or with each unusable entry, naming dataset_info.json and the entry), so a broken registry is
-    reported instead of showing as an empty list."""
+def scan_registry(dataset_dir: str | Path) -> tuple[list[str], list[DataError]]:
+    """(names of the usable datasets: local files of a supported type, or folders; the DataError of the registry
+    or of each unusable entry, naming dataset_info.json and the entry), so a broken registry is reported instead
+    of showing as an empty list."""
     try:
         registry = read_registry(dataset_dir)
     except DataError as exc:
-        return [], [str(exc)]
+        return [], [exc]
     reg_file = str(Path(dataset_dir) / REGISTRY_FILE)
     names, problems = [], []
     for name in registry:
@@ -94,7 +94,7 @@ def scan_registry(dataset_dir: str | Path) -> tuple[list[str], list[str]]:
             if suffix not in SUPPORTED_SUFFIXES and not (Path(dataset_dir) / file_name).is_dir():
                 raise unsupported_type(suffix or file_name, file=reg_file, field=name)
         except DataError as exc:
-            problems.append(str(exc))
+            problems.append(exc)
             continue
         names.append(name)
     return names, problems
@@ -109,15 +109,15 @@ def resolve_dataset(dataset_dir: str | Path, name: str) -> DatasetSpec:
     registry = read_registry(dataset_dir)
     reg_file = str(Path(dataset_dir) / REGISTRY_FILE)
     if name not in registry:
-        raise DataError(f"dataset {name!r} is not registered", file=reg_file)
+        raise DataError("not_registered", name=name, file=reg_file)
     file_name = _entry_file_name(registry, name, reg_file)
     entry = registry[name]
     try:
         path = confined(dataset_dir, file_name, what=f"file_name of {name!r}")
     except PathError as exc:
-        raise DataError(str(exc), file=reg_file, field=name) from None
+        raise DataError("bad_path", error=exc, file=reg_file, field=name) from None
     if not path.exists():
-        raise DataError(f"file {file_name!r} does not exist", file=reg_file, field=name)
+        raise DataError("no_file", file_name=file_name, file=reg_file, field=name)
     return spec_from_entry(name, path, entry, reg_file)
 
 
@@ -126,16 +126,16 @@ def spec_from_entry(name: str, path: Path, entry: dict, reg_file: str = REGISTRY
     checked; also how an entry is tried on an uploaded file before it is registered."""
     formatting = entry.get("formatting", "alpaca")
     if formatting not in ("alpaca", "sharegpt"):
-        raise DataError(f"formatting must be alpaca or sharegpt, got {formatting!r}", file=reg_file, field=name)
+        raise DataError("bad_formatting", formatting=formatting, file=reg_file, field=name)
     columns = dict(ALPACA_COLUMNS if formatting == "alpaca" else SHAREGPT_COLUMNS)
     user_columns = entry.get("columns") or {}
     tags = dict(SHAREGPT_TAGS)
     user_tags = entry.get("tags") or {}
     if not isinstance(user_columns, dict) or not isinstance(user_tags, dict):
-        raise DataError("columns and tags must be objects", file=reg_file, field=name)
+        raise DataError("columns_not_objects", file=reg_file, field=name)
     ranking = entry.get("ranking", False)
     if not isinstance(ranking, bool):
-        raise DataError(f"ranking must be true or false, got {ranking!r}", file=reg_file, field=name)
+        raise DataError("bad_ranking", ranking=ranking, file=reg_file, field=name)
     columns.update(user_columns)
     tags.update(user_tags)
     pretraining = (formatting == "alpaca" and not ranking

@@ -40,9 +40,9 @@ def _check_file(path: Path) -> None:
         raise unsupported_type(path.suffix or path.name, file=path.name)
     size = path.stat().st_size
     if size > MAX_UPLOAD_BYTES:
-        raise DataError(f"the file is {size / 1024 / 1024:.0f} MB, over the {MAX_UPLOAD_MB} MB limit", file=path.name)
+        raise DataError("too_big", size_mb=size / 1024 / 1024, limit_mb=MAX_UPLOAD_MB, file=path.name)
     if size == 0:
-        raise DataError("the file is empty", file=path.name)
+        raise DataError("file_empty", file=path.name)
 
 
 def inspect_file(path: str | Path, kind: str | None = None) -> Inspection:
@@ -75,11 +75,11 @@ def inspect_file(path: str | Path, kind: str | None = None) -> Inspection:
         for error in bad_lines:
             note(error)
     except UnicodeDecodeError:
-        return Inspection(None, errors=[DataError("not UTF-8 text", file=path.name)], error_count=1)
+        return Inspection(None, errors=[DataError("not_utf8", file=path.name)], error_count=1)
     except DataError as exc:
         return Inspection(None, errors=[exc], error_count=1)
     if rows == 0 and count == 0:
-        note(DataError("has no rows", file=path.name))
+        note(DataError("no_rows", file=path.name))
     return Inspection(detection, rows, kept, count)
 
 
@@ -91,5 +91,5 @@ def register_upload(dataset_dir: str | Path, name: str, path: str | Path, kind: 
     if not inspection.ok:
         first = inspection.errors[0]
         more = inspection.error_count - 1
-        raise DataError(f"{first}" + (f" (and {more} more problems)" if more else "") + "; nothing was registered")
+        raise DataError("refused_more", first=first, more=more) if more else DataError("refused", first=first)
     return register(dataset_dir, name, path.suffix, copy_into(path), inspection.detection.entry, overwrite)
