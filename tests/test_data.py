@@ -511,7 +511,7 @@ def test_preview_page(tmp_path):
     bad = page1[1]
     assert bad["row"] == 12
     assert bad["prompt"] == bad["response"] == ""
-    assert "missing" in bad["error"] and "output" in bad["error"]
+    assert "missing" in str(bad["error"]) and "output" in str(bad["error"])
     assert all(r["error"] == "" for r in page1 if r["row"] != 12)
 
     total, page2 = preview_page(d, "ds", 2, page_size=10)
@@ -909,6 +909,7 @@ def test_preview_kto_and_pt():
 def test_preview_bad_rows_and_stage_mismatch(tmp_path):
     d = make_dir(tmp_path, KTO_REG, {"k.json": [_kto_row(True), _kto_row("maybe")]})
     _, rows = preview_page(d, "ds", 0)
-    assert rows[1]["kto_tag"] == "" and "label" in rows[1]["error"] and "must be true or false" in rows[1]["error"]
+    error = str(rows[1]["error"])
+    assert rows[1]["kto_tag"] == "" and "label" in error and "must be true or false" in error
     with pytest.raises(DataError, match="needs preference data"):
         preview_page(d, "ds", 0, stage="dpo")

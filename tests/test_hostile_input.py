@@ -115,7 +115,7 @@ def test_csv_with_other_columns_names_the_missing_one(tmp_path):
     err = data_error(d)
     assert (err.file, err.row, err.field) == ("w.csv", 1, "instruction") and err.reason == "missing"
     total, rows = preview_page(d, "ds", 0)  # the preview shows every row's problem instead of failing
-    assert total == 2 and [r["error"] for r in rows] == ["field 'instruction': missing"] * 2
+    assert total == 2 and [str(r["error"]) for r in rows] == ["field 'instruction': missing"] * 2
 
 
 def test_numbers_are_taken_as_text_but_not_in_conversations(tmp_path):
@@ -138,7 +138,7 @@ def test_folder_dataset_errors_name_the_file_inside(tmp_path):
     assert (err.file, err.row, err.field) == ("parts/b.json", 2, "output")
     _, rows = preview_page(d, "ds", 0)
     assert [r["row"] for r in rows] == ["parts/a.json:1", "parts/a.json:2", "parts/b.json:1", "parts/b.json:2"]
-    assert rows[3]["error"] == "field 'output': missing"
+    assert str(rows[3]["error"]) == "field 'output': missing"
 
 
 # -- a huge file: the preview reads one page, not the file -----------------------------------------------
@@ -496,9 +496,23 @@ def test_preview_of_broken_data_names_the_problem(app, roots, tmp_path):
     d = data_dir(tmp_path, {"ds": {"file_name": "bad.jsonl"}}, {"bad.jsonl": json.dumps(ROW) + "\n{oops\n"})
     panel, info, table, page = call(app, "preview-dataset", field_data_dataset_dir=str(d), field_data_datasets=["ds"])
     assert info.startswith("Dataset problem — bad.jsonl, row 2: not valid JSON") and page == 0
+    with pytest.warns(UserWarning, match="^数据集有问题 — bad.jsonl，第 2 行：不是有效的 JSON（"):
+        zh = call(app, "preview-dataset", top_lang="zh", field_data_dataset_dir=str(d), field_data_datasets=["ds"])
+    assert zh[1].startswith("数据集有问题 — bad.jsonl，第 2 行：不是有效的 JSON（"), zh[1]
     (d / "dataset_info.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.warns(UserWarning, match="dataset_info.json: must be a JSON object"):  # not "choose a dataset"
         call(app, "preview-dataset", field_data_dataset_dir=str(d), field_data_datasets=[])
+    with pytest.warns(UserWarning, match="dataset_info.json：必须是将数据集名称映射到条目的 JSON 对象"):
+        call(app, "preview-dataset", top_lang="zh", field_data_dataset_dir=str(d), field_data_datasets=[])
+
+
+def test_preview_rows_show_their_problem_in_the_ui_language(app, tmp_path):
+    d = data_dir(tmp_path, {"ds": {"file_name": "a.json"}}, {"a.json": [ROW, {"instruction": "no answer"}]})
+    for lang, problem in (("en", "field 'output': missing"), ("zh", "字段 'output'：缺失"),
+                          ("ru", "поле 'output': отсутствует")):
+        _, _, table, _ = call(app, "preview-dataset", top_lang=lang, field_data_dataset_dir=str(d),
+                              field_data_datasets=["ds"])
+        assert [row[-1] for row in table["value"]] == ["", problem], (lang, table)
 
 
 def test_dataset_notice_follows_the_data_folder(app, tmp_path):

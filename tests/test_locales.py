@@ -154,6 +154,8 @@ def _engine_error_keys(error_class: str, key_arg: int) -> list[tuple[str, str]]:
                     found += [(where, option.value) for option in options]
                 elif isinstance(key, ast.JoinedStr) and isinstance(key.values[0], ast.Constant):
                     found.append((where, key.values[0].value + "*"))
+                elif isinstance(key, ast.Attribute) and key.attr == "key":
+                    continue  # a copy of a caught error (exc.key): checked where that one is raised
                 else:
                     found.append((where, ast.dump(key) if key else "no key"))
     return found

@@ -24,6 +24,12 @@ def _header(lang: str, column: str) -> str:
     return t(lang, key) if key in MESSAGES else column.replace("_", " ").capitalize()
 
 
+def _cell(lang: str, column: str, value):
+    if column == "kto_tag":
+        return _TAG_MARKS.get(value, value)
+    return error_text(lang, value) if column == "error" and value else value
+
+
 def dataset_listing(dataset_dir: str) -> tuple[list[str], list[Exception]]:
     """(usable dataset names in the folder, what is wrong with the folder, its registry or some entries)."""
     try:
@@ -81,7 +87,7 @@ def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, s
         return gr.update(visible=True), message, gr.update(value=None), 0
     columns = list(rows[0]) if rows else _COLUMNS
     headers = [_header(lang, c) for c in columns]
-    data = [[_TAG_MARKS.get(r[c], r[c]) if c == "kto_tag" else r[c] for c in columns] for r in rows]
+    data = [[_cell(lang, c, r[c]) for c in columns] for r in rows]
     info = t(lang, "preview_info", name=name_, total=total, page=page + 1, pages=pages)
     return gr.update(visible=True), info, gr.update(value=data, headers=headers), page
 

@@ -257,7 +257,8 @@ def preview_view(spec: DatasetSpec, stage: str | None = None) -> str:
 
 def preview_page(dataset_dir: str | Path, name: str, page: int, page_size: int = 10,
                  fill: dict | None = None, stage: str | None = None) -> tuple[int, list[dict]]:
-    """(total rows, rows of page ``page`` (0-based)) as display dicts; a bad row shows its error.
+    """(total rows, rows of page ``page`` (0-based)) as display dicts; a bad row shows its error (a DataError
+    naming the field, "" for a good row).
 
     The dicts' keys are PREVIEW_COLUMNS[preview_view(...)]: a conversation's earlier turns go into
     ``prompt``, ranking data shows ``chosen`` and ``rejected``, kto data its ``kto_tag`` (a bool),
@@ -277,8 +278,9 @@ def preview_page(dataset_dir: str | Path, name: str, page: int, page_size: int =
         try:
             sample = normalise_row(row, spec, index, fill, read_as, file=file)
         except DataError as exc:
-            # "missing" alone says not what: name the field
-            shown["error"] = f"field {exc.field!r}: {exc.reason}" if exc.field else exc.reason
+            # "missing" alone says not what: the field stays named; the row column already says which row. Kept as
+            # an error, so that the web UI can show it in the user's language (str() is the English text).
+            shown["error"] = DataError(exc.key, field=exc.field, **exc.params)
             rows.append(shown)
             continue
         if view == "pt":
