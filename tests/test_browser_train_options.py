@@ -100,8 +100,9 @@ def test_preview_and_saved_arguments_carry_the_new_sections(app_server, page, wo
     extra = tab.get_by_label("Extra arguments", exact=True)
     extra.fill('{"no_such_argument": 1}')
     page.get_by_role("button", name="Preview command", exact=True).click()
-    assert "train.extra_args.no_such_argument: not an allowed argument" in _wait_text(page, "#train-status",
-                                                                                        "not an allowed")
+    # named by the box's label and the argument (webui.errors.config_field_label)
+    assert "Extra arguments › no_such_argument: not an allowed argument" in _wait_text(page, "#train-status",
+                                                                                         "not an allowed")
     extra.fill('{"weight_decay": 0.01}')
     page.get_by_role("button", name="Preview command", exact=True).click()
     page.wait_for_function("(document.querySelector('#train-command textarea')?.value || '').includes('rlhf:')",
