@@ -155,11 +155,12 @@ _NOT_SETTINGS = {"train.output_dir", "eval.output_dir", "export.output_dir"}
 @dataclass
 class SettingsDiff:
     """The fields (dotted names) whose values differ between the runs, each with one value per run; a field the
-    run's command does not read is None. ``errors`` holds runs whose run.yaml could not be read (no column)."""
+    run's command does not read is None. ``errors`` holds runs whose run.yaml could not be read (no column), each
+    with its ConfigError, or None where run.yaml is missing (kept as errors, for the UI to word in its language)."""
 
     runs: list[RunDir] = field(default_factory=list)
     rows: list[tuple[str, list[Any]]] = field(default_factory=list)
-    errors: list[tuple[RunDir, str]] = field(default_factory=list)
+    errors: list[tuple[RunDir, ConfigError | None]] = field(default_factory=list)
 
 
 def settings_diff(runs: list[RunDir]) -> SettingsDiff:
@@ -169,10 +170,10 @@ def settings_diff(runs: list[RunDir]) -> SettingsDiff:
         try:
             cfg = load_run_config(run)
         except FileNotFoundError:
-            diff.errors.append((run, f"{run.config_path} is missing"))
+            diff.errors.append((run, None))
             continue
         except ConfigError as exc:
-            diff.errors.append((run, f"{run.config_path}: {exc}"))
+            diff.errors.append((run, exc))
             continue
         sections = COMMAND_SECTIONS[run_command(run)]
         flat.append({f"{section}.{name}": value for section, values in cfg.to_dict().items() if section in sections

@@ -128,7 +128,9 @@ def test_settings_diff_lists_only_differing_fields(saves):
     assert settings_diff([a, record_run(saves, "a2", _config(), [1.0])]).rows == []
     b.config_path.write_text("train: [", encoding="utf-8")
     broken = settings_diff([a, b])
-    assert broken.runs == [a] and broken.errors[0][0] == b and "not valid YAML" in broken.errors[0][1]
+    assert broken.runs == [a] and broken.errors[0][0] == b and "not valid YAML" in str(broken.errors[0][1])
+    b.config_path.unlink()
+    assert settings_diff([a, b]).errors == [(b, None)]
 
 
 def test_settings_diff_of_a_training_and_an_evaluation_run(saves):
@@ -217,3 +219,9 @@ def test_overlay_and_diff_for_the_tab(saves):
     assert diff_zh["headers"][0] == "参数" and diff_zh["value"][0][0].startswith("学习率")
     plot, _, note = comparison("en", [str(a.path)])
     assert len(plot.data) == 1 and "at least two runs" in note
+    b.config_path.write_text("train:\n  learning_rate: -1\n", encoding="utf-8")  # a run.yaml edited by hand
+    _, _, note = comparison("zh", [str(a.path), str(b.path)])
+    assert note == f"无法从 {b.config_path} 读取 b 的参数：学习率：必须大于 0，实际为 -1.0", note
+    b.config_path.unlink()
+    _, _, note = comparison("ru", [str(a.path), str(b.path)])
+    assert note == f"Не удаётся прочитать параметры b: {b.config_path} отсутствует", note

@@ -503,7 +503,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "runs_same_settings": {"en": "These runs were started with the same settings.", "zh": "这些任务的参数完全相同。"},
     "runs_no_curve": {"en": "{run} has no loss points yet (not a training run, or none logged).",
                       "zh": "{run} 还没有损失数据（不是训练任务，或尚未记录）。"},
-    "runs_config_unreadable": {"en": "Settings of {run} cannot be read: {error}", "zh": "无法读取 {run} 的参数：{error}"},
+    "runs_config_unreadable": {"en": "Settings of {run} cannot be read from {path}: {error}",
+                               "zh": "无法从 {path} 读取 {run} 的参数：{error}"},
+    "runs_config_missing": {"en": "Settings of {run} cannot be read: {path} is missing",
+                            "zh": "无法读取 {run} 的参数：{path} 不存在"},
     "runs_manage": {"en": "Run", "zh": "任务"},
     "runs_manage_info": {"en": "Shows the run's folder (copy the path to open it on the server); a finished, failed "
                                "or stopped run can be deleted.",

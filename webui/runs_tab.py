@@ -15,6 +15,7 @@ from engine.run_history import RunBusyError, RunSummary, all_runs, loss_events, 
     settings_diff, summarize
 from engine.rundir import RunDir
 from webui import runner
+from webui.errors import error_text
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, field_label, plot_labels, t
 from webui.plots import overlay_figure
@@ -106,7 +107,9 @@ def comparison(lang: str, paths: list[str]) -> tuple[Any, Any, str]:
     if len(runs) < 2:
         return plot, _empty_diff(lang), "\n\n".join(notes + [t(lang, "runs_pick_two")])
     diff = settings_diff(runs)
-    notes += [t(lang, "runs_config_unreadable", run=run.name, error=error) for run, error in diff.errors]
+    notes += [t(lang, "runs_config_missing", run=run.name, path=str(run.config_path)) if error is None else
+              t(lang, "runs_config_unreadable", run=run.name, path=str(run.config_path), error=error_text(lang, error))
+              for run, error in diff.errors]
     # Columns by run name; the full label where two runs of different models share a name.
     short = [r.name for r in diff.runs]
     heads = [r.name if short.count(r.name) == 1 else run_label(r) for r in diff.runs]
