@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -111,6 +112,10 @@ class ConfigError(ValueError):
     def __init__(self, field_name: str, key: str, **params: Any):
         self.field_name, self.key, self.params = field_name, key, params
         super().__init__(f"{field_name}: {CONFIG_MESSAGES[key].format(**params)}")
+
+    def __reduce__(self):
+        # Pickled (a worker process's error) as its key and params: self.args holds only the formatted text.
+        return partial(type(self), self.field_name, self.key, **self.params), ()
 
 
 def _f(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,

@@ -264,3 +264,18 @@ def test_data_error_renders_where_and_why_in_each_language():
         text = error_text(lang, exc)
         assert text.startswith("a.jsonl") and "3" in text and "'output'" in text, (lang, text)
         assert "row" not in text and "field" not in text and DATA_MESSAGES["missing"] not in text, (lang, text)
+
+
+def test_engine_errors_survive_pickling_with_key_and_params():
+    """A worker process's error reaches the parent pickled: it must come back whole, not fail on its own text."""
+    import pickle
+
+    from engine.config import ConfigError
+    from engine.data import DataError
+
+    for exc in (ConfigError("data.cutoff_len", "at_least", low=8, value=-5),
+                DataError("missing", file="a.jsonl", row=3, field="output"),
+                DataError("refused_more", first=DataError("no_rows", file="b.json"), more=2)):
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc) and back.key == exc.key
+        assert str(back.params) == str(exc.params)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 # DataError messages: key -> English template. The key and params let the web UI say the same in the user's
@@ -124,3 +125,7 @@ class DataError(ValueError):
         if field:
             where.append(DATA_WHERE["field"].format(field=field))
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+    def __reduce__(self):
+        # Pickled (a worker process's error) as its key and params: self.args holds only the formatted text.
+        return partial(type(self), self.key, file=self.file, row=self.row, field=self.field, **self.params), ()
