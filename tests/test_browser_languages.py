@@ -1,11 +1,15 @@
 """Japanese, Korean and Russian in a real browser: picking the language renames the tabs and the controls on each
-tab, and none of the English labels is left on the page."""
+tab, none of the English labels is left on the page, and an engine error (a bad form value) is worded and names
+the field in the language."""
 
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
+from engine.config import ConfigError, RunConfig
 from tests.conftest import ARTIFACTS
+from webui.errors import error_text
 from webui.locales import FIELD_TEXT, LANGUAGES, MESSAGES, field_text, t
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -48,3 +52,18 @@ def test_tabs_in_the_language(app_server, page, lang: str):
         text = page.locator("body").inner_text()
         assert [e for e in english if e in text] == [], (lang, tab)
         page.screenshot(path=str(ARTIFACTS / f"language-{lang}-{tab}.png"), full_page=True)
+
+    # A bad value: the engine's own error, rendered in this language, in the warning toast. (Gradio 6 titles the
+    # toast with its type, "Warning", whatever title it is given.)
+    with pytest.raises(ConfigError) as refused:
+        RunConfig.from_dict({"train": {"learning_rate": -1.0}}).validate()
+    expected = t(lang, "invalid_value", error=error_text(lang, refused.value))
+    assert field_text(lang, "train.learning_rate")[0] in expected and "must be" not in expected
+    page.get_by_role("tab", name=t(lang, "tab_train"), exact=True).click()
+    panel = page.locator("#tab-train")
+    rate = panel.get_by_label(field_text(lang, "train.learning_rate")[0], exact=True)
+    rate.fill("-1")
+    rate.press("Tab")
+    panel.get_by_role("button", name=t(lang, "save_arguments"), exact=True).click()
+    toast = page.get_by_test_id("toast-body").last
+    expect(toast.get_by_test_id("toast-text")).to_have_text(expected, timeout=30_000)
