@@ -262,8 +262,10 @@ def calm_idle_queue(demo) -> None:
     """Make the queue's idle polling less eager (see QUEUE_IDLE_POLL_S); a Gradio without these attributes is
     left as it is."""
     queue = getattr(demo, "_queue", None)
+    if queue is None:
+        return
     for name, seconds in (("sleep_when_free", QUEUE_IDLE_POLL_S), ("progress_update_sleep_when_free", PROGRESS_POLL_S)):
-        if queue is not None and getattr(queue, name, seconds) < seconds:
+        if getattr(queue, name, seconds) < seconds:
             setattr(queue, name, seconds)
 
 

@@ -121,8 +121,9 @@ def on_register(lang: str, folder: str, path: str | None, name: str, kind: str |
     try:
         target = register_upload(resolve_user_dir(folder, "data folder"), name, path, kind, overwrite)
     except (DataError, PathError, OSError) as exc:
-        gr.Warning(t(lang, "upload_failed", error=error_text(lang, exc)))
-        return t(lang, "upload_failed", error=_plain(error_text(lang, exc))), gr.update()
+        error = error_text(lang, exc)
+        gr.Warning(t(lang, "upload_failed", error=error))
+        return t(lang, "upload_failed", error=_plain(error)), gr.update()
     message = t(lang, "upload_registered", name=_plain(name.strip()), file=_plain(str(target)))
     return message, _datasets_update(folder, current)
 
@@ -133,8 +134,9 @@ def on_identity(lang: str, folder: str, dataset: str, name: str, author: str, pu
         target, rows = build_identity(resolve_user_dir(folder, "data folder"), dataset, name, author, purpose,
                                       contact, extra, overwrite)
     except (DataError, PathError, OSError) as exc:
-        gr.Warning(t(lang, "identity_failed", error=error_text(lang, exc)))
-        return t(lang, "identity_failed", error=_plain(error_text(lang, exc))), gr.update()
+        error = error_text(lang, exc)
+        gr.Warning(t(lang, "identity_failed", error=error))
+        return t(lang, "identity_failed", error=_plain(error)), gr.update()
     return (t(lang, "identity_written", name=_plain(dataset.strip()), rows=rows, file=_plain(str(target))),
             _datasets_update(folder, current))
 

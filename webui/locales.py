@@ -708,9 +708,15 @@ CONFIG_ERRORS_ZH = {
     "at_least": "不能小于 {low:g}，实际为 {value!r}",
     "at_most": "不能大于 {high:g}，实际为 {value!r}",
 }
-# English from the engine itself (the command line prints the same words), so each text has one source.
-MESSAGES.update({f"cfg_err_{key}": {"en": english, "zh": CONFIG_ERRORS_ZH[key]}
-                 for key, english in CONFIG_MESSAGES.items()})
+
+
+def _add_engine_messages(prefix: str, english: dict[str, str], chinese: dict[str, str]) -> None:
+    """An engine error catalogue as ``<prefix><key>`` messages. English from the engine itself (the command line
+    prints the same words), so each text has one source; a key without Chinese fails at import."""
+    MESSAGES.update({f"{prefix}{key}": {"en": text, "zh": chinese[key]} for key, text in english.items()})
+
+
+_add_engine_messages("cfg_err_", CONFIG_MESSAGES, CONFIG_ERRORS_ZH)
 
 
 # DataError messages (engine.data.errors.DATA_MESSAGES keys) in Chinese; ja/ko/ru have DATA_ERRORS.
@@ -791,11 +797,9 @@ DATA_ERRORS_ZH = {
     "refused": "{first}；未注册任何内容",
     "refused_more": "{first}（另有 {more} 个问题）；未注册任何内容",
 }
-MESSAGES.update({f"data_err_{key}": {"en": english, "zh": DATA_ERRORS_ZH[key]}
-                 for key, english in DATA_MESSAGES.items()})
+_add_engine_messages("data_err_", DATA_MESSAGES, DATA_ERRORS_ZH)
 MESSAGES.update({"data_where_row": {"en": DATA_WHERE["row"], "zh": "第 {row} 行"},
                  "data_where_field": {"en": DATA_WHERE["field"], "zh": "字段 {field!r}"}})
-
 
 
 def _merge(lang: str, module) -> None:
@@ -807,10 +811,9 @@ def _merge(lang: str, module) -> None:
             CHOICE_TEXT[key][value][lang] = label
     for key, text in module.MESSAGES.items():
         MESSAGES[key][lang] = text
-    for key, text in module.CONFIG_ERRORS.items():
-        MESSAGES[f"cfg_err_{key}"][lang] = text
-    for key, text in module.DATA_ERRORS.items():
-        MESSAGES[f"data_err_{key}"][lang] = text
+    for prefix, texts in (("cfg_err_", module.CONFIG_ERRORS), ("data_err_", module.DATA_ERRORS)):
+        for key, text in texts.items():
+            MESSAGES[f"{prefix}{key}"][lang] = text
 
 
 for _lang, _module in (("ja", locale_ja), ("ko", locale_ko), ("ru", locale_ru)):

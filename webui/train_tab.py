@@ -214,8 +214,9 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
             path = confined(configs_dir(), name.strip(), what="config path")
             cfg.save(path)
         except (ConfigError, PathError) as exc:
-            gr.Warning(t(lang_, "invalid_value", error=error_text(lang_, exc)))
-            return t(lang_, "invalid_value", error=error_text(lang_, exc))
+            message = t(lang_, "invalid_value", error=error_text(lang_, exc))
+            gr.Warning(message)
+            return message
         return t(lang_, "arguments_saved", path=str(path))
 
     save_btn.click(on_save, [top.lang, config_path] + form_inputs, status)
@@ -231,8 +232,9 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
                 raise PathError(t(lang_, "config_not_found", path=str(path)))
             cfg = RunConfig.load(path)
         except (ConfigError, PathError) as exc:
-            gr.Warning(error_text(lang_, exc))
-            return outputs_unchanged + [t(lang_, "invalid_value", error=error_text(lang_, exc))]
+            error = error_text(lang_, exc)
+            gr.Warning(error)
+            return outputs_unchanged + [t(lang_, "invalid_value", error=error)]
         return fill_form(cfg) + [t(lang_, "arguments_loaded", path=str(path))]
 
     form_outputs = [c.component for c in form_controls] + [top.checkpoint]
