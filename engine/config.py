@@ -20,6 +20,7 @@ import yaml
 
 STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto")
 PREFERENCE_STAGES = ("rm", "dpo", "orpo")  # trained on (prompt, chosen, rejected)
+PACKING_STAGES = ("pt", "sft")  # stages trained on token rows, which packing can lay side by side
 FINETUNING_TYPES = ("lora", "freeze", "full")
 # pure_bf16: weights themselves in bf16 (no fp32 master copy); bf16/fp16: mixed precision.
 COMPUTE_TYPES = ("auto", "fp32", "fp16", "bf16", "pure_bf16")
@@ -383,7 +384,7 @@ class RunConfig:
             raise ConfigError("freeze.trainable_layers", "zero_layers")
         if self.model.quantization_bit != "none" and t.finetuning_type != "lora":
             raise ConfigError("model.quantization_bit", "quantized_needs_lora")
-        if self.data.packing and t.stage not in ("pt", "sft"):
+        if self.data.packing and t.stage not in PACKING_STAGES:
             raise ConfigError("data.packing", "packing_stage")
         if t.early_stopping_patience and self.data.val_size <= 0:
             raise ConfigError("train.early_stopping_patience", "patience_needs_val")

@@ -124,6 +124,17 @@ def _check_sample(inputs: dict) -> dict:
     return {k: v[row:row + 1, :n] for k, v in inputs.items()}
 
 
+def _token_mask(inputs):
+    """Which fed tokens are real: the attention mask of a padded batch, all of a packed row (no mask, positions
+    restarting at each sample); None when the batch says neither."""
+    import torch  # noqa: PLC0415
+
+    mask = inputs.get("attention_mask")
+    if mask is None and "position_ids" in inputs and "input_ids" in inputs:
+        mask = torch.ones_like(inputs["input_ids"])
+    return mask
+
+
 def make_trainer_class(log=print, fast_loss: bool = True):
     """The Trainer TuneBoard trains with: the answer-only loss (once a first-batch check proved it equal to
     the standard one; ``fast_loss=False`` keeps the standard loss) and a count of padding tokens fed."""
@@ -169,12 +180,20 @@ def make_trainer_class(log=print, fast_loss: bool = True):
             return 1.0 - float(self._real_tokens) / self._fed_tokens
 
         def training_step(self, model, inputs, num_items_in_batch=None):
-            mask = inputs.get("attention_mask")
+            mask = _token_mask(inputs)
             if mask is not None:
                 self._fed_tokens += mask.numel()
                 real = mask.sum()
                 self._real_tokens = real if self._real_tokens is None else self._real_tokens + real
             return super().training_step(model, inputs, num_items_in_batch)
+
+        def _track_num_input_tokens(self, inputs):
+            # A packed row has no padding, yet transformers would count its pad-id tokens (often the
+            # end-of-turn token, which is real) as padding.
+            mask = _token_mask(inputs)
+            if mask is not None and "attention_mask" not in inputs:
+                inputs = {**inputs, "attention_mask": mask}
+            return super()._track_num_input_tokens(inputs)
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
             self._loss_only_prediction = bool(prediction_loss_only)

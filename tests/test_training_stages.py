@@ -66,7 +66,8 @@ def test_stage_trains_real_steps(stage, tmp_path, demo_model_dir):
     assert (run.path / weights).is_file()
     assert f"stage {stage}" in run.log_path.read_text()
     if stage == "pt":
-        assert "padding_share" not in status["metrics"]  # packed rows carry no padding
+        assert status["metrics"]["padding_share"] == 0.0  # packed rows carry no padding
+        assert "attention runs sample by sample" in run.log_path.read_text()
     if stage == "rm":  # the reward head is trained in full and saved with the adapter
         assert "score" in json.loads((run.path / "adapter_config.json").read_text())["modules_to_save"]
 

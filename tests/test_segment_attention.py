@@ -1,0 +1,104 @@
+"""Packed rows attend sample by sample (engine/segment_attention.py): the same loss and gradients as
+transformers' block-diagonal SDPA, on the real demo model; everything else goes to SDPA unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.segment_attention import NAME, sample_lengths, use_segment_attention
+from tests.conftest import ROOT
+
+
+def test_samples_are_cut_where_positions_restart():
+    positions = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
+    assert sample_lengths(positions, 9) == [3, 2, 4]
+    # transformers' mask starts a sample wherever the position does not go up by one, not only at 0
+    assert sample_lengths(torch.tensor([[0, 1, 2, 5, 6]]), 5) == [3, 2]
+
+
+@pytest.mark.parametrize("positions, length", [
+    (torch.arange(6)[None], 6),  # one sample: plain causal SDPA does it
+    (torch.tensor([[0, 1, 0, 1], [0, 1, 0, 1]]), 4),  # a padded batch of several rows
+    (torch.tensor([[0, 1, 0, 1]]), 5),  # positions of another length (a KV cache)
+    (None, 4),
+])
+def test_anything_but_one_packed_row_is_left_to_sdpa(positions, length):
+    assert sample_lengths(positions, length) is None
+
+
+@pytest.fixture(scope="module")
+def rows_and_model(demo_model_dir):
+    from engine.config import RunConfig
+    from engine.data import load_samples
+    from engine.encode import encode_samples
+    from engine.models import load_model, load_tokenizer
+
+    cfg = RunConfig()
+    cfg.model.model_name_or_path = str(demo_model_dir)
+    tokenizer = load_tokenizer(cfg.model.model_name_or_path)
+    samples = load_samples(ROOT / "assets" / "data", ["identity", "general_mix"], 3, {"name": "N", "author": "A"})
+    rows = encode_samples(cfg, tokenizer, samples)[:4]
+    model = load_model(cfg.model.model_name_or_path)
+    model.config.use_cache = False  # as in training: with a cache transformers does not look for packed rows
+    return rows, tokenizer, model
+
+
+def _loss_and_grads(model, batch):
+    model.zero_grad(set_to_none=True)
+    loss = model(**batch).loss
+    loss.backward()
+    return float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_packed_row_gives_the_block_diagonal_loss_and_gradients(rows_and_model):
+    from engine.encode import PaddingCollator, packing_collator
+
+    rows, tokenizer, model = rows_and_model
+    packed = packing_collator()(rows)
+    assert sample_lengths(packed["position_ids"], packed["input_ids"].shape[1]) == [len(r["input_ids"]) for r in rows]
+    model.set_attn_implementation("sdpa")
+    model.train()
+    masked_loss, masked_grads = _loss_and_grads(model, packed)
+    padded_loss, _ = _loss_and_grads(model, PaddingCollator(tokenizer.pad_token_id)(rows))
+    assert use_segment_attention(model, log=lambda _: None) and model.config._attn_implementation == NAME
+    try:
+        loss, grads = _loss_and_grads(model, packed)
+    finally:
+        model.set_attn_implementation("sdpa")
+        model.eval()
+    assert loss == pytest.approx(masked_loss, rel=1e-6) and loss == pytest.approx(padded_loss, rel=1e-5)
+    assert grads.keys() == masked_grads.keys() and len(grads) > 100
+    for name, grad in grads.items():
+        scale = float(masked_grads[name].abs().max()) + 1e-12
+        assert float((grad - masked_grads[name]).abs().max()) / scale < 1e-4, name
+
+
+def test_padded_batches_and_generation_are_unchanged(rows_and_model):
+    from engine.encode import PaddingCollator
+
+    rows, tokenizer, model = rows_and_model
+    padded = PaddingCollator(tokenizer.pad_token_id)(rows)
+    prompt = torch.tensor([rows[0]["input_ids"][:20]])
+    model.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        before = float(model(**padded).loss)
+        text_before = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=True)
+        use_segment_attention(model, log=lambda _: None)
+        try:
+            after = float(model(**padded).loss)
+            text_after = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=True)
+        finally:
+            model.set_attn_implementation("sdpa")
+    assert after == before
+    assert torch.equal(text_after, text_before)
+
+
+def test_other_attention_implementations_are_kept(rows_and_model):
+    _, _, model = rows_and_model
+    model.set_attn_implementation("eager")
+    try:
+        assert not use_segment_attention(model, log=lambda _: None)
+        assert model.config._attn_implementation == "eager"
+    finally:
+        model.set_attn_implementation("sdpa")
