@@ -7,7 +7,8 @@ Prints one table (each figure the median of the repeats, next to the machine's c
 0.9.5 anchor measured on the same kind of machine, see issue 6) and writes bench/results/suite.json.
 
 - train: LoRA SFT (rank 8 on every linear layer, batch 4, cutoff 256, 3 epochs over 100 identity samples) run as
-  the UI runs it (``python -m engine train``, with the allocator Start gives it), in fp32, in fp32 with gradient
+  the UI runs it (``python -m engine train``, with the allocator Start gives it), in fp32 (packed batches, the
+  default), in fp32 with padded batches grouped by length (the default before), in fp32 with gradient
   checkpointing (LLaMA-Factory's shipped setting: the like-for-like memory figure) and, where the device has
   native bf16, in bf16.
   tokens/s = non-padding tokens fed / the Trainer's train_runtime. MFU = tokens/s x 4 N / matmul ceiling, with
@@ -78,27 +79,30 @@ print(best / 1e9)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-# Variants of the training benchmark: (compute type, gradient checkpointing). LLaMA-Factory as shipped
-# checkpoints gradients, so fp32_gc is its like-for-like run; TuneBoard's default leaves it off.
-TRAIN_VARIANTS = {"fp32": ("fp32", False), "fp32_gc": ("fp32", True), "bf16": ("bf16", False)}
-TRAIN_LABELS = {"fp32": "fp32", "fp32_gc": "fp32, gradient checkpointing", "bf16": "bf16"}
+# Variants of the training benchmark: (compute type, gradient checkpointing, packing). LLaMA-Factory as shipped
+# checkpoints gradients, so fp32_gc is its like-for-like run; TuneBoard's default leaves it off and packs
+# (fp32_padded: length-grouped padded batches instead, the default before packing was).
+TRAIN_VARIANTS = {"fp32": ("fp32", False, True), "fp32_padded": ("fp32", False, False),
+                  "fp32_gc": ("fp32", True, True), "bf16": ("bf16", False, True)}
+TRAIN_LABELS = {"fp32": "fp32", "fp32_padded": "fp32, padded batches grouped by length",
+                "fp32_gc": "fp32, gradient checkpointing", "bf16": "bf16"}
 
 
-def train_config(run_dir: Path, compute: str, checkpointing: bool = False):
+def train_config(run_dir: Path, compute: str, checkpointing: bool = False, packing: bool = True):
     cfg = short_train_config(100, epochs=3.0, cutoff_len=256, logging_steps=5, compute_type=compute)
     if checkpointing:
         cfg.train.extra_args = json.dumps({"gradient_checkpointing": True})
     cfg.model.model_name_or_path = DEMO
     cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target = 8, 16, 0.0, "all"
+    cfg.data.packing = packing
     cfg.train.output_dir = str(run_dir)
     cfg.validate()
     return cfg
 
 
 def train_once(workdir: Path, variant: str, index: int) -> dict:
-    compute, checkpointing = TRAIN_VARIANTS[variant]
     run_dir = workdir / f"train-{variant}-{index}"
-    return run_training_job(run_dir, train_config(run_dir, compute, checkpointing), variant)
+    return run_training_job(run_dir, train_config(run_dir, *TRAIN_VARIANTS[variant]), variant)
 
 
 def run_training_job(run_dir: Path, cfg, what: str) -> dict:
@@ -156,7 +160,7 @@ def bench_train(workdir: Path, repeats: int) -> dict:
     from engine.models import load_model  # noqa: PLC0415
 
     params = sum(p.numel() for p in load_model(DEMO).parameters())
-    variants = ["fp32", "fp32_gc"] + (["bf16"] if cpu_has_native_bf16() else [])
+    variants = ["fp32", "fp32_padded", "fp32_gc"] + (["bf16"] if cpu_has_native_bf16() else [])
     threads = torch.get_num_threads()
     out = {"params": params, "flops_per_token": 4 * params, "threads": threads,
            "bf16_note": None if "bf16" in variants else "no native bf16 on this CPU (no AVX512-BF16/AMX): "

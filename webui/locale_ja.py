@@ -456,7 +456,6 @@ CONFIG_ERRORS = {
     "no_dataset": "データセットを 1 つ以上選んでください",
     "zero_layers": "0 にはできません（正の数：最後の N 層、負の数：最初の N 層）",
     "quantized_needs_lora": "量子化したベース重みは LoRA（QLoRA）でのみ学習できます",
-    "packing_stage": "パッキングは事前学習と SFT でのみ使えます",
     "patience_needs_val": "検証データが必要です：「検証データの割合」を 0 より大きくしてください",
     "too_many_probes": "質問は最大 {limit} 個、1 行に 1 問です",
     "ftx_dpo_only": "SFT の混合は DPO ステージでのみ使えます",

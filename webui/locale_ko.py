@@ -455,7 +455,6 @@ CONFIG_ERRORS = {
     "no_dataset": "데이터셋을 하나 이상 고르세요",
     "zero_layers": "0일 수 없습니다 (양수: 마지막 N개 층, 음수: 처음 N개 층)",
     "quantized_needs_lora": "양자화된 기본 가중치는 LoRA(QLoRA)로만 학습할 수 있습니다",
-    "packing_stage": "패킹은 사전 학습과 SFT에서만 쓸 수 있습니다",
     "patience_needs_val": "검증 데이터가 필요합니다: '검증 데이터 비율'을 0보다 크게 하세요",
     "too_many_probes": "질문은 최대 {limit}개, 한 줄에 하나씩입니다",
     "ftx_dpo_only": "SFT 혼합은 DPO 단계에서만 쓸 수 있습니다",

@@ -669,7 +669,6 @@ CONFIG_ERRORS_ZH = {
     "no_dataset": "请至少选择一个数据集",
     "zero_layers": "不能为 0（正数：最后 N 层；负数：最前 N 层）",
     "quantized_needs_lora": "量化后的基础权重只能用 LoRA 训练（QLoRA）",
-    "packing_stage": "序列打包仅适用于预训练和 SFT",
     "patience_needs_val": "需要验证集：请将“验证集比例”设为大于 0",
     "too_many_probes": "最多 {limit} 个问题，每行一个",
     "ftx_dpo_only": "SFT 混合损失仅适用于 DPO 阶段",
