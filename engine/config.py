@@ -20,7 +20,6 @@ import yaml
 
 STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto")
 PREFERENCE_STAGES = ("rm", "dpo", "orpo")  # trained on (prompt, chosen, rejected)
-PACKING_STAGES = ("pt", "sft")  # stages trained on token rows, which packing can lay side by side
 FINETUNING_TYPES = ("lora", "freeze", "full")
 # pure_bf16: weights themselves in bf16 (no fp32 master copy); bf16/fp16: mixed precision.
 COMPUTE_TYPES = ("auto", "fp32", "fp16", "bf16", "pure_bf16")

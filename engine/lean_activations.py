@@ -398,10 +398,8 @@ def _use_sdpa_gqa(model) -> bool:
 
     import torch  # noqa: PLC0415
 
-    from engine.segment_attention import NAME as SEGMENTS  # noqa: PLC0415 - SDPA too, for padded rows
-
     config = getattr(model, "config", None)
-    if getattr(config, "_attn_implementation", None) not in ("sdpa", SEGMENTS) or _SDPA_GQA in os.environ:
+    if config is None or getattr(config, "_attn_implementation", None) != "sdpa" or _SDPA_GQA in os.environ:
         return False
     if tuple(int(p) for p in torch.__version__.split(".")[:2]) < (2, 5):  # enable_gqa is new in 2.5
         return False

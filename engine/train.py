@@ -21,7 +21,7 @@ import time
 import traceback
 from pathlib import Path
 
-from engine.config import PACKING_STAGES, RunConfig
+from engine.config import RunConfig
 from engine.job import StopRequested, describe_error, expected_error, log, rank, settle_imports, start_job
 from engine.fileio import atomic_write_json
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
@@ -191,7 +191,6 @@ def _load_models(cfg: RunConfig, device: str, compute: str, log):
     from engine.finetuning import apply_finetuning  # noqa: PLC0415
     from engine.lean_activations import apply_lean_activations  # noqa: PLC0415
     from engine.models import load_model  # noqa: PLC0415
-    from engine.segment_attention import use_segment_attention  # noqa: PLC0415
 
     half = {"bf16": torch.bfloat16, "fp16": torch.float16, "pure_bf16": torch.bfloat16}.get(compute)
     # Frozen base weights may live in half precision on accelerators; on CPU fp32 + autocast is faster.
@@ -212,8 +211,6 @@ def _load_models(cfg: RunConfig, device: str, compute: str, log):
     model = load_model(source, dtype=load_dtype, trust_remote_code=cfg.model.trust_remote_code,
                        reward_head=reward, **kwargs)
     model.config.use_cache = False
-    if cfg.data.packing and cfg.train.stage in PACKING_STAGES:
-        use_segment_attention(model, log)
     if reward and model.config.pad_token_id is None:
         from engine.models import load_tokenizer  # noqa: PLC0415
 

@@ -149,8 +149,11 @@ def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbac
 
     from engine.fast_loss import fast_loss_enabled, make_trainer_class  # noqa: PLC0415
     from engine.encode import PaddingCollator, packing_collator  # noqa: PLC0415
+    from engine.segment_attention import use_segment_attention  # noqa: PLC0415
 
-    if not cfg.data.packing:
+    if cfg.data.packing:
+        use_segment_attention(model, log)  # packed rows attend sample by sample
+    else:
         args = dict(args, train_sampling_strategy="group_by_length", length_column_name="length")
     # The answer-only loss calls the model's parts directly, around the DDP wrapper's forward that
     # synchronises gradients: with several processes the standard loss is used.
