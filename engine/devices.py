@@ -100,6 +100,13 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
     return "fp32"
 
 
+def batch_width_multiple(device: str, compute: str) -> int:
+    """Training rows are padded to a multiple of this many tokens. On the CPU oneDNN runs bf16 matmuls and
+    attention with kernels built and cached for each shape (about 0.6 MB each, measured): rows of every
+    length grew a LoRA run's peak by 0.6 GB; rounded up to 32 tokens they cost about 5% padding instead."""
+    return 32 if device == "cpu" and compute in ("bf16", "pure_bf16") else 1
+
+
 def inference_dtype(device: str):
     """Weights dtype for chat: bf16 where supported on accelerators, fp32 on CPU (faster kernels)."""
     import torch  # noqa: PLC0415

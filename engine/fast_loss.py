@@ -25,6 +25,7 @@ engine modules and must start fast.
 from __future__ import annotations
 
 
+from engine.encode import TAIL_PADDING
 from engine.generation import forked_rng
 from engine.job import env_switch
 from engine.templates import IGNORE_INDEX
@@ -125,14 +126,22 @@ def _check_sample(inputs: dict) -> dict:
 
 
 def _token_mask(inputs):
-    """Which fed tokens are real: the attention mask of a padded batch, all of a packed row (no mask, positions
-    restarting at each sample); None when the batch says neither."""
+    """Which fed tokens are real: the attention mask of a padded batch; all of a packed row (no mask, positions
+    restarting at each sample) but its tail padding; None when the batch says neither."""
     import torch  # noqa: PLC0415
 
     mask = inputs.get("attention_mask")
     if mask is None and "position_ids" in inputs and "input_ids" in inputs:
         mask = torch.ones_like(inputs["input_ids"])
+        tail = inputs.get(TAIL_PADDING, 0)
+        if tail:
+            mask[:, -tail:] = 0
     return mask
+
+
+def _model_inputs(inputs: dict) -> dict:
+    """The batch without the collator's bookkeeping."""
+    return {k: v for k, v in inputs.items() if k != TAIL_PADDING} if TAIL_PADDING in inputs else inputs
 
 
 def make_trainer_class(log=print, fast_loss: bool = True):
@@ -185,7 +194,7 @@ def make_trainer_class(log=print, fast_loss: bool = True):
                 self._fed_tokens += mask.numel()
                 real = mask.sum()
                 self._real_tokens = real if self._real_tokens is None else self._real_tokens + real
-            return super().training_step(model, inputs, num_items_in_batch)
+            return super().training_step(model, _model_inputs(inputs), num_items_in_batch)
 
         def _track_num_input_tokens(self, inputs):
             # A packed row has no padding, yet transformers would count its pad-id tokens (often the
@@ -198,7 +207,8 @@ def make_trainer_class(log=print, fast_loss: bool = True):
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
             self._loss_only_prediction = bool(prediction_loss_only)
             try:
-                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+                return super().prediction_step(model, _model_inputs(inputs), prediction_loss_only,
+                                               ignore_keys=ignore_keys)
             finally:
                 self._loss_only_prediction = False
 

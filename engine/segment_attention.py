@@ -48,11 +48,35 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)
     gqa = {"enable_gqa": True} if getattr(module, "num_key_value_groups", 1) > 1 else {}
-    # split, not slicing: its backward joins the samples' gradients instead of adding up zero-filled rows.
-    out = torch.cat([torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scaling,
-                                                                      is_causal=True, **gqa)
-                     for q, k, v in zip(*(t.split(lengths, dim=2) for t in (query, key, value)))], dim=2)
-    return out.transpose(1, 2).contiguous(), None
+    gather, scatter, width = _segment_layout(lengths, query.device)
+    # Each sample padded to one shared width (a multiple of _BUCKET), all attended in one call: rows past a
+    # sample's end come after its real tokens, so causal attention never shows them to a real query, and their
+    # outputs are dropped. Few distinct widths keep the CPU's per-shape kernel caches small.
+    padded = [t[0].index_select(1, gather).unflatten(1, (len(lengths), width)).transpose(0, 1)
+              for t in (query, key, value)]
+    out = torch.nn.functional.scaled_dot_product_attention(*padded, dropout_p=dropout, scale=scaling,
+                                                           is_causal=True, **gqa)
+    out = out.transpose(0, 1).flatten(1, 2).index_select(1, scatter)  # (heads, row, head_dim)
+    return out.transpose(0, 1).unsqueeze(0).contiguous(), None
+
+
+# Sample widths are padded up to a multiple of this (oneDNN on CPU builds and caches kernels per shape).
+_BUCKET = 32
+
+
+def _segment_layout(lengths: list[int], device):
+    """Index of the row token feeding each padded slot (a sample's last token repeated past its end), index
+    of each row token's slot, and the padded width."""
+    import torch  # noqa: PLC0415
+
+    width = -(-max(lengths) // _BUCKET) * _BUCKET
+    gather, scatter, start = [], [], 0
+    for i, n in enumerate(lengths):
+        gather.extend(range(start, start + n))
+        gather.extend([start + n - 1] * (width - n))
+        scatter.extend(range(i * width, i * width + n))
+        start += n
+    return (torch.tensor(gather, device=device), torch.tensor(scatter, device=device), width)
 
 
 def use_segment_attention(model, log=print) -> bool:

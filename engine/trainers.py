@@ -103,11 +103,12 @@ def _datasets(train_rows: list[dict], val_rows: list[dict], with_length: bool):
 
 
 def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_rows: list[dict], args: dict,
-                  callbacks: list, log=print, ref_model=None):
-    """The trainer for ``cfg.train.stage``."""
+                  callbacks: list, log=print, ref_model=None, width_multiple: int = 1):
+    """The trainer for ``cfg.train.stage``; pre-training and SFT batches are padded to a multiple of
+    ``width_multiple`` tokens."""
     stage = cfg.train.stage
     if stage in ("pt", "sft"):
-        return _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log)
+        return _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log, width_multiple)
     train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=False)
     common = dict(model=model, processing_class=tokenizer, train_dataset=train_ds, eval_dataset=eval_ds,
                   callbacks=callbacks)
@@ -144,11 +145,11 @@ def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_
     raise ValueError(f"unknown stage {stage!r}")
 
 
-def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log):
+def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log, width_multiple):
     from transformers import TrainingArguments  # noqa: PLC0415
 
     from engine.fast_loss import fast_loss_enabled, make_trainer_class  # noqa: PLC0415
-    from engine.encode import PaddingCollator, packing_collator  # noqa: PLC0415
+    from engine.encode import PackingCollator, PaddingCollator  # noqa: PLC0415
     from engine.segment_attention import use_segment_attention  # noqa: PLC0415
 
     if cfg.data.packing:
@@ -158,7 +159,7 @@ def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbac
     # The answer-only loss calls the model's parts directly, around the DDP wrapper's forward that
     # synchronises gradients: with several processes the standard loss is used.
     fast = fast_loss_enabled() and world_size() == 1
-    collator = packing_collator() if cfg.data.packing else PaddingCollator(tokenizer.pad_token_id)
+    collator = (PackingCollator if cfg.data.packing else PaddingCollator)(tokenizer.pad_token_id, width_multiple)
     train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=not cfg.data.packing)
     trainer_class = make_trainer_class(log, fast_loss=fast)
     return trainer_class(model=model, args=TrainingArguments(**args), train_dataset=train_ds, eval_dataset=eval_ds,

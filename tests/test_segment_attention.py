@@ -52,10 +52,10 @@ def _loss_and_grads(model, batch):
 
 
 def test_packed_row_gives_the_block_diagonal_loss_and_gradients(rows_and_model):
-    from engine.encode import PaddingCollator, packing_collator
+    from engine.encode import PackingCollator, PaddingCollator
 
     rows, tokenizer, model = rows_and_model
-    packed = packing_collator()(rows)
+    packed = PackingCollator(tokenizer.pad_token_id)(rows)
     assert sample_lengths(packed["position_ids"], packed["input_ids"].shape[1]) == [len(r["input_ids"]) for r in rows]
     model.set_attn_implementation("sdpa")
     model.train()
@@ -102,3 +102,39 @@ def test_other_attention_implementations_are_kept(rows_and_model):
         assert model.config._attn_implementation == "eager"
     finally:
         model.set_attn_implementation("sdpa")
+
+
+def test_rounded_up_rows_keep_the_loss_and_gradients(rows_and_model):
+    """Rows rounded up to a multiple of 32 tokens (bf16 on CPU: few shapes for oneDNN's kernel caches) give the
+    same loss and gradients: the packed row's tail continues its last sample unseen, the padded batch's is masked."""
+    from engine.encode import TAIL_PADDING, PackingCollator, PaddingCollator
+    from engine.fast_loss import _token_mask
+
+    rows, tokenizer, model = rows_and_model
+    total = sum(len(r["input_ids"]) for r in rows)
+    exact, rounded = PackingCollator(tokenizer.pad_token_id)(rows), PackingCollator(tokenizer.pad_token_id, 32)(rows)
+    extra = rounded["input_ids"].shape[1] - total
+    assert TAIL_PADDING not in exact and rounded[TAIL_PADDING] == extra and 0 < extra < 32
+    assert rounded["input_ids"].shape[1] % 32 == 0
+    assert rounded["position_ids"][0, -extra - 1:].tolist() == list(range(len(rows[-1]["input_ids"]) - 1,
+                                                                          len(rows[-1]["input_ids"]) + extra))
+    assert int(_token_mask(rounded).sum()) == total and int(_token_mask(exact).sum()) == total
+    padded = PaddingCollator(tokenizer.pad_token_id, 32)(rows)
+    longest = max(len(r["input_ids"]) for r in rows)
+    assert padded["input_ids"].shape[1] % 32 == 0 and 0 < padded["input_ids"].shape[1] - longest < 32
+    model.train()
+    use_segment_attention(model, log=lambda _: None)
+    try:
+        loss, grads = _loss_and_grads(model, exact)
+        rounded_loss, rounded_grads = _loss_and_grads(
+            model, {k: v for k, v in rounded.items() if k != TAIL_PADDING})
+        padded_loss = float(model(**PaddingCollator(tokenizer.pad_token_id)(rows)).loss)
+        rounded_padded_loss = float(model(**padded).loss)
+    finally:
+        model.set_attn_implementation("sdpa")
+        model.eval()
+    assert rounded_loss == pytest.approx(loss, rel=1e-6)
+    assert rounded_padded_loss == pytest.approx(padded_loss, rel=1e-6)
+    for name, grad in grads.items():
+        scale = float(grad.abs().max()) + 1e-12
+        assert float((rounded_grads[name] - grad).abs().max()) / scale < 1e-4, name

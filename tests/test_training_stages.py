@@ -91,7 +91,7 @@ def test_packed_batch_gives_the_padded_batch_loss(demo_model_dir):
     same loss. (Were attention to cross samples, the second sample's loss would change.)"""
     import torch
 
-    from engine.encode import PaddingCollator, encode_samples, packing_collator
+    from engine.encode import PackingCollator, PaddingCollator, encode_samples
     from engine.data import load_samples
     from engine.models import load_model, load_tokenizer
 
@@ -103,7 +103,7 @@ def test_packed_batch_gives_the_padded_batch_loss(demo_model_dir):
     model.config.use_cache = False  # as in training: with a cache transformers does not look for packed rows
     with torch.no_grad():
         padded = model(**PaddingCollator(tokenizer.pad_token_id)(rows)).loss
-        packed_batch = packing_collator()(rows)
+        packed_batch = PackingCollator(tokenizer.pad_token_id)(rows)
         assert packed_batch["input_ids"].shape[0] == 1 and "attention_mask" not in packed_batch
         packed = model(**packed_batch).loss
     assert float(packed) == pytest.approx(float(padded), rel=1e-4)
