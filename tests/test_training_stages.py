@@ -66,7 +66,12 @@ def test_stage_trains_real_steps(stage, tmp_path, demo_model_dir):
     assert (run.path / weights).is_file()
     assert f"stage {stage}" in run.log_path.read_text()
     if stage == "pt":
-        assert status["metrics"]["padding_share"] == 0.0  # packed rows carry no padding
+        # Packed rows carry no padding, except (bf16 on CPU) a tail rounding each row up to a multiple of tokens.
+        from engine.devices import batch_width_multiple, resolve_compute_type
+
+        multiple = batch_width_multiple("cpu", resolve_compute_type("auto", "cpu"))
+        share, real = status["metrics"]["padding_share"], status["metrics"]["num_input_tokens_seen"]
+        assert share == 0.0 if multiple == 1 else 0 < real / (1 - share) - real < multiple * status["step"]
         assert "attention runs sample by sample" in run.log_path.read_text()
     if stage == "rm":  # the reward head is trained in full and saved with the adapter
         assert "score" in json.loads((run.path / "adapter_config.json").read_text())["modules_to_save"]
