@@ -55,6 +55,19 @@ ANCHOR = {"train_tokens_per_s": 91.8, "train_best_tokens_per_s": 158.0, "first_p
           "train_peak_rss_mb": 1490.0, "cold_http_s": 8.4, "chat_tokens_per_s": 16.0}
 
 
+def cpu_model() -> str:
+    """The CPU's model name and whether it has native bf16 (which decides the default precision)."""
+    from engine.devices import cpu_has_native_bf16  # noqa: PLC0415
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            name = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {'native bf16' if cpu_has_native_bf16() else 'no native bf16'}"
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return round(statistics.median(values), 3) if values else None
@@ -85,7 +98,7 @@ print(best / 1e9)
 TRAIN_VARIANTS = {"fp32": ("fp32", False, True), "fp32_padded": ("fp32", False, False),
                   "fp32_gc": ("fp32", True, True), "bf16": ("bf16", False, True)}
 TRAIN_LABELS = {"fp32": "fp32", "fp32_padded": "fp32, padded batches grouped by length",
-                "fp32_gc": "fp32, gradient checkpointing", "bf16": "bf16"}
+                "fp32_gc": "fp32, gradient checkpointing", "bf16": "bf16, the default where the CPU has it"}
 
 
 def train_config(run_dir: Path, compute: str, checkpointing: bool = False, packing: bool = True):
@@ -153,7 +166,8 @@ def bench_probes(workdir: Path, repeats: int) -> dict:
     return out
 
 
-def bench_train(workdir: Path, repeats: int) -> dict:
+def bench_train(workdir: Path, repeats: int, only: list[str] | None = None, previous: dict | None = None) -> dict:
+    """Every training variant the machine runs (``only``: some of them, the others kept from ``previous``)."""
     import torch  # noqa: PLC0415
 
     from engine.devices import cpu_has_native_bf16  # noqa: PLC0415
@@ -165,6 +179,9 @@ def bench_train(workdir: Path, repeats: int) -> dict:
     out = {"params": params, "flops_per_token": 4 * params, "threads": threads,
            "bf16_note": None if "bf16" in variants else "no native bf16 on this CPU (no AVX512-BF16/AMX): "
                                                           "bf16 would be emulated, slower than fp32"}
+    if only:
+        out.update({v: r for v, r in (previous or {}).items() if v in variants and v not in only})
+        variants = [v for v in variants if v in only]
     for variant in variants:
         compute = TRAIN_VARIANTS[variant][0]
         runs = []
@@ -181,8 +198,8 @@ def bench_train(workdir: Path, repeats: int) -> dict:
                         "matmul_gflops": round(ceiling, 1),
                         "ceiling_tokens_per_s": round(ceiling * 1e9 / (4 * params), 1),
                         "mfu": round(tps * 4 * params / (ceiling * 1e9), 4)}
-    if "bf16" in out:
-        out["bf16"]["loss_vs_fp32"] = round(out["bf16"]["train_loss"] - out["fp32"]["train_loss"], 5)
+    if "bf16" in out and "fp32" in out:
+        out["bf16"]["loss_vs_fp32"] = round(out["bf16"]["train_loss"] / out["fp32"]["train_loss"] - 1, 4)
     return out
 
 
@@ -356,6 +373,11 @@ def table(result: dict) -> str:
             add("  padding share", round(100 * r["padding_share"], 1), unit="%")
             add("  trainer peak RSS", round(r["peak_rss_mb"]), anchor=ANCHOR["train_peak_rss_mb"],
                 higher_is_better=False, unit=" MB", better="less memory")
+            if variant == "bf16":
+                add("  tokens/s against LLaMA-Factory's best (bf16, no checkpointing)", round(r["tokens_per_s"], 1),
+                    anchor=ANCHOR["train_best_tokens_per_s"])
+                if r.get("loss_vs_fp32") is not None:
+                    add("  final loss against fp32 (relative)", round(100 * r["loss_vs_fp32"], 2), unit="%")
     probes = result.get("probes", {})
     if "on" in probes:
         add("demo preset run time, no probes", round(probes["off"]["runtime_s"], 1), unit=" s")
@@ -395,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the table shows medians")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--variants", default="", help=f"train only these of {tuple(TRAIN_VARIANTS)} (comma-separated); "
+                                                      "the others keep their figures")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary saves/ and run folders")
     args = parser.parse_args(argv)
@@ -411,12 +435,13 @@ def main(argv: list[str] | None = None) -> int:
     ensure_demo_model()
     # Sections not run this time keep their figures from --out (each section records when it was measured).
     previous = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
-    result: dict = {**{k: v for k, v in previous.items() if k in SECTIONS}, "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                                "python": platform.python_version()},
+    result: dict = {**{k: v for k, v in previous.items() if k in SECTIONS},
+                    "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()},
                     "repeats": args.repeats, "when": time.strftime("%Y-%m-%d %H:%M:%S"), "anchor": ANCHOR}
     try:
         if "train" in sections:
-            result["train"] = bench_train(workdir, args.repeats)
+            only = [v.strip() for v in args.variants.split(",") if v.strip()]
+            result["train"] = bench_train(workdir, args.repeats, only, previous.get("train"))
         if "probes" in sections:
             result["probes"] = bench_probes(workdir, args.repeats)
         if "start" in sections:

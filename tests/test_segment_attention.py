@@ -81,7 +81,7 @@ def test_padded_batches_and_generation_are_unchanged(rows_and_model):
     padded = PaddingCollator(tokenizer.pad_token_id)(rows)
     prompt = torch.tensor([rows[0]["input_ids"][:20]])
     model.set_attn_implementation("sdpa")
-    with torch.no_grad():
+    with torch.inference_mode():  # as the probe questions generate: inference tensors
         before = float(model(**padded).loss)
         text_before = model.generate(prompt, max_new_tokens=8, do_sample=False, use_cache=True)
         use_segment_attention(model, log=lambda _: None)
@@ -138,3 +138,23 @@ def test_rounded_up_rows_keep_the_loss_and_gradients(rows_and_model):
     for name, grad in grads.items():
         scale = float(grad.abs().max()) + 1e-12
         assert float((rounded_grads[name] - grad).abs().max()) / scale < 1e-4, name
+
+
+def test_half_precision_rows_are_attended_in_fp32_on_cpu():
+    """bf16 q/k/v (a bf16 run on CPU) come back in bf16, equal to each sample's own causal attention in fp32."""
+    from types import SimpleNamespace
+
+    from engine.segment_attention import segment_attention
+
+    lengths = [5, 37, 12]
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, heads, sum(lengths), 16, generator=generator) for heads in (4, 2, 2))
+    positions = torch.cat([torch.arange(n) for n in lengths])[None]
+    module = SimpleNamespace(is_causal=True, num_key_value_groups=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = segment_attention(module, q.bfloat16(), k.bfloat16(), v.bfloat16(), None, position_ids=positions)
+    assert out.dtype == torch.bfloat16 and out.shape == (1, sum(lengths), 4, 16)
+    expected = torch.cat([torch.nn.functional.scaled_dot_product_attention(
+        *(t.bfloat16().float() for t in parts), is_causal=True, enable_gqa=True)
+        for parts in zip(*(t.split(lengths, dim=2) for t in (q, k, v)))], dim=2).transpose(1, 2)
+    torch.testing.assert_close(out.float(), expected.bfloat16().float(), rtol=0, atol=1e-2)
