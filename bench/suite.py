@@ -10,7 +10,8 @@ Prints one table (each figure the median of the repeats, next to the machine's c
   the UI runs it (``python -m engine train``, with the allocator Start gives it), in fp32 (packed batches, the
   default), in fp32 with padded batches grouped by length (the default before), in fp32 with gradient
   checkpointing (LLaMA-Factory's shipped setting: the like-for-like memory figure) and, where the device has
-  native bf16, in bf16.
+  native bf16, in bf16 (the default there; compared with LLaMA-Factory's best configuration too, and its final
+  loss with the fp32 run's). ``--variants bf16,fp32`` re-measures some variants and keeps the others.
   tokens/s = non-padding tokens fed / the Trainer's train_runtime. MFU = tokens/s x 4 N / matmul ceiling, with
   N = the base model's parameters (LoRA: forward 2N, backward through the frozen weights 2N FLOPs per token;
   the adapters' own FLOPs are under 2% and left out), the ceiling a square fp32 (bf16) matmul timed in this run
