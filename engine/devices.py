@@ -101,9 +101,9 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
 
 
 def batch_width_multiple(device: str, compute: str) -> int:
-    """Training rows are padded to a multiple of this many tokens. On the CPU oneDNN runs bf16 matmuls and
-    attention with kernels built and cached for each shape (about 0.6 MB each, measured): rows of every
-    length grew a LoRA run's peak by 0.6 GB; rounded up to 32 tokens they cost about 5% padding instead."""
+    """Training rows are padded to a multiple of this many tokens. On the CPU oneDNN runs bf16 matmuls with a
+    kernel built and cached for each shape (about 0.6 MB each, measured): rows of every length grew a LoRA
+    run's peak by 0.6 GB in its first epoch; rounded up to 32 tokens they cost about 5% padding instead."""
     return 32 if device == "cpu" and compute in ("bf16", "pure_bf16") else 1
 
 
