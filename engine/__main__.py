@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from engine.config import COMMANDS, ConfigError, RunConfig
+from engine.hubs import HUB_CHOICES
 
 EPILOG = """\
 examples:
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                        "(default 0.7)")
     p_chat.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling threshold (default 0.9)")
     p_chat.add_argument("--device", default="auto", help="auto, cpu, cuda, npu or mps")
+    p_chat.add_argument("--hub", default="auto", choices=HUB_CHOICES,
+                        help="where a model id is downloaded from (auto: USE_MODELSCOPE_HUB=1 / USE_OPENMIND_HUB=1, "
+                             "else huggingface)")
     p_chat.add_argument("--trust-remote-code", action="store_true", help="allow model code shipped with the model")
     return parser
 
@@ -119,6 +123,15 @@ def _report_config_error(config_path: Path, exc: ConfigError) -> None:
         run.write_status(FAILED, error=f"invalid config: {exc}")
 
 
+def _print_download(p) -> None:
+    """One status line, rewritten in place, for a download in the terminal."""
+    mb = 1e6
+    eta = f"{p.eta_s:.0f} s left" if p.eta_s is not None else ""
+    print(f"\rdownloading {p.model}: {p.file} ({p.files_done}/{p.files_total} files) "
+          f"{p.done_bytes / mb:.1f} of {p.total_bytes / mb:.1f} MB, {p.rate_bps / mb:.1f} MB/s {eta}   ",
+          end="\n" if p.files_total and p.files_done == p.files_total else "", file=sys.stderr, flush=True)
+
+
 def chat(args) -> int:
     """A terminal chat over engine.chat.ChatEngine: one line in, a streamed answer out."""
     if args.max_new_tokens < 1:
@@ -137,7 +150,11 @@ def chat(args) -> int:
     print(f"loading {args.model}" + (f" with {args.adapter}" if args.adapter else "") + " ...", file=sys.stderr,
           flush=True)
     try:
-        engine.load(args.model, args.adapter, args.template, args.device, args.trust_remote_code)
+        if not args.adapter:  # a hub id not on disk yet: downloaded first, its progress on one line
+            from engine.download import ensure_model  # noqa: PLC0415
+
+            ensure_model(args.model, args.hub, on_progress=_print_download)
+        engine.load(args.model, args.adapter, args.template, args.device, args.trust_remote_code, hub=args.hub)
     except (ModelLoadError, TemplateError, DataError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 
 from engine.generation import left_padded
 from engine.models import ModelLoadError, adapter_chain, check_checkpoint, load_model, load_tokenizer
+from engine.reasoning import Reply, opened_thought, split_reply
 
 
 # What the first Load model imports: several seconds on a small CPU, so the app imports them ahead of the click.
@@ -62,6 +63,7 @@ class GenerationSettings:
     temperature: float = 0.7
     top_p: float = 0.9
     seed: int | None = None
+    enable_thinking: bool = True  # reasoning models (engine.reasoning): think before answering
 
 
 @dataclass(frozen=True)
@@ -95,10 +97,11 @@ class ChatEngine:
 
     def describe(self) -> dict:
         return {"model": self._base_key.model if self._base_key else None, "adapter": self.adapter_path or None,
-                "device": self.device, "template": self.template}
+                "device": self.device, "template": self.template,
+                "reasoning": self.formatter.reasoning if self.formatter is not None else ""}
 
     def load(self, model_name_or_path: str, adapter_path: str = "", template: str = "auto",
-             device: str = "auto", trust_remote_code: bool = False) -> None:
+             device: str = "auto", trust_remote_code: bool = False, hub: str = "auto") -> None:
         """Load (or reuse) the base model and select ``adapter_path`` on it."""
         preload_libraries()
         from engine.devices import inference_dtype, pick_device  # noqa: PLC0415
@@ -114,8 +117,9 @@ class ChatEngine:
         with self._generate_lock, self._state_lock:
             if self._base_key != key:
                 self._release()
-                tokenizer = load_tokenizer(base_source, trust_remote_code)
-                model = load_model(base_source, dtype=inference_dtype(dev), trust_remote_code=trust_remote_code)
+                tokenizer = load_tokenizer(base_source, trust_remote_code, hub)  # hub: where a repo id comes from
+                model = load_model(base_source, dtype=inference_dtype(dev), trust_remote_code=trust_remote_code,
+                                   hub=hub)
                 model.to(dev).eval()
                 self.model, self.tokenizer, self.device, self._base_key = model, tokenizer, dev, key
             self.formatter = ChatFormatter(self.tokenizer, template)
@@ -214,8 +218,15 @@ class ChatEngine:
         other. The adapter selected for the single chat is left as it was."""
         yield from self._stream(list(conversations), list(variants), settings, stop)
 
+    def replies(self, conversations: list[list[dict]], variants: list[str] | None, settings: GenerationSettings,
+                stop: threading.Event | None = None) -> Iterator[tuple[Reply, ...]]:
+        """As :meth:`stream` (``variants`` None: one conversation, the single chat's selection) or
+        :meth:`stream_pair`, each answer so far split into its reasoning and its answer (engine.reasoning)."""
+        yield from self._stream(list(conversations), None if variants is None else list(variants), settings, stop,
+                                split=True)
+
     def _stream(self, conversations: list[list[dict]], variants: list[str] | None, settings: GenerationSettings,
-                stop: threading.Event | None) -> Iterator[tuple[str, ...]]:
+                stop: threading.Event | None, split: bool = False) -> Iterator[tuple]:
         import torch  # noqa: PLC0415
         from transformers import StoppingCriteria, StoppingCriteriaList  # noqa: PLC0415
 
@@ -232,7 +243,9 @@ class ChatEngine:
             if self.model is None or self._unloading:
                 raise ModelLoadError("no model is loaded", key="no_model")
             tokenizer, formatter = self.tokenizer, self.formatter
-            prompts = [formatter.encode_prompt(messages) for messages in conversations]
+            texts = [formatter.generation_prompt(messages, settings.enable_thinking) for messages in conversations]
+            prompts = [formatter.tokens(text) for text in texts]
+            opened = [bool(opened_thought(text)) for text in texts]  # answers that start inside a think block
             passes = self._passes(variants, len(conversations))
             stop_ids = formatter.stop_token_ids()
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
@@ -278,7 +291,8 @@ class ChatEngine:
                 self._generate_lock.release()
         del kwargs, tokenizer, formatter
         try:
-            yield from streamer
+            for answers in streamer:
+                yield tuple(map(split_reply, answers, opened)) if split else answers
         finally:
             stop.set()  # also reached when the reader goes away mid-answer: stop generating
         worker.join()

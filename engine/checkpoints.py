@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config import COMMAND_SECTIONS, RunConfig, iter_fields
+from engine.hubs import resolve_hub
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
@@ -118,8 +119,12 @@ def resume_plan(run_path: str | Path, cfg: RunConfig) -> ResumePlan | None:
     except (OSError, ValueError):
         return plan
     old = {f"{s}.{f.name}": v for s, f, v in iter_fields(before) if s in COMMAND_SECTIONS["train"]}
+    # A run.yaml written by hand says hub "auto"; the form names the hub that means here: the same setting.
+    old["model.hub"] = resolve_hub(before.model.hub)
     for section, f, value in iter_fields(cfg):
         key = f"{section}.{f.name}"
+        if key == "model.hub":
+            value = resolve_hub(value)
         if key in old and old[key] != value and key != "train.output_dir":
             plan.changes.append((key, old[key], value))
             if key not in _RESUMABLE_CHANGES:

@@ -18,6 +18,8 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
+from engine.hubs import HUB_CHOICES
+
 STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto")
 PREFERENCE_STAGES = ("rm", "dpo", "orpo")  # trained on (prompt, chosen, rejected)
 FINETUNING_TYPES = ("lora", "freeze", "full")
@@ -130,7 +132,12 @@ def _f(default: Any, help: str, *, choices: tuple | None = None, min: float | No
 class ModelConfig:
     model_name_or_path: str = _f(
         "demo/SmolLM2-135M-Instruct",
-        "Local model folder, Hugging Face hub id, or the embedded demo model `demo/SmolLM2-135M-Instruct`.")
+        "Local model folder, repo id on the model hub (e.g. Qwen/Qwen2.5-7B-Instruct), or the embedded demo model "
+        "`demo/SmolLM2-135M-Instruct`.")
+    hub: str = _f(
+        "auto", "Model hub a repo id is downloaded from: huggingface (HF_ENDPOINT for a mirror), modelscope or "
+                "modelers (openMind); `auto` follows LlamaBoard's USE_MODELSCOPE_HUB=1 / USE_OPENMIND_HUB=1, else "
+                "huggingface. A local folder is used as it is, whatever the hub.", choices=HUB_CHOICES)
     adapter_path: str = _f(
         "", "Checkpoint (LoRA adapter or full/freeze weights folder) to start from or to chat with; empty for the base model.")
     template: str = _f(
@@ -160,6 +167,9 @@ class DataConfig:
                              "and no padding is computed.")
     train_on_prompt: bool = _f(False, "Also compute the loss on prompt tokens (SFT), not only on the answers.")
     mask_history: bool = _f(False, "Train only on the last answer of multi-turn conversations (SFT).")
+    enable_thinking: bool = _f(True, "Reasoning models (templates with <think>): answers keep the reasoning the data "
+                                     "gives them and the others learn the template's empty think block; off, all "
+                                     "reasoning is dropped and the empty block is part of the prompt.")
 
 
 @dataclass

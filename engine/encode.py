@@ -27,12 +27,18 @@ def _fit(prompt: list[int], answers: list[list[int]], cutoff: int) -> tuple[list
     return (prompt[-prompt_room:] if prompt_room > 0 else []), answers
 
 
+def training_formatter(cfg: RunConfig, tokenizer) -> ChatFormatter:
+    """The formatter every encoding of ``cfg``'s data goes through (training, its checks and previews, the
+    evaluation loss), so all of them follow ``data.enable_thinking`` alike."""
+    return ChatFormatter(tokenizer, cfg.model.template, enable_thinking=cfg.data.enable_thinking)
+
+
 def _prompt_and_answer(formatter: ChatFormatter, messages: list[dict]) -> tuple[list[int], list[int]]:
-    """Ids of everything before the last answer, and of the last answer (with its end-of-turn marker)."""
-    pieces = formatter.segments(messages)
-    encode = formatter.tokenizer.encode
-    prompt = [i for text, _ in pieces[:-1] for i in encode(text, add_special_tokens=False)]
-    return prompt, encode(pieces[-1][0], add_special_tokens=False)
+    """Ids of everything before the last answer, and of the last answer (with its end-of-turn marker). Earlier
+    answers appear as at chat time, without reasoning (LLaMA-Factory's one-turn encoding)."""
+    pieces = formatter.segments(messages, history_thoughts=False)
+    prompt = [i for text, _ in pieces[:-1] for i in formatter.tokens(text)]
+    return prompt, formatter.tokens(pieces[-1][0])
 
 
 def _with_answer(messages: list[dict], answer: str) -> list[dict]:
@@ -119,7 +125,7 @@ def encode_samples(cfg: RunConfig, tokenizer, samples: list, log=print) -> list[
     beyond it are skipped; ``log`` says how many of each, so a too-small cutoff_len is not silent.
     Pre-training texts are split into rows of the cutoff instead: nothing is cut away."""
     stage, cutoff = cfg.train.stage, cfg.data.cutoff_len
-    formatter = ChatFormatter(tokenizer, cfg.model.template)
+    formatter = training_formatter(cfg, tokenizer)
     rows, skipped, cut = [], 0, 0
     for sample in samples:
         row = encode_uncut(cfg, formatter, sample)

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.job import describe_error, expected_error, log, start_job
+from engine.job import describe_error, expected_error, fetch_model, log, start_job
+from engine.reasoning import opened_thought, split_reply, split_thought
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 from engine.templates import IGNORE_INDEX
 
@@ -53,6 +54,7 @@ class EvalItem:
     input_ids: list          # whole conversation, for the loss
     labels: list             # IGNORE_INDEX on the prompt
     prompt_ids: list         # conversation without its last answer + generation prompt
+    opens_thought: bool = False  # the generation prompt opened a think block: the answer starts with reasoning
 
 
 def load_eval_samples(cfg: RunConfig) -> list:
@@ -76,14 +78,18 @@ def prepare_items(cfg: RunConfig, formatter, samples: list | None = None, log=pr
         if all(label == IGNORE_INDEX for label in row["labels"]):
             skipped += 1  # the answer lies beyond cutoff_len: no loss to measure
             continue
-        prompt_ids = formatter.encode_prompt(messages[:-1])
+        prompt_text = formatter.generation_prompt(messages[:-1])
+        prompt_ids = formatter.tokens(prompt_text)
         if len(prompt_ids) > cfg.data.cutoff_len:
             prompt_ids = prompt_ids[-cfg.data.cutoff_len:]  # keep the end: the question and generation prompt
             cut_prompts += 1
         turns = sample.messages
         history = "\n".join(f"[{m['role']}] {m['content']}" for m in turns[:-2])
         prompt = (history + "\n" if history else "") + turns[-2]["content"]
-        items.append(EvalItem(prompt, turns[-1]["content"], row["input_ids"], row["labels"], prompt_ids))
+        # Reasoning models are scored on their answers: the reference's reasoning is left out too.
+        reference = split_thought(turns[-1]["content"])[1]
+        items.append(EvalItem(prompt, reference, row["input_ids"], row["labels"], prompt_ids,
+                              bool(opened_thought(prompt_text))))
     if skipped:
         log(f"skipped {skipped} samples whose answer lies beyond cutoff_len={cfg.data.cutoff_len}")
     if cut_prompts:
@@ -226,7 +232,8 @@ def generate_answers(model, tokenizer, formatter, items: list[EvalItem], cfg: Ru
         if stop.requested:
             raise Stopped  # the batch was cut short: its answers are incomplete
         for row, i in enumerate(batch):
-            answers[i] = decode_answer(tokenizer, out[row, width:].tolist(), stop_ids)
+            text = decode_answer(tokenizer, out[row, width:].tolist(), stop_ids)
+            answers[i] = split_reply(text, items[i].opens_thought).answer  # the prediction is the answer alone
         progress.batch_done()
     return answers
 
@@ -264,19 +271,19 @@ def run_evaluation(config_path: str | Path) -> int:
     cfg, run, stop = start_job(config_path, "eval", "loading")
 
     try:
-        from engine.models import check_checkpoint, load_with_checkpoint, resolve_model_path  # noqa: PLC0415
+        from engine.models import check_checkpoint, load_with_checkpoint  # noqa: PLC0415
 
         # What can be checked without loading the model is checked first, so such errors come at once.
         adapter = cfg.model.adapter_path.strip()
         if adapter:
             check_checkpoint(adapter)
-        resolve_model_path(cfg.model.model_name_or_path)
         samples = load_eval_samples(cfg)
+        fetch_model(cfg, run, stop)  # a hub model not on disk yet is downloaded first, its progress in status.json
 
         import torch  # noqa: PLC0415
 
         from engine.devices import inference_dtype, pick_device  # noqa: PLC0415
-        from engine.templates import ChatFormatter  # noqa: PLC0415
+        from engine.encode import training_formatter  # noqa: PLC0415
 
         torch.set_grad_enabled(False)
         device = pick_device(cfg.model.device)
@@ -284,9 +291,9 @@ def run_evaluation(config_path: str | Path) -> int:
         log(f"evaluating {cfg.model.model_name_or_path}" + (f" with checkpoint {adapter}" if adapter else "")
             + f" on {', '.join(cfg.data.datasets)} (device {device})")
         model, tokenizer, kind = load_with_checkpoint(cfg.model.model_name_or_path, adapter, dtype,
-                                                      cfg.model.trust_remote_code, log)
+                                                      cfg.model.trust_remote_code, log, cfg.model.hub)
         model.to(device).eval()
-        formatter = ChatFormatter(tokenizer, cfg.model.template)
+        formatter = training_formatter(cfg, tokenizer)
         items = prepare_items(cfg, formatter, samples, log)
         log(f"{len(items)} samples")
 
@@ -311,9 +318,9 @@ def run_evaluation(config_path: str | Path) -> int:
                 del model
                 gc.collect()
                 model, tokenizer, _ = load_with_checkpoint(cfg.model.model_name_or_path, "", dtype,
-                                                           cfg.model.trust_remote_code, log)
+                                                           cfg.model.trust_remote_code, log, cfg.model.hub)
                 model.to(device).eval()
-                formatter = ChatFormatter(tokenizer, cfg.model.template)
+                formatter = training_formatter(cfg, tokenizer)
             context = model.disable_adapter() if (key == BASE and kind == "lora") else contextlib.nullcontext()
             with context:
                 results[key], answers[key] = evaluate_pass(key, model, tokenizer, formatter, items, cfg, device,

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.job import describe_error, log, start_job
+from engine.job import describe_error, fetch_model, log, start_job
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 
 STAGES = ("load", "merge", "save", "tokenizer", "readme")
@@ -248,7 +248,7 @@ def run_export(config_path: str | Path) -> int:
             raise Stopped
 
     try:
-        from engine.models import check_checkpoint, resolve_model_path  # noqa: PLC0415
+        from engine.models import check_checkpoint  # noqa: PLC0415
         from engine.paths import resolve_user_dir  # noqa: PLC0415
 
         export_dir = resolve_user_dir(cfg.export.export_dir, "export folder")
@@ -258,7 +258,7 @@ def run_export(config_path: str | Path) -> int:
         check_target(export_dir)
         adapter = cfg.model.adapter_path.strip()
         kind = check_checkpoint(adapter) if adapter else None
-        resolve_model_path(cfg.model.model_name_or_path)  # a missing base fails before the export starts loading
+        fetch_model(cfg, run, stop)  # a missing base fails before loading; a hub model not on disk is downloaded
         trained_on = _trained_base(adapter)
         if kind == "lora" and trained_on and trained_on != cfg.model.model_name_or_path.strip():
             log(f"warning: the adapter was trained on {trained_on!r} but is merged into "
@@ -275,7 +275,7 @@ def run_export(config_path: str | Path) -> int:
         device = pick_device(cfg.export.device)
         model, tokenizer, kind = load_with_checkpoint(cfg.model.model_name_or_path, adapter,
                                                       _torch_dtype(cfg.export.export_dtype),
-                                                      cfg.model.trust_remote_code, log)
+                                                      cfg.model.trust_remote_code, log, cfg.model.hub)
         if device != "cpu":
             model.to(device)
         log(f"loaded {adapter if kind == 'full' else cfg.model.model_name_or_path} on {device} as {model.dtype}")

@@ -3,6 +3,7 @@ directory, and listen for Stop."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -82,6 +83,45 @@ def start_job(config_path: str | Path, command: str, phase: str, **status) -> tu
     pid = os.getppid() if "TORCHELASTIC_RUN_ID" in os.environ else os.getpid()
     run.write_status(RUNNING, pid=pid, error=None, phase=phase, command=command, **status)
     return cfg, run, stop
+
+
+class _StopAsEvent:
+    """A job's Stop (stop.request or SIGTERM) in the shape engine.download checks: ``is_set()``."""
+
+    def __init__(self, stop: StopRequested) -> None:
+        self.stop = stop
+
+    def is_set(self) -> bool:
+        return self.stop.requested
+
+
+def fetch_model(cfg: RunConfig, run: RunDir, stop: StopRequested) -> str:
+    """The run's model as a local folder, downloaded here first when it is a hub id not on disk yet.
+
+    The job downloads in its own process, so closing the page does not stop it: status.json shows phase
+    ``downloading`` with a ``download`` dict (engine.download.DownloadProgress, at most twice a second) for the
+    monitors, the log names each file, and Stop ends it (the files done are kept for the next try)."""
+    from engine.download import HUB_NAMES, ensure_model  # noqa: PLC0415
+
+    phase = run.read_status().get("phase")
+    files: list[str] = []
+
+    def report(progress) -> None:
+        if progress.file and progress.file not in files:
+            files.append(progress.file)
+            log(f"downloading {progress.model} from {HUB_NAMES.get(progress.hub, progress.hub)}: {progress.file} "
+                f"(file {progress.files_done + 1} of {progress.files_total})")
+        run.write_status(RUNNING, phase="downloading", download=progress.to_dict())
+
+    # The clients' own progress bars (modelscope draws one per file, with cursor moves) would fill stdout.log;
+    # the lines above say the same once per file. (Their logged warnings keep their own stream.)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):
+        folder = ensure_model(cfg.model.model_name_or_path, cfg.model.hub, report, _StopAsEvent(stop))
+    if files:
+        log(f"downloaded {cfg.model.model_name_or_path} into {folder}")
+    if run.read_status().get("phase") == "downloading":
+        run.write_status(RUNNING, phase=phase, download=None)
+    return folder
 
 
 def expected_error(exc: BaseException) -> bool:

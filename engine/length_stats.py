@@ -14,9 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.encode import CUT, DROPPED, SampleSize, encode_uncut, sample_size, training_samples
+from engine.encode import CUT, DROPPED, SampleSize, encode_uncut, sample_size, training_formatter, training_samples
 from engine.memo import SharedMemo
-from engine.templates import ChatFormatter
 
 
 @dataclass(frozen=True)
@@ -58,16 +57,18 @@ def length_histogram(lengths: list[int], bins: int = 40) -> tuple[list[int], lis
 
 
 @lru_cache(maxsize=2)
-def training_tokenizer(model_name_or_path: str, trust_remote_code: bool = False):
+def training_tokenizer(model_name_or_path: str, trust_remote_code: bool = False, hub: str = "auto"):
     """The tokenizer a run of this model loads (kept: loading it takes seconds)."""
     from engine.chat import preload_libraries  # noqa: PLC0415
+    from engine.download import require_downloaded  # noqa: PLC0415
     from engine.models import load_tokenizer  # noqa: PLC0415 - imports transformers
 
     # In the web process the app imports the chat libraries in a background thread at start; importing
     # transformers' lazy modules from a second thread at the same time fails ("cannot import name
     # AutoTokenizer"), which CI caught on a Check dataset pressed right after start. Wait for that import.
     preload_libraries()
-    return load_tokenizer(model_name_or_path, trust_remote_code)
+    require_downloaded(model_name_or_path, hub)
+    return load_tokenizer(model_name_or_path, trust_remote_code, hub)
 
 
 def _data_version(cfg: RunConfig) -> tuple:
@@ -90,11 +91,11 @@ def dataset_sizes(cfg: RunConfig) -> list[SampleSize]:
     """The size of every sample a run of ``cfg`` would train on (any cutoff), encoded as training encodes it."""
     d = cfg.data
     key = (_data_version(cfg), tuple(d.datasets), d.dataset_dir, d.max_samples, d.identity_name, d.identity_author,
-           d.train_on_prompt, d.mask_history, cfg.train.stage, cfg.model.model_name_or_path,
-           cfg.model.trust_remote_code, cfg.model.template)
+           d.train_on_prompt, d.mask_history, d.enable_thinking, cfg.train.stage, cfg.model.model_name_or_path,
+           cfg.model.trust_remote_code, cfg.model.template, cfg.model.hub)
     def encode_all() -> list[SampleSize]:
-        tokenizer = training_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code)
-        formatter = ChatFormatter(tokenizer, cfg.model.template)
+        tokenizer = training_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code, cfg.model.hub)
+        formatter = training_formatter(cfg, tokenizer)
         return [sample_size(encode_uncut(cfg, formatter, s)) for s in training_samples(cfg)]
 
     return _sizes.get(key, encode_all)  # one encoding per version: a second click waits for the first

@@ -4,42 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from engine.demo_model import DEMO_MODEL_ID, ensure_demo_model, is_demo
-
-
-@dataclass(frozen=True)
-class KnownModel:
-    name: str
-    path: str
-    template: str = "auto"
-
-
-# Shown in the model list: the embedded demo first, then well-known hub models.
-KNOWN_MODELS: tuple[KnownModel, ...] = (
-    KnownModel("SmolLM2-135M-Instruct (demo)", DEMO_MODEL_ID),
-    KnownModel("SmolLM2-360M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct"),
-    KnownModel("SmolLM2-1.7B-Instruct", "HuggingFaceTB/SmolLM2-1.7B-Instruct"),
-    KnownModel("Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", "qwen"),
-    KnownModel("Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", "qwen"),
-    KnownModel("Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "qwen"),
-    KnownModel("Qwen3-0.6B", "Qwen/Qwen3-0.6B"),
-    KnownModel("Qwen3-4B", "Qwen/Qwen3-4B"),
-    KnownModel("Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-1B-Instruct", "llama3"),
-    KnownModel("Llama-3.2-3B-Instruct", "meta-llama/Llama-3.2-3B-Instruct", "llama3"),
-    KnownModel("Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B-Instruct", "llama3"),
-    KnownModel("gemma-2-2b-it", "google/gemma-2-2b-it"),
-    KnownModel("Mistral-7B-Instruct-v0.3", "mistralai/Mistral-7B-Instruct-v0.3"),
-    KnownModel("Phi-3.5-mini-instruct", "microsoft/Phi-3.5-mini-instruct"),
-)
-
-CUSTOM_MODEL = "Custom"
-
-
-def known_model(name: str) -> KnownModel | None:
-    return next((m for m in KNOWN_MODELS if m.name == name), None)
+from engine.demo_model import ensure_demo_model, is_demo
 
 
 class ModelLoadError(RuntimeError):
@@ -77,8 +44,10 @@ def _refuse_unsafe_weights(folder: Path, what: str, safetensors: bool) -> None:
                          folder=str(folder))
 
 
-def resolve_model_path(model_name_or_path: str) -> str:
-    """A path or hub id transformers can load; the demo alias is converted once into the cache."""
+def local_model_path(model_name_or_path: str) -> str | None:
+    """The folder of a local model (the demo alias converted once into the cache), or None for a hub id.
+
+    A path (absolute, starting with ".", or existing) is a local folder on every hub setting."""
     name = model_name_or_path.strip()
     if not name:
         raise ModelLoadError("no model path given")
@@ -94,7 +63,15 @@ def resolve_model_path(model_name_or_path: str) -> str:
             raise ModelLoadError(f"{name!r} has no config.json: not a Hugging Face model folder",
                                  key="no_config", path=name)
         return expanded
-    return name  # a hub id
+    return None
+
+
+def resolve_model_path(model_name_or_path: str, hub: str = "auto") -> str:
+    """A local folder transformers can load: a local folder as it is, the demo alias converted once, a hub id of
+    ``hub`` downloaded first (engine.download; found on disk without the network once downloaded)."""
+    from engine.download import ensure_model  # noqa: PLC0415 - it imports this module
+
+    return ensure_model(model_name_or_path, hub)
 
 
 def _needs_remote_code(path: str) -> bool:
@@ -122,10 +99,10 @@ def _load_failure(model_name_or_path: str, what: str, exc: BaseException) -> Mod
                           path=model_name_or_path, error=_first_line(exc))
 
 
-def load_tokenizer(model_name_or_path: str, trust_remote_code: bool = False):
+def load_tokenizer(model_name_or_path: str, trust_remote_code: bool = False, hub: str = "auto"):
     from transformers import AutoTokenizer  # noqa: PLC0415
 
-    path = resolve_model_path(model_name_or_path)
+    path = resolve_model_path(model_name_or_path, hub)
     _check_remote_code(path, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -137,11 +114,11 @@ def load_tokenizer(model_name_or_path: str, trust_remote_code: bool = False):
 
 
 def load_model(model_name_or_path: str, dtype=None, trust_remote_code: bool = False, reward_head: bool = False,
-               **kwargs):
+               hub: str = "auto", **kwargs):
     """The causal LM (or, with ``reward_head``, the same body with a one-score head for reward modelling)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification  # noqa: PLC0415
 
-    path = resolve_model_path(model_name_or_path)
+    path = resolve_model_path(model_name_or_path, hub)
     _check_remote_code(path, trust_remote_code)
     if os.path.isdir(path):
         _refuse_unsafe_weights(Path(path), "model folder", _has_model_safetensors(Path(path)))
@@ -217,7 +194,7 @@ def adapter_chain(path: str | Path) -> list[str]:
 
 
 def load_with_checkpoint(model_name_or_path: str, adapter_path: str = "", dtype=None,
-                         trust_remote_code: bool = False, log=print):
+                         trust_remote_code: bool = False, log=print, hub: str = "auto"):
     """(model, tokenizer, kind) for evaluation and export.
 
     kind is ``None`` when there is no checkpoint (the base model itself), ``"lora"`` when
@@ -231,11 +208,11 @@ def load_with_checkpoint(model_name_or_path: str, adapter_path: str = "", dtype=
     if kind == "full":
         source = adapter_path
         tokenizer = load_tokenizer(adapter_path if has_tokenizer_files(adapter_path) else model_name_or_path,
-                                   trust_remote_code)
+                                   trust_remote_code, hub)
         log(f"checkpoint {adapter_path} is a whole model (full/freeze run): loading it as the model")
         return load_model(source, dtype=dtype, trust_remote_code=trust_remote_code), tokenizer, kind
-    tokenizer = load_tokenizer(model_name_or_path, trust_remote_code)
-    model = load_model(model_name_or_path, dtype=dtype, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(model_name_or_path, trust_remote_code, hub)
+    model = load_model(model_name_or_path, dtype=dtype, trust_remote_code=trust_remote_code, hub=hub)
     if kind == "lora":
         from peft import PeftModel  # noqa: PLC0415
 

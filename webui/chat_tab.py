@@ -7,10 +7,15 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from engine.download import follow_download
+from engine.models import check_checkpoint
 from webui.errors import error_text
 from webui.form import Translated
 from webui.hardware_panel import HardwarePanel, build_hardware_panel
+from webui.memory_panel import build_chat_memory
 from webui.locales import DEFAULT_LANG, t
+from webui.run_monitor import download_html
+from webui.thinking import StreamedReplies, is_thought
 from webui.top_bar import TopBar, checkpoint_choices
 
 _engine = None
@@ -55,9 +60,10 @@ def variant_choices(lang: str, model_name: str, model_path: str, method: str) ->
 
 
 def _conversation(history: list, text: str, system_text: str) -> list[dict]:
-    """The messages a side answers: its own history, the new question, the system prompt first when given."""
+    """The messages a side answers: its own history, the new question, the system prompt first when given.
+    Thinking blocks stay behind: reasoning models' templates drop past reasoning (webui.thinking)."""
     messages = [{"role": m["role"], "content": plain_text(m["content"])} for m in history
-                if m.get("role") in ("user", "assistant")]
+                if m.get("role") in ("user", "assistant") and not is_thought(m)]
     messages.append({"role": "user", "content": text})
     if system_text and system_text.strip():
         messages.insert(0, {"role": "system", "content": system_text.strip()})
@@ -70,6 +76,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         load_btn = gr.Button(t(lang, "load_model"), variant="primary", elem_id="chat-load")
         unload_btn = gr.Button(t(lang, "unload_model"), elem_id="chat-unload")
     info = gr.Markdown(elem_id="chat-status")
+    build_chat_memory(top.lang, top.model_path.component, top.device.component)  # what Load model will need
 
     def mode_choices(lang_: str) -> list[tuple[str, str]]:
         return [(t(lang_, "mode_single"), SINGLE), (t(lang_, "mode_compare"), COMPARE)]
@@ -105,12 +112,20 @@ def build_chat_tab(top: TopBar) -> ChatTab:
                                     elem_id="chat-temperature")
             seed = gr.Number(value=-1, precision=0, minimum=-1, label=t(lang, "seed"), info=t(lang, "seed_info"),
                              elem_id="chat-seed")
+            # Shown for reasoning models only (engine.reasoning): their template takes the switch or always thinks.
+            enable_thinking = gr.Checkbox(value=True, visible=False, label=t(lang, "enable_thinking"),
+                                          info=t(lang, "enable_thinking_info"), elem_id="chat-enable-thinking")
     hardware = build_hardware_panel(top.lang, "chat")
 
-    def on_load(lang_, model_path, checkpoint, template, device, trust):
+    def on_load(lang_, model_path, checkpoint, template, device, trust, hub):
         yield t(lang_, "model_loading")
         try:
-            chat_engine().load(model_path, checkpoint or "", template, device, bool(trust))
+            # A hub model not on disk yet is downloaded first, its progress bar as the status line; a press in another
+            # page while it downloads joins the same download. (A whole-model checkpoint is the model: nothing to fetch.)
+            source = checkpoint if checkpoint and check_checkpoint(checkpoint) == "full" else model_path
+            for progress in follow_download(source, hub):
+                yield download_html(lang_, progress.to_dict())
+            chat_engine().load(model_path, checkpoint or "", template, device, bool(trust), hub=hub)
         except Exception as exc:  # any load failure is shown in words; the app keeps running
             message = t(lang_, "model_load_failed", error=error_text(lang_, exc))
             gr.Warning(message)
@@ -119,13 +134,21 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         yield _describe(lang_)
 
     load_btn.click(on_load, [top.lang, top.model_path.component, top.checkpoint, top.template.component,
-                             top.device.component, top.trust_remote_code.component], info, api_name="chat_load")
+                             top.device.component, top.trust_remote_code.component, top.hub.component],
+                   info, api_name="chat_load")
 
     def on_unload(lang_):
         chat_engine().unload()
         return t(lang_, "model_unloaded")
 
     unload_btn.click(on_unload, top.lang, info, api_name="chat_unload")
+
+    def thinking_switch():
+        eng = chat_engine()
+        return gr.update(visible=bool(eng.loaded and eng.describe()["reasoning"]))
+
+    # The status line changes with every load and unload: the switch follows the model then in memory.
+    info.change(thinking_switch, None, enable_thinking, show_progress="hidden")
 
     bar_inputs = [top.lang, top.model_name, top.model_path.component, top.method.component]
 
@@ -151,7 +174,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
     mode.change(on_mode, [mode] + bar_inputs + [variant_b, top.checkpoint], [chatbot, compare_panel, variant_b])
 
     def on_submit(lang_, mode_, text, history, history_a, history_b, variant_a_, variant_b_, system_text, max_tokens,
-                  top_p_, temp, seed_, request: gr.Request):
+                  top_p_, temp, seed_, thinking, request: gr.Request):
         from engine.chat import GenerationSettings, ModelUnloaded  # noqa: PLC0415
 
         compare = mode_ == COMPARE
@@ -173,38 +196,34 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             return
         conversations = [_conversation(h, text, system_text) for h in histories]
         for h in histories:
-            h += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+            h.append({"role": "user", "content": text})
+        replies = StreamedReplies(lang_, histories)
         stop = threading.Event()
         key = request.session_hash if request else ""
         _stops[key] = stop
         settings = GenerationSettings(max_new_tokens=int(max_tokens), temperature=float(temp), top_p=float(top_p_),
-                                      seed=None if seed_ is None or seed_ < 0 else int(seed_))
-        if compare:
-            variants = tuple("" if v in (None, BASE_CHOICE) else v for v in (variant_a_, variant_b_))
-            answers = eng.stream_pair((conversations[0], conversations[1]), variants, settings, stop)
-        else:
-            answers = ((text_,) for text_ in eng.stream(conversations[0], settings, stop))
+                                      seed=None if seed_ is None or seed_ < 0 else int(seed_),
+                                      enable_thinking=thinking is not False)
+        variants = [("" if v in (None, BASE_CHOICE) else v) for v in (variant_a_, variant_b_)] if compare else None
         try:
-            for partial in answers:
-                for h, answer in zip(histories, partial):
-                    h[-1]["content"] = answer
+            for partial in eng.replies(conversations, variants, settings, stop):
+                replies.show(partial)
                 yield shown("")
+            replies.finish()
+            yield shown("")
         except ModelUnloaded:  # someone pressed Unload mid-answer: keep what was said, and say why it ends
-            note = t(lang_, "answer_cut_unloaded")
-            for h in histories:
-                h[-1]["content"] = f"{h[-1]['content']}\n\n{note}".strip()
+            replies.finish(note=t(lang_, "answer_cut_unloaded"))
             yield shown("")
         except Exception as exc:  # shown in the chat, the app keeps running
             message = t(lang_, "generation_failed", error=error_text(lang_, exc))
             gr.Warning(message)
-            for h in histories:
-                h[-1]["content"] = message
+            replies.finish(error=message)
             yield shown("")
         finally:
             _stops.pop(key, None)
 
     chat_inputs = [top.lang, mode, query, chatbot, chat_a, chat_b, variant_a, variant_b, system, max_new_tokens,
-                   top_p, temperature, seed]
+                   top_p, temperature, seed, enable_thinking]
     chat_outputs = [chatbot, chat_a, chat_b, query]
     submit_btn.click(on_submit, chat_inputs, chat_outputs, api_name="chat_submit")
     query.submit(on_submit, chat_inputs, chat_outputs, api_name="chat_submit_enter", api_visibility="undocumented")
@@ -227,7 +246,8 @@ def build_chat_tab(top: TopBar) -> ChatTab:
              Translated(submit_btn, "submit", "value"), Translated(stop_btn, "stop_generation", "value"),
              Translated(clear_btn, "clear_history", "value"), Translated(max_new_tokens, "max_new_tokens"),
              Translated(top_p, "top_p"), Translated(temperature, "temperature"),
-             Translated(seed, "seed", info_key="seed_info")] + hardware.texts()
+             Translated(seed, "seed", info_key="seed_info"),
+             Translated(enable_thinking, "enable_thinking", info_key="enable_thinking_info")] + hardware.texts()
     return ChatTab(texts, hardware)
 
 

@@ -138,7 +138,7 @@ def formatted_html(lang: str, cfg: RunConfig, number: int) -> str:
     fill = {"name": cfg.data.identity_name, "author": cfg.data.identity_author}
     folder = resolve_user_dir(cfg.data.dataset_dir, "data folder")
     samples = load_row(folder, cfg.data.datasets[0], number - 1, fill, cfg.train.stage)
-    tokenizer = training_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code)
+    tokenizer = training_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code, cfg.model.hub)
     notes, views = [], []
     if cfg.data.max_samples and number > cfg.data.max_samples:
         notes.append(t(lang, "beyond_max_samples", row=number, max=cfg.data.max_samples))

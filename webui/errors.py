@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from engine.config import ConfigError
 from engine.data import DataError
-from webui.locales import FIELD_TEXT, field_label, t
+from webui.locales import FIELD_TEXT, choice_labels, field_label, t
 
 
 def config_field_label(lang: str, name: str) -> str:
@@ -51,8 +51,26 @@ def error_text(lang: str, exc: BaseException) -> str:
     if key == "no_model":
         return t(lang, "model_not_loaded")
     if key:
+        params = getattr(exc, "params", {})
+        if key.startswith("download_"):
+            params = _hub_names(lang, params)
         try:
-            return t(lang, f"load_err_{key}", **getattr(exc, "params", {}))
+            return t(lang, f"load_err_{key}", **params)
         except KeyError:  # a key without a translation yet: the English text still says what is wrong
             pass
     return str(exc)
+
+
+def hub_label(lang: str, hub: str) -> str:
+    """A hub as the top bar's hub menu names it in ``lang``."""
+    return choice_labels(lang, "model.hub", [hub])[0][0]
+
+
+def _hub_names(lang: str, params: dict) -> dict:
+    """A download error's hubs (engine.download: hub_id, others_ids) named in ``lang``."""
+    shown = dict(params)
+    if params.get("hub_id"):
+        shown["hub"] = hub_label(lang, params["hub_id"])
+    if params.get("others_ids"):
+        shown["others"] = t(lang, "list_sep").join(hub_label(lang, h) for h in params["others_ids"])
+    return shown

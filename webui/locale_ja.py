@@ -4,7 +4,9 @@ FIELD_TEXT = {
     "train.probe_questions": ("プローブ質問", "モデルがステップ 0、保存と評価のたび、そして最後にこれらの質問に（貪欲デコードで）答え、損失グラフの横の表に表示されます。1 行に 1 問、空欄なら質問しません。"),
     "train.probe_max_new_tokens": ("プローブ回答の長さ", "プローブ回答の最大トークン数。"),
     # top bar
-    "model.model_name_or_path": ("モデルパス", "ローカルフォルダまたは Hugging Face のモデル ID。"),
+    "model.model_name_or_path": ("モデルパス", "ローカルフォルダ、またはモデルハブ上のモデル ID。"),
+    "model.hub": ("モデルハブ", "モデル ID のダウンロード元。既定値は LlamaBoard と同じく `USE_MODELSCOPE_HUB=1` / "
+                                "`USE_OPENMIND_HUB=1` に従います。"),
     "train.finetuning_type": ("ファインチューニング手法", "lora：小さなアダプタを学習、freeze：最後の数層を学習、full：全パラメータを学習。"),
     "model.adapter_path": ("チェックポイントパス", "このモデルと手法の学習結果と保存済みチェックポイント。空欄ならベースモデル。"),
     "model.quantization_bit": ("量子化ビット数", "量子化（QLoRA）を有効にする：bitsandbytes による 8 または 4 ビット。CUDA GPU 上の "
@@ -39,6 +41,8 @@ FIELD_TEXT = {
                                           "とどまります。"),
     "data.train_on_prompt": ("プロンプトも学習", "プロンプト部分のラベルマスクを無効にします（SFT のみ）。"),
     "data.mask_history": ("履歴をマスク", "最後のターンのみを学習します（SFT のみ）。"),
+    "data.enable_thinking": ("思考モードを有効化", "推論モデル（`<think>` を含むテンプレート）：データの推論過程を保持し、推論のない回答は"
+                                           "テンプレートの空の思考ブロックを学習します。オフ：推論過程を除き、空のブロックはプロンプトに含めます。"),
     "train.report_to": ("外部ロガーを有効化", "TensorBoard、wandb、MLflow にも記録します（WANDB_API_KEY などのキーは環境変数"
                                             "から読み込みます）。"),
     "train.extra_args": ("追加引数", "JSON 形式でトレーナーに渡す追加引数。使えるのは次の許可リストのみ：{allowed}。"),
@@ -82,7 +86,7 @@ FIELD_TEXT = {
     "distributed.offload": ("オフロードを有効化", "DeepSpeed のオフロードを有効にします（学習は遅くなります）。"),
     # other tabs
     "eval.batch_size": ("バッチサイズ", "評価の 1 バッチあたりのサンプル数。"),
-    "eval.predict": ("予測結果を保存", "回答を生成して ROUGE / BLEU を計算します。"),
+    "eval.predict": ("予測結果を保存", "回答を生成して ROUGE / BLEU を計算します。推論モデルは思考過程を除いた回答で評価します。"),
     "eval.max_new_tokens": ("最大生成トークン数", "生成する回答の最大長。"),
     "eval.top_p": ("Top-p 値", "核サンプリング（温度 > 0 のとき）。"),
     "eval.temperature": ("温度", "0 は貪欲デコード：スコアが再現可能になります。"),
@@ -96,6 +100,7 @@ FIELD_TEXT = {
 }
 
 CHOICE_TEXT = {
+    "model.hub": {"huggingface": "Hugging Face", "modelscope": "ModelScope", "modelers": "Modelers (openMind)"},
     "train.stage": {"pt": "事前学習", "sft": "教師ありファインチューニング", "rm": "報酬モデルの学習", "dpo": "DPO",
                     "orpo": "ORPO", "kto": "KTO"},
 }
@@ -113,6 +118,34 @@ MESSAGES = {
     "hw_device_memory": "メモリ {used} / {total}",
     "hw_device_busy": "、使用率 {pct}%",
     "hw_no_devices": "GPU も NPU も見つかりません（nvidia-smi と npu-smi がインストールされていないか、デバイスを表示しません）。",
+    # memory estimate
+    "mem_title": "メモリ見積もり",
+    "mem_train_head": "デバイスごとのピークメモリの見積もり：{total} · デバイス数：{devices}",
+    "mem_chat_head": "このモデルをチャット用に読み込むには約 {total} 必要です",
+    "mem_of_device": "{total} / {have} · {device}",
+    "mem_train_parts": "重み {weights} · 勾配とオプティマイザ状態 {trainable} · 活性化 {activations} · その他 {overhead}",
+    "mem_chat_parts": "重み {weights} · {tokens} トークン分の KV キャッシュと作業メモリ {activations} · その他 {overhead}",
+    "mem_assumed": "最も長いバッチを想定：デバイスごとに {tokens} トークン（バッチサイズ × カットオフ長）。パラメータ数 {params}、うち学習するのは {trained}。",
+    "mem_note_rough_model": "このモデルの config.json はまだディスクにありません：構造をサイズから推定したため、見積もりは粗めです。",
+    "mem_note_accumulation_no_effect": "勾配累積はピークを上げません：勾配はいずれにせよ保持されます。",
+    "mem_note_pairs_double": "このステージは選ばれた回答と棄却された回答を一緒に入力します：バッチのトークン数は 2 倍です。",
+    "mem_note_checkpointing": "勾配チェックポイントが有効です：各層は入力だけを保持し、逆伝播で再計算します。",
+    "mem_fits": "収まります：{device} の {pct}%。",
+    "mem_tight": "ぎりぎりです：{device} の {pct}%。想定より長いバッチや他のプログラムでメモリが不足する可能性があります。",
+    "mem_too_big": "収まりません：約 {need} 必要ですが、{device} には {have} しかありません。",
+    "mem_fix_intro": "次の変更で収まります：",
+    "mem_fix": "{change}：{total}",
+    "mem_fix_combined": "{changes} をすべて組み合わせる：{total}",
+    "mem_no_fix": "QLoRA、小さいバッチ、勾配チェックポイント、ZeRO-3、デバイスの追加のいずれでも収まりません：小さいモデルか、メモリの多いデバイスを選んでください。",
+    "mem_change_qlora": "QLoRA（4 ビットのベース重みで LoRA）",
+    "mem_change_batch": "バッチサイズ {batch}、勾配累積 {accumulation}（実効バッチは同じ）",
+    "mem_change_checkpointing": "勾配チェックポイント（追加引数に `{example}`）",
+    "mem_change_zero3": "DeepSpeed ZeRO-3 を使う",
+    "mem_change_zero3_offload": "DeepSpeed ZeRO-3 と CPU オフロード",
+    "mem_change_devices": "{devices} 台のデバイスと DeepSpeed ZeRO-3",
+    "mem_cpu_device": "CPU の空きメモリ",
+    "mem_unknown_model": "メモリを見積もれません：{model} はディスクにもモデル一覧にもありません。",
+    "mem_invalid": "フォームの値が有効になるとメモリを見積もります。",
     # tabs and groups
     "tab_train": "学習",
     "tab_eval": "評価と予測",
@@ -130,6 +163,12 @@ MESSAGES = {
     "lang": "言語",
     "model_name": "モデル名",
     "custom_model": "カスタム",
+    "model_demo": "内蔵デモ、{size}",
+    "hub_info": "{hub}：{endpoint} からダウンロードし、ファイルは {folder} に保存されます。",
+    "hub_not_here": "{model} は {hub} にありません。{hubs} にあります。そのいずれかをモデルハブに選ぶか、モデルパスにローカルフォルダを"
+                    "入力してください。",
+    "hub_client_missing": "{hub} のクライアントライブラリ（{package}）がインストールされていないため、ここからはダウンロードできません："
+                          "`bash scripts/install.sh` を実行してください。",
     "ckpt_step": "ステップ {step}",
     "ckpt_loss": "損失 {loss:.4g}",
     "ckpt_eval_loss": "検証損失 {loss:.4g}",
@@ -161,6 +200,14 @@ MESSAGES = {
     "train_failed": "学習に失敗しました：{error}",
     "training_started": "学習を開始しました：{path}",
     "run_loading": "モデルとデータを読み込んでいます…",
+    "run_downloading": "モデルをダウンロードしています。ダウンロードはジョブ自身のプロセスで行われるため、このページを閉じても止まりません。"
+                       "止めるには「中断」を押してください（ダウンロード済みのファイルは次回のために残ります）。",
+    "download_starting": "{hub} から {model} をダウンロードしています：ファイル一覧を取得中…",
+    "download_progress": "{hub} から {model} をダウンロード中 · {file}（{count} 個中 {n} 個目のファイル）· {done} / {total} · "
+                         "{rate}/s · 残り {eta}",
+    "download_bar": "モデルのダウンロード",
+    "download_progress_no_rate": "{hub} から {model} をダウンロード中 · {file}（{count} 個中 {n} 個目のファイル）· {done} / "
+                                 "{total}",
     "run_running": "実行中です。このページを閉じても実行は続き、ページを開き直すと表示されます。",
     "stop_sent": "現在のステップが終わったら中断します…",
     "nothing_running": "実行中のものはありません。",
@@ -276,6 +323,9 @@ MESSAGES = {
     "base_model_choice": "ベースモデル（アダプタなし）",
     "seed": "シード",
     "seed_info": "温度が 0 より大きいときに使用：同じシードなら同じ回答になります。-1：毎回新たに抽選。",
+    "enable_thinking": "思考モードを有効化",
+    "enable_thinking_info": "推論モデルはまず考えます：推論過程は回答の上の折りたたまれた「思考」ブロックに表示され、履歴としてモデルに送り返されません。並べて比較と評価は回答だけを対象にします。",
+    "thinking_title": "思考",
     "load_err_compare_not_lora": "{path} は LoRA アダプタではなくモデル全体のため、読み込んだベースモデルを共有できません。通常のチャットで読み込んで比較してください。",
     # evaluate & export
     "compare_base": "ベースモデルと比較",
@@ -572,4 +622,25 @@ DATA_ERRORS = {
     "no_answer_column_no_columns": "{kind} として読めません：回答の列がありません（{names} を探しました。ファイルに列がありません）",
     "refused": "{first}。何も登録されていません",
     "refused_more": "{first}（ほかに {more} 件の問題）。何も登録されていません",
+}
+
+# Download failures (engine.download.DOWNLOAD_MESSAGES keys).
+DOWNLOAD_ERRORS = {
+    "no_network": "{model} をダウンロードするために {hub} に接続できません：ネットワーク接続がありません"
+                  "（ダウンロード済みのファイルは残り、次回はそこから続けます）",
+    "offline": "{model} はまだダウンロードされておらず、オフラインモードがオンです（{switch}）。オフにするか、ローカルフォルダを"
+               "選んでください",
+    "not_found": "{model} は {hub} に存在しません。ID を確認してください",
+    "not_found_elsewhere": "{model} は {hub} に存在しませんが、{others} にはあります：上部バーでそのハブを選んでください",
+    "gated": "{hub} の {model} には、ライセンスに同意したアカウントが必要です：ハブのコマンド（{login}）でログインするか "
+             "{token_var} を設定してから、もう一度試してください",
+    "gated_token": "{hub} の {model} には、ライセンスに同意したアカウントが必要です：{token_var} にそのアカウントのアクセストークンを"
+                   "設定してから、もう一度試してください",
+    "disk_full": "{hub} から {model} を {folder} にダウンロード中にディスクがいっぱいになりました。空き容量を作ってから、もう一度"
+                 "試してください（ダウンロード済みのファイルは残ります）",
+    "cancelled": "{hub} からの {model} のダウンロードを中止しました。ダウンロード済みのファイルは残ります",
+    "no_weights": "{hub} の {model} には safetensors の重みがありません。TuneBoard は pickle の重みを読み込みません",
+    "not_downloaded": "{model} はまだ {hub} からダウンロードされていません：「モデルを読み込む」（チャット）または「開始」で"
+                      "進捗を表示しながらダウンロードされます。その後もう一度試してください",
+    "bad_id": "{model} はローカルのモデルフォルダでも {hub} のモデル ID（組織/名前）でもありません",
 }

@@ -4,7 +4,9 @@ FIELD_TEXT = {
     "train.probe_questions": ("프로브 질문", "모델이 0단계, 저장과 평가 때마다, 그리고 마지막에 이 질문들에 (그리디 디코딩으로) 답하며, 손실 그래프 옆의 표에 표시됩니다. 한 줄에 하나씩, 비워 두면 묻지 않습니다."),
     "train.probe_max_new_tokens": ("프로브 답변 길이", "프로브 답변의 최대 토큰 수."),
     # top bar
-    "model.model_name_or_path": ("모델 경로", "로컬 폴더 또는 Hugging Face 모델 ID."),
+    "model.model_name_or_path": ("모델 경로", "로컬 폴더 또는 모델 허브의 모델 ID."),
+    "model.hub": ("모델 허브", "모델 ID를 내려받을 곳. 기본값은 LlamaBoard처럼 `USE_MODELSCOPE_HUB=1` / `USE_OPENMIND_HUB=1`을 "
+                               "따릅니다."),
     "train.finetuning_type": ("파인튜닝 방법", "lora: 작은 어댑터 학습, freeze: 마지막 몇 개 층 학습, full: 모든 가중치 학습."),
     "model.adapter_path": ("체크포인트 경로", "이 모델과 방법의 학습 결과와 저장된 체크포인트. 비워 두면 기본 모델."),
     "model.quantization_bit": ("양자화 비트", "양자화(QLoRA) 사용: bitsandbytes로 8비트 또는 4비트. CUDA GPU의 LoRA에서만 "
@@ -38,6 +40,8 @@ FIELD_TEXT = {
     "data.packing": ("시퀀스 패킹", "여러 샘플을 한 행으로 묶습니다(사전 학습과 SFT). 어텐션은 각 샘플 안에서만 작동합니다."),
     "data.train_on_prompt": ("프롬프트도 학습", "프롬프트 부분의 레이블 마스크를 끕니다(SFT 전용)."),
     "data.mask_history": ("대화 기록 마스킹", "마지막 턴만 학습합니다(SFT 전용)."),
+    "data.enable_thinking": ("생각 모드 활성화", "추론 모델(`<think>`가 있는 템플릿): 데이터의 추론 과정을 유지하고, 추론이 없는 답변은 "
+                                          "템플릿의 빈 생각 블록을 학습합니다. 끄면 추론 과정을 버리고 빈 블록을 프롬프트에 넣습니다."),
     "train.report_to": ("외부 로거 사용", "TensorBoard, wandb, MLflow에도 기록합니다(WANDB_API_KEY 같은 키는 환경 변수에서 "
                                          "읽습니다)."),
     "train.extra_args": ("추가 인자", "JSON 형식으로 트레이너에 전달하는 추가 인자. 다음 허용 목록에 있는 것만 가능: {allowed}."),
@@ -81,7 +85,7 @@ FIELD_TEXT = {
     "distributed.offload": ("오프로드 사용", "DeepSpeed 오프로드를 사용합니다(학습이 느려집니다)."),
     # other tabs
     "eval.batch_size": ("배치 크기", "평가 배치당 샘플 수."),
-    "eval.predict": ("예측 결과 저장", "답변을 생성하고 ROUGE / BLEU 점수를 계산합니다."),
+    "eval.predict": ("예측 결과 저장", "답변을 생성하고 ROUGE / BLEU 점수를 계산합니다. 추론 모델은 생각 과정을 뺀 답변으로 평가합니다."),
     "eval.max_new_tokens": ("최대 생성 토큰 수", "생성할 답변의 최대 길이."),
     "eval.top_p": ("Top-p 값", "핵 샘플링(온도 > 0일 때)."),
     "eval.temperature": ("온도", "0이면 탐욕적 디코딩: 점수를 재현할 수 있습니다."),
@@ -95,6 +99,7 @@ FIELD_TEXT = {
 }
 
 CHOICE_TEXT = {
+    "model.hub": {"huggingface": "Hugging Face", "modelscope": "ModelScope", "modelers": "Modelers (openMind)"},
     "train.stage": {"pt": "사전 학습", "sft": "지도 파인튜닝", "rm": "보상 모델 학습", "dpo": "DPO", "orpo": "ORPO",
                     "kto": "KTO"},
 }
@@ -112,6 +117,34 @@ MESSAGES = {
     "hw_device_memory": "메모리 {used} / {total}",
     "hw_device_busy": ", 사용률 {pct}%",
     "hw_no_devices": "GPU나 NPU를 찾지 못했습니다(nvidia-smi와 npu-smi가 설치되어 있지 않거나 장치를 나열하지 않습니다).",
+    # memory estimate
+    "mem_title": "메모리 추정",
+    "mem_train_head": "장치당 예상 최대 메모리: {total} · 장치 수: {devices}",
+    "mem_chat_head": "이 모델을 채팅용으로 불러오려면 약 {total}이 필요합니다",
+    "mem_of_device": "{total} / {have} · {device}",
+    "mem_train_parts": "가중치 {weights} · 그래디언트와 옵티마이저 상태 {trainable} · 활성화 {activations} · 기타 {overhead}",
+    "mem_chat_parts": "가중치 {weights} · 토큰 {tokens}개의 KV 캐시와 작업 메모리 {activations} · 기타 {overhead}",
+    "mem_assumed": "가장 긴 배치를 가정: 장치당 토큰 {tokens}개(배치 크기 × 컷오프 길이). 파라미터 {params}개 중 {trained}개를 학습합니다.",
+    "mem_note_rough_model": "이 모델의 config.json이 아직 디스크에 없습니다: 구조를 크기로 추정했으므로 추정이 더 거칩니다.",
+    "mem_note_accumulation_no_effect": "그래디언트 누적은 최대 메모리를 늘리지 않습니다: 그래디언트는 어차피 유지됩니다.",
+    "mem_note_pairs_double": "이 단계는 선택된 답과 거부된 답을 함께 입력합니다: 배치의 토큰이 두 배입니다.",
+    "mem_note_checkpointing": "그래디언트 체크포인팅이 켜져 있습니다: 각 층은 입력만 보관하고 역전파에서 다시 계산합니다.",
+    "mem_fits": "들어갑니다: {device}의 {pct}%.",
+    "mem_tight": "빠듯합니다: {device}의 {pct}%. 가정보다 긴 배치나 다른 프로그램 때문에 메모리가 부족할 수 있습니다.",
+    "mem_too_big": "들어가지 않습니다: 약 {need}이 필요한데 {device}에는 {have}뿐입니다.",
+    "mem_fix_intro": "다음 변경으로 들어갑니다:",
+    "mem_fix": "{change}: {total}",
+    "mem_fix_combined": "{changes} 모두 함께: {total}",
+    "mem_no_fix": "QLoRA, 더 작은 배치, 그래디언트 체크포인팅, ZeRO-3, 장치 추가 중 어느 것으로도 들어가지 않습니다: 더 작은 모델이나 메모리가 더 큰 장치를 고르세요.",
+    "mem_change_qlora": "QLoRA(4비트 기본 가중치에 LoRA)",
+    "mem_change_batch": "배치 크기 {batch}, 그래디언트 누적 {accumulation}(유효 배치는 동일)",
+    "mem_change_checkpointing": "그래디언트 체크포인팅(추가 인수에 `{example}`)",
+    "mem_change_zero3": "DeepSpeed ZeRO-3 사용",
+    "mem_change_zero3_offload": "DeepSpeed ZeRO-3와 CPU 오프로드",
+    "mem_change_devices": "장치 {devices}개와 DeepSpeed ZeRO-3",
+    "mem_cpu_device": "CPU의 사용 가능한 메모리",
+    "mem_unknown_model": "메모리를 추정할 수 없습니다: {model}은(는) 디스크에도 모델 목록에도 없습니다.",
+    "mem_invalid": "양식의 값이 올바르면 메모리를 추정합니다.",
     # tabs and groups
     "tab_train": "학습",
     "tab_eval": "평가 및 예측",
@@ -129,6 +162,12 @@ MESSAGES = {
     "lang": "언어",
     "model_name": "모델 이름",
     "custom_model": "사용자 지정",
+    "model_demo": "내장 데모, {size}",
+    "hub_info": "{hub}: {endpoint}에서 내려받으며, 파일은 {folder}에 저장됩니다.",
+    "hub_not_here": "{model}은(는) {hub}에 없습니다. {hubs}에 있습니다. 그중 하나를 모델 허브로 선택하거나 모델 경로에 로컬 폴더를 "
+                    "입력하세요.",
+    "hub_client_missing": "{hub} 클라이언트 라이브러리({package})가 설치되어 있지 않아 여기서 내려받을 수 없습니다: "
+                          "`bash scripts/install.sh`를 실행하세요.",
     "ckpt_step": "스텝 {step}",
     "ckpt_loss": "손실 {loss:.4g}",
     "ckpt_eval_loss": "검증 손실 {loss:.4g}",
@@ -160,6 +199,13 @@ MESSAGES = {
     "train_failed": "학습 실패: {error}",
     "training_started": "학습 시작: {path}",
     "run_loading": "모델과 데이터를 불러오는 중…",
+    "run_downloading": "모델을 내려받는 중입니다. 다운로드는 작업 자체의 프로세스에서 진행되므로 이 페이지를 닫아도 멈추지 않습니다. "
+                       "멈추려면 「중단」을 누르세요(이미 받은 파일은 다음을 위해 남습니다).",
+    "download_starting": "{hub}에서 {model} 내려받는 중: 파일 목록을 가져오는 중…",
+    "download_progress": "{hub}에서 {model} 내려받는 중 · {file}(파일 {count}개 중 {n}번째) · {done} / {total} · "
+                         "{rate}/s · {eta} 남음",
+    "download_bar": "모델 다운로드",
+    "download_progress_no_rate": "{hub}에서 {model} 내려받는 중 · {file}(파일 {count}개 중 {n}번째) · {done} / {total}",
     "run_running": "실행 중입니다. 이 페이지를 닫아도 실행은 계속되며, 페이지를 다시 열면 보입니다.",
     "stop_sent": "현재 스텝이 끝나면 중단합니다…",
     "nothing_running": "실행 중인 작업이 없습니다.",
@@ -275,6 +321,9 @@ MESSAGES = {
     "base_model_choice": "기본 모델(어댑터 없음)",
     "seed": "시드",
     "seed_info": "온도가 0보다 클 때 사용: 같은 시드는 같은 답변을 다시 냅니다. -1이면 매번 새로 뽑습니다.",
+    "enable_thinking": "생각 모드 활성화",
+    "enable_thinking_info": "추론 모델은 먼저 생각합니다: 추론 과정은 답변 위의 접힌 “생각” 블록에 표시되며 대화 기록으로 모델에 다시 보내지지 않습니다. 나란히 비교와 평가는 답변만 비교합니다.",
+    "thinking_title": "생각",
     "load_err_compare_not_lora": "{path}은(는) LoRA 어댑터가 아닌 전체 모델이라 불러온 기본 모델을 함께 쓸 수 없습니다. 일반 채팅에서 불러와 비교하세요.",
     # evaluate & export
     "compare_base": "기본 모델과 비교",
@@ -573,4 +622,24 @@ DATA_ERRORS = {
     "no_answer_column_no_columns": "{kind}(으)로 읽을 수 없습니다: 답변 열이 없습니다 ({names}을(를) 찾았습니다. 파일에 열이 없습니다)",
     "refused": "{first}. 아무것도 등록되지 않았습니다",
     "refused_more": "{first} (그 밖에 문제 {more}개). 아무것도 등록되지 않았습니다",
+}
+
+# Download failures (engine.download.DOWNLOAD_MESSAGES keys).
+DOWNLOAD_ERRORS = {
+    "no_network": "{model}을(를) 내려받으려고 {hub}에 연결할 수 없습니다: 네트워크 연결이 없습니다"
+                  "(이미 받은 파일은 남고, 다음에 거기서부터 이어 받습니다)",
+    "offline": "{model}은(는) 아직 내려받지 않았고 오프라인 모드가 켜져 있습니다({switch}). 끄거나 로컬 폴더를 선택하세요",
+    "not_found": "{hub}에 {model}이(가) 없습니다. ID를 확인하세요",
+    "not_found_elsewhere": "{hub}에 {model}이(가) 없지만 {others}에는 있습니다: 위쪽 막대에서 그 허브를 선택하세요",
+    "gated": "{hub}의 {model}은(는) 라이선스에 동의한 계정이 필요합니다: 허브 자체의 명령({login})으로 로그인하거나 "
+             "{token_var}을(를) 설정한 뒤 다시 시도하세요",
+    "gated_token": "{hub}의 {model}은(는) 라이선스에 동의한 계정이 필요합니다: {token_var}에 그 계정의 액세스 토큰을 설정한 뒤 "
+                   "다시 시도하세요",
+    "disk_full": "{hub}에서 {model}을(를) {folder}(으)로 내려받는 중 디스크가 가득 찼습니다. 공간을 확보한 뒤 다시 시도하세요"
+                 "(이미 받은 파일은 남습니다)",
+    "cancelled": "{hub}에서 {model} 다운로드를 멈췄습니다. 이미 받은 파일은 남습니다",
+    "no_weights": "{hub}의 {model}에는 safetensors 가중치가 없습니다. TuneBoard는 pickle 가중치를 불러오지 않습니다",
+    "not_downloaded": "{model}은(는) 아직 {hub}에서 내려받지 않았습니다: 「모델 불러오기」(채팅) 또는 「시작」이 진행 상황을 "
+                      "보여 주며 내려받습니다. 그런 다음 다시 시도하세요",
+    "bad_id": "{model}은(는) 로컬 모델 폴더도, {hub}의 모델 ID(조직/이름)도 아닙니다",
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from engine.config import CONFIG_MESSAGES, EXTRA_ARGS
 from engine.data.errors import DATA_MESSAGES, DATA_WHERE
+from engine.download import DOWNLOAD_MESSAGES
 from webui import locale_ja, locale_ko, locale_ru
 
 _ALLOWED = ", ".join(f"`{name}`" for name in EXTRA_ARGS)  # info text is Markdown: names as code
@@ -22,8 +23,12 @@ DEFAULT_LANG = "en"
 # Config field controls: key -> {lang: (label, info)}
 FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     # top bar
-    "model.model_name_or_path": {"en": ("Model path", "Local folder or hub id."),
-                                 "zh": ("模型路径", "本地模型的文件路径或 Hugging Face 模型标识符。")},
+    "model.model_name_or_path": {"en": ("Model path", "Local folder, or the model's id on the model hub."),
+                                 "zh": ("模型路径", "本地模型的文件路径，或模型在模型下载源上的标识符。")},
+    "model.hub": {"en": ("Model hub", "Where model ids are downloaded from. The default follows "
+                                      "`USE_MODELSCOPE_HUB=1` / `USE_OPENMIND_HUB=1`, as in LlamaBoard."),
+                  "zh": ("模型下载源", "模型标识符从哪里下载。默认值与 LlamaBoard 一致，遵循 `USE_MODELSCOPE_HUB=1` / "
+                                       "`USE_OPENMIND_HUB=1`。")},
     "train.finetuning_type": {"en": ("Finetuning method", "lora: small adapters; freeze: the last layers; full: all "
                                                           "weights."),
                               "zh": ("微调方法", "lora：训练小型适配器；freeze：训练最后几层；full：训练全部参数。")},
@@ -95,6 +100,12 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                              "zh": ("学习提示词", "不在提示词的部分添加掩码（仅适用于 SFT）。")},
     "data.mask_history": {"en": ("Mask history", "Train on the last turn only (only for SFT)."),
                           "zh": ("不学习历史对话", "仅学习最后一轮对话（仅适用于 SFT）。")},
+    "data.enable_thinking": {"en": ("Enable thinking", "Reasoning models (templates with `<think>`): data keeps its "
+                                                       "reasoning, answers without it learn the template's empty think "
+                                                       "block. Off: reasoning is dropped and the empty block is part of "
+                                                       "the prompt."),
+                             "zh": ("启用思考模式", "推理模型（模板含 `<think>`）：保留数据中的思考过程，没有思考过程的回答学习模板的"
+                                              "空思考块。关闭时：丢弃思考过程，空思考块作为提示词的一部分。")},
     "train.report_to": {"en": ("Enable external logger", "Also log to TensorBoard, wandb or MLflow (keys such as "
                                                          "WANDB_API_KEY come from the environment)."),
                         "zh": ("启用外部记录面板", "同时使用 TensorBoard、wandb 或 MLflow 记录实验（WANDB_API_KEY 等密钥从环境变量"
@@ -180,8 +191,9 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                             "zh": ("使用 offload", "使用 DeepSpeed offload（会减慢速度）。")},
     # other tabs
     "eval.batch_size": {"en": ("Batch size", "Samples per evaluation batch."), "zh": ("批处理大小", "每批评估的样本数。")},
-    "eval.predict": {"en": ("Save predictions", "Generate answers and score ROUGE / BLEU."),
-                     "zh": ("保存预测结果", "生成回答并计算 ROUGE / BLEU。")},
+    "eval.predict": {"en": ("Save predictions", "Generate answers and score ROUGE / BLEU; for reasoning models, the "
+                                                "answer without its thinking."),
+                     "zh": ("保存预测结果", "生成回答并计算 ROUGE / BLEU；推理模型只评估去掉思考过程后的回答。")},
     "eval.max_new_tokens": {"en": ("Max new tokens", "Longest generated answer."), "zh": ("最大生成长度", "生成回答的最大 token 数。")},
     "eval.top_p": {"en": ("Top-p", "Nucleus sampling (temperature > 0)."), "zh": ("Top-p 采样值", "核采样阈值（温度 > 0 时）。")},
     "eval.temperature": {"en": ("Temperature", "0 decodes greedily: reproducible scores."),
@@ -203,6 +215,9 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
 
 # Choice values with names of their own: key -> {value: {lang: label}}
 CHOICE_TEXT: dict[str, dict[str, dict[str, str]]] = {
+    "model.hub": {"huggingface": {"en": "Hugging Face", "zh": "Hugging Face"},
+                  "modelscope": {"en": "ModelScope", "zh": "魔搭社区 ModelScope"},
+                  "modelers": {"en": "Modelers (openMind)", "zh": "魔乐社区 Modelers"}},
     "train.stage": {"pt": {"en": "Pre-Training", "zh": "预训练"}, "sft": {"en": "Supervised Fine-Tuning", "zh": "指令监督微调"},
                     "rm": {"en": "Reward Modeling", "zh": "奖励模型训练"}, "dpo": {"en": "DPO", "zh": "DPO"},
                     "orpo": {"en": "ORPO", "zh": "ORPO"}, "kto": {"en": "KTO", "zh": "KTO"}},
@@ -225,6 +240,57 @@ MESSAGES: dict[str, dict[str, str]] = {
     "hw_device_busy": {"en": ", {pct}% busy", "zh": "，利用率 {pct}%"},
     "hw_no_devices": {"en": "No GPU or NPU found (nvidia-smi and npu-smi are not installed or list none).",
                       "zh": "未发现 GPU 或 NPU（未安装 nvidia-smi 与 npu-smi，或它们未列出设备）。"},
+    # memory estimate (webui/memory_panel.py)
+    "mem_title": {"en": "Memory estimate", "zh": "显存估算"},
+    "mem_train_head": {"en": "Estimated peak memory per device: {total} · devices: {devices}",
+                       "zh": "预计每个设备的峰值显存：{total} · 设备数：{devices}"},
+    "mem_chat_head": {"en": "Loading this model for chat needs about {total}", "zh": "加载此模型用于对话约需 {total}"},
+    "mem_of_device": {"en": "{total} of {have} · {device}", "zh": "{total} / {have} · {device}"},
+    "mem_train_parts": {"en": "Weights {weights} · gradients and optimizer states {trainable} · activations "
+                              "{activations} · overhead {overhead}",
+                        "zh": "权重 {weights} · 梯度与优化器状态 {trainable} · 激活值 {activations} · 其他开销 {overhead}"},
+    "mem_chat_parts": {"en": "Weights {weights} · key/value cache and working memory for {tokens} tokens {activations} · "
+                             "overhead {overhead}",
+                       "zh": "权重 {weights} · {tokens} 个词元的 KV 缓存与工作内存 {activations} · 其他开销 {overhead}"},
+    "mem_assumed": {"en": "Assumes the longest batch: {tokens} tokens per device (batch size × cutoff length); {params} "
+                          "parameters, {trained} of them trained.",
+                    "zh": "按最长的批次估算：每个设备 {tokens} 个词元（批处理大小 × 截断长度）；参数量 {params}，其中训练 "
+                          "{trained} 个。"},
+    "mem_note_rough_model": {"en": "This model's config.json is not on disk yet: its shape is guessed from its size, so "
+                                   "the estimate is rougher.",
+                             "zh": "此模型的 config.json 尚未下载：其结构按参数量推测，估算较粗略。"},
+    "mem_note_accumulation_no_effect": {"en": "Gradient accumulation does not raise the peak: the gradients are kept "
+                                              "in any case.",
+                                        "zh": "梯度累积不会提高峰值：梯度本来就要保存。"},
+    "mem_note_pairs_double": {"en": "This stage feeds chosen and rejected answers together: twice the tokens of a batch.",
+                              "zh": "此阶段同时输入被选与被拒的回答：一个批次的词元数翻倍。"},
+    "mem_note_checkpointing": {"en": "Gradient checkpointing is on: each layer keeps only its input and is recomputed "
+                                     "in backward.",
+                               "zh": "已开启梯度检查点：每层只保存输入，反向传播时重新计算。"},
+    "mem_fits": {"en": "Fits: {pct}% of {device}.", "zh": "可以放下：占{device}的 {pct}%。"},
+    "mem_tight": {"en": "Tight: {pct}% of {device}. A batch longer than assumed or another program could run out of "
+                        "memory.",
+                  "zh": "偏紧：占{device}的 {pct}%。比预计更长的批次或其他程序可能导致显存不足。"},
+    "mem_too_big": {"en": "Does not fit: about {need} needed, {have} on {device}.",
+                    "zh": "放不下：约需 {need}，{device} 只有 {have}。"},
+    "mem_fix_intro": {"en": "Changes that would make it fit:", "zh": "以下改动可以放下："},
+    "mem_fix": {"en": "{change}: {total}", "zh": "{change}：{total}"},
+    "mem_fix_combined": {"en": "{changes}, all together: {total}", "zh": "{changes}，同时使用：{total}"},
+    "mem_no_fix": {"en": "Neither QLoRA, a smaller batch, gradient checkpointing, ZeRO-3 nor more devices makes it fit: "
+                         "choose a smaller model or a device with more memory.",
+                   "zh": "QLoRA、更小的批次、梯度检查点、ZeRO-3 或更多设备都不足以放下：请选择更小的模型或显存更大的设备。"},
+    "mem_change_qlora": {"en": "QLoRA (LoRA on 4-bit base weights)", "zh": "QLoRA（在 4 比特基础权重上训练 LoRA）"},
+    "mem_change_batch": {"en": "batch size {batch} with gradient accumulation {accumulation} (the same effective batch)",
+                         "zh": "批处理大小 {batch}，梯度累积 {accumulation}（有效批次不变）"},
+    "mem_change_checkpointing": {"en": "gradient checkpointing (`{example}` in Extra arguments)",
+                                 "zh": "梯度检查点（在额外参数中填写 `{example}`）"},
+    "mem_change_zero3": {"en": "DeepSpeed ZeRO-3", "zh": "使用 DeepSpeed ZeRO-3"},
+    "mem_change_zero3_offload": {"en": "DeepSpeed ZeRO-3 with CPU offload", "zh": "DeepSpeed ZeRO-3 并卸载到 CPU"},
+    "mem_change_devices": {"en": "{devices} devices with DeepSpeed ZeRO-3", "zh": "{devices} 个设备并使用 DeepSpeed ZeRO-3"},
+    "mem_cpu_device": {"en": "the CPU's free memory", "zh": "CPU 可用内存"},
+    "mem_unknown_model": {"en": "No memory estimate: {model} is neither on disk nor in the model list.",
+                          "zh": "无法估算显存：{model} 既不在本地，也不在模型列表中。"},
+    "mem_invalid": {"en": "No memory estimate until the form's values are valid.", "zh": "表单中的参数有效后才能估算显存。"},
     # tabs and groups
     "tab_train": {"en": "Train", "zh": "训练"},
     "tab_eval": {"en": "Evaluate & Predict", "zh": "评估&预测"},
@@ -242,6 +308,16 @@ MESSAGES: dict[str, dict[str, str]] = {
     "lang": {"en": "Language", "zh": "语言"},
     "model_name": {"en": "Model name", "zh": "模型名称"},
     "custom_model": {"en": "Custom", "zh": "自定义"},  # the model name choice for a path of one's own
+    "model_demo": {"en": "built-in demo, {size}", "zh": "内置演示，{size}"},  # the demo's size in the model list
+    # model hub: where files come from and go; a catalogue model missing from the chosen hub
+    "hub_info": {"en": "{hub}: downloads from {endpoint}; files go to {folder}.",
+                 "zh": "{hub}：从 {endpoint} 下载；文件保存在 {folder}。"},
+    "hub_not_here": {"en": "{model} is not on {hub}; it is on {hubs}. Choose one of those as the model hub, or enter a "
+                           "local folder as the model path.",
+                     "zh": "{hub} 上没有 {model}；它在 {hubs} 上。请选择其中之一作为模型下载源，或在模型路径中填写本地文件夹。"},
+    "hub_client_missing": {"en": "The client library of {hub} ({package}) is not installed, so nothing can be downloaded "
+                                 "from it: run `bash scripts/install.sh`.",
+                           "zh": "{hub} 的客户端库（{package}）未安装，无法从该下载源下载：请运行 `bash scripts/install.sh`。"},
     # checkpoint dropdown: "<run> / checkpoint-N (step N, loss x, best)"
     "ckpt_step": {"en": "step {step}", "zh": "步数 {step}"},
     "ckpt_loss": {"en": "loss {loss:.4g}", "zh": "损失 {loss:.4g}"},
@@ -276,6 +352,21 @@ MESSAGES: dict[str, dict[str, str]] = {
     "train_failed": {"en": "Training failed: {error}", "zh": "训练失败：{error}"},
     "training_started": {"en": "Training started: {path}", "zh": "训练开始：{path}"},
     "run_loading": {"en": "Loading model and data…", "zh": "正在加载模型与数据……"},
+    "run_downloading": {"en": "Downloading the model. The job downloads in its own process: closing this page does not "
+                              "stop it, Stop does (the files already downloaded are kept for the next try).",
+                        "zh": "正在下载模型。下载在任务自己的进程中进行：关闭本页面不会中断下载，点击“中断”才会停止"
+                              "（已下载的文件会保留，下次继续）。"},
+    "download_starting": {"en": "Downloading {model} from {hub}: listing its files…",
+                          "zh": "正在从 {hub} 下载 {model}：正在获取文件列表……"},
+    "download_progress": {"en": "Downloading {model} from {hub} · {file} (file {n} of {count}) · {done} of {total} · "
+                                "{rate}/s · {eta} left",
+                          "zh": "正在从 {hub} 下载 {model} · {file}（第 {n} 个文件，共 {count} 个）· {done} / {total} · "
+                                "{rate}/s · 剩余 {eta}"},
+    "download_bar": {"en": "Model download", "zh": "模型下载"},
+    "download_progress_no_rate": {"en": "Downloading {model} from {hub} · {file} (file {n} of {count}) · {done} of "
+                                        "{total}",
+                                  "zh": "正在从 {hub} 下载 {model} · {file}（第 {n} 个文件，共 {count} 个）· {done} / "
+                                        "{total}"},
     "run_running": {"en": "Running. You may close this page: the run goes on, and reopening the page shows it.",
                     "zh": "运行中。可以关闭此页面：任务会继续运行，重新打开页面即可看到。"},
     "stop_sent": {"en": "Stopping after the current step…", "zh": "将在当前步结束后中断……"},
@@ -427,6 +518,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "随机种子"},
     "seed_info": {"en": "Used when temperature > 0: the same seed gives the same answers again; -1: a new draw each time.",
         "zh": "温度大于 0 时使用：相同的种子会再次给出相同的回答；-1：每次重新抽样。"},
+    "enable_thinking": {"en": "Enable thinking", "zh": "启用思考模式"},
+    "enable_thinking_info": {"en": "Reasoning models think first: the reasoning streams into a collapsed “Thinking” block above the answer and is not sent back with the history. Compare side by side and Evaluate judge the answer alone.",
+        "zh": "推理模型先思考：思考过程显示在回答上方可折叠的“思考”块中，不随历史对话发回模型。并排对比与评估只比较回答本身。"},
+    "thinking_title": {"en": "Thinking", "zh": "思考"},
     "load_err_compare_not_lora": {"en": "{path} is a whole model, not a LoRA adapter: it cannot share the loaded base model. Compare it by loading it in the single chat.",
         "zh": "{path} 是完整模型而不是 LoRA 适配器，无法共用已加载的基础模型。请在普通对话中加载它进行比较。"},
     # evaluate & export
@@ -797,6 +892,23 @@ DATA_ERRORS_ZH = {
     "refused_more": "{first}（另有 {more} 个问题）；未注册任何内容",
 }
 _add_engine_messages("data_err_", DATA_MESSAGES, DATA_ERRORS_ZH)
+
+# Download failures (engine.download.DOWNLOAD_MESSAGES keys) in Chinese; ja/ko/ru have DOWNLOAD_ERRORS.
+DOWNLOAD_ERRORS_ZH = {
+    "no_network": "无法连接 {hub} 下载 {model}：没有网络连接（已下载的文件会保留，下次从这里继续）",
+    "offline": "{model} 尚未下载，而离线模式已开启（{switch}）；请关闭离线模式，或选择本地文件夹",
+    "not_found": "{hub} 上不存在 {model}；请检查模型 ID",
+    "not_found_elsewhere": "{hub} 上不存在 {model}，但 {others} 上有：请在顶部栏选择该模型中心",
+    "gated": "{hub} 上的 {model} 需要已同意其许可协议的账号：请用该中心自己的命令登录（{login}）或设置 {token_var}，"
+             "然后重试",
+    "gated_token": "{hub} 上的 {model} 需要已同意其许可协议的账号：请将 {token_var} 设为该账号的访问令牌，然后重试",
+    "disk_full": "从 {hub} 下载 {model} 到 {folder} 时磁盘已满；请释放空间后重试（已下载的文件会保留）",
+    "cancelled": "已停止从 {hub} 下载 {model}；已下载的文件会保留",
+    "no_weights": "{hub} 上的 {model} 没有 safetensors 权重；TuneBoard 不加载 pickle 权重",
+    "not_downloaded": "{model} 尚未从 {hub} 下载：“加载模型”（对话）或“开始”会下载它并显示进度；之后再试",
+    "bad_id": "{model} 既不是本地模型文件夹，也不是 {hub} 的模型 ID（组织/名称）",
+}
+_add_engine_messages("load_err_download_", DOWNLOAD_MESSAGES, DOWNLOAD_ERRORS_ZH)
 MESSAGES.update({"data_where_row": {"en": DATA_WHERE["row"], "zh": "第 {row} 行"},
                  "data_where_field": {"en": DATA_WHERE["field"], "zh": "字段 {field!r}"}})
 
@@ -810,7 +922,8 @@ def _merge(lang: str, module) -> None:
             CHOICE_TEXT[key][value][lang] = label
     for key, text in module.MESSAGES.items():
         MESSAGES[key][lang] = text
-    for prefix, texts in (("cfg_err_", module.CONFIG_ERRORS), ("data_err_", module.DATA_ERRORS)):
+    for prefix, texts in (("cfg_err_", module.CONFIG_ERRORS), ("data_err_", module.DATA_ERRORS),
+                          ("load_err_download_", module.DOWNLOAD_ERRORS)):
         for key, text in texts.items():
             MESSAGES[f"{prefix}{key}"][lang] = text
 

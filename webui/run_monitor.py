@@ -22,7 +22,7 @@ from engine.config import ConfigError
 from engine.paths import PathError
 from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
 from webui import runner
-from webui.errors import error_text
+from webui.errors import error_text, hub_label
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, field_label, t
 
@@ -41,9 +41,45 @@ def fmt_seconds(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
+def human_bytes(n: float) -> str:
+    """1234567 -> "1.2 MB" (decimal units, as the hubs show file sizes)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # not reached
+
+
+def download_text(lang: str, download: dict) -> str:
+    """A model download's progress in words: file, bytes done of total, rate, time left."""
+    hub = hub_label(lang, download["hub"]) if download.get("hub") else ""
+    if not download.get("file"):
+        return t(lang, "download_starting", model=download.get("model", ""), hub=hub)
+    where = dict(model=download.get("model", ""), hub=hub, file=download["file"],
+                 n=min(int(download.get("files_done") or 0) + 1, int(download.get("files_total") or 1)),
+                 count=download.get("files_total") or "?", done=human_bytes(download.get("done_bytes") or 0),
+                 total=human_bytes(download.get("total_bytes") or 0))
+    rate, eta = download.get("rate_bps") or 0, download.get("eta_s")
+    if not rate or eta is None:  # the first second of a download: its speed is not known yet
+        return t(lang, "download_progress_no_rate", **where)
+    return t(lang, "download_progress", rate=human_bytes(rate), eta=fmt_seconds(eta), **where)
+
+
+def download_html(lang: str, download: dict) -> str:
+    """The download's progress bar, its text on it (the run monitors' bar, and Chat's while Load downloads)."""
+    total = download.get("total_bytes") or 0
+    if total:
+        pct = 100.0 * (download.get("done_bytes") or 0) / total
+    else:  # sizes unknown before the download (Modelers): count files
+        pct = 100.0 * (download.get("files_done") or 0) / max(1, download.get("files_total") or 1)
+    return bar_html(pct, download_text(lang, download), label=t(lang, "download_bar"))
+
+
 def progress_html(lang: str, snap: runner.Snapshot | None) -> str:
     if snap is None or not snap.state:
         return ""
+    if snap.state == RUNNING and snap.download:
+        return download_html(lang, snap.download)
     total = max(snap.total_steps, 1)
     pct = 100.0 if snap.state == FINISHED else min(100.0, 100.0 * snap.step / total)
     text = t(lang, "progress", step=snap.step, total=snap.total_steps or "?", elapsed=fmt_seconds(snap.elapsed_s),
@@ -71,6 +107,8 @@ def status_text(lang: str, kind: str, snap: runner.Snapshot) -> str:
         return t(lang, f"{kind}_failed", error=first)
     if snap.state == QUEUED and snap.queue_position:
         return t(lang, "queue_waiting", position=snap.queue_position)
+    if snap.state == RUNNING and snap.phase == "downloading":
+        return t(lang, "run_downloading")
     if snap.state == QUEUED or (snap.state == RUNNING and snap.phase == "loading"):
         return t(lang, "run_loading")
     return t(lang, "run_running") if snap.state == RUNNING else ""

@@ -135,6 +135,7 @@ class Snapshot:
     log_tail: str = ""
     queue_position: int = 0  # 1 = next to start; 0 = not waiting
     cancelled: bool = False
+    download: dict | None = None  # engine.download.DownloadProgress fields, while the phase is "downloading"
 
 
 def snapshot(run: RunDir) -> Snapshot:
@@ -148,7 +149,8 @@ def snapshot(run: RunDir) -> Snapshot:
         elapsed_s=float(status.get("elapsed_s") or 0.0), remaining_s=float(status.get("remaining_s") or 0.0),
         error=status.get("error"), phase=status.get("phase", ""), events=events, log_tail=run.log_tail(30),
         queue_position=position(run) if status.get("state") == QUEUED else 0,
-        cancelled=bool(status.get("cancelled")))
+        cancelled=bool(status.get("cancelled")),
+        download=status.get("download") if status.get("phase") == "downloading" else None)
 
 
 SHARED_MAX_AGE_S = 0.5

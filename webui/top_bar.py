@@ -1,4 +1,4 @@
-"""The bar above the tabs: language, model, method, checkpoint, quantization, chat template."""
+"""The bar above the tabs: language, model, model hub, method, checkpoint, quantization, chat template."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 import gradio as gr
 
 from engine.checkpoints import Checkpoint
-from engine.models import CUSTOM_MODEL, KNOWN_MODELS, known_model
+from engine.catalogue import CATALOGUE, CUSTOM_MODEL, catalogue_model
 from engine.paths import safe_name
 from engine.templates import TEMPLATE_CHOICES
 from webui import runner
 from webui.form import FieldControl, Translated, field_control
 from webui.locales import DEFAULT_LANG, LANGUAGES, field_text, t
+from webui.model_hub import HubControl, hub_control, hub_info, model_name_choices, model_path_for
 
 
 @dataclass(eq=False)
@@ -27,11 +28,14 @@ class TopBar:
     template: FieldControl
     device: FieldControl
     trust_remote_code: FieldControl
+    hub: HubControl  # model.hub
+    hub_info: gr.Markdown  # the hub's endpoint and cache folder; a catalogue model the hub lacks
 
     @property
     def model_controls(self) -> list[FieldControl]:
         """Config fields the top bar owns (model section and the fine-tuning method)."""
-        return [self.model_path, self.method, self.quantization, self.template, self.device, self.trust_remote_code]
+        return [self.model_path, self.method, self.quantization, self.template, self.device, self.trust_remote_code,
+                self.hub]
 
     @property
     def checkpoint_inputs(self) -> list:
@@ -41,11 +45,6 @@ class TopBar:
     def texts(self) -> list:
         return [Translated(self.lang, "lang"), Translated(self.model_name, "model_name", choices=model_name_choices),
                 FieldControl("model", "adapter_path", self.checkpoint)] + self.model_controls
-
-
-def model_name_choices(lang: str) -> list[tuple[str, str]]:
-    """The known models by name, then the custom entry (its label translated, its value CUSTOM_MODEL)."""
-    return [(m.name, m.name) for m in KNOWN_MODELS] + [(t(lang, "custom_model"), CUSTOM_MODEL)]
 
 
 def model_label(model_name: str, model_path: str) -> str:
@@ -84,33 +83,47 @@ def refresh_checkpoints(lang: str, name: str, path: str, method: str, current):
 
 def build_top_bar() -> TopBar:
     lang = DEFAULT_LANG
-    first = KNOWN_MODELS[0]
+    first = CATALOGUE[0]
     with gr.Row():
         lang_dd = gr.Dropdown(choices=[(label, code) for label, code in LANGUAGES], value=lang,
                               label=t(lang, "lang"), scale=1, elem_id="top-lang")
+        # Typing filters the list (about a hundred models).
         model_name = gr.Dropdown(choices=model_name_choices(lang), value=first.name, label=t(lang, "model_name"),
-                                 scale=3, elem_id="top-model-name")
+                                 filterable=True, scale=3, elem_id="top-model-name")
         model_path = field_control("model", "model_name_or_path", lang, scale=3, elem_id="top-model-path")
+        hub = hub_control(lang, scale=2, elem_id="top-hub")
+    hub_line = gr.Markdown(hub_info(lang, first.name, hub.component.value), elem_id="top-hub-info")
     with gr.Row():
         method = field_control("train", "finetuning_type", lang, scale=1, elem_id="top-method")
         label, info = field_text(lang, "model.adapter_path")
-        checkpoint = gr.Dropdown(choices=checkpoint_choices(lang, first.name, first.path, "lora"), value=None,
+        checkpoint = gr.Dropdown(choices=checkpoint_choices(lang, first.name, first.builtin, "lora"), value=None,
                                  label=label, info=info, allow_custom_value=True, scale=4, elem_id="top-checkpoint")
         quantization = field_control("model", "quantization_bit", lang, scale=1, elem_id="top-quantization")
         template = field_control("model", "template", lang, scale=1, elem_id="top-template", choices=TEMPLATE_CHOICES)
         device = field_control("model", "device", lang, scale=1, elem_id="top-device")
         trust = field_control("model", "trust_remote_code", lang, scale=1, elem_id="top-trust")
-    bar = TopBar(lang_dd, model_name, model_path, method, checkpoint, quantization, template, device, trust)
+    bar = TopBar(lang_dd, model_name, model_path, method, checkpoint, quantization, template, device, trust,
+                 hub=hub, hub_info=hub_line)
 
-    def on_model_name(lang_: str, name: str, method_value: str):
-        known = known_model(name)
-        if known is None:  # custom: keep whatever path the user types
-            return gr.update(), gr.update(), gr.update(choices=[], value=None)
-        return (known.path, known.template,
-                gr.update(choices=checkpoint_choices(lang_, name, known.path, method_value), value=None))
+    def on_model_name(lang_: str, name: str, method_value: str, hub_value: str):
+        model = catalogue_model(name)
+        if model is None:  # custom: keep whatever path the user types
+            return gr.update(), gr.update(), gr.update(choices=[], value=None), hub_info(lang_, name, hub_value)
+        path = model_path_for(name, hub_value)
+        checkpoints = gr.update(choices=checkpoint_choices(lang_, name, path, method_value), value=None)
+        return path, model.template, checkpoints, hub_info(lang_, name, hub_value)
 
-    model_name.change(on_model_name, [lang_dd, model_name, method.component],
-                      [model_path.component, template.component, checkpoint])
+    model_name.change(on_model_name, [lang_dd, model_name, method.component, hub.component],
+                      [model_path.component, template.component, checkpoint, hub_line])
+
+    def on_hub(name: str, hub_value: str):
+        """A catalogue model's path follows the hub; a custom path (a local folder, an id typed in) is the user's."""
+        path = model_path_for(name, hub_value)
+        return gr.update() if path is None else path
+
+    # .input, not .change: loading saved arguments sets the hub and the path together, and must keep that path.
+    hub.component.input(on_hub, [model_name, hub.component], model_path.component)
+    gr.on([hub.component.change, lang_dd.change], hub_info, [lang_dd, model_name, hub.component], hub_line)
 
     gr.on([method.component.change, checkpoint.focus, lang_dd.change], refresh_checkpoints, bar.checkpoint_inputs,
           checkpoint)

@@ -21,6 +21,7 @@ from webui.dataset_preview import build_dataset_preview, dataset_listing
 from webui.dataset_upload import build_dataset_upload
 from webui.errors import error_text
 from webui.hardware_panel import build_hardware_panel
+from webui.memory_panel import build_train_memory
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
 from webui.locales import DEFAULT_LANG, plot_labels, t
 from webui.plots import loss_figure
@@ -124,8 +125,8 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     with gr.Accordion(t(lang, "group_extra"), open=False) as groups["group_extra"]:
         rows((("train", "logging_steps"), ("train", "save_steps"), ("train", "warmup_steps"),
               ("train", "neftune_noise_alpha"), ("train", "optim"), ("train", "seed")),
-             (("data", "packing"), ("data", "train_on_prompt"), ("data", "mask_history"), ("train", "resume"),
-              ("train", "early_stopping_patience"), ("train", "report_to")))
+             (("data", "packing"), ("data", "train_on_prompt"), ("data", "mask_history"), ("data", "enable_thinking"),
+              ("train", "resume"), ("train", "early_stopping_patience"), ("train", "report_to")))
         add("train", "extra_args", lines=2, placeholder='{"weight_decay": 0.01}')
     with gr.Accordion(t(lang, "group_probes"), open=False) as groups["group_probes"]:
         with gr.Row():
@@ -147,6 +148,8 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         rows((("distributed", "nproc_per_node"), ("distributed", "nnodes"), ("distributed", "node_rank"),
               ("distributed", "master_addr"), ("distributed", "master_port")),
              (("distributed", "deepspeed"), ("distributed", "offload")))
+    # Will it fit? Follows the form as it changes (every control exists by now).
+    build_train_memory(top.lang, top.model_controls + list(ctl.values()), initial)
     with gr.Row():
         preset_btn = gr.Button(t(lang, "demo_preset"), elem_id="btn-demo-preset")
         cmd_btn = gr.Button(t(lang, "preview_command"), elem_id="btn-preview-command")
@@ -203,7 +206,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     # What the check measures depends on these fields: an open check is redrawn when one changes.
     check_fields = [top.model_path, top.template, top.trust_remote_code] + [ctl[key] for key in (
         "train.stage", "data.dataset_dir", "data.datasets", "data.identity_name", "data.identity_author",
-        "data.max_samples", "data.cutoff_len", "data.train_on_prompt", "data.mask_history")]
+        "data.max_samples", "data.cutoff_len", "data.train_on_prompt", "data.mask_history", "data.enable_thinking")]
     check.wire(top.lang, build_config, form_inputs, [c.component.change for c in check_fields])
 
     cmd_btn.click(on_preview_command, [top.lang, output_dir] + form_inputs, [command, status])
