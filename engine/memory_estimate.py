@@ -61,9 +61,8 @@ SFT_ANSWER_SHARE = 0.5  # share of an SFT batch's tokens that carry a label (the
 RUNTIME_BYTES = {"cuda": 0.9 * GB, "npu": 1.5 * GB, "mps": 0.5 * GB, "cpu": 0.49 * GB}
 # The caching allocator reserves blocks larger than the live tensors (fragmentation): a share of the activations.
 ALLOCATOR_SLACK = {"cuda": 0.10, "npu": 0.10, "mps": 0.10}
-# On the CPU, measured (resident memory against the bytes autograd keeps, tcmalloc): batches of every length
-# leave the heap 47% above the kept activations with lean activations (their backward recomputes fp32 rows at
-# each layer), and at them otherwise.
+# On the CPU, measured (resident memory against the bytes autograd keeps, tcmalloc, batches of every length): the
+# heap peaks 47% above the kept activations with lean activations, at them otherwise (bf16 LoRA, freeze, full).
 CPU_ACTIVATION_SLACK = {"lean": 0.47}
 # CPU only, calibrated: the tokenizer, the encoded data, the Trainer and its checkpoint writing; 16-bit compute
 # adds a quarter of the fp32 weights (pages of the model file read while converting, oneDNN's bf16 kernels).
