@@ -24,6 +24,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from engine.download import downloaded_folder
 from engine.generation import left_padded
 from engine.models import ModelLoadError, adapter_chain, check_checkpoint, load_model, load_tokenizer
 from engine.reasoning import Reply, opened_thought, split_reply
@@ -90,6 +91,7 @@ class ChatEngine:
         self._selected: list[str] = []  # the peft adapters the single chat answers through (none: the base)
         self.adapter_path = ""
         self.template = "auto"
+        self.folder: str | None = None  # where the base model's files are (a hub model: its download)
 
     @property
     def loaded(self) -> bool:
@@ -97,7 +99,7 @@ class ChatEngine:
 
     def describe(self) -> dict:
         return {"model": self._base_key.model if self._base_key else None, "adapter": self.adapter_path or None,
-                "device": self.device, "template": self.template,
+                "device": self.device, "template": self.template, "folder": self.folder,
                 "reasoning": self.formatter.reasoning if self.formatter is not None else ""}
 
     def load(self, model_name_or_path: str, adapter_path: str = "", template: str = "auto",
@@ -122,6 +124,7 @@ class ChatEngine:
                                    hub=hub)
                 model.to(dev).eval()
                 self.model, self.tokenizer, self.device, self._base_key = model, tokenizer, dev, key
+                self.folder = downloaded_folder(base_source, hub)
             self.formatter = ChatFormatter(self.tokenizer, template)
             self.template = template
             if kind == "lora":
@@ -184,7 +187,7 @@ class ChatEngine:
         if worker is not None:
             worker.join()  # it has released the lock already; let it drop its reference to the model too
         self.model = self.tokenizer = self.formatter = None
-        self._base_key, self._adapters, self.adapter_path, self.device = None, {}, "", None
+        self._base_key, self._adapters, self.adapter_path, self.device, self.folder = None, {}, "", None, None
         self._selected = []
         self._active_worker = None
         gc.collect()

@@ -31,7 +31,10 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
+from engine.catalogue import find_model
 from engine.config import RunConfig
+from engine.demo_model import is_demo
+from engine.download import downloaded_folder
 
 GB = 1024 ** 3  # the hardware panel's GB (nvidia-smi's MiB x 1024), so both show the same numbers
 
@@ -179,48 +182,19 @@ def _read_config(path: str, mtime: float) -> dict:  # noqa: ARG001 - the modific
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _cached_hub_config(repo_id: str) -> Path | None:
-    """config.json of a hub model already downloaded into a hub client's cache (no network)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415
-
-        found = try_to_load_from_cache(repo_id, "config.json")
-        if isinstance(found, str):
-            return Path(found)
-    except Exception:  # an unusual cache layout or client version: no config, a rougher estimate
-        pass
-    try:
-        from engine.hubs import HUBS, hub_cache_dir  # noqa: PLC0415 - part of the hub support, may be absent
-    except ImportError:
-        return None
-    for hub in HUBS:
-        base = hub_cache_dir(hub)
-        for candidate in (base / "models" / repo_id / "config.json", base / repo_id / "config.json"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def _catalogue_params(name_or_id: str) -> float | None:
-    try:
-        from engine.catalogue import find_model  # noqa: PLC0415 - built by the hub support; absent: no fallback
-    except ImportError:
-        return None
     entry = find_model(name_or_id)
     return entry.params_b if entry is not None else None
 
 
-def model_info(name_or_path: str) -> ModelInfo | None:
-    """The shape of a local model folder, the demo, a downloaded hub model, or (rougher) a catalogue model;
-    None when nothing is known about it."""
-    from engine.demo_model import converted_dir, is_demo  # noqa: PLC0415
-
+def model_info(name_or_path: str, hub: str = "auto") -> ModelInfo | None:
+    """The shape of a local model folder, the demo, a hub model TuneBoard has downloaded, or (rougher) a catalogue
+    model; None when nothing is known about it."""
     name = (name_or_path or "").strip()
     if not name:
         return None
-    path = converted_dir() / "config.json" if is_demo(name) else Path(os.path.expanduser(name)) / "config.json"
-    if not path.is_file() and not is_demo(name):
-        path = _cached_hub_config(name) or path
+    folder = downloaded_folder(name, hub)  # no network: a local folder, the converted demo, a finished download
+    path = Path(folder or os.path.expanduser(name)) / "config.json"
     try:
         config = _read_config(str(path), path.stat().st_mtime) if path.is_file() else None
         if config is None and is_demo(name):

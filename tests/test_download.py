@@ -15,18 +15,21 @@ import pytest
 
 from engine.download import DownloadError, _failure, ensure_model, follow_download
 from engine.job import fetch_model
+from engine.memory_estimate import model_info
 from tests.fake_hubs import GATED_REPO_ID, FakeHFHub, FakeModelScopeHub, hub_client_env
 
 REPO = "tuneboard-test/tiny-model"
 WEIGHTS = "model.safetensors"
 WEIGHTS_SIZE = 24 * 1024 * 1024  # over 10 MiB: huggingface_hub resumes a dropped body in 10 MiB steps
 HUBS = ["huggingface", "modelscope"]
+TINY_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}
 
 
 @pytest.fixture(scope="module")
 def tiny_repo(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-repo")
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
+    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
     (folder / "tokenizer_config.json").write_text("{}")
     (folder / "generation_config.json").write_text("{}")
     (folder / WEIGHTS).write_bytes(os.urandom(WEIGHTS_SIZE))
@@ -84,6 +87,9 @@ def test_download_reports_sane_progress_then_finds_it_offline(env, tiny_repo, hu
     t0 = time.monotonic()
     assert ensure_model(REPO, hub) == folder
     assert time.monotonic() - t0 < 0.5
+    # The memory estimate now reads its config.json, still without a request (before: the catalogue's rough size).
+    info = model_info(REPO, hub)
+    assert info is not None and info.exact and (info.hidden_size, info.num_layers) == (64, 2)
     assert env[hub].requests == []
 
 

@@ -47,7 +47,10 @@ def _describe(lang: str) -> str:
     eng = chat_engine()
     info = eng.describe()
     adapter = t(lang, "with_adapter", adapter=info["adapter"]) if info["adapter"] else ""
-    return t(lang, "model_loaded", model=info["model"], adapter=adapter, device=info["device"])
+    loaded = t(lang, "model_loaded", model=info["model"], adapter=adapter, device=info["device"])
+    if info.get("folder") and info["folder"] != info["model"]:  # a hub id or the demo: say where its files are
+        loaded += " " + t(lang, "model_files_in", folder=f"`{info['folder']}`")
+    return loaded
 
 
 BASE_CHOICE = "<base>"  # the compare dropdowns' value for the base model; checkpoint values are folder paths
@@ -76,7 +79,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         load_btn = gr.Button(t(lang, "load_model"), variant="primary", elem_id="chat-load")
         unload_btn = gr.Button(t(lang, "unload_model"), elem_id="chat-unload")
     info = gr.Markdown(elem_id="chat-status")
-    build_chat_memory(top.lang, top.model_path.component, top.device.component)  # what Load model will need
+    build_chat_memory(top.lang, top.model_path.component, top.hub.component, top.device.component)  # what Load model will need
 
     def mode_choices(lang_: str) -> list[tuple[str, str]]:
         return [(t(lang_, "mode_single"), SINGLE), (t(lang_, "mode_compare"), COMPARE)]

@@ -291,6 +291,7 @@ MESSAGES = {
     "model_loading": "モデルを読み込んでいます…",
     "model_loaded": "モデルを読み込みました：{model}{adapter}（{device}）。チャットを始められます。",
     "with_adapter": " + {adapter}",
+    "model_files_in": "ファイルの場所：{folder}。",
     "model_unloaded": "モデルを解放しました。",
     "model_not_loaded": "まずモデルを読み込んでください。",
     "model_load_failed": "モデルを読み込めません — {error}",

@@ -289,6 +289,7 @@ MESSAGES = {
     "model_loading": "모델을 불러오는 중…",
     "model_loaded": "모델을 불러왔습니다: {model}{adapter} ({device}). 이제 채팅할 수 있습니다.",
     "with_adapter": " + {adapter}",
+    "model_files_in": "파일 위치: {folder}.",
     "model_unloaded": "모델을 내렸습니다.",
     "model_not_loaded": "먼저 모델을 불러오세요.",
     "model_load_failed": "모델을 불러올 수 없습니다 — {error}",

@@ -305,6 +305,7 @@ MESSAGES = {
     "model_loading": "Загрузка модели…",
     "model_loaded": "Модель загружена: {model}{adapter} на {device}. Можно общаться.",
     "with_adapter": " + {adapter}",
+    "model_files_in": "Файлы модели: {folder}.",
     "model_unloaded": "Модель выгружена.",
     "model_not_loaded": "Сначала загрузите модель.",
     "model_load_failed": "Не удаётся загрузить модель — {error}",

@@ -466,6 +466,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "model_loaded": {"en": "Model loaded: {model}{adapter} on {device}. You can chat now.",
                      "zh": "模型已加载：{model}{adapter}（{device}），可以开始对话了。"},
     "with_adapter": {"en": " + {adapter}", "zh": " + {adapter}"},
+    "model_files_in": {"en": "Its files are in {folder}.", "zh": "模型文件位于 {folder}。"},
     "model_unloaded": {"en": "Model unloaded.", "zh": "模型已卸载。"},
     "model_not_loaded": {"en": "Load a model first.", "zh": "请先加载模型。"},
     "model_load_failed": {"en": "Cannot load the model — {error}", "zh": "无法加载模型 — {error}"},

@@ -96,7 +96,7 @@ def _message(lang: str, key: str, **params) -> str:
 
 
 def training_estimate_html(lang: str, cfg: RunConfig, devices: list[DeviceMemory]) -> str:
-    info = model_info(cfg.model.model_name_or_path)
+    info = model_info(cfg.model.model_name_or_path, cfg.model.hub)
     if info is None:
         return _message(lang, "mem_unknown_model", model=cfg.model.model_name_or_path)
     used = run_devices(cfg.model.device, cfg.device_indices(), devices)
@@ -105,8 +105,8 @@ def training_estimate_html(lang: str, cfg: RunConfig, devices: list[DeviceMemory
     return estimate_html(lang, estimate, smallest)
 
 
-def chat_estimate_html(lang: str, model_path: str, device_choice: str, devices: list[DeviceMemory]) -> str:
-    info = model_info(model_path)
+def chat_estimate_html(lang: str, model_path: str, hub: str, device_choice: str, devices: list[DeviceMemory]) -> str:
+    info = model_info(model_path, hub)
     if info is None:
         return _message(lang, "mem_unknown_model", model=model_path)
     device = run_devices(device_choice, [], devices)[0]
@@ -138,15 +138,16 @@ def build_train_memory(lang_dd, controls: list[FieldControl], initial: RunConfig
     return view
 
 
-def build_chat_memory(lang_dd, model_path, device) -> gr.HTML:
+def build_chat_memory(lang_dd, model_path, hub, device) -> gr.HTML:
     """The estimate of loading the top bar's model for chat, under Load model."""
-    view = gr.HTML(lambda: chat_estimate_html(DEFAULT_LANG, model_path.value or "", device.value or "auto",
-                                              _hardware()), elem_id="chat-memory")
+    view = gr.HTML(lambda: chat_estimate_html(DEFAULT_LANG, model_path.value or "", hub.value or "auto",
+                                              device.value or "auto", _hardware()), elem_id="chat-memory")
 
-    def refresh(lang_, path, choice):
-        return chat_estimate_html(lang_, path or "", choice or "auto", _hardware())
+    def refresh(lang_, path, hub_, choice):
+        return chat_estimate_html(lang_, path or "", hub_ or "auto", choice or "auto", _hardware())
 
-    gr.on([lang_dd.change, model_path.change, device.change], refresh, [lang_dd, model_path, device], view,
+    gr.on([lang_dd.change, model_path.change, hub.change, device.change], refresh, [lang_dd, model_path, hub, device],
+          view,
           trigger_mode="always_last", show_progress="hidden", queue=False)
     return view
 
