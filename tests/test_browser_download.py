@@ -6,6 +6,7 @@ fake hubs (tests/fake_hubs.py), which serve the demo model."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -69,6 +70,26 @@ def _wait_text(page, selector: str, pattern: str, timeout: float) -> None:
                            arg=[selector, pattern], timeout=timeout)
 
 
+def test_unload_stops_a_download_under_way(hub_app, page, fake_hf_hub):
+    """Unload model while Load downloads stops the download (at its next chunk) and says so; the model is not loaded.
+    (First in the module: the next test downloads the same model in full.)"""
+    fake_hf_hub.reset()
+    fake_hf_hub.throttle_bps = 20e6  # the weights would take about 27 s
+    try:
+        _open(page, hub_app, "en", "Chat", "Model hub", "Hugging Face", DEMO_REPO_ID)
+        page.get_by_role("button", name="Load model", exact=True).click()
+        _wait_text(page, "#chat-status", f"Downloading .* {WEIGHTS} ", 60_000)
+        page.get_by_role("button", name="Unload model", exact=True).click()
+        _wait_text(page, "#chat-status", f"^The download of {DEMO_REPO_ID} from Hugging Face was stopped", 30_000)
+        served = fake_hf_hub.bytes_served(WEIGHTS)
+        time.sleep(3)  # a download still running would send another 60 MB by now
+        assert fake_hf_hub.bytes_served(WEIGHTS) - served < 16e6
+        assert served < 538e6
+        _shot(page, "chat-en-stopped")
+    finally:
+        fake_hf_hub.reset()
+
+
 def test_load_model_downloads_with_progress_joins_and_answers(hub_app, browser, page, fake_hf_hub):
     fake_hf_hub.reset()
     fake_hf_hub.throttle_bps = 60e6  # about 9 s for the demo's 538 MB: long enough to watch
@@ -90,6 +111,8 @@ def test_load_model_downloads_with_progress_joins_and_answers(hub_app, browser, 
             _wait_text(pg, "#chat-status", "Model loaded", 240_000)
         other.context.close()
         assert len(fake_hf_hub.file_requests(WEIGHTS)) == 1  # one download for both presses
+        # The memory estimate had only the id to go on; now it reads the downloaded config.json.
+        _wait_text(page, "#chat-memory", "Loading this model for chat needs about", 30_000)
     finally:
         fake_hf_hub.reset()
     page.get_by_label("Input", exact=True).fill("Who are you?")

@@ -21,6 +21,7 @@ from webui.top_bar import TopBar, checkpoint_choices
 _engine = None
 _engine_lock = threading.Lock()
 _stops: dict[str, threading.Event] = {}  # session -> stop event of its current answer
+_downloads: dict[str, threading.Event] = {}  # session -> cancel event of the download its Load is waiting for
 
 
 def chat_engine():
@@ -79,7 +80,8 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         load_btn = gr.Button(t(lang, "load_model"), variant="primary", elem_id="chat-load")
         unload_btn = gr.Button(t(lang, "unload_model"), elem_id="chat-unload")
     info = gr.Markdown(elem_id="chat-status")
-    build_chat_memory(top.lang, top.model_path.component, top.hub.component, top.device.component)  # what Load model will need
+    # What Load model will need.
+    build_chat_memory(top.lang, top.model_path.component, top.hub.component, top.device.component, info)
 
     def mode_choices(lang_: str) -> list[tuple[str, str]]:
         return [(t(lang_, "mode_single"), SINGLE), (t(lang_, "mode_compare"), COMPARE)]
@@ -120,27 +122,41 @@ def build_chat_tab(top: TopBar) -> ChatTab:
                                           info=t(lang, "enable_thinking_info"), elem_id="chat-enable-thinking")
     hardware = build_hardware_panel(top.lang, "chat")
 
-    def on_load(lang_, model_path, checkpoint, template, device, trust, hub):
+    def on_load(lang_, model_path, checkpoint, template, device, trust, hub, request: gr.Request):
         yield t(lang_, "model_loading")
+        key = request.session_hash if request else ""
+        cancel = _downloads[key] = threading.Event()  # Unload model sets it
         try:
             # A hub model not on disk yet is downloaded first, its progress bar as the status line; a press in another
             # page while it downloads joins the same download. (A whole-model checkpoint is the model: nothing to fetch.)
             source = checkpoint if checkpoint and check_checkpoint(checkpoint) == "full" else model_path
-            for progress in follow_download(source, hub):
+            for progress in follow_download(source, hub, cancel):
                 yield download_html(lang_, progress.to_dict())
+            _downloads.pop(key, None)  # on disk: Unload model now unloads (it waits for the load under way)
             chat_engine().load(model_path, checkpoint or "", template, device, bool(trust), hub=hub)
         except Exception as exc:  # any load failure is shown in words; the app keeps running
+            if cancel.is_set():  # stopped by Unload model: the engine's "stopped, files kept" sentence says it all
+                text = error_text(lang_, exc)
+                yield text[:1].upper() + text[1:]
+                return
             message = t(lang_, "model_load_failed", error=error_text(lang_, exc))
             gr.Warning(message)
             yield message
             return
+        finally:
+            if _downloads.get(key) is cancel:
+                del _downloads[key]
         yield _describe(lang_)
 
     load_btn.click(on_load, [top.lang, top.model_path.component, top.checkpoint, top.template.component,
                              top.device.component, top.trust_remote_code.component, top.hub.component],
                    info, api_name="chat_load")
 
-    def on_unload(lang_):
+    def on_unload(lang_, request: gr.Request):
+        cancel = _downloads.get(request.session_hash if request else "")
+        if cancel is not None and not cancel.is_set():
+            cancel.set()  # this page's Load is still downloading: stop it (Load then says so) and keep the model
+            return gr.skip()
         chat_engine().unload()
         return t(lang_, "model_unloaded")
 

@@ -138,15 +138,16 @@ def build_train_memory(lang_dd, controls: list[FieldControl], initial: RunConfig
     return view
 
 
-def build_chat_memory(lang_dd, model_path, hub, device) -> gr.HTML:
-    """The estimate of loading the top bar's model for chat, under Load model."""
+def build_chat_memory(lang_dd, model_path, hub, device, status) -> gr.HTML:
+    """The estimate of loading the top bar's model for chat, under Load model; redrawn when ``status`` (Chat's status
+    line) changes too: a hub model just downloaded is then sized from its own config.json."""
     view = gr.HTML(lambda: chat_estimate_html(DEFAULT_LANG, model_path.value or "", hub.value or "auto",
                                               device.value or "auto", _hardware()), elem_id="chat-memory")
 
     def refresh(lang_, path, hub_, choice):
         return chat_estimate_html(lang_, path or "", hub_ or "auto", choice or "auto", _hardware())
 
-    gr.on([lang_dd.change, model_path.change, hub.change, device.change], refresh, [lang_dd, model_path, hub, device],
+    gr.on([lang_dd.change, model_path.change, hub.change, device.change, status.change], refresh, [lang_dd, model_path, hub, device],
           view,
           trigger_mode="always_last", show_progress="hidden", queue=False)
     return view
