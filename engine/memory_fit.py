@@ -136,7 +136,6 @@ def fits(estimate: MemoryEstimate, device: DeviceMemory) -> Verdict:
     if state == "fits" or estimate.kind != "training" or estimate.cfg is None:
         return Verdict(state, need, have)
     found: dict[str, Suggestion] = {}
-    combined, combined_devices, applied = estimate.cfg, estimate.devices, {}
     for key, params, cfg, devices in _changes(estimate):
         total = _need(estimate_training(cfg, estimate.info, devices, estimate.device_type), device)
         group = "zero3" if key == "zero3_offload" else key
