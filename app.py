@@ -273,12 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Training and export processes inherit this environment; they have no use for the logins.
     os.environ.pop("TUNEBOARD_AUTH", None)
-    # OpenMP threads that spin while waiting collapse when anything else wants a core: on 2 cores, a browser tab
-    # repainting next to a training job slowed it from ~100 to ~12 tokens/s (GNU OpenMP waits on the descheduled
-    # thread at every parallel region). Sleeping waits cost a little peak speed on an idle machine and keep a
-    # classroom laptop usable. Set here in main (importing app.py, as tests do, changes nothing) before anything
-    # imports torch, so the web process (chat), the warm worker and every job inherit it; an exported value wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # The web process's device settings (GPU numbering, torch-npu's autoload, OpenMP's sleeping waits where chat
+    # runs on the CPU: engine.devices.web_process_env), set here in main (importing app.py, as tests do, changes
+    # nothing) before anything imports torch; an exported value wins. Jobs get their own (engine.launch).
+    from engine.devices import web_process_env  # noqa: PLC0415
+
+    for key, value in web_process_env().items():
+        os.environ.setdefault(key, value)
     warning = exposure_warning(args)
     if warning:
         print(warning, file=sys.stderr, flush=True)

@@ -6,7 +6,9 @@ more tokens/s and a 20% lower peak (1.97 GB against 2.45 GB) with the same loss 
 slower than glibc there). PyTorch's CPU performance guide recommends the same.
 
 The allocator must be in place before the process allocates anything, so it is preloaded through the job's
-environment (and the warm worker's, whose forks are the jobs). ``TUNEBOARD_TCMALLOC=0`` turns it off.
+environment (and the warm worker's, whose forks are the jobs). It is CPU tuning, measured on CPU training
+only: engine.devices.cpu_tuning_env, the one place that decides it, gives it to CPU jobs alone (GPU and NPU
+jobs keep glibc's malloc, which their libraries are tested with). ``TUNEBOARD_TCMALLOC=0`` turns it off.
 """
 
 from __future__ import annotations

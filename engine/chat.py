@@ -186,18 +186,15 @@ class ChatEngine:
         worker = self._active_worker
         if worker is not None:
             worker.join()  # it has released the lock already; let it drop its reference to the model too
+        device = self.device
         self.model = self.tokenizer = self.formatter = None
         self._base_key, self._adapters, self.adapter_path, self.device, self.folder = None, {}, "", None, None
         self._selected = []
         self._active_worker = None
         gc.collect()
-        try:
-            import torch  # noqa: PLC0415
+        from engine.devices import empty_cache  # noqa: PLC0415
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        empty_cache(device)  # the cache of the device the model was on (CUDA or NPU), for a job to use
 
     def stream(self, messages: list[dict], settings: GenerationSettings,
                stop: threading.Event | None = None) -> Iterator[str]:

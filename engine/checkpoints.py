@@ -3,6 +3,11 @@
 A checkpoint counts only once it is complete: its weights, optimizer, scheduler
 and trainer state are all there. A run killed in the middle of a save leaves an
 incomplete folder, which is listed as such and never resumed from.
+
+Under DeepSpeed the optimizer (and scheduler) are not optimizer.pt / scheduler.pt
+but DeepSpeed's own layout, which the Trainer resumes from: a ``global_stepN/``
+folder holding each ZeRO rank's ``*_optim_states.pt`` and the model states, and a
+``latest`` file naming that folder, written once every rank has saved.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from engine.hubs import resolve_hub
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
 _STATE_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+_DEEPSPEED_LATEST = "latest"
+# DeepSpeed's per-rank file names (runtime/engine.py, _get_rank_zero_ckpt_name and _get_ckpt_name).
+_DEEPSPEED_OPTIM = re.compile(r"^(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_(\d+)_optim_states\.pt$")
+_DEEPSPEED_MODEL = re.compile(r"^(?:zero_pp_rank_(\d+)_)?mp_rank_(\d+)_model_states\.pt$")
 # What a resumed run takes from the checkpoint: the Trainer restores each of these.
 CARRIED_OVER = ("step", "weights", "optimizer", "scheduler", "rng")
 # Fields that may change between the first run and its resumption without making it another run.
@@ -26,6 +35,7 @@ _RESUMABLE_CHANGES = {"train.num_train_epochs", "train.logging_steps", "train.sa
                       "train.learning_rate", "train.max_grad_norm", "data.val_size", "distributed.devices",
                       "distributed.nproc_per_node", "distributed.nnodes", "distributed.node_rank",
                       "distributed.master_addr", "distributed.master_port", "model.device"}
+_PROCESS_COUNT = ("distributed.devices", "distributed.nproc_per_node", "distributed.nnodes")
 
 
 @dataclass
@@ -53,8 +63,42 @@ class Checkpoint:
 def _is_complete(path: Path) -> bool:
     """The Trainer writes trainer_state.json last, so a checkpoint is complete once that file parses
     (not just exists: the save may have been cut off in the middle of it) and the rest is there."""
-    return (all((path / f).is_file() for f in _STATE_FILES)
-            and any((path / f).is_file() for f in _WEIGHTS) and bool(_read_state(path)))
+    if not (any((path / f).is_file() for f in _WEIGHTS) and _read_state(path)):
+        return False
+    if (path / _DEEPSPEED_LATEST).is_file():
+        return _deepspeed_complete(path)
+    return all((path / f).is_file() for f in _STATE_FILES)
+
+
+def _deepspeed_tag(path: Path) -> Path | None:
+    """The folder ``latest`` names, if it is one beside it."""
+    try:
+        tag = (path / _DEEPSPEED_LATEST).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    folder = path / tag
+    return folder if tag and Path(tag).name == tag and folder.is_dir() else None
+
+
+def _deepspeed_complete(path: Path) -> bool:
+    """A DeepSpeed checkpoint: ``latest`` names a folder beside it holding the optimizer states of ranks
+    0..n-1 (every ZeRO rank writes its own share) and the model states (one file, or one per rank
+    under ZeRO-3). A save cut off midway is told by trainer_state.json, which the Trainer writes only after
+    DeepSpeed's closing barrier (every rank done); the ranks here catch shares lost after that."""
+    folder = _deepspeed_tag(path)
+    if folder is None:
+        return False
+    optim, model, whole_model = set(), set(), False
+    for f in folder.iterdir():
+        if m := _DEEPSPEED_OPTIM.match(f.name):
+            optim.add(int(m.group(1)))
+        elif m := _DEEPSPEED_MODEL.match(f.name):
+            if m.group(1) is None:
+                whole_model = True
+            else:
+                model.add(int(m.group(1)))
+    ranks = set(range(len(optim)))
+    return bool(optim) and optim == ranks and (whole_model or model == ranks)
 
 
 def _read_state(path: Path) -> dict:
@@ -129,4 +173,17 @@ def resume_plan(run_path: str | Path, cfg: RunConfig) -> ResumePlan | None:
             plan.changes.append((key, old[key], value))
             if key not in _RESUMABLE_CHANGES:
                 plan.conflicts.append(key)
+    ranks = deepspeed_ranks(last.path)
+    if ranks and ranks != cfg.processes_per_node() * cfg.distributed.nnodes:
+        # DeepSpeed loads each rank's share of a ZeRO optimizer state as it was split (its rigid layout):
+        # the process count cannot change between the run and its resumption.
+        plan.conflicts += [key for key, *_ in plan.changes if key in _PROCESS_COUNT and key not in plan.conflicts]
     return plan
+
+
+def deepspeed_ranks(path: Path) -> int:
+    """How many processes wrote a DeepSpeed checkpoint (0: not a DeepSpeed checkpoint)."""
+    tag = _deepspeed_tag(path)
+    if tag is None:
+        return 0
+    return len({m.group(1) for f in tag.iterdir() if (m := _DEEPSPEED_OPTIM.match(f.name))})

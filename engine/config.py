@@ -9,6 +9,7 @@ one place and names the field in every error.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import math
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ QUANTIZATION_BITS = ("none", "8", "4")
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "apo_zero",
               "apo_down", "sigmoid_norm")
 KTO_LOSSES = ("kto", "apo_zero_unpaired")
-DEEPSPEED_STAGES = ("none", "2", "3")
+# DeepSpeed ZeRO stages; code compares with these names, never with string literals.
+DEEPSPEED_OFF, DEEPSPEED_ZERO2, DEEPSPEED_ZERO3 = "none", "2", "3"
+DEEPSPEED_STAGES = (DEEPSPEED_OFF, DEEPSPEED_ZERO2, DEEPSPEED_ZERO3)
 
 # Trainer arguments accepted in train.extra_args, with the JSON types each takes. Anything else is refused:
 # the form owns the other arguments, and some (output_dir, hub tokens, deepspeed paths) must not be set by hand.
@@ -72,6 +75,8 @@ CONFIG_MESSAGES: dict[str, str] = {
     "compare_needs_checkpoint": "choose a checkpoint to compare with the base model",
     "node_rank": "must be below the number of nodes ({nnodes})",
     "master_addr": "set the address of the rank-0 node",
+    "master_addr_local": "{addr} reaches only this machine; with several nodes, enter the rank-0 node's address "
+                         "that the other nodes can reach",
     "extra_args_json": "not valid JSON ({error} at column {column})",
     # one key per JSON kind, so that no English word is passed into a translation
     "extra_args_list": "must be a JSON object like {example}, got a list",
@@ -126,6 +131,21 @@ def _f(default: Any, help: str, *, choices: tuple | None = None, min: float | No
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _is_local_address(addr: str) -> bool:
+    """Whether a master address can only ever mean the machine that reads it (loopback, unspecified, localhost).
+
+    Literal checks only, no name lookup: the config is validated on whichever node it is opened."""
+    addr = addr.strip().strip("[]").lower().rstrip(".")
+    if addr == "localhost" or addr.endswith(".localhost") or addr == "localhost.localdomain":
+        return True
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 is 127.0.0.1
+    return ip.is_loopback or ip.is_unspecified
 
 
 @dataclass
@@ -213,13 +233,16 @@ class RlhfConfig:
 
 @dataclass
 class DistributedConfig:
-    devices: str = _f("", "Accelerator indices to use, comma-separated (e.g. 0,1); empty: the first one. More than "
-                          "one launches the run through torchrun.")
+    devices: str = _f("", "Accelerator indices to use, comma-separated (e.g. 0,1), numbered as nvidia-smi or "
+                          "npu-smi lists them; empty: only the first one (one process never spreads over several). "
+                          "More than one launches the run through torchrun.")
     nproc_per_node: int = _f(0, "Processes on this node; 0: one per selected device (set it on CPU to run several "
                                 "gloo processes).", min=0, max=1024)
-    nnodes: int = _f(1, "Number of machines taking part.", min=1, max=4096)
+    nnodes: int = _f(1, "Number of machines taking part. Only the rank-0 node saves checkpoints: to resume, every "
+                        "node needs saves/ on a shared filesystem.", min=1, max=4096)
     node_rank: int = _f(0, "This machine's rank among the nodes (0 for the master).", min=0, max=4095)
-    master_addr: str = _f("127.0.0.1", "Address of the node with rank 0.")
+    master_addr: str = _f("127.0.0.1", "Address of the node with rank 0 (with several nodes, one the others can "
+                                        "reach).")
     master_port: int = _f(29500, "Port of the rendezvous on the master node.", min=1, max=65535)
     deepspeed: str = _f("none", "DeepSpeed ZeRO stage (CUDA/NPU, needs the deepspeed package).",
                         choices=DEEPSPEED_STAGES)
@@ -410,6 +433,9 @@ class RunConfig:
             raise ConfigError("distributed.node_rank", "node_rank", nnodes=d.nnodes)
         if d.nnodes > 1 and not d.master_addr.strip():
             raise ConfigError("distributed.master_addr", "master_addr")
+        if d.nnodes > 1 and _is_local_address(d.master_addr):
+            # Every other node would wait at its own loopback for a rendezvous that never comes, until the timeout.
+            raise ConfigError("distributed.master_addr", "master_addr_local", addr=d.master_addr.strip())
         self.device_indices()
 
     def extra_arguments(self) -> dict:

@@ -247,3 +247,101 @@ def main(args: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# -- the web process's chat model and the jobs ------------------------------------------------------------------
+# Chat keeps its model in the web process, outside the queue. On an accelerator a job on the same device would run
+# out of memory beside it (a 7B chat model holds 15 GB), so Start frees it and Load model refuses while such a job
+# runs or waits. The CPU is not a device slot: its memory is shared with everything else, so there the chat model
+# stays unless the memory estimate says the run will not fit beside it (the README's CPU workflow loads the small
+# demo model in Chat, then trains).
+
+def job_device_type(cfg, command: str) -> str:
+    """The device type the job will run on, resolved as its environment is (engine.devices.job_device)."""
+    from engine.devices import job_device  # noqa: PLC0415 - imports torch: the wrapper process never calls this
+
+    return job_device(cfg.export.device if command == "export" else cfg.model.device)
+
+
+def _numbering(env) -> str:
+    return env.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
+
+
+def _ids(device_type: str, env) -> list[str] | None:
+    """The physical ids a process started with ``env`` sees as device 0, 1, ...; None: all, in order."""
+    from engine.devices import visible_devices_env  # noqa: PLC0415
+
+    name = visible_devices_env(device_type)
+    value = env.get(name) if name else None
+    return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
+
+
+def job_slots(cfg, command: str, device_type: str, env) -> set[str]:
+    """The physical ids of the accelerators a job started with ``env`` uses: its processes take devices 0..n-1 of
+    what it sees."""
+    count = cfg.processes_per_node() if command == "train" else 1
+    seen = _ids(device_type, env)
+    return set(seen[:count]) if seen is not None else {str(i) for i in range(count)}
+
+
+def chat_slot(device_type: str, index: int = 0) -> str:
+    """The physical id of this process's accelerator ``index`` (chat's model goes to the current device, 0)."""
+    seen = _ids(device_type, os.environ)
+    return seen[index] if seen is not None and index < len(seen) else str(index)
+
+
+def shares_accelerator(chat_device: str, cfg, command: str) -> bool:
+    """Whether a job would use the accelerator chat's model is on (``chat_device``: cuda, cuda:1, npu, mps, cpu)."""
+    kind, _, index = (chat_device or "cpu").partition(":")
+    if kind == "cpu" or job_device_type(cfg, command) != kind:
+        return False
+    if kind == "mps":  # one device
+        return True
+    from engine.launch import job_command  # noqa: PLC0415
+
+    env = {**os.environ, **job_command(cfg, "run.yaml", command)[1]}  # what the job will see
+    if _numbering(env) != _numbering(os.environ):
+        return True  # the job numbers devices another way: the same number may not be the same device; be safe
+    return chat_slot(kind, int(index or 0)) in job_slots(cfg, command, kind, env)
+
+
+def crowds_cpu_memory(cfg, command: str, devices=None) -> bool:
+    """A CPU training job beside a chat model on the CPU: whether the memory estimate says the run will not fit in
+    the memory free now (which the chat model already takes from). Unknown models and other commands: no (keep
+    the chat model; a wrong 'yes' would break a workflow that fits, a wrong 'no' costs swap)."""
+    if command != "train" or job_device_type(cfg, command) != "cpu":
+        return False
+    from engine.memory_estimate import estimate_training, model_info  # noqa: PLC0415
+    from engine.memory_fit import device_memory, fits  # noqa: PLC0415
+
+    info = model_info(cfg.model.model_name_or_path, cfg.model.hub)
+    if info is None:
+        return False
+    devices = device_memory() if devices is None else devices
+    cpu = next(d for d in devices if d.kind == "CPU")
+    return fits(estimate_training(cfg, info, device_type="cpu"), cpu).state == "too_big"
+
+
+def queued_or_running() -> list[tuple[RunDir, str]]:
+    """(run, command) of the job holding the device and of those waiting for it."""
+    runs = [run for run in [current()] if run is not None] + [ticket.run for ticket in waiting()]
+    found, seen = [], set()
+    for run in runs:
+        if run.path not in seen:
+            seen.add(run.path)
+            found.append((run, run.read_status().get("command") or "train"))
+    return found
+
+
+def job_on_device(chat_device: str) -> RunDir | None:
+    """A job that holds or waits for the accelerator ``chat_device`` (Load model waits for it to end)."""
+    from engine.config import RunConfig  # noqa: PLC0415
+
+    for run, command in queued_or_running():
+        try:
+            cfg = RunConfig.load(run.config_path, command)
+        except (OSError, ValueError):
+            continue  # a run folder being written or removed: the queue ends it
+        if shares_accelerator(chat_device, cfg, command):
+            return run
+    return None

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.job import describe_error, expected_error, fetch_model, log, start_job
+from engine.job import describe_error, error_record, expected_error, fetch_model, log, start_job
 from engine.reasoning import opened_thought, split_reply, split_thought
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 from engine.templates import IGNORE_INDEX
@@ -356,6 +356,6 @@ def run_evaluation(config_path: str | Path) -> int:
             run.write_status(STOPPED, phase="stopped", error=None)
             return 0
         message = describe_error(exc)
-        run.write_status(FAILED, error=message)
+        run.write_status(FAILED, error=message, error_record=error_record(exc))
         log(f"Evaluation failed: {message}")
         return 1

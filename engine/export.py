@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.job import describe_error, fetch_model, log, start_job
+from engine.job import describe_error, error_record, fetch_model, log, start_job
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 
 STAGES = ("load", "merge", "save", "tokenizer", "readme")
@@ -354,7 +354,7 @@ def run_export(config_path: str | Path) -> int:
             return 0
 
         message = str(exc) if isinstance(exc, ExportError) else describe_error(exc)
-        run.write_status(FAILED, error=message)
+        run.write_status(FAILED, error=message, error_record=error_record(exc))
         log(f"Export failed: {message}")
         return 1
 

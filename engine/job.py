@@ -134,6 +134,26 @@ def expected_error(exc: BaseException) -> bool:
     return isinstance(exc, (DataError, ModelLoadError, PathError, TemplateError, ConfigError))
 
 
+def error_record(exc: BaseException) -> dict | None:
+    """What the web UI needs to word ``exc`` in the user's language (its kind, message key and params), kept in
+    status.json beside the English ``error``; None for an error without a key."""
+    import json  # noqa: PLC0415
+
+    from engine.data import DataError  # noqa: PLC0415
+    from engine.models import ModelLoadError  # noqa: PLC0415
+
+    if isinstance(exc, ConfigError):
+        record = {"kind": "config", "field": exc.field_name, "key": exc.key, "params": exc.params}
+    elif isinstance(exc, DataError):
+        record = {"kind": "data", "key": exc.key, "params": exc.params, "file": exc.file, "row": exc.row,
+                  "field": exc.field}
+    elif isinstance(exc, ModelLoadError) and exc.key:
+        record = {"kind": "model", "key": exc.key, "params": exc.params, "message": str(exc)}
+    else:
+        return None
+    return json.loads(json.dumps(record, default=str))  # a param that is an error itself: its English text
+
+
 def describe_error(exc: BaseException) -> str:
     """The failure in words: our own errors already say what is wrong; others get their type named."""
     from engine.data import DataError  # noqa: PLC0415
@@ -147,4 +167,6 @@ def describe_error(exc: BaseException) -> str:
         return f"dataset problem: {exc}"
     if isinstance(exc, (ModelLoadError, PathError, TemplateError, ConfigError)):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    from engine.devices import torch_import_failure  # noqa: PLC0415
+
+    return torch_import_failure(exc) or f"{type(exc).__name__}: {exc}"

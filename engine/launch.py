@@ -6,32 +6,27 @@ can be repeated in a terminal or on another node by pasting it.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
-from engine.allocator import allocator_env
-from engine.config import RunConfig
-
-
-def visible_devices_variable(device: str) -> str:
-    """CUDA_VISIBLE_DEVICES, or ASCEND_RT_VISIBLE_DEVICES on Ascend (found without importing torch)."""
-    if device == "npu" or (device == "auto" and importlib.util.find_spec("torch_npu") is not None):
-        return "ASCEND_RT_VISIBLE_DEVICES"
-    return "CUDA_VISIBLE_DEVICES"
+from engine.config import DEEPSPEED_OFF, RunConfig
 
 
 def uses_torchrun(cfg: RunConfig, command: str) -> bool:
-    return command == "train" and cfg.is_distributed()
+    # DeepSpeed on one device too: without torchrun's RANK/WORLD_SIZE/MASTER_* it looks for MPI (mpi4py).
+    return command == "train" and (cfg.is_distributed() or cfg.distributed.deepspeed != DEEPSPEED_OFF)
 
 
 def job_command(cfg: RunConfig, config_path: str | Path, command: str = "train") -> tuple[list[str], dict[str, str]]:
     """(argument list, extra environment) that run ``command`` on ``config_path``; no shell involved."""
     job = ["-m", "engine", command, str(config_path)]
-    env = allocator_env()
+    from engine.devices import job_device, job_env  # noqa: PLC0415 - imports torch, at Start / Preview only
+
+    # The device decides the job's environment (which devices it sees, CPU-only tuning), so "auto" is resolved
+    # here as the job will resolve it.
+    device = job_device(cfg.export.device if command == "export" else cfg.model.device)
     indices = cfg.device_indices() if command == "train" else []
-    if indices and cfg.model.device != "cpu":
-        env[visible_devices_variable(cfg.model.device)] = ",".join(map(str, indices))
+    env = job_env(device, indices, cfg.processes_per_node() if uses_torchrun(cfg, command) else 1)
     if not uses_torchrun(cfg, command):
         return [sys.executable, *job], env
     d = cfg.distributed

@@ -388,15 +388,21 @@ def _norm_readers(model):
             yield post, [mlp]
 
 
-def _use_sdpa_gqa(model) -> bool:
+def _use_sdpa_gqa(model, device: str) -> bool:
     """Have SDPA attend grouped-query heads itself on CPU, instead of transformers first repeating k and v
     to every query head (copies that SDPA then saves for backward: 2 x 384 floats per token and layer on the
     demo model). transformers does so by default only without an attention mask, because CUDA kernels would
     fall back to the slow math path; PyTorch's CPU flash kernel takes the mask and GQA together (same output,
-    and faster than the repeat here). Process-wide: set only for CPU training processes."""
+    and faster than the repeat here). Process-wide, so decided by the device the job trains on: the model is
+    still on the CPU when it is patched, before the Trainer moves it to a GPU."""
     import os  # noqa: PLC0415
 
     import torch  # noqa: PLC0415
+
+    from engine.devices import cpu_tuned  # noqa: PLC0415
+
+    if not cpu_tuned(device):
+        return False
 
     config = getattr(model, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) != "sdpa" or _SDPA_GQA in os.environ:
@@ -413,9 +419,9 @@ def _use_sdpa_gqa(model) -> bool:
     return True
 
 
-def apply_lean_activations(model, log=print) -> int:
-    """Patch the LoRA modules of ``model`` (peft-wrapped) that can save less; returns how many modules were
-    patched (0 when switched off or nothing matches)."""
+def apply_lean_activations(model, log=print, *, device: str) -> int:
+    """Patch the LoRA modules of ``model`` (peft-wrapped), to be trained on ``device`` (a device type), that can
+    save less; returns how many modules were patched (0 when switched off or nothing matches)."""
     if not lean_activations_enabled():
         return 0
     lora_class = _lora_linear_class()
@@ -440,7 +446,7 @@ def apply_lean_activations(model, log=print) -> int:
         setattr(norm, _NORM_HOOK, handle)
     count = len(mlps) + linears
     if count:
-        gqa = _use_sdpa_gqa(model)
+        gqa = _use_sdpa_gqa(model, device)
         log(f"lean activations on: {len(mlps)} MLPs and {linears} norm-fed LoRA projections save less for "
             f"backward{', attention keeps grouped k/v' if gqa else ''} (TUNEBOARD_LEAN_ACTIVATIONS=0 turns this off)")
     return count

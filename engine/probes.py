@@ -5,13 +5,15 @@ each round to events.jsonl as ``{"step": N, "probes": [{"q": ..., "a": ...}, ...
 A round leaves training exactly as it was: it runs without gradients, in eval mode (restored after), on a forked
 random state, so a run with probes gives the same losses as one without. The step-0 round runs right after the
 first batch's forward pass (the step-0 loss point) when the trainer reports it, so the first point of the curve
-is not delayed; the weights are still the initial ones then.
+is not delayed; the weights are still the initial ones then. Under DeepSpeed ZeRO-3 there are no rounds
+(see make_probe_callback).
 """
 
 from __future__ import annotations
 
 import time
 
+from engine.config import DEEPSPEED_ZERO3
 from engine.generation import decode_answer, forked_rng, left_padded
 from engine.rundir import RunDir
 
@@ -26,8 +28,12 @@ def make_probe_callback(cfg, tokenizer, run: RunDir, log=print):
     questions = cfg.train.probes()
     if not questions or cfg.train.stage == "rm" or not run.writer:
         return None
-    if cfg.distributed.deepspeed == "zero3":  # weights sharded over the processes: one cannot generate alone
-        log("probe questions: not answered under DeepSpeed ZeRO-3")
+    if cfg.distributed.deepspeed == DEEPSPEED_ZERO3:
+        # ZeRO-3 splits every weight over the processes: generating alone on rank 0 would start all-gathers
+        # the other ranks never join (a hang until the NCCL/HCCL timeout). Answering together would need every
+        # rank to agree on each round and to all-gather the whole model for every token, so probes are off.
+        log("probe questions: off under DeepSpeed ZeRO-3 (the weights are split over the processes); "
+            "choose ZeRO-2 or no DeepSpeed to see them")
         return None
     formatter = None if cfg.train.stage == "pt" else training_formatter(cfg, tokenizer)
     if formatter is None:  # pre-training: the question is the start of a text to continue

@@ -11,6 +11,7 @@ from the last one.
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import math
 import os
@@ -21,9 +22,9 @@ import time
 import traceback
 from pathlib import Path
 
-from engine.config import RunConfig
-from engine.job import (StopRequested, describe_error, expected_error, fetch_model, log, rank, settle_imports,
-                        start_job)
+from engine.config import DEEPSPEED_OFF, RunConfig
+from engine.job import (StopRequested, describe_error, error_record, expected_error, fetch_model, log, rank,
+                        settle_imports, start_job)
 from engine.fileio import atomic_write_json
 from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 
@@ -166,10 +167,11 @@ def _check_device_features(cfg: RunConfig, device: str) -> None:
                                "Choose none / adamw_torch, or train on a GPU.")
         if importlib.util.find_spec("bitsandbytes") is None:
             raise RuntimeError(f"{key}: {what} needs the bitsandbytes package (pip install bitsandbytes)")
-    if cfg.distributed.deepspeed != "none":
-        if device not in ("cuda", "npu"):
-            raise RuntimeError(f"distributed.deepspeed: DeepSpeed needs CUDA GPUs or Ascend NPUs; this run is on "
-                               f"{device}. Choose none.")
+    if cfg.distributed.deepspeed != DEEPSPEED_OFF:
+        # DeepSpeed runs on CUDA, Ascend and (its CPU accelerator, gloo between processes) the CPU; not on MPS.
+        if device not in ("cuda", "npu", "cpu"):
+            raise RuntimeError(f"distributed.deepspeed: DeepSpeed needs CUDA GPUs, Ascend NPUs or the CPU; this run "
+                               f"is on {device}. Choose none.")
         if importlib.util.find_spec("deepspeed") is None:
             raise RuntimeError("distributed.deepspeed: the deepspeed package is not installed (pip install deepspeed)")
 
@@ -219,7 +221,7 @@ def _load_models(cfg: RunConfig, device: str, compute: str, log):
         tokenizer = load_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code, cfg.model.hub)
         model.config.pad_token_id = tokenizer.pad_token_id
     model = apply_finetuning(model, cfg, log, task_type="SEQ_CLS" if reward else "CAUSAL_LM")
-    apply_lean_activations(model, log)  # LoRA modules that can keep fewer activations for backward
+    apply_lean_activations(model, log, device=device)  # LoRA modules that can keep fewer activations for backward
     ref_model = None
     if cfg.train.stage in ("dpo", "kto") and not lora:
         # LoRA's reference is the model with its adapter switched off; other methods need a frozen copy.
@@ -239,12 +241,14 @@ def run_training(config_path: str | Path) -> int:
         from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
 
         from engine.checkpoints import last_complete_checkpoint  # noqa: PLC0415
+        from engine.checkpointing_choice import choose_checkpointing  # noqa: PLC0415
         from engine.devices import batch_width_multiple, pick_device, resolve_compute_type  # noqa: PLC0415
         from engine.encode import encode_dataset  # noqa: PLC0415
         from engine.finetuning import loraplus_optimizer, merged_parents  # noqa: PLC0415
         from engine.models import load_tokenizer  # noqa: PLC0415
         from engine.probes import make_probe_callback  # noqa: PLC0415
-        from engine.trainers import build_trainer, check_tracker, deepspeed_config, training_arguments  # noqa: PLC0415
+        from engine.trainers import (build_trainer, check_tracker, deepspeed_config, stage_arguments,  # noqa: PLC0415
+                                     training_arguments)
 
         settle_imports()
         set_seed(cfg.train.seed)
@@ -259,9 +263,26 @@ def run_training(config_path: str | Path) -> int:
         tokenizer = load_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code, cfg.model.hub)
         train_rows, val_rows = encode_dataset(cfg, tokenizer, log)
         log(f"{len(train_rows)} training samples, {len(val_rows)} validation samples")
+        args = training_arguments(cfg, device, compute)
+        checkpointing = choose_checkpointing(cfg, device)  # by device and memory estimate (checkpointing_choice.py)
+        if checkpointing.reason != "explicit":  # an explicit extra argument is in args already, and wins
+            # transformers' current name: it overrides trl's configs' own default (gradient_checkpointing=True)
+            args["activation_checkpointing"] = checkpointing.enabled
+        log(checkpointing.log_line())
+        run.write_status(RUNNING, gradient_checkpointing=checkpointing.to_status())  # for the train status line
+        if cfg.distributed.deepspeed != DEEPSPEED_OFF:
+            atomic_write_json(args["deepspeed"], deepspeed_config(cfg))  # every rank: each reads it right away
+            import deepspeed  # noqa: PLC0415
+
+            # ZeRO-3's partitioned loading (zero.Init) takes the world size from DeepSpeed's own process group,
+            # which accelerate sets up on GPUs but not on the CPU (use_cpu): set it up first on every device.
+            deepspeed.init_distributed(timeout=datetime.timedelta(seconds=args.get("ddp_timeout", 1800)))
+        # Before the model loads: under ZeRO-3 this is what makes from_pretrained load it partitioned.
+        arguments = stage_arguments(cfg, args)
         model, ref_model = _load_models(cfg, device, compute, log)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
+        # ZeRO-3 leaves each rank an empty placeholder per weight; ds_numel is the weight's real size.
+        trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+        total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
         log(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
         if stop.requested:
             run.write_status(STOPPED, phase="stopped before training")
@@ -272,15 +293,12 @@ def run_training(config_path: str | Path) -> int:
             log(f"resuming from {resume.path.name} (step {resume.step}): weights, optimizer, scheduler and "
                 "random state carry over")
             run.truncate_events(resume.step)
-        args = training_arguments(cfg, device, compute)
-        if cfg.distributed.deepspeed != "none":
-            atomic_write_json(args["deepspeed"], deepspeed_config(cfg))  # every rank: each reads it right away
         parents = merged_parents(cfg)
         reporter = make_callback(run, stop, log, parents)
         callbacks = [reporter]
         if cfg.train.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
-        trainer = build_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log,
+        trainer = build_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, callbacks, log,
                                 ref_model=ref_model, width_multiple=batch_width_multiple(device, compute))
         probes = make_probe_callback(cfg, tokenizer, run, log)
         if probes is not None:
@@ -328,11 +346,11 @@ def run_training(config_path: str | Path) -> int:
         if not expected_error(exc):  # our own refusals already say what is wrong
             traceback.print_exc()
         sys.stdout.flush()
-        message = describe_error(exc)
+        message, record = describe_error(exc), error_record(exc)
         if reporter is not None and reporter.saving is not None:
-            message = _failed_save(reporter.saving, message)
+            message, record = _failed_save(reporter.saving, message), None
         if stop.by_user or (stop.signalled and not under_torchrun):
             run.write_status(STOPPED, phase="stopped", error=None)
             return 0
-        run.write_status(FAILED, error=message)
+        run.write_status(FAILED, error=message, error_record=record)
         return 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from engine.config import RunConfig
+from engine.config import DEEPSPEED_OFF, RunConfig
 
 # Experiment trackers: the package each needs.
 _TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
@@ -68,7 +68,7 @@ def training_arguments(cfg: RunConfig, device: str, compute: str) -> dict:
     if world_size() > 1:
         args["ddp_backend"] = {"cpu": "gloo", "npu": "hccl"}.get(device, "nccl")
         args["ddp_find_unused_parameters"] = False
-    if cfg.distributed.deepspeed != "none":
+    if cfg.distributed.deepspeed != DEEPSPEED_OFF:
         args["deepspeed"] = os.path.join(t.output_dir, "deepspeed.json")
     args.update(cfg.extra_arguments())
     return args
@@ -102,67 +102,92 @@ def _datasets(train_rows: list[dict], val_rows: list[dict], with_length: bool):
     return to_dataset(train_rows), to_dataset(val_rows)
 
 
-def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_rows: list[dict], args: dict,
-                  callbacks: list, log=print, ref_model=None, width_multiple: int = 1):
-    """The trainer for ``cfg.train.stage``; pre-training and SFT batches are padded to a multiple of
-    ``width_multiple`` tokens."""
-    stage = cfg.train.stage
+def stage_arguments(cfg: RunConfig, args: dict):
+    """The arguments object of ``cfg.train.stage``'s trainer (TrainingArguments, or trl's config for the stage).
+
+    Create it before loading the model: under DeepSpeed, creating it registers the ZeRO config with
+    transformers, and only then does ``from_pretrained`` load a ZeRO-3 model straight into its partitions
+    (deepspeed.zero.Init) instead of every rank holding the whole model. transformers keeps that registration
+    by weak reference, so hold the object until the trainer is built with it."""
+    stage, r = cfg.train.stage, cfg.rlhf
     if stage in ("pt", "sft"):
-        return _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log, width_multiple)
-    train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=False)
-    common = dict(model=model, processing_class=tokenizer, train_dataset=train_ds, eval_dataset=eval_ds,
-                  callbacks=callbacks)
-    r = cfg.rlhf
+        from transformers import TrainingArguments  # noqa: PLC0415
+
+        if not cfg.data.packing:
+            args = dict(args, train_sampling_strategy="group_by_length", length_column_name="length")
+        return TrainingArguments(**args)
     if stage == "dpo":
-        from trl import DPOConfig, DPOTrainer  # noqa: PLC0415
+        from trl import DPOConfig  # noqa: PLC0415
 
         losses = {"loss_type": [r.loss_type, "sft"], "loss_weights": [1.0, r.ftx]} if r.ftx > 0 \
             else {"loss_type": [r.loss_type]}
-        config = DPOConfig(**args, beta=r.beta, max_length=None, **losses)
-        return _pretokenized(DPOTrainer)(ref_model=ref_model, args=config, **common)
+        return DPOConfig(**args, beta=r.beta, max_length=None, **losses)
     if stage == "kto":
-        from trl import KTOConfig, KTOTrainer  # noqa: PLC0415
+        from trl import KTOConfig  # noqa: PLC0415
 
-        config = KTOConfig(**args, beta=r.beta, loss_type=r.kto_loss_type, desirable_weight=r.desirable_weight,
-                           undesirable_weight=r.undesirable_weight, max_length=None)
-        return _pretokenized(KTOTrainer)(ref_model=ref_model, args=config, **common)
+        return KTOConfig(**args, beta=r.beta, loss_type=r.kto_loss_type, desirable_weight=r.desirable_weight,
+                         undesirable_weight=r.undesirable_weight, max_length=None)
     if stage == "orpo":
-        from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: PLC0415
+        from trl.experimental.orpo import ORPOConfig  # noqa: PLC0415
 
         width = cfg.data.cutoff_len
-        config = ORPOConfig(**args, beta=r.beta, max_length=width, max_completion_length=width)
-        return _orpo_pretokenized(ORPOTrainer)(args=config, **common)
+        return ORPOConfig(**args, beta=r.beta, max_length=width, max_completion_length=width)
     if stage == "rm":
-        from trl import RewardConfig, RewardTrainer  # noqa: PLC0415
+        from trl import RewardConfig  # noqa: PLC0415
+
+        return RewardConfig(**args, max_length=None)
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_rows: list[dict], arguments,
+                  callbacks: list, log=print, ref_model=None, width_multiple: int = 1):
+    """The trainer for ``cfg.train.stage``, with ``arguments`` from :func:`stage_arguments`; pre-training and
+    SFT batches are padded to a multiple of ``width_multiple`` tokens."""
+    stage = cfg.train.stage
+    if stage in ("pt", "sft"):
+        return _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, callbacks, log,
+                                 width_multiple)
+    train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=False)
+    common = dict(model=model, processing_class=tokenizer, train_dataset=train_ds, eval_dataset=eval_ds,
+                  callbacks=callbacks, args=arguments)
+    if stage == "dpo":
+        from trl import DPOTrainer  # noqa: PLC0415
+
+        return _pretokenized(DPOTrainer)(ref_model=ref_model, **common)
+    if stage == "kto":
+        from trl import KTOTrainer  # noqa: PLC0415
+
+        return _pretokenized(KTOTrainer)(ref_model=ref_model, **common)
+    if stage == "orpo":
+        from trl.experimental.orpo import ORPOTrainer  # noqa: PLC0415
+
+        return _orpo_pretokenized(ORPOTrainer)(**common)
+    if stage == "rm":
+        from trl import RewardTrainer  # noqa: PLC0415
 
         # The reward model scores whole sequences: prompt and answer together.
         def whole(rows):
             return [{k: row["prompt_ids"] + row[k] for k in ("chosen_ids", "rejected_ids")} for row in rows]
 
         common["train_dataset"], common["eval_dataset"] = _datasets(whole(train_rows), whole(val_rows), False)
-        config = RewardConfig(**args, max_length=None)
-        return RewardTrainer(args=config, **common)
+        return RewardTrainer(**common)
     raise ValueError(f"unknown stage {stage!r}")
 
 
-def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, args, callbacks, log, width_multiple):
-    from transformers import TrainingArguments  # noqa: PLC0415
-
+def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, callbacks, log, width_multiple):
     from engine.fast_loss import fast_loss_enabled, make_trainer_class  # noqa: PLC0415
     from engine.encode import PackingCollator, PaddingCollator  # noqa: PLC0415
     from engine.segment_attention import use_segment_attention  # noqa: PLC0415
 
     if cfg.data.packing:
         use_segment_attention(model, log)  # packed rows attend sample by sample
-    else:
-        args = dict(args, train_sampling_strategy="group_by_length", length_column_name="length")
     # The answer-only loss calls the model's parts directly, around the DDP wrapper's forward that
     # synchronises gradients: with several processes the standard loss is used.
     fast = fast_loss_enabled() and world_size() == 1
     collator = (PackingCollator if cfg.data.packing else PaddingCollator)(tokenizer.pad_token_id, width_multiple)
     train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=not cfg.data.packing)
     trainer_class = make_trainer_class(log, fast_loss=fast)
-    return trainer_class(model=model, args=TrainingArguments(**args), train_dataset=train_ds, eval_dataset=eval_ds,
+    return trainer_class(model=model, args=arguments, train_dataset=train_ds, eval_dataset=eval_ds,
                          data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
 
 

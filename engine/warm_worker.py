@@ -12,6 +12,11 @@ a fork of a process that has them costs milliseconds. The worker:
   (``device_queue.wait_for_turn``), then runs the command in-process with that environment.
 - never initialises a device or starts a thread before forking: CUDA (and its visible-devices variable) is
   first touched by the child. Where torch-npu is installed no warm worker is used (importing torch loads it).
+- needs Linux: it checks its peer with SO_PEERCRED and forks a process that has imported torch (macOS has
+  neither the option nor a safe fork of such a process). Elsewhere no worker is started at all, rather than one
+  that dies at its first request and is started again at every Start.
+- starts with the environment of a job on the machine's default device (engine.devices.cpu_tuning_env: the
+  CPU-only tuning on a CPU); a job whose import-time variables differ (a CPU job on a GPU machine) starts cold.
 
 A launch that finds no worker ready (still importing, disabled with ``TUNEBOARD_WARM_WORKER=0``, a socket path
 too long for Unix sockets) starts the job cold, exactly as before: the worker only ever saves time.
@@ -33,7 +38,6 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from engine.allocator import allocator_env
 from engine.device_queue import Exit, queue_dir, read_ticket, wait_for_turn
 from engine.job import env_switch, settle_imports
 from engine.rundir import QUEUED
@@ -53,8 +57,13 @@ _MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
 _OWNER_POLL_S = 1.0
 
 
+def platform_supported() -> bool:
+    """Linux (SO_PEERCRED, and a fork that keeps torch usable); checked before anything is started."""
+    return hasattr(socket, "SO_PEERCRED") and hasattr(os, "fork")
+
+
 def enabled() -> bool:
-    return env_switch(ENV_SWITCH) and importlib.util.find_spec("torch_npu") is None
+    return env_switch(ENV_SWITCH) and platform_supported() and importlib.util.find_spec("torch_npu") is None
 
 
 def socket_path(owner: int | None = None) -> Path | None:
@@ -72,13 +81,17 @@ def start() -> None:
     path = socket_path()
     if not enabled() or path is None or (_started is not None and _started.poll() is None):
         return
+    from engine.devices import cpu_tuning_env, machine_device  # noqa: PLC0415
+
     _remove_stale_sockets()
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Its forks are the jobs: the import-time variables of a job on the default device (engine.launch.job_command),
+    # told without importing torch here, which would hold the worker back by the seconds that import takes.
+    tuning = cpu_tuning_env(machine_device())
     _started = subprocess.Popen(  # noqa: S603 - fixed argument list
         [sys.executable, "-m", "engine.warm_worker", "--owner", str(os.getpid())], stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=open(path.with_suffix(".log"), "ab"), start_new_session=True,
-        # Its forks are the jobs: the same allocator as a job started cold (engine.launch.job_command).
-        env=dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **allocator_env()))
+        env=dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **tuning))
 
 
 def spawn(ticket: Path, command: str, config: Path, env: dict[str, str], cwd: Path, log: Path,

@@ -154,3 +154,21 @@ def test_download_failures_are_one_sentence_in_the_language(hub_app, page, lang)
         page.get_by_role("button", name="加载模型", exact=True).click()
         _wait_text(page, "#chat-status", f"魔搭社区 ModelScope 上的 {GATED_REPO_ID} 需要.*登录", 60_000)
     _shot(page, f"error-{lang}")
+
+
+def test_a_catalogue_model_sets_path_and_template_and_custom_resets_the_template(hub_app, page):
+    """Picking a catalogue model fills its id on the hub and its template; Custom then goes back to the model's own
+    template (``auto``), so a local model is not trained or chatted with the previous model's format."""
+    page.goto(hub_app.url)
+    page.get_by_label("Language").wait_for(timeout=60_000)
+    _choose(page, "Model hub", "ModelScope")
+    page.get_by_label("Model name", exact=True).fill("Qwen2.5-7B-Inst")
+    page.get_by_role("option", name="Qwen2.5-7B-Instruct (7.6B)", exact=True).click()
+    expect(page.locator("#top-model-path textarea, #top-model-path input").first).to_have_value(
+        "Qwen/Qwen2.5-7B-Instruct", timeout=30_000)
+    expect(page.locator("#top-template input")).to_have_value("qwen", timeout=30_000)
+    _choose(page, "Model hub", "Modelers (openMind)")
+    expect(page.locator("#top-hub-info")).to_contain_text(
+        "Qwen2.5-7B-Instruct is not on Modelers (openMind)", timeout=30_000)
+    _choose(page, "Model name", "Custom")
+    expect(page.locator("#top-template input")).to_have_value("auto", timeout=30_000)

@@ -302,6 +302,25 @@ def test_cross_field_rules_that_depend_on_the_stage():
     RunConfig.from_dict(raw)
 
 
+@pytest.mark.parametrize("addr", ["127.0.0.1", "127.0.1.1", " localhost ", "LOCALHOST", "::1", "[::1]",
+                                  "::ffff:127.0.0.1", "0.0.0.0"])
+def test_several_nodes_refuse_a_master_address_of_this_machine_only(addr):
+    """Each node would wait at its own loopback for a rendezvous that never comes (issue 17, item 8)."""
+    err = _error(_raw("distributed", nnodes=2, master_addr=addr))
+    assert (err.field_name, err.key, err.params) == ("distributed.master_addr", "master_addr_local",
+                                                     {"addr": addr.strip()})
+    assert "other nodes can reach" in str(err)
+    # The default address is refused as it stands, with no other change.
+    assert _error(_raw("distributed", nnodes=2)).key == "master_addr_local"
+
+
+@pytest.mark.parametrize("nnodes, addr", [(1, "127.0.0.1"), (1, "localhost"), (2, "10.0.0.1"), (2, "node0"),
+                                          (2, "node0.cluster.local"), (3, "fe80::1"), (2, "::ffff:10.0.0.1")])
+def test_master_address_reachable_from_other_nodes_or_one_node(nnodes, addr):
+    cfg = RunConfig.from_dict(_raw("distributed", nnodes=nnodes, master_addr=addr))
+    assert cfg.distributed.master_addr == addr
+
+
 def test_processes_follow_devices_unless_set():
     cfg = RunConfig.from_dict(_raw("distributed", devices="0,1,3"))
     assert cfg.device_indices() == [0, 1, 3] and cfg.processes_per_node() == 3 and cfg.is_distributed()

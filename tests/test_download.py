@@ -373,6 +373,34 @@ def test_stop_ends_a_jobs_download(env, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_jobs_download_failure_is_worded_in_the_users_language(env, tmp_path):
+    """A job that cannot download fails with the engine's sentence in status.json and, beside it, the message key
+    and params, so the run monitor words it in the UI's language (not the English text of the job)."""
+    import subprocess
+    import sys
+
+    from engine.rundir import RunDir
+    from tests.conftest import ROOT, tiny_train_config, wait_for_state
+    from webui import runner
+    from webui.run_monitor import status_text
+
+    cfg = tiny_train_config()
+    cfg.model.model_name_or_path, cfg.model.hub = "tuneboard-test/no-such-model", "modelscope"
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    cfg.save(run.config_path, "train")
+    with open(run.log_path, "wb") as log:
+        subprocess.run([sys.executable, "-m", "engine", "train", str(run.config_path)], cwd=ROOT, stdout=log,
+                       stderr=subprocess.STDOUT, timeout=180, check=False)
+    status = wait_for_state(run, 10)
+    assert status["state"] == "failed" and "does not exist on ModelScope" in status["error"], status
+    assert status["error_record"]["key"] == "download_not_found", status
+    zh = status_text("zh", "train", runner.snapshot(run))
+    assert "魔搭社区 ModelScope 上不存在 tuneboard-test/no-such-model" in zh and "does not exist" not in zh, zh
+    assert "does not exist on ModelScope" in status_text("en", "train", runner.snapshot(run))
+
+
+@pytest.mark.slow
 def test_a_job_forked_by_the_warm_worker_downloads_too(hubs, workdirs, tmp_path, monkeypatch):
     """The warm worker's forks (the usual way Start runs a job) download as a cold job does. Only ModelScope's
     variables are set: the worker refuses a job whose HF_* variables differ from its own (read at import)."""

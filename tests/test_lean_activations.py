@@ -83,7 +83,7 @@ def test_same_loss_and_gradients_fewer_saved_bytes(demo_model_dir):
     inputs = batch()
     loss0, grads0, saved0 = loss_grads_saved(model, inputs)
     logged = []
-    count = apply_lean_activations(model, logged.append)
+    count = apply_lean_activations(model, logged.append, device="cpu")
     config = model.config
     layers, hidden, inter = config.num_hidden_layers, config.hidden_size, config.intermediate_size
     assert count == layers * 4  # every MLP, and the q/k/v projections reading input_layernorm
@@ -131,7 +131,7 @@ def test_eval_and_disabled_adapters_use_peft_forward(demo_model_dir):
         return evaluated, reference
 
     before = logits()
-    apply_lean_activations(model)
+    apply_lean_activations(model, device="cpu")
     after = logits()
     assert all(torch.equal(a, b) for a, b in zip(before, after))
 
@@ -142,9 +142,23 @@ def test_falls_back_untouched(demo_model_dir, monkeypatch, case):
         monkeypatch.setenv(lean_activations.ENV_SWITCH, "0")
     model = lora_model(demo_model_dir, dropout=0.1 if case == "dropout" else 0.0, use_dora=case == "dora")
     logged = []
-    assert apply_lean_activations(model, logged.append) == 0
+    assert apply_lean_activations(model, logged.append, device="cpu") == 0
     assert not patched_modules(model) and not logged
     assert lean_activations._SDPA_GQA not in os.environ
+
+
+@pytest.mark.parametrize("device", ["cuda", "npu"])
+def test_gpu_job_keeps_transformers_attention(demo_model_dir, device):
+    """A job training on a GPU or NPU patches its model while the model is still on the CPU (the Trainer moves
+    it later): the MLP and norm patches apply, the process-wide grouped-query SDPA switch does not (CUDA's SDPA
+    would run a masked grouped-query attention on its slow math kernel)."""
+    model = lora_model(demo_model_dir)
+    logged = []
+    assert apply_lean_activations(model, logged.append, device=device) > 0
+    assert lean_activations._SDPA_GQA not in os.environ and "grouped" not in logged[0]
+    remove_lean_activations(model)
+    assert apply_lean_activations(model, logged.append, device="cpu") > 0
+    assert os.environ.get(lean_activations._SDPA_GQA) == "1" and "grouped" in logged[-1]
 
 
 def test_autocast_falls_back(demo_model_dir):
@@ -153,7 +167,7 @@ def test_autocast_falls_back(demo_model_dir):
     inputs = {k: v[:1, :16] for k, v in batch().items()}
     with torch.autocast("cpu", dtype=torch.bfloat16):
         reference = float(model(**inputs).loss)
-    apply_lean_activations(model)
+    apply_lean_activations(model, device="cpu")
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert float(model(**inputs).loss) == reference
 

@@ -157,6 +157,8 @@ def _engine_error_keys(error_class: str, key_arg: int) -> list[tuple[str, str]]:
                     found.append((where, key.values[0].value + "*"))
                 elif isinstance(key, ast.Attribute) and key.attr == "key":
                     continue  # a copy of a caught error (exc.key): checked where that one is raised
+                elif isinstance(key, ast.Subscript) and getattr(key.slice, "value", None) == "key":
+                    continue  # rebuilt from a job's status.json (record["key"]): checked where it was raised
                 else:
                     found.append((where, ast.dump(key) if key else "no key"))
     return found

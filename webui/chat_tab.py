@@ -44,6 +44,25 @@ class ChatTab:
         return self.other_texts
 
 
+def loaded_engine():
+    """The chat engine if one was made (runner.launch unloads it when a job needs its device), else None."""
+    return _engine
+
+
+def load_refusal(lang: str, device: str) -> str | None:
+    """Why Load model may not put a model on ``device`` now: a job holds or waits for that accelerator in the device
+    queue (engine.device_queue.job_on_device), and the two would share its memory. Chat waits like any job."""
+    from engine.device_queue import job_on_device  # noqa: PLC0415
+    from engine.devices import pick_device  # noqa: PLC0415
+
+    try:
+        resolved = pick_device(device)
+    except RuntimeError:  # not on this machine: Load says so itself
+        return None
+    holder = job_on_device(resolved)
+    return t(lang, "chat_device_busy", device=resolved, run=holder.name) if holder is not None else None
+
+
 def _describe(lang: str) -> str:
     eng = chat_engine()
     info = eng.describe()
@@ -133,6 +152,11 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             for progress in follow_download(source, hub, cancel):
                 yield download_html(lang_, progress.to_dict())
             _downloads.pop(key, None)  # on disk: Unload model now unloads (it waits for the load under way)
+            refusal = load_refusal(lang_, device)
+            if refusal:
+                gr.Warning(refusal)
+                yield refusal
+                return
             chat_engine().load(model_path, checkpoint or "", template, device, bool(trust), hub=hub)
         except Exception as exc:  # any load failure is shown in words; the app keeps running
             if cancel.is_set():  # stopped by Unload model: the engine's "stopped, files kept" sentence says it all

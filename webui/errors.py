@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from engine.config import ConfigError
 from engine.data import DataError
+from engine.models import ModelLoadError
 from webui.locales import FIELD_TEXT, choice_labels, field_label, t
 
 
@@ -74,3 +75,21 @@ def _hub_names(lang: str, params: dict) -> dict:
     if params.get("others_ids"):
         shown["others"] = t(lang, "list_sep").join(hub_label(lang, h) for h in params["others_ids"])
     return shown
+
+
+def recorded_error(record) -> BaseException | None:
+    """The error a job kept in status.json (engine.job.error_record), rebuilt to be worded by ``error_text``; None
+    for no record or one this version cannot read (the English ``error`` is shown then)."""
+    if not isinstance(record, dict) or not isinstance(record.get("params"), dict):
+        return None
+    try:
+        if record.get("kind") == "config":
+            return ConfigError(record["field"], record["key"], **record["params"])
+        if record.get("kind") == "data":
+            return DataError(record["key"], file=record.get("file"), row=record.get("row"), field=record.get("field"),
+                             **record["params"])
+        if record.get("kind") == "model":
+            return ModelLoadError(record.get("message", ""), record["key"], **record["params"])
+    except (KeyError, TypeError, ValueError, IndexError):  # a key or params from another version
+        return None
+    return None

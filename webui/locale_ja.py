@@ -75,12 +75,15 @@ FIELD_TEXT = {
     "rlhf.desirable_weight": ("望ましい回答の重み", "KTO：望ましい回答に対する損失の重み。"),
     "rlhf.undesirable_weight": ("望ましくない回答の重み", "KTO：望ましくない回答に対する損失の重み。"),
     # train tab: devices and nodes
-    "distributed.devices": ("使用デバイス", "学習に使うアクセラレータ。複数選ぶと torchrun で起動します。未選択なら最初の 1 台。"),
+    "distributed.devices": ("使用デバイス", "学習に使うアクセラレータ（番号は nvidia-smi / npu-smi の一覧と同じ）。複数選ぶと "
+                                        "torchrun でデバイスごとに 1 プロセス起動します。未選択なら、複数あるマシンでも最初の "
+                                        "1 台だけを使います。"),
     "distributed.nproc_per_node": ("ノードあたりのプロセス数", "0：選択したデバイスごとに 1 プロセス。CPU では複数プロセスを"
                                                              "動かすために設定します。"),
-    "distributed.nnodes": ("ノード数", "学習に参加するマシンの数。"),
+    "distributed.nnodes": ("ノード数", "学習に参加するマシンの数。チェックポイントを保存するのはランク 0 のノードだけです："
+                                    "再開するには、すべてのノードの saves/ を共有ファイルシステムに置いてください。"),
     "distributed.node_rank": ("ノードランク", "ノード内でのこのマシンのランク（マスターは 0）。"),
-    "distributed.master_addr": ("マスターアドレス", "ランク 0 のノードのアドレス。"),
+    "distributed.master_addr": ("マスターアドレス", "ランク 0 のノードのアドレス（複数ノードでは、ほかのノードから届くもの）。"),
     "distributed.master_port": ("マスターポート", "マスターノード上のランデブー用ポート。"),
     "distributed.deepspeed": ("DeepSpeed ステージ", "分散学習に使う DeepSpeed ステージ（CUDA/NPU、deepspeed パッケージが必要）。"),
     "distributed.offload": ("オフロードを有効化", "DeepSpeed のオフロードを有効にします（学習は遅くなります）。"),
@@ -144,6 +147,8 @@ MESSAGES = {
     "mem_change_zero3_offload": "DeepSpeed ZeRO-3 と CPU オフロード",
     "mem_change_devices": "{devices} 台のデバイスと DeepSpeed ZeRO-3",
     "mem_cpu_device": "CPU の空きメモリ",
+    "mem_ckpt_auto": "このデバイスでは開始時に勾配チェックポイントを自動でオンにします：なしでは約 {need} / {have} を使います。"
+                     "上の見積もりはオンの場合です。追加引数の {off} でオフのままにできます。",
     "mem_unknown_model": "メモリを見積もれません：{model} はディスクにもモデル一覧にもありません。",
     "mem_invalid": "フォームの値が有効になるとメモリを見積もります。",
     # tabs and groups
@@ -214,6 +219,20 @@ MESSAGES = {
     "run_in_use": "{path} の実行はまだ待機中か実行中です。別の出力フォルダを選んでください。",
     "queue_added": "デバイスが使用中です：{ahead} 件のジョブの後ろに並びました。デバイスが空くと、このページを閉じていても"
                    "自動で開始します。「中断」でキューから外せます。",
+    "chat_unloaded_for_run": "チャットのモデル（{model}、{device} 上）をアンロードしました：このジョブがそのデバイスのメモリを"
+                             "使います。ジョブが終わったらチャットで読み込み直してください。",
+    "chat_device_busy": "今は {device} にモデルを読み込めません：ジョブ {run} がそのデバイスを使用中か待機中で、メモリを"
+                        "取り合います。ジョブが終わってから読み込むか（チャットも他のジョブと同じくデバイスのキューに従います）、"
+                        "別のデバイスを選んでください。",
+    "ckpt_auto_fits": "勾配チェックポイントはオフです：なくてもデバイスのメモリに収まります（約 {need} / {have}）。",
+    "ckpt_auto_tight": "勾配チェックポイントをオンにしました：なしでは約 {need} を使い、デバイスの {have} の上限に近すぎます。"
+                       "逆伝播で活性を再計算します（遅くなります）。追加引数の {off} で"
+                       "オフにできます。",
+    "ckpt_auto_too_big": "勾配チェックポイントをオンにしました：なしでは約 {need} が必要で、デバイスの {have} を超えます。"
+                         "追加引数の {off} でオフにできます。",
+    "ckpt_auto_unknown": "勾配チェックポイントをオンにしました：このモデルの必要メモリかデバイスのメモリがここでは分からず、"
+                         "アクセラレータではオンが安全です（LlamaBoard の既定）。追加引数の "
+                         "{off} でオフにできます。",
     "queue_waiting": "待機中：{position} 番目です。デバイスが空くと開始します。",
     "queue_cancelled": "開始前にキューから外しました。",
     "queue_title": "デバイスのキュー",
@@ -515,6 +534,7 @@ CONFIG_ERRORS = {
     "compare_needs_checkpoint": "ベースモデルと比較するにはチェックポイントを選んでください",
     "node_rank": "ノード数（{nnodes}）より小さくしてください",
     "master_addr": "ランク 0 のノードのアドレスを入力してください",
+    "master_addr_local": "{addr} はこのマシン自身しか指しません。複数ノードでは、ほかのノードから届くランク 0 のノードのアドレスを入力してください",
     "extra_args_json": "有効な JSON ではありません（{error}、{column} 列目）",
     "extra_args_list": "{example} のような JSON オブジェクトが必要ですが、リストでした",
     "extra_args_string": "{example} のような JSON オブジェクトが必要ですが、文字列でした",

@@ -73,13 +73,15 @@ FIELD_TEXT = {
     "rlhf.desirable_weight": ("바람직한 답변 가중치", "KTO: 바람직한 답변에 대한 손실의 가중치."),
     "rlhf.undesirable_weight": ("바람직하지 않은 답변 가중치", "KTO: 바람직하지 않은 답변에 대한 손실의 가중치."),
     # train tab: devices and nodes
-    "distributed.devices": ("학습 장치", "학습에 쓸 가속기. 여러 개를 선택하면 torchrun으로 실행합니다. 선택하지 않으면 첫 번째 "
-                                       "장치."),
+    "distributed.devices": ("학습 장치", "학습에 쓸 가속기(번호는 nvidia-smi / npu-smi 목록과 같음). 여러 개를 선택하면 "
+                                       "torchrun으로 장치마다 프로세스 하나씩 실행합니다. 선택하지 않으면 여러 개가 있는 "
+                                       "머신에서도 첫 번째 장치만 씁니다."),
     "distributed.nproc_per_node": ("노드당 프로세스 수", "0: 선택한 장치마다 프로세스 하나. CPU에서 여러 프로세스를 실행하려면 "
                                                        "설정합니다."),
-    "distributed.nnodes": ("노드 수", "학습에 참여하는 머신의 수."),
+    "distributed.nnodes": ("노드 수", "학습에 참여하는 머신의 수. 체크포인트는 순위 0인 노드만 저장합니다. 이어서 학습하려면 "
+                                   "모든 노드의 saves/가 공유 파일 시스템에 있어야 합니다."),
     "distributed.node_rank": ("노드 순위", "노드들 가운데 이 머신의 순위(마스터는 0)."),
-    "distributed.master_addr": ("마스터 주소", "순위 0인 노드의 주소."),
+    "distributed.master_addr": ("마스터 주소", "순위 0인 노드의 주소(노드가 여럿이면 다른 노드가 접속할 수 있는 주소)."),
     "distributed.master_port": ("마스터 포트", "마스터 노드에서 랑데부에 쓰는 포트."),
     "distributed.deepspeed": ("DeepSpeed 단계", "분산 학습용 DeepSpeed 단계(CUDA/NPU, deepspeed 패키지 필요)."),
     "distributed.offload": ("오프로드 사용", "DeepSpeed 오프로드를 사용합니다(학습이 느려집니다)."),
@@ -143,6 +145,8 @@ MESSAGES = {
     "mem_change_zero3_offload": "DeepSpeed ZeRO-3와 CPU 오프로드",
     "mem_change_devices": "장치 {devices}개와 DeepSpeed ZeRO-3",
     "mem_cpu_device": "CPU의 사용 가능한 메모리",
+    "mem_ckpt_auto": "이 장치에서는 시작할 때 그래디언트 체크포인팅을 자동으로 켭니다: 없으면 {have} 중 약 {need}를 씁니다. "
+                     "위 추정은 켠 상태 기준입니다. 추가 인수에 {off}를 넣으면 끈 채로 둡니다.",
     "mem_unknown_model": "메모리를 추정할 수 없습니다: {model}은(는) 디스크에도 모델 목록에도 없습니다.",
     "mem_invalid": "양식의 값이 올바르면 메모리를 추정합니다.",
     # tabs and groups
@@ -212,6 +216,20 @@ MESSAGES = {
     "run_in_use": "{path}의 실행이 아직 대기 중이거나 실행 중입니다. 다른 출력 폴더를 고르세요.",
     "queue_added": "장치가 사용 중입니다: 작업 {ahead}개 뒤에 대기열에 넣었습니다. 장치가 비면 이 페이지를 닫아도 자동으로 "
                    "시작합니다. '중단'을 누르면 대기열에서 뺍니다.",
+    "chat_unloaded_for_run": "채팅 모델({model}, {device})을 언로드했습니다: 이 작업이 그 장치의 메모리를 사용합니다. "
+                             "작업이 끝나면 채팅에서 다시 불러오세요.",
+    "chat_device_busy": "지금은 {device}에 모델을 불러올 수 없습니다: 작업 {run}이(가) 그 장치를 사용 중이거나 기다리고 "
+                        "있어 메모리를 나눠 써야 합니다. 작업이 끝난 뒤 불러오거나(채팅도 다른 작업처럼 장치 대기열을 "
+                        "따릅니다) 다른 장치를 고르세요.",
+    "ckpt_auto_fits": "그래디언트 체크포인팅이 꺼져 있습니다: 없어도 장치 메모리에 들어갑니다(약 {need} / {have}).",
+    "ckpt_auto_tight": "그래디언트 체크포인팅을 켰습니다: 없으면 장치의 {have} 중 약 {need}를 써서 한계에 너무 가깝습니다. "
+                       "역전파에서 활성값을 다시 계산합니다(더 느림). 추가 인수에 "
+                       "{off}를 넣으면 끕니다.",
+    "ckpt_auto_too_big": "그래디언트 체크포인팅을 켰습니다: 없으면 약 {need}가 필요해 장치의 {have}를 넘습니다. 추가 인수에 "
+                         "{off}를 넣으면 끕니다.",
+    "ckpt_auto_unknown": "그래디언트 체크포인팅을 켰습니다: 이 모델의 메모리 요구량이나 장치 메모리를 여기서 알 수 없어, "
+                         "가속기에서는 켜는 쪽이 안전합니다(LlamaBoard 기본값). 추가 인수에 "
+                         "{off}를 넣으면 끕니다.",
     "queue_waiting": "대기 중: {position}번째입니다. 장치가 비면 시작합니다.",
     "queue_cancelled": "시작하기 전에 대기열에서 뺐습니다.",
     "queue_title": "장치 대기열",
@@ -513,6 +531,7 @@ CONFIG_ERRORS = {
     "compare_needs_checkpoint": "기본 모델과 비교하려면 체크포인트를 고르세요",
     "node_rank": "노드 수({nnodes})보다 작아야 합니다",
     "master_addr": "랭크 0 노드의 주소를 입력하세요",
+    "master_addr_local": "{addr}은(는) 이 머신 자신만 가리킵니다. 노드가 여럿이면 다른 노드가 접속할 수 있는 랭크 0 노드의 주소를 입력하세요",
     "extra_args_json": "올바른 JSON이 아닙니다 ({error}, {column}번째 열)",
     "extra_args_list": "{example} 같은 JSON 객체여야 하지만 리스트입니다",
     "extra_args_string": "{example} 같은 JSON 객체여야 하지만 문자열입니다",

@@ -170,18 +170,25 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "rlhf.undesirable_weight": {"en": ("Undesirable weight", "KTO: weight of the losses on undesirable answers."),
                                 "zh": ("非期望样本权重", "KTO：非期望回答的损失权重。")},
     # train tab: devices and nodes
-    "distributed.devices": {"en": ("Devices", "Accelerators to train on; ticking several launches the run through "
-                                              "torchrun. None ticked: the first one."),
-                            "zh": ("运算设备", "用于训练的加速卡；勾选多张时通过 torchrun 启动。不勾选则使用第一张。")},
+    "distributed.devices": {"en": ("Devices", "Accelerators to train on, numbered as nvidia-smi or npu-smi lists "
+                                              "them; ticking several launches the run through torchrun, one process "
+                                              "per device. None ticked: the first one only, even on a machine with "
+                                              "several."),
+                            "zh": ("运算设备", "用于训练的加速卡，编号与 nvidia-smi 或 npu-smi 的列表一致；勾选多张时通过 torchrun "
+                                           "启动，每张卡一个进程。不勾选则只使用第一张，即使机器上有多张。")},
     "distributed.nproc_per_node": {"en": ("Processes per node", "0: one per ticked device; set it on a CPU to run "
                                                                 "several processes."),
                                    "zh": ("每节点进程数", "0 表示每张勾选的设备一个进程；在 CPU 上可设置以运行多个进程。")},
-    "distributed.nnodes": {"en": ("Number of nodes", "Machines taking part in the run."),
-                           "zh": ("节点数量", "参与训练的机器数量。")},
+    "distributed.nnodes": {"en": ("Number of nodes", "Machines taking part in the run. Only the rank-0 node saves "
+                                                     "checkpoints: to resume, every node needs saves/ on a shared "
+                                                     "filesystem."),
+                           "zh": ("节点数量", "参与训练的机器数量。只有 0 号节点保存检查点：要断点续训，所有节点的 saves/ "
+                                            "须位于共享文件系统上。")},
     "distributed.node_rank": {"en": ("Node rank", "This machine's rank among the nodes (0 for the master)."),
                               "zh": ("节点序号", "本机在所有节点中的序号（主节点为 0）。")},
-    "distributed.master_addr": {"en": ("Master address", "Address of the node with rank 0."),
-                                "zh": ("主节点地址", "序号为 0 的节点的地址。")},
+    "distributed.master_addr": {"en": ("Master address", "Address of the node with rank 0 (with several nodes, one "
+                                                         "the others can reach)."),
+                                "zh": ("主节点地址", "序号为 0 的节点的地址（多节点时须是其他节点能访问到的地址）。")},
     "distributed.master_port": {"en": ("Master port", "Port of the rendezvous on the master node."),
                                 "zh": ("主节点端口", "主节点上用于会合的端口。")},
     "distributed.deepspeed": {"en": ("DeepSpeed stage", "DeepSpeed stage for distributed training (CUDA/NPU, needs "
@@ -288,6 +295,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     "mem_change_zero3_offload": {"en": "DeepSpeed ZeRO-3 with CPU offload", "zh": "DeepSpeed ZeRO-3 并卸载到 CPU"},
     "mem_change_devices": {"en": "{devices} devices with DeepSpeed ZeRO-3", "zh": "{devices} 个设备并使用 DeepSpeed ZeRO-3"},
     "mem_cpu_device": {"en": "the CPU's free memory", "zh": "CPU 可用内存"},
+    "mem_ckpt_auto": {"en": "Start turns gradient checkpointing on by itself on this device: without it the run would "
+                            "take about {need} of {have}. The estimate above is with it; "
+                            "{off} in Extra arguments keeps it off.",
+                      "zh": "在此设备上，开始训练时会自动开启梯度检查点：不开启时约需 {need}（共 {have}）。上面的估算已按开启计算；"
+                            "在额外参数中填写 {off} 可保持关闭。"},
     "mem_unknown_model": {"en": "No memory estimate: {model} is neither on disk nor in the model list.",
                           "zh": "无法估算显存：{model} 既不在本地，也不在模型列表中。"},
     "mem_invalid": {"en": "No memory estimate until the form's values are valid.", "zh": "表单中的参数有效后才能估算显存。"},
@@ -377,6 +389,33 @@ MESSAGES: dict[str, dict[str, str]] = {
                           "is free, even if this page is closed; Stop removes it from the queue.",
                     "zh": "设备正忙：排在 {ahead} 个任务之后。设备空闲时自动开始（关闭页面也不影响）；"
                           "点击中断可将其移出队列。"},
+    "chat_unloaded_for_run": {"en": "Chat's model ({model}, on {device}) was unloaded: this job needs that device's "
+                                    "memory. Load it again in Chat when the job has ended.",
+                              "zh": "已卸载对话页的模型（{model}，位于 {device}）：该任务需要这块设备的显存。任务结束后可在对话页"
+                                    "重新加载。"},
+    "chat_device_busy": {"en": "Cannot load the model on {device} now: the job {run} is using that device or waiting "
+                               "for it, and both would share its memory. Load the model when the job has ended (Chat "
+                               "waits for the device queue like any job), or choose another device.",
+                         "zh": "现在无法在 {device} 上加载模型：任务 {run} 正在使用或等待这块设备，二者会争用其显存。"
+                               "请在任务结束后再加载（对话与其他任务一样遵循设备队列），或选择其他设备。"},
+    "ckpt_auto_fits": {"en": "Gradient checkpointing is off: the run fits in the device's memory without it (about "
+                             "{need} of {have}).",
+                       "zh": "梯度检查点已关闭：不开启也能放入设备显存（约 {need} / {have}）。"},
+    "ckpt_auto_tight": {"en": "Gradient checkpointing is on: without it the run would take about {need} of the "
+                              "device's {have}, too close to the limit. It recomputes activations in backward (slower); "
+                              "{off} in Extra arguments turns it off.",
+                        "zh": "梯度检查点已开启：不开启时约需 {need}（设备共 {have}），过于接近上限。它会在反向传播时重新"
+                              "计算激活值（更慢）；在额外参数中填写 {off} 可关闭。"},
+    "ckpt_auto_too_big": {"en": "Gradient checkpointing is on: without it the run would need about {need}, more than "
+                                "the device's {have}. {off} in Extra arguments turns it "
+                                "off.",
+                          "zh": "梯度检查点已开启：不开启时约需 {need}，超过设备的 {have}。在额外参数中填写 "
+                                "{off} 可关闭。"},
+    "ckpt_auto_unknown": {"en": "Gradient checkpointing is on: this model's memory need or the device's memory is not "
+                                "known here, and on an accelerator that is the safe side (LlamaBoard's default). "
+                                "{off} in Extra arguments turns it off.",
+                          "zh": "梯度检查点已开启：此处无法得知该模型的显存需求或设备显存，在加速器上开启更稳妥（与 LlamaBoard "
+                                "默认一致）。在额外参数中填写 {off} 可关闭。"},
     "queue_waiting": {"en": "Queued: number {position} in line. It starts when the device is free.",
                       "zh": "排队中：第 {position} 位，设备空闲时开始。"},
     "queue_cancelled": {"en": "Removed from the queue before it started.", "zh": "已在开始前移出队列。"},
@@ -773,6 +812,7 @@ CONFIG_ERRORS_ZH = {
     "compare_needs_checkpoint": "请选择一个检查点再与基础模型对比",
     "node_rank": "必须小于节点数（{nnodes}）",
     "master_addr": "请填写 0 号节点的地址",
+    "master_addr_local": "{addr} 只指向本机；多节点训练时，请填写其他节点能访问到的 0 号节点地址",
     "extra_args_json": "不是有效的 JSON（{error}，第 {column} 列）",
     "extra_args_list": "必须是 JSON 对象，例如 {example}，实际是列表",
     "extra_args_string": "必须是 JSON 对象，例如 {example}，实际是字符串",

@@ -12,7 +12,8 @@ import gradio as gr
 
 from engine.config import ConfigError, RunConfig
 from engine.memory_estimate import GB, MemoryEstimate, estimate_inference, estimate_training, model_info
-from engine.memory_fit import DeviceMemory, Verdict, device_memory, device_type_of, fits, run_devices
+from engine.checkpointing_choice import TURN_OFF, choose_checkpointing
+from engine.memory_fit import DeviceMemory, Verdict, _checkpointing, device_memory, device_type_of, fits, run_devices
 from webui.form import FieldControl, config_from_values
 from webui.hardware_panel import reading
 from webui.locales import DEFAULT_LANG, t
@@ -101,8 +102,13 @@ def training_estimate_html(lang: str, cfg: RunConfig, devices: list[DeviceMemory
         return _message(lang, "mem_unknown_model", model=cfg.model.model_name_or_path)
     used = run_devices(cfg.model.device, cfg.device_indices(), devices)
     smallest = min(used, key=lambda d: d.capacity)
-    estimate = estimate_training(cfg, info, None, device_type_of(smallest.kind))
-    return estimate_html(lang, estimate, smallest)
+    device_type = device_type_of(smallest.kind)
+    auto = choose_checkpointing(cfg, device_type, devices, info)
+    if not (auto.enabled and auto.reason in ("tight", "too_big")):
+        return estimate_html(lang, estimate_training(cfg, info, None, device_type), smallest)
+    # The job turns gradient checkpointing on by itself here: show the run it will be, and say so.
+    shown = estimate_html(lang, estimate_training(_checkpointing(cfg), info, None, device_type), smallest)
+    return shown + _message(lang, "mem_ckpt_auto", need=_gb(auto.need), have=_gb(auto.have), off=TURN_OFF)
 
 
 def chat_estimate_html(lang: str, model_path: str, hub: str, device_choice: str, devices: list[DeviceMemory]) -> str:

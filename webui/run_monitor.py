@@ -17,12 +17,13 @@ from typing import Any, Callable
 import gradio as gr
 
 from engine import device_queue
+from engine.checkpointing_choice import TURN_OFF
 from engine.checkpoints import last_complete_checkpoint, resume_plan
 from engine.config import ConfigError
 from engine.paths import PathError
 from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
 from webui import runner
-from webui.errors import error_text, hub_label
+from webui.errors import error_text, hub_label, recorded_error
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, field_label, t
 
@@ -103,7 +104,8 @@ def status_text(lang: str, kind: str, snap: runner.Snapshot) -> str:
     if snap.state == STOPPED:
         return t(lang, "queue_cancelled") if snap.cancelled else t(lang, f"{kind}_stopped")
     if snap.state == FAILED:
-        first = (snap.error or "?").strip().splitlines()[0]
+        recorded = recorded_error(snap.error_record)
+        first = error_text(lang, recorded) if recorded else (snap.error or "?").strip().splitlines()[0]
         return t(lang, f"{kind}_failed", error=first)
     if snap.state == QUEUED and snap.queue_position:
         return t(lang, "queue_waiting", position=snap.queue_position)
@@ -111,7 +113,19 @@ def status_text(lang: str, kind: str, snap: runner.Snapshot) -> str:
         return t(lang, "run_downloading")
     if snap.state == QUEUED or (snap.state == RUNNING and snap.phase == "loading"):
         return t(lang, "run_loading")
-    return t(lang, "run_running") if snap.state == RUNNING else ""
+    if snap.state != RUNNING:
+        return ""
+    return t(lang, "run_running") + checkpointing_text(lang, snap.checkpointing)
+
+
+def checkpointing_text(lang: str, choice: dict | None) -> str:
+    """Gradient checkpointing as the job chose it by itself on an accelerator (engine.checkpointing_choice); nothing
+    for an explicit setting or the CPU's default, which say nothing new."""
+    if not choice or choice.get("reason") not in ("fits", "tight", "too_big", "unknown"):
+        return ""
+    key = "ckpt_auto_" + choice["reason"]
+    need, have = (f"{(choice.get(k) or 0) / 2 ** 30:.1f} GB" for k in ("need", "have"))  # the memory panel's GB
+    return "\n\n" + t(lang, key, need=need, have=have, off=f"`{TURN_OFF}`")
 
 
 @dataclass(eq=False)
@@ -162,6 +176,10 @@ class RunMonitor:
         ahead = device_queue.position(run) - 1 + device_queue.device_busy()
         if ahead > 0:
             message += "\n\n" + t(lang, "queue_added", ahead=ahead)
+        freed = run.read_status().get("chat_unloaded")
+        if freed:  # runner.launch took Chat's model off the device this job needs
+            message += "\n\n" + t(lang, "chat_unloaded_for_run", model=freed.get("model", ""),
+                                     device=freed.get("device", ""))
         return (message, second) + self.started(run)
 
     def wire(self, lang_dd, extra_outputs: list | None = None,

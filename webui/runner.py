@@ -17,7 +17,7 @@ from pathlib import Path
 from engine.checkpoints import Checkpoint, list_checkpoints
 from engine.config import RunConfig
 from engine import warm_worker
-from engine.device_queue import new_ticket, position, queue_dir, wrap
+from engine.device_queue import crowds_cpu_memory, new_ticket, position, queue_dir, shares_accelerator, wrap
 from engine.launch import job_command, uses_torchrun
 from engine.paths import PROJECT_ROOT, confined, safe_name, saves_dir
 from engine.rundir import ACTIVE_STATES, QUEUED, RUNNING, RunDir, list_runs
@@ -68,17 +68,44 @@ def launch_lock():
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def launch(run: RunDir, cfg: RunConfig, command: str = "train") -> RunDir:
+def _web_chat():
+    """The chat engine of this process, if Chat has made one (without importing Chat's tab, or torch)."""
+    import sys  # noqa: PLC0415
+
+    tab = sys.modules.get("webui.chat_tab")
+    return tab.loaded_engine() if tab is not None else None
+
+
+def release_chat(cfg: RunConfig, command: str, chat) -> dict | None:
+    """Unload ``chat``'s model (an answer being written is cut) when the job will use its accelerator, or, both on
+    the CPU, when the memory estimate says the run does not fit beside it (engine.device_queue says why).
+    Returns {"model", "device"} of what was unloaded, None when it stays."""
+    if chat is None or not chat.loaded:
+        return None
+    info = chat.describe()
+    device = info.get("device") or "cpu"
+    if not (shares_accelerator(device, cfg, command) or (device == "cpu" and crowds_cpu_memory(cfg, command))):
+        return None
+    chat.unload()
+    return {"model": info.get("model") or "", "device": device}
+
+
+def launch(run: RunDir, cfg: RunConfig, command: str = "train", chat=None) -> RunDir:
     """Write run.yaml and status, take a place in the device queue, and start the engine detached (its own
-    session, output to stdout.log): it waits for its turn, then runs, whatever happens to this process."""
+    session, output to stdout.log): it waits for its turn, then runs, whatever happens to this process.
+
+    Chat's model (``chat``, by default this process's chat engine) is unloaded first where the job needs its
+    device (``release_chat``); status.json's ``chat_unloaded`` says what was unloaded, for Start's message."""
     run.path.mkdir(parents=True, exist_ok=True)
     getattr(cfg, command).output_dir = str(run.path)
     cfg.save(run.config_path, command)
     run.clear_stop()
     launcher = "torchrun" if uses_torchrun(cfg, command) else "python"
+    freed = release_chat(cfg, command, chat if chat is not None else _web_chat())
     # A resumed run starts over in status; its checkpoints and events stay.
     run.write_status(QUEUED, created_at=time.time(), pid=None, error=None, command=command, launcher=launcher,
-                     finished_at=None, started_at=None, metrics=None, phase="", cancelled=None)
+                     finished_at=None, started_at=None, metrics=None, phase="", cancelled=None, chat_unloaded=freed,
+                     gradient_checkpointing=None)
     ticket = new_ticket(run)
     argv, extra = command_for(run, cfg, command)
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **extra)
@@ -130,12 +157,14 @@ class Snapshot:
     elapsed_s: float = 0.0
     remaining_s: float = 0.0
     error: str | None = None
+    error_record: dict | None = None  # the error's message key and params (engine.job.error_record)
     phase: str = ""
     events: list = field(default_factory=list)
     log_tail: str = ""
     queue_position: int = 0  # 1 = next to start; 0 = not waiting
     cancelled: bool = False
     download: dict | None = None  # engine.download.DownloadProgress fields, while the phase is "downloading"
+    checkpointing: dict | None = None  # engine.checkpointing_choice.CheckpointingChoice fields, once the job chose
 
 
 def snapshot(run: RunDir) -> Snapshot:
@@ -147,10 +176,11 @@ def snapshot(run: RunDir) -> Snapshot:
     return Snapshot(
         state=status.get("state", ""), step=step, total_steps=total,
         elapsed_s=float(status.get("elapsed_s") or 0.0), remaining_s=float(status.get("remaining_s") or 0.0),
-        error=status.get("error"), phase=status.get("phase", ""), events=events, log_tail=run.log_tail(30),
+        error=status.get("error"), error_record=status.get("error_record"), phase=status.get("phase", ""), events=events, log_tail=run.log_tail(30),
         queue_position=position(run) if status.get("state") == QUEUED else 0,
         cancelled=bool(status.get("cancelled")),
-        download=status.get("download") if status.get("phase") == "downloading" else None)
+        download=status.get("download") if status.get("phase") == "downloading" else None,
+        checkpointing=status.get("gradient_checkpointing"))
 
 
 SHARED_MAX_AGE_S = 0.5

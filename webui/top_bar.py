@@ -107,8 +107,8 @@ def build_top_bar() -> TopBar:
 
     def on_model_name(lang_: str, name: str, method_value: str, hub_value: str):
         model = catalogue_model(name)
-        if model is None:  # custom: keep whatever path the user types
-            return gr.update(), gr.update(), gr.update(choices=[], value=None), hub_info(lang_, name, hub_value)
+        if model is None:  # custom: keep whatever path the user types; its own tokenizer's template, not the last one's
+            return gr.update(), "auto", gr.update(choices=[], value=None), hub_info(lang_, name, hub_value)
         path = model_path_for(name, hub_value)
         checkpoints = gr.update(choices=checkpoint_choices(lang_, name, path, method_value), value=None)
         return path, model.template, checkpoints, hub_info(lang_, name, hub_value)
