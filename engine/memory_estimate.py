@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from engine.catalogue import find_model
-from engine.config import RunConfig
+from engine.config import DEEPSPEED_OFF, DEEPSPEED_ZERO3, RunConfig
 from engine.demo_model import is_demo
 from engine.download import downloaded_folder
 
@@ -369,7 +369,7 @@ def estimate_training(cfg: RunConfig, info: ModelInfo, devices: int | None = Non
     grads = trainable * param_bytes
     states = trainable * state_bytes
     stage = cfg.distributed.deepspeed
-    if stage != "none" and device_type in ("cuda", "npu"):
+    if stage != DEEPSPEED_OFF and device_type in ("cuda", "npu"):
         if half and method != "lora" and compute != "pure_bf16":
             # DeepSpeed mixed precision: the model in 16 bits on the device, fp32 master weights with the optimizer.
             weights = total_params * 2.0
@@ -377,7 +377,7 @@ def estimate_training(cfg: RunConfig, info: ModelInfo, devices: int | None = Non
             weight_copies = 0.0
         states = 0.0 if cfg.distributed.offload else states / world
         grads /= world
-        if stage == "3":
+        if stage == DEEPSPEED_ZERO3:
             largest = max(a * b * n for a, b, n in info.linear_shapes().values()) * 2.0 * 2  # gathered + prefetched
             weights = largest if cfg.distributed.offload else weights / world + largest
     elif world > 1:

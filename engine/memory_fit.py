@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from engine.config import DEEPSPEED_ZERO3
 from engine.hardware import HardwareUse, device_use
 from engine.memory_estimate import MemoryEstimate, estimate_training
 
@@ -112,14 +113,14 @@ def _changes(estimate: MemoryEstimate):
     checkpointed = _checkpointing(cfg)
     if checkpointed is not None:
         yield "checkpointing", {}, checkpointed, devices
-    if accel and cfg.distributed.deepspeed != "3":
-        yield "zero3", {}, _with(cfg, distributed__deepspeed="3", distributed__offload=False), devices
-    if accel and not (cfg.distributed.deepspeed == "3" and cfg.distributed.offload):
-        yield "zero3_offload", {}, _with(cfg, distributed__deepspeed="3", distributed__offload=True), devices
+    if accel and cfg.distributed.deepspeed != DEEPSPEED_ZERO3:
+        yield "zero3", {}, _with(cfg, distributed__deepspeed=DEEPSPEED_ZERO3, distributed__offload=False), devices
+    if accel and not (cfg.distributed.deepspeed == DEEPSPEED_ZERO3 and cfg.distributed.offload):
+        yield "zero3_offload", {}, _with(cfg, distributed__deepspeed=DEEPSPEED_ZERO3, distributed__offload=True), devices
     if accel:
         for n in (2, 4, 8):
             if n > devices:
-                yield "devices", {"devices": n}, _with(cfg, distributed__deepspeed="3"), n
+                yield "devices", {"devices": n}, _with(cfg, distributed__deepspeed=DEEPSPEED_ZERO3), n
 
 
 def _need(estimate: MemoryEstimate, device: DeviceMemory) -> float:
