@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
 from engine.fileio import atomic_write_json
-from engine.hubs import hub_cache_dir, hub_endpoint, is_hub_id, resolve_hub
+from engine.hubs import hub_cache_dir, hub_settings, is_hub_id, resolve_hub
 from engine.models import ModelLoadError, local_model_path
 from engine.paths import home_dir
 
@@ -211,7 +211,8 @@ def _bar_class(tracker: _Tracker, name: str):
 def _hub_settings(hub: str) -> tuple[str | None, str | None]:
     """(endpoint, cache folder) as engine.hubs reads them from the environment now: passed to the clients
     explicitly, because they read their variables once, at import (a long-running web process would miss a change)."""
-    return hub_endpoint(hub), str(hub_cache_dir(hub))
+    settings = hub_settings(hub)
+    return settings.endpoint, str(settings.cache_dir)
 
 
 class _Client(Protocol):
