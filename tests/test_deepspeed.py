@@ -302,7 +302,12 @@ def test_two_deepspeed_processes_stop_resume_and_match_one(stage, workdirs, demo
     from engine.checkpoints import resume_plan
     from webui import runner
 
+    from engine import warm_worker
+
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")  # no CUDA probing in the jobs the runner starts
+    # Nor a warm worker started with that variable: it would outlive this test and refuse later jobs
+    # (their environment lacks it), which would then start cold.
+    monkeypatch.setenv(warm_worker.ENV_SWITCH, "0")
     cfg = _pair_config(2, stage)
     cfg.distributed.master_port = 29660 + int(stage)
     run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", f"deepspeed-zero{stage}")

@@ -85,7 +85,8 @@ FIELD_TEXT = {
     "distributed.node_rank": ("ノードランク", "ノード内でのこのマシンのランク（マスターは 0）。"),
     "distributed.master_addr": ("マスターアドレス", "ランク 0 のノードのアドレス（複数ノードでは、ほかのノードから届くもの）。"),
     "distributed.master_port": ("マスターポート", "マスターノード上のランデブー用ポート。"),
-    "distributed.deepspeed": ("DeepSpeed ステージ", "分散学習に使う DeepSpeed ステージ（CUDA/NPU、deepspeed パッケージが必要）。"),
+    "distributed.deepspeed": ("DeepSpeed ステージ", "ZeRO ステージ：2 はオプティマイザ状態を、3 は重みもプロセス間で分割します。deepspeed パッケージが必要；"
+                                                  "CUDA と NPU 用、CPU（gloo）での試走も可能。"),
     "distributed.offload": ("オフロードを有効化", "DeepSpeed のオフロードを有効にします（学習は遅くなります）。"),
     # other tabs
     "eval.batch_size": ("バッチサイズ", "評価の 1 バッチあたりのサンプル数。"),

@@ -83,7 +83,8 @@ FIELD_TEXT = {
     "distributed.node_rank": ("노드 순위", "노드들 가운데 이 머신의 순위(마스터는 0)."),
     "distributed.master_addr": ("마스터 주소", "순위 0인 노드의 주소(노드가 여럿이면 다른 노드가 접속할 수 있는 주소)."),
     "distributed.master_port": ("마스터 포트", "마스터 노드에서 랑데부에 쓰는 포트."),
-    "distributed.deepspeed": ("DeepSpeed 단계", "분산 학습용 DeepSpeed 단계(CUDA/NPU, deepspeed 패키지 필요)."),
+    "distributed.deepspeed": ("DeepSpeed 단계", "ZeRO 단계: 2는 옵티마이저 상태를, 3은 가중치까지 프로세스 간에 분할합니다. "
+                                                "deepspeed 패키지 필요; CUDA와 NPU용, CPU(gloo)로 시험 실행도 가능."),
     "distributed.offload": ("오프로드 사용", "DeepSpeed 오프로드를 사용합니다(학습이 느려집니다)."),
     # other tabs
     "eval.batch_size": ("배치 크기", "평가 배치당 샘플 수."),

@@ -191,9 +191,11 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                                 "zh": ("主节点地址", "序号为 0 的节点的地址（多节点时须是其他节点能访问到的地址）。")},
     "distributed.master_port": {"en": ("Master port", "Port of the rendezvous on the master node."),
                                 "zh": ("主节点端口", "主节点上用于会合的端口。")},
-    "distributed.deepspeed": {"en": ("DeepSpeed stage", "DeepSpeed stage for distributed training (CUDA/NPU, needs "
-                                                        "the deepspeed package)."),
-                              "zh": ("DeepSpeed stage", "多卡训练的 DeepSpeed stage（CUDA/NPU，需要安装 deepspeed）。")},
+    "distributed.deepspeed": {"en": ("DeepSpeed stage", "ZeRO stage: 2 shards optimizer states across processes, 3 the "
+                                                        "weights too. Needs the deepspeed package; CUDA and NPU, or "
+                                                        "the CPU (gloo) for a dry run."),
+                              "zh": ("DeepSpeed stage", "ZeRO stage：2 在各进程间切分优化器状态，3 连权重也切分。需要安装 "
+                                                        "deepspeed；用于 CUDA 和 NPU，也可在 CPU（gloo）上试跑。")},
     "distributed.offload": {"en": ("Enable offload", "Enable DeepSpeed offload (slows training down)."),
                             "zh": ("使用 offload", "使用 DeepSpeed offload（会减慢速度）。")},
     # other tabs
