@@ -21,7 +21,10 @@ LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-lo
 
 
 class Logins(tuple):
-    """(user, password) pairs whose repr names the users only, so a printed or logged namespace shows no password."""
+    """(user, password) pairs whose repr names the users only, so a printed or logged namespace shows no password.
+    ``admins``: the users whose line ends in ``:admin`` (they see and manage every workspace)."""
+
+    admins: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"Logins(users={[user for user, _ in self]})"
@@ -31,18 +34,26 @@ class AuthError(ValueError):
     """A login given on the command line, in the environment or in an auth file is unusable."""
 
 
-def parse_credential(text: str, where: str) -> tuple[str, str]:
-    """``user:password`` -> (user, password). Errors name ``where`` but never echo the text: it holds a password."""
+ADMIN_SUFFIX = ":admin"
+
+
+def parse_credential(text: str, where: str) -> tuple[str, str, bool]:
+    """``user:password`` -> (user, password, False); ``user:password:admin`` -> (user, password, True). Errors name
+    ``where`` but never echo the text: it holds a password."""
+    admin = text.rstrip().endswith(ADMIN_SUFFIX) and text.count(":") >= 2
+    if admin:
+        text = text.rstrip()[:-len(ADMIN_SUFFIX)]
     user, sep, password = text.partition(":")
     user = user.strip()
     if not sep or not user or not password:
-        raise AuthError(f"{where}: expected user:password with a non-empty user and password")
-    return user, password
+        raise AuthError(f"{where}: expected user:password (or user:password:admin) with a non-empty user and "
+                        f"password")
+    return user, password, admin
 
 
-def read_auth_file(path: str) -> list[tuple[str, str, str]]:
-    """(user, password, where) for each ``user:password`` line; blank lines and ``#`` comments are skipped,
-    surrounding spaces ignored."""
+def read_auth_file(path: str) -> list[tuple[str, str, bool, str]]:
+    """(user, password, admin, where) for each ``user:password[:admin]`` line; blank lines and ``#`` comments are
+    skipped, surrounding spaces ignored."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -76,11 +87,13 @@ def collect_credentials(auth: list[str], auth_file: str | None, auth_from_env: b
     if auth_file:
         entries += read_auth_file(auth_file)
     seen: set[str] = set()
-    for user, _, where in entries:
+    for user, _, _, where in entries:
         if user in seen:
             raise AuthError(f"{where}: user {user!r} is given more than once")
         seen.add(user)
-    return Logins((user, password) for user, password, _ in entries)
+    logins = Logins((user, password) for user, password, _, _ in entries)
+    logins.admins = frozenset(user for user, _, admin, _ in entries if admin)
+    return logins
 
 
 def _port(text: str) -> int:
@@ -91,6 +104,14 @@ def _port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {value}")
     return value
+
+
+def _folder(text: str) -> str:
+    """An existing folder, as an absolute path (a relative one is taken from the current folder)."""
+    path = Path(text).expanduser()
+    if "\x00" in text or not path.is_dir():
+        raise argparse.ArgumentTypeError(f"not an existing folder: {text!r}")
+    return str(path.resolve())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -110,8 +131,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth-file", metavar="PATH", default=env.get("TUNEBOARD_AUTH_FILE") or None,
                         help="file of user:password lines, '#' comments and blank lines ignored "
                              "(env TUNEBOARD_AUTH_FILE)")
+    parser.add_argument("--max-queued", type=int, default=int(env.get("TUNEBOARD_MAX_QUEUED") or 3), metavar="N",
+                        help="with logins: jobs one login may have waiting in the device queue (default 3; env "
+                             "TUNEBOARD_MAX_QUEUED). The queue takes the logins' jobs in turn.")
     parser.add_argument("--share", action="store_true", default=env.get("GRADIO_SHARE", "") in ("1", "true"),
                         help="also create a public gradio.live link (needs internet; env GRADIO_SHARE=1)")
+    parser.add_argument("--data-root", action="append", type=_folder, default=[], metavar="PATH",
+                        help="a folder the Data dir may name (or a folder inside it) besides assets/data; repeat for "
+                             "several. Adds to env TUNEBOARD_DATA_ROOTS (os.pathsep-separated). Any other data folder "
+                             "is refused, for reading and writing.")
     args = parser.parse_args(argv)
     # append + a default list would add to the environment's users; the command line replaces them instead.
     auth_from_env = args.auth is None
@@ -273,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Training and export processes inherit this environment; they have no use for the logins.
     os.environ.pop("TUNEBOARD_AUTH", None)
+    # Every check of a data folder reads the roots from the environment: this process's and its jobs' (a forged
+    # run.yaml is checked in the job too).
+    from engine.paths import DATA_ROOTS_ENV  # noqa: PLC0415
+
+    if args.data_root:
+        os.environ[DATA_ROOTS_ENV] = os.pathsep.join(filter(None, [os.environ.get(DATA_ROOTS_ENV), *args.data_root]))
     # The web process's device settings (GPU numbering, torch-npu's autoload, OpenMP's sleeping waits where chat
     # runs on the CPU: engine.devices.web_process_env), set here in main (importing app.py, as tests do, changes
     # nothing) before anything imports torch; an exported value wins. Jobs get their own (engine.launch).
@@ -288,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     from engine.data.upload import MAX_UPLOAD_MB  # noqa: PLC0415
     from webui.app import A11Y_JS, CSS, create_app  # noqa: PLC0415 - keeps --help instant
 
+    from webui.workspaces import Policy, configure  # noqa: PLC0415
+
+    configure(Policy(logins=bool(args.credentials), admins=args.credentials.admins, max_queued=max(1, args.max_queued)))
     demo = create_app()
     if args.credentials:
         from gradio import routes  # noqa: PLC0415

@@ -63,6 +63,8 @@ CONFIG_MESSAGES: dict[str, str] = {
     "yaml_invalid": "not valid YAML: {error}",
     "not_utf8": "{path} is not UTF-8 text (not a YAML config file?)",
     "unreadable": "cannot read {path}: {reason}",
+    "too_big": "{path} is over {limit_mb} MB: not a config file this app wrote",
+    "yaml_too_deep": "nested too deeply to read",
     "empty": "must not be empty",
     "no_dataset": "choose at least one dataset",
     "zero_layers": "must not be 0 (positive: last N layers, negative: first N)",
@@ -366,13 +368,21 @@ class RunConfig:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError("config", "yaml_invalid", error=str(exc)) from None
+        except RecursionError:  # PyYAML composes nested collections recursively
+            raise ConfigError("config", "yaml_too_deep") from None
         return cls.from_dict(raw or {}, command)
 
     @classmethod
     def load(cls, path: str | Path, command: str = "train") -> "RunConfig":
         """Read a YAML file; a missing file raises FileNotFoundError, any other unreadable one a ConfigError."""
+        from engine.fileio import MAX_RECORD_BYTES  # noqa: PLC0415
+
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with open(path, "rb") as fh:  # bounded: a huge file is not read whole into every page that lists it
+                raw = fh.read(MAX_RECORD_BYTES + 1)
+            if len(raw) > MAX_RECORD_BYTES:
+                raise ConfigError("config", "too_big", path=str(path), limit_mb=MAX_RECORD_BYTES >> 20)
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError("config", "not_utf8", path=str(path)) from None
         except FileNotFoundError:

@@ -28,6 +28,7 @@ from pathlib import Path
 from engine.fileio import atomic_write_json
 from engine.paths import saves_dir
 from engine.rundir import ACTIVE_STATES, QUEUED, STOPPED, RunDir, pid_alive
+from engine.workspace import owner_of
 
 POLL_S = 0.5
 # A ticket whose run has no process yet is the runner between writing it and starting the wrapper.
@@ -96,7 +97,11 @@ def _live(ticket: Ticket) -> bool:
 
 
 def waiting() -> list[Ticket]:
-    """Live tickets, oldest first; dead ones (a wrapper killed, a run cancelled) are removed on the way."""
+    """Live tickets in their turn; dead ones (a wrapper killed, a run cancelled) are removed on the way.
+
+    The turn is round-robin across workspaces (logins), each one's jobs oldest first: every login's first job
+    before anyone's second, so a student who queues three jobs does not hold the class back. With one workspace
+    this is simply oldest first."""
     folder = queue_dir()
     if not folder.is_dir():
         return []
@@ -107,7 +112,13 @@ def waiting() -> list[Ticket]:
             tickets.append(ticket)
         else:  # tickets are written atomically, so an unreadable one is garbage too
             path.unlink(missing_ok=True)
-    return tickets
+    ahead: dict[str, int] = {}
+    turns = []
+    for ticket in tickets:  # oldest first, so each owner's count is its jobs queued before this one
+        owner = owner_of(ticket.run.path)
+        turns.append((ahead.get(owner, 0), ticket.path.name, ticket))
+        ahead[owner] = ahead.get(owner, 0) + 1
+    return [ticket for *_, ticket in sorted(turns, key=lambda turn: turn[:2])]
 
 
 def position(run: RunDir) -> int:
@@ -208,7 +219,16 @@ def wait_for_turn(ticket_path: Path) -> Turn | Exit:
         print("Removed from the queue before it started.", flush=True)
         return Exit(0)
 
+    def gone() -> Exit:
+        # Its run folder was deleted: nothing is left to run or to report to, and waiting on would hold a place
+        # in the queue that no page shows or can stop.
+        ticket.path.unlink(missing_ok=True)
+        print(f"Run folder {run.path} is gone; leaving the queue.", file=sys.stderr, flush=True)
+        return Exit(1)
+
     while True:
+        if not run.path.is_dir():
+            return gone()
         if cancelled or run.stop_requested():
             return cancel()
         line = waiting()
@@ -223,9 +243,9 @@ def wait_for_turn(ticket_path: Path) -> Turn | Exit:
                 break
         else:
             time.sleep(POLL_S)
-    if cancelled or run.stop_requested():  # Stop came while it waited for the lock
+    if not run.path.is_dir() or cancelled or run.stop_requested():  # Delete or Stop came while it waited for the lock
         os.close(fd)
-        return cancel()
+        return gone() if not run.path.is_dir() else cancel()
     atomic_write_json(current_path(), {"run": str(run.path), "pid": os.getpid(), "since": time.time()})
     ticket.path.unlink(missing_ok=True)
     os.set_inheritable(fd, True)  # held by the job (and its workers) until the last of them exits

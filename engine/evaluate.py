@@ -60,10 +60,10 @@ class EvalItem:
 def load_eval_samples(cfg: RunConfig) -> list:
     """The samples of ``data.datasets`` with identity placeholders filled (DataError names what is wrong)."""
     from engine.data import load_samples  # noqa: PLC0415
-    from engine.paths import resolve_user_dir  # noqa: PLC0415
+    from engine.paths import confined_data_dir  # noqa: PLC0415
 
     fill = {"name": cfg.data.identity_name, "author": cfg.data.identity_author}
-    return load_samples(resolve_user_dir(cfg.data.dataset_dir, "data folder"), cfg.data.datasets,
+    return load_samples(confined_data_dir(cfg.data.dataset_dir), cfg.data.datasets,
                         cfg.data.max_samples, fill)
 
 

@@ -141,6 +141,7 @@ def error_record(exc: BaseException) -> dict | None:
 
     from engine.data import DataError  # noqa: PLC0415
     from engine.models import ModelLoadError  # noqa: PLC0415
+    from engine.paths import PathError  # noqa: PLC0415
 
     if isinstance(exc, ConfigError):
         record = {"kind": "config", "field": exc.field_name, "key": exc.key, "params": exc.params}
@@ -149,6 +150,8 @@ def error_record(exc: BaseException) -> dict | None:
                   "field": exc.field}
     elif isinstance(exc, ModelLoadError) and exc.key:
         record = {"kind": "model", "key": exc.key, "params": exc.params, "message": str(exc)}
+    elif isinstance(exc, PathError) and exc.key:
+        record = {"kind": "path", "key": exc.key, "field": exc.field, "params": exc.params, "message": str(exc)}
     else:
         return None
     return json.loads(json.dumps(record, default=str))  # a param that is an error itself: its English text

@@ -75,9 +75,9 @@ def _data_version(cfg: RunConfig) -> tuple:
     """Name, size and modification time of the registry and of every file the chosen datasets read."""
     from engine.data import dataset_files, resolve_dataset  # noqa: PLC0415
     from engine.data.registry import REGISTRY_FILE  # noqa: PLC0415
-    from engine.paths import resolve_user_dir  # noqa: PLC0415
+    from engine.paths import confined_data_dir  # noqa: PLC0415
 
-    folder = resolve_user_dir(cfg.data.dataset_dir, "data folder")
+    folder = confined_data_dir(cfg.data.dataset_dir)
     paths = [Path(folder) / REGISTRY_FILE]
     for name in cfg.data.datasets:
         paths += dataset_files(resolve_dataset(folder, name))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PROJECT_ROOT / "assets" / "data"
+# More folders a Data dir may name (os.pathsep-separated); app.py's --data-root adds to it, and jobs inherit it.
+DATA_ROOTS_ENV = "TUNEBOARD_DATA_ROOTS"
 
 
 def home_dir() -> Path:
@@ -31,7 +35,19 @@ def exports_dir() -> Path:
 
 
 class PathError(ValueError):
-    """A user-supplied name or path is not acceptable; the message says why."""
+    """A user-supplied name or path is not acceptable; the message says why.
+
+    ``key`` and ``params`` let the web UI show the same message in the user's language (webui/errors.py: locale
+    key ``path_err_<key>``, prefixed by the label of the form field ``field`` names); an error without a key is
+    shown as its English text."""
+
+    def __init__(self, message: str, key: str = "", field: str = "", **params) -> None:
+        super().__init__(message)
+        self.key, self.field, self.params = key, field, params
+
+    def __reduce__(self):
+        # Pickled (a worker process's error) with its key: self.args holds only the English text.
+        return partial(type(self), str(self), self.key, self.field, **self.params), ()
 
 
 _SAFE_NAME = re.compile(r"[^\w.\-]+", re.UNICODE)
@@ -41,6 +57,46 @@ def safe_name(text: str) -> str:
     """A folder-name-safe form of ``text`` (model names become saves/<name>)."""
     name = _SAFE_NAME.sub("-", text.strip()).strip(".-")
     return name or "unnamed"
+
+
+# The longest file name most file systems take (ext4, xfs, btrfs, APFS): past it the OS says "File name too long".
+NAME_MAX_BYTES = 255
+
+
+def check_folder_name(name: str, field: str, single: bool = False) -> None:
+    """Refuse, with a PathError for the form field ``field``, a folder name (relative to its root) the file system
+    cannot take: a part longer than NAME_MAX_BYTES; with ``single``, more than one part (a '/' or '..': a run name
+    is one folder, so no run lands inside another run's folder and takes its files)."""
+    parts = name.replace(os.sep, "/").split("/")
+    if single and (len(parts) > 1 or name in (".", "..")):
+        raise PathError(f"{name!r} must be one folder name, without '/' or '..'", "not_one_name", field, name=name)
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in parts)
+    if longest > NAME_MAX_BYTES:
+        raise PathError(f"a folder name of {longest} bytes is longer than the file system takes ({NAME_MAX_BYTES})",
+                        "name_too_long", field, length=longest, limit=NAME_MAX_BYTES)
+
+
+# The longest path Linux takes (PATH_MAX, with its NUL).
+PATH_MAX_BYTES = 4095
+
+
+def confined_folder(root: str | Path, name: str, field: str, what: str, single: bool = False) -> Path:
+    """``confined(root, name)`` for a folder the app will create and write into, refused besides (a PathError for
+    the form field ``field``) where the OS would refuse it later with a raw error: a name the file system cannot
+    take (check_folder_name), a path too long, or a file where the folder or a folder above it would be."""
+    check_folder_name(name, field, single)
+    target = confined(root, name, what)
+    if len(bytes(target)) > PATH_MAX_BYTES:
+        raise PathError(f"{what} path is {len(bytes(target))} bytes long, more than the OS takes ({PATH_MAX_BYTES})",
+                        "path_too_long", field, length=len(bytes(target)), limit=PATH_MAX_BYTES)
+    top = Path(root).resolve()
+    for folder in [target, *target.parents]:
+        if folder == top:
+            break
+        if folder.exists() and not folder.is_dir():
+            raise PathError(f"{what} {name!r}: {folder} is a file, not a folder", "not_a_folder", field,
+                            path=str(folder))
+    return target
 
 
 def confined(root: str | Path, name: str, what: str = "path") -> Path:
@@ -64,13 +120,48 @@ def confined(root: str | Path, name: str, what: str = "path") -> Path:
     return target
 
 
-def resolve_user_dir(path: str, what: str = "folder") -> Path:
-    """Resolve a folder the user typed (absolute or relative to the project root)."""
+def resolve_user_dir(path: str, what: str = "folder", field: str = "") -> Path:
+    """Resolve a folder the user typed (absolute or relative to the project root); ``field`` is the form field
+    that holds it (for the error's wording)."""
     if not isinstance(path, str) or not path.strip():
-        raise PathError(f"{what} is empty")
+        raise PathError(f"{what} is empty", "empty", field)
     if "\x00" in path:
-        raise PathError(f"{what} contains a NUL byte")
+        raise PathError(f"{what} contains a NUL byte", "nul", field)
     p = Path(os.path.expanduser(path.strip()))
     if not p.is_absolute():
         p = PROJECT_ROOT / p
     return p.resolve()
+
+
+def data_roots() -> list[Path]:
+    """The folders a Data dir may be (or lie inside), resolved: assets/data and those TUNEBOARD_DATA_ROOTS lists
+    (absolute, or relative to the project root)."""
+    roots = [DEFAULT_DATA_DIR.resolve()]
+    for text in os.environ.get(DATA_ROOTS_ENV, "").split(os.pathsep):
+        if text.strip() and "\x00" not in text:
+            root = resolve_user_dir(text)
+            if root not in roots:
+                roots.append(root)
+    return roots
+
+
+def confined_data_dir(path: str, roots: Sequence[Path] | None = None) -> Path:
+    """The Data dir field's folder, resolved, if it is one of ``roots`` (None: data_roots()) or inside one.
+
+    Data folders are read and written (Add dataset replaces files there), so any other folder is refused: one
+    outside every root, one reached through a symbolic link that leaves its root (the check is on the resolved
+    path), and run folders, even where a root holds them (a dataset named "status" would replace a run's
+    status.json)."""
+    field = "data.dataset_dir"
+    folder = resolve_user_dir(path, "data folder", field)
+    allowed = [Path(root).resolve() for root in (data_roots() if roots is None else roots)]
+    shown = ", ".join(str(root) for root in allowed)
+    if not any(folder == root or root in folder.parents for root in allowed):
+        raise PathError(f"data folder {path.strip()!r} is outside the data folders this server allows ({shown}); "
+                        f"the server's --data-root option allows others", "outside_data_roots", field,
+                        path=path.strip(), roots=shown)
+    runs = saves_dir()
+    if folder == runs or runs in folder.parents:
+        raise PathError(f"data folder {path.strip()!r} is inside the runs folder {runs}; datasets cannot live there",
+                        "data_in_runs", field, path=path.strip(), runs=str(runs))
+    return folder

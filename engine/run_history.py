@@ -6,6 +6,7 @@ Layout: saves/<model>/<method>/<run>/ (see engine/rundir.py for the files in a r
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class RunSummary:
     tokens_per_s: float | None = None
     error: str | None = None
     config_error: str | None = None  # run.yaml missing or unreadable: settings are unknown
+    status_error: Exception | None = None  # status.json unreadable (a DataError naming it): the state is unknown
 
     @property
     def name(self) -> str:
@@ -50,6 +52,10 @@ class RunSummary:
     @property
     def label(self) -> str:
         return run_label(self.run)
+
+
+# The state shown for a run whose status.json cannot be read (RunSummary.status_error says why).
+UNREADABLE = "unreadable"
 
 
 def run_label(run: RunDir) -> str:
@@ -87,10 +93,12 @@ def summarize(run: RunDir, now: float | None = None) -> RunSummary:
     """What the runs list shows about ``run``, from status.json, events.jsonl and run.yaml."""
     status = run.live_status()  # a run whose process died unannounced reads as failed
     command = run_command(run)
-    state = status.get("state") or ""
+    unreadable = run.status_error()
+    state = UNREADABLE if unreadable else status.get("state") or ""
     base: dict[str, Any] = {"run": run, "model": run.path.parent.parent.name, "method": run.path.parent.name,
                             "command": command, "state": state, "created_at": float(status.get("created_at") or 0),
-                            "error": status.get("error"), "duration_s": _duration(status, now)}
+                            "error": status.get("error"), "duration_s": _duration(status, now),
+                            "status_error": unreadable}
     try:
         cfg = load_run_config(run)
     except FileNotFoundError:
@@ -215,7 +223,16 @@ def run_to_delete(path: str | Path, root: Path | None = None) -> RunDir:
     state = run.live_status().get("state")
     if state in ACTIVE_STATES:
         raise RunBusyError(f"run {run.name} is {state}; stop it before deleting it")
+    for inner in _runs_inside(run.path):  # an older version let a run's folder lie inside another run's
+        state = inner.live_status().get("state")
+        if state in ACTIVE_STATES:
+            raise RunBusyError(f"run {inner.path} inside {run.name} is {state}; stop it before deleting {run.name}")
     return run
+
+
+def _runs_inside(folder: Path) -> list[RunDir]:
+    """Run folders (holding a status.json) below ``folder``, not following links."""
+    return [RunDir(Path(here)) for here, _, files in os.walk(folder) if "status.json" in files and Path(here) != folder]
 
 
 def delete_run(path: str | Path, root: Path | None = None) -> RunDir:

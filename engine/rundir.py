@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from engine.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json_object, read_jsonl
 
 QUEUED, RUNNING, FINISHED, FAILED, STOPPED = "queued", "running", "finished", "failed", "stopped"
 ACTIVE_STATES = (QUEUED, RUNNING)
@@ -55,10 +55,21 @@ class RunDir:
 
     # -- status ------------------------------------------------------------
     def read_status(self) -> dict:
+        """status.json; {} when it is missing or unreadable (``status_error`` says why)."""
         try:
-            return json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+            return read_status_file(self.status_path)
+        except (OSError, ValueError):
             return {}
+
+    def status_error(self) -> Exception | None:
+        """Why status.json cannot be read (a DataError naming it), None when it can or is missing."""
+        try:
+            read_status_file(self.status_path)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            return exc
+        return None
 
     @property
     def stop_path(self) -> Path:
@@ -75,12 +86,17 @@ class RunDir:
             status["started_at"] = status["updated_at"]
         if state in DONE_STATES and not status.get("finished_at"):
             status["finished_at"] = status["updated_at"]
-        atomic_write_json(self.status_path, status)
+        try:
+            atomic_write_json(self.status_path, status, make_parent=False)
+        except FileNotFoundError:
+            if self.path.is_dir():
+                raise
+            # The run folder was deleted (by hand, or an older version's Delete): nothing brings it back.
         return status
 
     # -- stop requests: a file, so every process of a run (and a restarted app) sees the same request --
     def request_stop(self) -> None:
-        atomic_write_text(self.stop_path, f"{time.time()}\n")
+        atomic_write_text(self.stop_path, f"{time.time()}\n", make_parent=False)
 
     def stop_requested(self) -> bool:
         return self.stop_path.exists()
@@ -113,10 +129,12 @@ class RunDir:
         if not self.writer:
             return
         kept = [e for e in self.read_events() if int(e.get("step") or 0) <= last_step]
-        atomic_write_text(self.events_path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in kept))
+        atomic_write_text(self.events_path, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in kept),
+                          make_parent=False)
 
     def read_events(self) -> list[dict]:
-        return read_jsonl(self.events_path)
+        """The logged steps; a record the app could not have written (a step that is not a number) is left out."""
+        return [e for e in read_jsonl(self.events_path) if _usable_event(e)]
 
     def log_tail(self, lines: int = 40, max_bytes: int = 64_000) -> str:
         try:
@@ -143,6 +161,44 @@ class RunDir:
     def has_final_weights(self) -> bool:
         return (self.path / "adapter_model.safetensors").is_file() or (self.path / "model.safetensors").is_file() \
             or any(self.path.glob("model-*.safetensors"))
+
+
+# Fields the app reads from status.json, by the types it writes them with: another type makes the file unreadable
+# rather than break every page that lists the run.
+_STATUS_TEXT = ("state", "command", "phase", "launcher")
+_STATUS_NUMBERS = ("created_at", "started_at", "finished_at", "updated_at", "pid", "step", "total_steps",
+                   "elapsed_s", "remaining_s")
+
+
+_EVENT_NUMBERS = ("step", "total_steps", "epoch", "elapsed_s", "remaining_s", "tokens_seen", "tokens_per_s", "loss",
+                  "lr", "grad_norm", "eval_loss")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _usable_event(event: dict) -> bool:
+    """Whether every field the pages draw from is of the type engine/train.py writes (probes: question/answer texts)."""
+    if not _is_number(event.get("step")) or not all(_is_number(event[k]) for k in _EVENT_NUMBERS if k in event):
+        return False
+    probes = event.get("probes", [])
+    return isinstance(probes, list) and all(isinstance(p, dict) and isinstance(p.get("q"), str)
+                                            and isinstance(p.get("a"), str) for p in probes)
+
+
+def read_status_file(path: Path) -> dict:
+    """status.json as a dict; FileNotFoundError, or a DataError naming the file and what is wrong with it."""
+    status = read_json_object(path)
+    text = [name for name in _STATUS_TEXT if status.get(name) is not None and not isinstance(status[name], str)]
+    numbers = [name for name in _STATUS_NUMBERS if status.get(name) is not None and not _is_number(status[name])]
+    if text or numbers:
+        from engine.data.errors import DataError  # noqa: PLC0415 - heavy; only a broken file needs it
+
+        name = (text + numbers)[0]
+        where = {"kind": type(status[name]).__name__, "file": str(path), "field": name}
+        raise DataError("not_text", **where) if text else DataError("not_number", **where)
+    return status
 
 
 def pid_alive(pid: int) -> bool:

@@ -24,14 +24,27 @@ from bench.harness import AppProcess, free_port, short_train_config, stop_runs, 
 
 @pytest.fixture(scope="session")
 def workdirs(tmp_path_factory) :
-    """Fresh saves/, configs/ and exports/ for the session, so tests never touch a user's files."""
+    """Fresh saves/, configs/, exports/ and workspaces/ (the logins' own) for the session, so tests never touch a
+    user's files."""
     base = tmp_path_factory.mktemp("tuneboard")
-    dirs = {"saves": base / "saves", "configs": base / "configs", "exports": base / "exports"}
+    dirs = {"saves": base / "saves", "configs": base / "configs", "exports": base / "exports",
+            "workspaces": base / "workspaces"}
     for name, d in dirs.items():
         d.mkdir()
         os.environ[f"TUNEBOARD_{name.upper()}"] = str(d)
     yield dirs
-    stop_runs(dirs["saves"])  # runs are detached by design: none may outlive the session (a failed test's)
+    # Runs are detached by design: none may outlive the session (a failed test's), a login's neither.
+    for saves in [dirs["saves"], *dirs["workspaces"].glob("*/saves")]:
+        stop_runs(saves)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tmp_data_root(tmp_path_factory) -> Path:
+    """pytest's temporary folder is a data root (engine.paths.data_roots), so tests may keep data folders in
+    tmp_path; a test of the confinement sets its own roots."""
+    base = tmp_path_factory.getbasetemp()
+    os.environ["TUNEBOARD_DATA_ROOTS"] = str(base)
+    return base
 
 
 @pytest.fixture(scope="session")

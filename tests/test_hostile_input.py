@@ -591,3 +591,110 @@ def test_add_dataset_refuses_escaping_names_and_changes_nothing(app, roots, tmp_
                           upload_name="fine")
         assert message.startswith("Not registered"), message
     assert snapshot(tmp_path, *roots.values()) == before
+
+
+# -- data folders stay inside the data roots (issue 18) ---------------------------------------------------------
+
+def test_data_folder_outside_the_roots_is_refused_for_writing(app, roots, tmp_path, monkeypatch):
+    """Before: Add dataset and the identity builder wrote into any folder the Data dir named: an absolute folder
+    outside the project got a dataset_info.json and, with Replace, an overwritten JSON file; a run folder and the
+    name "status" replaced the run's status.json with a list."""
+    root = tmp_path / "root"
+    monkeypatch.setenv("TUNEBOARD_DATA_ROOTS", str(root))
+    inside = data_dir(root / "team", {"ds": {"file_name": "a.json"}}, {"a.json": [ROW]})  # a root's sub-folder
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "victim.json").write_text('{"keep": true}', encoding="utf-8")
+    (root / "link").symlink_to(outside, target_is_directory=True)  # inside a root by name only
+    run = roots["saves"] / "m" / "lora" / "run1"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "status.json").write_text('{"state": "finished"}', encoding="utf-8")
+    upload = tmp_path / "up.json"
+    upload.write_text(json.dumps([ROW]), encoding="utf-8")
+    before = snapshot(tmp_path, roots["saves"])
+    label = "Data dir: "
+    for folder, name, reason in ((str(outside), "victim", "is outside the data folders this server allows"),
+                                 (str(root / "link"), "victim", "is outside the data folders"),
+                                 (str(root / "team" / ".." / ".." / "elsewhere"), "victim", "is outside"),
+                                 (str(run), "status", "is outside")):
+        message, datasets = call(app, "upload-register", field_data_dataset_dir=folder, upload_file=str(upload),
+                                 upload_name=name, upload_overwrite=True)
+        assert message.startswith(f"Not registered: {label}") and reason in message, (folder, message)
+        assert str(root) in message.replace("\\", "") and datasets == {"__type__": "update"}, message
+        status, _ = call(app, "identity-build", field_data_dataset_dir=folder, identity_dataset=name,
+                         identity_name="Nova", identity_author="Acme", identity_overwrite=True)
+        assert status.startswith(f"Not written: {label}") and reason in status, (folder, status)
+    # A root that holds the runs folder still keeps Add dataset out of the runs.
+    monkeypatch.setenv("TUNEBOARD_DATA_ROOTS", os.pathsep.join([str(root), str(roots["saves"].parent)]))
+    message, _ = call(app, "upload-register", field_data_dataset_dir=str(run), upload_file=str(upload),
+                      upload_name="status", upload_overwrite=True)
+    assert "is inside the runs folder" in message, message
+    with pytest.warns(UserWarning, match="^未注册：数据路径：.*不在本服务器允许的数据文件夹内"):
+        call(app, "upload-register", top_lang="zh", field_data_dataset_dir=str(outside), upload_file=str(upload),
+             upload_name="victim", upload_overwrite=True)
+    assert snapshot(tmp_path, roots["saves"]) == before
+    # Inside a root (a sub-folder too, written relative or absolute) both still work.
+    message, datasets = call(app, "upload-register", field_data_dataset_dir=str(inside), upload_file=str(upload),
+                             upload_name="new", upload_overwrite=False)
+    assert message.startswith("Registered") and ("new", "new") in datasets["choices"], message
+    status, _ = call(app, "identity-build", field_data_dataset_dir=str(inside), identity_dataset="me",
+                     identity_name="Nova", identity_author="Acme")
+    assert not status.startswith("Not written"), status
+    assert set(json.loads((inside / "dataset_info.json").read_text(encoding="utf-8"))) == {"ds", "new", "me"}
+
+
+def test_data_folder_outside_the_roots_is_refused_for_reading(app, roots, tmp_path, monkeypatch):
+    from engine.paths import PathError, confined_data_dir, data_roots
+    from webui.dataset_preview import dataset_listing, registry_notice
+
+    root = tmp_path / "root"
+    monkeypatch.setenv("TUNEBOARD_DATA_ROOTS", f"{root}{os.pathsep}{os.pathsep}")  # empty entries are no root
+    assert data_roots() == [DEFAULT_DATA_DIR.resolve(), root.resolve()]
+    outside = data_dir(tmp_path / "elsewhere", {"ds": {"file_name": "a.json"}}, {"a.json": [ROW]})
+    assert dataset_listing(str(outside))[0] == []
+    assert "is outside the data folders" in registry_notice("en", str(outside))
+    with pytest.warns(UserWarning, match="is outside the data folders"):
+        _, info, _, _ = call(app, "preview-dataset", field_data_dataset_dir=str(outside), field_data_datasets=["ds"])
+    assert info.startswith("Dataset problem — Data dir: "), info
+    with pytest.warns(UserWarning, match="is outside the data folders"):
+        _, _, counts, _ = call(app, "check-dataset", field_data_dataset_dir=str(outside), field_data_datasets=["ds"])
+    assert counts.startswith("Cannot check the dataset — Data dir: "), counts
+    # The default root, relative or absolute, and the roots themselves are fine; the roots are a parameter.
+    assert dataset_listing("assets/data")[0] == dataset_listing(str(DEFAULT_DATA_DIR))[0] != []
+    assert confined_data_dir(str(outside), roots=[outside.parent]) == outside.resolve()
+    with pytest.raises(PathError) as info:
+        confined_data_dir("assets/data", roots=[root])
+    assert info.value.key == "outside_data_roots" and info.value.field == "data.dataset_dir"
+
+
+def test_a_job_refuses_a_data_folder_outside_the_roots(workdirs, demo_model_dir, tmp_path, monkeypatch):
+    """A forged run.yaml (or API call) naming another folder: the job reads no data from it and says why."""
+    import subprocess
+    import sys
+
+    from engine.encode import training_samples
+    from engine.evaluate import load_eval_samples
+    from engine.paths import PathError
+    from engine.rundir import RunDir
+    from tests.conftest import ROOT, tiny_train_config, wait_for_state
+    from webui import runner
+    from webui.run_monitor import status_text
+
+    cfg = tiny_train_config()
+    data_dir(tmp_path / "elsewhere", {"identity": {"file_name": "a.json"}}, {"a.json": [ROW]})
+    cfg.data.dataset_dir = str(tmp_path / "elsewhere" / "data")
+    monkeypatch.setenv("TUNEBOARD_DATA_ROOTS", str(tmp_path / "root"))
+    for read in (training_samples, load_eval_samples):
+        with pytest.raises(PathError, match="is outside the data folders"):
+            read(cfg)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    cfg.save(run.config_path, "train")
+    with open(run.log_path, "wb") as log:
+        subprocess.run([sys.executable, "-m", "engine", "train", str(run.config_path)], cwd=ROOT, stdout=log,
+                       stderr=subprocess.STDOUT, timeout=300, check=False)
+    status = wait_for_state(run, 10)
+    assert status["state"] == "failed" and "is outside the data folders" in status["error"], status
+    assert status["error_record"]["kind"] == "path", status
+    zh = status_text("zh", "train", runner.snapshot(run))
+    assert "数据路径：" in zh and "不在本服务器允许的数据文件夹内" in zh, zh

@@ -17,6 +17,7 @@ from webui.queue_panel import build_queue_panel
 from webui.runs_tab import build_runs_tab
 from webui.top_bar import build_top_bar
 from webui.train_tab import build_train_tab
+from webui.workspaces import workspace_of
 
 CSS = """
 .tb-progress { position: relative; height: 28px; border-radius: 6px; background: var(--neutral-200, #e5e7eb);
@@ -70,9 +71,9 @@ def create_app() -> gr.Blocks:
         runs.fill_on(tab_runs, top)
         monitors = [train.monitor, evaluate.monitor, export.monitor]
 
-        def reattach():
-            """After a reload or an app restart: watch the runs that are still going."""
-            active = runner.active_runs()
+        def reattach(request: gr.Request):
+            """After a reload or an app restart: watch this workspace's runs that are still going."""
+            active = runner.active_runs(workspace_of(request).saves)
             return [value for m in monitors for value in m.reattach(active)]
 
         demo.load(reattach, None, [c for m in monitors for c in m.reattach_outputs()])

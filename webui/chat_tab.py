@@ -9,6 +9,7 @@ import gradio as gr
 
 from engine.download import follow_download
 from engine.models import check_checkpoint
+from engine.workspace import Workspace
 from webui.errors import error_text
 from webui.form import Translated
 from webui.hardware_panel import HardwarePanel, build_hardware_panel
@@ -17,22 +18,24 @@ from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import download_html
 from webui.thinking import StreamedReplies, is_thought
 from webui.top_bar import TopBar, checkpoint_choices
+from webui.workspaces import workspace_of
 
-_engine = None
+_engines: dict[str, object] = {}  # workspace user ("" without logins) -> its chat engine
 _engine_lock = threading.Lock()
 _stops: dict[str, threading.Event] = {}  # session -> stop event of its current answer
 _downloads: dict[str, threading.Event] = {}  # session -> cancel event of the download its Load is waiting for
 
 
-def chat_engine():
-    """The process-wide chat engine, created on first use (imports torch lazily)."""
-    global _engine
+def chat_engine(workspace: Workspace = Workspace()):
+    """The workspace's chat engine, created on first use (imports torch lazily): one for the app without logins,
+    one per login with them, so nobody chats with, or unloads, another login's model."""
+    key = workspace.user or ""
     with _engine_lock:
-        if _engine is None:
+        if key not in _engines:
             from engine.chat import ChatEngine  # noqa: PLC0415
 
-            _engine = ChatEngine()
-        return _engine
+            _engines[key] = ChatEngine()
+        return _engines[key]
 
 
 @dataclass(eq=False)
@@ -44,9 +47,10 @@ class ChatTab:
         return self.other_texts
 
 
-def loaded_engine():
-    """The chat engine if one was made (runner.launch unloads it when a job needs its device), else None."""
-    return _engine
+def made_engines() -> list:
+    """The chat engines made so far (runner.launch unloads those on the device a job needs)."""
+    with _engine_lock:
+        return list(_engines.values())
 
 
 def load_refusal(lang: str, device: str) -> str | None:
@@ -63,8 +67,7 @@ def load_refusal(lang: str, device: str) -> str | None:
     return t(lang, "chat_device_busy", device=resolved, run=holder.name) if holder is not None else None
 
 
-def _describe(lang: str) -> str:
-    eng = chat_engine()
+def _describe(lang: str, eng) -> str:
     info = eng.describe()
     adapter = t(lang, "with_adapter", adapter=info["adapter"]) if info["adapter"] else ""
     loaded = t(lang, "model_loaded", model=info["model"], adapter=adapter, device=info["device"])
@@ -77,9 +80,11 @@ BASE_CHOICE = "<base>"  # the compare dropdowns' value for the base model; check
 SINGLE, COMPARE = "single", "compare"
 
 
-def variant_choices(lang: str, model_name: str, model_path: str, method: str) -> list[tuple[str, str]]:
+def variant_choices(lang: str, model_name: str, model_path: str, method: str,
+                    workspace: Workspace = Workspace()) -> list[tuple[str, str]]:
     """Compare mode's sides: the base model, then the runs and checkpoints the top bar offers."""
-    return [(t(lang, "base_model_choice"), BASE_CHOICE)] + checkpoint_choices(lang, model_name, model_path, method)
+    return [(t(lang, "base_model_choice"), BASE_CHOICE)] + checkpoint_choices(lang, model_name, model_path, method,
+                                                                              workspace)
 
 
 def _conversation(history: list, text: str, system_text: str) -> list[dict]:
@@ -143,9 +148,12 @@ def build_chat_tab(top: TopBar) -> ChatTab:
 
     def on_load(lang_, model_path, checkpoint, template, device, trust, hub, request: gr.Request):
         yield t(lang_, "model_loading")
+        workspace = workspace_of(request)
         key = request.session_hash if request else ""
         cancel = _downloads[key] = threading.Event()  # Unload model sets it
         try:
+            workspace.check_readable(model_path, "model.model_name_or_path")
+            workspace.check_readable(checkpoint, "model.adapter_path")
             # A hub model not on disk yet is downloaded first, its progress bar as the status line; a press in another
             # page while it downloads joins the same download. (A whole-model checkpoint is the model: nothing to fetch.)
             source = checkpoint if checkpoint and check_checkpoint(checkpoint) == "full" else model_path
@@ -157,7 +165,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
                 gr.Warning(refusal)
                 yield refusal
                 return
-            chat_engine().load(model_path, checkpoint or "", template, device, bool(trust), hub=hub)
+            chat_engine(workspace).load(model_path, checkpoint or "", template, device, bool(trust), hub=hub)
         except Exception as exc:  # any load failure is shown in words; the app keeps running
             if cancel.is_set():  # stopped by Unload model: the engine's "stopped, files kept" sentence says it all
                 text = error_text(lang_, exc)
@@ -170,7 +178,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         finally:
             if _downloads.get(key) is cancel:
                 del _downloads[key]
-        yield _describe(lang_)
+        yield _describe(lang_, chat_engine(workspace))
 
     load_btn.click(on_load, [top.lang, top.model_path.component, top.checkpoint, top.template.component,
                              top.device.component, top.trust_remote_code.component, top.hub.component],
@@ -181,13 +189,13 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         if cancel is not None and not cancel.is_set():
             cancel.set()  # this page's Load is still downloading: stop it (Load then says so) and keep the model
             return gr.skip()
-        chat_engine().unload()
+        chat_engine(workspace_of(request)).unload()
         return t(lang_, "model_unloaded")
 
     unload_btn.click(on_unload, top.lang, info, api_name="chat_unload")
 
-    def thinking_switch():
-        eng = chat_engine()
+    def thinking_switch(request: gr.Request):
+        eng = chat_engine(workspace_of(request))
         return gr.update(visible=bool(eng.loaded and eng.describe()["reasoning"]))
 
     # The status line changes with every load and unload: the switch follows the model then in memory.
@@ -195,20 +203,20 @@ def build_chat_tab(top: TopBar) -> ChatTab:
 
     bar_inputs = [top.lang, top.model_name, top.model_path.component, top.method.component]
 
-    def refresh_variants(lang_, name, path, method, current):
-        choices = variant_choices(lang_, name, path, method)
+    def refresh_variants(lang_, name, path, method, current, request: gr.Request):
+        choices = variant_choices(lang_, name, path, method, workspace_of(request))
         return gr.update(choices=choices, value=current if current in [v for _, v in choices] else BASE_CHOICE)
 
     for variant in (variant_a, variant_b):
         gr.on([variant.focus, top.lang.change, top.method.component.change], refresh_variants,
               bar_inputs + [variant], variant)
 
-    def on_mode(mode_, lang_, name, path, method, current_b, checkpoint):
+    def on_mode(mode_, lang_, name, path, method, current_b, checkpoint, request: gr.Request):
         """Compare mode starts as base vs the checkpoint picked in the top bar (else the newest run)."""
         compare = mode_ == COMPARE
         if not compare:
             return gr.update(visible=True), gr.update(visible=False), gr.update()
-        choices = variant_choices(lang_, name, path, method)
+        choices = variant_choices(lang_, name, path, method, workspace_of(request))
         values = [v for _, v in choices]
         pick = current_b if current_b in values[1:] else checkpoint if checkpoint in values else \
             (values[1] if len(values) > 1 else BASE_CHOICE)
@@ -229,7 +237,8 @@ def build_chat_tab(top: TopBar) -> ChatTab:
                 return gr.skip(), histories[0], histories[1], text_
             return histories[0], gr.skip(), gr.skip(), text_
 
-        eng = chat_engine()
+        workspace = workspace_of(request)
+        eng = chat_engine(workspace)
         if not (text or "").strip():
             yield shown()
             return
@@ -249,6 +258,8 @@ def build_chat_tab(top: TopBar) -> ChatTab:
                                       enable_thinking=thinking is not False)
         variants = [("" if v in (None, BASE_CHOICE) else v) for v in (variant_a_, variant_b_)] if compare else None
         try:
+            for variant in variants or []:
+                workspace.check_readable(variant, "model.adapter_path")
             for partial in eng.replies(conversations, variants, settings, stop):
                 replies.show(partial)
                 yield shown("")

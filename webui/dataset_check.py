@@ -18,7 +18,7 @@ from engine.data import DataError, load_row
 from engine.encode import CUT, DROPPED
 from engine.length_stats import cutoff_counts, dataset_sizes, length_histogram, training_tokenizer
 from engine.models import ModelLoadError
-from engine.paths import PathError, resolve_user_dir
+from engine.paths import PathError, confined_data_dir
 from engine.sample_view import CUT_AWAY, MASKED, TRAINED, SampleView, sample_views
 from engine.templates import TemplateError
 from webui.errors import error_text
@@ -136,7 +136,7 @@ def formatted_html(lang: str, cfg: RunConfig, number: int) -> str:
     if not cfg.data.datasets:
         return f"<p>{html.escape(t(lang, 'no_dataset'))}</p>"
     fill = {"name": cfg.data.identity_name, "author": cfg.data.identity_author}
-    folder = resolve_user_dir(cfg.data.dataset_dir, "data folder")
+    folder = confined_data_dir(cfg.data.dataset_dir)
     samples = load_row(folder, cfg.data.datasets[0], number - 1, fill, cfg.train.stage)
     tokenizer = training_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code, cfg.model.hub)
     notes, views = [], []

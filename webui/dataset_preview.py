@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from engine.data import PREVIEW_COLUMNS, DataError, preview_page, scan_registry
-from engine.paths import PathError, resolve_user_dir
+from engine.paths import PathError, confined_data_dir
 from webui.errors import error_text
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, MESSAGES, t
@@ -33,7 +33,7 @@ def _cell(lang: str, column: str, value):
 def dataset_listing(dataset_dir: str) -> tuple[list[str], list[Exception]]:
     """(usable dataset names in the folder, what is wrong with the folder, its registry or some entries)."""
     try:
-        return scan_registry(resolve_user_dir(dataset_dir, "data folder"))
+        return scan_registry(confined_data_dir(dataset_dir))
     except PathError as exc:
         return [], [exc]
 
@@ -72,7 +72,7 @@ def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, s
         return gr.update(visible=False), "", gr.update(), 0
     name_ = datasets[0]
     try:
-        folder = resolve_user_dir(dataset_dir, "data folder")
+        folder = confined_data_dir(dataset_dir)
         fill = {"name": name, "author": author}
         page = max(0, page)
         stage = stage or None

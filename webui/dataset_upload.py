@@ -14,7 +14,7 @@ from engine.data.detect import KINDS
 from engine.data.identity import build_identity
 from engine.data.registry import SUPPORTED_SUFFIXES
 from engine.data.upload import MAX_UPLOAD_MB, Inspection, inspect_file, register_upload
-from engine.paths import PathError, resolve_user_dir
+from engine.paths import PathError, confined_data_dir
 from webui.dataset_preview import dataset_listing
 from webui.errors import error_text
 from webui.form import Translated
@@ -119,7 +119,7 @@ def on_register(lang: str, folder: str, path: str | None, name: str, kind: str |
     if not path:
         return t(lang, "upload_no_file"), gr.update()
     try:
-        target = register_upload(resolve_user_dir(folder, "data folder"), name, path, kind, overwrite)
+        target = register_upload(confined_data_dir(folder), name, path, kind, overwrite)
     except (DataError, PathError, OSError) as exc:
         error = error_text(lang, exc)
         gr.Warning(t(lang, "upload_failed", error=error))
@@ -131,7 +131,7 @@ def on_register(lang: str, folder: str, path: str | None, name: str, kind: str |
 def on_identity(lang: str, folder: str, dataset: str, name: str, author: str, purpose: str, contact: str,
                 extra: str, overwrite: bool, current: list | None):
     try:
-        target, rows = build_identity(resolve_user_dir(folder, "data folder"), dataset, name, author, purpose,
+        target, rows = build_identity(confined_data_dir(folder), dataset, name, author, purpose,
                                       contact, extra, overwrite)
     except (DataError, PathError, OSError) as exc:
         error = error_text(lang, exc)

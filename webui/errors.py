@@ -9,6 +9,7 @@ from __future__ import annotations
 from engine.config import ConfigError
 from engine.data import DataError
 from engine.models import ModelLoadError
+from engine.paths import PathError
 from webui.locales import FIELD_TEXT, choice_labels, field_label, t
 
 
@@ -41,13 +42,17 @@ def data_error_text(lang: str, exc: DataError) -> str:
 
 
 def error_text(lang: str, exc: BaseException) -> str:
-    """``exc`` in ``lang``: ConfigError names the field by its label, DataError where the problem is; the others
-    with a key (ModelLoadError) pick a message by it."""
+    """``exc`` in ``lang``: ConfigError (and a PathError of a field) names the field by its label, DataError where
+    the problem is; the others with a key (ModelLoadError) pick a message by it."""
     if isinstance(exc, ConfigError):
         return t(lang, "config_error", field=config_field_label(lang, exc.field_name),
                  message=_message(lang, f"cfg_err_{exc.key}", exc.params))
     if isinstance(exc, DataError):
         return data_error_text(lang, exc)
+    if isinstance(exc, PathError) and exc.key:
+        message = _message(lang, f"path_err_{exc.key}", exc.params)
+        return t(lang, "config_error", field=config_field_label(lang, exc.field), message=message) if exc.field \
+            else message
     key = getattr(exc, "key", "")
     if key == "no_model":
         return t(lang, "model_not_loaded")
@@ -90,6 +95,8 @@ def recorded_error(record) -> BaseException | None:
                              **record["params"])
         if record.get("kind") == "model":
             return ModelLoadError(record.get("message", ""), record["key"], **record["params"])
+        if record.get("kind") == "path":
+            return PathError(record.get("message", ""), record["key"], record.get("field", ""), **record["params"])
     except (KeyError, TypeError, ValueError, IndexError):  # a key or params from another version
         return None
     return None

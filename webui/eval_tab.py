@@ -13,6 +13,7 @@ import gradio as gr
 from engine.config import ConfigError, RunConfig
 from engine.fileio import read_jsonl
 from engine.paths import PathError
+from engine.workspace import Workspace
 from engine.rundir import FINISHED, RunDir
 from webui import runner
 from webui.dataset_preview import build_dataset_preview
@@ -20,6 +21,7 @@ from webui.errors import error_text
 from webui.form import FieldControl, Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import MonitoredTab, build_run_monitor
+from webui.workspaces import workspace_of
 from webui.top_bar import TopBar, model_label
 from webui.train_tab import dataset_choices
 
@@ -130,22 +132,24 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
     form_controls = top.model_controls + controls
     form_inputs = [c.component for c in form_controls] + [top.checkpoint, top.model_name]
 
-    def build(values: list, run_name: str, compare: bool | None):
+    def build(values: list, run_name: str, compare: bool | None, workspace: Workspace):
         *field_values, checkpoint, name = values
         cfg = config_from_values(form_controls, field_values, command="eval")
         cfg.model.adapter_path = checkpoint or ""
+        workspace.check_readable(checkpoint, "model.adapter_path")  # before its run.yaml is read below
         trained = trained_with(checkpoint)
         if trained is not None:  # score identity data with the names the checkpoint learned
             cfg.data.identity_name, cfg.data.identity_author = trained.data.identity_name, trained.data.identity_author
         if compare is not None:
             cfg.eval.compare_base = compare
         method = field_values[form_controls.index(top.method)]
-        run = runner.run_dir_for(model_label(name, field_values[0]), method, run_name.strip())
+        run = runner.run_dir_for(model_label(name, field_values[0]), method, run_name.strip(), workspace.saves,
+                                 field="eval.output_dir")
         return cfg, run
 
-    def on_preview(lang_, run_name, *values):
+    def on_preview(request: gr.Request, lang_, run_name, *values):
         try:
-            cfg, run = build(list(values), run_name, None)
+            cfg, run = build(list(values), run_name, None, workspace_of(request))
         except (ConfigError, PathError) as exc:
             return gr.update(visible=False), t(lang_, "invalid_value", error=error_text(lang_, exc))
         cfg.eval.output_dir = str(run.path)
@@ -153,20 +157,26 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
 
     cmd_btn.click(on_preview, [top.lang, output_dir] + form_inputs, [command, monitor.status])
 
-    def start(lang_, run_name, values, compare):
+    def start(lang_, run_name, values, compare, request: gr.Request):
+        workspace = workspace_of(request)
+
         def checked():
-            cfg, run = build(values, run_name, compare)
+            cfg, run = build(values, run_name, compare, workspace)
             if compare and not cfg.model.adapter_path:
                 raise ConfigError("model.adapter_path", "compare_needs_checkpoint")
             return cfg, run
 
-        return monitor.start(lang_, checked, "eval", "eval_started", default_eval_name())
+        return monitor.start(lang_, checked, "eval", "eval_started", default_eval_name(), workspace)
+
+    def on_start(request: gr.Request, lang_, name, *values):
+        return start(lang_, name, list(values), None, request)
+
+    def on_compare(request: gr.Request, lang_, name, *values):
+        return start(lang_, name, list(values), True, request)
 
     outputs = [monitor.status, output_dir] + monitor.start_outputs()
-    start_btn.click(lambda lang_, name, *v: start(lang_, name, list(v), None), [top.lang, output_dir] + form_inputs,
-                    outputs)
-    compare_btn.click(lambda lang_, name, *v: start(lang_, name, list(v), True), [top.lang, output_dir] + form_inputs,
-                      outputs)
+    start_btn.click(on_start, [top.lang, output_dir] + form_inputs, outputs)
+    compare_btn.click(on_compare, [top.lang, output_dir] + form_inputs, outputs)
     stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], monitor.status)
 
     def results(lang_: str, run: RunDir, page: int) -> list:

@@ -9,13 +9,15 @@ from pathlib import Path
 import gradio as gr
 
 from engine.config import ConfigError
-from engine.paths import PathError, confined, exports_dir
+from engine.paths import PathError, confined_folder
+from engine.workspace import Workspace
 from engine.rundir import FINISHED, RunDir
 from webui import runner
 from webui.errors import error_text
 from webui.form import Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import MonitoredTab, build_run_monitor
+from webui.workspaces import workspace_of
 from webui.top_bar import TopBar, model_label
 
 
@@ -40,21 +42,21 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
     form_controls = top.model_controls + controls
     form_inputs = [c.component for c in form_controls] + [top.checkpoint, top.model_name]
 
-    def build(values: list):
+    def build(values: list, workspace: Workspace):
         *field_values, checkpoint, name = values
-        target = confined(exports_dir(), str(field_values[form_controls.index(export_dir)]).strip(),
-                          what="export dir")
+        target = confined_folder(workspace.exports, str(field_values[form_controls.index(export_dir)]).strip(),
+                                 "export.export_dir", "export dir")
         field_values[form_controls.index(export_dir)] = str(target)
         cfg = config_from_values(form_controls, field_values, command="export")
         cfg.model.adapter_path = checkpoint or ""
         method = field_values[form_controls.index(top.method)]
         run = runner.run_dir_for(model_label(name, field_values[0]), method,
-                                 time.strftime("export_%Y-%m-%d-%H-%M-%S"))
+                                 time.strftime("export_%Y-%m-%d-%H-%M-%S"), workspace.saves)
         return cfg, run
 
-    def on_preview(lang_, *values):
+    def on_preview(request: gr.Request, lang_, *values):
         try:
-            cfg, run = build(list(values))
+            cfg, run = build(list(values), workspace_of(request))
         except (ConfigError, PathError) as exc:
             return gr.update(visible=False), t(lang_, "invalid_value", error=error_text(lang_, exc))
         cfg.export.output_dir = str(run.path)
@@ -62,15 +64,17 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
 
     cmd_btn.click(on_preview, [top.lang] + form_inputs, [command, monitor.status])
 
-    def on_export(lang_, *values):
+    def on_export(request: gr.Request, lang_, *values):
+        workspace = workspace_of(request)
+
         def checked():
-            cfg, run = build(list(values))
+            cfg, run = build(list(values), workspace)
             target = Path(cfg.export.export_dir)
             if target.exists() and any(target.iterdir()):
                 raise PathError(t(lang_, "export_dir_not_empty", path=str(target)))
             return cfg, run
 
-        return monitor.start(lang_, checked, "export", "export_started", "")
+        return monitor.start(lang_, checked, "export", "export_started", "", workspace)
 
     export_btn.click(on_export, [top.lang] + form_inputs, [monitor.status, result] + monitor.start_outputs())
     stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], monitor.status)

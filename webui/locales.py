@@ -599,6 +599,27 @@ MESSAGES: dict[str, dict[str, str]] = {
     "export_failed": {"en": "Export failed: {error}", "zh": "导出失败：{error}"},
     "export_result": {"en": "Model written to `{path}`", "zh": "模型已写入 `{path}`"},
     "export_dir_not_empty": {"en": "export dir {path} exists and is not empty", "zh": "导出目录 {path} 已存在且非空"},
+    # engine.paths.PathError keys (webui/errors.py words them after the field's label)
+    "path_err_empty": {"en": "is empty", "zh": "不能为空"},
+    "path_err_nul": {"en": "contains a NUL byte", "zh": "包含 NUL 字节"},
+    "path_err_not_one_name": {"en": "{name} must be one folder name, without '/' or '..': a run cannot lie inside another run's folder",
+        "zh": "{name} 必须是单个文件夹名，不能含 '/' 或 '..'：任务不能放在另一个任务的文件夹里"},
+    "path_err_name_too_long": {"en": 'a folder name of {length} bytes is longer than the file system allows ({limit} bytes)',
+        "zh": '文件夹名长 {length} 字节，超过了文件系统允许的 {limit} 字节'},
+    "path_err_path_too_long": {"en": 'the path is {length} bytes long, more than the system allows ({limit} bytes)',
+        "zh": '路径长 {length} 字节，超过了系统允许的 {limit} 字节'},
+    "path_err_not_a_folder": {"en": '{path} is a file, not a folder',
+        "zh": '{path} 是文件而不是文件夹'},
+    "run_folder_not_a_run": {"en": "Output dir {path} already holds files that are not a run (another run's checkpoint?); choose another name.",
+        "zh": '输出目录 {path} 中已有不属于任务的文件（可能是另一个任务的检查点），请换一个名称。'},
+    "run_exists_no_settings": {"en": 'Output dir {path} holds a run whose settings (run.yaml) are missing or unreadable, so it cannot be resumed; choose another name.',
+        "zh": '输出目录 {path} 中的任务缺少或无法读取其设置（run.yaml），无法续训，请换一个名称。'},
+    "path_err_outside_data_roots": {"en": "{path} is outside the data folders this server allows ({roots}); "
+                                          "the server's `--data-root` option allows others",
+                                    "zh": "{path} 不在本服务器允许的数据文件夹内（{roots}）；"
+                                          "服务器的 `--data-root` 选项可允许其他文件夹"},
+    "path_err_data_in_runs": {"en": "{path} is inside the runs folder {runs}; datasets cannot live there",
+                              "zh": "{path} 位于运行文件夹 {runs} 内；数据集不能放在那里"},
     # loss plot
     "plot_step": {"en": "step", "zh": "步数"},
     "plot_loss": {"en": "loss", "zh": "损失"},
@@ -631,6 +652,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "runs_state_finished": {"en": "finished", "zh": "已完成"},
     "runs_state_failed": {"en": "failed", "zh": "失败"},
     "runs_state_stopped": {"en": "stopped", "zh": "已中断"},
+    "runs_state_unreadable": {"en": "unreadable", "zh": "无法读取"},
+    "runs_status_unreadable": {"en": "The state of {run} cannot be read: {error}", "zh": "无法读取 {run} 的状态：{error}"},
     "runs_compare": {"en": "Compare runs", "zh": "对比任务"},
     "runs_compare_info": {"en": "Choose several runs: their loss curves share one plot, and the settings in which "
                                 "they differ are listed below it.",
@@ -652,6 +675,15 @@ MESSAGES: dict[str, dict[str, str]] = {
                          "zh": "显示任务的文件夹（复制路径后在服务器上打开）；已完成、失败或已中断的任务可以删除。"},
     "runs_path": {"en": "Folder path", "zh": "文件夹路径"},
     "runs_delete": {"en": "Delete run", "zh": "删除任务"},
+    "path_err_other_user": {"en": "{path} belongs to another user's workspace", "zh": "{path} 属于其他用户的工作区"},
+    "path_err_queue_share_full": {"en": "{count} of your jobs are already waiting for the device (the class shares one queue: at most {limit} waiting jobs each). Cancel one or wait until one starts.", "zh": "你已有 {count} 个任务在等待设备（全班共用一个队列：每人最多 {limit} 个等待中的任务）。请取消一个，或等其中一个开始。"},
+    "queue_other_user": {"en": "another user's job", "zh": "其他用户的任务"},
+    "runs_share": {"en": "Share / unshare", "zh": "共享 / 取消共享"},
+    "runs_shared_mark": {"en": "(shared)", "zh": "（共享）"},
+    "runs_no_login": {"en": "without login", "zh": "无登录"},
+    "runs_share_admins_only": {"en": "Only an admin login can share runs.", "zh": "只有管理员账号可以共享任务。"},
+    "runs_shared": {"en": "Run {run} is now shared with every login: they can chat with it, evaluate and export it, but not change or delete it.", "zh": "任务 {run} 已共享给所有账号：他们可以用它对话、评估和导出，但不能修改或删除。"},
+    "runs_unshared": {"en": "Run {run} is no longer shared.", "zh": "任务 {run} 已取消共享。"},
     "runs_confirm_delete": {"en": "Confirm delete", "zh": "确认删除"},
     "runs_cancel": {"en": "Cancel", "zh": "取消"},
     "runs_confirm_text": {"en": "Delete run **{run}**? Its folder `{path}` is removed with every checkpoint, weight "
@@ -802,6 +834,8 @@ CONFIG_ERRORS_ZH = {
     "yaml_invalid": "不是有效的 YAML：{error}",
     "not_utf8": "{path} 不是 UTF-8 文本（可能不是 YAML 配置文件？）",
     "unreadable": "无法读取 {path}：{reason}",
+    "too_big": "{path} 超过 {limit_mb} MB：不是本应用写出的配置文件",
+    "yaml_too_deep": "嵌套层级太深，无法读取",
     "empty": "不能为空",
     "no_dataset": "请至少选择一个数据集",
     "zero_layers": "不能为 0（正数：最后 N 层；负数：最前 N 层）",
@@ -866,6 +900,7 @@ DATA_ERRORS_ZH = {
     "not_list": "必须是由样本组成的 JSON 列表",
     "unreadable": "无法读取：{error}",
     "not_utf8": "不是 UTF-8 文本",
+    "too_deep": "嵌套层级太深，无法读取",
     "unknown_stage": "未知的训练阶段 {stage!r}（可用：{stages}）",
     "no_pairs": "数据集 {name!r} 没有偏好数据对：{stage} 阶段需要带有 chosen/rejected 回答的偏好数据；"
                 "请在 {registry} 中为这类数据集标注 \"ranking\": true",
@@ -875,6 +910,7 @@ DATA_ERRORS_ZH = {
     "no_such_row": "没有第 {position} 行：共 {count} 行",
     "missing": "缺失",
     "not_text": "必须是文本，实际为 {kind}",
+    "not_number": "必须是数字，实际为 {kind}",
     "history_not_list": "必须是由 [问题, 回答] 对组成的列表",
     "history_item": "每一项都必须是由文本组成的 [问题, 回答] 对",
     "empty_instruction": "指令为空",
@@ -897,6 +933,7 @@ DATA_ERRORS_ZH = {
     "one_line": "必须是一行，最多 {limit} 个字符",
     "braces": "不能包含 {{{{ 或 }}}}",
     "extra_fact": "每条补充信息请写成：问题 | 回答",
+    "reserved_name": "数据集名称 {name!r} 是数据文件夹自身文件的保留名称；请换一个名称",
     "bad_name": "数据集名称 {name!r} 不可用：请使用 1 到 64 个字母、数字、'_'、'-' 或 '.'，并以字母或数字开头",
     "no_folder": "数据文件夹不存在",
     "already_registered": "数据集 {name!r} 已注册；请换一个名称或允许覆盖",
@@ -973,6 +1010,10 @@ def _merge(lang: str, module) -> None:
 
 for _lang, _module in (("ja", locale_ja), ("ko", locale_ko), ("ru", locale_ru)):
     _merge(_lang, _module)
+
+# The run name box is no config field control, but an error about it (a PathError's field) names it by its label.
+for _key in ("train.output_dir", "eval.output_dir"):
+    FIELD_TEXT[_key] = {lang: (label, MESSAGES["output_dir_info"][lang]) for lang, label in MESSAGES["output_dir"].items()}
 
 
 def t(lang: str, key: str, **kwargs) -> str:

@@ -12,10 +12,12 @@ import gradio as gr
 
 from engine import device_queue
 from engine.rundir import QUEUED, RunDir
+from engine.workspace import Workspace
 from webui import runner
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t
 from webui.shared_reading import SharedReading
+from webui.workspaces import workspace_of
 
 REFRESH_S = 2.0
 LONG_POLL_S = REFRESH_S  # a refresh waits up to this long for the queue to change (see refresh_tick)
@@ -50,46 +52,57 @@ def _waited(lang: str, run: RunDir) -> str:
     return t(lang, "queue_waited_min", minutes=minutes)
 
 
-def queue_markdown(lang: str, view: QueueView) -> str:
+def queue_markdown(lang: str, view: QueueView, workspace: Workspace = Workspace()) -> str:
+    """The job on the device and the waiting ones, in their turn; with logins, other logins' jobs only as such."""
     if view.running is None and not view.waiting:
         return t(lang, "queue_empty")
     rows = [f"| | {t(lang, 'queue_col_run')} | {t(lang, 'queue_col_kind')} | {t(lang, 'queue_col_waited')} |",
             "|---|---|---|---|"]
+
+    def cells(run: RunDir) -> str:
+        if not workspace.owns(run.path):
+            return f"{t(lang, 'queue_other_user')} | "
+        return f"{html.escape(str(run.path))} | {_kind(lang, run)}"
+
     if view.running is not None:
-        rows.append(f"| {t(lang, 'queue_on_device')} | {html.escape(str(view.running.path))} | "
-                    f"{_kind(lang, view.running)} | |")
+        rows.append(f"| {t(lang, 'queue_on_device')} | {cells(view.running)} | |")
     for i, run in enumerate(view.waiting, start=1):
-        rows.append(f"| {i} | {html.escape(str(run.path))} | {_kind(lang, run)} | {_waited(lang, run)} |")
+        rows.append(f"| {i} | {cells(run)} | {_waited(lang, run)} |")
     return "\n".join(rows)
 
 
-_texts: dict[str, tuple[QueueView, str]] = {}
+_texts: dict[tuple[str, str | None], tuple[QueueView, str]] = {}
 
 
-def queue_text(lang: str) -> str:
-    """``queue_markdown`` of the current view, made once per view and language for all the pages."""
+def queue_text(lang: str, request: gr.Request = None) -> str:
+    """``queue_markdown`` of the current view, made once per view, language and login for all their pages."""
     view = queue_view()
+    workspace = workspace_of(request)
+    key = (lang, None if workspace.sees_everything else workspace.user)
     with _queue.lock:
-        cached = _texts.get(lang)
+        cached = _texts.get(key)
         if cached is not None and cached[0] is view:
             return cached[1]
-    text = queue_markdown(lang, view)
+    text = queue_markdown(lang, view, workspace)
     with _queue.lock:
-        _texts[lang] = (view, text)
+        _texts[key] = (view, text)
     return text
 
 
-def cancel_choices(view: QueueView) -> list[tuple[str, str]]:
+def cancel_choices(view: QueueView, workspace: Workspace = Workspace()) -> list[tuple[str, str]]:
+    """The waiting jobs ``workspace`` may cancel, by their place in the queue."""
     return [(f"{i}. {run.path.parent.parent.name}/{run.path.parent.name}/{run.name}", str(run.path))
-            for i, run in enumerate(view.waiting, start=1)]
+            for i, run in enumerate(view.waiting, start=1) if workspace.owns(run.path)]
 
 
-def cancel(lang: str, path: str | None) -> str:
+def cancel(lang: str, path: str | None, request: gr.Request = None) -> str:
     if not path:
         return t(lang, "queue_pick_one")
     run = RunDir(Path(path))
     if run.live_status().get("state") != QUEUED:
         return t(lang, "queue_not_waiting", path=path)
+    if not workspace_of(request).owns(run.path):
+        return t(lang, "path_err_other_user", path=path)
     runner.stop(run)
     return t(lang, "queue_cancel_sent", path=path)
 
@@ -118,20 +131,20 @@ def build_queue_panel(lang_dd: gr.Dropdown) -> QueuePanel:
         message = gr.Markdown(elem_id="queue-message")
     timer = gr.Timer(REFRESH_S)
 
-    async def refresh_tick(lang_: str, shown: str | None) -> str:
+    async def refresh_tick(lang_: str, shown: str | None, request: gr.Request) -> str:
         """The table as it is now: waits (without a thread) up to LONG_POLL_S for it to differ from what the
         page shows (its own text, sent along), so a page asks about every two intervals, not every one."""
         deadline = time.monotonic() + LONG_POLL_S
         while True:
-            text = queue_text(lang_)
+            text = queue_text(lang_, request)
             if text != shown or time.monotonic() >= deadline:
                 return text
             await asyncio.sleep(POLL_EVERY_S)
 
-    def refresh_choices():
+    def refresh_choices(request: gr.Request):
         # Choices only, never the value: a refresh answered after the user picked a run would otherwise put back
         # the (empty) pick it was sent with. A pick that has left the queue is answered by ``cancel`` itself.
-        return gr.update(choices=cancel_choices(queue_view()))
+        return gr.update(choices=cancel_choices(queue_view(), workspace_of(request)))
 
     # Thirty classroom browsers each refresh this, so each refresh is light: queue=False (one HTTP request, not a
     # queue join plus an event stream), and the table text only, re-sent as it is: Gradio makes a new component

@@ -19,13 +19,15 @@ import gradio as gr
 from engine import device_queue
 from engine.checkpointing_choice import TURN_OFF
 from engine.checkpoints import last_complete_checkpoint, resume_plan
-from engine.config import ConfigError
+from engine.config import ConfigError, RunConfig
 from engine.paths import PathError
 from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
+from engine.workspace import AccessError, Workspace, owner_of
 from webui import runner
 from webui.errors import error_text, hub_label, recorded_error
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, field_label, t
+from webui.workspaces import policy, workspace_of
 
 # A tick waits (without a thread) up to LONG_POLL_S for what its page shows to change, checking every
 # POLL_EVERY_S, and answers at once when it has: a page asks again about once per training step instead of
@@ -155,12 +157,18 @@ class RunMonitor:
     def not_started(self) -> tuple:
         return tuple(gr.update() for _ in self.start_outputs())
 
-    def start(self, lang: str, build: Callable[[], tuple], command: str, started_key: str, second: Any) -> tuple:
-        """Build (config, run dir) and launch; outputs ``[status, <second>] + start_outputs()``.
+    def start(self, lang: str, build: Callable[[], tuple], command: str, started_key: str, second: Any,
+              workspace: Workspace) -> tuple:
+        """Build (config, run dir) in ``workspace`` and launch; outputs ``[status, <second>] + start_outputs()``.
 
-        Bad input or a busy device becomes a warning and a status message naming the problem."""
+        Bad input, another login's model or checkpoint, a full share of the queue or a busy device becomes a
+        warning and a status message naming the problem."""
         try:
             cfg, run = build()
+            workspace.check_owned(run.path)
+            workspace.check_readable(cfg.model.model_name_or_path, "model.model_name_or_path")
+            workspace.check_readable(cfg.model.adapter_path, "model.adapter_path")
+            check_queue_share(workspace)
         except (ConfigError, PathError) as exc:
             message = t(lang, "invalid_value", error=error_text(lang, exc))
             gr.Warning(message)
@@ -230,9 +238,11 @@ class RunMonitor:
                         + extra_outputs, queue=False)
 
     def stop_handler(self) -> Callable[[str, str], str]:
-        def on_stop(lang: str, path: str) -> str:
+        def on_stop(lang: str, path: str, request: gr.Request) -> str:
             if not path or runner.snapshot(RunDir(Path(path))).state not in (QUEUED, RUNNING):
                 return t(lang, "nothing_running")
+            if not workspace_of(request).owns(path):
+                return t(lang, "path_err_other_user", path=path)
             runner.stop(RunDir(Path(path)))
             return t(lang, "stop_sent")
 
@@ -272,6 +282,17 @@ def build_run_monitor(kind: str, log_lines: int = 12, render_log: bool = True) -
                       gr.State(None), gr.Textbox("", visible=False, elem_id=f"{kind}-watching"))
 
 
+def check_queue_share(workspace: Workspace) -> None:
+    """With logins, a login (not an admin) may have ``policy().max_queued`` jobs waiting at most: the class shares
+    one device queue, which takes the logins' jobs in turn (engine.device_queue.waiting)."""
+    if workspace.folder is None or workspace.admin:
+        return
+    mine = sum(owner_of(ticket.run.path) == workspace.folder.name for ticket in device_queue.waiting())
+    if mine >= policy().max_queued:
+        raise AccessError(f"{mine} jobs of yours are waiting already", "queue_share_full", count=mine,
+                          limit=policy().max_queued)
+
+
 def describe_change(lang: str, key: str, before: Any, now: Any) -> str:
     """"LoRA rank: 8 → 16": a changed setting, by its label in ``lang``."""
 
@@ -285,16 +306,27 @@ def describe_change(lang: str, key: str, before: Any, now: Any) -> str:
 
 def folder_refusal(lang: str, run: RunDir, cfg: Any, command: str) -> str | None:
     """Why Start may not use ``run``'s folder; None for a new folder, or for a training run there that resumes:
-    Resume ticked, a complete checkpoint, and no setting changed that resuming cannot change."""
-    if not (run.status_path.exists() or run.config_path.exists()):
+    Resume ticked, a complete checkpoint, and no setting changed that resuming cannot change (the model and the
+    method among them). Any other folder that holds something is refused: it may be another run's checkpoint, whose
+    weights the run would overwrite."""
+    if not run.path.is_dir():  # a file there is refused by runner.run_dir_for, naming the field
         return None
-    if command != "train":
+    is_run = run.status_path.exists() or run.config_path.exists()
+    if not is_run and not any(run.path.iterdir()):
+        return None  # an empty folder: nothing in it to lose
+    if not is_run:
+        return t(lang, "run_folder_not_a_run", path=str(run.path))
+    if command != "train" or run.read_status().get("command", "train") != "train":
         return t(lang, "run_exists", path=str(run.path))
     if not cfg.train.resume:
         return t(lang, "run_exists_resume_off", path=str(run.path))
     plan = resume_plan(run.path, cfg)
     if plan is None:
         return t(lang, "run_exists_no_checkpoint", path=str(run.path))
+    try:  # resume_plan compares the settings (model and method too) only where it can read them
+        RunConfig.load(run.config_path, "train")
+    except (OSError, ValueError):
+        return t(lang, "run_exists_no_settings", path=str(run.path))
     if plan.conflicts:
         fields = t(lang, "change_sep").join(describe_change(lang, *change) for change in plan.changes
                                           if change[0] in plan.conflicts)

@@ -19,18 +19,23 @@ from engine.config import RunConfig
 from engine import warm_worker
 from engine.device_queue import crowds_cpu_memory, new_ticket, position, queue_dir, shares_accelerator, wrap
 from engine.launch import job_command, uses_torchrun
-from engine.paths import PROJECT_ROOT, confined, safe_name, saves_dir
+from engine.paths import PROJECT_ROOT, confined_folder, safe_name, saves_dir
 from engine.rundir import ACTIVE_STATES, QUEUED, RUNNING, RunDir, list_runs
+from engine.workspace import Workspace
 
 _children: dict[int, subprocess.Popen] = {}  # reaped on poll so no zombies are left behind
 
 
-def method_dir(model_label: str, method: str) -> Path:
-    return saves_dir() / safe_name(model_label) / safe_name(method)
+def method_dir(model_label: str, method: str, saves: Path | None = None) -> Path:
+    """<saves>/<model>/<method>: ``saves`` is a workspace's (engine.workspace), saves/ without logins."""
+    return (saves or saves_dir()) / safe_name(model_label) / safe_name(method)
 
 
-def run_dir_for(model_label: str, method: str, run_name: str) -> RunDir:
-    return RunDir(confined(method_dir(model_label, method), run_name, what="output dir"))
+def run_dir_for(model_label: str, method: str, run_name: str, saves: Path | None = None,
+                field: str = "train.output_dir") -> RunDir:
+    """The run folder <method dir>/<run_name>; a PathError for the form field ``field`` when the name is not one
+    folder name inside it."""
+    return RunDir(confined_folder(method_dir(model_label, method, saves), run_name, field, "output dir", single=True))
 
 
 def command_for(run: RunDir, cfg: RunConfig, command: str = "train") -> tuple[list[str], dict[str, str]]:
@@ -68,12 +73,12 @@ def launch_lock():
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _web_chat():
-    """The chat engine of this process, if Chat has made one (without importing Chat's tab, or torch)."""
+def _web_chats() -> list:
+    """The chat engines of this process, those Chat has made (without importing Chat's tab, or torch)."""
     import sys  # noqa: PLC0415
 
     tab = sys.modules.get("webui.chat_tab")
-    return tab.loaded_engine() if tab is not None else None
+    return tab.made_engines() if tab is not None else []
 
 
 def release_chat(cfg: RunConfig, command: str, chat) -> dict | None:
@@ -94,14 +99,16 @@ def launch(run: RunDir, cfg: RunConfig, command: str = "train", chat=None) -> Ru
     """Write run.yaml and status, take a place in the device queue, and start the engine detached (its own
     session, output to stdout.log): it waits for its turn, then runs, whatever happens to this process.
 
-    Chat's model (``chat``, by default this process's chat engine) is unloaded first where the job needs its
-    device (``release_chat``); status.json's ``chat_unloaded`` says what was unloaded, for Start's message."""
+    Chat's models (``chat``, by default this process's chat engines, every login's) are unloaded first where the
+    job needs their device (``release_chat``); status.json's ``chat_unloaded`` says what was unloaded, for Start's
+    message."""
     run.path.mkdir(parents=True, exist_ok=True)
     getattr(cfg, command).output_dir = str(run.path)
     cfg.save(run.config_path, command)
     run.clear_stop()
     launcher = "torchrun" if uses_torchrun(cfg, command) else "python"
-    freed = release_chat(cfg, command, chat if chat is not None else _web_chat())
+    freed = [release_chat(cfg, command, engine) for engine in ([chat] if chat is not None else _web_chats())]
+    freed = next((f for f in freed if f), None)
     # A resumed run starts over in status; its checkpoints and events stay.
     run.write_status(QUEUED, created_at=time.time(), pid=None, error=None, command=command, launcher=launcher,
                      finished_at=None, started_at=None, metrics=None, phase="", cancelled=None, chat_unloaded=freed,
@@ -172,7 +179,7 @@ def snapshot(run: RunDir) -> Snapshot:
     status = run.live_status()
     events = run.read_events()
     step = int(status.get("step") or 0)
-    total = int(status.get("total_steps") or (events[-1]["total_steps"] if events else 0))
+    total = int(status.get("total_steps") or (events[-1].get("total_steps", 0) if events else 0))
     return Snapshot(
         state=status.get("state", ""), step=step, total_steps=total,
         elapsed_s=float(status.get("elapsed_s") or 0.0), remaining_s=float(status.get("remaining_s") or 0.0),
@@ -204,11 +211,11 @@ def shared_snapshot(run: RunDir, max_age_s: float = SHARED_MAX_AGE_S) -> Snapsho
         return snap
 
 
-def active_runs() -> list[RunDir]:
-    """Runs still running or queued, anywhere under saves/ (for re-attaching after a reload): running ones
-    first, then the queue in its order."""
+def active_runs(saves: Path | None = None) -> list[RunDir]:
+    """Runs still running or queued, anywhere under ``saves`` (saves/ by default; for re-attaching after a
+    reload): running ones first, then the queue in its order."""
     found = []
-    root = saves_dir()
+    root = saves or saves_dir()
     if not root.is_dir():
         return []
     for model_dir in root.iterdir():
@@ -222,30 +229,38 @@ def active_runs() -> list[RunDir]:
     return [run for *_, run in sorted(found, key=lambda item: item[:2])]
 
 
-def checkpoint_entries(model_label: str, method: str) -> list[tuple[RunDir, Checkpoint | None]]:
-    """What can be loaded for this model and method, newest run first: a run's final weights (checkpoint None)
-    once it finished or was stopped, then its complete checkpoint-N folders, latest first."""
+def checkpoint_entries(model_label: str, method: str, workspace: Workspace = Workspace()
+                       ) -> list[tuple[RunDir, Checkpoint | None]]:
+    """What ``workspace`` can load for this model and method, newest run first: a run's final weights (checkpoint
+    None) once it finished or was stopped, then its complete checkpoint-N folders, latest first. Its own runs (an
+    admin's: everyone's), then those others shared with it."""
     from engine.rundir import FINISHED, STOPPED  # noqa: PLC0415
 
     entries: list[tuple[RunDir, Checkpoint | None]] = []
-    for run in list_runs(method_dir(model_label, method)):
+    where = method_dir(model_label, method, Path("/"))
+    runs = [run for root in workspace.run_roots() for run in list_runs(method_dir(model_label, method, root))]
+    runs += [run for run in workspace.shared_runs() if run.path.parent.parent.name == where.parent.name
+             and run.path.parent.name == where.name]
+    for run in runs:
         if run.read_status().get("state") in (FINISHED, STOPPED) and run.has_final_weights():
             entries.append((run, None))
         entries += [(run, c) for c in reversed(list_checkpoints(run.path)) if c.complete]
     return entries
 
 
-def finished_checkpoints(model_label: str, method: str) -> list[tuple[str, str]]:
+def finished_checkpoints(model_label: str, method: str, workspace: Workspace = Workspace()) -> list[tuple[str, str]]:
     """(label, path) of runs with final weights for this model and method, newest first."""
-    return [(run.name, str(run.path)) for run, ckpt in checkpoint_entries(model_label, method) if ckpt is None]
+    return [(run.name, str(run.path)) for run, ckpt in checkpoint_entries(model_label, method, workspace)
+            if ckpt is None]
 
 
-def delete_run(path: str) -> RunDir:
-    """Delete a finished, failed or stopped run directory (engine.run_history.delete_run), under the launch lock:
-    a Start that would resume the same folder waits, and then finds it gone."""
+def delete_run(path: str, root: Path | None = None) -> RunDir:
+    """Delete a finished, failed or stopped run directory of ``root`` (a workspace's saves; saves/ by default;
+    engine.run_history.delete_run), under the launch lock: a Start that would resume the same folder waits, and
+    then finds it gone."""
     from engine.run_history import delete_run as remove  # noqa: PLC0415
 
     with launch_lock():
-        run = remove(path)
+        run = remove(path, root)
     _shared.pop(run.path, None)
     return run

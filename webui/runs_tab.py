@@ -10,7 +10,8 @@ from typing import Any
 
 import gradio as gr
 
-from engine.paths import PathError, saves_dir
+from engine.paths import PathError
+from engine.workspace import Workspace, is_shared, owner_of, share_run
 from engine.run_history import RunBusyError, RunSummary, all_runs, loss_events, run_label, run_to_delete, \
     settings_diff, summarize
 from engine.rundir import RunDir
@@ -21,6 +22,7 @@ from webui.locales import DEFAULT_LANG, field_label, plot_labels, t
 from webui.plots import overlay_figure
 from webui.run_monitor import fmt_seconds
 from webui.top_bar import TopBar, refresh_checkpoints
+from webui.workspaces import workspace_of
 
 # Results before settings: on a narrow screen the table scrolls sideways, the run name pinned.
 _COLUMNS = ("run", "model", "method", "status", "final_loss", "best_loss", "best_eval_loss", "duration",
@@ -39,6 +41,7 @@ class RunsTab:
     manage: gr.Dropdown
     path: gr.Textbox
     delete: gr.Button
+    share: gr.Button  # admins only: share the managed run with every login (read-only), or stop sharing it
     confirm_box: gr.Column
     confirm_text: gr.Markdown
     confirm: gr.Button
@@ -52,6 +55,7 @@ class RunsTab:
                 Translated(self.plot, "runs_overlay"), Translated(self.diff, "runs_diff"),
                 Translated(self.manage, "runs_manage", info_key="runs_manage_info"),
                 Translated(self.path, "runs_path"), Translated(self.delete, "runs_delete", "value"),
+                Translated(self.share, "runs_share", "value"),
                 Translated(self.confirm, "runs_confirm_delete", "value"),
                 Translated(self.cancel, "runs_cancel", "value")]
 
@@ -60,7 +64,8 @@ class RunsTab:
         tab.select(_view, [top.lang, self.compare, self.manage], self.view_outputs())
 
     def view_outputs(self) -> list:
-        return [self.summary, self.table, self.compare, self.manage, self.plot, self.diff, self.diff_note, self.path]
+        return [self.summary, self.table, self.compare, self.manage, self.plot, self.diff, self.diff_note, self.path,
+                self.share]
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -73,18 +78,26 @@ def _method_cell(lang: str, s: RunSummary) -> str:
     return f"{s.method} · {stage}" if stage else s.method
 
 
-def _row(lang: str, s: RunSummary) -> list[str]:
+def _run_cell(lang: str, s: RunSummary, workspace: Workspace) -> str:
+    """The run's name; another login's run with its owner, a shared one marked so."""
+    owner = owner_of(s.run.path)
+    name = s.name if workspace.folder is None or owner == workspace.folder.name else \
+        f"{owner or t(lang, 'runs_no_login')}: {s.name}"
+    return name + (" " + t(lang, "runs_shared_mark") if is_shared(s.run) else "")
+
+
+def _row(lang: str, s: RunSummary, workspace: Workspace = Workspace()) -> list[str]:
     batch = "" if s.batch_size is None else f"{s.batch_size} × {s.grad_accum}"
-    return [s.name, s.model, _method_cell(lang, s), t(lang, f"runs_state_{s.state}") if s.state else "?",
+    return [_run_cell(lang, s, workspace), s.model, _method_cell(lang, s), t(lang, f"runs_state_{s.state}") if s.state else "?",
             _num(s.final_loss, ".4f"), _num(s.best_loss, ".4f"), _num(s.best_eval_loss, ".4f"),
             "" if s.duration_s is None else fmt_seconds(s.duration_s), _num(s.tokens_per_s, ".0f"),
             ", ".join(s.datasets), _num(s.learning_rate, "g"), _num(s.epochs, "g"), _num(s.lora_rank, "d"), batch,
             _num(s.cutoff_len, "d")]
 
 
-def runs_table(lang: str, summaries: list[RunSummary]) -> dict:
+def runs_table(lang: str, summaries: list[RunSummary], workspace: Workspace = Workspace()) -> dict:
     headers = [t(lang, f"runs_col_{c}") for c in _COLUMNS]
-    return gr.update(value=[_row(lang, s) for s in summaries] or [[""] * len(headers)], headers=headers)
+    return gr.update(value=[_row(lang, s, workspace) for s in summaries] or [[""] * len(headers)], headers=headers)
 
 
 def _cell(value: Any) -> str:
@@ -149,31 +162,44 @@ def build_runs_tab(top: TopBar) -> RunsTab:
         path = gr.Textbox(label=t(lang, "runs_path"), interactive=False, buttons=["copy"], scale=3,
                           elem_id="runs-path")
         delete = gr.Button(t(lang, "runs_delete"), variant="stop", scale=0, min_width=140, elem_id="runs-delete")
+        share = gr.Button(t(lang, "runs_share"), visible=False, scale=0, min_width=140, elem_id="runs-share")
     with gr.Column(visible=False, elem_id="runs-confirm-box") as confirm_box:
         confirm_text = gr.Markdown(elem_id="runs-confirm-text")
         with gr.Row():
             confirm = gr.Button(t(lang, "runs_confirm_delete"), variant="stop", elem_id="runs-confirm-delete")
             cancel = gr.Button(t(lang, "runs_cancel"), elem_id="runs-cancel-delete")
     message = gr.Markdown(elem_id="runs-message")
-    tab = RunsTab(refresh, summary, table, compare, plot, diff, diff_note, manage, path, delete, confirm_box,
+    tab = RunsTab(refresh, summary, table, compare, plot, diff, diff_note, manage, path, delete, share, confirm_box,
                   confirm_text, confirm, cancel, message, gr.State(""))
     _wire(tab, top)
     return tab
 
 
-def _view(lang: str, selected: list[str] | None, managed: str | None) -> list:
-    """Everything the tab shows, re-read from saves/; selections of runs no longer there are dropped."""
-    summaries = [summarize(run) for run in all_runs()]
+def visible_runs(workspace: Workspace) -> list[RunDir]:
+    """The runs ``workspace`` lists: its own (an admin's: everyone's), then those shared with it; newest first."""
+    runs = [run for root in workspace.run_roots() for run in all_runs(root)] + workspace.shared_runs()
+    return sorted(runs, key=lambda run: run.read_status().get("created_at") or 0.0, reverse=True)
+
+
+def _view(lang: str, selected: list[str] | None, managed: str | None, request: gr.Request = None) -> list:
+    """Everything the tab shows, re-read from the workspace's runs; selections of runs no longer there are dropped.
+    Only the workspace's own runs can be managed (deleted, shared); shared ones can be compared."""
+    workspace = workspace_of(request)
+    summaries = [summarize(run) for run in visible_runs(workspace)]
     choices = [(s.label, str(s.run.path)) for s in summaries]
-    present = {value for _, value in choices}
-    selected = [p for p in (selected or []) if p in present]
-    managed = managed if managed in present else None
+    owned = [(label, path) for label, path in choices if workspace.owns(path)]
+    selected = [p for p in (selected or []) if p in {value for _, value in choices}]
+    managed = managed if managed in {value for _, value in owned} else None
     plot, diff, note = comparison(lang, selected)
-    root = saves_dir()
+    root = workspace.saves
     head = t(lang, "runs_summary", count=len(summaries), root=str(root)) if summaries else \
         t(lang, "runs_none", root=str(root))
-    return [head, runs_table(lang, summaries), gr.update(choices=choices, value=selected),
-            gr.update(choices=choices, value=managed), plot, diff, note, managed or ""]
+    # A run whose status.json cannot be read is listed as unreadable, with why, instead of breaking the tab.
+    head = "\n\n".join([head] + [t(lang, "runs_status_unreadable", run=s.label, error=error_text(lang, s.status_error))
+                                  for s in summaries if s.status_error is not None])
+    return [head, runs_table(lang, summaries, workspace), gr.update(choices=choices, value=selected),
+            gr.update(choices=owned, value=managed), plot, diff, note, managed or "",
+            gr.update(visible=workspace.admin)]
 
 
 def _wire(tab: RunsTab, top: TopBar) -> None:
@@ -181,26 +207,29 @@ def _wire(tab: RunsTab, top: TopBar) -> None:
     hide_confirm = [gr.update(visible=False), ""]
     tab.refresh.click(_view, view_inputs, tab.view_outputs())
 
-    def on_lang(lang: str, selected, managed, shown: str) -> list:
+    def on_lang(lang: str, selected, managed, shown: str, request: gr.Request) -> list:
         """Everything again in ``lang`` once the tab has been filled; before that, only the table headers (saves/
         is read when the tab is opened, not on every language switch of every page)."""
         if shown:
-            return _view(lang, selected, managed)
+            return _view(lang, selected, managed, request)
         table = gr.update(value=[[""] * len(_COLUMNS)], headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS])
-        return [gr.skip(), table, gr.skip(), gr.skip(), gr.skip(), _empty_diff(lang), gr.skip(), gr.skip()]
+        return [gr.skip(), table, gr.skip(), gr.skip(), gr.skip(), _empty_diff(lang), gr.skip(), gr.skip(), gr.skip()]
 
     top.lang.change(on_lang, view_inputs + [tab.summary], tab.view_outputs())
 
-    tab.compare.change(lambda lang, selected: list(comparison(lang, list(selected or []))), [top.lang, tab.compare],
-                       [tab.plot, tab.diff, tab.diff_note])
+    def on_compare(lang: str, selected, request: gr.Request) -> list:
+        workspace = workspace_of(request)  # a path typed into an API call is read only where the login may read
+        return list(comparison(lang, [p for p in selected or [] if workspace.can_read(p)]))
+
+    tab.compare.change(on_compare, [top.lang, tab.compare], [tab.plot, tab.diff, tab.diff_note])
     tab.manage.change(lambda managed: [managed or ""] + hide_confirm + [""], tab.manage,
                       [tab.path, tab.confirm_box, tab.pending, tab.message])
 
-    def on_delete(lang: str, managed: str | None):
+    def on_delete(lang: str, managed: str | None, request: gr.Request):
         if not managed:
             return hide_confirm + ["", t(lang, "runs_pick_one")]
         try:
-            run = run_to_delete(managed)
+            run = run_to_delete(managed, _root_of(workspace_of(request), managed))
         except PathError as exc:
             return hide_confirm + ["", _refusal(lang, exc)]
         return [gr.update(visible=True), str(run.path), t(lang, "runs_confirm_text", run=run.name, path=str(run.path)),
@@ -209,18 +238,39 @@ def _wire(tab: RunsTab, top: TopBar) -> None:
     tab.delete.click(on_delete, [top.lang, tab.manage], [tab.confirm_box, tab.pending, tab.confirm_text, tab.message])
     tab.cancel.click(lambda: hide_confirm + [""], None, [tab.confirm_box, tab.pending, tab.message])
 
-    def on_confirm(lang: str, pending: str, selected, managed, *checkpoint_values):
+    def on_confirm(request: gr.Request, lang: str, pending: str, selected, managed, *checkpoint_values):
         if not pending:  # the confirmation was withdrawn (another run chosen) before the click arrived
-            return hide_confirm + [t(lang, "runs_pick_one")] + _view(lang, selected, managed) + [gr.skip()]
+            return hide_confirm + [t(lang, "runs_pick_one")] + _view(lang, selected, managed, request) + [gr.skip()]
         try:
-            run = runner.delete_run(pending)
+            run = runner.delete_run(pending, _root_of(workspace_of(request), pending))
             note = t(lang, "runs_deleted", run=run.name, path=str(run.path))
         except PathError as exc:
             note = _refusal(lang, exc)
-        return hide_confirm + [note] + _view(lang, selected, managed) + [refresh_checkpoints(*checkpoint_values)]
+        return hide_confirm + [note] + _view(lang, selected, managed, request) + \
+            [refresh_checkpoints(*checkpoint_values, request)]
 
     tab.confirm.click(on_confirm, [top.lang, tab.pending, tab.compare, tab.manage] + top.checkpoint_inputs,
                       [tab.confirm_box, tab.pending, tab.message] + tab.view_outputs() + [top.checkpoint])
+
+    def on_share(lang: str, managed: str | None, selected, request: gr.Request):
+        workspace = workspace_of(request)
+        if not workspace.admin:  # the button is shown to admins only; an API call gets the same answer
+            return [t(lang, "runs_share_admins_only")] + _view(lang, selected, managed, request)
+        if not managed or not workspace.owns(managed) or not RunDir(Path(managed)).status_path.is_file():
+            return [t(lang, "runs_pick_one")] + _view(lang, selected, managed, request)
+        run = RunDir(Path(managed))
+        share_run(run, workspace.user or "", shared=not is_shared(run))
+        note = t(lang, "runs_shared" if is_shared(run) else "runs_unshared", run=run.name)
+        return [note] + _view(lang, selected, managed, request)
+
+    tab.share.click(on_share, [top.lang, tab.manage, tab.compare], [tab.message] + tab.view_outputs())
+
+
+def _root_of(workspace: Workspace, path: str) -> Path:
+    """The saves folder of ``workspace`` that ``path`` lies in (the delete check wants <root>/<model>/<method>/<run>);
+    a path outside them gets the workspace's own, and the check refuses it."""
+    target = Path(path)
+    return next((root for root in workspace.run_roots() if root in target.parents), workspace.saves)
 
 
 def _refusal(lang: str, exc: PathError) -> str:

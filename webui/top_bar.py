@@ -11,10 +11,12 @@ from engine.checkpoints import Checkpoint
 from engine.catalogue import CATALOGUE, CUSTOM_MODEL, catalogue_model
 from engine.paths import safe_name
 from engine.templates import TEMPLATE_CHOICES
+from engine.workspace import Workspace, owner_of
 from webui import runner
 from webui.form import FieldControl, Translated, field_control
 from webui.locales import DEFAULT_LANG, LANGUAGES, field_text, t
 from webui.model_hub import HubControl, hub_control, hub_info, model_name_choices, model_path_for
+from webui.workspaces import policy, workspace_of
 
 
 @dataclass(eq=False)
@@ -66,17 +68,25 @@ def checkpoint_details(lang: str, ckpt: Checkpoint) -> str:
     return t(lang, "list_sep").join(parts)
 
 
-def checkpoint_choices(lang: str, model_name: str, model_path: str, method: str) -> list[tuple[str, str]]:
-    """(label, folder): a finished run by its name, a checkpoint as "<run> / checkpoint-N (step N, loss x)"."""
-    return [(run.name if ckpt is None else f"{run.name} / {ckpt.path.name} ({checkpoint_details(lang, ckpt)})",
+def checkpoint_choices(lang: str, model_name: str, model_path: str, method: str,
+                       workspace: Workspace = Workspace()) -> list[tuple[str, str]]:
+    """(label, folder): a finished run by its name, a checkpoint as "<run> / checkpoint-N (step N, loss x)"; a run
+    of another workspace (shared with the class, or an admin's view) with its owner."""
+    def run_name(run) -> str:
+        owner = owner_of(run.path)
+        return run.name if not owner or workspace.folder is None or owner == workspace.folder.name \
+            else f"{owner}: {run.name}"
+
+    return [(run_name(run) if ckpt is None else
+             f"{run_name(run)} / {ckpt.path.name} ({checkpoint_details(lang, ckpt)})",
              str(run.path if ckpt is None else ckpt.path))
-            for run, ckpt in runner.checkpoint_entries(model_label(model_name, model_path), method)]
+            for run, ckpt in runner.checkpoint_entries(model_label(model_name, model_path), method, workspace)]
 
 
-def refresh_checkpoints(lang: str, name: str, path: str, method: str, current):
+def refresh_checkpoints(lang: str, name: str, path: str, method: str, current, request: gr.Request = None):
     """The checkpoint dropdown re-scanned from disk; its value kept only while it is still offered (a run
     deleted in the Runs tab disappears from the choices and from the selection)."""
-    choices = checkpoint_choices(lang, name, path, method)
+    choices = checkpoint_choices(lang, name, path, method, workspace_of(request))
     keep = current if current in [c[1] for c in choices] else None
     return gr.update(choices=choices, value=keep)
 
@@ -96,7 +106,9 @@ def build_top_bar() -> TopBar:
     with gr.Row():
         method = field_control("train", "finetuning_type", lang, scale=1, elem_id="top-method")
         label, info = field_text(lang, "model.adapter_path")
-        checkpoint = gr.Dropdown(choices=checkpoint_choices(lang, first.name, first.builtin, "lora"), value=None,
+        # With logins the page is the same for everyone: the choices come with the session (refresh on load).
+        initial = [] if policy().logins else checkpoint_choices(lang, first.name, first.builtin, "lora")
+        checkpoint = gr.Dropdown(choices=initial, value=None,
                                  label=label, info=info, allow_custom_value=True, scale=4, elem_id="top-checkpoint")
         quantization = field_control("model", "quantization_bit", lang, scale=1, elem_id="top-quantization")
         template = field_control("model", "template", lang, scale=1, elem_id="top-template", choices=TEMPLATE_CHOICES)
@@ -105,12 +117,13 @@ def build_top_bar() -> TopBar:
     bar = TopBar(lang_dd, model_name, model_path, method, checkpoint, quantization, template, device, trust,
                  hub=hub, hub_info=hub_line)
 
-    def on_model_name(lang_: str, name: str, method_value: str, hub_value: str):
+    def on_model_name(lang_: str, name: str, method_value: str, hub_value: str, request: gr.Request):
         model = catalogue_model(name)
         if model is None:  # custom: keep whatever path the user types; its own tokenizer's template, not the last one's
             return gr.update(), "auto", gr.update(choices=[], value=None), hub_info(lang_, name, hub_value)
         path = model_path_for(name, hub_value)
-        checkpoints = gr.update(choices=checkpoint_choices(lang_, name, path, method_value), value=None)
+        checkpoints = gr.update(choices=checkpoint_choices(lang_, name, path, method_value, workspace_of(request)),
+                                value=None)
         return path, model.template, checkpoints, hub_info(lang_, name, hub_value)
 
     model_name.change(on_model_name, [lang_dd, model_name, method.component, hub.component],

@@ -12,7 +12,7 @@ import gradio as gr
 
 from engine.checkpoints import CARRIED_OVER, resume_plan
 from engine.config import ConfigError, RunConfig
-from engine.paths import PathError, confined, configs_dir
+from engine.paths import PathError, confined
 from engine.presets import demo_config
 from engine.rundir import ACTIVE_STATES, RunDir
 from webui import runner
@@ -28,6 +28,8 @@ from webui.plots import loss_figure
 from webui.probe_table import probes_html
 from webui.run_monitor import MonitoredTab, build_run_monitor, describe_change, folder_refusal
 from webui.top_bar import TopBar, checkpoint_details, model_label
+from webui.workspaces import workspace_of
+from engine.workspace import Workspace
 
 
 def default_run_name() -> str:
@@ -188,16 +190,16 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         cfg.model.adapter_path = checkpoint or ""
         return cfg
 
-    def target_run(values: list, run_name: str) -> RunDir:
+    def target_run(values: list, run_name: str, workspace: Workspace) -> RunDir:
         *field_values, _checkpoint, name = values
         path = field_values[0]
         method = field_values[form_controls.index(top.method)]
-        return runner.run_dir_for(model_label(name, path), method, run_name.strip())
+        return runner.run_dir_for(model_label(name, path), method, run_name.strip(), workspace.saves)
 
-    def on_preview_command(lang_, run_name, *values):
+    def on_preview_command(request: gr.Request, lang_, run_name, *values):
         try:
             cfg = build_config(list(values))
-            run = target_run(list(values), run_name)
+            run = target_run(list(values), run_name, workspace_of(request))
         except (ConfigError, PathError) as exc:
             return gr.update(visible=False), t(lang_, "invalid_value", error=error_text(lang_, exc))
         cfg.train.output_dir = str(run.path)
@@ -211,10 +213,10 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
 
     cmd_btn.click(on_preview_command, [top.lang, output_dir] + form_inputs, [command, status])
 
-    def on_save(lang_, name, *values):
+    def on_save(request: gr.Request, lang_, name, *values):
         try:
             cfg = build_config(list(values))
-            path = confined(configs_dir(), name.strip(), what="config path")
+            path = confined(workspace_of(request).configs, name.strip(), what="config path")
             cfg.save(path)
         except (ConfigError, PathError) as exc:
             message = t(lang_, "invalid_value", error=error_text(lang_, exc))
@@ -227,10 +229,10 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     def fill_form(cfg: RunConfig) -> list:
         return values_from_config(form_controls, cfg) + [cfg.model.adapter_path or None]
 
-    def on_load(lang_, name):
+    def on_load(lang_, name, request: gr.Request):
         outputs_unchanged = [gr.update()] * (len(form_controls) + 1)
         try:
-            path = confined(configs_dir(), name.strip(), what="config path")
+            path = confined(workspace_of(request).configs, name.strip(), what="config path")
             if not path.is_file():
                 raise PathError(t(lang_, "config_not_found", path=str(path)))
             cfg = RunConfig.load(path)
@@ -256,9 +258,10 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     ctl["data.dataset_dir"].component.change(on_dataset_dir, [ctl["data.dataset_dir"].component, datasets.component],
                                              datasets.component)
 
-    def on_start(lang_, run_name, *values):
-        build = lambda: (build_config(list(values)), target_run(list(values), run_name))  # noqa: E731
-        return monitor.start(lang_, build, "train", "training_started", default_run_name())
+    def on_start(request: gr.Request, lang_, run_name, *values):
+        workspace = workspace_of(request)
+        build = lambda: (build_config(list(values)), target_run(list(values), run_name, workspace))  # noqa: E731
+        return monitor.start(lang_, build, "train", "training_started", default_run_name(), workspace)
 
     start_btn.click(on_start, [top.lang, output_dir] + form_inputs, [status, output_dir] + monitor.start_outputs())
     stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], status)
@@ -270,10 +273,10 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
 
     monitor.wire(top.lang, [plot, probes], plot_update)
 
-    def on_form_change(lang_, run_name, *values):
+    def on_form_change(request: gr.Request, lang_, run_name, *values):
         try:
             cfg = build_config(list(values))
-            run = target_run(list(values), run_name)
+            run = target_run(list(values), run_name, workspace_of(request))
         except (ConfigError, PathError):
             return ""  # Start and Preview name the bad value; this notice is about the folder only
         return resume_message(lang_, run, cfg)

@@ -16,6 +16,7 @@ DATA_MESSAGES: dict[str, str] = {
     "not_list": "must hold a JSON list of samples",
     "unreadable": "cannot be read: {error}",
     "not_utf8": "not UTF-8 text",
+    "too_deep": "nested too deeply to read",
     "unknown_stage": "unknown stage {stage!r} (use {stages})",
     "no_pairs": "dataset {name!r} has no preference pairs: stage {stage} needs preference data with chosen/rejected "
                 'answers; mark such a dataset with "ranking": true in {registry}',
@@ -26,6 +27,7 @@ DATA_MESSAGES: dict[str, str] = {
     # rows
     "missing": "missing",
     "not_text": "must be text, got {kind}",
+    "not_number": "must be a number, got {kind}",
     "history_not_list": "must be a list of [question, answer] pairs",
     "history_item": "each item must be a [question, answer] pair of texts",
     "empty_instruction": "empty instruction",
@@ -53,6 +55,7 @@ DATA_MESSAGES: dict[str, str] = {
     # registry and registering
     "bad_name": "dataset name {name!r} is not allowed: use 1 to 64 letters, digits, '_', '-' or '.', starting with "
                 "a letter or digit",
+    "reserved_name": "dataset name {name!r} is reserved for the data folder's own files; choose another name",
     "no_folder": "the data folder does not exist",
     "already_registered": "dataset {name!r} is already registered; choose another name or allow overwriting",
     "file_owned": "file {file_name!r} belongs to dataset {owner!r}; choose another name",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 from pathlib import Path
 from typing import Iterator
 
@@ -13,6 +12,7 @@ from engine.config import PREFERENCE_STAGES, STAGES
 from engine.data.errors import DataError
 from engine.data.formats import Sample, normalise_row
 from engine.data.registry import REGISTRY_FILE, SUPPORTED_SUFFIXES, DatasetSpec, resolve_dataset, unsupported_type
+from engine.fileio import parse_json
 
 
 def dataset_files(spec: DatasetSpec) -> list[Path]:
@@ -52,22 +52,20 @@ def _iter_jsonl(path: Path, skip: int = 0, bad_lines: list | None = None) -> Ite
                 skip -= 1
                 continue
             try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as exc:
-                error = DataError("json_line", error=exc.msg, column=exc.colno, file=path.name, row=lineno)
+                row = parse_json(line, path.name, lineno)
+            except DataError as error:
                 if bad_lines is None:
-                    raise error from None
+                    raise
                 bad_lines.append(error)
+                continue
+            yield lineno, row
 
 
 def _read_json(path: Path) -> list:
     text = path.read_text(encoding="utf-8-sig")
     if not text.strip():
         raise DataError("file_blank", file=path.name)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError("json", line=exc.lineno, column=exc.colno, error=exc.msg, file=path.name) from None
+    data = parse_json(text, path.name)
     if not isinstance(data, list):
         raise DataError("not_list", file=path.name)
     return data

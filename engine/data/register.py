@@ -25,11 +25,17 @@ from engine.paths import PathError, confined
 _NAME = re.compile(r"^\w[\w.\-]{0,63}$", re.UNICODE)
 
 
+# Names whose file would be the data folder's own: "dataset_info" would replace the registry with the upload.
+_RESERVED = {Path(REGISTRY_FILE).stem.casefold()}
+
+
 def check_dataset_name(name: str) -> str:
     """``name`` stripped, or a DataError saying what a dataset name may hold."""
     name = (name or "").strip()
     if not _NAME.match(name):
         raise DataError("bad_name", name=name)
+    if name.casefold() in _RESERVED:
+        raise DataError("reserved_name", name=name)
     return name
 
 

@@ -12,14 +12,16 @@ and no response column.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.data.errors import DataError
+from engine.fileio import parse_json
 from engine.paths import PathError, confined
 
 REGISTRY_FILE = "dataset_info.json"
+# A registry lists datasets by name, a few hundred bytes each: far past this it is not one.
+MAX_REGISTRY_BYTES = 16 << 20
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
@@ -45,16 +47,16 @@ def read_registry(dataset_dir: str | Path) -> dict:
     path = Path(dataset_dir) / REGISTRY_FILE
     if not path.is_file():
         raise DataError("no_registry", registry=REGISTRY_FILE, file=str(path))
+    size = path.stat().st_size
+    if size > MAX_REGISTRY_BYTES:  # read whole on every listing: a huge file would take the server's memory
+        raise DataError("too_big", size_mb=size / 1024 / 1024, limit_mb=MAX_REGISTRY_BYTES >> 20, file=str(path))
     try:
         text = path.read_text(encoding="utf-8-sig")
-        if not text.strip():
-            raise DataError("registry_empty",
-                            file=str(path))
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError("json", line=exc.lineno, column=exc.colno, error=exc.msg, file=str(path)) from None
     except UnicodeDecodeError:
         raise DataError("not_utf8", file=str(path)) from None
+    if not text.strip():
+        raise DataError("registry_empty", file=str(path))
+    raw = parse_json(text, str(path))
     if not isinstance(raw, dict):
         raise DataError("registry_not_object", file=str(path))
     return raw
