@@ -204,13 +204,56 @@ def hide_api_info_before_login(request) -> dict:
     although /gradio_api/info refuses them; this blanks it until they have logged in. None, not {}: the page's
     client then fetches /gradio_api/info itself once the login has succeeded. Registered only when a login is
     set; if Gradio's session internals ever change, it blanks the description for everyone (fails closed)."""
-    app = request.app
+    return {} if signed_in(request.app, request.cookies) else {"gradio_api_info": None}
+
+
+def signed_in(app, cookies) -> bool:
+    """Whether ``cookies`` hold a session that signing in to Gradio's ``app`` gave (its login route's cookies)."""
     cookie_id = getattr(app, "cookie_id", None)
-    token = (request.cookies.get(f"access-token-{cookie_id}")
-             or request.cookies.get(f"access-token-unsecure-{cookie_id}"))
-    if token and token in getattr(app, "tokens", {}):
-        return {}
-    return {"gradio_api_info": None}
+    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+    return bool(token) and token in getattr(app, "tokens", {})
+
+
+# What a visitor without a session may fetch: the login page and what it loads (Gradio's scripts, styles and fonts,
+# the theme, the icon), the routes that sign in and out, and startup-events, which Gradio's launch itself calls
+# without a session (it runs the app's startup events once, then only answers). tests/test_deployment.py checks
+# every route the app serves.
+PUBLIC_PATHS = frozenset({"/", "/login", "/login/", "/logout", "/theme.css", "/gradio_api/theme.css", "/favicon.ico",
+                          "/gradio_api/startup-events"})
+PUBLIC_PREFIXES = ("/static/", "/assets/", "/svelte/")
+
+
+def route_path(scope: dict) -> str:
+    """The request's path as the router matches it: without the root path where the server includes it."""
+    path, root = scope["path"], scope.get("root_path", "").rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root):] or "/"
+    return path
+
+
+class SessionRequired:
+    """ASGI middleware of a server with logins: a request without a session is refused (401) unless it is for the
+    login page or what it loads (PUBLIC_PATHS). Gradio guards most of its routes itself but not all: its heartbeat
+    stream and cancel route answered anyone (an anonymous client held hundreds of streams open), and a later
+    release may add more; this refuses them all in one place."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            from starlette.requests import HTTPConnection  # noqa: PLC0415
+            from starlette.responses import JSONResponse  # noqa: PLC0415
+
+            path = route_path(scope)
+            public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+            if not public and not signed_in(scope.get("app"), HTTPConnection(scope).cookies):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})  # before accepting: an HTTP 403
+                else:
+                    await JSONResponse({"detail": "Not authenticated"}, status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class _NoStubWriting(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -297,6 +340,30 @@ def calm_idle_queue(demo) -> None:
             setattr(queue, name, seconds)
 
 
+def serve(demo, args: argparse.Namespace):
+    """Serve ``demo`` as ``args`` say, with its queue; returns Gradio's app (FastAPI) once the page answers."""
+    from engine.data.upload import MAX_UPLOAD_MB  # noqa: PLC0415
+    from webui.app import A11Y_JS, CSS  # noqa: PLC0415
+
+    app_kwargs = {}
+    if args.credentials:
+        from gradio import routes  # noqa: PLC0415
+        from starlette.middleware import Middleware  # noqa: PLC0415
+
+        if hide_api_info_before_login not in routes.templates.context_processors:
+            routes.templates.context_processors.append(hide_api_info_before_login)
+        app_kwargs["middleware"] = [Middleware(SessionRequired)]
+    demo.queue(default_concurrency_limit=8)
+    calm_idle_queue(demo)
+    server_app, _, _ = demo.launch(
+        server_name=args.host, server_port=args.port, root_path=args.root_path or None, share=args.share,
+        auth=auth_check(args.credentials) if args.credentials else None,
+        auth_message=LOGIN_MESSAGE if args.credentials else None, app_kwargs=app_kwargs,
+        css=CSS, js=A11Y_JS, footer_links=["api", "settings"], show_error=True, prevent_thread_lock=True,
+        max_file_size=f"{MAX_UPLOAD_MB}mb")  # the Add dataset panel's limit; the engine checks it too
+    return server_app
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Training and export processes inherit this environment; they have no use for the logins.
@@ -319,24 +386,13 @@ def main(argv: list[str] | None = None) -> int:
         print(warning, file=sys.stderr, flush=True)
     configure_gradio()
     import_gradio()
-    from engine.data.upload import MAX_UPLOAD_MB  # noqa: PLC0415
-    from webui.app import A11Y_JS, CSS, create_app  # noqa: PLC0415 - keeps --help instant
+    from webui.app import create_app  # noqa: PLC0415 - keeps --help instant
 
     from webui.workspaces import Policy, configure  # noqa: PLC0415
 
     configure(Policy(logins=bool(args.credentials), admins=args.credentials.admins, max_queued=max(1, args.max_queued)))
     demo = create_app()
-    if args.credentials:
-        from gradio import routes  # noqa: PLC0415
-
-        routes.templates.context_processors.append(hide_api_info_before_login)
-    demo.queue(default_concurrency_limit=8)
-    calm_idle_queue(demo)
-    demo.launch(server_name=args.host, server_port=args.port, root_path=args.root_path or None, share=args.share,
-                auth=auth_check(args.credentials) if args.credentials else None,
-                auth_message=LOGIN_MESSAGE if args.credentials else None,
-                css=CSS, js=A11Y_JS, footer_links=["api", "settings"], show_error=True, prevent_thread_lock=True,
-                max_file_size=f"{MAX_UPLOAD_MB}mb")  # the Add dataset panel's limit; the engine checks it too
+    serve(demo, args)
     # Only now, with the page answering (their imports would slow the server's start on a small machine): the
     # warm worker that Start forks runs from, and the libraries the first Load model needs.
     from engine import warm_worker  # noqa: PLC0415

@@ -14,6 +14,7 @@ POST to ``/gradio_api/run/<api_name>`` answered in its response -- the two ways 
 
     python bench/watchers.py                          # 30 browsers, U W U W, table + bench/results/watchers.json
     python bench/watchers.py --clients 30 --repeats 3 --samples 64 --out /tmp/w.json
+    python bench/watchers.py --logins --out bench/results/watchers-logins.json   # 30 signed-in students
 
 Speed is trained (non-padding) tokens/s in steady state: tokens_seen from the first logged step to the last,
 over the elapsed time between them (so model loading and the first step are left out). "web CPU" is the app
@@ -36,6 +37,7 @@ import string
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +50,8 @@ import aiohttp  # noqa: E402 - about a quarter of httpx's CPU per request: the b
 import orjson  # noqa: E402 - installed with gradio
 import psutil  # noqa: E402
 
-from bench.harness import AppProcess, free_port, machine_cpu_seconds, short_train_config, stop_runs  # noqa: E402
+from bench.harness import AppProcess, free_port, machine_cpu_seconds, short_train_config, stop_runs, \
+    wait_http  # noqa: E402
 
 MODEL = "SmolLM2-135M-Instruct"
 RESULTS = ROOT / "bench" / "results" / "watchers.json"
@@ -132,8 +135,13 @@ def page_spec(config: dict) -> PageSpec:
                     _change_listeners(config))
 
 
-def fetch_config(base_url: str) -> dict:
-    with urllib.request.urlopen(base_url.rstrip("/") + "/config", timeout=30) as resp:
+def fetch_config(base_url: str, login: tuple[str, str] | None = None) -> dict:
+    """The page's /config, signed in as ``login`` (user, password) where the app has logins."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    if login is not None:
+        form = urllib.parse.urlencode({"username": login[0], "password": login[1]}).encode()
+        opener.open(urllib.request.Request(base_url.rstrip("/") + "/login", data=form), timeout=30).read()
+    with opener.open(base_url.rstrip("/") + "/config", timeout=30) as resp:
         return json.loads(resp.read())
 
 
@@ -164,9 +172,11 @@ class BrowserReport:
 class SimBrowser:
     """A page at the protocol level: the values of its components, as the JS client keeps them."""
 
-    def __init__(self, http: aiohttp.ClientSession, base_url: str, spec: PageSpec):
-        self.http, self.spec = http, spec
-        self.api = base_url.rstrip("/") + "/gradio_api"
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, spec: PageSpec,
+                 login: tuple[str, str] | None = None):
+        self.http, self.spec, self.login = http, spec, login
+        self.base = base_url.rstrip("/")
+        self.api = self.base + "/gradio_api"
         self.report = BrowserReport(_session_hash())
         self.values = {cid: (None if spec.is_state(cid) else c.get("props", {}).get("value"))
                        for cid, c in spec.components.items()}
@@ -344,6 +354,12 @@ class SimBrowser:
 
     async def watch(self, stop: asyncio.Event) -> BrowserReport:
         """Open the page, follow the train monitor until the server turns its timer off (the run ended)."""
+        if self.login is not None:  # the login form's POST, as the page sends it; the session cookie follows
+            async with self.http.post(f"{self.base}/login", data={"username": self.login[0],
+                                                                  "password": self.login[1]}) as resp:
+                if resp.status != 200:
+                    self.report.failures.append(f"login: HTTP {resp.status}")
+                    return self.report
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             t0 = time.perf_counter()
@@ -413,21 +429,33 @@ def loss_points(plot_value) -> int:
 
 
 async def watch_run(base_url: str, clients: int, stop: asyncio.Event | None = None,
-                    spec: PageSpec | None = None) -> list[BrowserReport]:
-    """``clients`` simulated browsers open the page (one asyncio task each) and watch until the run ends."""
-    spec = spec or page_spec(await asyncio.to_thread(fetch_config, base_url))
+                    spec: PageSpec | None = None, logins: list[tuple[str, str]] | None = None) -> list[BrowserReport]:
+    """``clients`` simulated browsers open the page (one asyncio task each) and watch until the run ends; with
+    ``logins``, browser i signs in as logins[i] first (a cookie jar each, as separate browsers have)."""
+    spec = spec or page_spec(await asyncio.to_thread(fetch_config, base_url, logins[0] if logins else None))
     stop = stop or asyncio.Event()
     # Each page holds its heartbeat and event streams open, as a browser does; a plot line may be long.
     connector = aiohttp.TCPConnector(limit=0)
     headers = {"Accept-Encoding": "gzip, deflate, br"}  # as browsers ask: the app compresses its answers
-    async with aiohttp.ClientSession(connector=connector, read_bufsize=2 ** 22, headers=headers) as http:
-        browsers = [SimBrowser(http, base_url, spec) for _ in range(clients)]
+
+    def session() -> aiohttp.ClientSession:  # unsafe: cookies for an IP address host (127.0.0.1) too
+        return aiohttp.ClientSession(connector=connector, connector_owner=False, read_bufsize=2 ** 22,
+                                     headers=headers, cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+    sessions = [session() for _ in range(clients if logins else 1)]
+    try:
+        browsers = [SimBrowser(sessions[i] if logins else sessions[0], base_url, spec,
+                               logins[i] if logins else None) for i in range(clients)]
 
         async def opened(i: int, browser: SimBrowser) -> BrowserReport:
             await asyncio.sleep(i * 0.05)  # a class opening the page within a few seconds
             return await browser.watch(stop)
 
         return list(await asyncio.gather(*(opened(i, b) for i, b in enumerate(browsers))))
+    finally:
+        for http in sessions:
+            await http.close()
+        await connector.close()
 
 
 def update_delays(reports: list[BrowserReport], step_times: dict[int, float]) -> list[float]:
@@ -486,11 +514,13 @@ def _pct(sorted_values: list[float], p: float) -> float:
 
 
 # -- the app, the runs, the measurements --------------------------------------------------------------------
-def launch_run(name: str, cfg):
-    """Start the run as the Start button does (the device queue, a detached engine process)."""
-    from webui import runner  # noqa: PLC0415 - after TUNEBOARD_SAVES is set
+def launch_run(name: str, cfg, user: str | None = None):
+    """Start the run as the Start button does (the device queue, a detached engine process), in ``user``'s
+    workspace where given."""
+    from engine.workspace import Workspace  # noqa: PLC0415 - after TUNEBOARD_SAVES is set
+    from webui import runner  # noqa: PLC0415
 
-    return runner.launch(runner.run_dir_for(MODEL, "lora", name), cfg)
+    return runner.launch(runner.run_dir_for(MODEL, "lora", name, Workspace(user).saves), cfg)
 
 
 def run_speed(run) -> dict:
@@ -555,14 +585,23 @@ def _children(proc: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-async def trial(app, kind: str, index: int, clients: int, cfg, spec: PageSpec) -> tuple[dict, list[BrowserReport]]:
+async def trial(app, kind: str, index: int, clients: int, cfg, spec: PageSpec,
+                logins: list[tuple[str, str]] | None = None) -> tuple[dict, list[BrowserReport]]:
     """One run, watched by ``clients`` simulated browsers or by none; waits until it ends. ``app`` needs ``.url``
-    and ``.proc`` (its process). Returns the measurements and each browser's report."""
+    and ``.proc`` (its process). Returns the measurements and each browser's report.
+
+    With ``logins`` (the classroom), the run is the first login's; when watched, every other login has pressed
+    Start too, its job waiting in the queue behind it, and each page watches its own login's run. Those jobs are
+    cancelled once the measured run ends."""
     from engine.rundir import DONE_STATES  # noqa: PLC0415
+    from webui import runner  # noqa: PLC0415
 
     meter = CpuMeter(app.proc.pid)
     meter.start()
-    run = launch_run(f"{kind}-{index}-{int(time.time())}", cfg)
+    stamp = int(time.time())
+    run = launch_run(f"{kind}-{index}-{stamp}", cfg, logins[0][0] if logins else None)
+    waiting = [launch_run(f"{kind}-{index}-{stamp}", cfg, user) for user, _ in (logins or [])[1:clients]] \
+        if clients else []
     stop = asyncio.Event()
 
     step_times: dict[int, float] = {}
@@ -578,10 +617,12 @@ async def trial(app, kind: str, index: int, clients: int, cfg, spec: PageSpec) -
                 meter.sample(run)
                 status = run.live_status()
             if status.get("state") in DONE_STATES:
+                for other in waiting:  # the classroom's other jobs leave the queue (their pages see that)
+                    runner.stop(other)
                 return status["state"]
             await asyncio.sleep(0.05)
 
-    watchers = asyncio.create_task(watch_run(app.url, clients, stop, spec)) if clients else None
+    watchers = asyncio.create_task(watch_run(app.url, clients, stop, spec, logins)) if clients else None
     state = await follow()
     reports: list[BrowserReport] = []
     if watchers:
@@ -662,7 +703,7 @@ def print_table(trials: list[dict], total: dict) -> None:
 
 def workdir_env(base: Path) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    for name in ("saves", "configs", "exports"):
+    for name in ("saves", "configs", "exports", "workspaces"):
         (base / name).mkdir(parents=True, exist_ok=True)
         env[f"TUNEBOARD_{name.upper()}"] = os.environ[f"TUNEBOARD_{name.upper()}"] = str(base / name)
     return env
@@ -674,15 +715,21 @@ async def main_async(args) -> dict:
     ensure_demo_model()
     base = Path(tempfile.mkdtemp(prefix="tb-watchers-"))
     env = workdir_env(base)
-    app = AppProcess(free_port(), env, log=base / "app.log")
+    logins, app_args = None, []
+    if args.logins:  # the classroom: a login per page, each its own workspace (python app.py --auth-file ...)
+        logins = [(f"student{i:02d}", f"pass-{i:02d}-{random.randrange(10 ** 6)}") for i in range(1, args.clients + 1)]
+        (base / "logins.txt").write_text("".join(f"{u}:{p}\n" for u, p in logins), encoding="utf-8")
+        app_args = ["--auth-file", str(base / "logins.txt"), "--max-queued", "1"]
+    app = AppProcess(free_port(), env, args=app_args, log=base / "app.log")
     trials: list[dict] = []
     try:
-        await asyncio.to_thread(app.wait_ready)
-        spec = page_spec(await asyncio.to_thread(fetch_config, app.url))
+        await asyncio.to_thread(wait_http, app.url, 180, app.proc)
+        spec = page_spec(await asyncio.to_thread(fetch_config, app.url, logins[0] if logins else None))
         cfg = short_train_config(args.samples, args.epochs)
         order = ["unwatched", "watched"] * args.repeats
         for i, kind in enumerate(order):
-            result, _ = await trial(app, kind, i // 2 + 1, args.clients if kind == "watched" else 0, cfg, spec)
+            result, _ = await trial(app, kind, i // 2 + 1, args.clients if kind == "watched" else 0, cfg, spec,
+                                    logins)
             trials.append(result)
             b = result.get("browsers", {})
             print(f"  {kind}-{i // 2 + 1}: {result['tokens_per_s']} tokens/s, web CPU {result['web_cpu_pct']}%"
@@ -692,11 +739,13 @@ async def main_async(args) -> dict:
                 raise RuntimeError(f"the app exited ({app.proc.returncode}) during {kind}-{i // 2 + 1}")
     finally:
         app.stop()
-        stop_runs(base / "saves")
+        for saves in [base / "saves", *(base / "workspaces").glob("*/saves")]:
+            stop_runs(saves)
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     total = summary(trials)
-    return {"settings": {"clients": args.clients, "repeats": args.repeats, "samples": args.samples,
+    return {"settings": {"clients": args.clients, "logins": bool(args.logins), "repeats": args.repeats,
+                         "samples": args.samples,
                          "epochs": args.epochs, "cpus": os.cpu_count(),
                          "tick_route": "queue/join + queue/data" if spec.train_tick.queue else "run (queue=False)",
                          "when": time.strftime("%Y-%m-%d %H:%M:%S")},
@@ -711,6 +760,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=1.0, help="epochs per run (default 1)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
     parser.add_argument("--keep", action="store_true", help="keep the temporary saves/ and app.log")
+    parser.add_argument("--logins", action="store_true",
+                        help="the classroom: a login per page (--auth-file), each watching its own run; the first "
+                             "login's run trains while the others' wait in the queue")
     args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))
     print()

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.fileio import atomic_write_json
-from engine.paths import PROJECT_ROOT, PathError, configs_dir, exports_dir, safe_name, saves_dir
+from engine.paths import DEFAULT_DATA_DIR, PROJECT_ROOT, PathError, configs_dir, exports_dir, safe_name, saves_dir
 from engine.rundir import RunDir, list_runs
 
 SHARED_MARK = "shared.json"  # in a run folder: the run is shared with every login (read-only)
@@ -68,6 +69,14 @@ class Workspace:
     def data(self) -> Path | None:
         """Where this login's datasets go; None without logins (the Data dir field decides, within the roots)."""
         return None if self.folder is None else self.folder / "data"
+
+    def ensure_data(self) -> Path | None:
+        """This login's data folder, made on first use as a copy of the demo data (112 kB), so its Data dir lists
+        the demo datasets beside those it adds; None without logins."""
+        data = self.data
+        if data is not None and not (data / "dataset_info.json").is_file():
+            shutil.copytree(DEFAULT_DATA_DIR, data, dirs_exist_ok=True)
+        return data
 
     @property
     def sees_everything(self) -> bool:

@@ -105,6 +105,22 @@ def wait_for_state(run, timeout: float, states: tuple = ("finished", "failed", "
     raise AssertionError(f"{run.path} did not reach {states} in {timeout} s; log:\n{run.log_tail(40)}")
 
 
+def run_cold_job(cfg, folder: Path, command: str = "train", timeout: float = 300):
+    """Run ``command`` on ``cfg`` in a new run folder ``folder`` as its own process (Start without the warm worker)
+    until it ends: (the RunDir, its final status)."""
+    import subprocess
+
+    from engine.rundir import RunDir
+
+    run = RunDir(folder)
+    run.path.mkdir()
+    cfg.save(run.config_path, command)
+    with open(run.log_path, "wb") as log:
+        subprocess.run([sys.executable, "-m", "engine", command, str(run.config_path)], cwd=ROOT, stdout=log,
+                       stderr=subprocess.STDOUT, timeout=timeout, check=False)
+    return run, wait_for_state(run, 10)
+
+
 @pytest.fixture(scope="session")
 def app_server(workdirs, demo_model_dir):
     """The real app on a free port, with this session's saves/ and configs/."""

@@ -42,7 +42,8 @@ def test_help_is_instant_and_names_every_option_and_variable():
     result = run_cli("--help", timeout=30)
     assert result.returncode == 0, result.stderr
     for text in ("--host", "--port", "--root-path", "--auth", "--auth-file", "GRADIO_SERVER_NAME",
-                 "GRADIO_SERVER_PORT", "GRADIO_ROOT_PATH", "TUNEBOARD_AUTH", "TUNEBOARD_AUTH_FILE"):
+                 "GRADIO_SERVER_PORT", "GRADIO_ROOT_PATH", "TUNEBOARD_AUTH", "TUNEBOARD_AUTH_FILE", "--data-root",
+                 "TUNEBOARD_DATA_ROOTS"):
         assert text in result.stdout, text
     assert time.monotonic() - started < 10
     # Parsing must not import gradio (seconds on a small machine): errors and --help come at once.
@@ -404,6 +405,81 @@ def test_file_route_serves_no_outside_file_to_logged_in_users(auth_app, workdirs
 
 
 @pytest.mark.browser
+def test_heartbeat_and_cancel_refused_without_session(auth_app):
+    """Before: both answered anyone; 500 anonymous heartbeat streams were held open."""
+    anon, client = Http(auth_app.url), Http(auth_app.url)
+    started = time.monotonic()
+    for _ in range(50):  # refused at once: no stream is left open
+        assert anon.request("GET", f"/gradio_api/heartbeat/{uuid.uuid4().hex}", timeout=5)[0] == 401
+    assert time.monotonic() - started < 20
+    cancel = {"session_hash": "x", "fn_index": 0, "event_id": "x"}
+    assert anon.post_json("/gradio_api/cancel", cancel)[0] == 401
+    assert client.login(USER, PASSWORD)[0] == 200
+    assert client.post_json("/gradio_api/cancel", cancel)[0] == 200
+    req = urllib.request.Request(f"{auth_app.url}gradio_api/heartbeat/{uuid.uuid4().hex}")
+    with client.opener.open(req, timeout=30) as stream:  # a signed-in page keeps its heartbeat
+        assert stream.status == 200 and stream.readline()
+
+
+# Routes a visitor without a session reaches: the login page and what it loads, signing in and out, and the route
+# Gradio's launch calls itself (app.PUBLIC_PATHS). Any other route, present or added by a later Gradio, must refuse.
+PUBLIC_ROUTES = {"/", "/login", "/login/", "/logout", "/theme.css", "/gradio_api/theme.css", "/favicon.ico",
+                 "/gradio_api/startup-events", "/static/{path:path}", "/assets/{path:path}", "/svelte/{path:path}"}
+
+
+def _served_routes(routes, prefix: str = ""):
+    """(path, methods) of every route, those of included routers and mounted apps too; an unknown kind fails."""
+    from starlette.routing import Mount, Route, WebSocketRoute
+
+    for route in routes:
+        if hasattr(route, "original_router"):  # FastAPI's include_router: the router's routes, under its prefix
+            yield from _served_routes(route.original_router.routes, prefix + route.include_context.prefix)
+        elif isinstance(route, Mount):
+            yield prefix + route.path, ["GET"]
+            yield from _served_routes(route.routes, prefix + route.path)
+        else:
+            assert isinstance(route, (Route, WebSocketRoute)), route
+            yield prefix + route.path, sorted(getattr(route, "methods", None) or ["GET"])
+
+
+def test_every_route_refuses_a_client_without_session(workdirs):
+    """Every route the app serves, read from the running FastAPI app (Gradio's, as app.py launches it with a login),
+    asked without a session: all but PUBLIC_ROUTES refuse; the public ones serve no app data."""
+    import re
+
+    import app as tuneboard
+    from webui.app import create_app
+
+    args = tuneboard.parse_args(["--auth", f"{USER}:{PASSWORD}", "--port", str(free_port())])
+    demo = create_app()
+    try:
+        served = list(_served_routes(tuneboard.serve(demo, args).routes))
+        assert len(served) > 60 and {"/gradio_api/heartbeat/{session_hash}", "/gradio_api/cancel"} <= {
+            path for path, _ in served}
+        assert PUBLIC_ROUTES <= {path for path, _ in served}  # a public route Gradio dropped leaves the list
+        client = Http(demo.local_url)
+        answered = []
+        for path, methods in served:
+            url = re.sub(r"\{[^}]+\}", "x", path)
+            for method in methods:
+                try:
+                    status, body = client.request(method, url, b"{}" if method in ("POST", "PUT") else None,
+                                                  {"Content-Type": "application/json"}, timeout=5)
+                except TimeoutError:  # a stream held open for an anonymous client
+                    answered.append((method, path, "still open after 5 s"))
+                    continue
+                if path in PUBLIC_ROUTES:
+                    assert b"named_endpoints" not in body and b'"elem_id"' not in body, (method, path)  # no app
+                elif status != 401:
+                    answered.append((method, path, status, body[:80]))
+        assert answered == [], "\n".join(f"{a[0]} {a[1]} {a[2]}" for a in answered)
+        # The refusal does not depend on how the path is written.
+        for path in ("/gradio_api/heartbeat/x/", "//gradio_api/cancel", "/gradio_api/./cancel", "/GRADIO_API/cancel"):
+            assert raw_get(args.port, path)[0] in (401, 404, 405), path
+    finally:
+        demo.close()
+
+
 def test_login_page_in_browser_then_the_app(auth_app, browser):
     context = browser.new_context(locale="zh-CN")
     page = context.new_page()

@@ -243,7 +243,8 @@ def test_cuda_image_can_compile_deepspeed_offload():
 def test_readme_configuration_lists_every_option_and_variable():
     section = readme_section("Configuration")
     for text in ("--host", "--port", "--root-path", "--auth", "--auth-file", "GRADIO_SERVER_NAME",
-                 "GRADIO_SERVER_PORT", "GRADIO_ROOT_PATH", "TUNEBOARD_AUTH", "TUNEBOARD_AUTH_FILE", "0.0.0.0"):
+                 "GRADIO_SERVER_PORT", "GRADIO_ROOT_PATH", "TUNEBOARD_AUTH", "TUNEBOARD_AUTH_FILE", "0.0.0.0",
+                 "--data-root", "TUNEBOARD_DATA_ROOTS"):
         assert text in section, text
 
 

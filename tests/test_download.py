@@ -376,23 +376,13 @@ def test_stop_ends_a_jobs_download(env, tmp_path):
 def test_a_jobs_download_failure_is_worded_in_the_users_language(env, tmp_path):
     """A job that cannot download fails with the engine's sentence in status.json and, beside it, the message key
     and params, so the run monitor words it in the UI's language (not the English text of the job)."""
-    import subprocess
-    import sys
-
-    from engine.rundir import RunDir
-    from tests.conftest import ROOT, tiny_train_config, wait_for_state
+    from tests.conftest import run_cold_job, tiny_train_config
     from webui import runner
     from webui.run_monitor import status_text
 
     cfg = tiny_train_config()
     cfg.model.model_name_or_path, cfg.model.hub = "tuneboard-test/no-such-model", "modelscope"
-    run = RunDir(tmp_path / "run")
-    run.path.mkdir()
-    cfg.save(run.config_path, "train")
-    with open(run.log_path, "wb") as log:
-        subprocess.run([sys.executable, "-m", "engine", "train", str(run.config_path)], cwd=ROOT, stdout=log,
-                       stderr=subprocess.STDOUT, timeout=180, check=False)
-    status = wait_for_state(run, 10)
+    run, status = run_cold_job(cfg, tmp_path / "run", timeout=180)
     assert status["state"] == "failed" and "does not exist on ModelScope" in status["error"], status
     assert status["error_record"]["key"] == "download_not_found", status
     zh = status_text("zh", "train", runner.snapshot(run))

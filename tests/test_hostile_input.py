@@ -14,6 +14,7 @@ list, broken JSON or a forbidden key (test_extra_args_allow_list), and confined(
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -21,10 +22,11 @@ import tracemalloc
 from pathlib import Path
 from typing import get_type_hints
 
+import gradio as gr
 import pytest
 
 from engine.config import ConfigError, RunConfig, iter_fields
-from engine.data import DataError, Sample, list_datasets, load_samples, preview_page, scan_registry
+from engine.data import DataError, Sample, list_datasets, load_samples, preview_page, read_registry, scan_registry
 from engine.paths import DEFAULT_DATA_DIR
 
 # Refused Save/Load arguments raise gr.Warning, which outside a browser session is a UserWarning.
@@ -398,7 +400,17 @@ def call(app, elem_id: str, **values):
         key = (getattr(block, "elem_id", None) or "").replace("-", "_")
         args.append(values.pop(key) if key in values else block.value)
     assert not values, f"no such inputs: {values}"
-    return fn.fn(*args)
+    # Gradio fills a handler's gr.Request parameter, wherever it is (no login here: the one workspace).
+    values_left = iter(args)
+    filled = []
+    for param in inspect.signature(fn.fn).parameters.values():
+        if param.annotation in (gr.Request, "gr.Request"):
+            filled.append(None)
+        elif param.kind == param.VAR_POSITIONAL:
+            filled += list(values_left)
+        else:
+            filled.append(next(values_left))
+    return fn.fn(*filled)
 
 
 # Names that must never leave their folder; each message names the folder field.
@@ -433,7 +445,7 @@ def test_output_dir_is_confined(app, roots):
     _link_into(method_dir, roots["outside"])
     for name in ESCAPES:
         command, message = call(app, "btn-preview-command", train_output_dir=name)
-        assert message.startswith("Invalid value — output dir"), (name, message)
+        assert message.lower().startswith("invalid value — output dir"), (name, message)
         assert command == {"__type__": "update", "visible": False}
     command, message = call(app, "btn-preview-command", train_output_dir="fine")
     assert message == "" and str(method_dir / "fine") in command["value"]
@@ -669,14 +681,10 @@ def test_data_folder_outside_the_roots_is_refused_for_reading(app, roots, tmp_pa
 
 def test_a_job_refuses_a_data_folder_outside_the_roots(workdirs, demo_model_dir, tmp_path, monkeypatch):
     """A forged run.yaml (or API call) naming another folder: the job reads no data from it and says why."""
-    import subprocess
-    import sys
-
     from engine.encode import training_samples
     from engine.evaluate import load_eval_samples
     from engine.paths import PathError
-    from engine.rundir import RunDir
-    from tests.conftest import ROOT, tiny_train_config, wait_for_state
+    from tests.conftest import run_cold_job, tiny_train_config
     from webui import runner
     from webui.run_monitor import status_text
 
@@ -687,14 +695,230 @@ def test_a_job_refuses_a_data_folder_outside_the_roots(workdirs, demo_model_dir,
     for read in (training_samples, load_eval_samples):
         with pytest.raises(PathError, match="is outside the data folders"):
             read(cfg)
-    run = RunDir(tmp_path / "run")
-    run.path.mkdir()
-    cfg.save(run.config_path, "train")
-    with open(run.log_path, "wb") as log:
-        subprocess.run([sys.executable, "-m", "engine", "train", str(run.config_path)], cwd=ROOT, stdout=log,
-                       stderr=subprocess.STDOUT, timeout=300, check=False)
-    status = wait_for_state(run, 10)
+    run, status = run_cold_job(cfg, tmp_path / "run")
     assert status["state"] == "failed" and "is outside the data folders" in status["error"], status
     assert status["error_record"]["kind"] == "path", status
     zh = status_text("zh", "train", runner.snapshot(run))
     assert "数据路径：" in zh and "不在本服务器允许的数据文件夹内" in zh, zh
+
+
+# -- issue 18: run-folder integrity, reading any content, reserved names, deep nesting, raw OS errors ----------------
+
+def test_a_run_name_is_one_folder_name_the_file_system_takes(app, roots):
+    """'parent/nested' or 'parent/checkpoint-50' would put a run inside another run's folder (its final save would
+    overwrite that checkpoint); a 300-character name was '[Errno 36] File name too long', at the check and at Start."""
+    before = snapshot(roots["saves"])
+    for name in ("parent/nested", "parent/checkpoint-50", "parent/.", "x/.."):
+        for button in ("btn-preview-command", "btn-start"):
+            result = call(app, button, train_output_dir=name)
+            message = result[1] if button == "btn-preview-command" else result[0]
+            assert message.startswith("Invalid value — Output dir: ") and "one folder name" in message, message
+    for button in ("btn-preview-command", "btn-start"):
+        result = call(app, button, train_output_dir="a" * 300)
+        message = result[1] if button == "btn-preview-command" else result[0]
+        assert message == ("Invalid value — Output dir: a folder name of 300 bytes is longer than the file system "
+                           "allows (255 bytes)"), message
+    _, zh = call(app, "btn-preview-command", top_lang="zh", train_output_dir="a" * 300)
+    assert zh == "参数无效 — 输出目录：文件夹名长 300 字节，超过了文件系统允许的 255 字节", zh
+    assert snapshot(roots["saves"]) == before
+
+
+def test_export_dir_errors_are_sentences_naming_the_field(app, roots):
+    (roots["exports"] / "a-file").write_text("not a folder\n", encoding="utf-8")
+    for name in ("a-file", "a-file/sub"):
+        _, message = call(app, "export-preview-command", export_dir=name)
+        assert message == f"Invalid value — Export dir: {roots['exports'] / 'a-file'} is a file, not a folder", message
+        message = call(app, "export-start", export_dir=name)[0]
+        assert "Errno" not in message and "is a file, not a folder" in message, message
+    _, message = call(app, "export-preview-command", top_lang="zh", export_dir="b" * 300)
+    assert message.startswith("参数无效 — 导出目录：文件夹名长 300 字节"), message
+
+
+def test_start_refuses_a_folder_that_is_not_a_resumable_run(app, roots):
+    from webui import runner
+    from webui.top_bar import model_label
+
+    fn = _handler(app, "btn-preview-command")
+    initial = {getattr(b, "elem_id", None): b.value for b in fn.inputs}
+    method_dir = runner.method_dir(model_label(initial["top-model-name"], initial["top-model-path"]),
+                                   initial["top-method"])
+    taken = method_dir / "taken"  # what a checkpoint folder holds: weights, no run
+    taken.mkdir(parents=True, exist_ok=True)
+    (taken / "adapter_model.safetensors").write_bytes(b"weights")
+    before = snapshot(method_dir)
+    message = call(app, "btn-start", train_output_dir="taken")[0]
+    assert message.startswith(f"Output dir {taken} already holds files that are not a run"), message
+    assert snapshot(method_dir) == before
+
+
+def _run(saves: Path, name: str, status, files: dict | None = None) -> Path:
+    """saves/m/lora/<name> with status.json (an object, or raw bytes) and other files (name -> bytes)."""
+    folder = saves / "m" / "lora" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = status if isinstance(status, bytes) else json.dumps(status).encode()
+    (folder / "status.json").write_bytes(raw)
+    for file_name, body in (files or {}).items():
+        (folder / file_name).write_bytes(body)
+    return folder
+
+
+def test_delete_refuses_while_a_run_inside_is_queued_or_running(tmp_path):
+    from engine.run_history import RunBusyError, delete_run
+
+    parent = _run(tmp_path, "parent", {"state": "finished"})
+    nested = parent / "checkpoint-50"  # a run an older version let start inside another
+    nested.mkdir()
+    (nested / "status.json").write_text(json.dumps({"state": "running", "pid": os.getpid()}), encoding="utf-8")
+    with pytest.raises(RunBusyError, match="checkpoint-50 inside parent is running"):
+        delete_run(parent, tmp_path)
+    assert (nested / "status.json").is_file()
+    (nested / "status.json").write_text(json.dumps({"state": "finished"}), encoding="utf-8")
+    delete_run(parent, tmp_path)
+    assert not parent.exists()
+
+
+def test_nothing_brings_back_a_deleted_run_folder(tmp_path):
+    from engine.rundir import STOPPED, RunDir
+
+    run = RunDir(_run(tmp_path, "gone", {"state": "queued"}))
+    import shutil
+
+    shutil.rmtree(run.path)
+    run.write_status(STOPPED, phase="cancelled")
+    run.append_event({"step": 1}) if False else None  # noqa: B018 - appending needs an open file: never creates
+    assert not run.path.exists()
+
+
+def test_a_queue_waiter_whose_run_folder_is_deleted_leaves_and_ends(tmp_path):
+    import fcntl
+    import shutil
+    import subprocess
+    import sys
+
+    from engine.device_queue import lock_path, new_ticket, waiting
+    from engine.rundir import RunDir
+
+    env = dict(os.environ, TUNEBOARD_SAVES=str(tmp_path))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TUNEBOARD_SAVES", str(tmp_path))
+        run = RunDir(_run(tmp_path, "waiting", {"state": "queued"}))
+        ticket = new_ticket(run)
+        lock_path().parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path(), "a+b") as held:  # another job holds the device
+            fcntl.flock(held, fcntl.LOCK_EX)
+            proc = subprocess.Popen([sys.executable, "-m", "engine.device_queue", str(ticket.path), "--", "true"],
+                                    env=env, cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.PIPE,
+                                    text=True)
+            run.write_status("queued", pid=proc.pid)
+            time.sleep(1.5)
+            assert proc.poll() is None and [t.run.path for t in waiting()] == [run.path]
+            shutil.rmtree(run.path)
+            try:
+                code = proc.wait(timeout=10)
+            finally:
+                proc.kill()
+        assert code == 1 and "is gone; leaving the queue" in proc.stderr.read()
+        assert not run.path.exists() and waiting() == []
+
+
+# Content no run file of the app holds, each with what the Runs tab says about it.
+BROKEN_STATUS = {
+    "a-list": (b"[1, 2]", "must be an object, got list"),
+    "a-number": (b"5", "must be an object, got int"),
+    "bad-bytes": (b'{"state": "fin\xffished"}', "not UTF-8 text"),
+    "deep": (b"[" * 1_000_000 + b"]" * 1_000_000, "nested too deeply to read"),
+    "huge-line": (b'{"state": "finished", "x": "' + b"a" * (50 << 20) + b'"}', "over the 4 MB limit"),
+    "wrong-type": (b'{"state": "finished", "created_at": "yesterday"}', "field 'created_at': must be a number, got str"),
+}
+
+
+@pytest.fixture()
+def broken_saves(tmp_path):
+    """A saves/ folder where every run file holds something hostile, beside one sound run."""
+    saves = tmp_path / "saves"
+    for name, (body, _) in BROKEN_STATUS.items():
+        _run(saves, name, body)
+        for file_name in ("run.yaml", "events.jsonl"):  # a sound status.json, the other file broken
+            _run(saves, f"{name}-{file_name}", {"state": "finished", "created_at": 1.0}, {file_name: body + b"\n"})
+    _run(saves, "sound", {"state": "finished", "created_at": 2.0},
+         {"events.jsonl": b'{"step": 1, "loss": 1.5}\n' + b'{"step": "x", "loss": 1}\n[3]\n' + b'{"step": 2, "loss": 1.0}\n'})
+    return saves
+
+
+def test_runs_tab_lists_unreadable_runs_with_the_reason(broken_saves, monkeypatch):
+    from engine.run_history import all_runs, summarize
+    from webui import runner
+    from webui.runs_tab import _view
+
+    monkeypatch.setenv("TUNEBOARD_SAVES", str(broken_saves))
+    tracemalloc.start()
+    summaries = {s.name: s for s in map(summarize, all_runs(broken_saves))}
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 40 << 20, f"reading took {peak >> 20} MB: a huge line was read whole"
+    assert len(summaries) == 3 * len(BROKEN_STATUS) + 1
+    for name, (_, reason) in BROKEN_STATUS.items():
+        assert summaries[name].state == "unreadable" and reason in str(summaries[name].status_error), name
+        assert str(broken_saves / "m" / "lora" / name / "status.json") in str(summaries[name].status_error)
+        assert summaries[f"{name}-run.yaml"].state == "finished" and summaries[f"{name}-run.yaml"].config_error
+        assert summaries[f"{name}-events.jsonl"].final_loss is None
+    assert summaries["sound"].final_loss == 1.0 and summaries["sound"].best_loss == 1.0
+    head, table, *_ = _view("en", [], None)
+    for name, (_, reason) in BROKEN_STATUS.items():
+        assert f"The state of m / lora / {name} cannot be read: {broken_saves / 'm' / 'lora' / name / 'status.json'}" \
+            in head and reason in head, name
+    assert sum(row[3] == "unreadable" for row in table["value"]) == len(BROKEN_STATUS)
+    zh_head = _view("zh", [], None)[0]
+    assert "无法读取 m / lora / a-list 的状态" in zh_head and "必须是对象，实际为 list" in zh_head
+    assert runner.active_runs(broken_saves) == []
+    assert [run.name for run, _ in runner.checkpoint_entries("m", "lora")] == []
+    for run in all_runs(broken_saves):
+        runner.snapshot(run)
+
+
+def test_app_starts_and_reattaches_with_unreadable_runs(broken_saves, monkeypatch):
+    """One bad status.json under saves/ made create_app (the top bar lists checkpoints) exit with AttributeError."""
+    from webui.app import create_app
+
+    monkeypatch.setenv("TUNEBOARD_SAVES", str(broken_saves))
+    app = create_app()
+    [reattach] = [fn for fn in app.fns.values() if fn.name == "reattach"]
+    assert all(value in ("", -1, None) or not getattr(value, "active", True) for value in reattach.fn(None))
+
+
+def test_reserved_dataset_names_are_refused(tmp_path):
+    from engine.data.identity import build_identity
+    from engine.data.upload import register_upload
+
+    d = data_dir(tmp_path, {"ds": {"file_name": "a.json"}}, {"a.json": [ROW]})
+    upload = tmp_path / "up.jsonl"
+    upload.write_text(json.dumps(ROW) + "\n", encoding="utf-8")
+    before = snapshot(d)
+    for name in ("dataset_info", "Dataset_Info"):
+        with pytest.raises(DataError, match=f"dataset name '{name}' is reserved"):
+            register_upload(d, name, upload, overwrite=True)
+        with pytest.raises(DataError, match="is reserved"):
+            build_identity(d, name, "Nova", "Acme", overwrite=True)
+    assert snapshot(d) == before
+
+
+DEEP = "[" * 1_000_000 + "]" * 1_000_000
+
+
+def test_deeply_nested_json_is_a_data_error_naming_file_and_row(tmp_path):
+    from engine.data.upload import inspect_file
+
+    d = data_dir(tmp_path, {"lines": {"file_name": "deep.jsonl"}, "whole": {"file_name": "deep.json"}},
+                 {"deep.jsonl": json.dumps(ROW) + "\n" + DEEP + "\n", "deep.json": DEEP})
+    err = data_error(d, "lines")
+    assert (err.file, err.row, err.key) == ("deep.jsonl", 2, "too_deep") and str(err) == \
+        "deep.jsonl, row 2: nested too deeply to read"
+    assert str(data_error(d, "whole")) == "deep.json: nested too deeply to read"
+    inspection = inspect_file(d / "deep.jsonl")
+    assert [str(e) for e in inspection.errors] == ["deep.jsonl, row 2: nested too deeply to read"]
+    (d / "dataset_info.json").write_text(DEEP, encoding="utf-8")
+    with pytest.raises(DataError, match="dataset_info.json: nested too deeply to read"):
+        read_registry(d)
+    (d / "dataset_info.json").write_bytes(b'{"ds": "' + b"x" * (20 << 20) + b'"}')
+    with pytest.raises(DataError, match=r"dataset_info.json: the file is 20 MB, over the 16 MB limit"):
+        read_registry(d)

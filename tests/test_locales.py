@@ -275,8 +275,10 @@ def test_engine_errors_survive_pickling_with_key_and_params():
 
     from engine.config import ConfigError
     from engine.data import DataError
+    from engine.paths import PathError
 
     for exc in (ConfigError("data.cutoff_len", "at_least", low=8, value=-5),
+                PathError("data folder 'x' is outside", "outside_data_roots", "data.dataset_dir", path="x", roots="r"),
                 DataError("missing", file="a.jsonl", row=3, field="output"),
                 DataError("refused_more", first=DataError("no_rows", file="b.json"), more=2)):
         back = pickle.loads(pickle.dumps(exc))

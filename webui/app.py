@@ -71,11 +71,17 @@ def create_app() -> gr.Blocks:
         runs.fill_on(tab_runs, top)
         monitors = [train.monitor, evaluate.monitor, export.monitor]
 
+        # With logins, the Data dir fields start on the login's own data folder (the page is the same for all).
+        data_dirs = [c.component for tab in (train, evaluate) for c in tab.controls if c.key == "data.dataset_dir"]
+
         def reattach(request: gr.Request):
             """After a reload or an app restart: watch this workspace's runs that are still going."""
-            active = runner.active_runs(workspace_of(request).saves)
-            return [value for m in monitors for value in m.reattach(active)]
+            workspace = workspace_of(request)
+            active = runner.active_runs(workspace.saves)
+            data = workspace.ensure_data()
+            return [value for m in monitors for value in m.reattach(active)] + \
+                [gr.skip() if data is None else str(data) for _ in data_dirs]
 
-        demo.load(reattach, None, [c for m in monitors for c in m.reattach_outputs()])
+        demo.load(reattach, None, [c for m in monitors for c in m.reattach_outputs()] + data_dirs)
     return demo
 

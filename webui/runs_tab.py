@@ -78,17 +78,18 @@ def _method_cell(lang: str, s: RunSummary) -> str:
     return f"{s.method} · {stage}" if stage else s.method
 
 
-def _run_cell(lang: str, s: RunSummary, workspace: Workspace) -> str:
-    """The run's name; another login's run with its owner, a shared one marked so."""
-    owner = owner_of(s.run.path)
-    name = s.name if workspace.folder is None or owner == workspace.folder.name else \
-        f"{owner or t(lang, 'runs_no_login')}: {s.name}"
-    return name + (" " + t(lang, "runs_shared_mark") if is_shared(s.run) else "")
+def _whose(lang: str, run: RunDir, workspace: Workspace, name: str) -> str:
+    """``name`` of ``run``; another login's run with its owner, a shared one marked so."""
+    owner = owner_of(run.path)
+    if workspace.folder is not None and owner != workspace.folder.name:
+        name = f"{owner or t(lang, 'runs_no_login')}: {name}"
+    return name + (" " + t(lang, "runs_shared_mark") if is_shared(run) else "")
+
 
 
 def _row(lang: str, s: RunSummary, workspace: Workspace = Workspace()) -> list[str]:
     batch = "" if s.batch_size is None else f"{s.batch_size} × {s.grad_accum}"
-    return [_run_cell(lang, s, workspace), s.model, _method_cell(lang, s), t(lang, f"runs_state_{s.state}") if s.state else "?",
+    return [_whose(lang, s.run, workspace, s.name), s.model, _method_cell(lang, s), t(lang, f"runs_state_{s.state}") if s.state else "?",
             _num(s.final_loss, ".4f"), _num(s.best_loss, ".4f"), _num(s.best_eval_loss, ".4f"),
             "" if s.duration_s is None else fmt_seconds(s.duration_s), _num(s.tokens_per_s, ".0f"),
             ", ".join(s.datasets), _num(s.learning_rate, "g"), _num(s.epochs, "g"), _num(s.lora_rank, "d"), batch,
@@ -186,7 +187,7 @@ def _view(lang: str, selected: list[str] | None, managed: str | None, request: g
     Only the workspace's own runs can be managed (deleted, shared); shared ones can be compared."""
     workspace = workspace_of(request)
     summaries = [summarize(run) for run in visible_runs(workspace)]
-    choices = [(s.label, str(s.run.path)) for s in summaries]
+    choices = [(_whose(lang, s.run, workspace, s.label), str(s.run.path)) for s in summaries]
     owned = [(label, path) for label, path in choices if workspace.owns(path)]
     selected = [p for p in (selected or []) if p in {value for _, value in choices}]
     managed = managed if managed in {value for _, value in owned} else None
