@@ -145,8 +145,21 @@ def data_roots() -> list[Path]:
     return roots
 
 
+def workspaces_dir() -> Path:
+    """With logins, each login's own folders: workspaces/<user>/{saves,configs,exports,data} (engine.workspace)."""
+    return Path(os.environ.get("TUNEBOARD_WORKSPACES") or PROJECT_ROOT / "workspaces").resolve()
+
+
+def _in_a_login_data_folder(folder: Path) -> bool:
+    """``folder`` is workspaces/<user>/data or inside it."""
+    base = workspaces_dir()
+    return base in folder.parents and folder.relative_to(base).parts[1:2] == ("data",)
+
+
 def confined_data_dir(path: str, roots: Sequence[Path] | None = None) -> Path:
-    """The Data dir field's folder, resolved, if it is one of ``roots`` (None: data_roots()) or inside one.
+    """The Data dir field's folder, resolved, if it is one of ``roots`` or inside one. ``roots`` None: data_roots()
+    or a login's data folder (the machine's rule, which jobs apply; the web UI narrows it to the login's own
+    folder by passing its roots, engine.workspace.Workspace.data_roots).
 
     Data folders are read and written (Add dataset replaces files there), so any other folder is refused: one
     outside every root, one reached through a symbolic link that leaves its root (the check is on the resolved
@@ -156,12 +169,21 @@ def confined_data_dir(path: str, roots: Sequence[Path] | None = None) -> Path:
     folder = resolve_user_dir(path, "data folder", field)
     allowed = [Path(root).resolve() for root in (data_roots() if roots is None else roots)]
     shown = ", ".join(str(root) for root in allowed)
-    if not any(folder == root or root in folder.parents for root in allowed):
+    logins = workspaces_dir()
+
+    def covers(root: Path) -> bool:
+        # A root that holds workspaces/ (the project folder, /) does not open the logins' folders: only a login's
+        # own data folder, given as a root, or the machine's rule below does.
+        inside = folder == root or root in folder.parents
+        return inside and not (logins in folder.parents and (root == logins or root in logins.parents))
+
+    if not any(covers(root) for root in allowed) and not (roots is None and _in_a_login_data_folder(folder)):
         raise PathError(f"data folder {path.strip()!r} is outside the data folders this server allows ({shown}); "
                         f"the server's --data-root option allows others", "outside_data_roots", field,
                         path=path.strip(), roots=shown)
-    runs = saves_dir()
-    if folder == runs or runs in folder.parents:
+    runs = next((r for r in [saves_dir(), *workspaces_dir().glob("*/saves")] if folder == r or r in folder.parents),
+                None)
+    if runs is not None:
         raise PathError(f"data folder {path.strip()!r} is inside the runs folder {runs}; datasets cannot live there",
                         "data_in_runs", field, path=path.strip(), runs=str(runs))
     return folder

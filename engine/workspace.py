@@ -21,14 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.fileio import atomic_write_json
-from engine.paths import DEFAULT_DATA_DIR, PROJECT_ROOT, PathError, configs_dir, exports_dir, safe_name, saves_dir
+from engine.paths import DEFAULT_DATA_DIR, PROJECT_ROOT, PathError, configs_dir, data_roots, exports_dir, safe_name, \
+    saves_dir, workspaces_dir
 from engine.rundir import RunDir, list_runs
 
 SHARED_MARK = "shared.json"  # in a run folder: the run is shared with every login (read-only)
-
-
-def workspaces_dir() -> Path:
-    return Path(os.environ.get("TUNEBOARD_WORKSPACES") or PROJECT_ROOT / "workspaces").resolve()
 
 
 def user_folder_name(user: str) -> str:
@@ -77,6 +74,15 @@ class Workspace:
         if data is not None and not (data / "dataset_info.json").is_file():
             shutil.copytree(DEFAULT_DATA_DIR, data, dirs_exist_ok=True)
         return data
+
+    def data_roots(self) -> list[Path]:
+        """The folders this workspace may read datasets from: the server's data roots and its own data folder."""
+        return data_roots() + ([self.data] if self.data is not None else [])
+
+    def writable_data_roots(self) -> list[Path]:
+        """Where it may add datasets: a login (not an admin) only in its own data folder, so the class's demo data
+        stays as it is; everyone else wherever it may read."""
+        return [self.data] if self.data is not None and not self.admin else self.data_roots()
 
     @property
     def sees_everything(self) -> bool:

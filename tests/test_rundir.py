@@ -172,6 +172,7 @@ def test_has_final_weights(run):
 
 def test_list_runs_newest_first(tmp_path):
     for name, created in (("old", 1.0), ("new", 3.0), ("mid", 2.0)):
+        (tmp_path / name).mkdir()  # write_status never makes a run folder (a deleted run stays deleted)
         RunDir(tmp_path / name).write_status(FINISHED, created_at=created)
     (tmp_path / "not-a-run").mkdir()
     assert [r.name for r in list_runs(tmp_path)] == ["new", "mid", "old"]

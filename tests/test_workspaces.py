@@ -145,3 +145,41 @@ def test_admin_logins_in_the_auth_file(tmp_path):
     assert app.parse_args(["--auth", "x:y"]).credentials.admins == frozenset()
     with pytest.raises(SystemExit):
         app.parse_args(["--auth", "nobody::admin"])  # an empty password, however it is written
+
+
+def test_a_login_adds_datasets_in_its_own_data_folder_and_reads_no_other(workdirs):
+    from engine.paths import PathError, confined_data_dir
+    from webui.dataset_upload import on_identity
+
+    class Login:  # what Gradio hands a handler: the signed-in user
+        def __init__(self, username: str):
+            self.username, self.session_hash = username, username
+
+    from webui.workspaces import Policy, configure, policy
+
+    before = policy()
+    configure(Policy(logins=True))
+    ivy, jack = Workspace("ivy"), Workspace("jack")
+    try:
+        for ws in (ivy, jack):
+            assert (ws.ensure_data() / "identity.json").is_file()  # a copy of the demo data to start from
+        # The identity builder writes into ivy's folder, refuses the shared demo data and jack's folder.
+        status, _ = on_identity("en", str(ivy.data), "ivy_bot", "Ivy", "Lab", "", "", "", False, [], Login("ivy"))
+        assert (ivy.data / "ivy_bot.json").is_file(), status
+        for folder in ("assets/data", str(jack.data)):
+            status, _ = on_identity("en", folder, "sneaky", "X", "Y", "", "", "", True, [], Login("ivy"))
+            assert "outside the data folders" in status, status
+        assert not (jack.data / "sneaky.json").exists()
+        assert "sneaky" not in (Workspace().data_roots()[0] / "dataset_info.json").read_text(encoding="utf-8")
+        # Reading: ivy's roots hold the demo data and her folder, not jack's.
+        assert confined_data_dir("assets/data", ivy.data_roots()) and confined_data_dir(str(ivy.data), ivy.data_roots())
+        with pytest.raises(PathError):
+            confined_data_dir(str(jack.data), ivy.data_roots())
+        # The machine's rule (what a job applies) takes any login's data folder, never a login's runs.
+        assert confined_data_dir(str(jack.data)) == jack.data
+        jack.saves.mkdir(parents=True, exist_ok=True)
+        with pytest.raises(PathError) as info:
+            confined_data_dir(str(jack.saves))
+        assert info.value.key in ("outside_data_roots", "data_in_runs")
+    finally:
+        configure(before)

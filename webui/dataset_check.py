@@ -19,6 +19,7 @@ from engine.encode import CUT, DROPPED
 from engine.length_stats import cutoff_counts, dataset_sizes, length_histogram, training_tokenizer
 from engine.models import ModelLoadError
 from engine.paths import PathError, confined_data_dir
+from webui.workspaces import workspace_of
 from engine.sample_view import CUT_AWAY, MASKED, TRAINED, SampleView, sample_views
 from engine.templates import TemplateError
 from webui.errors import error_text
@@ -56,9 +57,15 @@ class DatasetCheck:
         events of the fields the check depends on, which redraw an open check."""
         outputs = [self.panel, self.plot, self.counts, self.shown]
 
-        def on_check(lang_, *values):
+        def build_checked(request: gr.Request | None, values: list) -> RunConfig:
+            """The form's config, its Data dir one the session may read (the engine checks the machine's rule)."""
+            cfg = build(values)
+            confined_data_dir(cfg.data.dataset_dir, workspace_of(request).data_roots())
+            return cfg
+
+        def on_check(request: gr.Request, lang_, *values):
             try:
-                figure, line = check_dataset(lang_, build(list(values)))
+                figure, line = check_dataset(lang_, build_checked(request, list(values)))
             except _PROBLEMS as exc:
                 message = t(lang_, "check_error", error=error_text(lang_, exc))
                 gr.Warning(message)
@@ -68,18 +75,18 @@ class DatasetCheck:
         self.button.click(on_check, [lang_dd] + form_inputs, outputs)
         self.close_button.click(lambda: (gr.update(visible=False), False), None, [self.panel, self.shown])
 
-        def on_change(is_shown, lang_, *values):
-            return on_check(lang_, *values) if is_shown else tuple(gr.skip() for _ in outputs)
+        def on_change(request: gr.Request, is_shown, lang_, *values):
+            return on_check(request, lang_, *values) if is_shown else tuple(gr.skip() for _ in outputs)
 
         gr.on(refresh_on + [lang_dd.change], on_change, [self.shown, lang_dd] + form_inputs, outputs,
               trigger_mode="always_last", show_progress="hidden")
 
-        def on_show(lang_, number, *values):
+        def on_show(request: gr.Request, lang_, number, *values):
             if number is None or int(number) < 1:
                 gr.Warning(t(lang_, "sample_number_invalid"))
                 return f"<p>{html.escape(t(lang_, 'sample_number_invalid'))}</p>"
             try:
-                return formatted_html(lang_, build(list(values)), int(number))
+                return formatted_html(lang_, build_checked(request, list(values)), int(number))
             except _PROBLEMS as exc:
                 message = t(lang_, "check_error", error=error_text(lang_, exc))
                 gr.Warning(message)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import gradio as gr
 
 from engine.data import PREVIEW_COLUMNS, DataError, preview_page, scan_registry
 from engine.paths import PathError, confined_data_dir
+from webui.workspaces import workspace_of
 from webui.errors import error_text
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, MESSAGES, t
@@ -30,17 +33,24 @@ def _cell(lang: str, column: str, value):
     return error_text(lang, value) if column == "error" and value else value
 
 
-def dataset_listing(dataset_dir: str) -> tuple[list[str], list[Exception]]:
-    """(usable dataset names in the folder, what is wrong with the folder, its registry or some entries)."""
+def dataset_listing(dataset_dir: str, roots: list[Path] | None = None) -> tuple[list[str], list[Exception]]:
+    """(usable dataset names in the folder, what is wrong with the folder, its registry or some entries);
+    ``roots``: where the session may read (engine.workspace.Workspace.data_roots)."""
     try:
-        return scan_registry(confined_data_dir(dataset_dir))
+        return scan_registry(confined_data_dir(dataset_dir, roots))
     except PathError as exc:
         return [], [exc]
 
 
-def registry_notice(lang: str, dataset_dir: str) -> str:
+def datasets_update(folder: str, current: list | None, roots: list[Path] | None = None):
+    """The Dataset list with the folder's datasets as they are now; the selection is kept where still there."""
+    names = dataset_listing(folder, roots)[0]
+    return gr.update(choices=[(n, n) for n in names], value=[c for c in (current or []) if c in names])
+
+
+def registry_notice(lang: str, dataset_dir: str, request: gr.Request = None) -> str:
     """Why datasets of the folder are missing from the list ("" when none is): an empty list alone says nothing."""
-    problems = dataset_listing(dataset_dir)[1]
+    problems = dataset_listing(dataset_dir, workspace_of(request).data_roots())[1]
     if not problems:
         return ""
     return t(lang, "registry_problems", problems="\n".join(f"- {error_text(lang, p)}" for p in problems))
@@ -64,15 +74,17 @@ class DatasetPreview:
                 Translated(self.close_button, "close", "value")]
 
 
-def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, stage: str | None, page: int):
+def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, stage: str | None, page: int,
+          request: gr.Request | None):
     """(panel update, info, table, page) for ``page`` of the first selected dataset, shown as ``stage`` reads it
     (None: as its registry entry suggests)."""
     if not datasets:
-        gr.Warning(registry_notice(lang, dataset_dir) or t(lang, "no_dataset"))  # the list may be empty for a reason
+        # The list may be empty for a reason.
+        gr.Warning(registry_notice(lang, dataset_dir, request) or t(lang, "no_dataset"))
         return gr.update(visible=False), "", gr.update(), 0
     name_ = datasets[0]
     try:
-        folder = confined_data_dir(dataset_dir)
+        folder = confined_data_dir(dataset_dir, workspace_of(request).data_roots())
         fill = {"name": name, "author": author}
         page = max(0, page)
         stage = stage or None
@@ -119,9 +131,17 @@ def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name=None, id
     stage_box = stage if stage is not None else gr.State(None)
     inputs = [lang_dd, dataset_dir, datasets, name_box, author_box, stage_box, page]
     outputs = [panel, info, table, page]
-    open_button.click(lambda *a: _page(*a[:-1], 0), inputs, outputs)
-    prev_button.click(lambda *a: _page(*a[:-1], a[-1] - 1), inputs, outputs)
-    next_button.click(lambda *a: _page(*a[:-1], a[-1] + 1), inputs, outputs)
+    def paging(step: int | None):
+        """A handler showing the first page (``step`` None) or the page ``step`` away from the one shown."""
+        def turn(request: gr.Request, *values):
+            *fields, page_ = values
+            return _page(*fields, 0 if step is None else page_ + step, request)
+
+        return turn
+
+    open_button.click(paging(None), inputs, outputs)
+    prev_button.click(paging(-1), inputs, outputs)
+    next_button.click(paging(1), inputs, outputs)
     close_button.click(lambda: gr.update(visible=False), None, panel)
     for event in (dataset_dir.change, lang_dd.change):
         event(registry_notice, [lang_dd, dataset_dir], notice, show_progress="hidden")

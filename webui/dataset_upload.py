@@ -15,7 +15,8 @@ from engine.data.identity import build_identity
 from engine.data.registry import SUPPORTED_SUFFIXES
 from engine.data.upload import MAX_UPLOAD_MB, Inspection, inspect_file, register_upload
 from engine.paths import PathError, confined_data_dir
-from webui.dataset_preview import dataset_listing
+from webui.dataset_preview import datasets_update
+from webui.workspaces import workspace_of
 from webui.errors import error_text
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t
@@ -98,12 +99,6 @@ class DatasetUpload:
                 Translated(self.identity_button, "identity_build", "value")]
 
 
-def _datasets_update(folder: str, current: list | None):
-    """The Dataset list with the folder's datasets as they are now; the selection is kept."""
-    names = dataset_listing(folder)[0]
-    return gr.update(choices=[(n, n) for n in names], value=[c for c in (current or []) if c in names])
-
-
 def on_file(lang: str, path: str | None, kind: str | None = None):
     """(format, name, report, register button) for a newly chosen file, or for ``kind`` chosen by the user."""
     if not path:
@@ -115,30 +110,33 @@ def on_file(lang: str, path: str | None, kind: str | None = None):
 
 
 def on_register(lang: str, folder: str, path: str | None, name: str, kind: str | None, overwrite: bool,
-                current: list | None):
+                current: list | None, request: gr.Request = None):
     if not path:
         return t(lang, "upload_no_file"), gr.update()
+    workspace = workspace_of(request)
     try:
-        target = register_upload(confined_data_dir(folder), name, path, kind, overwrite)
+        target = register_upload(confined_data_dir(folder, workspace.writable_data_roots()), name, path, kind,
+                                 overwrite)
     except (DataError, PathError, OSError) as exc:
         error = error_text(lang, exc)
         gr.Warning(t(lang, "upload_failed", error=error))
         return t(lang, "upload_failed", error=_plain(error)), gr.update()
     message = t(lang, "upload_registered", name=_plain(name.strip()), file=_plain(str(target)))
-    return message, _datasets_update(folder, current)
+    return message, datasets_update(folder, current, workspace.data_roots())
 
 
 def on_identity(lang: str, folder: str, dataset: str, name: str, author: str, purpose: str, contact: str,
-                extra: str, overwrite: bool, current: list | None):
+                extra: str, overwrite: bool, current: list | None, request: gr.Request = None):
+    workspace = workspace_of(request)
     try:
-        target, rows = build_identity(confined_data_dir(folder), dataset, name, author, purpose,
-                                      contact, extra, overwrite)
+        target, rows = build_identity(confined_data_dir(folder, workspace.writable_data_roots()), dataset, name,
+                                      author, purpose, contact, extra, overwrite)
     except (DataError, PathError, OSError) as exc:
         error = error_text(lang, exc)
         gr.Warning(t(lang, "identity_failed", error=error))
         return t(lang, "identity_failed", error=_plain(error)), gr.update()
     return (t(lang, "identity_written", name=_plain(dataset.strip()), rows=rows, file=_plain(str(target))),
-            _datasets_update(folder, current))
+            datasets_update(folder, current, workspace.data_roots()))
 
 
 def build_dataset_upload(lang_dd, dataset_dir, datasets) -> DatasetUpload:

@@ -20,7 +20,7 @@ from engine import device_queue
 from engine.checkpointing_choice import TURN_OFF
 from engine.checkpoints import last_complete_checkpoint, resume_plan
 from engine.config import ConfigError, RunConfig
-from engine.paths import PathError
+from engine.paths import PathError, confined_data_dir
 from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
 from engine.workspace import AccessError, Workspace, owner_of
 from webui import runner
@@ -168,6 +168,8 @@ class RunMonitor:
             workspace.check_owned(run.path)
             workspace.check_readable(cfg.model.model_name_or_path, "model.model_name_or_path")
             workspace.check_readable(cfg.model.adapter_path, "model.adapter_path")
+            if command in ("train", "eval"):  # the job checks the machine's rule; a login reads its own data only
+                confined_data_dir(cfg.data.dataset_dir, workspace.data_roots())
             check_queue_share(workspace)
         except (ConfigError, PathError) as exc:
             message = t(lang, "invalid_value", error=error_text(lang, exc))

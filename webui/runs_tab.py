@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from engine.paths import PathError
-from engine.workspace import Workspace, is_shared, owner_of, share_run
+from engine.workspace import Workspace, is_shared, owner_of, share_run, workspaces_dir
 from engine.run_history import RunBusyError, RunSummary, all_runs, loss_events, run_label, run_to_delete, \
     settings_diff, summarize
 from engine.rundir import RunDir
@@ -192,7 +192,7 @@ def _view(lang: str, selected: list[str] | None, managed: str | None, request: g
     selected = [p for p in (selected or []) if p in {value for _, value in choices}]
     managed = managed if managed in {value for _, value in owned} else None
     plot, diff, note = comparison(lang, selected)
-    root = workspace.saves
+    root = workspaces_dir() if workspace.admin else workspace.saves  # an admin lists every login's
     head = t(lang, "runs_summary", count=len(summaries), root=str(root)) if summaries else \
         t(lang, "runs_none", root=str(root))
     # A run whose status.json cannot be read is listed as unreadable, with why, instead of breaking the tab.

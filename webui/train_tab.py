@@ -17,7 +17,7 @@ from engine.presets import demo_config
 from engine.rundir import ACTIVE_STATES, RunDir
 from webui import runner
 from webui.dataset_check import build_dataset_check, check_button
-from webui.dataset_preview import build_dataset_preview, dataset_listing
+from webui.dataset_preview import build_dataset_preview, dataset_listing, datasets_update
 from webui.dataset_upload import build_dataset_upload
 from webui.errors import error_text
 from webui.hardware_panel import build_hardware_panel
@@ -251,9 +251,8 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
 
     preset_btn.click(on_preset, top.lang, form_outputs + [status])
 
-    def on_dataset_dir(folder, current):
-        choices = dataset_choices(folder)
-        return gr.update(choices=[(n, n) for n in choices], value=[c for c in (current or []) if c in choices])
+    def on_dataset_dir(folder, current, request: gr.Request):
+        return datasets_update(folder, current, workspace_of(request).data_roots())
 
     ctl["data.dataset_dir"].component.change(on_dataset_dir, [ctl["data.dataset_dir"].component, datasets.component],
                                              datasets.component)
