@@ -407,16 +407,18 @@ class TokenStreamer:
                     self.done[row] = True
                 else:
                     self.ids[row].append(int(token))
-        self._release(partial_ok=False)
+        self._release()
 
     def end(self) -> None:
-        self._release(partial_ok=True)
+        # An answer stopped (or cut at the token limit) inside a multi-byte character ends with the character
+        # before it: the bytes of half a character would show as "\ufffd".
+        self._release()
 
-    def _release(self, partial_ok: bool) -> None:
+    def _release(self) -> None:
         changed = False
         for row in self.rows:
             text = self.tokenizer.decode(self.ids[row], skip_special_tokens=True) if self.ids[row] else ""
-            if text != self.texts[row] and (partial_ok or not text.endswith("\ufffd")):
+            if text != self.texts[row] and not text.endswith("\ufffd"):
                 self.texts[row], changed = text, True
         if changed:
             self.queue.put(tuple(self.texts))

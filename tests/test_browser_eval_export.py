@@ -45,7 +45,7 @@ def test_compare_with_base_then_export(app_server, page, tiny_run, workdirs):
     tab = page.locator("#tab-eval")
     tab.get_by_label("Max samples", exact=True).fill("6")
     tab.get_by_label("Max new tokens", exact=True).fill("24")
-    tab.get_by_role("button", name="Compare with base model", exact=True).click()
+    tab.get_by_role("button", name="Evaluate tuned and base", exact=True).click()
     page.wait_for_function(
         "(document.querySelector('#eval-status')?.innerText || '').match(/Evaluation (finished|failed)/)",
         timeout=900_000)

@@ -260,3 +260,25 @@ def test_identity_builder_refuses_bad_input(data_dir):
             identity_rows(**args)
     with pytest.raises(DataError, match="'identity' is already registered"):
         build_identity(data_dir, "identity", "Nova", "Acme")
+
+
+def test_empty_and_number_answers_are_problems_by_row_and_field(tmp_path):
+    """An answer "" and an answer 42 load without complaint, but an upload names both; numbers pass where the user
+    says they are text, and in Chinese the problems read in Chinese."""
+    from webui.dataset_upload import on_file
+
+    rows = [{"instruction": "Say hi", "output": "Hi!"}, {"instruction": "Say nothing", "output": ""},
+            {"instruction": "Six times seven", "output": 42}, {"instruction": 7, "output": "seven"}]
+    path = _write(tmp_path / "answers.jsonl", rows)
+    inspection = inspect_file(path)
+    assert not inspection.ok and inspection.error_count == 3
+    assert [(e.row, e.field, e.key) for e in inspection.errors] == [
+        (2, "output", "empty_answer"), (3, "output", "number_not_text"), (4, "instruction", "number_not_text")]
+    as_text = inspect_file(path, numbers_as_text=True)
+    assert [(e.row, e.key) for e in as_text.errors] == [(2, "empty_answer")]
+    chat = _write(tmp_path / "chat.json", [{"messages": [{"role": "user", "content": "hi"},
+                                                        {"role": "assistant", "content": "  "}]}])
+    assert [(e.row, e.field, e.key) for e in inspect_file(chat).errors] == [(1, "messages", "empty_answer")]
+    _, _, text, button = on_file("zh", str(path))
+    assert "- answers.jsonl，第 2 行，字段 'output'：回答为空" in text
+    assert "- answers.jsonl，第 3 行，字段 'output'：是数字（42）" in text and button["interactive"] is False

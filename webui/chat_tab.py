@@ -201,6 +201,17 @@ def build_chat_tab(top: TopBar) -> ChatTab:
     # The status line changes with every load and unload: the switch follows the model then in memory.
     info.change(thinking_switch, None, enable_thinking, show_progress="hidden")
 
+    def status_in(lang_, request: gr.Request):
+        """The status line in a newly picked language: the model in memory, said again (a load under way says
+        so itself when it ends)."""
+        with _engine_lock:  # none made yet: nothing to say, and no reason to import torch for a language switch
+            eng = _engines.get(workspace_of(request).user or "")
+        if (request and request.session_hash in _downloads) or eng is None or not eng.loaded:
+            return gr.skip()
+        return _describe(lang_, eng)
+
+    top.lang.change(status_in, top.lang, info, show_progress="hidden")
+
     bar_inputs = [top.lang, top.model_name, top.model_path.component, top.method.component]
 
     def refresh_variants(lang_, name, path, method, current, request: gr.Request):

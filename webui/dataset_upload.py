@@ -64,6 +64,7 @@ class DatasetUpload:
     kind: gr.Dropdown
     name: gr.Textbox
     overwrite: gr.Checkbox
+    numbers_text: gr.Checkbox  # numbers in text columns are meant as text
     register_button: gr.Button
     report: gr.Markdown
     identity_title: gr.Markdown
@@ -86,6 +87,7 @@ class DatasetUpload:
                 Translated(self.kind, "upload_kind", info_key="upload_kind_info", choices=kind_choices),
                 Translated(self.name, "upload_name", info_key="upload_name_info"),
                 Translated(self.overwrite, "upload_overwrite"),
+                Translated(self.numbers_text, "upload_numbers_text"),
                 Translated(self.register_button, "upload_register", "value"),
                 Translated(self.identity_title, "identity_title", "value"),
                 Translated(self.identity_intro, "identity_intro", "value"),
@@ -99,24 +101,25 @@ class DatasetUpload:
                 Translated(self.identity_button, "identity_build", "value")]
 
 
-def on_file(lang: str, path: str | None, kind: str | None = None):
-    """(format, name, report, register button) for a newly chosen file, or for ``kind`` chosen by the user."""
+def on_file(lang: str, path: str | None, kind: str | None = None, numbers_as_text: bool = False):
+    """(format, name, report, register button) for a newly chosen file, or for ``kind`` or numbers as text chosen by
+    the user."""
     if not path:
         return gr.update(), gr.update(), "", gr.update(interactive=False)
-    inspection = inspect_file(path, kind)
+    inspection = inspect_file(path, kind, numbers_as_text)
     detected = inspection.detection.kind if inspection.detection else kind
     name = gr.update() if kind else suggested_name(Path(path).name)
     return gr.update(value=detected), name, report(lang, inspection), gr.update(interactive=inspection.ok)
 
 
 def on_register(lang: str, folder: str, path: str | None, name: str, kind: str | None, overwrite: bool,
-                current: list | None, request: gr.Request = None):
+                current: list | None, numbers_as_text: bool = False, request: gr.Request = None):
     if not path:
         return t(lang, "upload_no_file"), gr.update()
     workspace = workspace_of(request)
     try:
         target = register_upload(confined_data_dir(folder, workspace.writable_data_roots()), name, path, kind,
-                                 overwrite)
+                                 overwrite, numbers_as_text)
     except (DataError, PathError, OSError) as exc:
         error = error_text(lang, exc)
         gr.Warning(t(lang, "upload_failed", error=error))
@@ -155,7 +158,10 @@ def build_dataset_upload(lang_dd, dataset_dir, datasets) -> DatasetUpload:
                                        info=t(lang, "upload_kind_info"), elem_id="upload-kind")
                     name = gr.Textbox(label=t(lang, "upload_name"), info=t(lang, "upload_name_info"),
                                       elem_id="upload-name")
-                overwrite = gr.Checkbox(False, label=t(lang, "upload_overwrite"), elem_id="upload-overwrite")
+                with gr.Row():
+                    overwrite = gr.Checkbox(False, label=t(lang, "upload_overwrite"), elem_id="upload-overwrite")
+                    numbers_text = gr.Checkbox(False, label=t(lang, "upload_numbers_text"),
+                                               elem_id="upload-numbers-text")
                 report_box = gr.Markdown(elem_id="upload-report")
                 register_button = gr.Button(t(lang, "upload_register"), variant="primary", interactive=False,
                                             elem_id="upload-register")
@@ -180,14 +186,17 @@ def build_dataset_upload(lang_dd, dataset_dir, datasets) -> DatasetUpload:
                                                  elem_id="identity-overwrite")
                 identity_status = gr.Markdown(elem_id="identity-status")
                 identity_button = gr.Button(t(lang, "identity_build"), variant="primary", elem_id="identity-build")
-    view = DatasetUpload(accordion, upload_title, limit_note, file, kind, name, overwrite, register_button,
-                         report_box, identity_title, identity_intro, identity_dataset, identity_name, identity_author,
+    view = DatasetUpload(accordion, upload_title, limit_note, file, kind, name, overwrite, numbers_text,
+                         register_button, report_box, identity_title, identity_intro, identity_dataset, identity_name, identity_author,
                          identity_purpose, identity_contact, identity_extra, identity_overwrite, identity_button,
                          identity_status)
     checked = [kind, name, report_box, register_button]
-    file.change(lambda lang_, path: on_file(lang_, path), [lang_dd, file], checked)
-    kind.input(on_file, [lang_dd, file, kind], checked)  # the user corrects the format: check the rows again
-    register_button.click(on_register, [lang_dd, dataset_dir, file, name, kind, overwrite, datasets],
+    file.change(lambda lang_, path, numbers: on_file(lang_, path, None, numbers), [lang_dd, file, numbers_text],
+                checked)
+    # The user corrects the format, or says numbers are text: check the rows again.
+    kind.input(on_file, [lang_dd, file, kind, numbers_text], checked)
+    numbers_text.input(on_file, [lang_dd, file, kind, numbers_text], checked)
+    register_button.click(on_register, [lang_dd, dataset_dir, file, name, kind, overwrite, datasets, numbers_text],
                           [report_box, datasets])
     identity_button.click(on_identity, [lang_dd, dataset_dir, identity_dataset, identity_name, identity_author,
                                         identity_purpose, identity_contact, identity_extra, identity_overwrite,

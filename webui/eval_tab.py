@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -16,11 +15,11 @@ from engine.paths import PathError
 from engine.workspace import Workspace
 from engine.rundir import FINISHED, RunDir
 from webui import runner
-from webui.dataset_preview import build_dataset_preview
+from webui.dataset_preview import build_dataset_preview, datasets_update
 from webui.errors import error_text
 from webui.form import FieldControl, Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
-from webui.run_monitor import MonitoredTab, build_run_monitor
+from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor
 from webui.workspaces import workspace_of
 from webui.top_bar import TopBar, model_label
 from webui.train_tab import dataset_choices
@@ -29,8 +28,9 @@ PAGE_SIZE = 5
 METRIC_KEYS = ("eval_loss", "perplexity", "rouge-1", "rouge-2", "rouge-l", "bleu-4", "samples", "runtime_s")
 
 
-def default_eval_name() -> str:
-    return time.strftime("eval_%Y-%m-%d-%H-%M-%S")
+def default_eval_name(saves: Path | None = None, avoid: str = "") -> str:
+    """A new evaluation's name: made when a page loads and after each Start, never a folder already in ``saves``."""
+    return runner.fresh_run_name("eval", saves, avoid)
 
 
 def metrics_table(lang: str, run: RunDir) -> tuple[list[str], list[list]]:
@@ -166,7 +166,8 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
                 raise ConfigError("model.adapter_path", "compare_needs_checkpoint")
             return cfg, run
 
-        return monitor.start(lang_, checked, "eval", "eval_started", default_eval_name(), workspace)
+        return monitor.start(lang_, checked, "eval", "eval_started", default_eval_name(workspace.saves, run_name),
+                             workspace)
 
     def on_start(request: gr.Request, lang_, name, *values):
         return start(lang_, name, list(values), None, request)
@@ -207,10 +208,18 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
     pred_next.click(lambda lang_, path, page: turn(lang_, path, page, 1), [top.lang, monitor.run_path, pred_page],
                     result_outputs)
 
+    def on_page_load(workspace: Workspace, _active: list, folder: str, selected: list):
+        """A new name, and the Dataset list as the data folder holds it now (the login's own folder with logins)."""
+        folder = str(workspace.data) if workspace.data is not None else folder
+        return [folder, datasets_update(folder, selected, workspace.data_roots()), default_eval_name(workspace.saves)]
+
+    page_load = PageLoad([dataset_dir.component, datasets.component],
+                         [dataset_dir.component, datasets.component, output_dir], on_page_load)
+
     texts = [Translated(output_dir, "output_dir", info_key="output_dir_info"),
              Translated(cmd_btn, "preview_command", "value"), Translated(start_btn, "start", "value"),
              Translated(compare_btn, "compare_base", "value"), Translated(stop_btn, "stop", "value"),
              Translated(command, "command"), Translated(metrics, "metrics"), Translated(predictions, "predictions"),
              Translated(pred_prev, "previous", "value"), Translated(pred_next, "next", "value"),
-             Translated(download, "download_predictions", "value")]
-    return MonitoredTab(controls, texts + preview.texts() + monitor.texts(), monitor)
+             Translated(download, "download_predictions")]  # a DownloadButton's value is its file; its text is the label
+    return MonitoredTab(controls, texts + preview.texts() + monitor.texts(), monitor, page_load=page_load)

@@ -3,7 +3,6 @@ in a subprocess so the page stays responsive and memory is returned afterwards."
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -16,7 +15,7 @@ from webui import runner
 from webui.errors import error_text
 from webui.form import Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
-from webui.run_monitor import MonitoredTab, build_run_monitor
+from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor
 from webui.workspaces import workspace_of
 from webui.top_bar import TopBar, model_label
 
@@ -25,7 +24,7 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
     lang = DEFAULT_LANG
     with gr.Row():
         export_dir = field_control("export", "export_dir", lang, scale=3, elem_id="export-dir",
-                                   value=time.strftime("model_%Y-%m-%d-%H-%M-%S"))
+                                   value=runner.fresh_name("model", []))
         shard = field_control("export", "max_shard_size_gb", lang, elem_id="export-shard")
         dtype = field_control("export", "export_dtype", lang, elem_id="export-dtype")
         device = field_control("export", "device", lang, elem_id="export-device")
@@ -51,7 +50,7 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
         cfg.model.adapter_path = checkpoint or ""
         method = field_values[form_controls.index(top.method)]
         run = runner.run_dir_for(model_label(name, field_values[0]), method,
-                                 time.strftime("export_%Y-%m-%d-%H-%M-%S"), workspace.saves)
+                                 runner.fresh_run_name("export", workspace.saves), workspace.saves)
         return cfg, run
 
     def on_preview(request: gr.Request, lang_, *values):
@@ -74,9 +73,15 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
                 raise PathError(t(lang_, "export_dir_not_empty", path=str(target)))
             return cfg, run
 
-        return monitor.start(lang_, checked, "export", "export_started", "", workspace)
+        # Started: a new default folder for the next export. Refused: the last export's file list and full bar
+        # would contradict the refusal above them, so they go.
+        current = str(values[form_controls.index(export_dir)])
+        return monitor.start(lang_, checked, "export", "export_started",
+                             ("", "", runner.fresh_name("model", [workspace.exports], current)), workspace,
+                             refused=("", "", gr.update()))
 
-    export_btn.click(on_export, [top.lang] + form_inputs, [monitor.status, result] + monitor.start_outputs())
+    export_btn.click(on_export, [top.lang] + form_inputs,
+                     [monitor.status, result, monitor.progress, export_dir.component] + monitor.start_outputs())
     stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], monitor.status)
 
     def on_result(lang_: str, run: RunDir, snap: runner.Snapshot, changed: bool) -> list:
@@ -88,7 +93,12 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
         return [t(lang_, "export_result", path=status.get("export_dir", "?")) + ("\n\n" + listing if listing else "")]
 
     monitor.wire(top.lang, [result], on_result)
+
+    def on_page_load(workspace: Workspace, _active: list):
+        return [runner.fresh_name("model", [workspace.exports])]
+
+    page_load = PageLoad([], [export_dir.component], on_page_load)
     texts = [Translated(cmd_btn, "preview_command", "value"), Translated(export_btn, "export_button", "value"),
              Translated(stop_btn, "stop", "value"), Translated(command, "command")]
-    return MonitoredTab(controls, texts + monitor.texts(), monitor)
+    return MonitoredTab(controls, texts + monitor.texts(), monitor, page_load=page_load)
 

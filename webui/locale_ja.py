@@ -258,7 +258,7 @@ MESSAGES = {
                                 "ありません。別の名前を選んでください。",
     "resume_conflicts": "開始は拒否されます：出力フォルダ {path} は最初の設定でのみ再開でき、次の設定が異なります：{fields}。"
                         "設定を戻すか、別の出力フォルダを選んでください。",
-    "resume_from": "**再開：**「開始」で `{run}` を {checkpoint}（{details}）から続けます。",
+    "resume_from": "**再開**：「開始」で `{run}` を {checkpoint}（{details}）から続けます。",
     "resume_carried": "引き継ぐもの：{items}。",
     "resume_changes": "最初の実行からの変更：{changes}。",
     "resume_no_changes": "最初の実行から変更された設定はありません。",
@@ -349,7 +349,7 @@ MESSAGES = {
     "thinking_title": "思考",
     "load_err_compare_not_lora": "{path} は LoRA アダプタではなくモデル全体のため、読み込んだベースモデルを共有できません。通常のチャットで読み込んで比較してください。",
     # evaluate & export
-    "compare_base": "ベースモデルと比較",
+    "compare_base": "微調整モデルとベースを評価",
     "eval_started": "評価を開始しました：{path}",
     "eval_finished": "評価が完了しました",
     "eval_stopped": "評価を中断しました。",
@@ -497,6 +497,7 @@ MESSAGES = {
     "upload_name": "データセット名",
     "upload_name_info": "この名前で登録し、ファイルは「名前＋拡張子」でデータディレクトリに保存します。",
     "upload_overwrite": "同じ名前のデータセットを置き換える",
+    "upload_numbers_text": "数値をテキストとして読む",
     "upload_register": "データセットを登録",
     "upload_unusable": "**このファイルは使用できません**：{error}",
     "upload_problems": "**{rows} 行中に {count} 件の問題があります。何も登録されていません**。ファイルを修正して再度アップロードしてください：",
@@ -656,6 +657,8 @@ DATA_ERRORS = {
     "bad_ranking": "ranking は true か false である必要がありますが、{ranking!r} でした",
     "too_big": "ファイルは {size_mb:.0f} MB で、上限の {limit_mb} MB を超えています",
     "no_rows": "行がありません",
+    "empty_answer": "回答が空です",
+    "number_not_text": "数値（{value}）で、テキストではありません。テキストのつもりなら「数値をテキストとして読む」をオンにしてください",
     "unknown_kind": "不明な形式 {kind!r} です（使用可能：{kinds}）",
     "cannot_tell": "形式を判別できません：instruction/output の列（alpaca）、conversations か messages の列（sharegpt）、"
                    "または chosen/rejected の列（選好データ）が必要です。ファイルの列は {columns} です",

@@ -346,7 +346,7 @@ MESSAGES = {
     "thinking_title": "생각",
     "load_err_compare_not_lora": "{path}은(는) LoRA 어댑터가 아닌 전체 모델이라 불러온 기본 모델을 함께 쓸 수 없습니다. 일반 채팅에서 불러와 비교하세요.",
     # evaluate & export
-    "compare_base": "기본 모델과 비교",
+    "compare_base": "미세 조정 모델과 기본 모델 평가",
     "eval_started": "평가 시작: {path}",
     "eval_finished": "평가가 끝났습니다",
     "eval_stopped": "평가를 중단했습니다.",
@@ -494,6 +494,7 @@ MESSAGES = {
     "upload_name": "데이터셋 이름",
     "upload_name_info": "이 이름으로 등록되며, 파일은 '이름 + 확장자'로 데이터 폴더에 저장됩니다.",
     "upload_overwrite": "같은 이름의 데이터셋 바꾸기",
+    "upload_numbers_text": "숫자를 텍스트로 읽기",
     "upload_register": "데이터셋 등록",
     "upload_unusable": "**이 파일은 사용할 수 없습니다:** {error}",
     "upload_problems": "**{rows}개 행에서 문제 {count}개를 찾았습니다. 아무것도 등록되지 않았습니다.** 파일을 고친 뒤 다시 업로드하세요:",
@@ -655,6 +656,8 @@ DATA_ERRORS = {
     "bad_ranking": "ranking은 true 또는 false여야 하지만 {ranking!r}입니다",
     "too_big": "파일이 {size_mb:.0f} MB로, 한도 {limit_mb} MB를 넘습니다",
     "no_rows": "행이 없습니다",
+    "empty_answer": "답변이 비어 있습니다",
+    "number_not_text": "숫자({value})이며 텍스트가 아닙니다. 텍스트로 쓴 것이라면 '숫자를 텍스트로 읽기'를 선택하세요",
     "unknown_kind": "알 수 없는 형식 {kind!r}입니다 (사용 가능: {kinds})",
     "cannot_tell": "형식을 알 수 없습니다: instruction/output 열(alpaca), conversations 또는 messages 열(sharegpt), "
                    "또는 chosen/rejected 열(선호 데이터)이 있어야 합니다. 파일의 열: {columns}",

@@ -367,7 +367,7 @@ MESSAGES = {
     "thinking_title": "Размышление",
     "load_err_compare_not_lora": "{path} — целая модель, а не адаптер LoRA: она не может использовать загруженную базовую модель. Сравните её, загрузив в обычном чате.",
     # evaluate & export
-    "compare_base": "Сравнить с базовой моделью",
+    "compare_base": "Оценить дообученную и базовую",
     "eval_started": "Оценка запущена: {path}",
     "eval_finished": "Оценка завершена",
     "eval_stopped": "Оценка остановлена.",
@@ -517,6 +517,7 @@ MESSAGES = {
     "upload_name_info": "Датасет регистрируется под этим именем; файл сохраняется в папке данных как имя плюс "
                         "расширение.",
     "upload_overwrite": "Заменить датасет с тем же именем",
+    "upload_numbers_text": "Читать числа как текст",
     "upload_register": "Зарегистрировать датасет",
     "upload_unusable": "**Этот файл нельзя использовать:** {error}",
     "upload_problems": "**Проблем: {count} в {rows} строках; ничего не зарегистрировано.** Исправьте файл и "
@@ -684,6 +685,8 @@ DATA_ERRORS = {
     "bad_ranking": "ranking должно быть true или false, получено {ranking!r}",
     "too_big": "размер файла {size_mb:.0f} МБ, больше предела в {limit_mb} МБ",
     "no_rows": "нет строк",
+    "empty_answer": "пустой ответ",
+    "number_not_text": "это число ({value}), а не текст; если это текст, отметьте «Читать числа как текст»",
     "unknown_kind": "неизвестный формат {kind!r} (допустимы: {kinds})",
     "cannot_tell": "не удаётся определить формат: нужны столбцы instruction/output (alpaca), столбец conversations или "
                    "messages (sharegpt) либо столбцы chosen/rejected (предпочтения); в файле есть столбцы {columns}",

@@ -449,7 +449,7 @@ MESSAGES: dict[str, dict[str, str]] = {
                          "zh": "点击开始将被拒绝：输出目录 {path} 只能按首次训练的设置继续，以下设置不同：{fields}。请恢复这些设置或"
                                "更换输出目录。"},
     "resume_from": {"en": "**Resume:** Start continues `{run}` from {checkpoint} ({details}).",
-                    "zh": "**断点续训：**点击开始将从 {checkpoint}（{details}）继续训练 `{run}`。"},
+                    "zh": "**断点续训**：点击开始将从 {checkpoint}（{details}）继续训练 `{run}`。"},
     "resume_carried": {"en": "Carried over: {items}.", "zh": "沿用：{items}。"},
     "resume_changes": {"en": "Changed since the first run: {changes}.", "zh": "与首次训练相比的改动：{changes}。"},
     "resume_no_changes": {"en": "No setting changed since the first run.", "zh": "与首次训练相比没有改动。"},
@@ -567,7 +567,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "load_err_compare_not_lora": {"en": "{path} is a whole model, not a LoRA adapter: it cannot share the loaded base model. Compare it by loading it in the single chat.",
         "zh": "{path} 是完整模型而不是 LoRA 适配器，无法共用已加载的基础模型。请在普通对话中加载它进行比较。"},
     # evaluate & export
-    "compare_base": {"en": "Compare with base model", "zh": "与基础模型对比"},
+    "compare_base": {"en": "Evaluate tuned and base", "zh": "评估微调模型与基础模型"},
     "eval_started": {"en": "Evaluation started: {path}", "zh": "评估开始：{path}"},
     "eval_finished": {"en": "Evaluation finished", "zh": "评估完毕"},
     "eval_stopped": {"en": "Evaluation stopped.", "zh": "评估已中断。"},
@@ -772,6 +772,7 @@ MESSAGES: dict[str, dict[str, str]] = {
                                "extension.",
                          "zh": "以此名称注册；文件以“名称 + 扩展名”保存到数据路径中。"},
     "upload_overwrite": {"en": "Replace a dataset of the same name", "zh": "替换同名数据集"},
+    "upload_numbers_text": {"en": "Read numbers as text", "zh": "数字按文本读取"},
     "upload_register": {"en": "Register dataset", "zh": "注册数据集"},
     "upload_unusable": {"en": "**This file cannot be used:** {error}", "zh": "**无法使用该文件**：{error}"},
     "upload_problems": {"en": "**{count} problem(s) in {rows} rows; nothing is registered.** Fix the file and upload "
@@ -955,6 +956,8 @@ DATA_ERRORS_ZH = {
     "bad_ranking": "ranking 必须是 true 或 false，实际为 {ranking!r}",
     "too_big": "文件大小为 {size_mb:.0f} MB，超过了 {limit_mb} MB 的上限",
     "no_rows": "没有任何行",
+    "empty_answer": "回答为空",
+    "number_not_text": "是数字（{value}），不是文本；如果它本应是文本，请勾选“数字按文本读取”",
     "unknown_kind": "未知的格式 {kind!r}（可用：{kinds}）",
     "cannot_tell": "无法判断格式：应有 instruction/output 列（alpaca）、conversations 或 messages 列（sharegpt），"
                    "或 chosen/rejected 列（偏好数据）；文件中的列为 {columns}",

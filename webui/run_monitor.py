@@ -158,11 +158,14 @@ class RunMonitor:
         return tuple(gr.update() for _ in self.start_outputs())
 
     def start(self, lang: str, build: Callable[[], tuple], command: str, started_key: str, second: Any,
-              workspace: Workspace) -> tuple:
-        """Build (config, run dir) in ``workspace`` and launch; outputs ``[status, <second>] + start_outputs()``.
+              workspace: Workspace, refused: tuple | None = None) -> tuple:
+        """Build (config, run dir) in ``workspace`` and launch; outputs ``[status, <second>] + start_outputs()``
+        (a tuple ``second``: several outputs). ``refused``: their values when Start is refused (default: kept).
 
         Bad input, another login's model or checkpoint, a full share of the queue or a busy device becomes a
         warning and a status message naming the problem."""
+        seconds = second if isinstance(second, tuple) else (second,)
+        kept = refused if refused is not None else tuple(gr.update() for _ in seconds)
         try:
             cfg, run = build()
             workspace.check_owned(run.path)
@@ -174,11 +177,11 @@ class RunMonitor:
         except (ConfigError, PathError) as exc:
             message = t(lang, "invalid_value", error=error_text(lang, exc))
             gr.Warning(message)
-            return (message, gr.update()) + self.not_started()
+            return (message, *kept) + self.not_started()
         refusal = launch_checked(lang, run, cfg, command)
         if refusal:
             gr.Warning(refusal)
-            return (refusal, gr.update()) + self.not_started()
+            return (refusal, *kept) + self.not_started()
         # Checkpoints in a just-launched run's folder mean it resumes (launch_checked allowed that).
         ckpt = last_complete_checkpoint(run.path) if command == "train" else None
         message = t(lang, "training_resumed", checkpoint=ckpt.path.name, path=str(run.path)) if ckpt \
@@ -190,7 +193,7 @@ class RunMonitor:
         if freed:  # runner.launch took Chat's model off the device this job needs
             message += "\n\n" + t(lang, "chat_unloaded_for_run", model=freed.get("model", ""),
                                      device=freed.get("device", ""))
-        return (message, second) + self.started(run)
+        return (message, *seconds) + self.started(run)
 
     def wire(self, lang_dd, extra_outputs: list | None = None,
              extra: Callable[[str, RunDir, runner.Snapshot, bool], list] | None = None) -> None:
@@ -262,6 +265,16 @@ class RunMonitor:
 
 
 @dataclass(eq=False)
+class PageLoad:
+    """What a tab reads from disk and memory when a page opens: ``fill(workspace, active_runs, *inputs' values)``
+    gives the values of ``outputs`` (the app runs every tab's in one page-load event)."""
+
+    inputs: list
+    outputs: list
+    fill: Callable[..., list]
+
+
+@dataclass(eq=False)
 class MonitoredTab:
     """What a run-starting tab hands to the app: its config controls, other texts, and its monitor."""
 
@@ -269,6 +282,7 @@ class MonitoredTab:
     other_texts: list
     monitor: RunMonitor
     hardware: Any = None  # its HardwarePanel (webui.hardware_panel), where the tab shows one
+    page_load: PageLoad | None = None
 
     def texts(self) -> list:
         return self.controls + self.other_texts

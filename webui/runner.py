@@ -31,6 +31,22 @@ def method_dir(model_label: str, method: str, saves: Path | None = None) -> Path
     return (saves or saves_dir()) / safe_name(model_label) / safe_name(method)
 
 
+def fresh_name(prefix: str, parents: list[Path], avoid: str = "") -> str:
+    """"<prefix>_<date-time>", not yet a folder in any of ``parents`` nor ``avoid`` (the name just started):
+    "-2", "-3"… where it is (a Start within the same second, a page opened right after another page's Start)."""
+    stem = time.strftime(f"{prefix}_%Y-%m-%d-%H-%M-%S")
+    name, n = stem, 1
+    while name == avoid.strip() or any((parent / name).exists() for parent in parents):
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
+def fresh_run_name(prefix: str, saves: Path | None = None, avoid: str = "") -> str:
+    """A default run name that no model's or method's folder under ``saves`` holds yet."""
+    return fresh_name(prefix, list((saves or saves_dir()).glob("*/*")), avoid)
+
+
 def run_dir_for(model_label: str, method: str, run_name: str, saves: Path | None = None,
                 field: str = "train.output_dir") -> RunDir:
     """The run folder <method dir>/<run_name>; a PathError for the form field ``field`` when the name is not one

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from functools import lru_cache
+from pathlib import Path
 
 import gradio as gr
 
@@ -26,14 +26,24 @@ from webui.form import FieldControl, Translated, config_from_values, field_contr
 from webui.locales import DEFAULT_LANG, plot_labels, t
 from webui.plots import loss_figure
 from webui.probe_table import probes_html
-from webui.run_monitor import MonitoredTab, build_run_monitor, describe_change, folder_refusal
+from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, describe_change, folder_refusal
 from webui.top_bar import TopBar, checkpoint_details, model_label
 from webui.workspaces import workspace_of
 from engine.workspace import Workspace
 
 
-def default_run_name() -> str:
-    return time.strftime("train_%Y-%m-%d-%H-%M-%S")
+def default_run_name(saves=None, avoid: str = "") -> str:
+    """A new run's name: made when a page loads and after each Start, never a folder already in ``saves``."""
+    return runner.fresh_run_name("train", saves, avoid)
+
+
+def adapter_note(lang: str, checkpoint: str | None, continues: bool) -> str:
+    """What Start trains on when the top bar names a checkpoint: on top of it (ticked), else the base model."""
+    if not checkpoint:
+        return ""
+    folder = Path(checkpoint)
+    name = f"{folder.parent.name} / {folder.name}" if folder.name.startswith("checkpoint-") else folder.name
+    return t(lang, "adapter_continues" if continues else "adapter_not_used", adapter=name)
 
 
 def dataset_choices(dataset_dir: str) -> list[str]:
@@ -159,12 +169,19 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         load_btn = gr.Button(t(lang, "load_arguments"), elem_id="btn-load-args")
         start_btn = gr.Button(t(lang, "start"), variant="primary", elem_id="btn-start")
         stop_btn = gr.Button(t(lang, "stop"), variant="stop", elem_id="btn-stop")
+    # A checkpoint picked in the top bar (for Chat, Evaluate, Export) is trained on only when asked for: said here.
+    with gr.Row():
+        adapter_box = gr.Markdown(elem_id="train-adapter-note")
+        continue_adapter = gr.Checkbox(False, label=t(lang, "continue_adapter"), visible=False, scale=0,
+                                       min_width=260, elem_id="train-continue-adapter")
     with gr.Row():
         output_dir = gr.Textbox(value=default_run_name(), label=t(lang, "output_dir"), info=t(lang, "output_dir_info"),
                                 elem_id="train-output-dir")
         config_path = gr.Textbox(value="train_config.yaml", label=t(lang, "config_path"),
                                  info=t(lang, "config_path_info"), elem_id="train-config-path")
     resume_box = gr.Markdown(elem_id="train-resume")
+    attached_box = gr.Markdown(elem_id="train-attached")  # the run a reloaded page shows, and whence the form
+    attached = gr.State("")  # that run's folder
     monitor = build_run_monitor("train", log_lines=14, render_log=False)
     status = monitor.status
     with gr.Row():
@@ -182,16 +199,16 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     for c, v in zip(controls, values_from_config(controls, initial)):
         c.component.value = v
     form_controls = top.model_controls + controls
-    form_inputs = [c.component for c in form_controls] + [top.checkpoint, top.model_name]
+    form_inputs = [c.component for c in form_controls] + [top.checkpoint, continue_adapter, top.model_name]
 
     def build_config(values: list) -> RunConfig:
-        *field_values, checkpoint, _name = values
+        *field_values, checkpoint, continues, _name = values
         cfg = config_from_values(form_controls, field_values)
-        cfg.model.adapter_path = checkpoint or ""
+        cfg.model.adapter_path = (checkpoint or "") if continues else ""  # a new run starts from the base model
         return cfg
 
     def target_run(values: list, run_name: str, workspace: Workspace) -> RunDir:
-        *field_values, _checkpoint, name = values
+        *field_values, _checkpoint, _continues, name = values
         path = field_values[0]
         method = field_values[form_controls.index(top.method)]
         return runner.run_dir_for(model_label(name, path), method, run_name.strip(), workspace.saves)
@@ -227,7 +244,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     save_btn.click(on_save, [top.lang, config_path] + form_inputs, status)
 
     def fill_form(cfg: RunConfig) -> list:
-        return values_from_config(form_controls, cfg) + [cfg.model.adapter_path or None]
+        return values_from_config(form_controls, cfg) + [cfg.model.adapter_path or None, bool(cfg.model.adapter_path)]
 
     def on_load(lang_, name, request: gr.Request):
         outputs_unchanged = [gr.update()] * (len(form_controls) + 1)
@@ -242,7 +259,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
             return outputs_unchanged + [t(lang_, "invalid_value", error=error)]
         return fill_form(cfg) + [t(lang_, "arguments_loaded", path=str(path))]
 
-    form_outputs = [c.component for c in form_controls] + [top.checkpoint]
+    form_outputs = [c.component for c in form_controls] + [top.checkpoint, continue_adapter]
     load_btn.click(on_load, [top.lang, config_path], form_outputs + [status])
 
     def on_preset(lang_):
@@ -260,9 +277,12 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     def on_start(request: gr.Request, lang_, run_name, *values):
         workspace = workspace_of(request)
         build = lambda: (build_config(list(values)), target_run(list(values), run_name, workspace))  # noqa: E731
-        return monitor.start(lang_, build, "train", "training_started", default_run_name(), workspace)
+        # Started: a new default name, and the reloaded page's run no longer the one the form is about.
+        return monitor.start(lang_, build, "train", "training_started",
+                             (default_run_name(workspace.saves, run_name), "", ""), workspace)
 
-    start_btn.click(on_start, [top.lang, output_dir] + form_inputs, [status, output_dir] + monitor.start_outputs())
+    start_btn.click(on_start, [top.lang, output_dir] + form_inputs,
+                    [status, output_dir, attached_box, attached] + monitor.start_outputs())
     stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], status)
 
     def plot_update(lang_: str, run: RunDir, snap, changed: bool) -> list:
@@ -282,16 +302,59 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
 
     # Any field may differ from the run being resumed, so every one of them refreshes the notice.
     triggers = [c.component.change for c in form_controls] + [output_dir.change, top.checkpoint.change,
-                                                              top.model_name.change, top.lang.change]
+                                                              continue_adapter.change, top.model_name.change,
+                                                              top.lang.change]
     gr.on(triggers, on_form_change, [top.lang, output_dir] + form_inputs, resume_box, trigger_mode="always_last",
           show_progress="hidden")
+
+    def on_adapter(lang_, checkpoint, continues):
+        return adapter_note(lang_, checkpoint, continues), gr.update(visible=bool(checkpoint))
+
+    gr.on([top.checkpoint.change, continue_adapter.change, top.lang.change], on_adapter,
+          [top.lang, top.checkpoint, continue_adapter], [adapter_box, continue_adapter], show_progress="hidden")
+
+    def attached_text(lang_: str, path: str) -> str:
+        if not path:
+            return ""
+        run = RunDir(Path(path))
+        return t(lang_, "run_reattached", run=run.name, state=t(lang_, f"runs_state_{run.live_status().get('state')}"),
+                 path=str(run.config_path))
+
+    top.lang.change(attached_text, [top.lang, attached], attached_box, show_progress="hidden")
+
+    def on_page_load(workspace: Workspace, active: list[RunDir], lang_: str, folder: str, selected: list):
+        """The form as the page opens: a running (or queued) training run's own settings and name, else a new
+        name; the Dataset list read from the data folder now (datasets added since the server started)."""
+        values = [gr.skip()] * len(form_outputs)
+        run = next((r for r in active if r.read_status().get("command", "train") == "train"), None)
+        cfg = None
+        if run is not None:
+            try:
+                cfg = RunConfig.load(run.config_path)
+            except (OSError, ConfigError):
+                run = None
+        if cfg is not None:
+            values = fill_form(cfg)
+            folder, selected = cfg.data.dataset_dir, cfg.data.datasets
+        elif workspace.data is not None:  # with logins: the login's own data folder
+            folder = str(workspace.data)
+        dir_at, list_at = (form_controls.index(ctl[key]) for key in ("data.dataset_dir", "data.datasets"))
+        values[dir_at] = folder
+        values[list_at] = datasets_update(folder, selected, workspace.data_roots())
+        name = run.name if run is not None else default_run_name(workspace.saves)
+        path = str(run.path) if run is not None else ""
+        return values + [name, attached_text(lang_, path), path]
+
+    page_load = PageLoad([top.lang, ctl["data.dataset_dir"].component, datasets.component],
+                         form_outputs + [output_dir, attached_box, attached], on_page_load)
 
     texts = [Translated(acc_identity, "group_identity")] + [Translated(acc, key) for key, acc in groups.items()]
     texts += [Translated(preset_btn, "demo_preset", "value"), Translated(cmd_btn, "preview_command", "value"),
              Translated(save_btn, "save_arguments", "value"), Translated(load_btn, "load_arguments", "value"),
              Translated(start_btn, "start", "value"), Translated(stop_btn, "stop", "value"),
+             Translated(continue_adapter, "continue_adapter"),
              Translated(output_dir, "output_dir", info_key="output_dir_info"),
              Translated(config_path, "config_path", info_key="config_path_info"),
              Translated(plot, "loss_plot"), Translated(command, "command")]
     texts += preview.texts() + check.texts() + upload.texts() + monitor.texts() + hardware.texts()
-    return MonitoredTab(controls, texts, monitor, hardware)
+    return MonitoredTab(controls, texts, monitor, hardware, page_load)

@@ -77,6 +77,8 @@ DATA_MESSAGES: dict[str, str] = {
     # uploads: detecting the layout, checking, registering
     "too_big": "the file is {size_mb:.0f} MB, over the {limit_mb} MB limit",
     "no_rows": "has no rows",
+    "empty_answer": "empty answer",
+    "number_not_text": "is a number ({value}), not text; tick 'Read numbers as text' if it is meant as text",
     "unknown_kind": "unknown format {kind!r} (use {kinds})",
     "cannot_tell": "cannot tell the format: expected instruction/output columns (alpaca), a conversations or messages "
                    "column (sharegpt), or chosen/rejected columns (preference); the file has {columns}",

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from engine.data.detect import Detection, detect
 from engine.data.errors import DataError
-from engine.data.formats import normalise_row
+from engine.data.formats import Sample, normalise_row
 from engine.data.loader import file_rows
 from engine.data.register import copy_into, register
-from engine.data.registry import SUPPORTED_SUFFIXES, spec_from_entry, unsupported_type
+from engine.data.registry import SUPPORTED_SUFFIXES, DatasetSpec, spec_from_entry, unsupported_type
 
 MAX_UPLOAD_MB = 100
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
@@ -45,8 +45,30 @@ def _check_file(path: Path) -> None:
         raise DataError("file_empty", file=path.name)
 
 
-def inspect_file(path: str | Path, kind: str | None = None) -> Inspection:
-    """Detect the layout of ``path`` (read as ``kind`` if given) and check every row against it."""
+def _stricter(row: dict, spec: DatasetSpec, sample: Sample, index: int, file: str, numbers_as_text: bool) -> None:
+    """What training would read without complaint but an upload refuses: an answer that is empty, and a number
+    where text belongs (a spreadsheet's 42 is more often a mistake than an answer), unless the user says numbers
+    are text."""
+    cols = spec.columns
+    if spec.formatting == "alpaca" and not numbers_as_text:
+        for role in ("prompt", "query", "response", "chosen", "rejected", "system"):
+            value = row.get(cols.get(role, ""))
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:  # NaN: no value
+                raise DataError("number_not_text", value=value, file=file, row=index, field=cols[role])
+    if spec.ranking:
+        answers = [(sample.messages[-1]["content"], cols["chosen"]), (sample.rejected, cols["rejected"])]
+    else:
+        column = cols["response"] if spec.formatting == "alpaca" else \
+            cols["messages"] if cols["messages"] in row else "messages"  # the OpenAI layout's, as read
+        answers = [(sample.messages[-1]["content"], column)]
+    for text, column in answers:
+        if not (text or "").strip():
+            raise DataError("empty_answer", file=file, row=index, field=column)
+
+
+def inspect_file(path: str | Path, kind: str | None = None, numbers_as_text: bool = False) -> Inspection:
+    """Detect the layout of ``path`` (read as ``kind`` if given) and check every row against it; a number in a
+    text column is a problem unless ``numbers_as_text``."""
     path = Path(path)
     bad_lines: list[DataError] = []  # jsonl lines that are not JSON, added by the reader as it passes them
     kept: list[DataError] = []
@@ -69,7 +91,8 @@ def inspect_file(path: str | Path, kind: str | None = None) -> Inspection:
             bad_lines.clear()
             rows += 1
             try:
-                normalise_row(row, spec, index, stage="sft", file=path.name)  # ranking rows are read as pairs
+                sample = normalise_row(row, spec, index, stage="sft", file=path.name)  # ranking rows: as pairs
+                _stricter(row, spec, sample, index, path.name, numbers_as_text)
             except DataError as exc:
                 note(exc)
         for error in bad_lines:
@@ -84,10 +107,10 @@ def inspect_file(path: str | Path, kind: str | None = None) -> Inspection:
 
 
 def register_upload(dataset_dir: str | Path, name: str, path: str | Path, kind: str | None = None,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, numbers_as_text: bool = False) -> Path:
     """Check ``path`` again and, if every row is good, register it as dataset ``name`` (see register())."""
     path = Path(path)
-    inspection = inspect_file(path, kind)
+    inspection = inspect_file(path, kind, numbers_as_text)
     if not inspection.ok:
         first = inspection.errors[0]
         more = inspection.error_count - 1
