@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.config import COMMAND_SECTIONS, ConfigError, RunConfig
 from engine.paths import PathError, saves_dir
-from engine.rundir import ACTIVE_STATES, RunDir, list_runs
+from engine.rundir import ACTIVE_STATES, STOPPED, RunDir, list_runs
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class RunSummary:
 
 # The state shown for a run whose status.json cannot be read (RunSummary.status_error says why).
 UNREADABLE = "unreadable"
+# The state shown for a job taken out of the device queue before it started (status.json: stopped, cancelled).
+REMOVED = "removed"
 
 
 def run_label(run: RunDir) -> str:
@@ -95,6 +97,8 @@ def summarize(run: RunDir, now: float | None = None) -> RunSummary:
     command = run_command(run)
     unreadable = run.status_error()
     state = UNREADABLE if unreadable else status.get("state") or ""
+    if state == STOPPED and status.get("cancelled"):
+        state = REMOVED
     base: dict[str, Any] = {"run": run, "model": run.path.parent.parent.name, "method": run.path.parent.name,
                             "command": command, "state": state, "created_at": float(status.get("created_at") or 0),
                             "error": status.get("error"), "duration_s": _duration(status, now),

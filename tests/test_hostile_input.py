@@ -866,7 +866,7 @@ def test_runs_tab_lists_unreadable_runs_with_the_reason(broken_saves, monkeypatc
     for name, (_, reason) in BROKEN_STATUS.items():
         assert f"The state of m / lora / {name} cannot be read: {broken_saves / 'm' / 'lora' / name / 'status.json'}" \
             in head and reason in head, name
-    assert sum(row[3] == "unreadable" for row in table["value"]) == len(BROKEN_STATUS)
+    assert sum(row[4] == "unreadable" for row in table["value"]) == len(BROKEN_STATUS)
     zh_head = _view("zh", [], None)[0]
     assert "无法读取 m / lora / a-list 的状态" in zh_head and "必须是对象，实际为 list" in zh_head
     assert runner.active_runs(broken_saves) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gradio as gr
@@ -12,8 +13,8 @@ from webui.eval_tab import build_eval_tab
 from webui.export_tab import build_export_tab
 from webui.form import Translated
 from webui.hardware_panel import pause_hidden_panels
-from webui.locales import DEFAULT_LANG, t
-from webui.queue_panel import build_queue_panel
+from webui.locales import DEFAULT_LANG, LANGUAGES, t
+from webui.queue_panel import build_queue_panel, queue_text
 from webui.runs_tab import build_runs_tab
 from webui.top_bar import build_top_bar
 from webui.train_tab import build_train_tab
@@ -32,11 +33,33 @@ CSS = """
 .tb-probes th, .tb-probes td { border: 1px solid var(--border-color-primary, #e5e7eb); padding: 4px 6px;
   text-align: left; vertical-align: top; }
 .tb-probes tbody th { width: 3em; font-variant-numeric: tabular-nums; }
+.tb-predictions { width: 100%; table-layout: fixed; border-collapse: collapse; font-size: 13px; }
+.tb-predictions caption { text-align: left; padding: 4px 0; color: var(--body-text-color-subdued, #6b7280); }
+.tb-predictions th, .tb-predictions td { border: 1px solid var(--border-color-primary, #e5e7eb); padding: 4px 6px;
+  text-align: left; vertical-align: top; white-space: pre-wrap; overflow-wrap: anywhere; }
+#top-lang.tb-busy { cursor: progress; opacity: 0.6; transition: opacity 0.1s; }
 .tb-mono textarea { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; }
 """
 
 
-A11Y_JS = (Path(__file__).parent / "a11y.js").read_text(encoding="utf-8")
+_GRADIO_TEXTS = ("warning", "error", "info", "success", "api", "settings")
+
+
+def page_js() -> str:
+    """The page's own script: accessible names (a11y.js), and Gradio's own words in the page's language
+    (gradio_texts.js, given every language's words)."""
+    here = Path(__file__).parent
+    words = {"names": {name: code for name, code in LANGUAGES},
+             "texts": {key: {code: t(code, f"gradio_{key}") for _, code in LANGUAGES} for key in _GRADIO_TEXTS}}
+    return (f"() => {{ ({(here / 'a11y.js').read_text(encoding='utf-8')})(); "
+            f"({(here / 'gradio_texts.js').read_text(encoding='utf-8')})({json.dumps(words, ensure_ascii=False)}); }}")
+
+
+A11Y_JS = page_js()
+_BUSY_JS = ("(lang) => { const box = document.querySelector('#top-lang'); "
+            "if (box) { box.classList.add('tb-busy'); box.setAttribute('aria-busy', 'true'); } return lang; }")
+_IDLE_JS = ("() => { const box = document.querySelector('#top-lang'); "
+            "if (box) { box.classList.remove('tb-busy'); box.removeAttribute('aria-busy'); } }")
 
 
 def create_app() -> gr.Blocks:
@@ -65,23 +88,34 @@ def create_app() -> gr.Blocks:
         def on_lang(lang_: str):
             return [f"## {t(lang_, 'title')}"] + [item.translate(lang_) for item in texts]
 
-        top.lang.change(on_lang, top.lang, [title] + [item.component for item in texts])
+        # The selector shows the switch at once (in the browser, before any request); every text then changes in
+        # place, without the loading overlay Gradio would otherwise draw on each of the ~190 components and take
+        # away again, which was most of a switch's seconds (bench/language_switch.py).
+        top.lang.change(on_lang, top.lang, [title] + [item.component for item in texts], show_progress="hidden",
+                        js=_BUSY_JS).then(None, js=_IDLE_JS)
         pause_hidden_panels([(tab_train, train.hardware), (tab_eval, None), (tab_chat, chat.hardware),
                              (tab_export, None), (tab_runs, None)])
         runs.fill_on(tab_runs, top)
         monitors = [train.monitor, evaluate.monitor, export.monitor]
 
-        # With logins, the Data dir fields start on the login's own data folder (the page is the same for all).
-        data_dirs = [c.component for tab in (train, evaluate) for c in tab.controls if c.key == "data.dataset_dir"]
+        loads = [tab.page_load for tab in (train, evaluate, export) if tab.page_load is not None]
 
-        def reattach(request: gr.Request):
-            """After a reload or an app restart: watch this workspace's runs that are still going."""
+        def on_page_load(request: gr.Request, lang: str, *values):
+            """After a reload or an app restart, for this session's workspace: watch its runs that are still going,
+            and every tab's lists, names and form as they are on disk now (not as the server saw them at start)."""
             workspace = workspace_of(request)
             active = runner.active_runs(workspace.saves)
-            data = workspace.ensure_data()
-            return [value for m in monitors for value in m.reattach(active)] + \
-                [gr.skip() if data is None else str(data) for _ in data_dirs]
+            workspace.ensure_data()  # with logins, the Data dir fields open on the login's own data folder
+            out = [value for m in monitors for value in m.reattach(active)]
+            rest = list(values)
+            for load in loads:
+                args, rest = rest[:len(load.inputs)], rest[len(load.inputs):]
+                out += load.fill(workspace, active, *args)
+            return out + [queue_text(lang, request)]
 
-        demo.load(reattach, None, [c for m in monitors for c in m.reattach_outputs()] + data_dirs)
+        # Then Chat and the top bar's checkpoints, which read the model and checkpoint the form may just have got.
+        demo.load(on_page_load, [top.lang] + [c for load in loads for c in load.inputs],
+                  [c for m in monitors for c in m.reattach_outputs()] + [c for load in loads for c in load.outputs]
+                  + [queue.table]).then(chat.on_page_load, chat.load_inputs, chat.load_outputs)
     return demo
 

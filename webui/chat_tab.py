@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import gradio as gr
 
@@ -42,6 +43,9 @@ def chat_engine(workspace: Workspace = Workspace()):
 class ChatTab:
     other_texts: list
     hardware: HardwarePanel
+    on_page_load: Callable  # run when a page opens, after the tabs' own page load: reads load_inputs
+    load_inputs: list
+    load_outputs: list
 
     def texts(self) -> list:
         return self.other_texts
@@ -74,6 +78,23 @@ def _describe(lang: str, eng) -> str:
     if info.get("folder") and info["folder"] != info["model"]:  # a hub id or the demo: say where its files are
         loaded += " " + t(lang, "model_files_in", folder=f"`{info['folder']}`")
     return loaded
+
+
+def page_view(lang: str, model_path: str, checkpoint: str | None, workspace: Workspace) -> tuple[str | None, str]:
+    """(checkpoint the top bar should show, status line) for a page opening while the workspace's chat engine
+    may hold a model: its adapter where the top bar names its model and no other checkpoint, else the form kept and
+    the difference said plainly. An engine not made yet is not made here (that imports torch)."""
+    with _engine_lock:
+        eng = _engines.get(workspace.user or "")
+    if eng is None or not eng.loaded:
+        return checkpoint, ""
+    info = eng.describe()
+    adapter = info["adapter"] or None
+    same_model = (model_path or "").strip() == info["model"] or (adapter is not None and info["model"] == adapter)
+    if same_model and (not checkpoint or checkpoint == adapter):
+        return adapter, _describe(lang, eng)
+    form = (model_path or "").strip() + (t(lang, "with_adapter", adapter=checkpoint) if checkpoint else "")
+    return checkpoint, _describe(lang, eng) + "\n\n" + t(lang, "chat_form_differs", form=form)
 
 
 BASE_CHOICE = "<base>"  # the compare dropdowns' value for the base model; checkpoint values are folder paths
@@ -313,7 +334,15 @@ def build_chat_tab(top: TopBar) -> ChatTab:
              Translated(top_p, "top_p"), Translated(temperature, "temperature"),
              Translated(seed, "seed", info_key="seed_info"),
              Translated(enable_thinking, "enable_thinking", info_key="enable_thinking_info")] + hardware.texts()
-    return ChatTab(texts, hardware)
+    def on_page_load(lang_, name, path, method, checkpoint, request: gr.Request):
+        """The top bar's checkpoints as they are on disk now, and what this login's chat engine holds."""
+        workspace = workspace_of(request)
+        choices = checkpoint_choices(lang_, name, path, method, workspace)
+        kept = checkpoint if checkpoint in [value for _, value in choices] else None
+        value, status = page_view(lang_, path, kept, workspace)
+        return gr.update(choices=choices, value=value), status
+
+    return ChatTab(texts, hardware, on_page_load, bar_inputs + [top.checkpoint], [top.checkpoint, info])
 
 
 def plain_text(content) -> str:

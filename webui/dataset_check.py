@@ -95,6 +95,13 @@ class DatasetCheck:
         show_inputs = [lang_dd, self.sample_number] + form_inputs
         self.show_button.click(on_show, show_inputs, self.formatted)
 
+        def on_sample_change(request: gr.Request, shown_html, lang_, number, *values):
+            """A sample on show is redrawn as the changed form would train on it (cutoff, template, masking…)."""
+            return on_show(request, lang_, number, *values) if shown_html else gr.skip()
+
+        gr.on(refresh_on + [lang_dd.change], on_sample_change, [self.formatted] + show_inputs, self.formatted,
+              trigger_mode="always_last", show_progress="hidden")
+
         def on_pick(page: int, evt: gr.SelectData):  # a click on a table row shows that row
             return page * PAGE_SIZE + evt.index[0] + 1
 

@@ -97,7 +97,8 @@ def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, s
         message = t(lang, "dataset_error", error=error_text(lang, exc))
         gr.Warning(message)
         return gr.update(visible=True), message, gr.update(value=None), 0
-    columns = list(rows[0]) if rows else _COLUMNS
+    # A column empty in every row shown (System, mostly) would squeeze its header to a letter per line: left out.
+    columns = [c for c in rows[0] if any(r[c] not in ("", None) for r in rows)] if rows else _COLUMNS
     headers = [_header(lang, c) for c in columns]
     data = [[_cell(lang, c, r[c]) for c in columns] for r in rows]
     info = t(lang, "preview_info", name=name_, total=total, page=page + 1, pages=pages)

@@ -3,6 +3,7 @@ on a dataset, in a subprocess like training; metrics table and paged predictions
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
@@ -59,14 +60,27 @@ def predictions_page(lang: str, run: RunDir, page: int) -> tuple[str, list[str],
     chunk = records[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
     compare = any("base_prediction" in r for r in records)
     headers = [t(lang, "col_prompt"), t(lang, "col_reference")]
-    headers += [t(lang, "col_base_prediction"), t(lang, "col_prediction")] if compare else [t(lang, "col_prediction")]
+    headers += [t(lang, "col_tuned_prediction"), t(lang, "col_base_prediction")] if compare \
+        else [t(lang, "col_prediction")]
     rows = []
     for r in chunk:
         row = [r.get("prompt", ""), r.get("reference", "")]
-        row += [r.get("base_prediction", ""), r.get("prediction", "")] if compare else [r.get("prediction", "")]
+        row += [r.get("prediction", ""), r.get("base_prediction", "")] if compare else [r.get("prediction", "")]
         rows.append(row)
     info = t(lang, "predictions_info", total=len(records), page=page + 1, pages=pages)
     return info, headers, rows, page
+
+
+def predictions_html(lang: str, headers: list[str], rows: list[list]) -> str:
+    """The page of predictions as a table that fits its panel: fixed column widths, long answers wrapped (a data
+    frame sized its columns to the longest answer and pushed the fine-tuned one off-screen)."""
+    if not rows:
+        return ""
+    widths = "".join(f'<col style="width:{w}%">' for w in ([22] + [78 // (len(headers) - 1)] * (len(headers) - 1)))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    return (f'<table class="tb-predictions"><caption>{html.escape(t(lang, "predictions"))}</caption>'
+            f"<colgroup>{widths}</colgroup><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def trained_with(checkpoint: str | None) -> RunConfig | None:
@@ -120,8 +134,7 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
     with gr.Column(visible=False, elem_id="eval-results") as results_panel:
         metrics = gr.Dataframe(label=t(lang, "metrics"), interactive=False, elem_id="eval-metrics")
         pred_info = gr.Markdown(elem_id="eval-predictions-info")
-        predictions = gr.Dataframe(label=t(lang, "predictions"), interactive=False, wrap=True,
-                                   elem_id="eval-predictions")
+        predictions = gr.HTML(elem_id="eval-predictions")
         with gr.Row():
             pred_prev = gr.Button(t(lang, "previous"), elem_id="eval-pred-prev")
             pred_next = gr.Button(t(lang, "next"), elem_id="eval-pred-next")
@@ -186,7 +199,7 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
         pred_file = run.path / "predictions.jsonl"
         return [gr.update(visible=bool(rows)),
                 gr.update(value=rows, headers=headers) if rows else gr.update(value=None), info,
-                gr.update(value=p_rows, headers=p_headers) if p_rows else gr.update(value=None), page,
+                predictions_html(lang_, p_headers, p_rows), page,
                 gr.update(value=str(pred_file), visible=True) if pred_file.is_file() else gr.update(visible=False)]
 
     result_outputs = [results_panel, metrics, pred_info, predictions, pred_page, download]
@@ -208,6 +221,14 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
     pred_next.click(lambda lang_, path, page: turn(lang_, path, page, 1), [top.lang, monitor.run_path, pred_page],
                     result_outputs)
 
+    def in_language(lang_, path, page):
+        """Results on screen, again in a newly picked language (the same page)."""
+        if not path or not (Path(path) / "metrics.json").is_file():
+            return [gr.skip()] * len(result_outputs)
+        return turn(lang_, path, page, 0)
+
+    top.lang.change(in_language, [top.lang, monitor.run_path, pred_page], result_outputs, show_progress="hidden")
+
     def on_page_load(workspace: Workspace, _active: list, folder: str, selected: list):
         """A new name, and the Dataset list as the data folder holds it now (the login's own folder with logins)."""
         folder = str(workspace.data) if workspace.data is not None else folder
@@ -219,7 +240,7 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
     texts = [Translated(output_dir, "output_dir", info_key="output_dir_info"),
              Translated(cmd_btn, "preview_command", "value"), Translated(start_btn, "start", "value"),
              Translated(compare_btn, "compare_base", "value"), Translated(stop_btn, "stop", "value"),
-             Translated(command, "command"), Translated(metrics, "metrics"), Translated(predictions, "predictions"),
+             Translated(command, "command"), Translated(metrics, "metrics"),
              Translated(pred_prev, "previous", "value"), Translated(pred_next, "next", "value"),
              Translated(download, "download_predictions")]  # a DownloadButton's value is its file; its text is the label
     return MonitoredTab(controls, texts + preview.texts() + monitor.texts(), monitor, page_load=page_load)

@@ -339,6 +339,19 @@ MESSAGES: dict[str, dict[str, str]] = {
     "ckpt_best": {"en": "best", "zh": "最优"},
     "list_sep": {"en": ", ", "zh": "，"},
     "change_sep": {"en": "; ", "zh": "；"},
+    "gradio_warning": {"en": "Warning", "zh": "警告"},
+    "gradio_error": {"en": "Error", "zh": "错误"},
+    "gradio_info": {"en": "Info", "zh": "提示"},
+    "gradio_success": {"en": "Success", "zh": "成功"},
+    "gradio_api": {"en": "Use via API", "zh": "通过 API 使用"},
+    "gradio_settings": {"en": "Settings", "zh": "设置"},
+    "log_step": {"en": "Step {step} / {total}", "zh": "步数 {step} / {total}"},
+    "log_loss": {"en": "loss {value}", "zh": "损失 {value}"},
+    "log_first_loss": {"en": "loss {value} (first batch, before any update)", "zh": "损失 {value}（第一个批次，尚未更新）"},
+    "log_eval_loss": {"en": "eval loss {value}", "zh": "验证损失 {value}"},
+    "log_lr": {"en": "learning rate {value}", "zh": "学习率 {value}"},
+    "log_speed": {"en": "{value} tokens/s", "zh": "{value} 词元/秒"},
+    "log_trained": {"en": "Training done: average loss {loss} in {runtime}", "zh": "训练完成：平均损失 {loss}，用时 {runtime}"},
     # train tab buttons
     "preview_dataset": {"en": "Preview dataset", "zh": "预览数据集"},
     "previous": {"en": "Previous", "zh": "上一页"},
@@ -387,6 +400,20 @@ MESSAGES: dict[str, dict[str, str]] = {
     "nothing_running": {"en": "Nothing is running.", "zh": "当前没有正在进行的任务。"},
     "run_in_use": {"en": "A run in {path} is still queued or running; choose another output dir.",
                    "zh": "{path} 中的任务仍在排队或运行，请换一个输出目录。"},
+    "continue_adapter": {"en": "Continue from this checkpoint", "zh": "在此检查点上继续训练"},
+    "adapter_continues": {"en": "Start continues from adapter **{adapter}**: the new run trains on top of it.",
+                          "zh": "点击开始将在适配器 **{adapter}** 之上继续训练：新的训练叠加在它上面。"},
+    "adapter_not_used": {"en": "Start trains on the base model: the checkpoint chosen above (**{adapter}**) is for "
+                               "Evaluate, Chat and Export. Tick the box to continue from it instead.",
+                         "zh": "点击开始将从基础模型训练：上方选择的检查点（**{adapter}**）用于评估、对话和导出。"
+                               "勾选右侧选项即可在它之上继续训练。"},
+    "run_reattached": {"en": "Showing run **{run}** ({state}): the progress, curve and log are its own, and the form "
+                             "holds its settings, read from `{path}`. Give a new Output dir to start another run.",
+                       "zh": "正在显示任务 **{run}**（{state}）：进度、曲线和日志都属于它，表单中是它的设置（读取自 "
+                             "`{path}`）。如需开始新的训练，请换一个输出目录。"},
+    "chat_form_differs": {"en": "The top bar names a different model: {form}. Press Load model to chat with it "
+                                "instead.",
+                          "zh": "顶栏选择的是另一个模型：{form}。点击“加载模型”即可改用它对话。"},
     "queue_added": {"en": "The device is busy: queued behind {ahead} job(s). It starts by itself when the device "
                           "is free, even if this page is closed; Stop removes it from the queue.",
                     "zh": "设备正忙：排在 {ahead} 个任务之后。设备空闲时自动开始（关闭页面也不影响）；"
@@ -581,6 +608,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "col_reference": {"en": "Reference", "zh": "参考答案"},
     "col_prediction": {"en": "Prediction", "zh": "预测"},
     "col_base_prediction": {"en": "Base model prediction", "zh": "基础模型预测"},
+    "col_tuned_prediction": {"en": "Fine-tuned prediction", "zh": "微调模型预测"},
     "model_fine_tuned": {"en": "fine-tuned", "zh": "微调后"},
     "model_base": {"en": "base", "zh": "基础模型"},
     "model_model": {"en": "model", "zh": "模型"},
@@ -632,6 +660,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "runs_none": {"en": "No runs yet under `{root}`.", "zh": "`{root}` 下还没有任务。"},
     "runs_table": {"en": "All runs", "zh": "全部任务"},
     "runs_col_run": {"en": "Run", "zh": "任务"},
+    "runs_col_kind": {"en": "Kind", "zh": "类型"},
+    "runs_show": {"en": "Show", "zh": "显示"},
+    "runs_show_train": {"en": "Training runs", "zh": "训练任务"},
+    "runs_show_eval": {"en": "Evaluations", "zh": "评估任务"},
+    "runs_show_export": {"en": "Exports", "zh": "导出任务"},
+    "runs_show_all": {"en": "All kinds", "zh": "全部类型"},
     "runs_col_model": {"en": "Model", "zh": "模型"},
     "runs_col_method": {"en": "Method · stage", "zh": "方法 · 阶段"},
     "runs_col_status": {"en": "Status", "zh": "状态"},
@@ -653,6 +687,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "runs_state_failed": {"en": "failed", "zh": "失败"},
     "runs_state_stopped": {"en": "stopped", "zh": "已中断"},
     "runs_state_unreadable": {"en": "unreadable", "zh": "无法读取"},
+    "runs_state_removed": {"en": "removed from queue", "zh": "已移出队列"},
     "runs_status_unreadable": {"en": "The state of {run} cannot be read: {error}", "zh": "无法读取 {run} 的状态：{error}"},
     "runs_compare": {"en": "Compare runs", "zh": "对比任务"},
     "runs_compare_info": {"en": "Choose several runs: their loss curves share one plot, and the settings in which "

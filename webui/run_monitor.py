@@ -7,8 +7,10 @@ passing an ``extra`` callback that turns a snapshot into more outputs.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import html
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +99,55 @@ def bar_html(pct: float, text: str, label: str = "") -> str:
     return (f'<div class="tb-progress" role="progressbar"{name} aria-valuenow="{pct:.0f}" aria-valuemin="0" '
             f'aria-valuemax="100"><div class="tb-progress-fill" style="width:{pct:.1f}%"></div>'
             f'<span class="tb-progress-text">{html.escape(text)}</span></div>')
+
+
+_STEP_LINE = re.compile(r"^step (\d+)/(\d+)((?: \| [^|]+)*)$")  # engine/train.py's line per logged step
+_STEP_PARTS = {"loss": "log_loss", "eval_loss": "log_eval_loss", "lr": "log_lr"}
+_FIRST_LOSS = " (the first batch, before any update)"
+
+
+def readable_log(lang: str, text: str) -> str:
+    """The log tail with training lines in the progress bar's words in ``lang``: the engine's "step 2/4 | loss
+    2.547 | lr 0.0004 | 76 tokens/s" translated, the Trainer's own dicts (the same figures again) left out, and its
+    closing summary said in words. Other lines stay as written."""
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        step = _STEP_LINE.match(stripped)
+        if step:
+            lines.append(" · ".join([t(lang, "log_step", step=step[1], total=step[2])] +  # the progress bar's "·"
+                                    [_step_part(lang, part) for part in step[3].split(" | ")[1:]]))
+            continue
+        figures = _trainer_dict(stripped)
+        if figures is None:
+            lines.append(line)
+        elif "train_loss" in figures:  # the summary at the end; the per-step dicts repeat the step lines
+            lines.append(t(lang, "log_trained", loss=figures["train_loss"],
+                           runtime=fmt_seconds(float(figures.get("train_runtime") or 0))))
+    return "\n".join(lines)
+
+
+def _step_part(lang: str, part: str) -> str:
+    name, _, value = part.partition(" ")
+    if name in _STEP_PARTS:
+        if value.endswith(_FIRST_LOSS):
+            return t(lang, "log_first_loss", value=value[:-len(_FIRST_LOSS)])
+        return t(lang, _STEP_PARTS[name], value=value)
+    if value == "tokens/s":
+        return t(lang, "log_speed", value=name)
+    return part
+
+
+def _trainer_dict(line: str) -> dict | None:
+    """The figures of a line the Trainer prints as a dict ({'loss': '2.889', 'grad_norm': ...}), else None."""
+    if not (line.startswith("{'") and line.endswith("}")):
+        return None
+    try:
+        figures = ast.literal_eval(line)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    keys = {"loss", "eval_loss", "train_loss", "train_runtime", "epoch"}
+    return figures if isinstance(figures, dict) and keys & set(figures) else None
 
 
 def status_text(lang: str, kind: str, snap: runner.Snapshot) -> str:
@@ -202,7 +253,7 @@ class RunMonitor:
         extra_outputs = extra_outputs or []
 
         def view_of(lang: str, snap: runner.Snapshot) -> tuple:
-            return progress_html(lang, snap), status_text(lang, self.kind, snap), snap.log_tail
+            return progress_html(lang, snap), status_text(lang, self.kind, snap), readable_log(lang, snap.log_tail)
 
         async def on_tick(lang: str, path: str, watching: str, shown: int, last_view: tuple | None):
             if path != (watching or ""):  # the page has not yet applied a Start's (or a reload's) outputs

@@ -25,13 +25,22 @@ from webui.top_bar import TopBar, refresh_checkpoints
 from webui.workspaces import workspace_of
 
 # Results before settings: on a narrow screen the table scrolls sideways, the run name pinned.
-_COLUMNS = ("run", "model", "method", "status", "final_loss", "best_loss", "best_eval_loss", "duration",
+_COLUMNS = ("run", "kind", "model", "method", "status", "final_loss", "best_loss", "best_eval_loss", "duration",
             "tokens_per_s", "datasets", "lr", "epochs", "lora_rank", "batch", "cutoff")
+
+# The kinds the Show filter offers: a job's command, or every kind. Training runs first: they are what a user
+# compares, and evaluations and exports would otherwise crowd them out.
+KINDS = ("train", "eval", "export", "all")
+
+
+def kind_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(lang, f"runs_show_{kind}"), kind) for kind in KINDS]
 
 
 @dataclass(eq=False)
 class RunsTab:
     refresh: gr.Button
+    kind: gr.Dropdown  # which kind of job the table lists
     summary: gr.Markdown
     table: gr.Dataframe
     compare: gr.Dropdown
@@ -51,6 +60,7 @@ class RunsTab:
 
     def texts(self) -> list:
         return [Translated(self.refresh, "runs_refresh", "value"), Translated(self.table, "runs_table"),
+                Translated(self.kind, "runs_show", choices=kind_choices),
                 Translated(self.compare, "runs_compare", info_key="runs_compare_info"),
                 Translated(self.plot, "runs_overlay"), Translated(self.diff, "runs_diff"),
                 Translated(self.manage, "runs_manage", info_key="runs_manage_info"),
@@ -61,7 +71,7 @@ class RunsTab:
 
     def fill_on(self, tab: gr.Tab, top: TopBar) -> None:
         """Read saves/ each time ``tab`` (this tab) is opened."""
-        tab.select(_view, [top.lang, self.compare, self.manage], self.view_outputs())
+        tab.select(_view, [top.lang, self.compare, self.manage, self.kind], self.view_outputs())
 
     def view_outputs(self) -> list:
         return [self.summary, self.table, self.compare, self.manage, self.plot, self.diff, self.diff_note, self.path,
@@ -89,7 +99,8 @@ def _whose(lang: str, run: RunDir, workspace: Workspace, name: str) -> str:
 
 def _row(lang: str, s: RunSummary, workspace: Workspace = Workspace()) -> list[str]:
     batch = "" if s.batch_size is None else f"{s.batch_size} × {s.grad_accum}"
-    return [_whose(lang, s.run, workspace, s.name), s.model, _method_cell(lang, s), t(lang, f"runs_state_{s.state}") if s.state else "?",
+    return [_whose(lang, s.run, workspace, s.name), t(lang, f"queue_kind_{s.command}"), s.model, _method_cell(lang, s),
+            t(lang, f"runs_state_{s.state}") if s.state else "?",
             _num(s.final_loss, ".4f"), _num(s.best_loss, ".4f"), _num(s.best_eval_loss, ".4f"),
             "" if s.duration_s is None else fmt_seconds(s.duration_s), _num(s.tokens_per_s, ".0f"),
             ", ".join(s.datasets), _num(s.learning_rate, "g"), _num(s.epochs, "g"), _num(s.lora_rank, "d"), batch,
@@ -147,6 +158,8 @@ def build_runs_tab(top: TopBar) -> RunsTab:
     lang = DEFAULT_LANG
     with gr.Row():
         summary = gr.Markdown(elem_id="runs-summary")
+        kind = gr.Dropdown(choices=kind_choices(lang), value=KINDS[0], label=t(lang, "runs_show"), scale=0,
+                           min_width=200, elem_id="runs-kind")
         refresh = gr.Button(t(lang, "runs_refresh"), scale=0, min_width=120, elem_id="runs-refresh")
     table = gr.Dataframe(headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS], label=t(lang, "runs_table"),
                          interactive=False, pinned_columns=1, elem_id="runs-table")
@@ -170,7 +183,8 @@ def build_runs_tab(top: TopBar) -> RunsTab:
             confirm = gr.Button(t(lang, "runs_confirm_delete"), variant="stop", elem_id="runs-confirm-delete")
             cancel = gr.Button(t(lang, "runs_cancel"), elem_id="runs-cancel-delete")
     message = gr.Markdown(elem_id="runs-message")
-    tab = RunsTab(refresh, summary, table, compare, plot, diff, diff_note, manage, path, delete, share, confirm_box,
+    tab = RunsTab(refresh, kind, summary, table, compare, plot, diff, diff_note, manage, path, delete, share,
+                  confirm_box,
                   confirm_text, confirm, cancel, message, gr.State(""))
     _wire(tab, top)
     return tab
@@ -182,37 +196,41 @@ def visible_runs(workspace: Workspace) -> list[RunDir]:
     return sorted(runs, key=lambda run: run.read_status().get("created_at") or 0.0, reverse=True)
 
 
-def _view(lang: str, selected: list[str] | None, managed: str | None, request: gr.Request = None) -> list:
+def _view(lang: str, selected: list[str] | None, managed: str | None, kind: str = KINDS[0],
+          request: gr.Request = None) -> list:
     """Everything the tab shows, re-read from the workspace's runs; selections of runs no longer there are dropped.
+    The table lists the jobs of ``kind`` (KINDS); every run can still be compared and managed.
     Only the workspace's own runs can be managed (deleted, shared); shared ones can be compared."""
     workspace = workspace_of(request)
     summaries = [summarize(run) for run in visible_runs(workspace)]
+    listed = [s for s in summaries if kind in (s.command, "all")]
     choices = [(_whose(lang, s.run, workspace, s.label), str(s.run.path)) for s in summaries]
     owned = [(label, path) for label, path in choices if workspace.owns(path)]
     selected = [p for p in (selected or []) if p in {value for _, value in choices}]
     managed = managed if managed in {value for _, value in owned} else None
     plot, diff, note = comparison(lang, selected)
     root = workspaces_dir() if workspace.admin else workspace.saves  # an admin lists every login's
-    head = t(lang, "runs_summary", count=len(summaries), root=str(root)) if summaries else \
+    head = t(lang, "runs_summary", count=len(listed), root=str(root)) if summaries else \
         t(lang, "runs_none", root=str(root))
     # A run whose status.json cannot be read is listed as unreadable, with why, instead of breaking the tab.
     head = "\n\n".join([head] + [t(lang, "runs_status_unreadable", run=s.label, error=error_text(lang, s.status_error))
                                   for s in summaries if s.status_error is not None])
-    return [head, runs_table(lang, summaries, workspace), gr.update(choices=choices, value=selected),
+    return [head, runs_table(lang, listed, workspace), gr.update(choices=choices, value=selected),
             gr.update(choices=owned, value=managed), plot, diff, note, managed or "",
             gr.update(visible=workspace.admin)]
 
 
 def _wire(tab: RunsTab, top: TopBar) -> None:
-    view_inputs = [top.lang, tab.compare, tab.manage]
+    view_inputs = [top.lang, tab.compare, tab.manage, tab.kind]
     hide_confirm = [gr.update(visible=False), ""]
     tab.refresh.click(_view, view_inputs, tab.view_outputs())
+    tab.kind.input(_view, view_inputs, tab.view_outputs())
 
-    def on_lang(lang: str, selected, managed, shown: str, request: gr.Request) -> list:
+    def on_lang(lang: str, selected, managed, kind: str, shown: str, request: gr.Request) -> list:
         """Everything again in ``lang`` once the tab has been filled; before that, only the table headers (saves/
         is read when the tab is opened, not on every language switch of every page)."""
         if shown:
-            return _view(lang, selected, managed, request)
+            return _view(lang, selected, managed, kind, request)
         table = gr.update(value=[[""] * len(_COLUMNS)], headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS])
         return [gr.skip(), table, gr.skip(), gr.skip(), gr.skip(), _empty_diff(lang), gr.skip(), gr.skip(), gr.skip()]
 
@@ -223,8 +241,9 @@ def _wire(tab: RunsTab, top: TopBar) -> None:
         return list(comparison(lang, [p for p in selected or [] if workspace.can_read(p)]))
 
     tab.compare.change(on_compare, [top.lang, tab.compare], [tab.plot, tab.diff, tab.diff_note])
-    tab.manage.change(lambda managed: [managed or ""] + hide_confirm + [""], tab.manage,
-                      [tab.path, tab.confirm_box, tab.pending, tab.message])
+    # .input, not .change: a refresh after Delete empties the choice itself, and must keep "Deleted run …" shown.
+    tab.manage.input(lambda managed: [managed or ""] + hide_confirm + [""], tab.manage,
+                     [tab.path, tab.confirm_box, tab.pending, tab.message])
 
     def on_delete(lang: str, managed: str | None, request: gr.Request):
         if not managed:
@@ -239,32 +258,33 @@ def _wire(tab: RunsTab, top: TopBar) -> None:
     tab.delete.click(on_delete, [top.lang, tab.manage], [tab.confirm_box, tab.pending, tab.confirm_text, tab.message])
     tab.cancel.click(lambda: hide_confirm + [""], None, [tab.confirm_box, tab.pending, tab.message])
 
-    def on_confirm(request: gr.Request, lang: str, pending: str, selected, managed, *checkpoint_values):
+    def on_confirm(request: gr.Request, lang: str, pending: str, selected, managed, kind, *checkpoint_values):
         if not pending:  # the confirmation was withdrawn (another run chosen) before the click arrived
-            return hide_confirm + [t(lang, "runs_pick_one")] + _view(lang, selected, managed, request) + [gr.skip()]
+            return hide_confirm + [t(lang, "runs_pick_one")] + _view(lang, selected, managed, kind, request) + \
+                [gr.skip()]
         try:
             run = runner.delete_run(pending, _root_of(workspace_of(request), pending))
             note = t(lang, "runs_deleted", run=run.name, path=str(run.path))
         except PathError as exc:
             note = _refusal(lang, exc)
-        return hide_confirm + [note] + _view(lang, selected, managed, request) + \
+        return hide_confirm + [note] + _view(lang, selected, managed, kind, request) + \
             [refresh_checkpoints(*checkpoint_values, request)]
 
-    tab.confirm.click(on_confirm, [top.lang, tab.pending, tab.compare, tab.manage] + top.checkpoint_inputs,
+    tab.confirm.click(on_confirm, [top.lang, tab.pending, tab.compare, tab.manage, tab.kind] + top.checkpoint_inputs,
                       [tab.confirm_box, tab.pending, tab.message] + tab.view_outputs() + [top.checkpoint])
 
-    def on_share(lang: str, managed: str | None, selected, request: gr.Request):
+    def on_share(lang: str, managed: str | None, selected, kind: str, request: gr.Request):
         workspace = workspace_of(request)
         if not workspace.admin:  # the button is shown to admins only; an API call gets the same answer
-            return [t(lang, "runs_share_admins_only")] + _view(lang, selected, managed, request)
+            return [t(lang, "runs_share_admins_only")] + _view(lang, selected, managed, kind, request)
         if not managed or not workspace.owns(managed) or not RunDir(Path(managed)).status_path.is_file():
-            return [t(lang, "runs_pick_one")] + _view(lang, selected, managed, request)
+            return [t(lang, "runs_pick_one")] + _view(lang, selected, managed, kind, request)
         run = RunDir(Path(managed))
         share_run(run, workspace.user or "", shared=not is_shared(run))
         note = t(lang, "runs_shared" if is_shared(run) else "runs_unshared", run=run.name)
-        return [note] + _view(lang, selected, managed, request)
+        return [note] + _view(lang, selected, managed, kind, request)
 
-    tab.share.click(on_share, [top.lang, tab.manage, tab.compare], [tab.message] + tab.view_outputs())
+    tab.share.click(on_share, [top.lang, tab.manage, tab.compare, tab.kind], [tab.message] + tab.view_outputs())
 
 
 def _root_of(workspace: Workspace, path: str) -> Path:

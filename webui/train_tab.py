@@ -317,7 +317,8 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         if not path:
             return ""
         run = RunDir(Path(path))
-        return t(lang_, "run_reattached", run=run.name, state=t(lang_, f"runs_state_{run.live_status().get('state')}"),
+        state = run.live_status().get("state") or "running"
+        return t(lang_, "run_reattached", run=run.name, state=t(lang_, f"runs_state_{state}"),
                  path=str(run.config_path))
 
     top.lang.change(attached_text, [top.lang, attached], attached_box, show_progress="hidden")
