@@ -51,9 +51,10 @@ def test_each_login_has_its_own_folders_and_odd_names_never_collide(workdirs):
 
 
 def test_a_login_reads_and_acts_on_its_own_runs_only(workdirs):
-    alice, bob, teacher = Workspace("alice"), Workspace("bob"), Workspace("teacher", admin=True)
-    mine, theirs = _run(alice, "alice-run"), _run(bob, "bob-run")
-    for path in (theirs.path, theirs.path / "checkpoint-4", str(theirs.path) + "/../bob-run"):
+    # (Names of their own: the classroom browser test's alice and bob share a run in the same session.)
+    alice, bob, teacher = Workspace("amy"), Workspace("ben"), Workspace("tara", admin=True)
+    mine, theirs = _run(alice, "amy-run"), _run(bob, "ben-run")
+    for path in (theirs.path, theirs.path / "checkpoint-4", str(theirs.path) + "/../ben-run"):
         assert not alice.can_read(path) and not alice.owns(path)
         with pytest.raises(AccessError) as info:
             alice.check_readable(str(path), "model.adapter_path")

@@ -19,5 +19,13 @@
     });
   };
   sync();
-  new MutationObserver(sync).observe(document.body, { subtree: true, childList: true, characterData: true });
+  // Once per frame at most: a language switch changes ~190 components, and a pass per mutation made the page
+  // lay itself out again and again (bench/language_switch.py).
+  let queued = false;
+  const later = () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; sync(); });
+  };
+  new MutationObserver(later).observe(document.body, { subtree: true, childList: true, characterData: true });
 }

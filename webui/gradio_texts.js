@@ -24,5 +24,11 @@
     });
   };
   fix();
-  new MutationObserver(fix).observe(document.body, { subtree: true, childList: true, characterData: true });
+  let queued = false;  // once per frame at most, like a11y.js
+  const later = () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; fix(); });
+  };
+  new MutationObserver(later).observe(document.body, { subtree: true, childList: true, characterData: true });
 }

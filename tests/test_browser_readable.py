@@ -1,0 +1,99 @@
+"""Readable results and texts in a real browser (issue 19, items 8-16), in English and Chinese: the Evaluate tab's
+two compare controls, Gradio's own words (footer, toast title) and the download button in the page's language,
+the Runs tab's kind column and filter, and the language selector busy at once. One app for all (app_server)."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from webui.locales import field_text, t
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def _open(page, url: str, lang: str) -> None:
+    page.goto(url)
+    page.get_by_label("Language", exact=True).wait_for(timeout=60_000)
+    if lang != "en":
+        page.get_by_label("Language", exact=True).click()
+        page.get_by_role("option", name="中文", exact=True).click()
+        expect(page.get_by_role("tab", name=t(lang, "tab_train"), exact=True)).to_be_visible(timeout=30_000)
+        expect(page.locator("#top-lang[aria-busy=true]")).to_have_count(0, timeout=30_000)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_gradio_words_and_compare_controls_in_the_language(app_server, page, lang):
+    """Items 15 and 16: the footer, a warning toast's title and the download button read in the language; the
+    compare checkbox and the compare button are named differently."""
+    _open(page, app_server.url, lang)
+    footer = page.locator("footer")
+    expect(footer).to_contain_text(t(lang, "gradio_api"))
+    expect(footer).to_contain_text(t(lang, "gradio_settings"))
+    if lang == "zh":
+        assert "Use via API" not in footer.inner_text() and "Settings" not in footer.inner_text()
+
+    page.get_by_role("tab", name=t(lang, "tab_eval"), exact=True).click()
+    panel = page.locator("#tab-eval")
+    checkbox, button = field_text(lang, "eval.compare_base")[0], t(lang, "compare_base")
+    assert checkbox != button
+    expect(panel.get_by_label(checkbox, exact=True)).to_be_visible()
+    expect(panel.get_by_role("button", name=button, exact=True)).to_be_visible()
+
+    # Compare without a checkpoint is refused with a warning: its title in the language too.
+    panel.get_by_role("button", name=button, exact=True).click()
+    toast = page.get_by_test_id("toast-body").last
+    expect(toast).to_be_visible(timeout=30_000)
+    expect(toast.locator(".toast-title")).to_have_text(t(lang, "gradio_warning"), timeout=10_000)
+
+
+def test_language_selector_is_busy_at_once_and_runs_list_names_kinds(app_server, page):
+    """Items 14 and 10: picking a language marks the selector busy before any answer comes; the Runs tab has a
+    kind column and a filter starting on training runs, both in Chinese."""
+    page.goto(app_server.url)
+    page.get_by_label("Language", exact=True).wait_for(timeout=60_000)
+    page.evaluate("""() => { window.__busySeen = false;
+      new MutationObserver(() => { if (document.querySelector('#top-lang[aria-busy=true]')) window.__busySeen = true; })
+        .observe(document.body, { subtree: true, attributes: true, attributeFilter: ['aria-busy'] }); }""")
+    page.get_by_label("Language", exact=True).click()
+    page.get_by_role("option", name="中文", exact=True).click()
+    page.wait_for_function("() => window.__busySeen", timeout=10_000)
+    expect(page.get_by_role("tab", name=t("zh", "tab_runs"), exact=True)).to_be_visible(timeout=30_000)
+    expect(page.locator("#top-lang[aria-busy=true]")).to_have_count(0, timeout=30_000)
+
+    page.get_by_role("tab", name=t("zh", "tab_runs"), exact=True).click()
+    tab = page.locator("#tab-runs")
+    expect(tab.locator("#runs-table")).to_contain_text(t("zh", "runs_col_kind"), timeout=30_000)
+    expect(tab.get_by_label(t("zh", "runs_show"), exact=True)).to_have_value(t("zh", "runs_show_train"))
+
+
+def test_upload_names_empty_and_number_answers_in_chinese(app_server, page, tmp_path):
+    """Item 12: an answer "" and an answer 42 are listed as problems by row and field, in Chinese; ticking "read
+    numbers as text" leaves only the empty answer."""
+    import json
+
+    rows = [{"instruction": "Say hi", "output": "Hi!"}, {"instruction": "Nothing", "output": ""},
+            {"instruction": "Six times seven", "output": 42}]
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    _open(page, app_server.url, "zh")
+    page.locator("#add-dataset").get_by_text(t("zh", "group_add_dataset"), exact=True).click()
+    page.locator("#upload-file input[type=file]").set_input_files(str(path))
+    report = page.locator("#upload-report")
+    expect(report).to_contain_text("第 2 行，字段 'output'：回答为空", timeout=30_000)
+    expect(report).to_contain_text("第 3 行，字段 'output'：是数字（42）")
+    page.locator("#upload-numbers-text").get_by_label(t("zh", "upload_numbers_text"), exact=True).check()
+    expect(report).not_to_contain_text("是数字", timeout=30_000)
+    expect(report).to_contain_text("回答为空")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_preview_has_no_squeezed_empty_column(app_server, page, lang):
+    """Item 11: the identity data's empty System column is left out; every header is at least a word wide."""
+    _open(page, app_server.url, lang)
+    page.locator("#tab-train").get_by_role("button", name=t(lang, "preview_dataset"), exact=True).click()
+    table = page.locator("#preview-table")
+    expect(table).to_contain_text(t(lang, "col_prompt"), timeout=30_000)
+    assert t(lang, "col_system") not in table.locator("thead").inner_text()
+    widths = table.locator("thead th").evaluate_all("cells => cells.map((c) => c.getBoundingClientRect().width)")
+    assert widths and min(widths) > 30, widths
