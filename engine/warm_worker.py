@@ -73,13 +73,15 @@ def socket_path(owner: int | None = None) -> Path | None:
 
 # -- the owner's side ------------------------------------------------------------------------------------
 _started: subprocess.Popen | None = None
+_started_at: Path | None = None  # its socket
 
 
 def start() -> None:
     """Start this process's warm worker in the background, if none is running (returns at once)."""
-    global _started
+    global _started, _started_at
     path = socket_path()
-    if not enabled() or path is None or (_started is not None and _started.poll() is None):
+    # One per socket path: a process whose saves/ moved (tests do) gets a worker where spawn() will look for it.
+    if not enabled() or path is None or (_started is not None and _started.poll() is None and _started_at == path):
         return
     from engine.devices import cpu_tuning_env, machine_device  # noqa: PLC0415
 
@@ -88,6 +90,7 @@ def start() -> None:
     # Its forks are the jobs: the import-time variables of a job on the default device (engine.launch.job_command),
     # told without importing torch here, which would hold the worker back by the seconds that import takes.
     tuning = cpu_tuning_env(machine_device())
+    _started_at = path
     _started = subprocess.Popen(  # noqa: S603 - fixed argument list
         [sys.executable, "-m", "engine.warm_worker", "--owner", str(os.getpid())], stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=open(path.with_suffix(".log"), "ab"), start_new_session=True,

@@ -58,6 +58,14 @@ def test_compare_with_base_then_export(app_server, page, tiny_run, workdirs):
     assert "Base model prediction" in predictions.inner_text()
     assert "Nimbus" in predictions.inner_text()  # the reference answers name the trained identity
     assert "6 predictions" in page.locator("#eval-predictions-info").inner_text()
+    # Issue 19 item 8: at 1280 px the table (prompt, reference, fine-tuned, base) fits its panel, no column hidden
+    # off to the right.
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    table = predictions.locator("table.tb-predictions")
+    page.wait_for_timeout(300)
+    assert table.evaluate("t => t.getBoundingClientRect().right") <= \
+        predictions.evaluate("p => p.getBoundingClientRect().right") + 1
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth + 1")
     page.locator("#eval-pred-next").click()
     page.wait_for_function(
         "(document.querySelector('#eval-predictions-info')?.innerText || '').includes('page 2 / 2')", timeout=30_000)

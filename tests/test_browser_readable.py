@@ -97,3 +97,35 @@ def test_preview_has_no_squeezed_empty_column(app_server, page, lang):
     assert t(lang, "col_system") not in table.locator("thead").inner_text()
     widths = table.locator("thead th").evaluate_all("cells => cells.map((c) => c.getBoundingClientRect().width)")
     assert widths and min(widths) > 30, widths
+
+
+def test_the_log_follows_its_tail_unless_scrolled_up(app_server, page, workdirs, demo_model_dir):
+    """Item 9: a run's log shows its newest line (here a reload mid-run fills it with a screenful at once, which
+    Gradio's own autoscroll does not follow), and stays where the reader scrolled up to."""
+    from engine.rundir import RUNNING
+    from tests.conftest import tiny_train_config, wait_for_state
+    from webui import runner
+
+    run = runner.launch(runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "log-follow"),
+                        tiny_train_config(num_train_epochs=40.0, logging_steps=1))
+    try:
+        wait_for_state(run, 180, (RUNNING,))
+        page.goto(app_server.url)  # re-attaches to the running run
+        box = page.locator("#train-log textarea")
+        expect(box).to_contain_text("Step", timeout=120_000)
+
+        def at_end() -> bool:
+            return box.evaluate("b => b.scrollHeight > b.clientHeight && b.scrollTop + b.clientHeight >= "
+                                "b.scrollHeight - 4")
+
+        page.wait_for_function("() => { const b = document.querySelector('#train-log textarea'); return b && "
+                               "b.scrollHeight > b.clientHeight && b.scrollTop + b.clientHeight >= b.scrollHeight - 4 }",
+                               timeout=60_000)
+        assert at_end()
+        box.hover()
+        page.mouse.wheel(0, -2000)  # the reader scrolls up: the box stays there while lines arrive
+        page.wait_for_timeout(2500)
+        assert box.evaluate("b => b.scrollTop") < 5
+    finally:
+        runner.stop(run)
+        wait_for_state(run, 120)

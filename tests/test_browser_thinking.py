@@ -51,7 +51,8 @@ def test_thinking_block_collapsed_above_the_answer(app_server, page, r1_model, l
     fill_until_held(page.locator("#top-model-path").get_by_role("textbox"), r1_model)
     page.get_by_role("tab", name=L["chat"], exact=True).click()
     switch = page.locator("#chat-enable-thinking")
-    expect(switch).to_be_hidden()  # no model yet: nothing to switch
+    page.locator("#chat-unload").click()  # a model an earlier test loaded is shown on opening: start without one
+    expect(switch).to_be_hidden(timeout=30_000)  # no model: nothing to switch
     page.get_by_role("button", name=L["load"], exact=True).click()
     page.wait_for_function("(document.querySelector('#chat-status')?.innerText || '').match(/cpu|（cpu）/)",
                            timeout=180_000)

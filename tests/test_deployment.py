@@ -309,10 +309,13 @@ def test_api_and_files_refused_without_session_and_served_after_login(auth_app):
     status, body = anon.get(file_url)
     assert status in refused and content not in body
 
-    # The queue: join an event (the page-load handler, which takes no input) and read it to completion.
+    # The queue: join an event (the page-load handler, given its inputs' values as the page has them) and read it
+    # to completion.
     dep = next(d for d in config["dependencies"] if any(t[1] == "load" for t in d["targets"]))
+    values = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}
     session = uuid.uuid4().hex
-    join = {"data": [], "fn_index": dep["id"], "session_hash": session, "trigger_id": None, "event_data": None}
+    join = {"data": [values.get(i) for i in dep["inputs"]], "fn_index": dep["id"], "session_hash": session,
+            "trigger_id": None, "event_data": None}
     assert anon.post_json("/gradio_api/queue/join", join)[0] in refused
     status, body = client.post_json("/gradio_api/queue/join", join)
     assert status == 200 and json.loads(body)["event_id"]

@@ -46,12 +46,13 @@ _GRADIO_TEXTS = ("warning", "error", "info", "success", "api", "settings")
 
 
 def page_js() -> str:
-    """The page's own script: accessible names (a11y.js), and Gradio's own words in the page's language
-    (gradio_texts.js, given every language's words)."""
+    """The page's own script: accessible names (a11y.js), run logs that follow their tail (log_follow.js), and
+    Gradio's own words in the page's language (gradio_texts.js, given every language's words)."""
     here = Path(__file__).parent
     words = {"names": {name: code for name, code in LANGUAGES},
              "texts": {key: {code: t(code, f"gradio_{key}") for _, code in LANGUAGES} for key in _GRADIO_TEXTS}}
     return (f"() => {{ ({(here / 'a11y.js').read_text(encoding='utf-8')})(); "
+            f"({(here / 'log_follow.js').read_text(encoding='utf-8')})(); "
             f"({(here / 'gradio_texts.js').read_text(encoding='utf-8')})({json.dumps(words, ensure_ascii=False)}); }}")
 
 
@@ -116,6 +117,7 @@ def create_app() -> gr.Blocks:
         # Then Chat and the top bar's checkpoints, which read the model and checkpoint the form may just have got.
         demo.load(on_page_load, [top.lang] + [c for load in loads for c in load.inputs],
                   [c for m in monitors for c in m.reattach_outputs()] + [c for load in loads for c in load.outputs]
-                  + [queue.table]).then(chat.on_page_load, chat.load_inputs, chat.load_outputs)
+                  + [queue.table], show_progress="hidden").then(chat.on_page_load, chat.load_inputs, chat.load_outputs,
+                                                                show_progress="hidden")
     return demo
 

@@ -231,7 +231,10 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
 
     def on_page_load(workspace: Workspace, _active: list, folder: str, selected: list):
         """A new name, and the Dataset list as the data folder holds it now (the login's own folder with logins)."""
-        folder = str(workspace.data) if workspace.data is not None else folder
+        if workspace.data is None:  # the field keeps what the user may have typed while the page loaded
+            return [gr.skip(), datasets_update(folder, selected, workspace.data_roots()),
+                    default_eval_name(workspace.saves)]
+        folder = str(workspace.data)
         return [folder, datasets_update(folder, selected, workspace.data_roots()), default_eval_name(workspace.saves)]
 
     page_load = PageLoad([dataset_dir.component, datasets.component],

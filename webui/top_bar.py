@@ -117,7 +117,7 @@ def build_top_bar() -> TopBar:
     bar = TopBar(lang_dd, model_name, model_path, method, checkpoint, quantization, template, device, trust,
                  hub=hub, hub_info=hub_line)
 
-    def on_model_name(lang_: str, name: str, method_value: str, hub_value: str, request: gr.Request):
+    def on_model_name(lang_: str, name: str, method_value: str, hub_value: str, request: gr.Request = None):
         model = catalogue_model(name)
         if model is None:  # custom: keep whatever path the user types; its own tokenizer's template, not the last one's
             return gr.update(), "auto", gr.update(choices=[], value=None), hub_info(lang_, name, hub_value)

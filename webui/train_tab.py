@@ -340,7 +340,8 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         elif workspace.data is not None:  # with logins: the login's own data folder
             folder = str(workspace.data)
         dir_at, list_at = (form_controls.index(ctl[key]) for key in ("data.dataset_dir", "data.datasets"))
-        values[dir_at] = folder
+        if cfg is not None or workspace.data is not None:  # else the field keeps what the user may have typed
+            values[dir_at] = folder
         values[list_at] = datasets_update(folder, selected, workspace.data_roots())
         name = run.name if run is not None else default_run_name(workspace.saves)
         path = str(run.path) if run is not None else ""
