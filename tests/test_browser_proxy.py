@@ -151,7 +151,7 @@ def test_workflow_through_nginx_survives_an_app_restart(proxied, browser):
     # nothing may fail. (Playwright reports events late, so clear only once the reload is done.)
     page.wait_for_timeout(3000)
     failed.clear()
-        assert "Step " in page.locator("#train-log textarea").input_value()  # the log's step lines, in words
+    assert "Step " in page.locator("#train-log textarea").input_value()  # the log's step lines, in words
     assert "proxied-run" in page.locator("#queue-table").inner_text()
     page.screenshot(path=str(ARTIFACTS / "proxy-reattached.png"), full_page=True)
 
