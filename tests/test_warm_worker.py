@@ -30,6 +30,16 @@ def _run(name: str) -> RunDir:
 
 
 def _worker_ready(timeout: float = 180) -> None:
+    """A worker started now, with this process's environment as it is: one that an earlier test of the session
+    started under other variables would (rightly) refuse these tests' jobs, which would then start cold."""
+    old = warm_worker._started
+    if old is not None and old.poll() is None:
+        old.terminate()
+        old.wait(30)
+        path = warm_worker.socket_path()
+        if path is not None:
+            path.unlink(missing_ok=True)
+    warm_worker._started = None
     warm_worker.start()
     path = warm_worker.socket_path()
     deadline = time.time() + timeout
