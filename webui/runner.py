@@ -253,10 +253,9 @@ def checkpoint_entries(model_label: str, method: str, workspace: Workspace = Wor
     from engine.rundir import FINISHED, STOPPED  # noqa: PLC0415
 
     entries: list[tuple[RunDir, Checkpoint | None]] = []
-    where = method_dir(model_label, method, Path("/"))
     runs = [run for root in workspace.run_roots() for run in list_runs(method_dir(model_label, method, root))]
-    runs += [run for run in workspace.shared_runs() if run.path.parent.parent.name == where.parent.name
-             and run.path.parent.name == where.name]
+    runs += [run for run in workspace.shared_runs()
+             if (run.path.parent.parent.name, run.path.parent.name) == (safe_name(model_label), safe_name(method))]
     for run in runs:
         if run.read_status().get("state") in (FINISHED, STOPPED) and run.has_final_weights():
             entries.append((run, None))
