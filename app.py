@@ -360,7 +360,11 @@ def serve(demo, args: argparse.Namespace):
         auth=auth_check(args.credentials) if args.credentials else None,
         auth_message=LOGIN_MESSAGE if args.credentials else None, app_kwargs=app_kwargs,
         css=CSS, js=A11Y_JS, footer_links=["api", "settings"], show_error=True, prevent_thread_lock=True,
-        max_file_size=f"{MAX_UPLOAD_MB}mb")  # the Add dataset panel's limit; the engine checks it too
+        max_file_size=f"{MAX_UPLOAD_MB}mb",  # the Add dataset panel's limit; the engine checks it too
+        # Gradio's run history copies every event's inputs and outputs into the browser's localStorage and
+        # rewrites all of it on each event: a classroom machine would keep one login's form values for the next,
+        # and each language switch got slower (3 s, then 6, 7, ...) as that store grew (bench/language_switch.py).
+        run_history=False)
     return server_app
 
 

@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 
 from engine.config import ConfigError, RunConfig
 from tests.conftest import ARTIFACTS
+from tests.ui_helpers import language_switched
 from webui.errors import error_text
 from webui.locales import FIELD_TEXT, LANGUAGES, MESSAGES, field_text, t
 
@@ -39,7 +40,8 @@ def test_tabs_in_the_language(app_server, page, lang: str):
     page.get_by_label("Language").wait_for(timeout=60_000)
     page.get_by_label("Language", exact=True).click()
     page.get_by_role("option", name=NAMES[lang], exact=True).click()
-    page.get_by_role("tab", name=t(lang, "tab_train"), exact=True).wait_for(timeout=10_000)
+    language_switched(page, lang)
+    assert page.get_by_role("tab", name=t(lang, "tab_train"), exact=True).count() == 1
     assert page.get_by_label(t(lang, "lang"), exact=True).count() == 1
     english = _english_labels(lang)
     for tab in ("train", "eval", "chat", "export", "runs"):

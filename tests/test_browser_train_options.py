@@ -10,6 +10,7 @@ import pytest
 
 from engine.config import RunConfig, iter_fields
 from tests.conftest import ARTIFACTS, tiny_train_config, wait_for_state
+from tests.ui_helpers import language_switched
 from webui.locales import field_text, t
 from webui.train_tab import accelerator_choices
 
@@ -63,7 +64,7 @@ def test_every_train_control_is_labelled_in_both_languages(app_server, page):
     for lang in ("en", "zh"):
         if lang == "zh":
             _choose(page, "Language", "中文")
-            page.get_by_role("tab", name="训练", exact=True).wait_for(timeout=10_000)
+            language_switched(page, "zh")
             tab.get_by_text(t("zh", "group_devices"), exact=True).wait_for(timeout=10_000)
         for group in GROUPS:
             assert tab.get_by_text(t(lang, group), exact=True).is_visible(), group

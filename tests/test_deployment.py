@@ -373,6 +373,7 @@ def assert_not_served(port: int, probes: list[tuple[str, bytes]], cookie: str | 
     assert not served, served
 
 
+@pytest.mark.slow  # starts the app
 def test_file_route_serves_no_outside_file_without_login(app_server, workdirs, tmp_path):
     port = int(app_server.url.rstrip("/").rsplit(":", 1)[1])
     client = Http(app_server.url)

@@ -78,6 +78,7 @@ def patched_modules(model) -> list[str]:
     return [n for n, m in model.named_modules() if hasattr(m, lean_activations._ORIGINAL)]
 
 
+@pytest.mark.slow  # loads the demo model
 def test_same_loss_and_gradients_fewer_saved_bytes(demo_model_dir):
     model = lora_model(demo_model_dir)
     inputs = batch()
@@ -116,6 +117,7 @@ def test_same_loss_and_gradients_fewer_saved_bytes(demo_model_dir):
     assert (loss2, saved2) == (loss0, saved0)
 
 
+@pytest.mark.slow  # loads the demo model
 def test_eval_and_disabled_adapters_use_peft_forward(demo_model_dir):
     """Evaluation, and training with the adapters switched off (a LoRA DPO run's reference model), run
     peft's own forward on the patched model: the same logits as before patching."""
@@ -131,11 +133,12 @@ def test_eval_and_disabled_adapters_use_peft_forward(demo_model_dir):
         return evaluated, reference
 
     before = logits()
-    apply_lean_activations(model, device="cpu")
+    assert apply_lean_activations(model, device="cpu") > 0, "nothing patched: the comparison would prove nothing"
     after = logits()
     assert all(torch.equal(a, b) for a, b in zip(before, after))
 
 
+@pytest.mark.slow  # loads the demo model
 @pytest.mark.parametrize("case", ["dropout", "dora", "switched off"])
 def test_falls_back_untouched(demo_model_dir, monkeypatch, case):
     if case == "switched off":
@@ -147,6 +150,7 @@ def test_falls_back_untouched(demo_model_dir, monkeypatch, case):
     assert lean_activations._SDPA_GQA not in os.environ
 
 
+@pytest.mark.slow  # loads the demo model
 @pytest.mark.parametrize("device", ["cuda", "npu"])
 def test_gpu_job_keeps_transformers_attention(demo_model_dir, device):
     """A job training on a GPU or NPU patches its model while the model is still on the CPU (the Trainer moves
@@ -161,13 +165,14 @@ def test_gpu_job_keeps_transformers_attention(demo_model_dir, device):
     assert os.environ.get(lean_activations._SDPA_GQA) == "1" and "grouped" in logged[-1]
 
 
+@pytest.mark.slow  # loads the demo model
 def test_autocast_falls_back(demo_model_dir):
     """Under bf16 autocast the patched modules run peft's forward: the same loss as unpatched."""
     model = lora_model(demo_model_dir)
     inputs = {k: v[:1, :16] for k, v in batch().items()}
     with torch.autocast("cpu", dtype=torch.bfloat16):
         reference = float(model(**inputs).loss)
-    apply_lean_activations(model, device="cpu")
+    assert apply_lean_activations(model, device="cpu") > 0
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert float(model(**inputs).loss) == reference
 

@@ -51,6 +51,7 @@ def _loss_and_grads(model, batch):
     return float(loss), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.slow  # loads the demo model
 def test_packed_row_gives_the_block_diagonal_loss_and_gradients(rows_and_model):
     from engine.encode import PackingCollator, PaddingCollator
 
@@ -74,6 +75,7 @@ def test_packed_row_gives_the_block_diagonal_loss_and_gradients(rows_and_model):
         assert float((grad - masked_grads[name]).abs().max()) / scale < 1e-4, name
 
 
+@pytest.mark.slow  # loads the demo model
 def test_padded_batches_and_generation_are_unchanged(rows_and_model):
     from engine.encode import PaddingCollator
 
@@ -94,6 +96,7 @@ def test_padded_batches_and_generation_are_unchanged(rows_and_model):
     assert torch.equal(text_after, text_before)
 
 
+@pytest.mark.slow  # loads the demo model
 def test_other_attention_implementations_are_kept(rows_and_model):
     _, _, model = rows_and_model
     model.set_attn_implementation("eager")
@@ -104,6 +107,7 @@ def test_other_attention_implementations_are_kept(rows_and_model):
         model.set_attn_implementation("sdpa")
 
 
+@pytest.mark.slow  # loads the demo model
 def test_rounded_up_rows_keep_the_loss_and_gradients(rows_and_model):
     """Rows rounded up to a multiple of 32 tokens (bf16 on CPU: few shapes for oneDNN's kernel caches) give the
     same loss and gradients: the packed row's tail continues its last sample unseen, the padded batch's is masked."""

@@ -43,22 +43,29 @@ CSS = """
 
 
 _GRADIO_TEXTS = ("warning", "error", "info", "success", "api", "settings")
+# Labels of layout blocks, which the page translates itself (gradio_texts.js; why in webui/language.py).
+LAYOUT_TEXTS = ("tab_train", "tab_eval", "tab_chat", "tab_export", "tab_runs", "group_identity", "group_extra",
+                "group_probes", "group_freeze", "group_lora", "group_rlhf", "group_devices", "group_add_dataset",
+                "queue_title", "hw_title")
 
 
 def page_js() -> str:
     """The page's own script: accessible names (a11y.js), run logs that follow their tail (log_follow.js), and
-    Gradio's own words in the page's language (gradio_texts.js, given every language's words)."""
+    Gradio's own words and the layout labels in the page's language (gradio_texts.js, given every language's)."""
     here = Path(__file__).parent
+    keys = [f"gradio_{key}" for key in _GRADIO_TEXTS] + list(LAYOUT_TEXTS)
     words = {"names": {name: code for name, code in LANGUAGES},
-             "texts": {key: {code: t(code, f"gradio_{key}") for _, code in LANGUAGES} for key in _GRADIO_TEXTS}}
+             "texts": {key.removeprefix("gradio_") if key.startswith("gradio_") else key:
+                       {code: t(code, key) for _, code in LANGUAGES} for key in keys}}
     return (f"() => {{ ({(here / 'a11y.js').read_text(encoding='utf-8')})(); "
             f"({(here / 'log_follow.js').read_text(encoding='utf-8')})(); "
             f"({(here / 'gradio_texts.js').read_text(encoding='utf-8')})({json.dumps(words, ensure_ascii=False)}); }}")
 
 
 A11Y_JS = page_js()
-_BUSY_JS = ("(lang) => { const box = document.querySelector('#top-lang'); "
-            "if (box) { box.classList.add('tb-busy'); box.setAttribute('aria-busy', 'true'); } return lang; }")
+_BUSY_JS = ("(...values) => { const box = document.querySelector('#top-lang'); "
+            "if (box) { box.classList.add('tb-busy'); box.setAttribute('aria-busy', 'true'); } "
+            "window.dispatchEvent(new CustomEvent('tb-lang', { detail: values[0] })); return values; }")
 _IDLE_JS = ("() => { const box = document.querySelector('#top-lang'); "
             "if (box) { box.classList.remove('tb-busy'); box.removeAttribute('aria-busy'); } }")
 
@@ -79,21 +86,23 @@ def create_app() -> gr.Blocks:
                 export = build_export_tab(top)
             with gr.Tab(t(lang, "tab_runs"), id="runs", elem_id="tab-runs") as tab_runs:
                 runs = build_runs_tab(top)
-        queue = build_queue_panel(top.lang)
+        queue = build_queue_panel(top.language)
         texts = (top.texts() + queue.texts() + train.texts() + evaluate.texts() + chat.texts() + export.texts()
                  + runs.texts()
                  + [Translated(tab_train, "tab_train"), Translated(tab_eval, "tab_eval"),
                     Translated(tab_chat, "tab_chat"), Translated(tab_export, "tab_export"),
                     Translated(tab_runs, "tab_runs")])
 
-        def on_lang(lang_: str):
-            return [f"## {t(lang_, 'title')}"] + [item.translate(lang_) for item in texts]
+        layout = [item for item in texts if isinstance(item.component, (gr.Tab, gr.Accordion))]
+        unknown = {item.key for item in layout} - set(LAYOUT_TEXTS)
+        if unknown:
+            raise ValueError(f"layout labels the page cannot translate (add them to LAYOUT_TEXTS): {sorted(unknown)}")
+        shown = [item for item in texts if item not in layout]
 
-        # The selector shows the switch at once (in the browser, before any request); every text then changes in
-        # place, without the loading overlay Gradio would otherwise draw on each of the ~190 components and take
-        # away again, which was most of a switch's seconds (bench/language_switch.py).
-        top.lang.change(on_lang, top.lang, [title] + [item.component for item in texts], show_progress="hidden",
-                        js=_BUSY_JS).then(None, js=_IDLE_JS)
+        def on_lang(lang_: str):
+            return [f"## {t(lang_, 'title')}"] + [item.translate(lang_) for item in shown]
+
+        top.language.on(on_lang, [top.lang], [title] + [item.component for item in shown])
         pause_hidden_panels([(tab_train, train.hardware), (tab_eval, None), (tab_chat, chat.hardware),
                              (tab_export, None), (tab_runs, None)])
         runs.fill_on(tab_runs, top)
@@ -119,5 +128,8 @@ def create_app() -> gr.Blocks:
                   [c for m in monitors for c in m.reattach_outputs()] + [c for load in loads for c in load.outputs]
                   + [queue.table], show_progress="hidden").then(chat.on_page_load, chat.load_inputs, chat.load_outputs,
                                                                 show_progress="hidden")
+        # Last, once every tab has said what it redraws. The selector shows the switch at once (in the browser,
+        # before any request), and the texts change in place, without Gradio's loading overlays.
+        top.language.wire(js=_BUSY_JS).then(None, js=_IDLE_JS)
     return demo
 

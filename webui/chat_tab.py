@@ -126,7 +126,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         unload_btn = gr.Button(t(lang, "unload_model"), elem_id="chat-unload")
     info = gr.Markdown(elem_id="chat-status")
     # What Load model will need.
-    build_chat_memory(top.lang, top.model_path.component, top.hub.component, top.device.component, info)
+    build_chat_memory(top.language, top.model_path.component, top.hub.component, top.device.component, info)
 
     def mode_choices(lang_: str) -> list[tuple[str, str]]:
         return [(t(lang_, "mode_single"), SINGLE), (t(lang_, "mode_compare"), COMPARE)]
@@ -231,7 +231,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             return gr.skip()
         return _describe(lang_, eng)
 
-    top.lang.change(status_in, top.lang, info, show_progress="hidden")
+    top.language.on(status_in, [top.lang], info)
 
     bar_inputs = [top.lang, top.model_name, top.model_path.component, top.method.component]
 
@@ -240,8 +240,8 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         return gr.update(choices=choices, value=current if current in [v for _, v in choices] else BASE_CHOICE)
 
     for variant in (variant_a, variant_b):
-        gr.on([variant.focus, top.lang.change, top.method.component.change], refresh_variants,
-              bar_inputs + [variant], variant)
+        gr.on([variant.focus, top.method.component.change], refresh_variants, bar_inputs + [variant], variant)
+        top.language.on(refresh_variants, bar_inputs + [variant], variant)
 
     def on_mode(mode_, lang_, name, path, method, current_b, checkpoint, request: gr.Request):
         """Compare mode starts as base vs the checkpoint picked in the top bar (else the newest run)."""

@@ -25,6 +25,7 @@ from engine.templates import TemplateError
 from webui.errors import error_text
 from webui.dataset_preview import PAGE_SIZE, DatasetPreview
 from webui.form import Translated
+from webui.language import LanguageSwitch
 from webui.locales import DEFAULT_LANG, t
 from webui.plots import length_figure
 
@@ -52,9 +53,11 @@ class DatasetCheck:
     shown: gr.State  # whether the check panel is open: only an open one is redrawn when the form changes
     preview: DatasetPreview
 
-    def wire(self, lang_dd, build: Callable[[list], RunConfig], form_inputs: list, refresh_on: list) -> None:
+    def wire(self, language: LanguageSwitch, build: Callable[[list], RunConfig], form_inputs: list,
+             refresh_on: list) -> None:
         """``build`` makes the RunConfig Start would use from ``form_inputs``' values; ``refresh_on``: change
         events of the fields the check depends on, which redraw an open check."""
+        lang_dd = language.dropdown
         outputs = [self.panel, self.plot, self.counts, self.shown]
 
         def build_checked(request: gr.Request | None, values: list) -> RunConfig:
@@ -78,8 +81,9 @@ class DatasetCheck:
         def on_change(request: gr.Request, is_shown, lang_, *values):
             return on_check(request, lang_, *values) if is_shown else tuple(gr.skip() for _ in outputs)
 
-        gr.on(refresh_on + [lang_dd.change], on_change, [self.shown, lang_dd] + form_inputs, outputs,
-              trigger_mode="always_last", show_progress="hidden")
+        gr.on(refresh_on, on_change, [self.shown, lang_dd] + form_inputs, outputs, trigger_mode="always_last",
+              show_progress="hidden")
+        language.on(on_change, [self.shown, lang_dd] + form_inputs, outputs)
 
         def on_show(request: gr.Request, lang_, number, *values):
             if number is None or int(number) < 1:
@@ -99,8 +103,9 @@ class DatasetCheck:
             """A sample on show is redrawn as the changed form would train on it (cutoff, template, masking…)."""
             return on_show(request, lang_, number, *values) if shown_html else gr.skip()
 
-        gr.on(refresh_on + [lang_dd.change], on_sample_change, [self.formatted] + show_inputs, self.formatted,
+        gr.on(refresh_on, on_sample_change, [self.formatted] + show_inputs, self.formatted,
               trigger_mode="always_last", show_progress="hidden")
+        language.on(on_sample_change, [self.formatted] + show_inputs, self.formatted)
 
         def on_pick(page: int, evt: gr.SelectData):  # a click on a table row shows that row
             return page * PAGE_SIZE + evt.index[0] + 1

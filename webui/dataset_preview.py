@@ -14,6 +14,7 @@ from engine.paths import PathError, confined_data_dir
 from webui.workspaces import workspace_of
 from webui.errors import error_text
 from webui.form import Translated
+from webui.language import LanguageSwitch
 from webui.locales import DEFAULT_LANG, MESSAGES, t
 
 PAGE_SIZE = 10
@@ -105,12 +106,13 @@ def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, s
     return gr.update(visible=True), info, gr.update(value=data, headers=headers), page
 
 
-def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name=None, identity_author=None,
+def build_dataset_preview(language: LanguageSwitch, dataset_dir, datasets, identity_name=None, identity_author=None,
                           prefix: str = "", stage=None, beside: tuple = ()) -> DatasetPreview:
     """The panel; placeholders are filled from the identity fields when given, else left as written.
     ``stage`` (a component holding a training stage) picks how rows are shown; without it, the registry entry.
     ``beside``: unrendered buttons to put next to Preview dataset."""
     lang = DEFAULT_LANG
+    lang_dd = language.dropdown
     pre = f"{prefix}-" if prefix else ""
     with gr.Row():
         open_button = gr.Button(t(lang, "preview_dataset"), elem_id=f"{pre}preview-dataset")
@@ -144,6 +146,6 @@ def build_dataset_preview(lang_dd, dataset_dir, datasets, identity_name=None, id
     prev_button.click(paging(-1), inputs, outputs)
     next_button.click(paging(1), inputs, outputs)
     close_button.click(lambda: gr.update(visible=False), None, panel)
-    for event in (dataset_dir.change, lang_dd.change):
-        event(registry_notice, [lang_dd, dataset_dir], notice, show_progress="hidden")
+    dataset_dir.change(registry_notice, [lang_dd, dataset_dir], notice, show_progress="hidden")
+    language.on(registry_notice, [lang_dd, dataset_dir], notice)
     return view

@@ -108,7 +108,7 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
         dataset_dir = add("data", "dataset_dir", scale=2)
         datasets = add("data", "datasets", scale=4, choices=dataset_choices(dataset_dir.component.value),
                        value=["identity"])
-    preview = build_dataset_preview(top.lang, dataset_dir.component, datasets.component, None, None,
+    preview = build_dataset_preview(top.language, dataset_dir.component, datasets.component, None, None,
                                     prefix="eval")
     with gr.Row():
         add("data", "cutoff_len")
@@ -227,7 +227,7 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
             return [gr.skip()] * len(result_outputs)
         return turn(lang_, path, page, 0)
 
-    top.lang.change(in_language, [top.lang, monitor.run_path, pred_page], result_outputs, show_progress="hidden")
+    top.language.on(in_language, [top.lang, monitor.run_path, pred_page], result_outputs)
 
     def on_page_load(workspace: Workspace, _active: list, folder: str, selected: list):
         """A new name, and the Dataset list as the data folder holds it now (the login's own folder with logins)."""

@@ -1,18 +1,18 @@
 (words) => {
-  // Gradio writes a few words of its own (the toast titles, the footer links) in English or the browser's
-  // language, whatever the page's language is: put them in the language picked in the top bar.
+  // Texts the page itself puts in the language picked in the top bar:
+  // - Gradio's own words (toast titles, footer links), which it writes in English or the browser's language;
+  // - the labels of tabs and accordions, which no server event updates: a layout block among an event's outputs
+  //   makes Gradio's page walk everything inside it on every later event (webui/language.py).
   // words: {names: {"中文": "zh", ...}, texts: {key: {"en": "Warning", "zh": "警告", ...}}}
   const known = {};
   for (const [key, byLang] of Object.entries(words.texts)) {
     for (const text of Object.values(byLang)) known[text] = key;
   }
-  const current = () => {
-    const box = document.querySelector("#top-lang input");
-    return (box && words.names[box.value]) || "en";
-  };
+  const box = () => document.querySelector("#top-lang input");
+  let lang = (box() && words.names[box().value]) || "en";
+  const SHOWN = "footer button, .toast-title, #tb-tabs .tab-wrapper button, .gr-accordion > .label-wrap > span:first-child";
   const fix = () => {
-    const lang = current();
-    document.querySelectorAll("footer button, .toast-title").forEach((element) => {
+    document.querySelectorAll(SHOWN).forEach((element) => {
       element.childNodes.forEach((node) => {
         if (node.nodeType !== Node.TEXT_NODE) return;
         const text = node.textContent.trim();
@@ -24,6 +24,12 @@
     });
   };
   fix();
+  // The picker's change event says the new language at once (webui/app.py), before the server answers.
+  window.addEventListener("tb-lang", (event) => {
+    if (!words.texts.tab_train || !words.texts.tab_train[event.detail]) return;
+    lang = event.detail;
+    fix();
+  });
   let queued = false;  // once per frame at most, like a11y.js
   const later = () => {
     if (queued) return;

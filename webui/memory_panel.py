@@ -16,6 +16,7 @@ from engine.checkpointing_choice import TURN_OFF, choose_checkpointing
 from engine.memory_fit import DeviceMemory, Verdict, _checkpointing, device_memory, device_type_of, fits, run_devices
 from webui.form import FieldControl, config_from_values
 from webui.hardware_panel import reading
+from webui.language import LanguageSwitch
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import bar_html
 
@@ -123,7 +124,7 @@ def _hardware() -> list[DeviceMemory]:
     return device_memory(reading(HARDWARE_MAX_AGE_S))
 
 
-def build_train_memory(lang_dd, controls: list[FieldControl], initial: RunConfig) -> gr.HTML:
+def build_train_memory(language: LanguageSwitch, controls: list[FieldControl], initial: RunConfig) -> gr.HTML:
     """The Train tab's estimate, following ``controls`` (the top bar's model fields and TRAIN_FIELDS); on page
     load it shows ``initial`` (the form's first values) and the machine's devices then."""
     view = gr.HTML(lambda: training_estimate_html(DEFAULT_LANG, initial, _hardware()), elem_id="train-memory")
@@ -138,13 +139,14 @@ def build_train_memory(lang_dd, controls: list[FieldControl], initial: RunConfig
             return _message(lang_, "mem_invalid")
         return training_estimate_html(lang_, cfg, _hardware())
 
-    inputs = [lang_dd] + [c.component for c in used]
-    gr.on([lang_dd.change] + [c.component.change for c in used], refresh, inputs, view,
-          trigger_mode="always_last", show_progress="hidden", queue=False)
+    inputs = [language.dropdown] + [c.component for c in used]
+    gr.on([c.component.change for c in used], refresh, inputs, view, trigger_mode="always_last",
+          show_progress="hidden", queue=False)
+    language.on(refresh, inputs, view)
     return view
 
 
-def build_chat_memory(lang_dd, model_path, hub, device, status) -> gr.HTML:
+def build_chat_memory(language: LanguageSwitch, model_path, hub, device, status) -> gr.HTML:
     """The estimate of loading the top bar's model for chat, under Load model; redrawn when ``status`` (Chat's status
     line) changes too: a hub model just downloaded is then sized from its own config.json."""
     view = gr.HTML(lambda: chat_estimate_html(DEFAULT_LANG, model_path.value or "", hub.value or "auto",
@@ -153,8 +155,9 @@ def build_chat_memory(lang_dd, model_path, hub, device, status) -> gr.HTML:
     def refresh(lang_, path, hub_, choice):
         return chat_estimate_html(lang_, path or "", hub_ or "auto", choice or "auto", _hardware())
 
-    gr.on([lang_dd.change, model_path.change, hub.change, device.change, status.change], refresh, [lang_dd, model_path, hub, device],
-          view,
+    inputs = [language.dropdown, model_path, hub, device]
+    gr.on([model_path.change, hub.change, device.change, status.change], refresh, inputs, view,
           trigger_mode="always_last", show_progress="hidden", queue=False)
+    language.on(refresh, inputs, view)
     return view
 

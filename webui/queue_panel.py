@@ -15,6 +15,7 @@ from engine.rundir import QUEUED, RunDir
 from engine.workspace import Workspace
 from webui import runner
 from webui.form import Translated
+from webui.language import LanguageSwitch
 from webui.locales import DEFAULT_LANG, t
 from webui.shared_reading import SharedReading
 from webui.workspaces import workspace_of
@@ -120,8 +121,9 @@ class QueuePanel:
                 Translated(self.cancel_btn, "queue_cancel", "value")]
 
 
-def build_queue_panel(lang_dd: gr.Dropdown) -> QueuePanel:
+def build_queue_panel(language: LanguageSwitch) -> QueuePanel:
     lang = DEFAULT_LANG
+    lang_dd = language.dropdown
     with gr.Accordion(t(lang, "queue_title"), open=True, elem_id="queue-panel") as accordion:
         table = gr.Markdown(t(lang, "queue_empty"), elem_id="queue-table")
         with gr.Row():
@@ -153,6 +155,6 @@ def build_queue_panel(lang_dd: gr.Dropdown) -> QueuePanel:
     # page (a new text) refreshes them.
     timer.tick(refresh_tick, [lang_dd, table], table, show_progress="hidden", queue=False)
     table.change(refresh_choices, None, choice, show_progress="hidden", queue=False)
-    lang_dd.change(queue_text, lang_dd, table)
+    language.on(queue_text, [lang_dd], table)
     cancel_btn.click(cancel, [lang_dd, choice], message)
     return QueuePanel(accordion, table, choice, cancel_btn, message)

@@ -234,7 +234,7 @@ def _wire(tab: RunsTab, top: TopBar) -> None:
         table = gr.update(value=[[""] * len(_COLUMNS)], headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS])
         return [gr.skip(), table, gr.skip(), gr.skip(), gr.skip(), _empty_diff(lang), gr.skip(), gr.skip(), gr.skip()]
 
-    top.lang.change(on_lang, view_inputs + [tab.summary], tab.view_outputs())
+    top.language.on(on_lang, view_inputs + [tab.summary], tab.view_outputs())
 
     def on_compare(lang: str, selected, request: gr.Request) -> list:
         workspace = workspace_of(request)  # a path typed into an API call is read only where the login may read

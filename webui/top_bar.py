@@ -14,6 +14,7 @@ from engine.templates import TEMPLATE_CHOICES
 from engine.workspace import Workspace, owner_of
 from webui import runner
 from webui.form import FieldControl, Translated, field_control
+from webui.language import LanguageSwitch
 from webui.locales import DEFAULT_LANG, LANGUAGES, field_text, t
 from webui.model_hub import HubControl, hub_control, hub_info, model_name_choices, model_path_for
 from webui.workspaces import policy, workspace_of
@@ -32,6 +33,7 @@ class TopBar:
     trust_remote_code: FieldControl
     hub: HubControl  # model.hub
     hub_info: gr.Markdown  # the hub's endpoint and cache folder; a catalogue model the hub lacks
+    language: LanguageSwitch  # what each tab redraws when ``lang`` changes, answered as one event
 
     @property
     def model_controls(self) -> list[FieldControl]:
@@ -115,7 +117,7 @@ def build_top_bar() -> TopBar:
         device = field_control("model", "device", lang, scale=1, elem_id="top-device")
         trust = field_control("model", "trust_remote_code", lang, scale=1, elem_id="top-trust")
     bar = TopBar(lang_dd, model_name, model_path, method, checkpoint, quantization, template, device, trust,
-                 hub=hub, hub_info=hub_line)
+                 hub=hub, hub_info=hub_line, language=LanguageSwitch(lang_dd))
 
     def on_model_name(lang_: str, name: str, method_value: str, hub_value: str, request: gr.Request = None):
         model = catalogue_model(name)
@@ -136,9 +138,10 @@ def build_top_bar() -> TopBar:
 
     # .input, not .change: loading saved arguments sets the hub and the path together, and must keep that path.
     hub.component.input(on_hub, [model_name, hub.component], model_path.component)
-    gr.on([hub.component.change, lang_dd.change], hub_info, [lang_dd, model_name, hub.component], hub_line)
+    hub.component.change(hub_info, [lang_dd, model_name, hub.component], hub_line)
+    bar.language.on(hub_info, [lang_dd, model_name, hub.component], hub_line)
 
-    gr.on([method.component.change, checkpoint.focus, lang_dd.change], refresh_checkpoints, bar.checkpoint_inputs,
-          checkpoint)
+    gr.on([method.component.change, checkpoint.focus], refresh_checkpoints, bar.checkpoint_inputs, checkpoint)
+    bar.language.on(refresh_checkpoints, bar.checkpoint_inputs, checkpoint)
     return bar
 

@@ -116,7 +116,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
             add("data", "identity_name")
             add("data", "identity_author")
     check_btn = check_button()
-    preview = build_dataset_preview(top.lang, ctl["data.dataset_dir"].component, datasets.component,
+    preview = build_dataset_preview(top.language, ctl["data.dataset_dir"].component, datasets.component,
                                     ctl["data.identity_name"].component, ctl["data.identity_author"].component,
                                     stage=ctl["train.stage"].component, beside=(check_btn,))
     check = build_dataset_check(check_btn, preview)
@@ -161,7 +161,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
               ("distributed", "master_addr"), ("distributed", "master_port")),
              (("distributed", "deepspeed"), ("distributed", "offload")))
     # Will it fit? Follows the form as it changes (every control exists by now).
-    build_train_memory(top.lang, top.model_controls + list(ctl.values()), initial)
+    build_train_memory(top.language, top.model_controls + list(ctl.values()), initial)
     with gr.Row():
         preset_btn = gr.Button(t(lang, "demo_preset"), elem_id="btn-demo-preset")
         cmd_btn = gr.Button(t(lang, "preview_command"), elem_id="btn-preview-command")
@@ -226,7 +226,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     check_fields = [top.model_path, top.template, top.trust_remote_code] + [ctl[key] for key in (
         "train.stage", "data.dataset_dir", "data.datasets", "data.identity_name", "data.identity_author",
         "data.max_samples", "data.cutoff_len", "data.train_on_prompt", "data.mask_history", "data.enable_thinking")]
-    check.wire(top.lang, build_config, form_inputs, [c.component.change for c in check_fields])
+    check.wire(top.language, build_config, form_inputs, [c.component.change for c in check_fields])
 
     cmd_btn.click(on_preview_command, [top.lang, output_dir] + form_inputs, [command, status])
 
@@ -302,16 +302,17 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
 
     # Any field may differ from the run being resumed, so every one of them refreshes the notice.
     triggers = [c.component.change for c in form_controls] + [output_dir.change, top.checkpoint.change,
-                                                              continue_adapter.change, top.model_name.change,
-                                                              top.lang.change]
+                                                              continue_adapter.change, top.model_name.change]
     gr.on(triggers, on_form_change, [top.lang, output_dir] + form_inputs, resume_box, trigger_mode="always_last",
           show_progress="hidden")
+    top.language.on(on_form_change, [top.lang, output_dir] + form_inputs, resume_box)
 
     def on_adapter(lang_, checkpoint, continues):
         return adapter_note(lang_, checkpoint, continues), gr.update(visible=bool(checkpoint))
 
-    gr.on([top.checkpoint.change, continue_adapter.change, top.lang.change], on_adapter,
+    gr.on([top.checkpoint.change, continue_adapter.change], on_adapter,
           [top.lang, top.checkpoint, continue_adapter], [adapter_box, continue_adapter], show_progress="hidden")
+    top.language.on(on_adapter, [top.lang, top.checkpoint, continue_adapter], [adapter_box, continue_adapter])
 
     def attached_text(lang_: str, path: str) -> str:
         if not path:
@@ -321,7 +322,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         return t(lang_, "run_reattached", run=run.name, state=t(lang_, f"runs_state_{state}"),
                  path=str(run.config_path))
 
-    top.lang.change(attached_text, [top.lang, attached], attached_box, show_progress="hidden")
+    top.language.on(attached_text, [top.lang, attached], attached_box)
 
     def on_page_load(workspace: Workspace, active: list[RunDir], lang_: str, folder: str, selected: list):
         """The form as the page opens: a running (or queued) training run's own settings and name, else a new
