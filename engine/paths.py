@@ -85,7 +85,7 @@ def confined_folder(root: str | Path, name: str, field: str, what: str, single: 
     the form field ``field``) where the OS would refuse it later with a raw error: a name the file system cannot
     take (check_folder_name), a path too long, or a file where the folder or a folder above it would be."""
     check_folder_name(name, field, single)
-    target = confined(root, name, what)
+    target = confined(root, name, what, field)
     if len(bytes(target)) > PATH_MAX_BYTES:
         raise PathError(f"{what} path is {len(bytes(target))} bytes long, more than the OS takes ({PATH_MAX_BYTES})",
                         "path_too_long", field, length=len(bytes(target)), limit=PATH_MAX_BYTES)
@@ -99,24 +99,28 @@ def confined_folder(root: str | Path, name: str, field: str, what: str, single: 
     return target
 
 
-def confined(root: str | Path, name: str, what: str = "path") -> Path:
-    """Resolve ``name`` under ``root`` and refuse anything that escapes it.
+def confined(root: str | Path, name: str, what: str = "path", field: str = "") -> Path:
+    """Resolve ``name`` under ``root`` and refuse anything that escapes it (a PathError for the form field
+    ``field``, if the name comes from one).
 
     Rejects NUL bytes, absolute paths, ``~`` and ``..`` tricks, and symlinks
     pointing outside ``root`` (the check is on the fully resolved path).
     """
     if not isinstance(name, str) or not name.strip():
-        raise PathError(f"{what} is empty")
+        raise PathError(f"{what} is empty", "empty", field)
     if "\x00" in name:
-        raise PathError(f"{what} contains a NUL byte")
-    if name.startswith("~") or os.path.isabs(name):
-        raise PathError(f"{what} must be a name inside {root}, not an absolute path: {name!r}")
+        raise PathError(f"{what} contains a NUL byte", "nul", field)
     root_resolved = Path(root).resolve()
+    if name.startswith("~") or os.path.isabs(name):
+        raise PathError(f"{what} must be a name inside {root}, not an absolute path: {name!r}", "not_inside", field,
+                        name=name, root=str(root_resolved))
     target = (root_resolved / name).resolve()
     if target == root_resolved:  # e.g. "." : the folder that holds every run / export / config itself
-        raise PathError(f"{what} {name!r} names {root_resolved} itself; give a name inside it")
+        raise PathError(f"{what} {name!r} names {root_resolved} itself; give a name inside it", "names_root", field,
+                        name=name, root=str(root_resolved))
     if root_resolved not in target.parents:
-        raise PathError(f"{what} {name!r} points outside {root_resolved}")
+        raise PathError(f"{what} {name!r} points outside {root_resolved}", "outside", field, name=name,
+                        root=str(root_resolved))
     return target
 
 

@@ -430,7 +430,8 @@ def test_config_file_name_is_confined(app, roots):
         for button in ("btn-save-args", "btn-load-args"):
             result = call(app, button, train_config_path=name)
             message = result if isinstance(result, str) else result[-1]
-            assert message.startswith("Invalid value — config path"), (button, name, message)
+            # The field by its label, and the reason (a keyed error, so it reads in the UI's language too).
+            assert message.startswith("Invalid value — Config path: "), (button, name, message)
     assert not any(roots["outside"].iterdir())
 
 
@@ -455,7 +456,7 @@ def test_export_dir_is_confined(app, roots):
     _link_into(roots["exports"], roots["outside"])
     for name in ESCAPES:
         command, message = call(app, "export-preview-command", export_dir=name)
-        assert message.startswith("Invalid value — export dir"), (name, message)
+        assert message.lower().startswith("invalid value — export dir"), (name, message)
     command, message = call(app, "export-preview-command", export_dir="fine")
     assert message == "" and str(roots["exports"] / "fine") in command["value"]
 
@@ -942,3 +943,19 @@ def test_deeply_nested_json_is_a_data_error_naming_file_and_row(tmp_path):
     (d / "dataset_info.json").write_bytes(b'{"ds": "' + b"x" * (20 << 20) + b'"}')
     with pytest.raises(DataError, match=r"dataset_info.json: the file is 20 MB, over the 16 MB limit"):
         read_registry(d)
+
+
+def test_escaping_names_are_refused_in_the_users_language(tmp_path):
+    """confined()'s refusals carry keys: the page words them in its language, after the field's label."""
+    from engine.paths import PathError, confined
+    from webui.errors import error_text
+
+    (tmp_path / "configs").mkdir()
+    for name, key in (("../x.yaml", "outside"), ("/etc/x.yaml", "not_inside"), (".", "names_root"), ("", "empty"),
+                      ("a\x00b", "nul")):
+        with pytest.raises(PathError) as refused:
+            confined(tmp_path / "configs", name, "config path", "config.path")
+        assert refused.value.key == key
+        zh = error_text("zh", refused.value)
+        assert zh.startswith("配置路径："), zh
+        assert "outside" not in zh and "absolute" not in zh, zh

@@ -405,6 +405,9 @@ MESSAGES = {
     "path_err_name_too_long": 'フォルダ名が {length} バイトで、ファイルシステムの上限（{limit} バイト）を超えています',
     "path_err_path_too_long": 'パスが {length} バイトで、システムの上限（{limit} バイト）を超えています',
     "path_err_not_a_folder": '{path} はフォルダではなくファイルです',
+    "path_err_not_inside": '{name} は {root} 内の名前にしてください（絶対パスは使えません）',
+    "path_err_names_root": '{name} は {root} そのものを指しています。その中の名前を指定してください',
+    "path_err_outside": '{name} は {root} の外を指しています',
     "run_folder_not_a_run": '出力フォルダ {path} には実行ではないファイルがすでにあります（別の実行のチェックポイント？）。別の名前を選んでください。',
     "run_exists_no_settings": '出力フォルダ {path} の実行は設定（run.yaml）がないか読み込めないため再開できません。別の名前を選んでください。',
     "path_err_outside_data_roots": ("{path} はこのサーバーが許可するデータフォルダ（{roots}）の外にあります；"

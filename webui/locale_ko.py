@@ -402,6 +402,9 @@ MESSAGES = {
     "path_err_name_too_long": '폴더 이름이 {length}바이트로, 파일 시스템 한도({limit}바이트)를 넘습니다',
     "path_err_path_too_long": '경로가 {length}바이트로, 시스템 한도({limit}바이트)를 넘습니다',
     "path_err_not_a_folder": '{path}은(는) 폴더가 아니라 파일입니다',
+    "path_err_not_inside": '{name}은(는) 절대 경로가 아닌 {root} 안의 이름이어야 합니다',
+    "path_err_names_root": '{name}은(는) {root} 자체를 가리킵니다. 그 안의 이름을 지정하세요',
+    "path_err_outside": '{name}이(가) {root} 바깥을 가리킵니다',
     "run_folder_not_a_run": '출력 폴더 {path}에 실행이 아닌 파일이 이미 있습니다(다른 실행의 체크포인트?). 다른 이름을 고르세요.',
     "run_exists_no_settings": '출력 폴더 {path}의 실행은 설정(run.yaml)이 없거나 읽을 수 없어 재개할 수 없습니다. 다른 이름을 고르세요.',
     "path_err_outside_data_roots": ("{path}은(는) 이 서버가 허용하는 데이터 폴더({roots}) 밖에 있습니다; "

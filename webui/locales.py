@@ -630,6 +630,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     # engine.paths.PathError keys (webui/errors.py words them after the field's label)
     "path_err_empty": {"en": "is empty", "zh": "不能为空"},
     "path_err_nul": {"en": "contains a NUL byte", "zh": "包含 NUL 字节"},
+    "path_err_not_inside": {"en": "{name} must be a name inside {root}, not an absolute path",
+                            "zh": "{name} 必须是 {root} 内的名称，不能是绝对路径"},
+    "path_err_names_root": {"en": "{name} names {root} itself; give a name inside it",
+                            "zh": "{name} 指向 {root} 本身；请给出其中的一个名称"},
+    "path_err_outside": {"en": "{name} points outside {root}", "zh": "{name} 指向 {root} 之外"},
     "path_err_not_one_name": {"en": "{name} must be one folder name, without '/' or '..': a run cannot lie inside another run's folder",
         "zh": "{name} 必须是单个文件夹名，不能含 '/' 或 '..'：任务不能放在另一个任务的文件夹里"},
     "path_err_name_too_long": {"en": 'a folder name of {length} bytes is longer than the file system allows ({limit} bytes)',
@@ -1049,9 +1054,11 @@ def _merge(lang: str, module) -> None:
 for _lang, _module in (("ja", locale_ja), ("ko", locale_ko), ("ru", locale_ru)):
     _merge(_lang, _module)
 
-# The run name box is no config field control, but an error about it (a PathError's field) names it by its label.
+# The run name and config path boxes are no config field controls, but an error about one (a PathError's field)
+# names it by its label.
 for _key in ("train.output_dir", "eval.output_dir"):
     FIELD_TEXT[_key] = {lang: (label, MESSAGES["output_dir_info"][lang]) for lang, label in MESSAGES["output_dir"].items()}
+FIELD_TEXT["config.path"] = {lang: (label, MESSAGES["config_path_info"][lang]) for lang, label in MESSAGES["config_path"].items()}
 
 
 def t(lang: str, key: str, **kwargs) -> str:

@@ -233,7 +233,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     def on_save(request: gr.Request, lang_, name, *values):
         try:
             cfg = build_config(list(values))
-            path = confined(workspace_of(request).configs, name.strip(), what="config path")
+            path = confined(workspace_of(request).configs, name.strip(), what="config path", field="config.path")
             cfg.save(path)
         except (ConfigError, PathError) as exc:
             message = t(lang_, "invalid_value", error=error_text(lang_, exc))
@@ -249,7 +249,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
     def on_load(lang_, name, request: gr.Request):
         outputs_unchanged = [gr.update()] * (len(form_controls) + 1)
         try:
-            path = confined(workspace_of(request).configs, name.strip(), what="config path")
+            path = confined(workspace_of(request).configs, name.strip(), what="config path", field="config.path")
             if not path.is_file():
                 raise PathError(t(lang_, "config_not_found", path=str(path)))
             cfg = RunConfig.load(path)
