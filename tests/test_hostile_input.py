@@ -959,3 +959,20 @@ def test_escaping_names_are_refused_in_the_users_language(tmp_path):
         zh = error_text("zh", refused.value)
         assert zh.startswith("配置路径："), zh
         assert "outside" not in zh and "absolute" not in zh, zh
+
+
+def test_a_name_typed_before_the_page_load_answer_is_kept(app, roots):
+    """The page-load event gives each name box a fresh name, unless the user typed one in the meantime."""
+    [fn] = [f for f in app.fns.values() if any(event == "load" for _, event in f.targets)
+            and _block(app, "train-output-dir") in f.outputs]
+    boxes = ("train-output-dir", "eval-output-dir", "export-dir")
+
+    def load(**typed) -> dict:
+        args = [typed.get(getattr(b, "elem_id", None), b.value) for b in fn.inputs]
+        out = fn.fn(None, *args)
+        return {b.elem_id: v for b, v in zip(fn.outputs, out) if getattr(b, "elem_id", None) in boxes}
+
+    fresh = load()
+    assert all(isinstance(v, str) and v for v in fresh.values()), fresh  # served names replaced by new ones
+    kept = load(**{box: f"typed-{i}" for i, box in enumerate(boxes)})
+    assert kept == {box: {"__type__": "update"} for box in boxes}, kept  # gr.skip(): what was typed stays

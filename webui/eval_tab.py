@@ -20,7 +20,7 @@ from webui.dataset_preview import build_dataset_preview, datasets_update
 from webui.errors import error_text
 from webui.form import FieldControl, Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
-from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor
+from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, new_name_unless_typed
 from webui.workspaces import workspace_of
 from webui.top_bar import TopBar, model_label
 from webui.train_tab import dataset_choices
@@ -229,15 +229,15 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
 
     top.language.on(in_language, [top.lang, monitor.run_path, pred_page], result_outputs)
 
-    def on_page_load(workspace: Workspace, _active: list, folder: str, selected: list):
+    def on_page_load(workspace: Workspace, _active: list, folder: str, selected: list, shown_name: str):
         """A new name, and the Dataset list as the data folder holds it now (the login's own folder with logins)."""
+        name = new_name_unless_typed(shown_name, output_dir.value, lambda: default_eval_name(workspace.saves))
         if workspace.data is None:  # the field keeps what the user may have typed while the page loaded
-            return [gr.skip(), datasets_update(folder, selected, workspace.data_roots()),
-                    default_eval_name(workspace.saves)]
+            return [gr.skip(), datasets_update(folder, selected, workspace.data_roots()), name]
         folder = str(workspace.data)
-        return [folder, datasets_update(folder, selected, workspace.data_roots()), default_eval_name(workspace.saves)]
+        return [folder, datasets_update(folder, selected, workspace.data_roots()), name]
 
-    page_load = PageLoad([dataset_dir.component, datasets.component],
+    page_load = PageLoad([dataset_dir.component, datasets.component, output_dir],
                          [dataset_dir.component, datasets.component, output_dir], on_page_load)
 
     texts = [Translated(output_dir, "output_dir", info_key="output_dir_info"),

@@ -15,7 +15,7 @@ from webui import runner
 from webui.errors import error_text
 from webui.form import Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
-from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor
+from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, new_name_unless_typed
 from webui.workspaces import workspace_of
 from webui.top_bar import TopBar, model_label
 
@@ -94,10 +94,11 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
 
     monitor.wire(top.lang, [result], on_result)
 
-    def on_page_load(workspace: Workspace, _active: list):
-        return [runner.fresh_name("model", [workspace.exports])]
+    def on_page_load(workspace: Workspace, _active: list, shown_name: str):
+        served = export_dir.component.value
+        return [new_name_unless_typed(shown_name, served, lambda: runner.fresh_name("model", [workspace.exports]))]
 
-    page_load = PageLoad([], [export_dir.component], on_page_load)
+    page_load = PageLoad([export_dir.component], [export_dir.component], on_page_load)
     texts = [Translated(cmd_btn, "preview_command", "value"), Translated(export_btn, "export_button", "value"),
              Translated(stop_btn, "stop", "value"), Translated(command, "command")]
     return MonitoredTab(controls, texts + monitor.texts(), monitor, page_load=page_load)

@@ -315,6 +315,12 @@ class RunMonitor:
         return [self.run_path, self.timer, self.shown_events, self.shown_view, self.watching]
 
 
+def new_name_unless_typed(shown: str, served: str, make: Callable[[], str]):
+    """A page-load answer for a name box: a new name (``make()``) while the box still shows the name the page was
+    served with, else ``gr.skip()``: a name the user typed before the page-load answer came is kept."""
+    return make() if (shown or "").strip() in ("", served) else gr.skip()
+
+
 @dataclass(eq=False)
 class PageLoad:
     """What a tab reads from disk and memory when a page opens: ``fill(workspace, active_runs, *inputs' values)``

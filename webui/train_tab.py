@@ -26,7 +26,8 @@ from webui.form import FieldControl, Translated, config_from_values, field_contr
 from webui.locales import DEFAULT_LANG, plot_labels, t
 from webui.plots import loss_figure
 from webui.probe_table import probes_html
-from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, describe_change, folder_refusal
+from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, describe_change, folder_refusal, \
+    new_name_unless_typed
 from webui.top_bar import TopBar, checkpoint_details, model_label
 from webui.workspaces import workspace_of
 from engine.workspace import Workspace
@@ -324,7 +325,8 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
 
     top.language.on(attached_text, [top.lang, attached], attached_box)
 
-    def on_page_load(workspace: Workspace, active: list[RunDir], lang_: str, folder: str, selected: list):
+    def on_page_load(workspace: Workspace, active: list[RunDir], lang_: str, folder: str, selected: list,
+                     shown_name: str):
         """The form as the page opens: a running (or queued) training run's own settings and name, else a new
         name; the Dataset list read from the data folder now (datasets added since the server started)."""
         values = [gr.skip()] * len(form_outputs)
@@ -344,11 +346,12 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         if cfg is not None or workspace.data is not None:  # else the field keeps what the user may have typed
             values[dir_at] = folder
         values[list_at] = datasets_update(folder, selected, workspace.data_roots())
-        name = run.name if run is not None else default_run_name(workspace.saves)
+        name = run.name if run is not None else \
+            new_name_unless_typed(shown_name, output_dir.value, lambda: default_run_name(workspace.saves))
         path = str(run.path) if run is not None else ""
         return values + [name, attached_text(lang_, path), path]
 
-    page_load = PageLoad([top.lang, ctl["data.dataset_dir"].component, datasets.component],
+    page_load = PageLoad([top.lang, ctl["data.dataset_dir"].component, datasets.component, output_dir],
                          form_outputs + [output_dir, attached_box, attached], on_page_load)
 
     texts = [Translated(acc_identity, "group_identity")] + [Translated(acc, key) for key, acc in groups.items()]
