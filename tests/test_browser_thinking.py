@@ -50,10 +50,12 @@ def test_thinking_block_collapsed_above_the_answer(app_server, page, r1_model, l
         page.get_by_role("option", name="中文", exact=True).click()
         page.get_by_role("tab", name=L["chat"], exact=True).wait_for(timeout=10_000)
     fill_until_held(page.locator("#top-model-path").get_by_role("textbox"), r1_model)
+    page.get_by_role("tab", name=L["chat"], exact=True).click()
     # A page opened after another test loaded a tuned model shows that model's checkpoint (the page tells the
     # truth): the base model is wanted here, and a workflow run's adapter made it answer inside its reasoning.
+    # (Escape: the emptied field's open list would cover the page.)
     fill_until_held(page.get_by_label(field_text(lang, "model.adapter_path")[0], exact=True), "")
-    page.get_by_role("tab", name=L["chat"], exact=True).click()
+    page.keyboard.press("Escape")
     switch = page.locator("#chat-enable-thinking")
     page.locator("#chat-unload").click()  # a model an earlier test loaded is shown on opening: start without one
     expect(switch).to_be_hidden(timeout=30_000)  # no model: nothing to switch

@@ -56,7 +56,7 @@ def _ask(page, L: dict, question: str, boxes: tuple[str, ...] = ("#chat-box",)) 
     _button(page, L["submit"]).click()
     bots = [page.locator(f"{box} [data-testid='bot']").last for box in boxes]
     for bot in bots:
-        bot.wait_for(state="attached", timeout=60_000)
+        bot.wait_for(state="attached", timeout=180_000)
     last, stable_since = [], time.time()
     deadline = time.time() + 180
     while time.time() < deadline:

@@ -467,7 +467,7 @@ def test_app_unload_mid_answer(app_server, demo_model_dir):
     rss_loaded = _rss_mb(app_server.proc.pid)
     job = student.submit(lang_="en", text=LONG_PROMPT[0]["content"], history=[], system_text="", max_tokens=400,
                          temp=0.0, api_name="/chat_submit")
-    _wait_for(lambda: len(job.outputs()) >= 3, 120, "streamed output")
+    _wait_for(lambda: len(job.outputs()) >= 4, 120, "streamed output")
     rss_answering = _rss_mb(app_server.proc.pid)  # weights paged in and in use
     assert teacher.predict("en", api_name="/chat_unload") == t("en", "model_unloaded")
     history = job.result(timeout=120)[0]

@@ -281,6 +281,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         conversations = [_conversation(h, text, system_text) for h in histories]
         for h in histories:
             h.append({"role": "user", "content": text})
+        yield shown("")  # the question on screen at once: the answer may wait for another one to finish
         replies = StreamedReplies(lang_, histories)
         stop = threading.Event()
         key = request.session_hash if request else ""
