@@ -70,6 +70,10 @@ def _ask(page, L: dict, question: str, boxes: tuple[str, ...] = ("#chat-box",)) 
 
 
 def _load(page, L: dict) -> None:
+    # A page opened after another test loaded a model already says "… on cpu" (the page tells the truth): unload
+    # first, or the wait below ends before this load does, and a question asked meanwhile is refused ("no model").
+    _button(page, L["unload"]).click()
+    page.wait_for_function("!(document.querySelector('#chat-status')?.innerText || '').match(/cpu/)", timeout=60_000)
     _button(page, L["load"]).click()
     page.wait_for_function("(document.querySelector('#chat-status')?.innerText || '').match(/cpu|（cpu）/)",
                            timeout=180_000)
