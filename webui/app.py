@@ -55,8 +55,7 @@ def page_js() -> str:
     here = Path(__file__).parent
     keys = [f"gradio_{key}" for key in _GRADIO_TEXTS] + list(LAYOUT_TEXTS)
     words = {"names": {name: code for name, code in LANGUAGES},
-             "texts": {key.removeprefix("gradio_") if key.startswith("gradio_") else key:
-                       {code: t(code, key) for _, code in LANGUAGES} for key in keys}}
+             "texts": {key.removeprefix("gradio_"): {code: t(code, key) for _, code in LANGUAGES} for key in keys}}
     return (f"() => {{ ({(here / 'a11y.js').read_text(encoding='utf-8')})(); "
             f"({(here / 'log_follow.js').read_text(encoding='utf-8')})(); "
             f"({(here / 'gradio_texts.js').read_text(encoding='utf-8')})({json.dumps(words, ensure_ascii=False)}); }}")

@@ -23,15 +23,16 @@ class _Handler:
     inputs: list
     outputs: list
     single: bool  # one output component: ``fn`` returns its value, not a list
+    params: list[inspect.Parameter]  # ``fn``'s, read once when it is registered
 
 
-def _call(fn: Callable, request: gr.Request, values: list) -> Any:
+def _call(fn: Callable, params: list[inspect.Parameter], request: gr.Request, values: list) -> Any:
     """``fn`` with ``values`` for its parameters in order, and the request for the one annotated ``gr.Request``
     (first or last, as Gradio allows)."""
     args: list = []
     kwargs: dict = {}
     rest = list(values)
-    for param in inspect.signature(fn).parameters.values():
+    for param in params:
         if param.annotation in (gr.Request, "gr.Request"):
             if param.kind is inspect.Parameter.KEYWORD_ONLY:
                 kwargs[param.name] = request
@@ -56,7 +57,8 @@ class LanguageSwitch:
         if self._wired:
             raise RuntimeError("LanguageSwitch.on after wire(): the switch would not redraw these outputs")
         single = not isinstance(outputs, (list, tuple))
-        self._handlers.append(_Handler(fn, list(inputs), [outputs] if single else list(outputs), single))
+        self._handlers.append(_Handler(fn, list(inputs), [outputs] if single else list(outputs), single,
+                                       list(inspect.signature(fn).parameters.values())))
 
     def wire(self, *, js: str | None = None):
         """The one ``change`` event of the picker; returns it (for ``.then``). ``js`` runs in the page first: it gets
@@ -72,7 +74,7 @@ class LanguageSwitch:
         def on_language(request: gr.Request, *values):
             out: list = [gr.skip()] * len(outputs)
             for handler, where, into in zip(self._handlers, positions, targets):
-                result = _call(handler.fn, request, [values[i] for i in where])
+                result = _call(handler.fn, handler.params, request, [values[i] for i in where])
                 for i, value in zip(into, [result] if handler.single else list(result)):
                     out[i] = _merged(out[i], value)
             return out
