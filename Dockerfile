@@ -19,7 +19,7 @@ COPY engine engine
 COPY webui webui
 COPY assets assets
 # Convert the GGUF demo model once, so the first "Load model" is fast.
-RUN python -c "from engine.demo_model import ensure_demo_model; ensure_demo_model()"
+RUN python -c "from engine.core.demo_model import ensure_demo_model; ensure_demo_model()"
 
 EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \

@@ -15,6 +15,12 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+from engine.core.data.upload import MAX_UPLOAD_MB
+from engine.core.devices import web_process_env
+from engine.core.paths import DATA_ROOTS_ENV
+from engine.facade import preload_libraries
+from engine.jobs import warm_worker
+
 # The login page comes before any language choice, so it greets in both languages.
 LOGIN_MESSAGE = "TuneBoard — please sign in. / 请登录 TuneBoard。"
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
@@ -342,7 +348,6 @@ def calm_idle_queue(demo) -> None:
 
 def serve(demo, args: argparse.Namespace):
     """Serve ``demo`` as ``args`` say, with its queue; returns Gradio's app (FastAPI) once the page answers."""
-    from engine.data.upload import MAX_UPLOAD_MB  # noqa: PLC0415
     from webui.app import A11Y_JS, CSS  # noqa: PLC0415
 
     app_kwargs = {}
@@ -374,15 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("TUNEBOARD_AUTH", None)
     # Every check of a data folder reads the roots from the environment: this process's and its jobs' (a forged
     # run.yaml is checked in the job too).
-    from engine.paths import DATA_ROOTS_ENV  # noqa: PLC0415
-
     if args.data_root:
         os.environ[DATA_ROOTS_ENV] = os.pathsep.join(filter(None, [os.environ.get(DATA_ROOTS_ENV), *args.data_root]))
     # The web process's device settings (GPU numbering, torch-npu's autoload, OpenMP's sleeping waits where chat
-    # runs on the CPU: engine.devices.web_process_env), set here in main (importing app.py, as tests do, changes
-    # nothing) before anything imports torch; an exported value wins. Jobs get their own (engine.launch).
-    from engine.devices import web_process_env  # noqa: PLC0415
-
+    # runs on the CPU: engine.core.devices.web_process_env), set here in main (importing app.py, as tests do, changes
+    # nothing) before anything imports torch; an exported value wins. Jobs get their own (engine.jobs.launch).
     for key, value in web_process_env().items():
         os.environ.setdefault(key, value)
     warning = exposure_warning(args)
@@ -391,7 +392,6 @@ def main(argv: list[str] | None = None) -> int:
     configure_gradio()
     import_gradio()
     from webui.app import create_app  # noqa: PLC0415 - keeps --help instant
-
     from webui.workspaces import Policy, configure  # noqa: PLC0415
 
     configure(Policy(logins=bool(args.credentials), admins=args.credentials.admins, max_queued=max(1, args.max_queued)))
@@ -399,9 +399,6 @@ def main(argv: list[str] | None = None) -> int:
     serve(demo, args)
     # Only now, with the page answering (their imports would slow the server's start on a small machine): the
     # warm worker that Start forks runs from, and the libraries the first Load model needs.
-    from engine import warm_worker  # noqa: PLC0415
-    from engine.chat import preload_libraries  # noqa: PLC0415
-
     warm_worker.start()
     threading.Thread(target=preload_libraries, name="preload", daemon=True).start()
     demo.block_thread()

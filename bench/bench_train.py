@@ -1,4 +1,4 @@
-"""Training throughput benchmark: the standard loss against the answer-only loss (engine/fast_loss.py).
+"""Training throughput benchmark: the standard loss against the answer-only loss (engine/train/fast_loss.py).
 
 Runs the baseline configuration (demo SmolLM2-135M-Instruct, LoRA rank 8 on all linear layers, batch 4,
 cutoff 256, the identity data set with 100 samples, fp32) through ``python -m engine train`` -- the very
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import machine_cpu_seconds  # noqa: E402
-from engine.config import RunConfig  # noqa: E402 - light: yaml only
+from engine.core.config import RunConfig  # noqa: E402 - light: yaml only
 
 MODES = {"standard": "0", "fast": "1"}  # value of TUNEBOARD_FAST_LOSS
 

@@ -50,8 +50,14 @@ import aiohttp  # noqa: E402 - about a quarter of httpx's CPU per request: the b
 import orjson  # noqa: E402 - installed with gradio
 import psutil  # noqa: E402
 
-from bench.harness import AppProcess, free_port, machine_cpu_seconds, short_train_config, stop_runs, \
-    wait_http  # noqa: E402
+from bench.harness import (
+    AppProcess,
+    free_port,
+    machine_cpu_seconds,
+    short_train_config,
+    stop_runs,
+    wait_http,  # noqa: E402
+)
 
 MODEL = "SmolLM2-135M-Instruct"
 RESULTS = ROOT / "bench" / "results" / "watchers.json"
@@ -517,7 +523,7 @@ def _pct(sorted_values: list[float], p: float) -> float:
 def launch_run(name: str, cfg, user: str | None = None):
     """Start the run as the Start button does (the device queue, a detached engine process), in ``user``'s
     workspace where given."""
-    from engine.workspace import Workspace  # noqa: PLC0415 - after TUNEBOARD_SAVES is set
+    from engine.core.workspace import Workspace  # noqa: PLC0415 - after TUNEBOARD_SAVES is set
     from webui import runner  # noqa: PLC0415
 
     return runner.launch(runner.run_dir_for(MODEL, "lora", name, Workspace(user).saves), cfg)
@@ -593,7 +599,7 @@ async def trial(app, kind: str, index: int, clients: int, cfg, spec: PageSpec,
     With ``logins`` (the classroom), the run is the first login's; when watched, every other login has pressed
     Start too, its job waiting in the queue behind it, and each page watches its own login's run. Those jobs are
     cancelled once the measured run ends."""
-    from engine.rundir import DONE_STATES  # noqa: PLC0415
+    from engine.core.rundir import DONE_STATES  # noqa: PLC0415
     from webui import runner  # noqa: PLC0415
 
     meter = CpuMeter(app.proc.pid)
@@ -710,7 +716,7 @@ def workdir_env(base: Path) -> dict:
 
 
 async def main_async(args) -> dict:
-    from engine.demo_model import ensure_demo_model  # noqa: PLC0415
+    from engine.core.demo_model import ensure_demo_model  # noqa: PLC0415
 
     ensure_demo_model()
     base = Path(tempfile.mkdtemp(prefix="tb-watchers-"))

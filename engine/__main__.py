@@ -13,8 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.config import COMMANDS, ConfigError, RunConfig
-from engine.hubs import HUB_CHOICES
+from engine.core.config import COMMANDS, ConfigError, RunConfig
+from engine.core.data import DataError
+from engine.core.download import ensure_model
+from engine.core.hubs import HUB_CHOICES
+from engine.core.model_files import ModelLoadError
+from engine.core.rundir import FAILED, RunDir
+from engine.core.templates import TemplateError
 
 EPILOG = """\
 examples:
@@ -102,22 +107,20 @@ def main(argv: list[str] | None = None) -> int:
         print(cfg.to_yaml(args.for_command), end="")
         return 0
     if args.command == "eval":
-        from engine.evaluate import run_evaluation  # noqa: PLC0415 - imports torch
+        from engine.evaluate.run import run_evaluation  # noqa: PLC0415 - imports torch
 
         return run_evaluation(args.config)
     if args.command == "export":
         from engine.export import run_export  # noqa: PLC0415
 
         return run_export(args.config)
-    from engine.train import run_training  # noqa: PLC0415 - imports torch
+    from engine.train.run import run_training  # noqa: PLC0415 - imports torch
 
     return run_training(args.config)
 
 
 def _report_config_error(config_path: Path, exc: ConfigError) -> None:
     """A run started by the app waits in status.json: say there why it never started."""
-    from engine.rundir import FAILED, RunDir  # noqa: PLC0415
-
     run = RunDir(config_path.parent)
     if run.status_path.is_file():
         run.write_status(FAILED, error=f"invalid config: {exc}")
@@ -133,17 +136,15 @@ def _print_download(p) -> None:
 
 
 def chat(args) -> int:
-    """A terminal chat over engine.chat.ChatEngine: one line in, a streamed answer out."""
+    """A terminal chat over engine.serve.chat.ChatEngine: one line in, a streamed answer out."""
     if args.max_new_tokens < 1:
         print("error: --max-new-tokens must be at least 1", file=sys.stderr)
         return 2
     if not 0 <= args.temperature <= 2 or not 0 < args.top_p <= 1:
         print("error: --temperature must be in 0..2 and --top-p in (0, 1]", file=sys.stderr)
         return 2
-    from engine.chat import ChatEngine, GenerationSettings  # noqa: PLC0415 - imports torch
-    from engine.data import DataError  # noqa: PLC0415
-    from engine.models import ModelLoadError  # noqa: PLC0415
-    from engine.templates import TemplateError  # noqa: PLC0415
+    from engine.core.chat_settings import GenerationSettings
+    from engine.serve.chat import ChatEngine  # noqa: PLC0415 - imports torch
 
     interactive = sys.stdin.isatty()
     engine = ChatEngine()
@@ -151,8 +152,6 @@ def chat(args) -> int:
           flush=True)
     try:
         if not args.adapter:  # a hub id not on disk yet: downloaded first, its progress on one line
-            from engine.download import ensure_model  # noqa: PLC0415
-
             ensure_model(args.model, args.hub, on_progress=_print_download)
         engine.load(args.model, args.adapter, args.template, args.device, args.trust_remote_code, hub=args.hub)
     except (ModelLoadError, TemplateError, DataError, RuntimeError, OSError) as exc:

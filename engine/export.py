@@ -32,9 +32,19 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.config import RunConfig
-from engine.job import describe_error, error_record, fetch_model, log, start_job
-from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
+import torch
+import yaml
+from transformers import GenerationConfig
+
+from engine.core.config import RunConfig
+from engine.core.demo_model import is_demo
+from engine.core.devices import pick_device
+from engine.core.model_files import ModelLoadError, check_checkpoint
+from engine.core.paths import resolve_user_dir
+from engine.core.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
+from engine.core.templates import NAMED_TEMPLATES, ChatFormatter, TemplateError
+from engine.jobs.job import describe_error, error_record, fetch_model, log, start_job
+from engine.modeling.models import load_with_checkpoint
 
 STAGES = ("load", "merge", "save", "tokenizer", "readme")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -69,8 +79,6 @@ def find_training_run(checkpoint: str) -> Path | None:
 
 
 def _torch_dtype(name: str):
-    import torch  # noqa: PLC0415
-
     return {"auto": "auto", "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
@@ -110,8 +118,6 @@ _PROBES = (
 
 def bake_chat_template(tokenizer, template: str, log=print) -> str:
     """Give the tokenizer the chat template the model was trained with; returns a note for the README."""
-    from engine.templates import NAMED_TEMPLATES, ChatFormatter, TemplateError  # noqa: PLC0415
-
     if template == "auto" or template not in NAMED_TEMPLATES:
         if getattr(tokenizer, "chat_template", None):
             return "the tokenizer's own (`auto`)"
@@ -138,8 +144,6 @@ def bake_chat_template(tokenizer, template: str, log=print) -> str:
 # -- README --------------------------------------------------------------------------
 
 def _hub_id(model_name_or_path: str) -> str | None:
-    from engine.demo_model import is_demo  # noqa: PLC0415
-
     if is_demo(model_name_or_path):
         return DEMO_HUB_ID
     name = model_name_or_path.strip()
@@ -150,8 +154,6 @@ def _hub_id(model_name_or_path: str) -> str | None:
 
 def build_readme(cfg: RunConfig, kind: str | None, export_dir: Path, dtype: str, template_note: str,
                  files: list[str]) -> str:
-    import yaml  # noqa: PLC0415
-
     base = cfg.model.model_name_or_path
     checkpoint = cfg.model.adapter_path.strip()
     run_dir = find_training_run(checkpoint)
@@ -248,9 +250,6 @@ def run_export(config_path: str | Path) -> int:
             raise Stopped
 
     try:
-        from engine.models import check_checkpoint  # noqa: PLC0415
-        from engine.paths import resolve_user_dir  # noqa: PLC0415
-
         export_dir = resolve_user_dir(cfg.export.export_dir, "export folder")
         if export_dir == run.path or export_dir in run.path.parents:
             raise ExportError(f"export folder {str(export_dir)!r} holds this export's own run directory; "
@@ -265,11 +264,7 @@ def run_export(config_path: str | Path) -> int:
                 f"{cfg.model.model_name_or_path!r}")
         run.write_status(RUNNING, phase="load", export_dir=str(export_dir))
 
-        import torch  # noqa: PLC0415
-        from transformers import GenerationConfig  # noqa: PLC0415
 
-        from engine.devices import pick_device  # noqa: PLC0415
-        from engine.models import load_with_checkpoint  # noqa: PLC0415
 
         torch.set_grad_enabled(False)
         device = pick_device(cfg.export.device)
@@ -344,8 +339,6 @@ def run_export(config_path: str | Path) -> int:
         return 0
     except BaseException as exc:  # report every failure in words, then exit non-zero
         _remove(tmp)
-        from engine.models import ModelLoadError  # noqa: PLC0415
-
         if not isinstance(exc, (ExportError, ModelLoadError)):  # expected refusals need no traceback
             traceback.print_exc()
         sys.stdout.flush()
@@ -361,8 +354,6 @@ def run_export(config_path: str | Path) -> int:
 
 def _trained_base(checkpoint: str) -> str | None:
     """model.model_name_or_path of the training run that made ``checkpoint``, if its run.yaml is there."""
-    import yaml  # noqa: PLC0415
-
     run_dir = find_training_run(checkpoint)
     if run_dir is None:
         return None
@@ -374,8 +365,6 @@ def _trained_base(checkpoint: str) -> str | None:
 
 
 def _stop_token_ids(tokenizer, template: str) -> list[int]:
-    from engine.templates import ChatFormatter, TemplateError  # noqa: PLC0415
-
     try:
         return ChatFormatter(tokenizer, template).stop_token_ids()
     except TemplateError:

@@ -98,7 +98,7 @@ NO_DEPS="$(sed -n 's/^#no-deps //p' requirements.txt)"
 
 # Optional system packages, installed with apt where it is available to us (root, or sudo without a password).
 need=()
-# tcmalloc: training jobs run faster and with a lower peak memory on it (engine/allocator.py).
+# tcmalloc: training jobs run faster and with a lower peak memory on it (engine/core/allocator.py).
 [[ -n "$(ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 2>/dev/null)" ]] || need+=(libtcmalloc-minimal4)
 
 if [[ "${1:-}" == "--test" ]]; then

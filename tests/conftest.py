@@ -40,7 +40,7 @@ def workdirs(tmp_path_factory) :
 
 @pytest.fixture(scope="session", autouse=True)
 def tmp_data_root(tmp_path_factory) -> Path:
-    """pytest's temporary folder is a data root (engine.paths.data_roots), so tests may keep data folders in
+    """pytest's temporary folder is a data root (engine.core.paths.data_roots), so tests may keep data folders in
     tmp_path; a test of the confinement sets its own roots."""
     base = tmp_path_factory.getbasetemp()
     os.environ["TUNEBOARD_DATA_ROOTS"] = str(base)
@@ -50,7 +50,7 @@ def tmp_data_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_model_dir() -> Path:
     """The converted demo model (converted once per machine, ~1 minute the first time)."""
-    from engine.demo_model import ensure_demo_model
+    from engine.core.demo_model import ensure_demo_model
 
     return ensure_demo_model()
 
@@ -110,7 +110,7 @@ def run_cold_job(cfg, folder: Path, command: str = "train", timeout: float = 300
     until it ends: (the RunDir, its final status)."""
     import subprocess
 
-    from engine.rundir import RunDir
+    from engine.core.rundir import RunDir
 
     run = RunDir(folder)
     run.path.mkdir()

@@ -154,11 +154,12 @@ def make_test_tls(folder: str | os.PathLike) -> tuple[Path, Path, Path]:
 
     Returns (ca_pem, server_cert_pem, server_key_pem). Uses ``cryptography`` (a dependency of modelscope-hub).
     """
+    import ipaddress  # noqa: PLC0415
+
     from cryptography import x509  # noqa: PLC0415 - only the TLS hub needs it
     from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
-    import ipaddress  # noqa: PLC0415
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,10 @@
 """Run one training job (``python tests/measure_peak.py RUN_YAML``) and print its memory as JSON on the last line.
 
-Used by tests/test_memory_estimate.py to calibrate engine/memory_estimate.py against real CPU runs.
+Used by tests/test_memory_estimate.py to calibrate engine/core/memory_estimate.py against real CPU runs.
 
 - baseline: this process's resident memory once the libraries every job imports (torch, transformers with its
   Trainer, peft, datasets and the engine's training modules) are imported, before the tokenizer, the data and
-  the model are loaded. It is what engine/memory_estimate.py calls the CPU libraries' share of the overhead.
+  the model are loaded. It is what engine/core/memory_estimate.py calls the CPU libraries' share of the overhead.
 - peak: the process's high-water mark of resident memory (VmHWM, as wait4's ru_maxrss) when the run ends.
 The estimate is compared with peak - baseline: what the run itself adds.
 """
@@ -33,9 +33,12 @@ def main(config_path: str) -> int:
     import torch  # noqa: F401, PLC0415
     from transformers import Trainer, TrainingArguments  # noqa: F401, PLC0415
 
-    import engine.encode, engine.fast_loss, engine.finetuning, engine.lean_activations  # noqa: E401, F401, PLC0415
-    import engine.segment_attention, engine.trainers  # noqa: E401, F401, PLC0415
-    from engine.train import run_training  # noqa: PLC0415
+    import engine.core.encode  # noqa: E401, F401, PLC0415
+    import engine.modeling.finetuning
+    import engine.train.fast_loss
+    import engine.train.lean_activations
+    import engine.train.segment_attention  # noqa: E401, F401, PLC0415
+    from engine.train.run import run_training  # noqa: PLC0415
 
     baseline = _status_kb("VmRSS") * 1024
     code = run_training(config_path)

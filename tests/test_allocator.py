@@ -6,9 +6,10 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from engine import allocator, warm_worker
-from engine.launch import job_command
-from engine.rundir import RUNNING, STOPPED, RunDir
+from engine.core import allocator
+from engine.core.rundir import RUNNING, STOPPED, RunDir
+from engine.jobs import warm_worker
+from engine.jobs.launch import job_command
 from tests.conftest import tiny_train_config, wait_for_state
 from tests.test_warm_worker import _worker_ready
 from webui import runner

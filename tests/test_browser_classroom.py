@@ -11,8 +11,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from engine.rundir import FINISHED
-from engine.workspace import Workspace
+from engine.core.rundir import FINISHED
+from engine.core.workspace import Workspace
 from tests.conftest import ARTIFACTS, AppProcess, free_port, wait_for_state, wait_http
 from webui import runner
 

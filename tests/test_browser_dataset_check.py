@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.data import load_row
-from engine.length_stats import cutoff_counts, dataset_sizes, length_histogram, training_tokenizer
-from engine.presets import demo_config
-from engine.sample_view import CUT_AWAY, MASKED, TRAINED, sample_views
+from engine.core.data import load_row
+from engine.core.length_stats import cutoff_counts, dataset_sizes, length_histogram
+from engine.core.presets import demo_config
+from engine.core.sample_view import CUT_AWAY, MASKED, TRAINED, sample_views
+from engine.facade import training_tokenizer
 from tests.conftest import ARTIFACTS
 from tests.ui_helpers import fill_until_held
 from webui.locales import t

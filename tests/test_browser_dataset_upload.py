@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from engine.data import load_samples, read_registry
-from engine.paths import DEFAULT_DATA_DIR
+from engine.core.data import load_samples, read_registry
+from engine.core.paths import DEFAULT_DATA_DIR
 from tests.conftest import ARTIFACTS
 from webui.locales import t
 

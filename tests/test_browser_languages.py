@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from engine.config import ConfigError, RunConfig
+from engine.core.config import ConfigError, RunConfig
 from tests.conftest import ARTIFACTS
 from tests.ui_helpers import language_switched
 from webui.errors import error_text

@@ -10,8 +10,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from engine.paths import DEFAULT_DATA_DIR
-from engine.rundir import FINISHED, RunDir
+from engine.core.paths import DEFAULT_DATA_DIR
+from engine.core.rundir import FINISHED, RunDir
 from tests.conftest import short_train_config, wait_for_state
 from webui.locales import t
 
@@ -70,7 +70,7 @@ def _field(page, elem_id: str):
 
 def _fake_run(saves, name: str, command: str = "train") -> RunDir:
     """A finished run folder as a job leaves it (status and settings), without the job."""
-    from engine.config import RunConfig
+    from engine.core.config import RunConfig
 
     run = RunDir(saves / MODEL / "lora" / name)
     run.path.mkdir(parents=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.rundir import RUNNING, RunDir, pid_alive
+from engine.core.rundir import RUNNING, RunDir, pid_alive
 from tests.conftest import ARTIFACTS, AppProcess, free_port, wait_http
 from webui import runner
 

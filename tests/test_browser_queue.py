@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from engine.rundir import FINISHED, QUEUED, RUNNING, STOPPED
+from engine.core.rundir import FINISHED, QUEUED, RUNNING, STOPPED
 from tests.conftest import wait_for_state
 from webui import runner
 

@@ -107,7 +107,7 @@ def test_preview_has_no_squeezed_empty_column(app_server, page, lang):
 def test_the_log_follows_its_tail_unless_scrolled_up(app_server, page, workdirs, demo_model_dir):
     """Item 9: a run's log shows its newest line (here a reload mid-run fills it with a screenful at once, which
     Gradio's own autoscroll does not follow), and stays where the reader scrolled up to."""
-    from engine.rundir import RUNNING
+    from engine.core.rundir import RUNNING
     from tests.conftest import tiny_train_config, wait_for_state
     from webui import runner
 

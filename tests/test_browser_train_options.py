@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from engine.config import RunConfig, iter_fields
+from engine.core.config import RunConfig, iter_fields
 from tests.conftest import ARTIFACTS, tiny_train_config, wait_for_state
 from tests.ui_helpers import language_switched
 from webui.locales import field_text, t

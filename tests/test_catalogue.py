@@ -9,11 +9,20 @@ import sys
 
 import pytest
 
-from engine.catalogue import (CATALOGUE, CUSTOM_MODEL, KINDS, THINKING_KINDS, catalogue_model, find_model, hubs_with,
-                              model_id, size_text)
-from engine.demo_model import DEMO_MODEL_ID
-from engine.hubs import HUBS, is_hub_id
-from engine.templates import TEMPLATE_CHOICES
+from engine.core.catalogue import (
+    CATALOGUE,
+    CUSTOM_MODEL,
+    KINDS,
+    THINKING_KINDS,
+    catalogue_model,
+    find_model,
+    hubs_with,
+    model_id,
+    size_text,
+)
+from engine.core.demo_model import DEMO_MODEL_ID
+from engine.core.hubs import HUBS, is_hub_id
+from engine.core.templates import TEMPLATE_CHOICES
 
 
 def test_demo_comes_first_and_is_on_every_hub():
@@ -106,7 +115,7 @@ def test_size_text():
 
 def test_catalogue_and_hubs_import_no_heavy_module():
     """The web process imports them at start: no torch, gradio or hub client (modelscope imports torch)."""
-    code = ("import sys, engine.catalogue, engine.hubs, engine.config; "
+    code = ("import sys, engine.core.catalogue, engine.core.hubs, engine.core.config; "
             "print(sorted({'torch', 'gradio', 'modelscope', 'modelscope_hub', 'openmind_hub', 'huggingface_hub'}"
             " & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

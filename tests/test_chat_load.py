@@ -73,7 +73,7 @@ def _check_history(student: dict, history: list[dict]) -> str:
 def test_five_students_chat_at_once(app_server):
     from gradio_client import Client
 
-    from engine.demo_model import DEMO_MODEL_ID
+    from engine.core.demo_model import DEMO_MODEL_ID
 
     log_start = app_server.log.stat().st_size
     clients = [Client(app_server.url, verbose=False) for _ in STUDENTS]

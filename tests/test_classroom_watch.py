@@ -18,7 +18,7 @@ import pytest
 
 from bench.harness import short_train_config
 from bench.watchers import fetch_config, page_spec, print_table, summary, trial
-from engine.rundir import RunDir
+from engine.core.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 CLIENTS = 30

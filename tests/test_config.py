@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.config import ConfigError, RunConfig, iter_fields
+from engine.core.config import ConfigError, RunConfig, iter_fields
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

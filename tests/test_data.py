@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.data import DataError, Sample, list_datasets, load_samples, preview_page, resolve_dataset
-from engine.paths import DEFAULT_DATA_DIR
+from engine.core.data import DataError, Sample, list_datasets, load_samples, preview_page, resolve_dataset
+from engine.core.paths import DEFAULT_DATA_DIR
 
 ALPACA_ROWS = [
     {"instruction": "Translate to French", "input": "cat", "output": "chat"},

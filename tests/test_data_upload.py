@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.data import DataError, load_samples, read_registry, resolve_dataset
-from engine.data.detect import detect
-from engine.data.identity import FACT_PAIRS, build_identity, identity_rows
-from engine.data.register import register
-from engine.data.upload import MAX_ERRORS, inspect_file, register_upload
-from engine.fileio import atomic_write_json
-from engine.paths import DEFAULT_DATA_DIR
+from engine.core.data import DataError, load_samples, read_registry, resolve_dataset
+from engine.core.data.detect import detect
+from engine.core.data.identity import FACT_PAIRS, build_identity, identity_rows
+from engine.core.data.register import register
+from engine.core.data.upload import MAX_ERRORS, inspect_file, register_upload
+from engine.core.fileio import atomic_write_json
+from engine.core.paths import DEFAULT_DATA_DIR
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_broken_json_line_missing_field_and_wrong_type_name_row_and_field(tmp_pa
 def test_upload_problems_are_listed_in_the_ui_language(data_dir, tmp_path):
     """The upload panel's real handlers in Chinese: each row problem and the refusal say where and why in Chinese;
     the file name and the JSON parser's own words stay as they are."""
-    from engine.data.errors import DATA_MESSAGES, DATA_WHERE
+    from engine.core.data.errors import DATA_MESSAGES, DATA_WHERE
     from webui.dataset_upload import on_file, on_register
 
     good = {"instruction": "Say hi", "input": "", "output": "Hi!"}

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.checkpoints import last_complete_checkpoint, list_checkpoints
-from engine.config import DEEPSPEED_OFF, DEEPSPEED_ZERO2, DEEPSPEED_ZERO3, RunConfig
-from engine.launch import job_command, uses_torchrun
-from engine.rundir import FAILED, FINISHED, STOPPED, RunDir
+from engine.core.checkpoints import last_complete_checkpoint, list_checkpoints
+from engine.core.config import DEEPSPEED_OFF, DEEPSPEED_ZERO2, DEEPSPEED_ZERO3, RunConfig
+from engine.core.rundir import FAILED, FINISHED, STOPPED, RunDir
+from engine.jobs.launch import job_command, uses_torchrun
 from tests.conftest import ROOT, tiny_train_config, wait_for_state
 
 # What deepspeed.comm.init_distributed needs to find in the environment; without it, it asks MPI (mpi4py).
@@ -91,8 +91,8 @@ def test_torchrun_gives_deepspeed_what_it_needs_without_mpi(tmp_path):
 
 @pytest.mark.slow  # the demo model (converted on first use)
 def test_probes_are_off_under_zero3_and_say_so(tmp_path, demo_model_dir):
-    from engine.models import load_tokenizer
-    from engine.probes import make_probe_callback
+    from engine.modeling.models import load_tokenizer
+    from engine.train.probes import make_probe_callback
 
     tokenizer = load_tokenizer(str(demo_model_dir))
     logged: list[str] = []
@@ -164,7 +164,7 @@ def test_damaged_deepspeed_checkpoint_is_incomplete(tmp_path, damage):
 def test_resuming_a_deepspeed_checkpoint_needs_the_same_process_count(tmp_path):
     """DeepSpeed reloads a ZeRO optimizer state split as it was saved (rank r reads share r): a resume with
     another number of processes is refused up front instead of failing, or mixing shares, at load."""
-    from engine.checkpoints import resume_plan
+    from engine.core.checkpoints import resume_plan
 
     cfg = tiny_train_config()
     cfg.model.device, cfg.distributed.deepspeed, cfg.distributed.devices = "cuda", DEEPSPEED_ZERO2, "0,1"
@@ -225,15 +225,15 @@ def test_checkpoint_saved_by_deepspeed_itself_is_complete(tmp_path, stage):
 
 _ORDER_PROBE = """
 import sys
-import engine.models
-from engine.train import run_training
+import engine.modeling.models
+from engine.train.run import run_training
 
 def recording_load_model(*args, **kwargs):
     from transformers.integrations import is_deepspeed_zero3_enabled
     print("ZERO3_AT_LOAD", is_deepspeed_zero3_enabled(), flush=True)
     raise SystemExit(0)
 
-engine.models.load_model = recording_load_model
+engine.modeling.models.load_model = recording_load_model
 run_training(sys.argv[1])
 """
 
@@ -299,10 +299,9 @@ def one_process_losses(tmp_path_factory, demo_model_dir) -> dict[int, float]:
 @pytest.mark.parametrize("stage", [DEEPSPEED_ZERO2, DEEPSPEED_ZERO3])
 def test_two_deepspeed_processes_stop_resume_and_match_one(stage, workdirs, demo_model_dir, one_process_losses,
                                                            monkeypatch):
-    from engine.checkpoints import resume_plan
+    from engine.core.checkpoints import resume_plan
+    from engine.jobs import warm_worker
     from webui import runner
-
-    from engine import warm_worker
 
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")  # no CUDA probing in the jobs the runner starts
     # Nor a warm worker started with that variable: it would outlive this test and refuse later jobs

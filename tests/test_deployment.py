@@ -523,7 +523,7 @@ SECRETS = {"WANDB_API_KEY": "secret-xyz-wandb-0042", "HF_TOKEN": "hf_secretToken
 
 @pytest.mark.parametrize("distributed", [False, True])
 def test_secrets_stay_out_of_preview_and_run_yaml(tmp_path, monkeypatch, distributed):
-    from engine.config import RunConfig
+    from engine.core.config import RunConfig
     from webui import runner
 
     monkeypatch.setenv("TUNEBOARD_SAVES", str(tmp_path / "saves"))

@@ -1,6 +1,6 @@
 """Chat's model and the jobs on one device (issue 17, items 1 and 10), on a CPU-only machine.
 
-The device layer is faked where these tests need a GPU (engine.devices.available_device_types answers "cuda", the
+The device layer is faked where these tests need a GPU (engine.core.devices.available_device_types answers "cuda", the
 hardware reading lists a GPU of a chosen size); the chat engine is a stand-in with ChatEngine's interface (loaded,
 describe, unload): launch() and Load model are what is tested, and they only talk to it through that interface.
 """
@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from engine import device_queue
-from engine.checkpointing_choice import choose_checkpointing
-from engine.config import RunConfig
-from engine.memory_estimate import GB
-from engine.memory_fit import DeviceMemory
-from engine.rundir import QUEUED, RUNNING, STOPPED, RunDir
+from engine.core.checkpointing_choice import choose_checkpointing
+from engine.core.config import RunConfig
+from engine.core.memory_estimate import GB
+from engine.core.memory_fit import DeviceMemory
+from engine.core.rundir import QUEUED, RUNNING, STOPPED, RunDir
+from engine.jobs import device_queue
 from tests.conftest import tiny_train_config, wait_for_state
 from webui import chat_tab, runner
 from webui.locales import t
@@ -47,9 +47,9 @@ class FakeChat:
 @pytest.fixture
 def gpu_machine(monkeypatch):
     """A machine with CUDA GPUs as the web process sees them (as app.py sets it up: PCI bus order)."""
-    import engine.devices
+    import engine.core.devices
 
-    monkeypatch.setattr(engine.devices, "available_device_types", lambda: ["cuda", "cpu"])
+    monkeypatch.setattr(engine.core.devices, "available_device_types", lambda: ["cuda", "cpu"])
     monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
@@ -123,14 +123,14 @@ def _ram(free_gb: float) -> list[DeviceMemory]:
 def test_on_the_cpu_chat_stays_unless_the_run_would_not_fit(device_held, monkeypatch):
     """The README's CPU workflow loads the demo in Chat, then trains: the chat model stays. Only when the estimate
     says the run does not fit in the memory left beside it is the chat model unloaded."""
-    import engine.memory_fit
+    import engine.jobs.device_queue
 
     cfg = _cfg(device="cpu")
-    monkeypatch.setattr(engine.memory_fit, "device_memory", lambda use=None: _ram(32))
+    monkeypatch.setattr(engine.jobs.device_queue, "device_memory", lambda use=None: _ram(32))
     chat = FakeChat("cpu", MODEL)
     _launch("share-cpu-fits", cfg, chat, device_held)
     assert chat.unloads == 0
-    monkeypatch.setattr(engine.memory_fit, "device_memory", lambda use=None: _ram(0.2))
+    monkeypatch.setattr(engine.jobs.device_queue, "device_memory", lambda use=None: _ram(0.2))
     _launch("share-cpu-crowded", cfg, chat, device_held)
     assert chat.unloads == 1
 

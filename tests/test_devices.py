@@ -1,4 +1,4 @@
-"""engine/devices.py and what follows from a job's device: the devices a job sees and in what order, the
+"""engine/core/devices.py and what follows from a job's device: the devices a job sees and in what order, the
 CPU-only tuning only on the CPU, bf16 only where the hardware has it, the cache freed on the device a chat model
 was on, and a broken torch-npu kept away from CPU work. No GPU needed: torch.cuda / torch.npu answers are faked
 at the device layer's boundary."""
@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine import allocator, devices
-from engine.config import RunConfig
-from engine.launch import job_command
+from engine.core import allocator, devices
+from engine.core.config import RunConfig
+from engine.jobs.launch import job_command
 
 torch = pytest.importorskip("torch")
 
@@ -44,10 +44,11 @@ def config(device: str, ticked: str = "", nproc: int = 0) -> RunConfig:
 def listed_gpus(monkeypatch, count: int) -> None:
     """A machine whose nvidia-smi lists ``count`` GPUs (how the web process and the warm worker, which do not
     import torch, tell an accelerator machine)."""
-    from engine import hardware
+    from engine.core import hardware
 
     gpus = [hardware.DeviceUse("GPU", i, "NVIDIA GeForce RTX 4090", 0.0, 24564.0, 0.0) for i in range(count)]
     monkeypatch.setattr(hardware, "device_use", lambda: gpus)
+    monkeypatch.setattr(devices, "device_use", lambda: gpus)  # machine_device's own reference
     devices.machine_device.cache_clear()
 
 
@@ -154,7 +155,7 @@ def test_npu_bf16_as_torch_npu_says(monkeypatch, chip_has_bf16):
 # -- chat unload frees the right device's cache -----------------------------------------------------------
 @pytest.mark.parametrize("device", ["cuda", "npu", "cpu"])
 def test_unload_frees_the_cache_of_the_model_s_device(monkeypatch, device):
-    from engine.chat import ChatEngine
+    from engine.serve.chat import ChatEngine
 
     freed = []
     fake_gpus(monkeypatch, 1)
@@ -198,13 +199,13 @@ def test_cpu_job_survives_a_broken_torch_npu(broken_torch_npu, tmp_path):
     _, env = job_command(config("cpu"), tmp_path / "run.yaml")
     assert env[devices.BACKEND_AUTOLOAD] == "0"
     assert _python("import torch", broken_torch_npu).returncode != 0
-    ok = _python("import torch; from engine.devices import pick_device; print(pick_device('auto'))",
+    ok = _python("import torch; from engine.core.devices import pick_device; print(pick_device('auto'))",
                  broken_torch_npu, **env)
     assert ok.returncode == 0 and ok.stdout.strip() == "cpu", ok.stderr
     assert "CANN" in ok.stderr  # why the NPU is not used, said once
     failed = _python("import torch", broken_torch_npu)
     described = _python(textwrap.dedent("""\
-        from engine.job import describe_error
+        from engine.jobs.job import describe_error
         try:
             import torch
         except Exception as exc:
@@ -216,7 +217,7 @@ def test_cpu_job_survives_a_broken_torch_npu(broken_torch_npu, tmp_path):
 
 
 def test_describe_error_names_cann():
-    from engine.job import describe_error
+    from engine.jobs.job import describe_error
 
     try:
         try:
@@ -239,7 +240,7 @@ def test_warm_worker_is_not_started_without_so_peercred(workdirs, monkeypatch):
     machine and none of the CPU tuning on a GPU machine."""
     import socket
 
-    from engine import warm_worker
+    from engine.jobs import warm_worker
 
     started = []
     monkeypatch.setattr(warm_worker, "_started", None)

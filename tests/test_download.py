@@ -1,4 +1,4 @@
-"""engine.download against the fake hubs (tests/fake_hubs.py): the REAL huggingface_hub and modelscope clients
+"""engine.core.download against the fake hubs (tests/fake_hubs.py): the REAL huggingface_hub and modelscope clients
 download; only the servers are ours. A small repo (config, tokenizer files, a 24 MB safetensors file) keeps these
 fast; the browser tests download the real demo model."""
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.download import DownloadError, _failure, ensure_model, follow_download
-from engine.job import fetch_model
-from engine.memory_estimate import model_info
+from engine.core.download import DownloadError, _failure, ensure_model, follow_download
+from engine.core.memory_estimate import model_info
+from engine.jobs.job import fetch_model
 from tests.fake_hubs import GATED_REPO_ID, FakeHFHub, FakeModelScopeHub, hub_client_env
 
 REPO = "tuneboard-test/tiny-model"
@@ -158,7 +158,7 @@ def test_a_download_in_another_process_is_joined(env):
     from tests.conftest import ROOT
 
     env["huggingface"].throttle_bps = 8e6
-    code = f"from engine.download import ensure_model; print(ensure_model({REPO!r}, 'huggingface'))"
+    code = f"from engine.core.download import ensure_model; print(ensure_model({REPO!r}, 'huggingface'))"
     other = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
@@ -176,7 +176,7 @@ def test_a_download_in_another_process_is_joined(env):
 
 
 def test_the_run_monitor_shows_the_download_in_words():
-    from engine.rundir import RUNNING
+    from engine.core.rundir import RUNNING
     from webui.run_monitor import progress_html, status_text
     from webui.runner import Snapshot
 
@@ -208,7 +208,7 @@ def test_not_found_names_model_and_hub(env):
 
 
 def test_not_found_suggests_the_hubs_that_have_it(env):
-    catalogue = pytest.importorskip("engine.catalogue")
+    catalogue = pytest.importorskip("engine.core.catalogue")
     entry = next(m for m in catalogue.CATALOGUE if m.ids.get("huggingface") and m.ids.get("modelscope"))
     repo = entry.ids["huggingface"]
     with pytest.raises(DownloadError) as caught:
@@ -256,7 +256,7 @@ def test_no_network(env, hub, monkeypatch):
 def test_the_dataset_check_does_not_download_unseen(env):
     """The web process's dataset check needs the tokenizer: a hub model not downloaded yet is refused with what to
     do, not fetched with no progress shown."""
-    from engine.length_stats import training_tokenizer
+    from engine.facade import training_tokenizer
 
     with pytest.raises(DownloadError) as caught:
         training_tokenizer(REPO, False, "huggingface")
@@ -311,7 +311,7 @@ class _NoStop:
 
 
 def test_a_job_reports_the_downloading_phase(env):
-    from engine.config import RunConfig
+    from engine.core.config import RunConfig
 
     env["modelscope"].throttle_bps = 20e6
     cfg = RunConfig()
@@ -335,7 +335,7 @@ def test_stop_ends_a_jobs_download(env, tmp_path):
     import subprocess
     import sys
 
-    from engine.rundir import RunDir
+    from engine.core.rundir import RunDir
     from tests.conftest import ROOT, tiny_train_config, wait_for_state
     from webui import runner
 
@@ -394,7 +394,7 @@ def test_a_jobs_download_failure_is_worded_in_the_users_language(env, tmp_path):
 def test_a_job_forked_by_the_warm_worker_downloads_too(hubs, workdirs, tmp_path, monkeypatch):
     """The warm worker's forks (the usual way Start runs a job) download as a cold job does. Only ModelScope's
     variables are set: the worker refuses a job whose HF_* variables differ from its own (read at import)."""
-    from engine import warm_worker
+    from engine.jobs import warm_worker
     from tests.conftest import tiny_train_config, wait_for_state
     from webui import runner
 

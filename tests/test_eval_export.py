@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.config import RunConfig
+from engine.core.rundir import FAILED, FINISHED, STOPPED, RunDir
 from tests.conftest import tiny_train_config, wait_for_state
-
-from engine.config import RunConfig
-from engine.rundir import FAILED, FINISHED, STOPPED, RunDir
 from webui import runner
 
 pytestmark = pytest.mark.slow
@@ -113,7 +112,7 @@ def _eval_config(adapter: str, dataset_dir: Path, **eval_fields) -> RunConfig:
 # -- metrics ---------------------------------------------------------------------------
 
 def test_chinese_metrics_use_words():
-    from engine.metrics import corpus_scores, score_pair, tokenize
+    from engine.evaluate.metrics import corpus_scores, score_pair, tokenize
 
     same = "今天天气很好，我们一起去公园散步吧。"
     assert score_pair(same, same) == {"rouge-1": 100.0, "rouge-2": 100.0, "rouge-l": 100.0, "bleu-4": 100.0}
@@ -130,7 +129,7 @@ def test_chinese_metrics_use_words():
 
 
 def test_english_metrics_sanity():
-    from engine.metrics import score_pair
+    from engine.evaluate.metrics import score_pair
 
     scores = score_pair("the cat sat on the mat", "the cat is on the mat")
     assert scores["rouge-1"] == pytest.approx(100 * 5 / 6, abs=1e-6)

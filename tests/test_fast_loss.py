@@ -1,4 +1,4 @@
-"""The answer-only loss (engine/fast_loss.py) against transformers' own loss.
+"""The answer-only loss (engine/train/fast_loss.py) against transformers' own loss.
 
 Every architecture in VERIFIED_ARCHITECTURES trains without the first-batch check, on the strength of the
 first test here: a small random model of each gives the same loss and the same gradients both ways, plain and
@@ -14,9 +14,15 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM, TrainingArguments
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from engine.fast_loss import VERIFIED_ARCHITECTURES, answer_only_loss, make_trainer_class, split_causal_lm, \
-    verified_architecture
-from engine.templates import IGNORE_INDEX
+from engine.core.templates import IGNORE_INDEX
+from engine.train.fast_loss import (
+    VERIFIED_ARCHITECTURES,
+    answer_only_loss,
+    make_trainer_class,
+    split_causal_lm,
+    verified_architecture,
+)
+
 
 @pytest.fixture(autouse=True)
 def one_thread():

@@ -1,4 +1,4 @@
-"""The hardware panel's readings (engine/hardware.py) and how they are shown (webui/hardware_panel.py)."""
+"""The hardware panel's readings (engine/core/hardware.py) and how they are shown (webui/hardware_panel.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import psutil
 
-from engine.hardware import DeviceUse, HardwareUse, hardware_use, parse_npu_smi, parse_nvidia_smi
+from engine.core.hardware import DeviceUse, HardwareUse, hardware_use, parse_npu_smi, parse_nvidia_smi
 from webui.hardware_panel import hardware_html
 
 NVIDIA = """0, NVIDIA H100 80GB HBM3, 12288, 81559, 87

@@ -25,9 +25,9 @@ from typing import get_type_hints
 import gradio as gr
 import pytest
 
-from engine.config import ConfigError, RunConfig, iter_fields
-from engine.data import DataError, Sample, list_datasets, load_samples, preview_page, read_registry, scan_registry
-from engine.paths import DEFAULT_DATA_DIR
+from engine.core.config import ConfigError, RunConfig, iter_fields
+from engine.core.data import DataError, Sample, list_datasets, load_samples, preview_page, read_registry, scan_registry
+from engine.core.paths import DEFAULT_DATA_DIR
 
 # Refused Save/Load arguments raise gr.Warning, which outside a browser session is a UserWarning.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -228,9 +228,9 @@ def test_pages_match_a_full_read(tmp_path, file_name):
 # -- samples longer than the cutoff -------------------------------------------------------------------------
 
 def test_samples_beyond_the_cutoff_are_cut_or_skipped_and_the_log_says_so():
-    from engine.encode import encode_samples
-    from engine.models import load_tokenizer
-    from engine.templates import IGNORE_INDEX
+    from engine.core.encode import encode_samples
+    from engine.core.templates import IGNORE_INDEX
+    from engine.modeling.models import load_tokenizer
 
     tokenizer = load_tokenizer("demo/SmolLM2-135M-Instruct")  # the tokenizer only, no model
     chat = lambda question, answer: Sample(messages=[{"role": "user", "content": question},  # noqa: E731
@@ -657,7 +657,7 @@ def test_data_folder_outside_the_roots_is_refused_for_writing(app, roots, tmp_pa
 
 
 def test_data_folder_outside_the_roots_is_refused_for_reading(app, roots, tmp_path, monkeypatch):
-    from engine.paths import PathError, confined_data_dir, data_roots
+    from engine.core.paths import PathError, confined_data_dir, data_roots
     from webui.dataset_preview import dataset_listing, registry_notice
 
     root = tmp_path / "root"
@@ -682,9 +682,9 @@ def test_data_folder_outside_the_roots_is_refused_for_reading(app, roots, tmp_pa
 
 def test_a_job_refuses_a_data_folder_outside_the_roots(workdirs, demo_model_dir, tmp_path, monkeypatch):
     """A forged run.yaml (or API call) naming another folder: the job reads no data from it and says why."""
-    from engine.encode import training_samples
-    from engine.evaluate import load_eval_samples
-    from engine.paths import PathError
+    from engine.core.encode import training_samples
+    from engine.core.paths import PathError
+    from engine.evaluate.run import load_eval_samples
     from tests.conftest import run_cold_job, tiny_train_config
     from webui import runner
     from webui.run_monitor import status_text
@@ -725,7 +725,7 @@ def test_a_run_name_is_one_folder_name_the_file_system_takes(app, roots):
 
 
 def test_export_dir_errors_are_sentences_naming_the_field(app, roots):
-    from engine.paths import exports_dir
+    from engine.core.paths import exports_dir
 
     exports = exports_dir()  # roots["exports"], unless a session fixture has set its own since
     exports.mkdir(parents=True, exist_ok=True)
@@ -768,7 +768,7 @@ def _run(saves: Path, name: str, status, files: dict | None = None) -> Path:
 
 
 def test_delete_refuses_while_a_run_inside_is_queued_or_running(tmp_path):
-    from engine.run_history import RunBusyError, delete_run
+    from engine.core.run_history import RunBusyError, delete_run
 
     parent = _run(tmp_path, "parent", {"state": "finished"})
     nested = parent / "checkpoint-50"  # a run an older version let start inside another
@@ -783,7 +783,7 @@ def test_delete_refuses_while_a_run_inside_is_queued_or_running(tmp_path):
 
 
 def test_nothing_brings_back_a_deleted_run_folder(tmp_path):
-    from engine.rundir import STOPPED, RunDir
+    from engine.core.rundir import STOPPED, RunDir
 
     run = RunDir(_run(tmp_path, "gone", {"state": "queued"}))
     import shutil
@@ -799,8 +799,8 @@ def test_a_queue_waiter_whose_run_folder_is_deleted_leaves_and_ends(tmp_path):
     import subprocess
     import sys
 
-    from engine.device_queue import lock_path, new_ticket, waiting
-    from engine.rundir import RunDir
+    from engine.core.rundir import RunDir
+    from engine.jobs.device_queue import lock_path, new_ticket, waiting
 
     env = dict(os.environ, TUNEBOARD_SAVES=str(tmp_path))
     with pytest.MonkeyPatch.context() as mp:
@@ -810,7 +810,7 @@ def test_a_queue_waiter_whose_run_folder_is_deleted_leaves_and_ends(tmp_path):
         lock_path().parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path(), "a+b") as held:  # another job holds the device
             fcntl.flock(held, fcntl.LOCK_EX)
-            proc = subprocess.Popen([sys.executable, "-m", "engine.device_queue", str(ticket.path), "--", "true"],
+            proc = subprocess.Popen([sys.executable, "-m", "engine.jobs.device_queue", str(ticket.path), "--", "true"],
                                     env=env, cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.PIPE,
                                     text=True)
             run.write_status("queued", pid=proc.pid)
@@ -850,7 +850,7 @@ def broken_saves(tmp_path):
 
 
 def test_runs_tab_lists_unreadable_runs_with_the_reason(broken_saves, monkeypatch):
-    from engine.run_history import all_runs, summarize
+    from engine.core.run_history import all_runs, summarize
     from webui import runner
     from webui.runs_tab import _view
 
@@ -891,8 +891,8 @@ def test_app_starts_and_reattaches_with_unreadable_runs(broken_saves, monkeypatc
 
 def test_reading_a_huge_run_file_is_bounded(broken_saves):
     """A 50 MB line in status.json, events.jsonl or run.yaml is not read whole (nor held) to find it is too big."""
-    from engine.config import ConfigError, RunConfig
-    from engine.rundir import RunDir
+    from engine.core.config import ConfigError, RunConfig
+    from engine.core.rundir import RunDir
 
     tracemalloc.start()
     try:
@@ -908,8 +908,8 @@ def test_reading_a_huge_run_file_is_bounded(broken_saves):
 
 
 def test_reserved_dataset_names_are_refused(tmp_path):
-    from engine.data.identity import build_identity
-    from engine.data.upload import register_upload
+    from engine.core.data.identity import build_identity
+    from engine.core.data.upload import register_upload
 
     d = data_dir(tmp_path, {"ds": {"file_name": "a.json"}}, {"a.json": [ROW]})
     upload = tmp_path / "up.jsonl"
@@ -927,7 +927,7 @@ DEEP = "[" * 1_000_000 + "]" * 1_000_000
 
 
 def test_deeply_nested_json_is_a_data_error_naming_file_and_row(tmp_path):
-    from engine.data.upload import inspect_file
+    from engine.core.data.upload import inspect_file
 
     d = data_dir(tmp_path, {"lines": {"file_name": "deep.jsonl"}, "whole": {"file_name": "deep.json"}},
                  {"deep.jsonl": json.dumps(ROW) + "\n" + DEEP + "\n", "deep.json": DEEP})
@@ -947,7 +947,7 @@ def test_deeply_nested_json_is_a_data_error_naming_file_and_row(tmp_path):
 
 def test_escaping_names_are_refused_in_the_users_language(tmp_path):
     """confined()'s refusals carry keys: the page words them in its language, after the field's label."""
-    from engine.paths import PathError, confined
+    from engine.core.paths import PathError, confined
     from webui.errors import error_text
 
     (tmp_path / "configs").mkdir()

@@ -11,11 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalogue import CATALOGUE, CUSTOM_MODEL
-from engine.config import RunConfig
-from engine.demo_model import DEMO_MODEL_ID
-from engine.hubs import (HUBS, hub_cache_dir, hub_endpoint, hub_settings, hub_switch, is_hub_id, missing_client,
-                         resolve_hub)
+from engine.core.catalogue import CATALOGUE, CUSTOM_MODEL
+from engine.core.config import RunConfig
+from engine.core.demo_model import DEMO_MODEL_ID
+from engine.core.hubs import (
+    HUBS,
+    hub_cache_dir,
+    hub_endpoint,
+    hub_settings,
+    hub_switch,
+    is_hub_id,
+    missing_client,
+    resolve_hub,
+)
 
 HUB_VARS = ("USE_MODELSCOPE_HUB", "USE_OPENMIND_HUB", "HF_ENDPOINT", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE",
             "XDG_CACHE_HOME", "MODELSCOPE_CACHE", "MS_CACHE_HOME", "MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN",

@@ -1,4 +1,4 @@
-"""engine/lean_activations.py on the real demo model: the same loss and gradients as peft's own forward,
+"""engine/train/lean_activations.py on the real demo model: the same loss and gradients as peft's own forward,
 fewer bytes saved for backward, and untouched modules wherever the patches would not be exact."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from engine import lean_activations
-from engine.lean_activations import apply_lean_activations, remove_lean_activations
+from engine.train import lean_activations
+from engine.train.lean_activations import apply_lean_activations, remove_lean_activations
 
 torch = pytest.importorskip("torch")
 
@@ -28,7 +28,7 @@ def lora_model(demo_model_dir, dropout: float = 0.0, **lora):
     made non-zero so that every LoRA weight gets a gradient."""
     from peft import LoraConfig, get_peft_model
 
-    from engine.models import load_model
+    from engine.modeling.models import load_model
 
     model = load_model(DEMO, dtype=torch.float32)
     model.config.use_cache = False
@@ -183,7 +183,7 @@ def test_head_cross_entropy_same_loss_and_gradient_without_logits(reduction, mon
     log-softmax: the same loss and gradient as F.cross_entropy on the logits."""
     import torch.nn.functional as F
 
-    from engine.lean_activations import head_cross_entropy
+    from engine.train.lean_activations import head_cross_entropy
 
     torch.manual_seed(0)
     head = torch.nn.Linear(96, 5000, bias=False).requires_grad_(False)

@@ -9,13 +9,14 @@ import shutil
 
 import pytest
 
-from engine.config import RunConfig
-from engine.data import DataError, load_row, load_samples
-from engine.encode import encode_samples, row_length
-from engine.length_stats import cutoff_counts, dataset_sizes, length_histogram, training_tokenizer
-from engine.presets import demo_config
-from engine.sample_view import CUT_AWAY, MASKED, TRAINED, sample_views
-from engine.templates import IGNORE_INDEX, ChatFormatter
+from engine.core.config import RunConfig
+from engine.core.data import DataError, load_row, load_samples
+from engine.core.encode import encode_samples, row_length
+from engine.core.length_stats import cutoff_counts, dataset_sizes, length_histogram
+from engine.core.presets import demo_config
+from engine.core.sample_view import CUT_AWAY, MASKED, TRAINED, sample_views
+from engine.core.templates import IGNORE_INDEX, ChatFormatter
+from engine.facade import training_tokenizer
 
 DATA = "assets/data"
 FILL = {"name": "Nova", "author": "ACME"}
@@ -38,7 +39,7 @@ def tok():
 
 def _direct(cfg: RunConfig, tok, sample, cutoff: int) -> tuple[int, bool, bool, list[dict]]:
     """(uncut tokens, cut?, dropped?, training rows) of one sample, read off the rows training makes and
-    judged here by the rule the Cutoff length help states, not by engine.encode's own verdict."""
+    judged here by the rule the Cutoff length help states, not by engine.core.encode's own verdict."""
     cfg.data.cutoff_len = UNCUT
     [whole] = encode_samples(cfg, tok, [sample], lambda _: None)
     log: list[str] = []

@@ -129,7 +129,7 @@ def test_queue_table_is_in_the_language():
 
 
 def test_custom_model_entry_is_in_the_language():
-    from engine.catalogue import CUSTOM_MODEL
+    from engine.core.catalogue import CUSTOM_MODEL
     from webui.top_bar import model_name_choices
 
     for lang in CODES:
@@ -165,9 +165,9 @@ def _engine_error_keys(error_class: str, key_arg: int) -> list[tuple[str, str]]:
 
 
 def test_every_config_error_key_is_translated_with_its_format_fields():
-    """Each engine.config.CONFIG_MESSAGES key has a cfg_err_ message in every language, with the English template's
+    """Each engine.core.config.CONFIG_MESSAGES key has a cfg_err_ message in every language, with the English template's
     format fields (the UI fills them with the error's params), and every ConfigError raised names such a key."""
-    from engine.config import CONFIG_MESSAGES
+    from engine.core.config import CONFIG_MESSAGES
 
     wrong = []
     for key, english in CONFIG_MESSAGES.items():
@@ -190,7 +190,7 @@ def test_every_config_error_key_is_translated_with_its_format_fields():
                                        ("null", "null")])
 def test_extra_args_of_each_json_kind_have_their_own_message(text, key):
     """The f-string keys of extra_args exist for every JSON kind (the static check above only sees their prefix)."""
-    from engine.config import ConfigError, RunConfig
+    from engine.core.config import ConfigError, RunConfig
     from webui.errors import error_text
 
     cfg = RunConfig()
@@ -211,7 +211,7 @@ def test_extra_args_of_each_json_kind_have_their_own_message(text, key):
 def test_config_error_renders_in_each_language_with_the_field_label():
     """A bad value through RunConfig.from_dict: the UI text names the form's label and says why in that language,
     while str() keeps the dotted name and the English the command line prints."""
-    from engine.config import CONFIG_MESSAGES, ConfigError, RunConfig
+    from engine.core.config import CONFIG_MESSAGES, ConfigError, RunConfig
     from webui.errors import error_text
     from webui.locales import field_label
 
@@ -230,9 +230,9 @@ def test_config_error_renders_in_each_language_with_the_field_label():
 
 
 def test_every_data_error_key_is_translated_with_its_format_fields():
-    """As for ConfigError: each engine.data.errors.DATA_MESSAGES key has a data_err_ message in every language with
+    """As for ConfigError: each engine.core.data.errors.DATA_MESSAGES key has a data_err_ message in every language with
     the English template's format fields, and every DataError raised names such a key."""
-    from engine.data.errors import DATA_MESSAGES
+    from engine.core.data.errors import DATA_MESSAGES
 
     wrong = [(key, lang) for key, english in DATA_MESSAGES.items() for lang in CODES
              if _fields(MESSAGES.get(f"data_err_{key}", {}).get(lang) or "-") != _fields(english)
@@ -248,9 +248,9 @@ def test_every_data_error_key_is_translated_with_its_format_fields():
 def test_data_error_renders_where_and_why_in_each_language():
     """The real format detection refusing a file, and a row problem: the file name as it is; the row, the field
     and the reason in the language."""
-    from engine.data import DataError
-    from engine.data.detect import detect
-    from engine.data.errors import DATA_MESSAGES
+    from engine.core.data import DataError
+    from engine.core.data.detect import detect
+    from engine.core.data.errors import DATA_MESSAGES
     from webui.errors import error_text
 
     with pytest.raises(DataError) as info:
@@ -273,9 +273,9 @@ def test_engine_errors_survive_pickling_with_key_and_params():
     """A worker process's error reaches the parent pickled: it must come back whole, not fail on its own text."""
     import pickle
 
-    from engine.config import ConfigError
-    from engine.data import DataError
-    from engine.paths import PathError
+    from engine.core.config import ConfigError
+    from engine.core.data import DataError
+    from engine.core.paths import PathError
 
     for exc in (ConfigError("data.cutoff_len", "at_least", low=8, value=-5),
                 PathError("data folder 'x' is outside", "outside_data_roots", "data.dataset_dir", path="x", roots="r"),

@@ -11,10 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
-from engine.memory_estimate import (DEMO_CONFIG, GB, estimate_inference, estimate_training, info_from_config,
-                                    lora_trainable_params, model_info)
-from engine.memory_fit import DeviceMemory, fits, run_devices
+from engine.core.config import RunConfig
+from engine.core.memory_estimate import (
+    DEMO_CONFIG,
+    GB,
+    estimate_inference,
+    estimate_training,
+    info_from_config,
+    lora_trainable_params,
+    model_info,
+)
+from engine.core.memory_fit import DeviceMemory, fits, run_devices
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,7 +96,7 @@ def test_model_info_sources(tmp_path):
     assert local.exact and local.params() == info("Qwen2.5-7B").params() and local.qkv_bias
     assert model_info("demo/SmolLM2-135M-Instruct").params() == 134_515_008
     assert model_info("nobody/no-such-model-anywhere") is None
-    catalogue = pytest.importorskip("engine.catalogue")
+    catalogue = pytest.importorskip("engine.core.catalogue")
     entry = next(m for m in catalogue.CATALOGUE if m.params_b >= 7 and m.ids.get("huggingface"))
     rough = model_info(entry.ids["huggingface"])
     if rough is not None and not rough.exact:  # not downloaded here: the catalogue's size, a rougher estimate
@@ -239,8 +246,8 @@ def test_estimate_matches_measured_cpu_peak(tmp_path, method, compute, batch):
     """One real run per configuration in its own process, started with the environment Start gives it (tcmalloc):
     its peak resident memory above its baseline (the libraries imported, nothing loaded) against the estimate's
     total above its baseline."""
-    from engine.devices import cpu_has_native_bf16
-    from engine.launch import job_command
+    from engine.core.devices import cpu_has_native_bf16
+    from engine.jobs.launch import job_command
 
     if compute == "bf16" and not cpu_has_native_bf16():
         pytest.skip("bf16 training needs a CPU with native bf16")

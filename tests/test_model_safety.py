@@ -26,13 +26,13 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.chat_settings import GenerationSettings
+from engine.core.config import RunConfig
+from engine.core.model_files import PARENTS_FILE, ModelLoadError, ModelUnloaded, adapter_chain, check_checkpoint
+from engine.modeling.models import load_model, load_tokenizer, load_with_checkpoint
+from engine.serve.chat import ChatEngine
 from tests.conftest import tiny_train_config
 from webui.chat_tab import plain_text
-
-from engine.chat import ChatEngine, GenerationSettings, ModelUnloaded
-from engine.config import RunConfig
-from engine.models import (PARENTS_FILE, ModelLoadError, adapter_chain, check_checkpoint, load_model,
-                           load_tokenizer, load_with_checkpoint)
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def good_adapter(tmp_path_factory, demo_model_dir) -> Path:
     """A real LoRA adapter of the demo model (safetensors), saved the way training saves one."""
     from peft import get_peft_model
 
-    from engine.finetuning import lora_config
+    from engine.modeling.finetuning import lora_config
 
     cfg = tiny_train_config()
     model = load_model(str(demo_model_dir))
@@ -274,7 +274,7 @@ def test_remote_code_loads_and_chats_with_trust(remote_model, tmp_path):
     flag = tmp_path / "imported"
     script = (
         "import sys\n"
-        "from engine.chat import ChatEngine, GenerationSettings\n"
+        "from engine.serve.chat import ChatEngine\nfrom engine.core.chat_settings import GenerationSettings\n"
         "eng = ChatEngine()\n"
         f"eng.load({str(remote_model)!r}, device='cpu', trust_remote_code=True)\n"
         "print('CLASS', type(eng.model).__name__)\n"
@@ -353,7 +353,7 @@ def test_resume_never_unpickles_checkpoint_state_unsafely(tmp_path, demo_model_d
     from peft import get_peft_model
     from transformers import TrainerState
 
-    from engine.finetuning import lora_config
+    from engine.modeling.finetuning import lora_config
 
     cfg = tiny_train_config(resume=True)
     run_dir = tmp_path / "resumed-run"
@@ -456,7 +456,7 @@ def _rss_mb(pid: int) -> float:
 def test_app_unload_mid_answer(app_server, demo_model_dir):
     from gradio_client import Client
 
-    from engine.demo_model import DEMO_MODEL_ID
+    from engine.core.demo_model import DEMO_MODEL_ID
     from webui.locales import t
 
     log_start = app_server.log.stat().st_size

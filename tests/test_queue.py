@@ -15,10 +15,10 @@ import time
 import psutil
 import pytest
 
-from engine import device_queue
-from engine.checkpoints import list_checkpoints
-from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
-from engine.paths import PROJECT_ROOT
+from engine.core.checkpoints import list_checkpoints
+from engine.core.paths import PROJECT_ROOT
+from engine.core.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
+from engine.jobs import device_queue
 from tests.conftest import tiny_train_config, wait_for_state
 from webui import runner
 from webui.run_monitor import launch_checked
@@ -60,7 +60,7 @@ def test_second_start_waits_in_line_and_can_be_cancelled(workdirs, demo_model_di
     assert [runner.snapshot(r).queue_position for r in (first, second, third)] == [0, 1, 2]
     assert device_queue.current() == first  # reading the queue leaves the record of the running job alone
     assert second.read_status()["state"] == QUEUED
-    assert [p.cmdline()[2] for p in _processes_of(second)] == ["engine.device_queue"]  # waiting, not loading
+    assert [p.cmdline()[2] for p in _processes_of(second)] == ["engine.jobs.device_queue"]  # waiting, not loading
 
     runner.stop(third)  # cancel: it never starts
     status = wait_for_state(third, 30)

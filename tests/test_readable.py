@@ -8,7 +8,7 @@ import re
 
 import torch
 
-from engine.chat import TokenStreamer
+from engine.serve.chat import TokenStreamer
 
 
 class _ByteTokenizer:
@@ -44,7 +44,7 @@ def test_bold_markup_renders_in_every_language():
 
 
 def _job(saves, name: str, command: str, created: float, **status):
-    from engine.rundir import QUEUED, RunDir
+    from engine.core.rundir import QUEUED, RunDir
 
     run = RunDir(saves / "m" / "lora" / name)
     run.path.mkdir(parents=True)
@@ -57,7 +57,7 @@ def _job(saves, name: str, command: str, created: float, **status):
 def test_runs_list_names_the_kind_and_shows_training_runs_first(tmp_path, monkeypatch):
     """Evaluations and exports are listed with their kind, under a filter that starts on training runs; a job taken
     out of the queue reads "removed from queue", not "stopped", in both languages."""
-    from engine.run_history import summarize
+    from engine.core.run_history import summarize
     from webui.runs_tab import _view
 
     saves = tmp_path / "saves"
@@ -83,7 +83,7 @@ def test_preview_leaves_out_columns_empty_on_the_page(tmp_path):
     """The identity data has no system prompts: no System column, whose header would stand one letter a line."""
     import shutil
 
-    from engine.paths import DEFAULT_DATA_DIR
+    from engine.core.paths import DEFAULT_DATA_DIR
     from webui.dataset_preview import _page
 
     data = shutil.copytree(DEFAULT_DATA_DIR, tmp_path / "data")

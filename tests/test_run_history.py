@@ -1,6 +1,6 @@
-"""The runs list, the settings diff and deleting a run (engine/run_history.py), on run directories written by the
+"""The runs list, the settings diff and deleting a run (engine/core/run_history.py), on run directories written by the
 training code's own writers: run.yaml by RunConfig.save, status.json by RunDir.write_status and events.jsonl by
-the Trainer callback engine/train.py installs (driven with transformers' own TrainerState). A real training run's
+the Trainer callback engine/train/run.py installs (driven with transformers' own TrainerState). A real training run's
 summary is checked in tests/test_training_integration.py."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import RunConfig
-from engine.job import StopRequested
-from engine.paths import PathError
-from engine.run_history import RunBusyError, all_runs, delete_run, run_label, settings_diff, summarize
-from engine.rundir import FINISHED, QUEUED, RUNNING, RunDir
-from engine.train import make_callback
+from engine.core.config import RunConfig
+from engine.core.paths import PathError
+from engine.core.run_history import RunBusyError, all_runs, delete_run, run_label, settings_diff, summarize
+from engine.core.rundir import FINISHED, QUEUED, RUNNING, RunDir
+from engine.jobs.job import StopRequested
+from engine.train.run import make_callback
 
 
 def _config(**train) -> RunConfig:
@@ -34,7 +34,7 @@ def _config(**train) -> RunConfig:
 def record_run(saves: Path, name: str, cfg: RunConfig, losses: list[float], *, model: str = "SmolLM2-135M-Instruct",
                method: str = "lora", created_at: float = 1.0, eval_losses: dict[int, float] | None = None,
                end: str | None = FINISHED) -> RunDir:
-    """A training run recorded the way launch() and engine/train.py record one: run.yaml, queued, running, one
+    """A training run recorded the way launch() and engine/train/run.py record one: run.yaml, queued, running, one
     callback log per step (100 tokens a step), then ``end`` (None: still running)."""
     from transformers import TrainerControl, TrainerState  # noqa: PLC0415
 

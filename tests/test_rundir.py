@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
-from engine.paths import PathError, confined, safe_name
-from engine.rundir import FAILED, FINISHED, RUNNING, RunDir, list_runs, pid_alive
+from engine.core.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from engine.core.paths import PathError, confined, safe_name
+from engine.core.rundir import FAILED, FINISHED, RUNNING, RunDir, list_runs, pid_alive
 
 
 @pytest.fixture()

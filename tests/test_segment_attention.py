@@ -1,4 +1,4 @@
-"""Packed rows attend sample by sample (engine/segment_attention.py): the same loss and gradients as
+"""Packed rows attend sample by sample (engine/train/segment_attention.py): the same loss and gradients as
 transformers' block-diagonal SDPA, on the real demo model; everything else goes to SDPA unchanged."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.segment_attention import NAME, sample_lengths, use_segment_attention
+from engine.train.segment_attention import NAME, sample_lengths, use_segment_attention
 from tests.conftest import ROOT
 
 
@@ -29,10 +29,10 @@ def test_anything_but_one_packed_row_is_left_to_sdpa(positions, length):
 
 @pytest.fixture(scope="module")
 def rows_and_model(demo_model_dir):
-    from engine.config import RunConfig
-    from engine.data import load_samples
-    from engine.encode import encode_samples
-    from engine.models import load_model, load_tokenizer
+    from engine.core.config import RunConfig
+    from engine.core.data import load_samples
+    from engine.core.encode import encode_samples
+    from engine.modeling.models import load_model, load_tokenizer
 
     cfg = RunConfig()
     cfg.model.model_name_or_path = str(demo_model_dir)
@@ -53,7 +53,7 @@ def _loss_and_grads(model, batch):
 
 @pytest.mark.slow  # loads the demo model
 def test_packed_row_gives_the_block_diagonal_loss_and_gradients(rows_and_model):
-    from engine.encode import PackingCollator, PaddingCollator
+    from engine.train.collators import PackingCollator, PaddingCollator
 
     rows, tokenizer, model = rows_and_model
     packed = PackingCollator(tokenizer.pad_token_id)(rows)
@@ -77,7 +77,7 @@ def test_packed_row_gives_the_block_diagonal_loss_and_gradients(rows_and_model):
 
 @pytest.mark.slow  # loads the demo model
 def test_padded_batches_and_generation_are_unchanged(rows_and_model):
-    from engine.encode import PaddingCollator
+    from engine.train.collators import PaddingCollator
 
     rows, tokenizer, model = rows_and_model
     padded = PaddingCollator(tokenizer.pad_token_id)(rows)
@@ -111,8 +111,8 @@ def test_other_attention_implementations_are_kept(rows_and_model):
 def test_rounded_up_rows_keep_the_loss_and_gradients(rows_and_model):
     """Rows rounded up to a multiple of 32 tokens (bf16 on CPU: few shapes for oneDNN's kernel caches) give the
     same loss and gradients: the packed row's tail continues its last sample unseen, the padded batch's is masked."""
-    from engine.encode import TAIL_PADDING, PackingCollator, PaddingCollator
-    from engine.fast_loss import _token_mask
+    from engine.train.collators import TAIL_PADDING, PackingCollator, PaddingCollator
+    from engine.train.fast_loss import _token_mask
 
     rows, tokenizer, model = rows_and_model
     total = sum(len(r["input_ids"]) for r in rows)
@@ -148,7 +148,7 @@ def test_half_precision_rows_are_attended_in_fp32_on_cpu():
     """bf16 q/k/v (a bf16 run on CPU) come back in bf16, equal to each sample's own causal attention in fp32."""
     from types import SimpleNamespace
 
-    from engine.segment_attention import segment_attention
+    from engine.train.segment_attention import segment_attention
 
     lengths = [5, 37, 12]
     generator = torch.Generator().manual_seed(0)

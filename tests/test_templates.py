@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.models import load_tokenizer
-from engine.templates import IGNORE_INDEX, NAMED_TEMPLATES, TEMPLATE_CHOICES, ChatFormatter, TemplateError
+from engine.core.templates import IGNORE_INDEX, NAMED_TEMPLATES, TEMPLATE_CHOICES, ChatFormatter, TemplateError
+from engine.modeling.models import load_tokenizer
 
 DEMO = "demo/SmolLM2-135M-Instruct"
 SMOL_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"

@@ -1,16 +1,16 @@
-"""Reasoning ("thinking") models: rendering, training encoding, chat and evaluation (engine.reasoning), with
+"""Reasoning ("thinking") models: rendering, training encoding, chat and evaluation (engine.core.reasoning), with
 the test chat templates of tests/thinking_models.py in copies of the demo model."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.config import RunConfig
-from engine.data.formats import Sample
-from engine.encode import training_formatter
-from engine.models import load_tokenizer
-from engine.reasoning import ALWAYS, EMPTY_THOUGHT, SWITCH, Reply, split_reply, split_thought
-from engine.templates import IGNORE_INDEX, ChatFormatter
+from engine.core.config import RunConfig
+from engine.core.data.formats import Sample
+from engine.core.encode import training_formatter
+from engine.core.reasoning import ALWAYS, EMPTY_THOUGHT, SWITCH, Reply, split_reply, split_thought
+from engine.core.templates import IGNORE_INDEX, ChatFormatter
+from engine.modeling.models import load_tokenizer
 from tests.thinking_models import QWEN3_KIND, R1_KIND, REPEAT, REPEATED_REASONING, model_with_template
 
 Q, R, A = "What is 2+2?", "Two and two make four.", "4"
@@ -164,8 +164,8 @@ def test_ordinary_template_keeps_data_as_it_is(demo_model_dir):
 
 def test_train_option_reaches_every_encoding(models):
     """data.enable_thinking decides the training rows, the length check and the formatted preview alike."""
-    from engine.encode import encode_samples
-    from engine.sample_view import TRAINED, sample_views
+    from engine.core.encode import encode_samples
+    from engine.core.sample_view import TRAINED, sample_views
 
     sample = Sample(messages=[dict(m) for m in WITH_REASONING])
     tok = load_tokenizer(models["qwen3"])
@@ -183,7 +183,7 @@ def test_train_option_reaches_every_encoding(models):
 
 
 def test_evaluation_scores_the_answer(r1_tok):
-    from engine.evaluate import prepare_items
+    from engine.evaluate.run import prepare_items
 
     cfg = RunConfig()
     [item] = prepare_items(cfg, ChatFormatter(r1_tok), [Sample(messages=[dict(m) for m in WITH_REASONING])],
@@ -217,7 +217,8 @@ def test_chat_histories_show_the_block_above_the_answer():
 
 @pytest.mark.slow
 def test_chat_streams_reasoning_apart_from_the_answer(models):
-    from engine.chat import ChatEngine, GenerationSettings
+    from engine.core.chat_settings import GenerationSettings
+    from engine.serve.chat import ChatEngine
     from webui.chat_tab import _conversation
     from webui.thinking import StreamedReplies, is_thought
 
@@ -267,7 +268,8 @@ def test_chat_streams_reasoning_apart_from_the_answer(models):
 
 @pytest.mark.slow
 def test_chat_with_the_thinking_switch_template(models):
-    from engine.chat import ChatEngine, GenerationSettings
+    from engine.core.chat_settings import GenerationSettings
+    from engine.serve.chat import ChatEngine
 
     eng = ChatEngine()
     eng.load(models["qwen3"], device="cpu")

@@ -8,8 +8,8 @@ import json
 import gradio as gr
 import pytest
 
-from engine.config import COMMAND_SECTIONS, RunConfig, iter_fields
-from engine.rundir import FINISHED, RunDir
+from engine.core.config import COMMAND_SECTIONS, RunConfig, iter_fields
+from engine.core.rundir import FINISHED, RunDir
 from webui import runner
 from webui.form import config_from_values, field_control, values_from_config
 from webui.locales import plot_labels

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import DEFAULT_PROBES, RunConfig
-from engine.rundir import FINISHED, RUNNING, STOPPED, RunDir
+from engine.core.config import DEFAULT_PROBES, RunConfig
+from engine.core.rundir import FINISHED, RUNNING, STOPPED, RunDir
 from tests.conftest import tiny_train_config, wait_for_state
 from webui import runner
 
@@ -88,7 +88,7 @@ def test_finished_run_is_offered_as_checkpoint(finished_run: RunDir):
 
 def test_runs_view_summary_of_a_real_run(finished_run: RunDir):
     """What the Runs tab lists about a real run: read back from the files the training process wrote."""
-    from engine.run_history import all_runs, summarize
+    from engine.core.run_history import all_runs, summarize
 
     assert finished_run in all_runs()
     s = summarize(finished_run)
@@ -106,7 +106,8 @@ def test_runs_view_summary_of_a_real_run(finished_run: RunDir):
 
 
 def test_chat_through_trained_adapter(finished_run: RunDir):
-    from engine.chat import ChatEngine, GenerationSettings
+    from engine.core.chat_settings import GenerationSettings
+    from engine.serve.chat import ChatEngine
 
     eng = ChatEngine()
     eng.load("demo/SmolLM2-135M-Instruct", str(finished_run.path))
@@ -129,7 +130,8 @@ def test_compare_streams_base_and_adapter_side_by_side(finished_run: RunDir, tmp
     """Compare mode: one batched generate answers through the base model on one row and the trained adapter on
     the other; each answer is exactly what the single chat gives for that variant, and the single chat's
     selection is left as it was."""
-    from engine.chat import ChatEngine, GenerationSettings
+    from engine.core.chat_settings import GenerationSettings
+    from engine.serve.chat import ChatEngine
 
     eng = ChatEngine()
     eng.load("demo/SmolLM2-135M-Instruct", "")
@@ -163,7 +165,7 @@ def test_compare_streams_base_and_adapter_side_by_side(finished_run: RunDir, tmp
 
 def _stacked_adapter(run: RunDir, folder: Path) -> str:
     """A copy of ``run``'s adapter recorded as trained on top of ``run``: answering through it adds both."""
-    from engine.models import PARENTS_FILE
+    from engine.core.model_files import PARENTS_FILE
 
     child = folder / "stacked"
     child.mkdir()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -15,9 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.checkpoints import last_complete_checkpoint, list_checkpoints, resume_plan
-from engine.config import RunConfig
-from engine.rundir import FAILED, FINISHED, STOPPED, RunDir
+from engine.core.checkpoints import last_complete_checkpoint, list_checkpoints, resume_plan
+from engine.core.config import RunConfig
+from engine.core.rundir import FAILED, FINISHED, STOPPED, RunDir
 from tests.conftest import ROOT, tiny_train_config, wait_for_state
 from webui import runner
 
@@ -67,7 +67,7 @@ def test_stage_trains_real_steps(stage, tmp_path, demo_model_dir):
     assert f"stage {stage}" in run.log_path.read_text()
     if stage == "pt":
         # Packed rows carry no padding, except (bf16 on CPU) a tail rounding each row up to a multiple of tokens.
-        from engine.devices import batch_width_multiple, resolve_compute_type
+        from engine.core.devices import batch_width_multiple, resolve_compute_type
 
         multiple = batch_width_multiple("cpu", resolve_compute_type("auto", "cpu"))
         share, real = status["metrics"]["padding_share"], status["metrics"]["num_input_tokens_seen"]
@@ -96,9 +96,10 @@ def test_packed_batch_gives_the_padded_batch_loss(demo_model_dir):
     same loss. (Were attention to cross samples, the second sample's loss would change.)"""
     import torch
 
-    from engine.encode import PackingCollator, PaddingCollator, encode_samples
-    from engine.data import load_samples
-    from engine.models import load_model, load_tokenizer
+    from engine.core.data import load_samples
+    from engine.core.encode import encode_samples
+    from engine.modeling.models import load_model, load_tokenizer
+    from engine.train.collators import PackingCollator, PaddingCollator
 
     cfg = _config("sft")
     tokenizer = load_tokenizer(cfg.model.model_name_or_path)
@@ -314,8 +315,9 @@ def test_new_adapter_on_top_is_used_with_its_parent_everywhere(tmp_path, demo_mo
     """Chat (both adapters active) and evaluation/export (parent merged) see the model training saw."""
     import torch
 
-    from engine.chat import ChatEngine
-    from engine.models import PARENTS_FILE, adapter_chain, load_with_checkpoint
+    from engine.core.model_files import PARENTS_FILE, adapter_chain
+    from engine.modeling.models import load_with_checkpoint
+    from engine.serve.chat import ChatEngine
 
     parent = _run(_config("sft"), tmp_path / "parent")
     assert parent.read_status()["state"] == FINISHED, parent.log_tail(40)

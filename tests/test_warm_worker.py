@@ -15,9 +15,9 @@ import time
 import psutil
 import pytest
 
-from engine import warm_worker
-from engine.paths import PROJECT_ROOT
-from engine.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
+from engine.core.paths import PROJECT_ROOT
+from engine.core.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
+from engine.jobs import warm_worker
 from tests.conftest import tiny_train_config, wait_for_state
 from webui import runner
 
@@ -110,7 +110,7 @@ def test_a_forked_run_outlives_its_launcher_and_the_worker_follows_its_owner(wor
     name = "warm-orphan"
     script = textwrap.dedent(f"""
         import json, sys, time; sys.path.insert(0, {str(PROJECT_ROOT)!r})
-        from engine import warm_worker
+        from engine.jobs import warm_worker
         from tests.conftest import tiny_train_config
         from tests.test_warm_worker import _run, _worker_ready
         from webui import runner

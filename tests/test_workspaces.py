@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from engine import device_queue
-from engine.paths import configs_dir, exports_dir, saves_dir
-from engine.rundir import QUEUED, RunDir
-from engine.workspace import AccessError, Workspace, share_run, user_folder_name, workspaces_dir
+from engine.core.paths import configs_dir, exports_dir, saves_dir
+from engine.core.rundir import QUEUED, RunDir
+from engine.core.workspace import AccessError, Workspace, share_run, user_folder_name, workspaces_dir
+from engine.jobs import device_queue
 from webui import runner
 
 
@@ -149,7 +149,7 @@ def test_admin_logins_in_the_auth_file(tmp_path):
 
 
 def test_a_login_adds_datasets_in_its_own_data_folder_and_reads_no_other(workdirs):
-    from engine.paths import PathError, confined_data_dir
+    from engine.core.paths import PathError, confined_data_dir
     from webui.dataset_upload import on_identity
 
     class Login:  # what Gradio hands a handler: the signed-in user

@@ -8,14 +8,17 @@ from typing import Callable
 
 import gradio as gr
 
-from engine.download import follow_download
-from engine.models import check_checkpoint
-from engine.workspace import Workspace
+from engine import facade
+from engine.core.devices import pick_device
+from engine.core.download import follow_download
+from engine.core.model_files import ModelUnloaded, check_checkpoint
+from engine.core.workspace import Workspace
+from engine.jobs.device_queue import job_on_device
 from webui.errors import error_text
 from webui.form import Translated
 from webui.hardware_panel import HardwarePanel, build_hardware_panel
-from webui.memory_panel import build_chat_memory
 from webui.locales import DEFAULT_LANG, t
+from webui.memory_panel import build_chat_memory
 from webui.run_monitor import download_html
 from webui.thinking import StreamedReplies, is_thought
 from webui.top_bar import TopBar, checkpoint_choices
@@ -33,9 +36,7 @@ def chat_engine(workspace: Workspace = Workspace()):
     key = workspace.user or ""
     with _engine_lock:
         if key not in _engines:
-            from engine.chat import ChatEngine  # noqa: PLC0415
-
-            _engines[key] = ChatEngine()
+            _engines[key] = facade.chat_engine()
         return _engines[key]
 
 
@@ -59,10 +60,7 @@ def made_engines() -> list:
 
 def load_refusal(lang: str, device: str) -> str | None:
     """Why Load model may not put a model on ``device`` now: a job holds or waits for that accelerator in the device
-    queue (engine.device_queue.job_on_device), and the two would share its memory. Chat waits like any job."""
-    from engine.device_queue import job_on_device  # noqa: PLC0415
-    from engine.devices import pick_device  # noqa: PLC0415
-
+    queue (engine.jobs.device_queue.job_on_device), and the two would share its memory. Chat waits like any job."""
     try:
         resolved = pick_device(device)
     except RuntimeError:  # not on this machine: Load says so itself
@@ -162,7 +160,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
                                     elem_id="chat-temperature")
             seed = gr.Number(value=-1, precision=0, minimum=-1, label=t(lang, "seed"), info=t(lang, "seed_info"),
                              elem_id="chat-seed")
-            # Shown for reasoning models only (engine.reasoning): their template takes the switch or always thinks.
+            # Shown for reasoning models only (engine.core.reasoning): their template takes the switch or always thinks.
             enable_thinking = gr.Checkbox(value=True, visible=False, label=t(lang, "enable_thinking"),
                                           info=t(lang, "enable_thinking_info"), elem_id="chat-enable-thinking")
     hardware = build_hardware_panel(top.lang, "chat")
@@ -258,7 +256,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
 
     def on_submit(lang_, mode_, text, history, history_a, history_b, variant_a_, variant_b_, system_text, max_tokens,
                   top_p_, temp, seed_, thinking, request: gr.Request):
-        from engine.chat import GenerationSettings, ModelUnloaded  # noqa: PLC0415
+        from engine.core.chat_settings import GenerationSettings
 
         compare = mode_ == COMPARE
         histories = [list(history_a or []), list(history_b or [])] if compare else [list(history or [])]

@@ -2,7 +2,7 @@
 samples it would cut or drop; and, in the dataset preview, one sample exactly as the model sees it.
 
 Both read the form as a run would (``build`` turns form values into the RunConfig Start would use), and the
-numbers come from the training encoder (engine.length_stats, engine.sample_view), so they are the run's own.
+numbers come from the training encoder (engine.core.length_stats, engine.core.sample_view), so they are the run's own.
 """
 
 from __future__ import annotations
@@ -13,21 +13,22 @@ from typing import Callable
 
 import gradio as gr
 
-from engine.config import ConfigError, RunConfig
-from engine.data import DataError, load_row
-from engine.encode import CUT, DROPPED
-from engine.length_stats import cutoff_counts, dataset_sizes, length_histogram, training_tokenizer
-from engine.models import ModelLoadError
-from engine.paths import PathError, confined_data_dir
-from webui.workspaces import workspace_of
-from engine.sample_view import CUT_AWAY, MASKED, TRAINED, SampleView, sample_views
-from engine.templates import TemplateError
-from webui.errors import error_text
+from engine.core.config import ConfigError, RunConfig
+from engine.core.data import DataError, load_row
+from engine.core.encode import CUT, DROPPED
+from engine.core.length_stats import cutoff_counts, dataset_sizes, length_histogram
+from engine.core.model_files import ModelLoadError
+from engine.core.paths import PathError, confined_data_dir
+from engine.core.sample_view import CUT_AWAY, MASKED, TRAINED, SampleView, sample_views
+from engine.core.templates import TemplateError
+from engine.facade import training_tokenizer
 from webui.dataset_preview import PAGE_SIZE, DatasetPreview
+from webui.errors import error_text
 from webui.form import Translated
 from webui.language import LanguageSwitch
 from webui.locales import DEFAULT_LANG, t
 from webui.plots import length_figure
+from webui.workspaces import workspace_of
 
 # What the check can meet in a form or a data folder; each is shown as a message naming what is wrong.
 _PROBLEMS = (ConfigError, DataError, PathError, TemplateError, ModelLoadError, OSError)

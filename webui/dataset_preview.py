@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import gradio as gr
 
-from engine.data import PREVIEW_COLUMNS, DataError, preview_page, scan_registry
-from engine.paths import PathError, confined_data_dir
-from webui.workspaces import workspace_of
+from engine.core.data import PREVIEW_COLUMNS, DataError, preview_page, scan_registry
+from engine.core.paths import PathError, confined_data_dir
 from webui.errors import error_text
 from webui.form import Translated
 from webui.language import LanguageSwitch
 from webui.locales import DEFAULT_LANG, MESSAGES, t
+from webui.workspaces import workspace_of
 
 PAGE_SIZE = 10
 _COLUMNS = PREVIEW_COLUMNS["sft"]
@@ -36,7 +35,7 @@ def _cell(lang: str, column: str, value):
 
 def dataset_listing(dataset_dir: str, roots: list[Path] | None = None) -> tuple[list[str], list[Exception]]:
     """(usable dataset names in the folder, what is wrong with the folder, its registry or some entries);
-    ``roots``: where the session may read (engine.workspace.Workspace.data_roots)."""
+    ``roots``: where the session may read (engine.core.workspace.Workspace.data_roots)."""
     try:
         return scan_registry(confined_data_dir(dataset_dir, roots))
     except PathError as exc:

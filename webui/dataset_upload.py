@@ -9,17 +9,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.data import DataError
-from engine.data.detect import KINDS
-from engine.data.identity import build_identity
-from engine.data.registry import SUPPORTED_SUFFIXES
-from engine.data.upload import MAX_UPLOAD_MB, Inspection, inspect_file, register_upload
-from engine.paths import PathError, confined_data_dir
+from engine.core.data import DataError
+from engine.core.data.detect import KINDS
+from engine.core.data.identity import build_identity
+from engine.core.data.registry import SUPPORTED_SUFFIXES
+from engine.core.data.upload import MAX_UPLOAD_MB, Inspection, inspect_file, register_upload
+from engine.core.paths import PathError, confined_data_dir
 from webui.dataset_preview import datasets_update
-from webui.workspaces import workspace_of
 from webui.errors import error_text
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t
+from webui.workspaces import workspace_of
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")
 

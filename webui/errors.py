@@ -6,10 +6,10 @@ or technical text and are inserted as they are. An error without a key is shown 
 
 from __future__ import annotations
 
-from engine.config import ConfigError
-from engine.data import DataError
-from engine.models import ModelLoadError
-from engine.paths import PathError
+from engine.core.config import ConfigError
+from engine.core.data import DataError
+from engine.core.model_files import ModelLoadError
+from engine.core.paths import PathError
 from webui.locales import FIELD_TEXT, choice_labels, field_label, t
 
 
@@ -73,7 +73,7 @@ def hub_label(lang: str, hub: str) -> str:
 
 
 def _hub_names(lang: str, params: dict) -> dict:
-    """A download error's hubs (engine.download: hub_id, others_ids) named in ``lang``."""
+    """A download error's hubs (engine.core.download: hub_id, others_ids) named in ``lang``."""
     shown = dict(params)
     if params.get("hub_id"):
         shown["hub"] = hub_label(lang, params["hub_id"])
@@ -83,7 +83,7 @@ def _hub_names(lang: str, params: dict) -> dict:
 
 
 def recorded_error(record) -> BaseException | None:
-    """The error a job kept in status.json (engine.job.error_record), rebuilt to be worded by ``error_text``; None
+    """The error a job kept in status.json (engine.jobs.job.error_record), rebuilt to be worded by ``error_text``; None
     for no record or one this version cannot read (the English ``error`` is shown then)."""
     if not isinstance(record, dict) or not isinstance(record.get("params"), dict):
         return None

@@ -10,20 +10,20 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.config import ConfigError, RunConfig
-from engine.fileio import read_jsonl
-from engine.paths import PathError
-from engine.workspace import Workspace
-from engine.rundir import FINISHED, RunDir
+from engine.core.config import ConfigError, RunConfig
+from engine.core.fileio import read_jsonl
+from engine.core.paths import PathError
+from engine.core.rundir import FINISHED, RunDir
+from engine.core.workspace import Workspace
 from webui import runner
 from webui.dataset_preview import build_dataset_preview, datasets_update
 from webui.errors import error_text
 from webui.form import FieldControl, Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, new_name_unless_typed
-from webui.workspaces import workspace_of
 from webui.top_bar import TopBar, model_label
 from webui.train_tab import dataset_choices
+from webui.workspaces import workspace_of
 
 PAGE_SIZE = 5
 METRIC_KEYS = ("eval_loss", "perplexity", "rouge-1", "rouge-2", "rouge-l", "bleu-4", "samples", "runtime_s")

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.config import ConfigError
-from engine.paths import PathError, confined_folder
-from engine.workspace import Workspace
-from engine.rundir import FINISHED, RunDir
+from engine.core.config import ConfigError
+from engine.core.paths import PathError, confined_folder
+from engine.core.rundir import FINISHED, RunDir
+from engine.core.workspace import Workspace
 from webui import runner
 from webui.errors import error_text
 from webui.form import Translated, config_from_values, field_control
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, new_name_unless_typed
-from webui.workspaces import workspace_of
 from webui.top_bar import TopBar, model_label
+from webui.workspaces import workspace_of
 
 
 def build_export_tab(top: TopBar) -> MonitoredTab:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, get_type_hints
 
 import gradio as gr
 
-from engine.config import RunConfig, field_info
+from engine.core.config import RunConfig, field_info
 from webui.locales import CHOICE_TEXT, choice_labels, field_text, t
 
 

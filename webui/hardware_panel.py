@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from engine.hardware import HardwareUse, hardware_use
+from engine.core.hardware import HardwareUse, hardware_use
 from webui.form import Translated
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import bar_html

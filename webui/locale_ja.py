@@ -335,7 +335,7 @@ MESSAGES = {
     "model_load_failed": "モデルを読み込めません — {error}",
     "generation_failed": "生成に失敗しました — {error}",
     "answer_cut_unloaded": "（回答中にモデルが解放されたため、回答はここで終わります。）",
-    # model loading refusals (engine.models.ModelLoadError keys)
+    # model loading refusals (engine.core.model_files.ModelLoadError keys)
     "load_err_pickle_weights": "{folder} の重みは pickle ファイル（{files}）しかなく、読み込み時に任意のコードを実行できます。"
                                "TuneBoard は safetensors のみを読み込みます。先に safetensors に変換してください。",
     "load_err_no_weights": "{folder} には safetensors の重みがありません。",
@@ -568,7 +568,7 @@ MESSAGES = {
     "identity_written": "データセット **{name}** を作成しました：問答 {rows} 件（{file}）。「データセット」一覧から選べます。",
 }
 
-# ConfigError messages, by engine.config.CONFIG_MESSAGES key (merged as cfg_err_<key>)
+# ConfigError messages, by engine.core.config.CONFIG_MESSAGES key (merged as cfg_err_<key>)
 CONFIG_ERRORS = {
     "not_sections": "セクションのマッピングが必要ですが、{kind} でした",
     "unknown_section": "不明なセクションです（既知：{known}）",
@@ -621,7 +621,7 @@ CONFIG_ERRORS = {
     "at_most": "{high:g} 以下にしてください（入力：{value!r}）",
 }
 
-# DataError messages, by engine.data.errors.DATA_MESSAGES key (merged as data_err_<key>)
+# DataError messages, by engine.core.data.errors.DATA_MESSAGES key (merged as data_err_<key>)
 DATA_ERRORS = {
     "folder_empty": "フォルダに json/jsonl/csv/parquet ファイルがありません",
     "file_empty": "ファイルが空です",
@@ -705,7 +705,7 @@ DATA_ERRORS = {
     "refused_more": "{first}（ほかに {more} 件の問題）。何も登録されていません",
 }
 
-# Download failures (engine.download.DOWNLOAD_MESSAGES keys).
+# Download failures (engine.core.download.DOWNLOAD_MESSAGES keys).
 DOWNLOAD_ERRORS = {
     "no_network": "{model} をダウンロードするために {hub} に接続できません：ネットワーク接続がありません"
                   "（ダウンロード済みのファイルは残り、次回はそこから続けます）",

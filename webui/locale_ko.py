@@ -332,7 +332,7 @@ MESSAGES = {
     "model_load_failed": "모델을 불러올 수 없습니다 — {error}",
     "generation_failed": "생성 실패 — {error}",
     "answer_cut_unloaded": "(답변 도중 모델이 내려져 답변이 여기서 끝납니다.)",
-    # model loading refusals (engine.models.ModelLoadError keys)
+    # model loading refusals (engine.core.model_files.ModelLoadError keys)
     "load_err_pickle_weights": "{folder}의 가중치는 pickle 파일({files})뿐이며, 불러올 때 임의의 코드를 실행할 수 있습니다. "
                                "TuneBoard는 safetensors만 불러옵니다. 먼저 safetensors로 변환하세요.",
     "load_err_no_weights": "{folder}에 safetensors 가중치가 없습니다.",
@@ -565,7 +565,7 @@ MESSAGES = {
     "identity_written": "데이터셋 {name}을(를) 만들었습니다: 문답 {rows}개 ({file}). 이제 '데이터셋' 목록에서 고를 수 있습니다.",
 }
 
-# ConfigError messages, by engine.config.CONFIG_MESSAGES key (merged as cfg_err_<key>)
+# ConfigError messages, by engine.core.config.CONFIG_MESSAGES key (merged as cfg_err_<key>)
 CONFIG_ERRORS = {
     "not_sections": "섹션 매핑이 필요하지만 {kind}입니다",
     "unknown_section": "알 수 없는 섹션입니다 (알려진 섹션: {known})",
@@ -618,7 +618,7 @@ CONFIG_ERRORS = {
     "at_most": "{high:g} 이하여야 합니다. 입력값: {value!r}",
 }
 
-# DataError messages, by engine.data.errors.DATA_MESSAGES key (merged as data_err_<key>)
+# DataError messages, by engine.core.data.errors.DATA_MESSAGES key (merged as data_err_<key>)
 DATA_ERRORS = {
     "folder_empty": "폴더에 json/jsonl/csv/parquet 파일이 없습니다",
     "file_empty": "파일이 비어 있습니다",
@@ -704,7 +704,7 @@ DATA_ERRORS = {
     "refused_more": "{first} (그 밖에 문제 {more}개). 아무것도 등록되지 않았습니다",
 }
 
-# Download failures (engine.download.DOWNLOAD_MESSAGES keys).
+# Download failures (engine.core.download.DOWNLOAD_MESSAGES keys).
 DOWNLOAD_ERRORS = {
     "no_network": "{model}을(를) 내려받으려고 {hub}에 연결할 수 없습니다: 네트워크 연결이 없습니다"
                   "(이미 받은 파일은 남고, 다음에 거기서부터 이어 받습니다)",

@@ -352,7 +352,7 @@ MESSAGES = {
     "model_load_failed": "Не удаётся загрузить модель — {error}",
     "generation_failed": "Ошибка генерации — {error}",
     "answer_cut_unloaded": "(Модель выгружена во время ответа; ответ обрывается здесь.)",
-    # model loading refusals (engine.models.ModelLoadError keys)
+    # model loading refusals (engine.core.model_files.ModelLoadError keys)
     "load_err_pickle_weights": "В {folder} веса есть только в файлах pickle ({files}), которые при загрузке могут "
                                "выполнить код; TuneBoard загружает только safetensors. Сначала преобразуйте их в "
                                "safetensors.",
@@ -592,7 +592,7 @@ MESSAGES = {
                         "«Датасет».",
 }
 
-# ConfigError messages, by engine.config.CONFIG_MESSAGES key (merged as cfg_err_<key>)
+# ConfigError messages, by engine.core.config.CONFIG_MESSAGES key (merged as cfg_err_<key>)
 CONFIG_ERRORS = {
     "not_sections": "ожидалось отображение разделов, получено {kind}",
     "unknown_section": "неизвестный раздел (известные: {known})",
@@ -646,7 +646,7 @@ CONFIG_ERRORS = {
     "at_most": "должно быть не больше {high:g}, получено {value!r}",
 }
 
-# DataError messages, by engine.data.errors.DATA_MESSAGES key (merged as data_err_<key>)
+# DataError messages, by engine.core.data.errors.DATA_MESSAGES key (merged as data_err_<key>)
 DATA_ERRORS = {
     "folder_empty": "в папке нет файлов json/jsonl/csv/parquet",
     "file_empty": "файл пуст",
@@ -742,7 +742,7 @@ DATA_ERRORS = {
     "refused_more": "{first} (и ещё проблем: {more}); ничего не зарегистрировано",
 }
 
-# Download failures (engine.download.DOWNLOAD_MESSAGES keys).
+# Download failures (engine.core.download.DOWNLOAD_MESSAGES keys).
 DOWNLOAD_ERRORS = {
     "no_network": "не удаётся связаться с {hub}, чтобы скачать {model}: нет подключения к сети (уже скачанные файлы "
                   "сохраняются, следующая попытка продолжит с них)",

@@ -1,7 +1,7 @@
 """Every text the UI shows, in English and Chinese here and in Japanese, Korean and Russian in webui/locale_ja.py,
 locale_ko.py and locale_ru.py (merged below). Labels follow LlamaBoard's so its tutorials apply.
 
-Keys for config fields are ``<section>.<field>`` (see engine/config.py); the
+Keys for config fields are ``<section>.<field>`` (see engine/core/config.py); the
 value is (label, info). Other keys are plain messages, formatted with
 ``str.format`` arguments. tests/test_locales.py checks that every key has every language.
 Engine errors' messages (cfg_err_<key>, data_err_<key>) take their English from the engine's
@@ -10,9 +10,9 @@ CONFIG_MESSAGES / DATA_MESSAGES; webui/errors.py renders them.
 
 from __future__ import annotations
 
-from engine.config import CONFIG_MESSAGES, EXTRA_ARGS
-from engine.data.errors import DATA_MESSAGES, DATA_WHERE
-from engine.download import DOWNLOAD_MESSAGES
+from engine.core.config import CONFIG_MESSAGES, EXTRA_ARGS
+from engine.core.data.errors import DATA_MESSAGES, DATA_WHERE
+from engine.core.download import DOWNLOAD_MESSAGES
 from webui import locale_ja, locale_ko, locale_ru
 
 _ALLOWED = ", ".join(f"`{name}`" for name in EXTRA_ARGS)  # info text is Markdown: names as code
@@ -541,7 +541,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "generation_failed": {"en": "Generation failed — {error}", "zh": "生成失败 — {error}"},
     "answer_cut_unloaded": {"en": "(The model was unloaded while answering; the answer stops here.)",
                             "zh": "（回答过程中模型已被卸载，回答到此为止。）"},
-    # model loading refusals (engine.models.ModelLoadError keys)
+    # model loading refusals (engine.core.model_files.ModelLoadError keys)
     "load_err_pickle_weights": {"en": "{folder} holds its weights only as pickle files ({files}), which can run code "
                                       "when loaded; TuneBoard loads safetensors only. Convert them to safetensors first.",
                                 "zh": "{folder} 的权重只有 pickle 文件（{files}），加载时可能执行任意代码；TuneBoard "
@@ -627,7 +627,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "export_failed": {"en": "Export failed: {error}", "zh": "导出失败：{error}"},
     "export_result": {"en": "Model written to `{path}`", "zh": "模型已写入 `{path}`"},
     "export_dir_not_empty": {"en": "export dir {path} exists and is not empty", "zh": "导出目录 {path} 已存在且非空"},
-    # engine.paths.PathError keys (webui/errors.py words them after the field's label)
+    # engine.core.paths.PathError keys (webui/errors.py words them after the field's label)
     "path_err_empty": {"en": "is empty", "zh": "不能为空"},
     "path_err_nul": {"en": "contains a NUL byte", "zh": "包含 NUL 字节"},
     "path_err_not_inside": {"en": "{name} must be a name inside {root}, not an absolute path",
@@ -868,7 +868,7 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
-# ConfigError messages (engine.config.CONFIG_MESSAGES keys) in Chinese; ja/ko/ru have CONFIG_ERRORS.
+# ConfigError messages (engine.core.config.CONFIG_MESSAGES keys) in Chinese; ja/ko/ru have CONFIG_ERRORS.
 CONFIG_ERRORS_ZH = {
     "not_sections": "应为由各部分组成的映射，实际为 {kind}",
     "unknown_section": "未知的部分（已知：{known}）",
@@ -931,7 +931,7 @@ def _add_engine_messages(prefix: str, english: dict[str, str], chinese: dict[str
 _add_engine_messages("cfg_err_", CONFIG_MESSAGES, CONFIG_ERRORS_ZH)
 
 
-# DataError messages (engine.data.errors.DATA_MESSAGES keys) in Chinese; ja/ko/ru have DATA_ERRORS.
+# DataError messages (engine.core.data.errors.DATA_MESSAGES keys) in Chinese; ja/ko/ru have DATA_ERRORS.
 DATA_ERRORS_ZH = {
     "folder_empty": "文件夹中没有 json/jsonl/csv/parquet 文件",
     "file_empty": "文件为空",
@@ -1016,7 +1016,7 @@ DATA_ERRORS_ZH = {
 }
 _add_engine_messages("data_err_", DATA_MESSAGES, DATA_ERRORS_ZH)
 
-# Download failures (engine.download.DOWNLOAD_MESSAGES keys) in Chinese; ja/ko/ru have DOWNLOAD_ERRORS.
+# Download failures (engine.core.download.DOWNLOAD_MESSAGES keys) in Chinese; ja/ko/ru have DOWNLOAD_ERRORS.
 DOWNLOAD_ERRORS_ZH = {
     "no_network": "无法连接 {hub} 下载 {model}：没有网络连接（已下载的文件会保留，下次从这里继续）",
     "offline": "{model} 尚未下载，而离线模式已开启（{switch}）；请关闭离线模式，或选择本地文件夹",

@@ -1,7 +1,7 @@
 """Will it fit? The memory estimate beside the Train tab's form and the Chat tab's Load model.
 
 It follows the form as it changes: each change re-reads nothing but the model's config.json (cached per path by
-engine.memory_estimate) and the hardware reading the hardware panel shares, then does arithmetic.
+engine.core.memory_estimate) and the hardware reading the hardware panel shares, then does arithmetic.
 """
 
 from __future__ import annotations
@@ -10,10 +10,18 @@ import html
 
 import gradio as gr
 
-from engine.config import ConfigError, RunConfig
-from engine.memory_estimate import GB, MemoryEstimate, estimate_inference, estimate_training, model_info
-from engine.checkpointing_choice import TURN_OFF, choose_checkpointing
-from engine.memory_fit import DeviceMemory, Verdict, _checkpointing, device_memory, device_type_of, fits, run_devices
+from engine.core.checkpointing_choice import TURN_OFF, choose_checkpointing
+from engine.core.config import ConfigError, RunConfig
+from engine.core.memory_estimate import GB, MemoryEstimate, estimate_inference, estimate_training, model_info
+from engine.core.memory_fit import (
+    DeviceMemory,
+    Verdict,
+    _checkpointing,
+    device_memory,
+    device_type_of,
+    fits,
+    run_devices,
+)
 from webui.form import FieldControl, config_from_values
 from webui.hardware_panel import reading
 from webui.language import LanguageSwitch

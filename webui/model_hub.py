@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.catalogue import CATALOGUE, CUSTOM_MODEL, catalogue_model, hubs_with, model_id, size_text
-from engine.config import RunConfig
-from engine.hubs import HUBS, hub_settings, hub_switch, missing_client, resolve_hub
+from engine.core.catalogue import CATALOGUE, CUSTOM_MODEL, catalogue_model, hubs_with, model_id, size_text
+from engine.core.config import RunConfig
+from engine.core.hubs import HUBS, hub_settings, hub_switch, missing_client, resolve_hub
 from webui.form import FieldControl, field_control
 from webui.locales import choice_labels, t
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from engine.memo import SharedMemo
+from engine.core.memo import SharedMemo
 
 
 def smooth(values: list[float], weight: float | None = None) -> list[float]:
@@ -107,7 +107,7 @@ def overlay_figure(curves: list[tuple[str, list[dict]]], labels: dict[str, str])
 
 
 def length_figure(edges: list[int], counts: list[int], cutoff: int, labels: dict[str, str]):
-    """Histogram of sample lengths in tokens, bins from ``engine.length_stats.length_histogram`` (drawn as they
+    """Histogram of sample lengths in tokens, bins from ``engine.core.length_stats.length_histogram`` (drawn as they
     are, so the bars are the counted numbers), bins beyond ``cutoff`` in another colour and a line at it.
     ``labels``: translated tokens, samples and cutoff (with {cutoff})."""
     import plotly.graph_objects as go  # noqa: PLC0415

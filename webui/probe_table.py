@@ -1,4 +1,4 @@
-"""The probe table next to the loss curve: step x question -> the model's greedy answer (see engine/probes.py)."""
+"""The probe table next to the loss curve: step x question -> the model's greedy answer (see engine/train/probes.py)."""
 
 from __future__ import annotations
 

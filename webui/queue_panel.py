@@ -10,9 +10,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import device_queue
-from engine.rundir import QUEUED, RunDir
-from engine.workspace import Workspace
+from engine.core.rundir import QUEUED, RunDir
+from engine.core.workspace import Workspace
+from engine.jobs import device_queue
 from webui import runner
 from webui.form import Translated
 from webui.language import LanguageSwitch

@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine import device_queue
-from engine.checkpointing_choice import TURN_OFF
-from engine.checkpoints import last_complete_checkpoint, resume_plan
-from engine.config import ConfigError, RunConfig
-from engine.paths import PathError, confined_data_dir
-from engine.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
-from engine.workspace import AccessError, Workspace, owner_of
+from engine.core.checkpointing_choice import TURN_OFF
+from engine.core.checkpoints import last_complete_checkpoint, resume_plan
+from engine.core.config import ConfigError, RunConfig
+from engine.core.paths import PathError, confined_data_dir
+from engine.core.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
+from engine.core.workspace import AccessError, Workspace, owner_of
+from engine.jobs import device_queue
 from webui import runner
 from webui.errors import error_text, hub_label, recorded_error
 from webui.form import Translated
@@ -101,7 +101,7 @@ def bar_html(pct: float, text: str, label: str = "") -> str:
             f'<span class="tb-progress-text">{html.escape(text)}</span></div>')
 
 
-_STEP_LINE = re.compile(r"^step (\d+)/(\d+)((?: \| [^|]+)*)$")  # engine/train.py's line per logged step
+_STEP_LINE = re.compile(r"^step (\d+)/(\d+)((?: \| [^|]+)*)$")  # engine/train/run.py's line per logged step
 _STEP_PARTS = {"loss": "log_loss", "eval_loss": "log_eval_loss", "lr": "log_lr"}
 _FIRST_LOSS = " (the first batch, before any update)"
 
@@ -172,7 +172,7 @@ def status_text(lang: str, kind: str, snap: runner.Snapshot) -> str:
 
 
 def checkpointing_text(lang: str, choice: dict | None) -> str:
-    """Gradient checkpointing as the job chose it by itself on an accelerator (engine.checkpointing_choice); nothing
+    """Gradient checkpointing as the job chose it by itself on an accelerator (engine.core.checkpointing_choice); nothing
     for an explicit setting or the CPU's default, which say nothing new."""
     if not choice or choice.get("reason") not in ("fits", "tight", "too_big", "unknown"):
         return ""
@@ -357,7 +357,7 @@ def build_run_monitor(kind: str, log_lines: int = 12, render_log: bool = True) -
 
 def check_queue_share(workspace: Workspace) -> None:
     """With logins, a login (not an admin) may have ``policy().max_queued`` jobs waiting at most: the class shares
-    one device queue, which takes the logins' jobs in turn (engine.device_queue.waiting)."""
+    one device queue, which takes the logins' jobs in turn (engine.jobs.device_queue.waiting)."""
     if workspace.folder is None or workspace.admin:
         return
     mine = sum(owner_of(ticket.run.path) == workspace.folder.name for ticket in device_queue.waiting())

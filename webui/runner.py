@@ -8,26 +8,28 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.checkpoints import Checkpoint, list_checkpoints
-from engine.config import RunConfig
-from engine import warm_worker
-from engine.device_queue import crowds_cpu_memory, new_ticket, position, queue_dir, shares_accelerator, wrap
-from engine.launch import job_command, uses_torchrun
-from engine.paths import PROJECT_ROOT, confined_folder, safe_name, saves_dir
-from engine.rundir import ACTIVE_STATES, QUEUED, RUNNING, RunDir, list_runs
-from engine.workspace import Workspace
+from engine.core.checkpoints import Checkpoint, list_checkpoints
+from engine.core.config import RunConfig
+from engine.core.paths import PROJECT_ROOT, confined_folder, safe_name, saves_dir
+from engine.core.run_history import delete_run as remove
+from engine.core.rundir import ACTIVE_STATES, FINISHED, QUEUED, RUNNING, STOPPED, RunDir, list_runs
+from engine.core.workspace import Workspace
+from engine.jobs import warm_worker
+from engine.jobs.device_queue import crowds_cpu_memory, new_ticket, position, queue_dir, shares_accelerator, wrap
+from engine.jobs.launch import job_command, uses_torchrun
 
 _children: dict[int, subprocess.Popen] = {}  # reaped on poll so no zombies are left behind
 
 
 def method_dir(model_label: str, method: str, saves: Path | None = None) -> Path:
-    """<saves>/<model>/<method>: ``saves`` is a workspace's (engine.workspace), saves/ without logins."""
+    """<saves>/<model>/<method>: ``saves`` is a workspace's (engine.core.workspace), saves/ without logins."""
     return (saves or saves_dir()) / safe_name(model_label) / safe_name(method)
 
 
@@ -91,15 +93,13 @@ def launch_lock():
 
 def _web_chats() -> list:
     """The chat engines of this process, those Chat has made (without importing Chat's tab, or torch)."""
-    import sys  # noqa: PLC0415
-
     tab = sys.modules.get("webui.chat_tab")
     return tab.made_engines() if tab is not None else []
 
 
 def release_chat(cfg: RunConfig, command: str, chat) -> dict | None:
     """Unload ``chat``'s model (an answer being written is cut) when the job will use its accelerator, or, both on
-    the CPU, when the memory estimate says the run does not fit beside it (engine.device_queue says why).
+    the CPU, when the memory estimate says the run does not fit beside it (engine.jobs.device_queue says why).
     Returns {"model", "device"} of what was unloaded, None when it stays."""
     if chat is None or not chat.loaded:
         return None
@@ -180,14 +180,14 @@ class Snapshot:
     elapsed_s: float = 0.0
     remaining_s: float = 0.0
     error: str | None = None
-    error_record: dict | None = None  # the error's message key and params (engine.job.error_record)
+    error_record: dict | None = None  # the error's message key and params (engine.jobs.job.error_record)
     phase: str = ""
     events: list = field(default_factory=list)
     log_tail: str = ""
     queue_position: int = 0  # 1 = next to start; 0 = not waiting
     cancelled: bool = False
-    download: dict | None = None  # engine.download.DownloadProgress fields, while the phase is "downloading"
-    checkpointing: dict | None = None  # engine.checkpointing_choice.CheckpointingChoice fields, once the job chose
+    download: dict | None = None  # engine.core.download.DownloadProgress fields, while the phase is "downloading"
+    checkpointing: dict | None = None  # engine.core.checkpointing_choice.CheckpointingChoice fields, once the job chose
 
 
 def snapshot(run: RunDir) -> Snapshot:
@@ -250,8 +250,6 @@ def checkpoint_entries(model_label: str, method: str, workspace: Workspace = Wor
     """What ``workspace`` can load for this model and method, newest run first: a run's final weights (checkpoint
     None) once it finished or was stopped, then its complete checkpoint-N folders, latest first. Its own runs (an
     admin's: everyone's), then those others shared with it."""
-    from engine.rundir import FINISHED, STOPPED  # noqa: PLC0415
-
     entries: list[tuple[RunDir, Checkpoint | None]] = []
     runs = [run for root in workspace.run_roots() for run in list_runs(method_dir(model_label, method, root))]
     runs += [run for run in workspace.shared_runs()
@@ -271,10 +269,8 @@ def finished_checkpoints(model_label: str, method: str, workspace: Workspace = W
 
 def delete_run(path: str, root: Path | None = None) -> RunDir:
     """Delete a finished, failed or stopped run directory of ``root`` (a workspace's saves; saves/ by default;
-    engine.run_history.delete_run), under the launch lock: a Start that would resume the same folder waits, and
+    engine.core.run_history.delete_run), under the launch lock: a Start that would resume the same folder waits, and
     then finds it gone."""
-    from engine.run_history import delete_run as remove  # noqa: PLC0415
-
     with launch_lock():
         run = remove(path, root)
     _shared.pop(run.path, None)

@@ -1,6 +1,6 @@
 """The Runs tab: every run under saves/ in one table, loss curves of several runs in one plot with the settings in
 which they differ, and deleting a finished run. Everything is read from the run directories
-(engine/run_history.py); the tab keeps nothing of its own."""
+(engine/core/run_history.py); the tab keeps nothing of its own."""
 
 from __future__ import annotations
 
@@ -10,11 +10,19 @@ from typing import Any
 
 import gradio as gr
 
-from engine.paths import PathError
-from engine.workspace import Workspace, is_shared, owner_of, share_run, workspaces_dir
-from engine.run_history import RunBusyError, RunSummary, all_runs, loss_events, run_label, run_to_delete, \
-    settings_diff, summarize
-from engine.rundir import RunDir
+from engine.core.paths import PathError
+from engine.core.run_history import (
+    RunBusyError,
+    RunSummary,
+    all_runs,
+    loss_events,
+    run_label,
+    run_to_delete,
+    settings_diff,
+    summarize,
+)
+from engine.core.rundir import RunDir
+from engine.core.workspace import Workspace, is_shared, owner_of, share_run, workspaces_dir
 from webui import runner
 from webui.errors import error_text
 from webui.form import Translated

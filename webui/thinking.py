@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from engine.reasoning import Reply
+from engine.core.reasoning import Reply
 from webui.locales import t
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.checkpoints import Checkpoint
-from engine.catalogue import CATALOGUE, CUSTOM_MODEL, catalogue_model
-from engine.paths import safe_name
-from engine.templates import TEMPLATE_CHOICES
-from engine.workspace import Workspace, owner_of
+from engine.core.catalogue import CATALOGUE, CUSTOM_MODEL, catalogue_model
+from engine.core.checkpoints import Checkpoint
+from engine.core.paths import safe_name
+from engine.core.templates import TEMPLATE_CHOICES
+from engine.core.workspace import Workspace, owner_of
 from webui import runner
 from webui.form import FieldControl, Translated, field_control
 from webui.language import LanguageSwitch

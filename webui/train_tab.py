@@ -10,27 +10,33 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.checkpoints import CARRIED_OVER, resume_plan
-from engine.config import ConfigError, RunConfig
-from engine.paths import PathError, confined
-from engine.presets import demo_config
-from engine.rundir import ACTIVE_STATES, RunDir
+from engine.core.checkpoints import CARRIED_OVER, resume_plan
+from engine.core.config import ConfigError, RunConfig
+from engine.core.paths import PathError, confined
+from engine.core.presets import demo_config
+from engine.core.rundir import ACTIVE_STATES, RunDir
+from engine.core.workspace import Workspace
 from webui import runner
 from webui.dataset_check import build_dataset_check, check_button
 from webui.dataset_preview import build_dataset_preview, dataset_listing, datasets_update
 from webui.dataset_upload import build_dataset_upload
 from webui.errors import error_text
-from webui.hardware_panel import build_hardware_panel
-from webui.memory_panel import build_train_memory
 from webui.form import FieldControl, Translated, config_from_values, field_control, values_from_config
+from webui.hardware_panel import build_hardware_panel
 from webui.locales import DEFAULT_LANG, plot_labels, t
+from webui.memory_panel import build_train_memory
 from webui.plots import loss_figure
 from webui.probe_table import probes_html
-from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, describe_change, folder_refusal, \
-    new_name_unless_typed
+from webui.run_monitor import (
+    MonitoredTab,
+    PageLoad,
+    build_run_monitor,
+    describe_change,
+    folder_refusal,
+    new_name_unless_typed,
+)
 from webui.top_bar import TopBar, checkpoint_details, model_label
 from webui.workspaces import workspace_of
-from engine.workspace import Workspace
 
 
 def default_run_name(saves=None, avoid: str = "") -> str:

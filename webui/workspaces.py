@@ -1,4 +1,4 @@
-"""Which workspace a browser session acts in (engine.workspace decides what that workspace may do).
+"""Which workspace a browser session acts in (engine.core.workspace decides what that workspace may do).
 
 The app sets the policy once at start (``configure``); every handler that lists, starts, stops, deletes or loads
 runs takes ``request: gr.Request`` (Gradio fills it, for the UI and the API alike) and asks ``workspace_of``."""
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from engine.workspace import Workspace
+from engine.core.workspace import Workspace
 
 DEFAULT_MAX_QUEUED = 3
 

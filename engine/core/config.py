@@ -1,0 +1,596 @@
+"""The typed run configuration: the one source of truth for every hyper-parameter.
+
+The web UI builds its controls from these fields, ``run.yaml`` is their YAML
+form, and ``python -m engine train run.yaml`` reads them back. Each field's
+``help`` metadata is its documentation; ``validate()`` checks every value in
+one place and names the field in every error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+from engine.core.fileio import MAX_RECORD_BYTES
+from engine.core.hubs import HUB_CHOICES
+
+STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto")
+PREFERENCE_STAGES = ("rm", "dpo", "orpo")  # trained on (prompt, chosen, rejected)
+FINETUNING_TYPES = ("lora", "freeze", "full")
+# pure_bf16: weights themselves in bf16 (no fp32 master copy); bf16/fp16: mixed precision.
+COMPUTE_TYPES = ("auto", "fp32", "fp16", "bf16", "pure_bf16")
+OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit", "paged_adamw_8bit")
+REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
+QUANTIZATION_BITS = ("none", "8", "4")
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "apo_zero",
+              "apo_down", "sigmoid_norm")
+KTO_LOSSES = ("kto", "apo_zero_unpaired")
+# DeepSpeed ZeRO stages; code compares with these names, never with string literals.
+DEEPSPEED_OFF, DEEPSPEED_ZERO2, DEEPSPEED_ZERO3 = "none", "2", "3"
+DEEPSPEED_STAGES = (DEEPSPEED_OFF, DEEPSPEED_ZERO2, DEEPSPEED_ZERO3)
+
+# Trainer arguments accepted in train.extra_args, with the JSON types each takes. Anything else is refused:
+# the form owns the other arguments, and some (output_dir, hub tokens, deepspeed paths) must not be set by hand.
+EXTRA_ARGS: dict[str, tuple[type, ...]] = {
+    "weight_decay": (int, float), "adam_beta1": (int, float), "adam_beta2": (int, float),
+    "adam_epsilon": (int, float), "warmup_ratio": (int, float), "label_smoothing_factor": (int, float),
+    "lr_scheduler_kwargs": (dict,), "optim_args": (str,), "max_steps": (int,), "eval_steps": (int,),
+    "save_total_limit": (int,), "per_device_eval_batch_size": (int,), "eval_accumulation_steps": (int,),
+    "gradient_checkpointing": (bool,), "gradient_checkpointing_kwargs": (dict,), "torch_compile": (bool,),
+    "dataloader_num_workers": (int,), "dataloader_pin_memory": (bool,), "ddp_timeout": (int,),
+    "ddp_find_unused_parameters": (bool,), "data_seed": (int,), "full_determinism": (bool,),
+    "logging_nan_inf_filter": (bool,), "average_tokens_across_devices": (bool,), "save_only_model": (bool,),
+    "skip_memory_metrics": (bool,), "tf32": (bool,),
+}
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
+DEVICES = ("auto", "cpu", "cuda", "npu", "mps")
+EXPORT_DTYPES = ("auto", "bf16", "fp16", "fp32")
+COMMANDS = ("train", "eval", "export")
+
+
+# ConfigError messages: key -> English template. The key and params let the web UI say the same in the user's
+# language (webui/locales.py has a translation per key); the command line prints the English text.
+CONFIG_MESSAGES: dict[str, str] = {
+    "not_sections": "expected a mapping of sections, got {kind}",
+    "unknown_section": "unknown section (known: {known})",
+    "yaml_invalid": "not valid YAML: {error}",
+    "not_utf8": "{path} is not UTF-8 text (not a YAML config file?)",
+    "unreadable": "cannot read {path}: {reason}",
+    "too_big": "{path} is over {limit_mb} MB: not a config file this app wrote",
+    "yaml_too_deep": "nested too deeply to read",
+    "empty": "must not be empty",
+    "no_dataset": "choose at least one dataset",
+    "zero_layers": "must not be 0 (positive: last N layers, negative: first N)",
+    "quantized_needs_lora": "quantized base weights can only be trained with LoRA (QLoRA)",
+    "patience_needs_val": "needs a validation split: set data.val_size above 0",
+    "too_many_probes": "at most {limit} questions, one per line",
+    "ftx_dpo_only": "the SFT mix-in is available for the DPO stage only",
+    "pissa_with_dora": "PiSSA initialisation and DoRA cannot be combined",
+    "new_adapter_needs_checkpoint": "select a checkpoint to build the new adapter on",
+    "compare_needs_checkpoint": "choose a checkpoint to compare with the base model",
+    "node_rank": "must be below the number of nodes ({nnodes})",
+    "master_addr": "set the address of the rank-0 node",
+    "master_addr_local": "{addr} reaches only this machine; with several nodes, enter the rank-0 node's address "
+                         "that the other nodes can reach",
+    "extra_args_json": "not valid JSON ({error} at column {column})",
+    # one key per JSON kind, so that no English word is passed into a translation
+    "extra_args_list": "must be a JSON object like {example}, got a list",
+    "extra_args_string": "must be a JSON object like {example}, got a string",
+    "extra_args_number": "must be a JSON object like {example}, got a number",
+    "extra_args_bool": "must be a JSON object like {example}, got true/false",
+    "extra_args_null": "must be a JSON object like {example}, got null",
+    "extra_arg_unknown": "not an allowed argument (allowed: {allowed})",
+    "extra_arg_number": "expected number, got {value!r}",
+    "extra_arg_bool": "expected true/false, got {value!r}",
+    "extra_arg_object": "expected an object, got {value!r}",
+    "extra_arg_text": "expected text, got {value!r}",
+    "devices_format": "expected device numbers like 0,1; got {value!r}",
+    "device_twice": "device {device} is listed twice",
+    "not_mapping": "expected a mapping, got {kind}",
+    "unknown_field": "unknown field",
+    "empty_int": "is empty; enter a whole number",
+    "empty_number": "is empty; enter a number",
+    "expected_bool": "expected true or false, got {value!r}",
+    "expected_int": "expected a whole number, got {value!r}",
+    "expected_number": "expected a number, got {value!r}",
+    "expected_finite": "expected a finite number, got {value!r}",
+    "expected_text": "expected text, got {kind}",
+    "expected_names": "expected a list of names, got {value!r}",
+    "nul_byte": "contains a NUL byte",
+    "not_a_choice": "must be one of {choices}; got {value!r}",
+    "not_finite": "must be a finite number, got {value!r}",
+    "above": "must be greater than {low:g}, got {value!r}",
+    "at_least": "must be at least {low:g}, got {value!r}",
+    "at_most": "must be at most {high:g}, got {value!r}",
+}
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message starts with the field's dotted name.
+
+    ``key`` (of CONFIG_MESSAGES) and ``params`` let the web UI show the same message in the user's language."""
+
+    def __init__(self, field_name: str, key: str, **params: Any):
+        self.field_name, self.key, self.params = field_name, key, params
+        super().__init__(f"{field_name}: {CONFIG_MESSAGES[key].format(**params)}")
+
+    def __reduce__(self):
+        # Pickled (a worker process's error) as its key and params: self.args holds only the formatted text.
+        return partial(type(self), self.field_name, self.key, **self.params), ()
+
+
+def _f(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
+       max: float | None = None, min_exclusive: bool = False) -> Any:
+    """A dataclass field with its documentation and bounds attached."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _is_local_address(addr: str) -> bool:
+    """Whether a master address can only ever mean the machine that reads it (loopback, unspecified, localhost).
+
+    Literal checks only, no name lookup: the config is validated on whichever node it is opened."""
+    addr = addr.strip().strip("[]").lower().rstrip(".")
+    if addr == "localhost" or addr.endswith(".localhost") or addr == "localhost.localdomain":
+        return True
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 is 127.0.0.1
+    return ip.is_loopback or ip.is_unspecified
+
+
+@dataclass
+class ModelConfig:
+    model_name_or_path: str = _f(
+        "demo/SmolLM2-135M-Instruct",
+        "Local model folder, repo id on the model hub (e.g. Qwen/Qwen2.5-7B-Instruct), or the embedded demo model "
+        "`demo/SmolLM2-135M-Instruct`.")
+    hub: str = _f(
+        "auto", "Model hub a repo id is downloaded from: huggingface (HF_ENDPOINT for a mirror), modelscope or "
+                "modelers (openMind); `auto` follows LlamaBoard's USE_MODELSCOPE_HUB=1 / USE_OPENMIND_HUB=1, else "
+                "huggingface. A local folder is used as it is, whatever the hub.", choices=HUB_CHOICES)
+    adapter_path: str = _f(
+        "", "Checkpoint (LoRA adapter or full/freeze weights folder) to start from or to chat with; empty for the base model.")
+    template: str = _f(
+        "auto", "Chat template: `auto` uses the tokenizer's own; or one of qwen, chatml, llama3, default.")
+    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint to run (off unless you trust it).")
+    device: str = _f("auto", "Device to run on: auto picks CUDA, Ascend NPU, MPS or CPU.", choices=DEVICES)
+    quantization_bit: str = _f(
+        "none", "Load the frozen base weights in 8 or 4 bits through bitsandbytes (QLoRA; LoRA only, on CUDA GPUs).",
+        choices=QUANTIZATION_BITS)
+
+
+@dataclass
+class DataConfig:
+    dataset_dir: str = _f("assets/data", "Folder holding dataset_info.json and the dataset files.")
+    datasets: list = _f([], "Names of datasets in dataset_info.json to train on.")
+    cutoff_len: int = _f(1024, "Maximum tokens per sample (prompt + answer); longer samples are truncated, and one "
+                               "whose answer lies wholly beyond it is skipped (the log gives both counts).",
+                         min=8, max=1_000_000)
+    max_samples: int = _f(0, "Use at most this many samples from each dataset; 0 means all.", min=0)
+    val_size: float = _f(0.0, "Share of samples held out for validation (0 to 0.5).", min=0.0, max=0.5)
+    identity_name: str = _f("TuneBoard Assistant", "Fills the {{name}} placeholder in identity data.")
+    identity_author: str = _f("the TuneBoard team", "Fills the {{author}} placeholder in identity data.")
+    # On by default: a packed batch gives the padded batch's loss with no padding computed (fewer FLOPs, a lower
+    # peak); stages trained on pairs or labelled answers (rm, dpo, orpo, kto) pad their batches whatever it says.
+    packing: bool = _f(True, "Put the samples of a batch side by side in one row (pre-training and SFT; other stages "
+                             "pad): attention stays inside each sample, so a batch gives the same loss as padded, "
+                             "and no padding is computed.")
+    train_on_prompt: bool = _f(False, "Also compute the loss on prompt tokens (SFT), not only on the answers.")
+    mask_history: bool = _f(False, "Train only on the last answer of multi-turn conversations (SFT).")
+    enable_thinking: bool = _f(True, "Reasoning models (templates with <think>): answers keep the reasoning the data "
+                                     "gives them and the others learn the template's empty think block; off, all "
+                                     "reasoning is dropped and the empty block is part of the prompt.")
+
+
+@dataclass
+class LoraConfig:
+    rank: int = _f(8, "LoRA rank r: size of the low-rank update.", min=1, max=1024)
+    alpha: int = _f(16, "LoRA alpha: the update is scaled by alpha / rank.", min=1, max=4096)
+    dropout: float = _f(0.0, "Dropout on the LoRA input.", min=0.0, max=0.9)
+    target: str = _f("all", "Modules to adapt: `all` for every linear layer, or comma-separated names (q_proj,v_proj).")
+    additional_target: str = _f("", "Extra modules trained in full and saved with the adapter (comma-separated, "
+                                    "e.g. embed_tokens,lm_head).")
+    loraplus_lr_ratio: float = _f(0.0, "LoRA+: learning rate of the B matrices is this many times the A matrices' "
+                                       "(0 turns LoRA+ off; 16 is typical).", min=0.0, max=1000.0)
+    use_rslora: bool = _f(False, "rsLoRA: scale the update by alpha / sqrt(rank), stable at high ranks.")
+    use_dora: bool = _f(False, "DoRA: weight-decomposed LoRA (magnitude and direction trained apart).")
+    pissa_init: bool = _f(False, "PiSSA: initialise the adapter from the principal singular vectors of the weights.")
+    create_new_adapter: bool = _f(False, "With a checkpoint selected: merge it into the base and train a new "
+                                         "adapter on top, instead of continuing the selected one.")
+
+
+@dataclass
+class FreezeConfig:
+    trainable_layers: int = _f(2, "Train the last N transformer layers (negative: the first N).", min=-1000, max=1000)
+    trainable_modules: str = _f("all", "Inside those layers, train only modules with these names (comma-separated, "
+                                       "e.g. mlp,self_attn); `all` trains whole layers.")
+    extra_modules: str = _f("", "Modules outside the layers to train too (comma-separated, e.g. embed_tokens,norm).")
+
+
+@dataclass
+class RlhfConfig:
+    beta: float = _f(0.1, "DPO/KTO: how far the model may move from the reference (higher: less); ORPO: weight of "
+                          "the odds-ratio term.", min=0.0, max=100.0, min_exclusive=True)
+    ftx: float = _f(0.0, "DPO: weight of an SFT loss on the chosen answers mixed into the preference loss.",
+                    min=0.0, max=100.0)
+    loss_type: str = _f("sigmoid", "DPO loss: sigmoid (the original), hinge, ipo, robust, ...", choices=DPO_LOSSES)
+    kto_loss_type: str = _f("kto", "KTO loss.", choices=KTO_LOSSES)
+    desirable_weight: float = _f(1.0, "KTO: weight of losses on desirable answers.", min=0.0, max=100.0,
+                                 min_exclusive=True)
+    undesirable_weight: float = _f(1.0, "KTO: weight of losses on undesirable answers.", min=0.0, max=100.0,
+                                   min_exclusive=True)
+
+
+@dataclass
+class DistributedConfig:
+    devices: str = _f("", "Accelerator indices to use, comma-separated (e.g. 0,1), numbered as nvidia-smi or "
+                          "npu-smi lists them; empty: only the first one (one process never spreads over several). "
+                          "More than one launches the run through torchrun.")
+    nproc_per_node: int = _f(0, "Processes on this node; 0: one per selected device (set it on CPU to run several "
+                                "gloo processes).", min=0, max=1024)
+    nnodes: int = _f(1, "Number of machines taking part. Only the rank-0 node saves checkpoints: to resume, every "
+                        "node needs saves/ on a shared filesystem.", min=1, max=4096)
+    node_rank: int = _f(0, "This machine's rank among the nodes (0 for the master).", min=0, max=4095)
+    master_addr: str = _f("127.0.0.1", "Address of the node with rank 0 (with several nodes, one the others can "
+                                        "reach).")
+    master_port: int = _f(29500, "Port of the rendezvous on the master node.", min=1, max=65535)
+    deepspeed: str = _f("none", "DeepSpeed ZeRO stage (CUDA/NPU, needs the deepspeed package).",
+                        choices=DEEPSPEED_STAGES)
+    offload: bool = _f(False, "DeepSpeed: offload optimizer states (and with stage 3 the weights) to CPU memory.")
+
+
+# Probe questions prefilled for the identity demo: its answers change; ordinary ones should not.
+DEFAULT_PROBES = "Who are you?\n你好，你是谁？\nWhat is 2+2?"
+MAX_PROBES = 8
+
+
+@dataclass
+class TrainConfig:
+    stage: str = _f("sft", "Training stage: pt (pre-training on text), sft, rm (reward model), dpo, orpo, kto.",
+                    choices=STAGES)
+    finetuning_type: str = _f("lora", "Fine-tuning method.", choices=FINETUNING_TYPES)
+    learning_rate: float = _f(5e-5, "Peak learning rate of the optimizer.", min=0.0, max=1.0, min_exclusive=True)
+    num_train_epochs: float = _f(3.0, "Number of passes over the training data.", min=0.0, max=10_000, min_exclusive=True)
+    per_device_train_batch_size: int = _f(2, "Samples per step on each device.", min=1, max=4096)
+    gradient_accumulation_steps: int = _f(8, "Steps whose gradients are summed before an optimizer update.", min=1, max=4096)
+    lr_scheduler_type: str = _f("cosine", "How the learning rate changes over training.", choices=LR_SCHEDULERS)
+    warmup_steps: int = _f(0, "Optimizer steps of linear warm-up.", min=0)
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm.", min=0.0)
+    logging_steps: int = _f(5, "Log loss every N optimizer steps.", min=1)
+    save_steps: int = _f(100, "Save a checkpoint every N optimizer steps.", min=1)
+    compute_type: str = _f("auto", "Numeric precision: auto picks bf16 where the device supports it, else fp32; "
+                                   "pure_bf16 keeps the weights themselves in bf16.", choices=COMPUTE_TYPES)
+    optim: str = _f("adamw_torch", "Optimizer (the 8-bit ones need bitsandbytes and a GPU).", choices=OPTIMIZERS)
+    neftune_noise_alpha: float = _f(0.0, "NEFTune: noise added to the embeddings while training (0: off; 5 is "
+                                         "typical).", min=0.0, max=100.0)
+    report_to: str = _f("none", "Also log to an experiment tracker (its package must be installed; keys such as "
+                                "WANDB_API_KEY come from the environment, never from this form).", choices=REPORT_TO)
+    extra_args: str = _f("", "More trainer arguments as a JSON object, from an allow-list (e.g. "
+                             '{"weight_decay": 0.01}); any other key is refused.')
+    resume: bool = _f(True, "When the output dir already holds checkpoints, continue from the last complete one.")
+    early_stopping_patience: int = _f(0, "Stop when the validation loss has not improved for this many "
+                                         "evaluations (0: off; needs a validation split).", min=0, max=1000)
+    seed: int = _f(42, "Random seed for shuffling and initialisation.", min=0, max=2**32 - 1)  # numpy's seed range
+    probe_questions: str = _f(DEFAULT_PROBES, "Questions the model answers (greedy decoding) at step 0, at every "
+                                              "save and evaluation and at the end, one per line; empty: none.")
+    probe_max_new_tokens: int = _f(24, "Longest probe answer, in tokens.", min=1, max=1024)
+    output_dir: str = _f("", "Run directory; set by the app (saves/<model>/<method>/<run name>).")
+
+    def probes(self) -> list[str]:
+        """The probe questions: the non-blank lines of ``probe_questions``."""
+        return [line.strip() for line in self.probe_questions.splitlines() if line.strip()]
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = _f(4, "Samples per evaluation batch.", min=1, max=4096)
+    predict: bool = _f(True, "Generate answers and score them with ROUGE and BLEU, besides the loss.")
+    max_new_tokens: int = _f(128, "Longest generated answer, in tokens.", min=1, max=32768)
+    top_p: float = _f(0.7, "Nucleus sampling threshold (used when temperature > 0).", min=0.0, max=1.0,
+                      min_exclusive=True)
+    temperature: float = _f(0.0, "Sampling temperature; 0 decodes greedily, so scores are reproducible.",
+                            min=0.0, max=2.0)
+    compare_base: bool = _f(False, "Also evaluate the base model on the same samples and show both side by side.")
+    output_dir: str = _f("", "Run directory of the evaluation; set by the app.")
+
+
+@dataclass
+class ExportConfig:
+    export_dir: str = _f("", "Folder to write the standalone model to; must be new or empty.")
+    max_shard_size_gb: float = _f(5.0, "Largest safetensors shard, in GB.", min=0.0, max=1000.0, min_exclusive=True)
+    export_dtype: str = _f("auto", "Weights dtype: auto keeps the base model's.", choices=EXPORT_DTYPES)
+    device: str = _f("cpu", "Device used for merging.", choices=DEVICES)
+    output_dir: str = _f("", "Run directory holding the export's status and log; set by the app.")
+
+
+# The sections each command reads; run.yaml holds only these.
+COMMAND_SECTIONS = {
+    "train": ("model", "data", "train", "lora", "freeze", "rlhf", "distributed"),
+    "eval": ("model", "data", "eval"),
+    "export": ("model", "export"),
+}
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    rlhf: RlhfConfig = field(default_factory=RlhfConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    # -- (de)serialisation -------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Any, command: str = "train") -> "RunConfig":
+        if not isinstance(raw, dict):
+            raise ConfigError("config", "not_sections", kind=type(raw).__name__)
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(sections))
+        if unknown:
+            raise ConfigError(unknown[0], "unknown_section", known=", ".join(sections))
+        kwargs = {}
+        for name, f in sections.items():
+            section_cls = f.default_factory  # type: ignore[misc]
+            kwargs[name] = _section_from_dict(name, section_cls, raw.get(name) or {})
+        cfg = cls(**kwargs)
+        cfg.validate(command)
+        return cfg
+
+    def to_yaml(self, command: str | None = None) -> str:
+        """YAML of every section, or of the sections ``command`` reads."""
+        data = self.to_dict()
+        if command is not None:
+            data = {k: v for k, v in data.items() if k in COMMAND_SECTIONS[command]}
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_yaml(cls, text: str, command: str = "train") -> "RunConfig":
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError("config", "yaml_invalid", error=str(exc)) from None
+        except RecursionError:  # PyYAML composes nested collections recursively
+            raise ConfigError("config", "yaml_too_deep") from None
+        return cls.from_dict(raw or {}, command)
+
+    @classmethod
+    def load(cls, path: str | Path, command: str = "train") -> "RunConfig":
+        """Read a YAML file; a missing file raises FileNotFoundError, any other unreadable one a ConfigError."""
+        try:
+            with open(path, "rb") as fh:  # bounded: a huge file is not read whole into every page that lists it
+                raw = fh.read(MAX_RECORD_BYTES + 1)
+            if len(raw) > MAX_RECORD_BYTES:
+                raise ConfigError("config", "too_big", path=str(path), limit_mb=MAX_RECORD_BYTES >> 20)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError("config", "not_utf8", path=str(path)) from None
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # a folder, no permission: say so rather than crash the caller
+            raise ConfigError("config", "unreadable", path=str(path), reason=str(exc.strerror or exc)) from None
+        return cls.from_yaml(text, command)
+
+    def save(self, path: str | Path, command: str | None = None) -> None:
+        """Write the YAML atomically; a place that cannot take the file (a folder, no permission, disk full) raises
+        a PathError naming it, and any file already there is left as it was."""
+        from engine.core.fileio import atomic_write_text
+        from engine.core.paths import PathError
+
+        try:
+            atomic_write_text(path, self.to_yaml(command))
+        except OSError as exc:
+            raise PathError(f"config file {str(path)!r} cannot be written: {exc.strerror or exc}") from None
+
+    # -- validation ----------------------------------------------------------
+    def validate(self, command: str = "train") -> None:
+        """Check every field; ``command`` adds what that command needs (datasets for train and eval)."""
+        if command not in COMMANDS:
+            raise ConfigError("command", "not_a_choice", choices=", ".join(COMMANDS), value=command)
+        for section in dataclasses.fields(self):
+            obj = getattr(self, section.name)
+            for f in dataclasses.fields(obj):
+                _check_field(f"{section.name}.{f.name}", f, getattr(obj, f.name))
+        if not self.model.model_name_or_path.strip():
+            raise ConfigError("model.model_name_or_path", "empty")
+        if command in ("train", "eval") and not self.data.datasets:
+            raise ConfigError("data.datasets", "no_dataset")
+        if command == "export" and not self.export.export_dir.strip():
+            raise ConfigError("export.export_dir", "empty")
+        if command == "train":
+            self._validate_training()
+
+    def _validate_training(self) -> None:
+        """Rules that tie several training fields together."""
+        t, lora = self.train, self.lora
+        self.extra_arguments()
+        if self.freeze.trainable_layers == 0:
+            raise ConfigError("freeze.trainable_layers", "zero_layers")
+        if self.model.quantization_bit != "none" and t.finetuning_type != "lora":
+            raise ConfigError("model.quantization_bit", "quantized_needs_lora")
+        if t.early_stopping_patience and self.data.val_size <= 0:
+            raise ConfigError("train.early_stopping_patience", "patience_needs_val")
+        if len(t.probes()) > MAX_PROBES:
+            raise ConfigError("train.probe_questions", "too_many_probes", limit=MAX_PROBES)
+        if self.rlhf.ftx > 0 and t.stage != "dpo":
+            raise ConfigError("rlhf.ftx", "ftx_dpo_only")
+        if lora.use_dora and lora.pissa_init:
+            raise ConfigError("lora.pissa_init", "pissa_with_dora")
+        if lora.create_new_adapter and not self.model.adapter_path:
+            raise ConfigError("lora.create_new_adapter", "new_adapter_needs_checkpoint")
+        d = self.distributed
+        if d.node_rank >= d.nnodes:
+            raise ConfigError("distributed.node_rank", "node_rank", nnodes=d.nnodes)
+        if d.nnodes > 1 and not d.master_addr.strip():
+            raise ConfigError("distributed.master_addr", "master_addr")
+        if d.nnodes > 1 and _is_local_address(d.master_addr):
+            # Every other node would wait at its own loopback for a rendezvous that never comes, until the timeout.
+            raise ConfigError("distributed.master_addr", "master_addr_local", addr=d.master_addr.strip())
+        self.device_indices()
+
+    def extra_arguments(self) -> dict:
+        """train.extra_args parsed and checked against the allow-list (raises ConfigError naming the key)."""
+        text = self.train.extra_args.strip()
+        if not text:
+            return {}
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("train.extra_args", "extra_args_json", error=exc.msg, column=exc.colno) from None
+        if not isinstance(raw, dict):
+            raise ConfigError("train.extra_args", f"extra_args_{_JSON_KINDS[type(raw)]}",
+                              example='{"weight_decay": 0.01}')
+        for key, value in raw.items():
+            if key not in EXTRA_ARGS:
+                raise ConfigError(f"train.extra_args.{key}", "extra_arg_unknown", allowed=", ".join(sorted(EXTRA_ARGS)))
+            types = EXTRA_ARGS[key]
+            ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+            if isinstance(value, float) and not math.isfinite(value):
+                ok = False
+            if not ok:
+                wanted = {int: "number", float: "number", bool: "bool", dict: "object", str: "text"}[types[0]]
+                raise ConfigError(f"train.extra_args.{key}", f"extra_arg_{wanted}", value=value)
+        return raw
+
+    def device_indices(self) -> list[int]:
+        """distributed.devices as a list of indices (empty: the default device)."""
+        text = self.distributed.devices.strip()
+        if not text:
+            return []
+        indices = []
+        for part in text.split(","):
+            part = part.strip()
+            if not part.isdigit():
+                raise ConfigError("distributed.devices", "devices_format", value=part)
+            if int(part) in indices:
+                raise ConfigError("distributed.devices", "device_twice", device=part)
+            indices.append(int(part))
+        return indices
+
+    def processes_per_node(self) -> int:
+        return self.distributed.nproc_per_node or max(1, len(self.device_indices()))
+
+    def is_distributed(self) -> bool:
+        return self.processes_per_node() > 1 or self.distributed.nnodes > 1
+
+
+def iter_fields(cfg: RunConfig):
+    """Yield (section, field, value) for every hyper-parameter."""
+    for section in dataclasses.fields(cfg):
+        obj = getattr(cfg, section.name)
+        for f in dataclasses.fields(obj):
+            yield section.name, f, getattr(obj, f.name)
+
+
+def field_info(section: str, name: str) -> dataclasses.Field:
+    """The dataclass field behind ``section.name`` (for building UI controls)."""
+    section_cls = {f.name: f.default_factory for f in dataclasses.fields(RunConfig)}[section]  # type: ignore[misc]
+    return {f.name: f for f in dataclasses.fields(section_cls)}[name]
+
+
+def _section_from_dict(section: str, section_cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(section, "not_mapping", kind=type(raw).__name__)
+    fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}", "unknown_field")
+    hints = get_type_hints(section_cls)
+    values = {}
+    for name, value in raw.items():
+        values[name] = _coerce(f"{section}.{name}", hints[name], value)
+    return section_cls(**values)
+
+
+# The JSON kind of each Python type json.loads gives (a message key each in CONFIG_MESSAGES: extra_args_<kind>).
+_JSON_KINDS = {list: "list", str: "string", int: "number", float: "number", bool: "bool", type(None): "null"}
+
+
+def _coerce(name: str, typ: Any, value: Any) -> Any:
+    """Convert a YAML / form value to the field's type, or say why it cannot be."""
+    if get_origin(typ) is Literal:
+        typ = type(get_args(typ)[0])
+    if typ in (int, float) and (value is None or (isinstance(value, str) and not value.strip())):
+        # An emptied number box (or a key without a value in YAML) arrives as None or "".
+        raise ConfigError(name, "empty_int" if typ is int else "empty_number")
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.strip().lower() in ("true", "yes", "1")
+        raise ConfigError(name, "expected_bool", value=value)
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(name, "expected_int", value=value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(name, "expected_int", value=value)
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(name, "expected_number", value=value)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(name, "expected_number", value=value) from None
+        if math.isnan(number) or math.isinf(number):
+            raise ConfigError(name, "expected_finite", value=value)
+        return number
+    if typ is str:
+        if value is None:
+            return ""
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(name, "expected_text", kind=type(value).__name__)
+    if typ is list:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ConfigError(name, "expected_names", value=value)
+    return value
+
+
+def _check_field(name: str, f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    if any(isinstance(v, str) and "\x00" in v for v in (value if isinstance(value, list) else [value])):
+        raise ConfigError(name, "nul_byte")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(name, "not_a_choice", choices=", ".join(map(str, choices)), value=value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+            raise ConfigError(name, "not_finite", value=value)
+        low, high = meta.get("min"), meta.get("max")
+        if low is not None:
+            if meta.get("min_exclusive") and value <= low:
+                raise ConfigError(name, "above", low=low, value=value)
+            if value < low:
+                raise ConfigError(name, "at_least", low=low, value=value)
+        if high is not None and value > high:
+            raise ConfigError(name, "at_most", high=high, value=value)

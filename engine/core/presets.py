@@ -1,0 +1,33 @@
+"""Named starting points for the form. The demo preset makes the identity lesson fit a classroom:
+on a 2-core CPU it finishes in a few minutes and visibly changes "Who are you?"."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from engine.core.config import RunConfig
+
+# A checkpoint every 50 of the 150 steps: Chat can compare them, and the probe questions are answered at each.
+# Identity data alone teaches the model to answer *every* question with its identity,
+# so general samples (English and Chinese) are mixed in to keep ordinary answers ordinary.
+DEMO_PRESET: dict[str, dict] = {
+    "model": {"model_name_or_path": "demo/SmolLM2-135M-Instruct", "template": "auto"},
+    "data": {"datasets": ["identity", "general_mix"], "cutoff_len": 256, "max_samples": 100,
+             "val_size": 0.0},
+    "train": {"finetuning_type": "lora", "learning_rate": 5e-4, "num_train_epochs": 3.0,
+              "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "lr_scheduler_type": "cosine",
+              "logging_steps": 2, "save_steps": 50, "warmup_steps": 0, "compute_type": "auto"},
+    "lora": {"rank": 8, "alpha": 16, "dropout": 0.0, "target": "all"},
+}
+
+
+def apply_preset(cfg: RunConfig, preset: dict[str, dict]) -> RunConfig:
+    """A copy of ``cfg`` with the preset's values; unknown keys are a programming error."""
+    raw = cfg.to_dict()
+    for section, values in preset.items():
+        raw[section].update(values)
+    return RunConfig.from_dict(raw)
+
+
+def demo_config() -> RunConfig:
+    return apply_preset(RunConfig(data=dataclasses.replace(RunConfig().data, datasets=["identity"])), DEMO_PRESET)

@@ -1,0 +1,1 @@
+"""Torch side: an evaluation job (run.py) and its text metrics."""

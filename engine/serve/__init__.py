@@ -1,0 +1,1 @@
+"""Torch side: chat with a loaded model (the web process reaches it through engine.facade)."""

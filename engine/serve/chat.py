@@ -1,0 +1,394 @@
+"""Chat with a model: one base model in memory, LoRA adapters attached and switched by peft.
+
+Switching between the base model and a fine-tuned LoRA checkpoint does not
+reload the base weights: the adapter is loaded once and then enabled or
+disabled. Generations are served one at a time (a lock) so concurrent users
+never mix their histories; each can be stopped through its own event.
+
+The generation lock is taken by ``stream`` and handed to the worker thread
+that runs ``generate``, which releases it when the answer ends. So a client
+that stops reading (a closed browser tab) cannot hold the model forever, and
+``unload`` only has to stop the current answer and wait for that thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import hashlib
+import queue
+import threading
+import warnings
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from peft.tuners.lora import LoraLayer
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from engine.core.chat_settings import GenerationSettings
+from engine.core.devices import empty_cache, inference_dtype, pick_device
+from engine.core.download import downloaded_folder
+from engine.core.model_files import ModelLoadError, ModelUnloaded, adapter_chain, check_checkpoint
+from engine.core.reasoning import Reply, opened_thought, split_reply
+from engine.core.templates import ChatFormatter
+from engine.modeling.generation import left_padded
+from engine.modeling.models import load_model, load_tokenizer
+
+BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
+
+
+@dataclass(frozen=True)
+class _BaseKey:
+    model: str
+    device: str
+    trust_remote_code: bool
+
+
+class ChatEngine:
+    def __init__(self) -> None:
+        self._generate_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._active_stop: threading.Event | None = None
+        self._active_worker: threading.Thread | None = None
+        self._cut: weakref.WeakSet = weakref.WeakSet()  # stop events of answers that unload() interrupted
+        self._unloading = 0  # unload() calls under way: answers still waiting for their turn are not started
+        self.model = None
+        self.tokenizer = None
+        self.formatter = None
+        self.device = None
+        self._base_key: _BaseKey | None = None
+        self._adapters: dict[str, str] = {}  # adapter path -> peft adapter name
+        self._selected: list[str] = []  # the peft adapters the single chat answers through (none: the base)
+        self.adapter_path = ""
+        self.template = "auto"
+        self.folder: str | None = None  # where the base model's files are (a hub model: its download)
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def describe(self) -> dict:
+        return {"model": self._base_key.model if self._base_key else None, "adapter": self.adapter_path or None,
+                "device": self.device, "template": self.template, "folder": self.folder,
+                "reasoning": self.formatter.reasoning if self.formatter is not None else ""}
+
+    def load(self, model_name_or_path: str, adapter_path: str = "", template: str = "auto",
+             device: str = "auto", trust_remote_code: bool = False, hub: str = "auto") -> None:
+        """Load (or reuse) the base model and select ``adapter_path`` on it."""
+        kind = check_checkpoint(adapter_path) if adapter_path else None
+        chain = adapter_chain(adapter_path) if kind == "lora" else []  # refused before the model is touched
+        dev = pick_device(device)
+        # A full/freeze checkpoint is a whole model: it becomes the base.
+        base_source = adapter_path if kind == "full" else model_name_or_path
+        key = _BaseKey(base_source, dev, trust_remote_code)
+        # Waits for the answer being generated: swapping weights or adapters under it would change it mid-way.
+        with self._generate_lock, self._state_lock:
+            if self._base_key != key:
+                self._release()
+                tokenizer = load_tokenizer(base_source, trust_remote_code, hub)  # hub: where a repo id comes from
+                model = load_model(base_source, dtype=inference_dtype(dev), trust_remote_code=trust_remote_code,
+                                   hub=hub)
+                model.to(dev).eval()
+                self.model, self.tokenizer, self.device, self._base_key = model, tokenizer, dev, key
+                self.folder = downloaded_folder(base_source, hub)
+            self.formatter = ChatFormatter(self.tokenizer, template)
+            self.template = template
+            if kind == "lora":
+                self._select_adapter(chain)
+            else:
+                self._select_base()
+            self.adapter_path = adapter_path
+
+    def _select_adapter(self, chain: list[str]) -> None:
+        # An adapter trained on top of others is active together with them (LoRA updates add up).
+        self._selected = [self._attach(p) for p in chain]
+        self._restore_selection()
+
+    def _attach(self, path: str) -> str:
+        name = self._adapters.get(path)
+        if name is None:
+            name = "a" + hashlib.sha1(path.encode()).hexdigest()[:12]
+            try:
+                with warnings.catch_warnings():  # several adapters on one model is what the engine is for
+                    warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                    self.model.load_adapter(path, adapter_name=name)
+            except Exception as exc:  # peft raises several types for mismatched adapters
+                raise ModelLoadError(f"cannot attach adapter {path!r} to this model: {exc}", key="adapter_mismatch",
+                                     path=path, error=str(exc)) from None
+            self._adapters[path] = name
+        return name
+
+    def _disable_adapters(self) -> None:
+        if self._adapters:
+            self.model.disable_adapters()
+
+    def _select_base(self) -> None:
+        self._selected = []
+        self._disable_adapters()
+
+    def unload(self) -> None:
+        """Free the model; an answer being streamed is stopped first (its stream then raises ModelUnloaded)."""
+        # Polling rather than one blocking acquire: a stream may take the lock between our look at
+        # _active_stop and the acquire, and it must be stopped too.
+        with self._state_lock:
+            self._unloading += 1
+        try:
+            while not self._generate_lock.acquire(timeout=0.05):
+                stop = self._active_stop
+                if stop is not None and not stop.is_set():
+                    self._cut.add(stop)
+                    stop.set()
+            try:
+                with self._state_lock:
+                    self._release()
+            finally:
+                self._generate_lock.release()
+        finally:
+            with self._state_lock:
+                self._unloading -= 1
+
+    def _release(self) -> None:
+        """Drop the model (callers hold both locks, so no answer is being generated)."""
+        worker = self._active_worker
+        if worker is not None:
+            worker.join()  # it has released the lock already; let it drop its reference to the model too
+        device = self.device
+        self.model = self.tokenizer = self.formatter = None
+        self._base_key, self._adapters, self.adapter_path, self.device, self.folder = None, {}, "", None, None
+        self._selected = []
+        self._active_worker = None
+        gc.collect()
+        empty_cache(device)  # the cache of the device the model was on (CUDA or NPU), for a job to use
+
+    def stream(self, messages: list[dict], settings: GenerationSettings,
+               stop: threading.Event | None = None) -> Iterator[str]:
+        """Yield the growing answer text to ``messages`` (role/content dicts, optional system first) from the
+        selected model.
+
+        Raises ModelLoadError when no model is loaded, and ModelUnloaded (after the partial text) when
+        the model is unloaded mid-answer."""
+        for texts in self._stream([messages], None, settings, stop):
+            yield texts[0]
+
+    def stream_pair(self, conversations: tuple[list[dict], list[dict]], variants: tuple[str, str],
+                    settings: GenerationSettings, stop: threading.Event | None = None) -> Iterator[tuple[str, str]]:
+        """Answer two conversations at once, each through its own variant of the loaded base model: ``""`` for
+        the base itself or a LoRA checkpoint folder. Yields both growing answers together.
+
+        The two rows go through one batched ``generate`` in which each row passes through its own adapter
+        (peft's mixed-adapter batches), so both stream side by side for little more than the cost of one,
+        from the one copy of the base weights. A checkpoint trained on top of other adapters needs several
+        adapters on one row, which mixed batches cannot do: then the two answers are generated one after the
+        other. The adapter selected for the single chat is left as it was."""
+        yield from self._stream(list(conversations), list(variants), settings, stop)
+
+    def replies(self, conversations: list[list[dict]], variants: list[str] | None, settings: GenerationSettings,
+                stop: threading.Event | None = None) -> Iterator[tuple[Reply, ...]]:
+        """As :meth:`stream` (``variants`` None: one conversation, the single chat's selection) or
+        :meth:`stream_pair`, each answer so far split into its reasoning and its answer (engine.core.reasoning)."""
+        yield from self._stream(list(conversations), None if variants is None else list(variants), settings, stop,
+                                split=True)
+
+    def _stream(self, conversations: list[list[dict]], variants: list[str] | None, settings: GenerationSettings,
+                stop: threading.Event | None, split: bool = False) -> Iterator[tuple]:
+        stop = stop or threading.Event()
+
+        class _StopOnEvent(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002
+                return stop.is_set()
+
+        errors: list[BaseException] = []
+        self._generate_lock.acquire()
+        handed_over = False
+        try:
+            if self.model is None or self._unloading:
+                raise ModelLoadError("no model is loaded", key="no_model")
+            tokenizer, formatter = self.tokenizer, self.formatter
+            texts = [formatter.generation_prompt(messages, settings.enable_thinking) for messages in conversations]
+            prompts = [formatter.tokens(text) for text in texts]
+            opened = [bool(opened_thought(text)) for text in texts]  # answers that start inside a think block
+            passes = self._passes(variants, len(conversations))
+            stop_ids = formatter.stop_token_ids()
+            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
+            streamer = TokenStreamer(tokenizer, len(prompts), stop_ids)
+            sample = settings.temperature > 0
+            kwargs = dict(
+                streamer=streamer, max_new_tokens=settings.max_new_tokens, do_sample=sample,
+                eos_token_id=stop_ids, pad_token_id=pad_id, stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
+            )
+            if sample:
+                kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            device = self.device
+
+            def _run(model, gen_kwargs):
+                try:
+                    if settings.seed is not None:
+                        torch.manual_seed(settings.seed)
+                    with torch.inference_mode():
+                        for rows, adapters in passes:
+                            if stop.is_set():
+                                break
+                            ids, mask = left_padded([prompts[r] for r in rows], pad_id)
+                            streamer.begin(rows)
+                            with adapters():
+                                model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
+                except BaseException as exc:  # surfaced to the caller below
+                    errors.append(exc)
+                finally:
+                    streamer.close()
+                    self._active_stop = None
+                    self._generate_lock.release()
+
+            # The model goes to the worker as an argument, so this generator holds no reference to it
+            # and unload() really frees it even while a reader still holds the stream.
+            worker = threading.Thread(target=_run, args=(self.model, kwargs), daemon=True)
+            self._active_stop, self._active_worker = stop, worker
+            worker.start()
+            handed_over = True
+        finally:
+            if not handed_over:
+                self._generate_lock.release()
+        del kwargs, tokenizer, formatter
+        try:
+            for answers in streamer:
+                yield tuple(map(split_reply, answers, opened)) if split else answers
+        finally:
+            stop.set()  # also reached when the reader goes away mid-answer: stop generating
+        worker.join()
+        if stop in self._cut:
+            self._cut.discard(stop)
+            raise ModelUnloaded
+        if errors:
+            raise errors[0]
+
+    def _passes(self, variants: list[str] | None, count: int) -> list[tuple[list[int], Callable]]:
+        """The generate calls that answer ``count`` rows: (rows, context that sets up the adapters). Called with
+        the generation lock held; attaching a variant's adapters the first time reads them from disk."""
+        if variants is None:  # the single chat: the selection load() made
+            return [(list(range(count)), contextlib.nullcontext)]
+        with self._state_lock:
+            chains = [self._variant_adapters(path) for path in variants]
+        if all(len(chain) <= 1 for chain in chains):
+            names = [chain[0] if chain else BASE_ROW for chain in chains]
+            return [(list(range(count)), functools.partial(self._mixed_adapters, names))]
+        return [([row], functools.partial(self._only_adapters, chain)) for row, chain in enumerate(chains)]
+
+    def _variant_adapters(self, path: str) -> list[str]:
+        """The peft adapter names that make up variant ``path`` ("" for the base model: none)."""
+        if not path:
+            return []
+        if check_checkpoint(path) != "lora":
+            raise ModelLoadError(f"{path!r} is a whole model, not a LoRA adapter: it cannot share the loaded base "
+                                 "model", key="compare_not_lora", path=path)
+        return [self._attach(p) for p in adapter_chain(path)]
+
+    @contextlib.contextmanager
+    def _mixed_adapters(self, names: list[str]):
+        """Row i of the batch goes through adapter names[i] (BASE_ROW: none). peft's LoRA layers take the names
+        as a keyword argument; a pre-forward hook on each of them passes it, as peft's own PeftModel does."""
+        def give_names(_module, args, kwargs):
+            kwargs["adapter_names"] = names
+            return args, kwargs
+
+        hooks = [m.register_forward_pre_hook(give_names, with_kwargs=True)
+                 for m in self.model.modules() if isinstance(m, LoraLayer)]
+        if hooks:
+            self.model.enable_adapters()  # disabled layers ignore adapter_names
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
+            self._restore_selection()
+
+    @contextlib.contextmanager
+    def _only_adapters(self, names: list[str]):
+        """Every row goes through the adapters ``names`` together (none: the base model)."""
+        if names:
+            self.model.set_adapter(names if len(names) > 1 else names[0])
+            self.model.enable_adapters()
+        else:
+            self._disable_adapters()
+        try:
+            yield
+        finally:
+            self._restore_selection()
+
+    def _restore_selection(self) -> None:
+        if self._selected:
+            self.model.set_adapter(self._selected if len(self._selected) > 1 else self._selected[0])
+            self.model.enable_adapters()
+        else:
+            self._disable_adapters()
+
+
+class TokenStreamer:
+    """Streams the answers of a batch token by token (transformers' streamer protocol: put / end), yielding
+    the tuple of all answers so far whenever one of them grows.
+
+    transformers' TextIteratorStreamer releases text only at spaces or CJK characters, so an answer without
+    spaces (emoji, code, some scripts) would arrive only at the end. Here each answer so far is decoded at
+    each token and released unless it ends inside a multi-byte character. An answer ends at its first stop
+    token: what generate appends to a finished row (padding) is not part of it. Several generate calls may
+    feed one stream, each answering some of the rows (``begin``); ``close`` ends it.
+    """
+
+    _END = object()
+
+    def __init__(self, tokenizer, count: int = 1, stop_ids: list[int] | tuple = ()) -> None:
+        self.tokenizer = tokenizer
+        self.stop_ids = set(stop_ids)
+        self.ids: list[list[int]] = [[] for _ in range(count)]
+        self.done = [False] * count
+        self.texts = [""] * count
+        self.rows = list(range(count))
+        self.prompt_seen = False
+        self.queue: queue.Queue = queue.Queue()
+
+    def begin(self, rows: list[int]) -> None:
+        """The next generate call answers ``rows`` (its batch row i is answer rows[i])."""
+        self.rows, self.prompt_seen = list(rows), False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:  # generate() first passes the prompt
+            self.prompt_seen = True
+            return
+        steps = value.reshape(len(self.rows), -1).tolist()
+        for row, tokens in zip(self.rows, steps):
+            for token in tokens:
+                if self.done[row]:
+                    break
+                if token in self.stop_ids:
+                    self.done[row] = True
+                else:
+                    self.ids[row].append(int(token))
+        self._release()
+
+    def end(self) -> None:
+        # An answer stopped (or cut at the token limit) inside a multi-byte character ends with the character
+        # before it: the bytes of half a character would show as "\ufffd".
+        self._release()
+
+    def _release(self) -> None:
+        changed = False
+        for row in self.rows:
+            text = self.tokenizer.decode(self.ids[row], skip_special_tokens=True) if self.ids[row] else ""
+            if text != self.texts[row] and not text.endswith("\ufffd"):
+                self.texts[row], changed = text, True
+        if changed:
+            self.queue.put(tuple(self.texts))
+
+    def close(self) -> None:
+        self.queue.put(self._END)
+
+    def __iter__(self):
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                return
+            yield item

@@ -1,0 +1,225 @@
+"""One trainer per stage: the transformers Trainer for pre-training and SFT, trl for the rest.
+
+Rows arrive already tokenised by :mod:`engine.core.encode` with TuneBoard's chat
+templates; the trl trainers are told to use them as they are (their own
+tokenisation would render prompts differently from chat). Hyper-parameters
+come from the one RunConfig, mapped here onto the trainer arguments.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from datasets import Dataset
+from transformers import TrainingArguments
+
+from engine.core.config import DEEPSPEED_OFF, RunConfig
+from engine.core.encode import row_length
+from engine.train.collators import PackingCollator, PaddingCollator
+from engine.train.fast_loss import fast_loss_enabled, make_trainer_class
+from engine.train.segment_attention import use_segment_attention
+
+# Experiment trackers: the package each needs.
+_TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def check_tracker(report_to: str) -> None:
+    if report_to == "none":
+        return
+    if not any(importlib.util.find_spec(p) for p in _TRACKER_PACKAGES[report_to]):
+        raise RuntimeError(f"train.report_to: {report_to} is not installed here "
+                           f"(pip install {_TRACKER_PACKAGES[report_to][0]})")
+
+
+def training_arguments(cfg: RunConfig, device: str, compute: str) -> dict:
+    """Trainer arguments common to every stage (trl's configs accept the same)."""
+    t, evaluate = cfg.train, cfg.data.val_size > 0
+    args = dict(
+        output_dir=t.output_dir,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.num_train_epochs,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=t.save_steps if evaluate else None,
+        bf16=compute == "bf16",
+        fp16=compute == "fp16",
+        use_cpu=device == "cpu",
+        seed=t.seed,
+        report_to=t.report_to,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        save_only_model=False,
+    )
+    if t.neftune_noise_alpha > 0:
+        args["neftune_noise_alpha"] = t.neftune_noise_alpha
+    if t.early_stopping_patience:
+        # Early stopping compares validation losses and keeps the best checkpoint to the end.
+        args.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
+    if world_size() > 1:
+        args["ddp_backend"] = {"cpu": "gloo", "npu": "hccl"}.get(device, "nccl")
+        args["ddp_find_unused_parameters"] = False
+    if cfg.distributed.deepspeed != DEEPSPEED_OFF:
+        args["deepspeed"] = os.path.join(t.output_dir, "deepspeed.json")
+    args.update(cfg.extra_arguments())
+    return args
+
+
+def deepspeed_config(cfg: RunConfig) -> dict:
+    """A ZeRO config whose sizes the Trainer fills in ("auto")."""
+    stage = int(cfg.distributed.deepspeed)
+    zero: dict = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True}
+    if cfg.distributed.offload:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        if stage == 3:
+            zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    if stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
+            "gradient_accumulation_steps": "auto", "gradient_clipping": "auto",
+            "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"}, "zero_optimization": zero}
+
+
+def _datasets(train_rows: list[dict], val_rows: list[dict], with_length: bool):
+    def to_dataset(rows):
+        if not rows:
+            return None
+        return Dataset.from_list([dict(r, length=row_length(r)) for r in rows] if with_length else rows)
+
+    return to_dataset(train_rows), to_dataset(val_rows)
+
+
+def stage_arguments(cfg: RunConfig, args: dict):
+    """The arguments object of ``cfg.train.stage``'s trainer (TrainingArguments, or trl's config for the stage).
+
+    Create it before loading the model: under DeepSpeed, creating it registers the ZeRO config with
+    transformers, and only then does ``from_pretrained`` load a ZeRO-3 model straight into its partitions
+    (deepspeed.zero.Init) instead of every rank holding the whole model. transformers keeps that registration
+    by weak reference, so hold the object until the trainer is built with it."""
+    stage, r = cfg.train.stage, cfg.rlhf
+    if stage in ("pt", "sft"):
+        if not cfg.data.packing:
+            args = dict(args, train_sampling_strategy="group_by_length", length_column_name="length")
+        return TrainingArguments(**args)
+    if stage == "dpo":
+        from trl import DPOConfig  # noqa: PLC0415
+
+        losses = {"loss_type": [r.loss_type, "sft"], "loss_weights": [1.0, r.ftx]} if r.ftx > 0 \
+            else {"loss_type": [r.loss_type]}
+        return DPOConfig(**args, beta=r.beta, max_length=None, **losses)
+    if stage == "kto":
+        from trl import KTOConfig  # noqa: PLC0415
+
+        return KTOConfig(**args, beta=r.beta, loss_type=r.kto_loss_type, desirable_weight=r.desirable_weight,
+                         undesirable_weight=r.undesirable_weight, max_length=None)
+    if stage == "orpo":
+        from trl.experimental.orpo import ORPOConfig  # noqa: PLC0415
+
+        width = cfg.data.cutoff_len
+        return ORPOConfig(**args, beta=r.beta, max_length=width, max_completion_length=width)
+    if stage == "rm":
+        from trl import RewardConfig  # noqa: PLC0415
+
+        return RewardConfig(**args, max_length=None)
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_rows: list[dict], arguments,
+                  callbacks: list, log=print, ref_model=None, width_multiple: int = 1):
+    """The trainer for ``cfg.train.stage``, with ``arguments`` from :func:`stage_arguments`; pre-training and
+    SFT batches are padded to a multiple of ``width_multiple`` tokens."""
+    stage = cfg.train.stage
+    if stage in ("pt", "sft"):
+        return _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, callbacks, log,
+                                 width_multiple)
+    train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=False)
+    common = dict(model=model, processing_class=tokenizer, train_dataset=train_ds, eval_dataset=eval_ds,
+                  callbacks=callbacks, args=arguments)
+    if stage == "dpo":
+        from trl import DPOTrainer  # noqa: PLC0415
+
+        return _pretokenized(DPOTrainer)(ref_model=ref_model, **common)
+    if stage == "kto":
+        from trl import KTOTrainer  # noqa: PLC0415
+
+        return _pretokenized(KTOTrainer)(ref_model=ref_model, **common)
+    if stage == "orpo":
+        from trl.experimental.orpo import ORPOTrainer  # noqa: PLC0415
+
+        return _orpo_pretokenized(ORPOTrainer)(**common)
+    if stage == "rm":
+        from trl import RewardTrainer  # noqa: PLC0415
+
+        # The reward model scores whole sequences: prompt and answer together.
+        def whole(rows):
+            return [{k: row["prompt_ids"] + row[k] for k in ("chosen_ids", "rejected_ids")} for row in rows]
+
+        common["train_dataset"], common["eval_dataset"] = _datasets(whole(train_rows), whole(val_rows), False)
+        return RewardTrainer(**common)
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, callbacks, log, width_multiple):
+    if cfg.data.packing:
+        use_segment_attention(model, log)  # packed rows attend sample by sample
+    # The answer-only loss calls the model's parts directly, around the DDP wrapper's forward that
+    # synchronises gradients: with several processes the standard loss is used.
+    fast = fast_loss_enabled() and world_size() == 1
+    collator = (PackingCollator if cfg.data.packing else PaddingCollator)(tokenizer.pad_token_id, width_multiple)
+    train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=not cfg.data.packing)
+    trainer_class = make_trainer_class(log, fast_loss=fast)
+    return trainer_class(model=model, args=arguments, train_dataset=train_ds, eval_dataset=eval_ds,
+                         data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
+
+
+def _pretokenized(trainer_class):
+    """The trl trainer, taking TuneBoard's token ids as they are instead of tokenising text itself."""
+
+    class Pretokenized(trainer_class):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):  # noqa: ARG002
+            if getattr(self, "calculate_KL", False):
+                # KTO's KL term pairs each prompt with another sample's answer in the same batch (as trl does).
+                size = args.per_device_train_batch_size
+
+                def add_kl(batch):
+                    batch["KL_completion_ids"] = batch["completion_ids"][-1:] + batch["completion_ids"][:-1]
+                    return batch
+
+                dataset = dataset.map(add_kl, batched=True, batch_size=size)
+            return dataset
+
+    Pretokenized.__name__ = trainer_class.__name__
+    return Pretokenized
+
+
+def _orpo_pretokenized(trainer_class):
+    """trl's ORPO trainer (experimental, older layout) fed the same token ids."""
+
+    class Pretokenized(trainer_class):
+        def tokenize_row(self, feature, model=None):  # noqa: ARG002
+            out = {"prompt_input_ids": feature["prompt_ids"], "prompt_attention_mask": [1] * len(feature["prompt_ids"])}
+            for side in ("chosen", "rejected"):
+                ids = feature["prompt_ids"] + feature[f"{side}_ids"]
+                out[f"{side}_input_ids"] = ids
+                out[f"{side}_attention_mask"] = [1] * len(ids)
+                out[f"{side}_labels"] = [-100] * len(feature["prompt_ids"]) + feature[f"{side}_ids"]
+            return out
+
+    Pretokenized.__name__ = trainer_class.__name__
+    return Pretokenized
