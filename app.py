@@ -12,8 +12,8 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from engine.core.data.upload import MAX_UPLOAD_MB
 from engine.core.devices import web_process_env

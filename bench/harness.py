@@ -91,7 +91,7 @@ def short_train_config(samples: int, epochs: float = 1.0, cutoff_len: int = 128,
                        save_steps: int = 100_000, probe_questions: str = "", **train):
     """A real LoRA run on the demo model over ``samples`` identity samples, batch 4; ``train`` overrides
     TrainArgs fields. No probe questions unless given: they are measured and tested on their own."""
-    from engine.core.config import RunConfig  # noqa: PLC0415 - after the caller has set TUNEBOARD_SAVES
+    from engine.core.config import RunConfig
 
     cfg = RunConfig()
     cfg.data.datasets, cfg.data.max_samples, cfg.data.cutoff_len = ["identity"], samples, cutoff_len

@@ -58,7 +58,7 @@ ANCHOR = {"train_tokens_per_s": 91.8, "train_best_tokens_per_s": 158.0, "first_p
 
 def cpu_model() -> str:
     """The CPU's model name and whether it has native bf16 (which decides the default precision)."""
-    from engine.core.devices import cpu_has_native_bf16  # noqa: PLC0415
+    from engine.core.devices import cpu_has_native_bf16
 
     name = platform.processor() or platform.machine()
     try:
@@ -121,8 +121,8 @@ def train_once(workdir: Path, variant: str, index: int) -> dict:
 
 def run_training_job(run_dir: Path, cfg, what: str) -> dict:
     """Train ``cfg`` in ``run_dir`` with the command and environment Start uses; its figures and peak memory."""
-    from engine.core.rundir import RunDir  # noqa: PLC0415
-    from engine.jobs.launch import job_command  # noqa: PLC0415
+    from engine.core.rundir import RunDir
+    from engine.jobs.launch import job_command
 
     run = RunDir(run_dir)
     run.path.mkdir(parents=True)
@@ -148,8 +148,8 @@ def run_training_job(run_dir: Path, cfg, what: str) -> dict:
 # -- probe questions ---------------------------------------------------------------------------------------
 def bench_probes(workdir: Path, repeats: int) -> dict:
     """The demo preset as the Train tab starts it, with its probe questions and without: the slowdown they add."""
-    from engine.core.config import DEFAULT_PROBES  # noqa: PLC0415
-    from engine.core.presets import demo_config  # noqa: PLC0415
+    from engine.core.config import DEFAULT_PROBES
+    from engine.core.presets import demo_config
 
     out = {}
     for mode, questions in (("off", ""), ("on", DEFAULT_PROBES)):
@@ -169,10 +169,10 @@ def bench_probes(workdir: Path, repeats: int) -> dict:
 
 def bench_train(workdir: Path, repeats: int, only: list[str] | None = None, previous: dict | None = None) -> dict:
     """Every training variant the machine runs (``only``: some of them, the others kept from ``previous``)."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from engine.core.devices import cpu_has_native_bf16  # noqa: PLC0415
-    from engine.modeling.models import load_model  # noqa: PLC0415
+    from engine.core.devices import cpu_has_native_bf16
+    from engine.modeling.models import load_model
 
     params = sum(p.numel() for p in load_model(DEMO).parameters())
     variants = ["fp32", "fp32_padded", "fp32_gc"] + (["bf16"] if cpu_has_native_bf16() else [])
@@ -206,8 +206,8 @@ def bench_train(workdir: Path, repeats: int, only: list[str] | None = None, prev
 
 # -- start-to-first-point --------------------------------------------------------------------------------
 def first_point_once(name: str) -> float:
-    from engine.core.rundir import DONE_STATES  # noqa: PLC0415
-    from webui import runner  # noqa: PLC0415
+    from engine.core.rundir import DONE_STATES
+    from webui import runner
 
     cfg = short_train_config(16, logging_steps=1)
     cfg.model.model_name_or_path = DEMO
@@ -227,7 +227,7 @@ def first_point_once(name: str) -> float:
 
 
 def bench_start(repeats: int) -> dict:
-    from engine.jobs import warm_worker  # noqa: PLC0415
+    from engine.jobs import warm_worker
 
     out = {}
     for mode in ("cold", "warm"):
@@ -250,8 +250,8 @@ def bench_start(repeats: int) -> dict:
 
 # -- cold start of the app, Load model, web memory --------------------------------------------------------
 def bench_cold(repeats: int, workdir: Path) -> dict:
-    import psutil  # noqa: PLC0415
-    from gradio_client import Client  # noqa: PLC0415
+    import psutil
+    from gradio_client import Client
 
     http, load, reload, rss, idle = [], [], [], [], []
     for i in range(repeats):
@@ -298,7 +298,7 @@ def idle_cpu_share(proc, settle_s: float = 5.0, seconds: float = 20.0) -> float:
 
 # -- chat ------------------------------------------------------------------------------------------------
 def _plain_generate(engine, max_new: int) -> tuple[float, int]:
-    import torch  # noqa: PLC0415
+    import torch
 
     ids = torch.tensor([engine.formatter.encode_prompt(PROMPT)], device=engine.device)
     t0 = time.perf_counter()
@@ -310,7 +310,7 @@ def _plain_generate(engine, max_new: int) -> tuple[float, int]:
 
 
 def _streamed(engine, max_new: int) -> tuple[float, float, int]:
-    from engine.core.chat_settings import GenerationSettings  # noqa: PLC0415
+    from engine.core.chat_settings import GenerationSettings
 
     settings = GenerationSettings(max_new_tokens=max_new, temperature=0.0)
     t0, first, text = time.perf_counter(), None, ""
@@ -322,7 +322,7 @@ def _streamed(engine, max_new: int) -> tuple[float, float, int]:
 
 
 def bench_chat(repeats: int, adapter: str | None) -> dict:
-    from engine.serve.chat import ChatEngine  # noqa: PLC0415
+    from engine.serve.chat import ChatEngine
 
     engine = ChatEngine()
     engine.load(DEMO)
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("saves", "configs", "exports"):
         (workdir / name).mkdir()
         os.environ[f"TUNEBOARD_{name.upper()}"] = str(workdir / name)
-    from engine.core.demo_model import ensure_demo_model  # noqa: PLC0415
+    from engine.core.demo_model import ensure_demo_model
 
     ensure_demo_model()
     # Sections not run this time keep their figures from --out (each section records when it was measured).
@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_runs(workdir / "saves")
         if not args.keep:
-            import shutil  # noqa: PLC0415
+            import shutil
 
             shutil.rmtree(workdir, ignore_errors=True)
     for name in sections:

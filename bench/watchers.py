@@ -56,7 +56,7 @@ from bench.harness import (
     machine_cpu_seconds,
     short_train_config,
     stop_runs,
-    wait_http,  # noqa: E402
+    wait_http,
 )
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -229,7 +229,7 @@ class SimBrowser:
                             self._fail_all(f"unexpected_error: {msg.get('message')}")
                         elif kind == "close_stream":
                             break
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 self._fail_all(f"queue/data: {type(exc).__name__} {exc}")
                 return
 
@@ -257,7 +257,7 @@ class SimBrowser:
                 self._stream = asyncio.create_task(self._read_stream())
             try:
                 msg = await asyncio.wait_for(fut, TICK_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._waiting.pop(event_id, None)
                 raise TickFailed(f"no answer in {TICK_TIMEOUT_S:.0f} s") from None
         if not msg.get("success"):
@@ -321,7 +321,7 @@ class SimBrowser:
         try:
             await self.call(dep)
             self.report.latencies[name].append(time.perf_counter() - t0)
-        except (TickFailed, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, TickFailed, aiohttp.ClientError) as exc:
             self.report.failures.append(f"{name}: {type(exc).__name__} {exc}")
         finally:
             self._busy.discard(dep.fn_index)
@@ -340,7 +340,7 @@ class SimBrowser:
             try:
                 await asyncio.wait_for(until.wait(), max(0.0, next_at - loop.time()))
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if not self.timer_active(timer_id):
                 if name == "train":
@@ -355,7 +355,7 @@ class SimBrowser:
                                      timeout=aiohttp.ClientTimeout(total=None, sock_connect=30)) as resp:
                 async for _ in resp.content:
                     pass
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass
 
     async def watch(self, stop: asyncio.Event) -> BrowserReport:
@@ -372,7 +372,7 @@ class SimBrowser:
             try:
                 await self.call(self.spec.load)
                 self.report.latencies["load"].append(time.perf_counter() - t0)
-            except (TickFailed, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, TickFailed, aiohttp.ClientError) as exc:
                 self.report.failures.append(f"load: {type(exc).__name__} {exc}")
                 return self.report
             self.report.attached = self.timer_active(self.spec.train_timer)
@@ -523,8 +523,8 @@ def _pct(sorted_values: list[float], p: float) -> float:
 def launch_run(name: str, cfg, user: str | None = None):
     """Start the run as the Start button does (the device queue, a detached engine process), in ``user``'s
     workspace where given."""
-    from engine.core.workspace import Workspace  # noqa: PLC0415 - after TUNEBOARD_SAVES is set
-    from webui import runner  # noqa: PLC0415
+    from engine.core.workspace import Workspace
+    from webui import runner
 
     return runner.launch(runner.run_dir_for(MODEL, "lora", name, Workspace(user).saves), cfg)
 
@@ -599,8 +599,8 @@ async def trial(app, kind: str, index: int, clients: int, cfg, spec: PageSpec,
     With ``logins`` (the classroom), the run is the first login's; when watched, every other login has pressed
     Start too, its job waiting in the queue behind it, and each page watches its own login's run. Those jobs are
     cancelled once the measured run ends."""
-    from engine.core.rundir import DONE_STATES  # noqa: PLC0415
-    from webui import runner  # noqa: PLC0415
+    from engine.core.rundir import DONE_STATES
+    from webui import runner
 
     meter = CpuMeter(app.proc.pid)
     meter.start()
@@ -634,7 +634,7 @@ async def trial(app, kind: str, index: int, clients: int, cfg, spec: PageSpec,
     if watchers:
         try:  # the pages see the end on their next tick, then turn their timers off
             reports = await asyncio.wait_for(asyncio.shield(watchers), 60)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             stop.set()
             reports = await watchers
     cpu = meter.stop()
@@ -716,7 +716,7 @@ def workdir_env(base: Path) -> dict:
 
 
 async def main_async(args) -> dict:
-    from engine.core.demo_model import ensure_demo_model  # noqa: PLC0415
+    from engine.core.demo_model import ensure_demo_model
 
     ensure_demo_model()
     base = Path(tempfile.mkdtemp(prefix="tb-watchers-"))

@@ -25,11 +25,9 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
-import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -41,9 +39,9 @@ from engine.core.demo_model import is_demo
 from engine.core.devices import pick_device
 from engine.core.model_files import ModelLoadError, check_checkpoint
 from engine.core.paths import resolve_user_dir
-from engine.core.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
+from engine.core.rundir import FINISHED, RUNNING, RunDir
 from engine.core.templates import NAMED_TEMPLATES, ChatFormatter, TemplateError
-from engine.jobs.job import describe_error, error_record, fetch_model, log, start_job
+from engine.jobs.job import JobOutcome, Stopped, describe_error, error_record, fetch_model, log, start_job
 from engine.modeling.models import load_with_checkpoint
 
 STAGES = ("load", "merge", "save", "tokenizer", "readme")
@@ -54,10 +52,6 @@ DEMO_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 class ExportError(RuntimeError):
     """The export cannot go ahead; the message says why in words."""
-
-
-class Stopped(Exception):
-    pass
 
 
 def check_target(export_dir: Path) -> None:
@@ -209,7 +203,7 @@ def build_readme(cfg: RunConfig, kind: str | None, export_dir: Path, dtype: str,
     elif checkpoint:
         rows.append(("Dataset(s)", "unknown: no run.yaml next to the checkpoint"))
     rows += [("Chat template", template_note), ("Weights dtype", dtype),
-             ("Exported", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + " by TuneBoard")]
+             ("Exported", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC") + " by TuneBoard")]
 
     lines = front + ["", f"# {export_dir.name}", "",
                      "A standalone model exported by TuneBoard: it loads with plain transformers, no peft needed.", "",
@@ -249,7 +243,11 @@ def run_export(config_path: str | Path) -> int:
         if check_stop and stop.requested:
             raise Stopped
 
-    try:
+    outcome = JobOutcome(run, stop, "Export", "nothing was written.", cleanup=lambda: _remove(tmp),
+                         describe=lambda exc: (str(exc), None) if isinstance(exc, ExportError)
+                         else (describe_error(exc), error_record(exc)),
+                         expected=lambda exc: isinstance(exc, (ExportError, ModelLoadError)))
+    with outcome:
         export_dir = resolve_user_dir(cfg.export.export_dir, "export folder")
         if export_dir == run.path or export_dir in run.path.parents:
             raise ExportError(f"export folder {str(export_dir)!r} holds this export's own run directory; "
@@ -332,24 +330,7 @@ def run_export(config_path: str | Path) -> int:
                          dtype=dtype_name, checkpoint_kind=kind or "base", elapsed_s=round(time.time() - t0, 2))
         log(f"Export finished: {export_dir} ({size / 1e6:.1f} MB, {len(files)} files)")
         return 0
-    except Stopped:
-        _remove(tmp)
-        run.write_status(STOPPED, phase="stopped", error=None)
-        log("Export stopped; nothing was written.")
-        return 0
-    except BaseException as exc:  # report every failure in words, then exit non-zero
-        _remove(tmp)
-        if not isinstance(exc, (ExportError, ModelLoadError)):  # expected refusals need no traceback
-            traceback.print_exc()
-        sys.stdout.flush()
-        if stop.requested:
-            run.write_status(STOPPED, phase="stopped", error=None)
-            return 0
-
-        message = str(exc) if isinstance(exc, ExportError) else describe_error(exc)
-        run.write_status(FAILED, error=message, error_record=error_record(exc))
-        log(f"Export failed: {message}")
-        return 1
+    return outcome.code
 
 
 def _trained_base(checkpoint: str) -> str | None:

@@ -154,16 +154,16 @@ def make_test_tls(folder: str | os.PathLike) -> tuple[Path, Path, Path]:
 
     Returns (ca_pem, server_cert_pem, server_key_pem). Uses ``cryptography`` (a dependency of modelscope-hub).
     """
-    import ipaddress  # noqa: PLC0415
+    import ipaddress
 
-    from cryptography import x509  # noqa: PLC0415 - only the TLS hub needs it
-    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _dt.datetime.now(_dt.UTC)
     valid = (now - _dt.timedelta(hours=1), now + _dt.timedelta(days=2))
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -224,13 +224,13 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "TuneBoardFakeHub/1.0"
     timeout = 60  # a stuck client never holds a thread for long
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         self.server.hub._dispatch(self, "GET")
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self):
         self.server.hub._dispatch(self, "HEAD")
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.server.hub._dispatch(self, "POST")
 
     def log_message(self, format, *args):  # noqa: A002 - quiet: the hub keeps its own request log
@@ -254,7 +254,7 @@ class _Server(ThreadingHTTPServer):
         return sock, addr
 
     def handle_error(self, request, client_address):  # noqa: ARG002 - quiet; kept for a failing test to show
-        import traceback  # noqa: PLC0415
+        import traceback
 
         self.hub.errors.append(traceback.format_exc(limit=8))
 
@@ -394,7 +394,7 @@ class _FakeHub:
             self.requests.append(rec)
         try:
             self._route(h, method, rec)
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout, TimeoutError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             h.close_connection = True
 
     def _route(self, h, method: str, rec: RequestRecord) -> None:
@@ -659,7 +659,7 @@ class FakeModelScopeHub(_FakeHub):
             self._cert = (cert, key)
             bundle = self.ca_file.read_bytes()
             with contextlib.suppress(ImportError, OSError):
-                import certifi  # noqa: PLC0415
+                import certifi
 
                 bundle = Path(certifi.where()).read_bytes().rstrip(b"\n") + b"\n" + bundle
             self.ca_bundle = self.tls_dir / "ca-bundle.pem"

@@ -28,17 +28,17 @@ def _status_kb(field: str) -> int:
 
 
 def main(config_path: str) -> int:
-    import datasets  # noqa: F401, PLC0415
-    import peft  # noqa: F401, PLC0415
-    import torch  # noqa: F401, PLC0415
-    from transformers import Trainer, TrainingArguments  # noqa: F401, PLC0415
+    import datasets  # noqa: F401
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    from transformers import Trainer, TrainingArguments  # noqa: F401
 
-    import engine.core.encode  # noqa: E401, F401, PLC0415
+    import engine.core.encode
     import engine.modeling.finetuning
     import engine.train.fast_loss
     import engine.train.lean_activations
-    import engine.train.segment_attention  # noqa: E401, F401, PLC0415
-    from engine.train.run import run_training  # noqa: PLC0415
+    import engine.train.segment_attention  # noqa: F401
+    from engine.train.run import run_training
 
     baseline = _status_kb("VmRSS") * 1024
     code = run_training(config_path)

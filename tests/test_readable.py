@@ -22,7 +22,7 @@ def test_a_stopped_chinese_answer_ends_with_whole_characters():
     streamer = TokenStreamer(_ByteTokenizer())
     streamer.begin([0])
     streamer.put(torch.tensor([[1, 2]]))  # the prompt
-    for byte in "你好".encode("utf-8")[:4]:  # 你 and the first byte of 好: then Stop
+    for byte in "你好".encode()[:4]:  # 你 and the first byte of 好: then Stop
         streamer.put(torch.tensor([[byte]]))
     streamer.end()
     streamer.close()

@@ -36,7 +36,7 @@ def record_run(saves: Path, name: str, cfg: RunConfig, losses: list[float], *, m
                end: str | None = FINISHED) -> RunDir:
     """A training run recorded the way launch() and engine/train/run.py record one: run.yaml, queued, running, one
     callback log per step (100 tokens a step), then ``end`` (None: still running)."""
-    from transformers import TrainerControl, TrainerState  # noqa: PLC0415
+    from transformers import TrainerControl, TrainerState
 
     run = RunDir(saves / model / method / name)
     run.path.mkdir(parents=True)
@@ -203,7 +203,7 @@ def test_delete_refuses_paths_outside_the_run_folders(saves, tmp_path):
 def test_overlay_and_diff_for_the_tab(saves):
     """The Runs tab's comparison: one curve per run in one plotly figure, validation dashed, the differing
     settings by their translated labels."""
-    from webui.runs_tab import comparison  # noqa: PLC0415
+    from webui.runs_tab import comparison
 
     a = record_run(saves, "a", _config(), [2.0, 1.0])
     b = record_run(saves, "b", _config(learning_rate=1e-4), [2.0, 1.5, 1.2], eval_losses={3: 1.4})

@@ -27,7 +27,7 @@ def fill_until_held(field, value: str) -> None:
 def language_switched(page, lang: str) -> None:
     """Wait until a language switch has been answered: the tab names change in the page at once, the rest when the
     server's answer lands, which clears the picker's busy mark."""
-    from webui.locales import t  # noqa: PLC0415
+    from webui.locales import t
 
     expect(page.locator("#top-lang [data-testid=block-info]")).to_have_text(t(lang, "lang"), timeout=30_000)
     expect(page.locator("#top-lang[aria-busy=true]")).to_have_count(0, timeout=30_000)

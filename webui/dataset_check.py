@@ -8,8 +8,8 @@ numbers come from the training encoder (engine.core.length_stats, engine.core.sa
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import gradio as gr
 

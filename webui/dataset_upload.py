@@ -146,46 +146,45 @@ def build_dataset_upload(lang_dd, dataset_dir, datasets) -> DatasetUpload:
     """The panel, closed; ``dataset_dir`` is the Data dir field (where datasets are added), ``datasets`` the
     Dataset list it refreshes."""
     lang = DEFAULT_LANG
-    with gr.Accordion(t(lang, "group_add_dataset"), open=False, elem_id="add-dataset") as accordion:
-        with gr.Row():
-            with gr.Column(scale=3):
-                upload_title = gr.Markdown(t(lang, "upload_title"))
-                limit_note = gr.Markdown(t(lang, "upload_limit", mb=MAX_UPLOAD_MB), elem_id="upload-limit")
-                file = gr.File(label=t(lang, "upload_file"), file_types=list(SUPPORTED_SUFFIXES), type="filepath",
-                               elem_id="upload-file")
-                with gr.Row():
-                    kind = gr.Dropdown(kind_choices(lang), value=None, label=t(lang, "upload_kind"),
-                                       info=t(lang, "upload_kind_info"), elem_id="upload-kind")
-                    name = gr.Textbox(label=t(lang, "upload_name"), info=t(lang, "upload_name_info"),
-                                      elem_id="upload-name")
-                with gr.Row():
-                    overwrite = gr.Checkbox(False, label=t(lang, "upload_overwrite"), elem_id="upload-overwrite")
-                    numbers_text = gr.Checkbox(False, label=t(lang, "upload_numbers_text"),
-                                               elem_id="upload-numbers-text")
-                report_box = gr.Markdown(elem_id="upload-report")
-                register_button = gr.Button(t(lang, "upload_register"), variant="primary", interactive=False,
-                                            elem_id="upload-register")
-            with gr.Column(scale=2):
-                identity_title = gr.Markdown(t(lang, "identity_title"))
-                identity_intro = gr.Markdown(t(lang, "identity_intro"))
-                identity_dataset = gr.Textbox("my_identity", label=t(lang, "identity_dataset"),
-                                              info=t(lang, "identity_dataset_info"), elem_id="identity-dataset")
-                with gr.Row():
-                    identity_name = gr.Textbox(label=t(lang, "identity_name"),
-                                               placeholder=t(lang, "identity_name_example"), elem_id="identity-name")
-                    identity_author = gr.Textbox(label=t(lang, "identity_author"),
-                                                 placeholder=t(lang, "identity_author_example"),
-                                                 elem_id="identity-author")
-                identity_purpose = gr.Textbox(label=t(lang, "identity_purpose"), info=t(lang, "identity_purpose_info"),
-                                              elem_id="identity-purpose")
-                identity_contact = gr.Textbox(label=t(lang, "identity_contact"), info=t(lang, "identity_contact_info"),
-                                              elem_id="identity-contact")
-                identity_extra = gr.Textbox(label=t(lang, "identity_extra"), info=t(lang, "identity_extra_info"),
-                                            lines=3, elem_id="identity-extra")
-                identity_overwrite = gr.Checkbox(False, label=t(lang, "upload_overwrite"),
-                                                 elem_id="identity-overwrite")
-                identity_status = gr.Markdown(elem_id="identity-status")
-                identity_button = gr.Button(t(lang, "identity_build"), variant="primary", elem_id="identity-build")
+    with gr.Accordion(t(lang, "group_add_dataset"), open=False, elem_id="add-dataset") as accordion, gr.Row():
+        with gr.Column(scale=3):
+            upload_title = gr.Markdown(t(lang, "upload_title"))
+            limit_note = gr.Markdown(t(lang, "upload_limit", mb=MAX_UPLOAD_MB), elem_id="upload-limit")
+            file = gr.File(label=t(lang, "upload_file"), file_types=list(SUPPORTED_SUFFIXES), type="filepath",
+                           elem_id="upload-file")
+            with gr.Row():
+                kind = gr.Dropdown(kind_choices(lang), value=None, label=t(lang, "upload_kind"),
+                                   info=t(lang, "upload_kind_info"), elem_id="upload-kind")
+                name = gr.Textbox(label=t(lang, "upload_name"), info=t(lang, "upload_name_info"),
+                                  elem_id="upload-name")
+            with gr.Row():
+                overwrite = gr.Checkbox(False, label=t(lang, "upload_overwrite"), elem_id="upload-overwrite")
+                numbers_text = gr.Checkbox(False, label=t(lang, "upload_numbers_text"),
+                                           elem_id="upload-numbers-text")
+            report_box = gr.Markdown(elem_id="upload-report")
+            register_button = gr.Button(t(lang, "upload_register"), variant="primary", interactive=False,
+                                        elem_id="upload-register")
+        with gr.Column(scale=2):
+            identity_title = gr.Markdown(t(lang, "identity_title"))
+            identity_intro = gr.Markdown(t(lang, "identity_intro"))
+            identity_dataset = gr.Textbox("my_identity", label=t(lang, "identity_dataset"),
+                                          info=t(lang, "identity_dataset_info"), elem_id="identity-dataset")
+            with gr.Row():
+                identity_name = gr.Textbox(label=t(lang, "identity_name"),
+                                           placeholder=t(lang, "identity_name_example"), elem_id="identity-name")
+                identity_author = gr.Textbox(label=t(lang, "identity_author"),
+                                             placeholder=t(lang, "identity_author_example"),
+                                             elem_id="identity-author")
+            identity_purpose = gr.Textbox(label=t(lang, "identity_purpose"), info=t(lang, "identity_purpose_info"),
+                                          elem_id="identity-purpose")
+            identity_contact = gr.Textbox(label=t(lang, "identity_contact"), info=t(lang, "identity_contact_info"),
+                                          elem_id="identity-contact")
+            identity_extra = gr.Textbox(label=t(lang, "identity_extra"), info=t(lang, "identity_extra_info"),
+                                        lines=3, elem_id="identity-extra")
+            identity_overwrite = gr.Checkbox(False, label=t(lang, "upload_overwrite"),
+                                             elem_id="identity-overwrite")
+            identity_status = gr.Markdown(elem_id="identity-status")
+            identity_button = gr.Button(t(lang, "identity_build"), variant="primary", elem_id="identity-build")
     view = DatasetUpload(accordion, upload_title, limit_note, file, kind, name, overwrite, numbers_text,
                          register_button, report_box, identity_title, identity_intro, identity_dataset, identity_name,
                          identity_author, identity_purpose, identity_contact, identity_extra, identity_overwrite, identity_button,

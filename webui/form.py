@@ -8,8 +8,9 @@ info, choices and default come from the field, and form values go back into a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, get_type_hints
+from typing import Any, get_type_hints
 
 import gradio as gr
 

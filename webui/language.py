@@ -11,8 +11,9 @@ labels change in the page itself (webui/gradio_texts.js).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 

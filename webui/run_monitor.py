@@ -12,9 +12,10 @@ import asyncio
 import html
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 

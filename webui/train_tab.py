@@ -118,10 +118,9 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
         add("train", "stage", scale=2)
         add("data", "dataset_dir", scale=2)
         datasets = add("data", "datasets", scale=4, choices=dataset_choices(initial.data.dataset_dir))
-    with gr.Accordion(t(lang, "group_identity"), open=False) as acc_identity:
-        with gr.Row():
-            add("data", "identity_name")
-            add("data", "identity_author")
+    with gr.Accordion(t(lang, "group_identity"), open=False) as acc_identity, gr.Row():
+        add("data", "identity_name")
+        add("data", "identity_author")
     check_btn = check_button()
     preview = build_dataset_preview(top.language, ctl["data.dataset_dir"].component, datasets.component,
                                     ctl["data.identity_name"].component, ctl["data.identity_author"].component,
@@ -147,10 +146,9 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
              (("data", "packing"), ("data", "train_on_prompt"), ("data", "mask_history"), ("data", "enable_thinking"),
               ("train", "resume"), ("train", "early_stopping_patience"), ("train", "report_to")))
         add("train", "extra_args", lines=2, placeholder='{"weight_decay": 0.01}')
-    with gr.Accordion(t(lang, "group_probes"), open=False) as groups["group_probes"]:
-        with gr.Row():
-            add("train", "probe_questions", lines=3, max_lines=8, scale=4)
-            add("train", "probe_max_new_tokens", scale=1)
+    with gr.Accordion(t(lang, "group_probes"), open=False) as groups["group_probes"], gr.Row():
+        add("train", "probe_questions", lines=3, max_lines=8, scale=4)
+        add("train", "probe_max_new_tokens", scale=1)
     with gr.Accordion(t(lang, "group_freeze"), open=False) as groups["group_freeze"]:
         rows((("freeze", "trainable_layers"), ("freeze", "trainable_modules"), ("freeze", "extra_modules")))
     with gr.Accordion(t(lang, "group_lora"), open=False) as groups["group_lora"]:

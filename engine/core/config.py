@@ -341,7 +341,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: Any, command: str = "train") -> "RunConfig":
+    def from_dict(cls, raw: Any, command: str = "train") -> RunConfig:
         if not isinstance(raw, dict):
             raise ConfigError("config", "not_sections", kind=type(raw).__name__)
         sections = {f.name: f for f in dataclasses.fields(cls)}
@@ -364,7 +364,7 @@ class RunConfig:
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
     @classmethod
-    def from_yaml(cls, text: str, command: str = "train") -> "RunConfig":
+    def from_yaml(cls, text: str, command: str = "train") -> RunConfig:
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -374,7 +374,7 @@ class RunConfig:
         return cls.from_dict(raw or {}, command)
 
     @classmethod
-    def load(cls, path: str | Path, command: str = "train") -> "RunConfig":
+    def load(cls, path: str | Path, command: str = "train") -> RunConfig:
         """Read a YAML file; a missing file raises FileNotFoundError, any other unreadable one a ConfigError."""
         try:
             with open(path, "rb") as fh:  # bounded: a huge file is not read whole into every page that lists it

@@ -26,10 +26,11 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 from engine.core.catalogue import hubs_with
 from engine.core.demo_model import converted_dir, is_demo
@@ -64,7 +65,7 @@ class DownloadProgress:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DownloadProgress":
+    def from_dict(cls, data: dict) -> DownloadProgress:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
@@ -521,7 +522,7 @@ def _download(state: _State, client: _Client, report: ProgressFn, cancel: Cancel
         raise download_error("cancelled", repo, hub) from None
     except DownloadError:
         raise
-    except Exception as exc:  # noqa: BLE001 - each client raises its own types: sorted out in _failure
+    except Exception as exc:
         error = _failure(exc, repo, hub)
         if error.key == "download_no_network":
             folder = client.cached(repo)  # downloaded before, by the hub's own tool: usable offline

@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import psutil
 
@@ -79,7 +79,7 @@ def parse_npu_smi(text: str) -> list[DeviceUse]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tool(name: str) -> str | None:
     return shutil.which(name)
 

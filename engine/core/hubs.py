@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 HUBS = ("huggingface", "modelscope", "modelers")
 HUB_CHOICES = ("auto",) + HUBS

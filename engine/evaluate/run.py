@@ -26,9 +26,7 @@ import contextlib
 import gc
 import json
 import math
-import sys
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +41,10 @@ from engine.core.encode import training_formatter
 from engine.core.fileio import atomic_write_json, atomic_write_text
 from engine.core.paths import confined_data_dir
 from engine.core.reasoning import opened_thought, split_reply, split_thought
-from engine.core.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
+from engine.core.rundir import FINISHED, RUNNING, RunDir
 from engine.core.templates import IGNORE_INDEX
 from engine.evaluate.metrics import corpus_scores
-from engine.jobs.job import describe_error, error_record, expected_error, fetch_model, log, start_job
+from engine.jobs.job import JobOutcome, Stopped, fetch_model, log, start_job
 from engine.modeling.generation import decode_answer, left_padded
 from engine.modeling.models import load_with_checkpoint
 from engine.train.fast_loss import answer_only_loss, split_causal_lm
@@ -55,10 +53,6 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 FINETUNED, BASE, MODEL = "fine-tuned", "base", "model"  # metrics.json keys
 GENERATION_SEED = 42
-
-
-class Stopped(Exception):
-    """SIGTERM/SIGINT arrived; raised between batches."""
 
 
 @dataclass
@@ -266,8 +260,8 @@ def evaluate_pass(key: str, model, tokenizer, formatter, items: list[EvalItem], 
 def run_evaluation(config_path: str | Path) -> int:
     """Entry point of the evaluation subprocess; returns the process exit code."""
     cfg, run, stop = start_job(config_path, "eval", "loading")
-
-    try:
+    outcome = JobOutcome(run, stop, "Evaluation", "no metrics were written.")
+    with outcome:
         from engine.core.model_files import check_checkpoint
 
         # What can be checked without loading the model is checked first, so such errors come at once.
@@ -335,18 +329,4 @@ def run_evaluation(config_path: str | Path) -> int:
                          predictions_file=PREDICTIONS_FILE if cfg.eval.predict else None)
         log("Evaluation finished.")
         return 0
-    except Stopped:
-        run.write_status(STOPPED, phase="stopped", error=None)
-        log("Evaluation stopped; no metrics were written.")
-        return 0
-    except BaseException as exc:  # report every failure in words, then exit non-zero
-        if not expected_error(exc):
-            traceback.print_exc()
-        sys.stdout.flush()
-        if stop.requested:
-            run.write_status(STOPPED, phase="stopped", error=None)
-            return 0
-        message = describe_error(exc)
-        run.write_status(FAILED, error=message, error_record=error_record(exc))
-        log(f"Evaluation failed: {message}")
-        return 1
+    return outcome.code

@@ -8,6 +8,9 @@ import gc
 import json
 import os
 import signal
+import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.core.config import ConfigError, RunConfig
@@ -16,7 +19,7 @@ from engine.core.devices import torch_import_failure
 from engine.core.download import HUB_NAMES, ensure_model
 from engine.core.model_files import ModelLoadError
 from engine.core.paths import PathError
-from engine.core.rundir import RUNNING, RunDir
+from engine.core.rundir import FAILED, RUNNING, STOPPED, RunDir
 from engine.core.templates import TemplateError
 
 
@@ -155,3 +158,55 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, (ModelLoadError, PathError, TemplateError, ConfigError)):
         return str(exc)
     return torch_import_failure(exc) or f"{type(exc).__name__}: {exc}"
+
+
+class Stopped(Exception):
+    """Stop was seen between two pieces of a job's work (evaluation batches, export stages): the job ends as
+    stopped."""
+
+
+class JobOutcome:
+    """How every job ends, in one place. Used as ``with outcome: ... return 0`` and then ``return outcome.code``:
+    an exception inside ends the job as stopped (Stopped, or any error once Stop was pressed) or as failed, with
+    the error in words in status.json (``error``, and ``error_record`` for the page's language) and a traceback
+    printed only for errors that do not already say what is wrong.
+
+    ``noun`` ("Evaluation", "Export") names the job in the log's last line; ``stopped_note`` follows "stopped;".
+    ``user_stopped`` tells a Stop the user asked for from one that is not (training under torchrun: a signal may
+    come from the launcher ending the ranks after another failed). ``cleanup`` runs first on any error;
+    ``describe`` words an error (default: describe_error and error_record)."""
+
+    def __init__(self, run: RunDir, stop: StopRequested, noun: str = "", stopped_note: str = "", *,
+                 user_stopped: Callable[[], bool] | None = None, cleanup: Callable[[], None] | None = None,
+                 describe: Callable[[BaseException], tuple[str, dict | None]] | None = None,
+                 expected: Callable[[BaseException], bool] = lambda exc: expected_error(exc)) -> None:
+        self.run, self.stop, self.noun, self.stopped_note = run, stop, noun, stopped_note
+        self.user_stopped = user_stopped or (lambda: stop.requested)
+        self.cleanup = cleanup
+        self.describe = describe or (lambda exc: (describe_error(exc), error_record(exc)))
+        self.expected = expected
+        self.code = 0
+
+    def __enter__(self) -> JobOutcome:
+        return self
+
+    def __exit__(self, kind, exc: BaseException | None, tb) -> bool:
+        if exc is None:
+            return False
+        if self.cleanup is not None:
+            self.cleanup()
+        if not isinstance(exc, Stopped) and not self.expected(exc):
+            traceback.print_exc()
+        sys.stdout.flush()
+        if isinstance(exc, Stopped) or self.user_stopped():
+            self.run.write_status(STOPPED, phase="stopped", error=None)
+            if self.noun:
+                log(f"{self.noun} stopped; {self.stopped_note}" if self.stopped_note else f"{self.noun} stopped.")
+            self.code = 0
+        else:
+            message, record = self.describe(exc)
+            self.run.write_status(FAILED, error=message, error_record=record)
+            if self.noun:
+                log(f"{self.noun} failed: {message}")
+            self.code = 1
+        return True  # reported: the job's entry point returns self.code

@@ -35,8 +35,8 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from engine.core.devices import cpu_tuning_env, machine_device
 from engine.core.rundir import QUEUED, pid_alive
@@ -91,7 +91,7 @@ def start() -> None:
     # told without importing torch here, which would hold the worker back by the seconds that import takes.
     tuning = cpu_tuning_env(machine_device())
     _started_at = path
-    _started = subprocess.Popen(  # noqa: S603 - fixed argument list
+    _started = subprocess.Popen(
         [sys.executable, "-m", "engine.jobs.warm_worker", "--owner", str(os.getpid())], stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=open(path.with_suffix(".log"), "ab"), start_new_session=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **tuning))
@@ -270,7 +270,7 @@ def serve(owner: int) -> int:
         while os.getppid() == owner:
             try:
                 conn, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             with conn:
                 _answer(conn, listener, started_with)

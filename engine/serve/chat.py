@@ -21,8 +21,8 @@ import queue
 import threading
 import warnings
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 from peft.tuners.lora import LoraLayer

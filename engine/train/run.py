@@ -17,9 +17,7 @@ import math
 import os
 import pickle
 import shutil
-import sys
 import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -33,12 +31,12 @@ from engine.core.devices import batch_width_multiple, pick_device, resolve_compu
 from engine.core.encode import encode_dataset
 from engine.core.fileio import atomic_write_json
 from engine.core.model_files import PARENTS_FILE
-from engine.core.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
+from engine.core.rundir import FINISHED, RUNNING, STOPPED, RunDir
 from engine.jobs.job import (
+    JobOutcome,
     StopRequested,
     describe_error,
     error_record,
-    expected_error,
     fetch_model,
     log,
     rank,
@@ -243,7 +241,15 @@ def run_training(config_path: str | Path) -> int:
     under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ
     reporter = None
 
-    try:
+    def describe(exc: BaseException) -> tuple[str, dict | None]:
+        if reporter is not None and reporter.saving is not None:  # the error came while writing a checkpoint
+            return _failed_save(reporter.saving, describe_error(exc)), None
+        return describe_error(exc), error_record(exc)
+
+    # A signal alone may come from torchrun ending this rank after another failed: that run failed.
+    outcome = JobOutcome(run, stop, user_stopped=lambda: stop.by_user or (stop.signalled and not under_torchrun),
+                         describe=describe)
+    with outcome:
         settle_imports()
         set_seed(cfg.train.seed)
         device = pick_device(cfg.model.device)
@@ -336,15 +342,4 @@ def run_training(config_path: str | Path) -> int:
             log(f"Early stopping: no validation improvement for {cfg.train.early_stopping_patience} evaluations.")
         log("Training stopped; the weights so far were saved." if stop.requested else "Training finished.")
         return 0
-    except BaseException as exc:  # report every failure in words, then exit non-zero
-        if not expected_error(exc):  # our own refusals already say what is wrong
-            traceback.print_exc()
-        sys.stdout.flush()
-        message, record = describe_error(exc), error_record(exc)
-        if reporter is not None and reporter.saving is not None:
-            message, record = _failed_save(reporter.saving, message), None
-        if stop.by_user or (stop.signalled and not under_torchrun):
-            run.write_status(STOPPED, phase="stopped", error=None)
-            return 0
-        run.write_status(FAILED, error=message, error_record=record)
-        return 1
+    return outcome.code

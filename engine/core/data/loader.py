@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from engine.core.config import PREFERENCE_STAGES, STAGES
 from engine.core.data.errors import DataError

@@ -12,9 +12,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from engine.core.data.errors import DataError
 from engine.core.data.registry import REGISTRY_FILE, SUPPORTED_SUFFIXES, read_registry, unsupported_type
