@@ -248,8 +248,8 @@ class SessionRequired:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] in ("http", "websocket"):
-            from starlette.requests import HTTPConnection  # noqa: PLC0415
-            from starlette.responses import JSONResponse  # noqa: PLC0415
+            from starlette.requests import HTTPConnection  # noqa: PLC0415 - keeps --help instant
+            from starlette.responses import JSONResponse  # noqa: PLC0415 - keeps --help instant
 
             path = route_path(scope)
             public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
@@ -290,7 +290,7 @@ class _NoStubWriting(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module) -> None:
         self._loader.exec_module(module)
         if callable(getattr(module, "create_or_modify_pyi", None)):
-            module.create_or_modify_pyi = lambda *args, **kwargs: None
+            module.create_or_modify_pyi = lambda *_a, **_k: None
 
 
 def import_gradio() -> None:
@@ -305,7 +305,7 @@ def import_gradio() -> None:
     if hide_ipython:
         sys.modules["IPython"] = None  # type: ignore[assignment] # an import of it fails at once: "not installed"
     try:
-        import gradio  # noqa: F401, PLC0415
+        import gradio  # noqa: F401, PLC0415 - imported here with stub writing and IPython kept out
     finally:
         sys.meta_path.remove(finder)
         if hide_ipython and sys.modules.get("IPython", 0) is None:
@@ -348,12 +348,12 @@ def calm_idle_queue(demo) -> None:
 
 def serve(demo, args: argparse.Namespace):
     """Serve ``demo`` as ``args`` say, with its queue; returns Gradio's app (FastAPI) once the page answers."""
-    from webui.app import A11Y_JS, CSS  # noqa: PLC0415
+    from webui.app import A11Y_JS, CSS  # noqa: PLC0415 - imports gradio: after import_gradio()
 
     app_kwargs = {}
     if args.credentials:
-        from gradio import routes  # noqa: PLC0415
-        from starlette.middleware import Middleware  # noqa: PLC0415
+        from gradio import routes  # noqa: PLC0415 - after import_gradio()
+        from starlette.middleware import Middleware  # noqa: PLC0415 - keeps --help instant
 
         if hide_api_info_before_login not in routes.templates.context_processors:
             routes.templates.context_processors.append(hide_api_info_before_login)
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_gradio()
     import_gradio()
     from webui.app import create_app  # noqa: PLC0415 - keeps --help instant
-    from webui.workspaces import Policy, configure  # noqa: PLC0415
+    from webui.workspaces import Policy, configure  # noqa: PLC0415 - keeps --help instant
 
     configure(Policy(logins=bool(args.credentials), admins=args.credentials.admins, max_queued=max(1, args.max_queued)))
     demo = create_app()

@@ -45,7 +45,7 @@ class AppProcess:
         self.url = f"http://127.0.0.1:{port}/"
         self.log = log or ROOT / "test-artifacts" / f"app-{port}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.log, "wb")
+        self._fh = open(self.log, "wb")  # noqa: SIM115 - the app writes to it until stop() closes it
         self.proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *(args or [])], cwd=ROOT,
                                      env=env, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -418,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the table shows medians")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
-    parser.add_argument("--variants", default="", help=f"train only these of {tuple(TRAIN_VARIANTS)} (comma-separated); "
-                                                      "the others keep their figures")
+    parser.add_argument("--variants", default="",
+                        help=f"train only these of {tuple(TRAIN_VARIANTS)} (comma-separated); "
+                             "the others keep their figures")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary saves/ and run folders")
     args = parser.parse_args(argv)

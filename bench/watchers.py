@@ -50,7 +50,7 @@ import aiohttp  # noqa: E402 - about a quarter of httpx's CPU per request: the b
 import orjson  # noqa: E402 - installed with gradio
 import psutil  # noqa: E402
 
-from bench.harness import (
+from bench.harness import (  # noqa: E402 - after ROOT is on sys.path (run as a script)
     AppProcess,
     free_port,
     machine_cpu_seconds,
@@ -229,7 +229,7 @@ class SimBrowser:
                             self._fail_all(f"unexpected_error: {msg.get('message')}")
                         elif kind == "close_stream":
                             break
-            except (TimeoutError, aiohttp.ClientError) as exc:
+            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
                 self._fail_all(f"queue/data: {type(exc).__name__} {exc}")
                 return
 
@@ -257,7 +257,7 @@ class SimBrowser:
                 self._stream = asyncio.create_task(self._read_stream())
             try:
                 msg = await asyncio.wait_for(fut, TICK_TIMEOUT_S)
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 self._waiting.pop(event_id, None)
                 raise TickFailed(f"no answer in {TICK_TIMEOUT_S:.0f} s") from None
         if not msg.get("success"):
@@ -321,7 +321,7 @@ class SimBrowser:
         try:
             await self.call(dep)
             self.report.latencies[name].append(time.perf_counter() - t0)
-        except (TimeoutError, TickFailed, aiohttp.ClientError) as exc:
+        except (asyncio.TimeoutError, TickFailed, aiohttp.ClientError) as exc:
             self.report.failures.append(f"{name}: {type(exc).__name__} {exc}")
         finally:
             self._busy.discard(dep.fn_index)
@@ -340,7 +340,7 @@ class SimBrowser:
             try:
                 await asyncio.wait_for(until.wait(), max(0.0, next_at - loop.time()))
                 break
-            except TimeoutError:
+            except asyncio.TimeoutError:
                 pass
             if not self.timer_active(timer_id):
                 if name == "train":
@@ -355,7 +355,7 @@ class SimBrowser:
                                      timeout=aiohttp.ClientTimeout(total=None, sock_connect=30)) as resp:
                 async for _ in resp.content:
                     pass
-        except (TimeoutError, aiohttp.ClientError):
+        except (asyncio.TimeoutError, aiohttp.ClientError):
             pass
 
     async def watch(self, stop: asyncio.Event) -> BrowserReport:
@@ -372,7 +372,7 @@ class SimBrowser:
             try:
                 await self.call(self.spec.load)
                 self.report.latencies["load"].append(time.perf_counter() - t0)
-            except (TimeoutError, TickFailed, aiohttp.ClientError) as exc:
+            except (asyncio.TimeoutError, TickFailed, aiohttp.ClientError) as exc:
                 self.report.failures.append(f"load: {type(exc).__name__} {exc}")
                 return self.report
             self.report.attached = self.timer_active(self.spec.train_timer)
@@ -634,7 +634,7 @@ async def trial(app, kind: str, index: int, clients: int, cfg, spec: PageSpec,
     if watchers:
         try:  # the pages see the end on their next tick, then turn their timers off
             reports = await asyncio.wait_for(asyncio.shield(watchers), 60)
-        except TimeoutError:
+        except asyncio.TimeoutError:
             stop.set()
             reports = await watchers
     cpu = meter.stop()

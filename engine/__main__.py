@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.core.chat_settings import GenerationSettings
 from engine.core.config import COMMANDS, ConfigError, RunConfig
 from engine.core.data import DataError
 from engine.core.download import ensure_model
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_evaluation(args.config)
     if args.command == "export":
-        from engine.export import run_export  # noqa: PLC0415
+        from engine.export import run_export  # noqa: PLC0415 - imports torch
 
         return run_export(args.config)
     from engine.train.run import run_training  # noqa: PLC0415 - imports torch
@@ -143,7 +144,6 @@ def chat(args) -> int:
     if not 0 <= args.temperature <= 2 or not 0 < args.top_p <= 1:
         print("error: --temperature must be in 0..2 and --top-p in (0, 1]", file=sys.stderr)
         return 2
-    from engine.core.chat_settings import GenerationSettings
     from engine.serve.chat import ChatEngine  # noqa: PLC0415 - imports torch
 
     interactive = sys.stdin.isatty()

@@ -27,7 +27,7 @@ import re
 import shutil
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -189,13 +189,15 @@ def build_readme(cfg: RunConfig, kind: str | None, export_dir: Path, dtype: str,
             rows.append(("Freeze", f"last {(train_raw.get('freeze') or {}).get('trainable_layers')} layers trained"))
         rows.append(("Training", f"stage {train.get('stage')}, method {method}, {train.get('num_train_epochs')} "
                                  f"epoch(s), learning rate {train.get('learning_rate')}, batch "
-                                 f"{train.get('per_device_train_batch_size')} x {train.get('gradient_accumulation_steps')} "
+                                 f"{train.get('per_device_train_batch_size')} x "
+                                 f"{train.get('gradient_accumulation_steps')} "
                                  f"accumulation, scheduler {train.get('lr_scheduler_type')}, cutoff "
                                  f"{data.get('cutoff_len')} tokens, compute type {train.get('compute_type')}, "
                                  f"seed {train.get('seed')}"))
         metrics = train_status.get("metrics") or {}
         if train_status.get("step"):
-            result = f"{train_status.get('state')} after {train_status.get('step')} of {train_status.get('total_steps')} steps"
+            result = (f"{train_status.get('state')} after {train_status.get('step')} of "
+                      f"{train_status.get('total_steps')} steps")
             if isinstance(metrics.get("train_loss"), (int, float)):
                 result += f", train loss {metrics['train_loss']:.4f}"
             rows.append(("Training result", result))
@@ -203,7 +205,7 @@ def build_readme(cfg: RunConfig, kind: str | None, export_dir: Path, dtype: str,
     elif checkpoint:
         rows.append(("Dataset(s)", "unknown: no run.yaml next to the checkpoint"))
     rows += [("Chat template", template_note), ("Weights dtype", dtype),
-             ("Exported", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC") + " by TuneBoard")]
+             ("Exported", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + " by TuneBoard")]
 
     lines = front + ["", f"# {export_dir.name}", "",
                      "A standalone model exported by TuneBoard: it loads with plain transformers, no peft needed.", "",
@@ -278,7 +280,8 @@ def run_export(config_path: str | Path) -> int:
             model = model.merge_and_unload()
             log(f"merged LoRA adapter {adapter} into the base weights")
         elif kind == "full":
-            log("the checkpoint is a whole model (full/freeze run): nothing to merge; re-saving it in the export layout")
+            log("the checkpoint is a whole model (full/freeze run): nothing to merge; "
+                "re-saving it in the export layout")
         else:
             log("no checkpoint selected: exporting the base model itself")
         model = model.to("cpu").eval()
@@ -302,9 +305,11 @@ def run_export(config_path: str | Path) -> int:
         template_note = bake_chat_template(tokenizer, cfg.model.template, log)
         tokenizer.save_pretrained(tmp)
         gen_path = tmp / "generation_config.json"
-        gen = GenerationConfig.from_pretrained(tmp) if gen_path.is_file() else GenerationConfig.from_model_config(model.config)
+        gen = GenerationConfig.from_pretrained(tmp) if gen_path.is_file() \
+            else GenerationConfig.from_model_config(model.config)
         stops = _stop_token_ids(tokenizer, cfg.model.template)
-        eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id] if gen.eos_token_id is not None else []
+        eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) \
+            else [gen.eos_token_id] if gen.eos_token_id is not None else []
         merged_eos = eos + [t for t in stops if t not in eos]
         if merged_eos:
             gen.eos_token_id = merged_eos[0] if len(merged_eos) == 1 else merged_eos

@@ -7,6 +7,7 @@ once in a background thread at start (preload_libraries), so the first Load mode
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 from functools import lru_cache
@@ -31,10 +32,8 @@ def preload_libraries() -> None:
     once (CI saw "cannot import name AutoTokenizer" from a Check dataset pressed right after start)."""
     with _libraries_lock:
         for name in TORCH_SIDE:
-            try:
+            with contextlib.suppress(ImportError):  # an optional part; Load model reports what is really missing
                 importlib.import_module(name)
-            except ImportError:  # an optional part; Load model reports what is really missing
-                pass
 
 
 def chat_engine() -> ChatEngine:

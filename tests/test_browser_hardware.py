@@ -3,6 +3,7 @@ a tab that is not shown, in English and Chinese."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -37,10 +38,8 @@ def test_hardware_panel_refreshes_only_while_seen(app_server, page):
 
     def on_request(request):
         if request.method == "POST" and request.post_data:
-            try:
+            with contextlib.suppress(ValueError, AttributeError):
                 seen.append(json.loads(request.post_data).get("fn_index"))
-            except (ValueError, AttributeError):
-                pass
 
     page.on("request", on_request)
     assert _count_ticks(page, seen, ticks["train"], 3) == 0  # closed by default: no cost

@@ -120,7 +120,8 @@ def test_the_log_follows_its_tail_unless_scrolled_up(app_server, page, workdirs,
         expect(box).to_have_value(re.compile("Step "), timeout=120_000)
         # At its end (a separate check after this one raced the next line arriving: CI saw it fail).
         page.wait_for_function("() => { const b = document.querySelector('#train-log textarea'); return b && "
-                               "b.scrollHeight > b.clientHeight && b.scrollTop + b.clientHeight >= b.scrollHeight - 4 }",
+                               "b.scrollHeight > b.clientHeight && "
+                               "b.scrollTop + b.clientHeight >= b.scrollHeight - 4 }",
                                timeout=60_000)
         box.hover()
         page.mouse.wheel(0, -2000)  # the reader scrolls up: the box stays there while lines arrive

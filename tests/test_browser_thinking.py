@@ -42,15 +42,15 @@ def _stable_text(locator, seconds: float = 4, timeout: float = 180) -> str:
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_thinking_block_collapsed_above_the_answer(app_server, page, r1_model, lang: str):
-    L = LABELS[lang]
+    labels = LABELS[lang]
     page.goto(app_server.url)
     page.get_by_label("Language").wait_for(timeout=60_000)
     if lang == "zh":
         page.get_by_label("Language", exact=True).click()
         page.get_by_role("option", name="中文", exact=True).click()
-        page.get_by_role("tab", name=L["chat"], exact=True).wait_for(timeout=10_000)
+        page.get_by_role("tab", name=labels["chat"], exact=True).wait_for(timeout=10_000)
     fill_until_held(page.locator("#top-model-path").get_by_role("textbox"), r1_model)
-    page.get_by_role("tab", name=L["chat"], exact=True).click()
+    page.get_by_role("tab", name=labels["chat"], exact=True).click()
     # A page opened after another test loaded a tuned model shows that model's checkpoint (the page tells the
     # truth): the base model is wanted here, and a workflow run's adapter made it answer inside its reasoning.
     # (Escape: the emptied field's open list would cover the page.)
@@ -59,14 +59,14 @@ def test_thinking_block_collapsed_above_the_answer(app_server, page, r1_model, l
     switch = page.locator("#chat-enable-thinking")
     page.locator("#chat-unload").click()  # a model an earlier test loaded is shown on opening: start without one
     expect(switch).to_be_hidden(timeout=30_000)  # no model: nothing to switch
-    page.get_by_role("button", name=L["load"], exact=True).click()
+    page.get_by_role("button", name=labels["load"], exact=True).click()
     page.wait_for_function("(document.querySelector('#chat-status')?.innerText || '').match(/cpu|（cpu）/)",
                            timeout=180_000)
     expect(switch).to_be_visible(timeout=30_000)  # the loaded template reasons
-    expect(switch.get_by_label(L["switch"])).to_be_checked()
+    expect(switch.get_by_label(labels["switch"])).to_be_checked()
 
-    page.get_by_label(L["query"], exact=True).fill(REPEAT)
-    page.get_by_role("button", name=L["submit"], exact=True).click()
+    page.get_by_label(labels["query"], exact=True).fill(REPEAT)
+    page.get_by_role("button", name=labels["submit"], exact=True).click()
     box = page.locator("#chat-box")
     block = box.locator(".thought-group").last
     block.wait_for(state="attached", timeout=120_000)
@@ -74,7 +74,7 @@ def test_thinking_block_collapsed_above_the_answer(app_server, page, r1_model, l
     answer_text = _stable_text(answer)
 
     title = block.locator(".title")
-    expect(title).to_contain_text(L["thinking"])
+    expect(title).to_contain_text(labels["thinking"])
     expect(title).not_to_have_class(re.compile(r"\bexpanded\b"), timeout=30_000)  # done: collapsed
     # The answer: the text of the reply outside the block, all of it below the block.
     below, answer_only = box.evaluate("""box => {

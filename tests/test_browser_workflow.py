@@ -48,12 +48,12 @@ def _button(page, name: str):
     return page.get_by_role("button", name=name, exact=True)
 
 
-def _ask(page, L: dict, question: str, boxes: tuple[str, ...] = ("#chat-box",)) -> list[str]:
+def _ask(page, labels: dict, question: str, boxes: tuple[str, ...] = ("#chat-box",)) -> list[str]:
     """Ask one question with greedy decoding and return the streamed answer of each chat box once they all
     stop growing."""
     page.get_by_role("button", name=re.compile("^(Clear history|清空历史)$")).click()
-    page.get_by_label(L["query"], exact=True).fill(question)
-    _button(page, L["submit"]).click()
+    page.get_by_label(labels["query"], exact=True).fill(question)
+    _button(page, labels["submit"]).click()
     bots = [page.locator(f"{box} [data-testid='bot']").last for box in boxes]
     for bot in bots:
         bot.wait_for(state="attached", timeout=180_000)
@@ -69,12 +69,12 @@ def _ask(page, L: dict, question: str, boxes: tuple[str, ...] = ("#chat-box",)) 
     return last
 
 
-def _load(page, L: dict) -> None:
+def _load(page, labels: dict) -> None:
     # A page opened after another test loaded a model already says "… on cpu" (the page tells the truth): unload
     # first, or the wait below ends before this load does, and a question asked meanwhile is refused ("no model").
-    _button(page, L["unload"]).click()
+    _button(page, labels["unload"]).click()
     page.wait_for_function("!(document.querySelector('#chat-status')?.innerText || '').match(/cpu/)", timeout=60_000)
-    _button(page, L["load"]).click()
+    _button(page, labels["load"]).click()
     page.wait_for_function("(document.querySelector('#chat-status')?.innerText || '').match(/cpu|（cpu）/)",
                            timeout=180_000)
 
@@ -86,58 +86,58 @@ def _choose(page, label: str, option: str) -> None:
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_reference_workflow(app_server, page, lang: str):
-    L = LABELS[lang]
+    labels = LABELS[lang]
     page.goto(app_server.url)
     page.get_by_label("Language").wait_for(timeout=60_000)
     if lang == "zh":
         _choose(page, "Language", "中文")
-        page.get_by_role("tab", name=L["train"], exact=True).wait_for(timeout=10_000)
+        page.get_by_role("tab", name=labels["train"], exact=True).wait_for(timeout=10_000)
     # Every label the tutorials name belongs to its control, in this language.
     # The page renders progressively (the top bar can come before the tab body on a slow
     # machine), so each check waits for its control instead of counting at once.
     for key in ("dataset", "template", "lr", "epochs", "max_samples", "cutoff", "checkpoint", "output_dir"):
-        expect(page.get_by_label(L[key], exact=True), L[key]).to_have_count(1, timeout=30_000)
+        expect(page.get_by_label(labels[key], exact=True), labels[key]).to_have_count(1, timeout=30_000)
     for key in ("preview", "save_args", "load_args", "preview_cmd", "start", "stop"):
-        expect(_button(page, L[key]), L[key]).to_have_count(1, timeout=30_000)
+        expect(_button(page, labels[key]), labels[key]).to_have_count(1, timeout=30_000)
     for key in ("train", "chat"):
-        expect(page.get_by_role("tab", name=L[key], exact=True), L[key]).to_have_count(1, timeout=30_000)
+        expect(page.get_by_role("tab", name=labels[key], exact=True), labels[key]).to_have_count(1, timeout=30_000)
 
     # 1. Chat with the base model. A page opened after another has loaded a tuned model (the [en] run) shows that
     # model with its checkpoint, as the page tells the truth: empty the checkpoint to load the base model.
-    page.get_by_role("tab", name=L["chat"], exact=True).click()
-    fill_until_held(page.get_by_label(L["checkpoint"], exact=True), "")
-    _load(page, L)
-    base_answer, = _ask(page, L, QUESTION[lang])
+    page.get_by_role("tab", name=labels["chat"], exact=True).click()
+    fill_until_held(page.get_by_label(labels["checkpoint"], exact=True), "")
+    _load(page, labels)
+    base_answer, = _ask(page, labels, QUESTION[lang])
     assert base_answer and NEW_NAME not in base_answer
     _shot(page, lang, "1-base-chat")
 
     # 2. Train tab: preview the dataset and page through it.
-    page.get_by_role("tab", name=L["train"], exact=True).click()
-    _button(page, L["preview"]).click()
+    page.get_by_role("tab", name=labels["train"], exact=True).click()
+    _button(page, labels["preview"]).click()
     info = page.locator("#preview-info")
     page.wait_for_function("document.querySelector('#preview-info')?.innerText?.includes('1 / 10')", timeout=30_000)
     assert "100" in info.inner_text()
     assert page.locator("#preview-table").get_by_text(QUESTION["en"], exact=True).count() >= 1
-    _button(page, L["next"]).click()
+    _button(page, labels["next"]).click()
     page.wait_for_function("document.querySelector('#preview-info')?.innerText?.includes('2 / 10')", timeout=30_000)
     _shot(page, lang, "2-preview-page2")
-    _button(page, L["prev"]).click()
+    _button(page, labels["prev"]).click()
     page.wait_for_function("document.querySelector('#preview-info')?.innerText?.includes('1 / 10')", timeout=30_000)
-    _button(page, L["close"]).click()
+    _button(page, labels["close"]).click()
     page.locator("#preview-panel").wait_for(state="hidden", timeout=10_000)
 
     # Give the assistant a new identity, check the command, and start.
-    page.get_by_text(L["identity_group"], exact=True).click()
-    fill_until_held(page.get_by_label(L["name"], exact=True), NEW_NAME)
-    fill_until_held(page.get_by_label(L["author"], exact=True), NEW_AUTHOR)
+    page.get_by_text(labels["identity_group"], exact=True).click()
+    fill_until_held(page.get_by_label(labels["name"], exact=True), NEW_NAME)
+    fill_until_held(page.get_by_label(labels["author"], exact=True), NEW_AUTHOR)
     run_name = f"workflow-{lang}"
-    page.get_by_label(L["output_dir"], exact=True).fill(run_name)
-    _button(page, L["preview_cmd"]).click()
+    page.get_by_label(labels["output_dir"], exact=True).fill(run_name)
+    _button(page, labels["preview_cmd"]).click()
     command = page.locator("#train-command textarea")
     command.wait_for(timeout=10_000)
     script = command.input_value()
     assert "-m engine train" in script and f"identity_name: {NEW_NAME}" in script and run_name in script
-    _button(page, L["start"]).click()
+    _button(page, labels["start"]).click()
 
     # The progress bar moves and the loss curve grows live.
     progress = page.locator("#train-progress [role=progressbar]")
@@ -148,7 +148,8 @@ def test_reference_workflow(app_server, page, lang: str):
     first_value = int(progress.get_attribute("aria-valuenow"))
     _shot(page, lang, "3-training")
     page.wait_for_function(
-        f"(document.querySelector('#train-status')?.innerText || '').includes('{L['finished']}')", timeout=1_200_000)
+        f"(document.querySelector('#train-status')?.innerText || '').includes('{labels['finished']}')",
+        timeout=1_200_000)
     assert int(progress.get_attribute("aria-valuenow")) == 100 > first_value
     points = page.evaluate(
         "document.querySelector('#train-loss-plot .js-plotly-plot').data[0].y.length")
@@ -164,22 +165,22 @@ def test_reference_workflow(app_server, page, lang: str):
     _shot(page, lang, "4-finished")
 
     # 3. Chat tab: unload, pick the new run in the checkpoint dropdown, load, ask again.
-    page.get_by_role("tab", name=L["chat"], exact=True).click()
-    _button(page, L["unload"]).click()
+    page.get_by_role("tab", name=labels["chat"], exact=True).click()
+    _button(page, labels["unload"]).click()
     page.wait_for_function("!(document.querySelector('#chat-status')?.innerText || '').match(/cpu/)", timeout=30_000)
-    _choose(page, L["checkpoint"], run_name)
-    _load(page, L)
+    _choose(page, labels["checkpoint"], run_name)
+    _load(page, labels)
     assert run_name in page.locator("#chat-status").inner_text()
-    tuned_answer, = _ask(page, L, QUESTION[lang])
+    tuned_answer, = _ask(page, labels, QUESTION[lang])
     _shot(page, lang, "5-tuned-chat")
     assert NEW_NAME in tuned_answer, f"base: {base_answer!r} tuned: {tuned_answer!r}"
 
     # 4. Compare mode: base and the new run answer the same question side by side, from the one base model.
-    page.get_by_label(L["compare"], exact=True).check()
+    page.get_by_label(labels["compare"], exact=True).check()
     page.locator("#compare-panel").wait_for(state="visible", timeout=10_000)
-    expect(page.get_by_label(L["model_b"], exact=True)).to_have_value(run_name, timeout=10_000)
-    expect(page.get_by_label(L["model_a"], exact=True)).to_have_value(L["base"])
-    side_a, side_b = _ask(page, L, QUESTION[lang], ("#compare-box-a", "#compare-box-b"))
+    expect(page.get_by_label(labels["model_b"], exact=True)).to_have_value(run_name, timeout=10_000)
+    expect(page.get_by_label(labels["model_a"], exact=True)).to_have_value(labels["base"])
+    side_a, side_b = _ask(page, labels, QUESTION[lang], ("#compare-box-a", "#compare-box-b"))
     _shot(page, lang, "6-compare")
     assert side_a == base_answer and side_b == tuned_answer, (side_a, side_b)
     assert page.locator("#chat-box").is_hidden()

@@ -204,7 +204,8 @@ def test_sharegpt_custom_column_and_tags(tmp_path):
                   "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "me", "assistant_tag": "bot"}}}
     row = {"dialog": [{"speaker": "me", "text": "Ping"}, {"speaker": "bot", "text": "Pong"}]}
     d = make_dir(tmp_path, reg, {"s.json": [row]})
-    assert messages(load_one(d, "ds")) == [[{"role": "user", "content": "Ping"}, {"role": "assistant", "content": "Pong"}]]
+    assert messages(load_one(d, "ds")) == [[{"role": "user", "content": "Ping"},
+                                            {"role": "assistant", "content": "Pong"}]]
 
 
 def test_utf8_bom_files(tmp_path):
@@ -409,7 +410,8 @@ def test_unsupported_file_type(tmp_path):
 
 
 def test_not_utf8(tmp_path):
-    d = make_dir(tmp_path, {"ds": {"file_name": "a.json"}}, {"a.json": '[{"instruction": "caf\xe9"}]'.encode("latin-1")})
+    d = make_dir(tmp_path, {"ds": {"file_name": "a.json"}},
+                 {"a.json": '[{"instruction": "caf\xe9"}]'.encode("latin-1")})
     assert "not UTF-8" in str(_data_error(d, "ds"))
 
 
@@ -612,7 +614,8 @@ def test_demo_stage_dataset_loads_and_previews(name, stage, rows):
 
 
 def _all_text(sample: Sample) -> str:
-    return "".join(m["content"] for m in sample.messages) + sample.system + (sample.rejected or "") + (sample.text or "")
+    return ("".join(m["content"] for m in sample.messages) + sample.system + (sample.rejected or "")
+            + (sample.text or ""))
 
 
 @pytest.mark.parametrize("stage", PREFERENCE)
@@ -711,7 +714,8 @@ def test_kto_data_for_sft_ignores_labels():
 def test_pt_from_alpaca_and_sharegpt(tmp_path):
     reg = {"al": {"file_name": "a.json"}, "sg": {"file_name": "s.json", "formatting": "sharegpt"},
            "txt": {"file_name": "t.csv", "columns": {"prompt": "text"}}}
-    d = make_dir(tmp_path, reg, {"a.json": ALPACA_ROWS, "s.json": [SHAREGPT_ROW], "t.csv": "text\nLine one.\n\"Two,\nlines\"\n"})
+    d = make_dir(tmp_path, reg, {"a.json": ALPACA_ROWS, "s.json": [SHAREGPT_ROW],
+                                 "t.csv": "text\nLine one.\n\"Two,\nlines\"\n"})
     assert [s.text for s in load_one(d, "al", stage="pt")] == ["Translate to French\ncat\nchat", "Say hi\nHi!"]
     assert [s.text for s in load_one(d, "sg", stage="pt")] == ["You are terse.\nHello\nHi.\nBye\nBye."]
     assert [s.text for s in load_one(d, "txt", stage="pt")] == ["Line one.", "Two,\nlines"]
@@ -728,8 +732,8 @@ def test_pt_without_response_column_and_fill(tmp_path):
 @pytest.mark.parametrize(
     ("files", "entry", "field", "reason"),
     [
-        pytest.param({"p.json": [{"text": "ok"}, {"text": "  "}]}, {"columns": {"prompt": "text"}}, "text", "empty text",
-                     id="empty-text"),
+        pytest.param({"p.json": [{"text": "ok"}, {"text": "  "}]}, {"columns": {"prompt": "text"}}, "text",
+                     "empty text", id="empty-text"),
         pytest.param({"p.json": [{"text": "ok"}, {"body": "no text column"}]}, {"columns": {"prompt": "text"}}, "text",
                      "missing", id="missing-text"),
         pytest.param({"p.json": [{"text": "ok"}, {"text": ["a"]}]}, {"columns": {"prompt": "text"}}, "text",
@@ -814,8 +818,10 @@ SG_GOOD = {"conversations": SG_PROMPT, "chosen": {"from": "gpt", "value": "good"
 
 
 def test_ranking_sharegpt_openai_layout(tmp_path):
-    reg = {"ds": {"file_name": "r.jsonl", "formatting": "sharegpt", "ranking": True, "columns": {"messages": "messages"},
-                  "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}
+    reg = {"ds": {"file_name": "r.jsonl", "formatting": "sharegpt", "ranking": True,
+                  "columns": {"messages": "messages"},
+                  "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                           "assistant_tag": "assistant"}}}
     row = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}],
            "chosen": {"role": "assistant", "content": "good"}, "rejected": {"role": "assistant", "content": "bad"}}
     d = make_dir(tmp_path, reg, {"r.jsonl": [row]})
@@ -827,8 +833,8 @@ def test_ranking_sharegpt_openai_layout(tmp_path):
 @pytest.mark.parametrize(
     ("change", "field", "reason"),
     [
-        pytest.param({"chosen": {"from": "human", "value": "good"}}, "chosen", "must be an assistant message, got role 'human'",
-                     id="chosen-user-role"),
+        pytest.param({"chosen": {"from": "human", "value": "good"}}, "chosen",
+                     "must be an assistant message, got role 'human'", id="chosen-user-role"),
         pytest.param({"rejected": {"from": "system", "value": "bad"}}, "rejected", "must be an assistant message",
                      id="rejected-system-role"),
         pytest.param({"chosen": "good"}, "chosen", 'must be one message object like {"from": "gpt", "value": "..."}',
@@ -837,8 +843,8 @@ def test_ranking_sharegpt_openai_layout(tmp_path):
         pytest.param({"chosen": {"from": "gpt", "value": 3}}, "chosen", "content must be text", id="chosen-not-text"),
         pytest.param({"conversations": SG_PROMPT + [{"from": "gpt", "value": "a"}]}, "conversations",
                      "must end with the user's question", id="prompt-ends-with-answer"),
-        pytest.param({"conversations": [{"from": "gpt", "value": "a"}]}, "conversations", "turn 1 should be a user turn",
-                     id="prompt-starts-with-answer"),
+        pytest.param({"conversations": [{"from": "gpt", "value": "a"}]}, "conversations",
+                     "turn 1 should be a user turn", id="prompt-starts-with-answer"),
     ],
 )
 def test_ranking_sharegpt_errors(tmp_path, change, field, reason):
@@ -849,7 +855,8 @@ def test_ranking_sharegpt_errors(tmp_path, change, field, reason):
     assert reason in err.reason
 
 
-KTO_REG = {"ds": {"file_name": "k.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"}}}
+KTO_REG = {"ds": {"file_name": "k.json", "formatting": "sharegpt",
+                  "columns": {"messages": "messages", "kto_tag": "label"}}}
 
 
 def _kto_row(label) -> dict:

@@ -126,11 +126,11 @@ def test_on_the_cpu_chat_stays_unless_the_run_would_not_fit(device_held, monkeyp
     import engine.jobs.device_queue
 
     cfg = _cfg(device="cpu")
-    monkeypatch.setattr(engine.jobs.device_queue, "device_memory", lambda use=None: _ram(32))
+    monkeypatch.setattr(engine.jobs.device_queue, "device_memory", lambda *_a, **_k: _ram(32))
     chat = FakeChat("cpu", MODEL)
     _launch("share-cpu-fits", cfg, chat, device_held)
     assert chat.unloads == 0
-    monkeypatch.setattr(engine.jobs.device_queue, "device_memory", lambda use=None: _ram(0.2))
+    monkeypatch.setattr(engine.jobs.device_queue, "device_memory", lambda *_a, **_k: _ram(0.2))
     _launch("share-cpu-crowded", cfg, chat, device_held)
     assert chat.unloads == 1
 
@@ -245,7 +245,8 @@ def test_the_train_status_line_says_what_was_chosen():
     choice = choose_checkpointing(_long_samples(), "cuda", _gpu(24)).to_status()
     snap = runner.Snapshot(state=RUNNING, phase="training", checkpointing=choice)
     for lang in ("en", "zh", "ja", "ko", "ru"):
-        assert t(lang, "ckpt_auto_too_big", need="x", have="y", off="z").split("x")[0] in status_text(lang, "train", snap)
+        head = t(lang, "ckpt_auto_too_big", need="x", have="y", off="z").split("x")[0]
+        assert head in status_text(lang, "train", snap)
     quiet = runner.Snapshot(state=RUNNING, phase="training", checkpointing={"enabled": False, "reason": "cpu"})
     assert status_text("en", "train", quiet) == t("en", "run_running")
 

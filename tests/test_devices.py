@@ -245,14 +245,14 @@ def test_warm_worker_is_not_started_without_so_peercred(workdirs, monkeypatch):
     started = []
     monkeypatch.setattr(warm_worker, "_started", None)
     monkeypatch.setattr(warm_worker.subprocess, "Popen",
-                        lambda argv, **kw: started.append(kw["env"]) or SimpleNamespace(poll=lambda: None))
+                        lambda *_a, **kw: started.append(kw["env"]) or SimpleNamespace(poll=lambda: None))
     monkeypatch.delenv(warm_worker.ENV_SWITCH, raising=False)
     monkeypatch.delattr(socket, "SO_PEERCRED", raising=False)
     warm_worker.start()
     assert not started and not warm_worker.enabled()
     saves = workdirs["saves"]
     assert warm_worker.spawn(saves / "t", "train", saves / "c", {}, saves, saves / "log",
-                             recorded=lambda pid: None) is None
+                             recorded=lambda *_a: None) is None
     monkeypatch.setattr(socket, "SO_PEERCRED", 17, raising=False)  # Linux
     listed_gpus(monkeypatch, 0)
     warm_worker.start()

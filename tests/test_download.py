@@ -22,8 +22,9 @@ REPO = "tuneboard-test/tiny-model"
 WEIGHTS = "model.safetensors"
 WEIGHTS_SIZE = 24 * 1024 * 1024  # over 10 MiB: huggingface_hub resumes a dropped body in 10 MiB steps
 HUBS = ["huggingface", "modelscope"]
-TINY_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
-               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}
+TINY_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+               "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+               "vocab_size": 100}
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ it as subprocesses, the way the web UI and a terminal user start them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import subprocess
@@ -28,7 +29,8 @@ BASE = "demo/SmolLM2-135M-Instruct"
 METRIC_KEYS = {"eval_loss", "perplexity", "rouge-1", "rouge-2", "rouge-l", "bleu-4", "samples", "runtime_s"}
 ZH_QA = [
     {"instruction": "中国的首都是哪里？", "input": "", "output": "中国的首都是北京。"},
-    {"instruction": "请用一句话介绍长城。", "input": "", "output": "长城是中国古代修建的伟大防御工程，全长两万多公里。"},
+    {"instruction": "请用一句话介绍长城。", "input": "",
+     "output": "长城是中国古代修建的伟大防御工程，全长两万多公里。"},
     {"instruction": "一年有几个季节？", "input": "", "output": "一年有四个季节：春天、夏天、秋天和冬天。"},
     {"instruction": "水在多少度结冰？", "input": "", "output": "在标准大气压下，水在零摄氏度结冰。"},
 ]
@@ -62,10 +64,8 @@ def _end_leftover_processes():
     for run in _launched:
         pid = run.read_status().get("pid")
         if pid and run.read_status().get("state") in ("queued", "running"):
-            try:
+            with contextlib.suppress(OSError, ProcessLookupError):
                 os.killpg(os.getpgid(int(pid)), signal.SIGKILL)
-            except (OSError, ProcessLookupError):
-                pass
 
 
 @pytest.fixture(scope="module")

@@ -832,7 +832,8 @@ BROKEN_STATUS = {
     "bad-bytes": (b'{"state": "fin\xffished"}', "not UTF-8 text"),
     "deep": (b"[" * 1_000_000 + b"]" * 1_000_000, "nested too deeply to read"),
     "huge-line": (b'{"state": "finished", "x": "' + b"a" * (50 << 20) + b'"}', "over the 4 MB limit"),
-    "wrong-type": (b'{"state": "finished", "created_at": "yesterday"}', "field 'created_at': must be a number, got str"),
+    "wrong-type": (b'{"state": "finished", "created_at": "yesterday"}',
+                   "field 'created_at': must be a number, got str"),
 }
 
 
@@ -845,7 +846,8 @@ def broken_saves(tmp_path):
         for file_name in ("run.yaml", "events.jsonl"):  # a sound status.json, the other file broken
             _run(saves, f"{name}-{file_name}", {"state": "finished", "created_at": 1.0}, {file_name: body + b"\n"})
     _run(saves, "sound", {"state": "finished", "created_at": 2.0},
-         {"events.jsonl": b'{"step": 1, "loss": 1.5}\n' + b'{"step": "x", "loss": 1}\n[3]\n' + b'{"step": 2, "loss": 1.0}\n'})
+         {"events.jsonl": b'{"step": 1, "loss": 1.5}\n' + b'{"step": "x", "loss": 1}\n[3]\n'
+                          + b'{"step": 2, "loss": 1.0}\n'})
     return saves
 
 

@@ -134,7 +134,7 @@ def test_a_missing_client_is_named(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openmind_hub" else real(name))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *_a: None if name == "openmind_hub" else real(name))
     assert missing_client("modelers") == "openmind-hub" and missing_client("modelscope") == ""
 
 
@@ -174,7 +174,7 @@ def test_hub_line_names_a_missing_client(monkeypatch):
     from webui.model_hub import hub_info
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openmind_hub" else real(name))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *_a: None if name == "openmind_hub" else real(name))
     assert ("The client library of Modelers (openMind) (`openmind-hub`) is not installed"
             in hub_info("en", "Qwen3-8B", "modelers"))
     assert "客户端库（`openmind-hub`）未安装" in hub_info("zh", "Qwen3-8B", "modelers")

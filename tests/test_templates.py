@@ -171,7 +171,7 @@ def test_non_incremental_template_is_refused(tok):
         chat_template = "x"
         eos_token_id = None
 
-        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):  # noqa: ARG002 - the tokenizer's signature
             return "|".join(m["content"] for m in reversed(messages)) + ("|gen" if add_generation_prompt else "")
 
     with pytest.raises(TemplateError, match="incrementally"):

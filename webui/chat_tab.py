@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from engine import facade
+from engine.core.chat_settings import GenerationSettings
 from engine.core.devices import pick_device
 from engine.core.download import follow_download
 from engine.core.model_files import ModelUnloaded, check_checkpoint
@@ -174,7 +175,8 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             workspace.check_readable(model_path, "model.model_name_or_path")
             workspace.check_readable(checkpoint, "model.adapter_path")
             # A hub model not on disk yet is downloaded first, its progress bar as the status line; a press in another
-            # page while it downloads joins the same download. (A whole-model checkpoint is the model: nothing to fetch.)
+            # page while it downloads joins the same download. (A whole-model checkpoint is the model: nothing to
+            # fetch.)
             source = checkpoint if checkpoint and check_checkpoint(checkpoint) == "full" else model_path
             for progress in follow_download(source, hub, cancel):
                 yield download_html(lang_, progress.to_dict())
@@ -185,7 +187,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
                 yield refusal
                 return
             chat_engine(workspace).load(model_path, checkpoint or "", template, device, bool(trust), hub=hub)
-        except Exception as exc:  # any load failure is shown in words; the app keeps running
+        except Exception as exc:  # noqa: BLE001 - any load failure is shown in words; the app keeps running
             if cancel.is_set():  # stopped by Unload model: the engine's "stopped, files kept" sentence says it all
                 text = error_text(lang_, exc)
                 yield text[:1].upper() + text[1:]
@@ -256,8 +258,6 @@ def build_chat_tab(top: TopBar) -> ChatTab:
 
     def on_submit(lang_, mode_, text, history, history_a, history_b, variant_a_, variant_b_, system_text, max_tokens,
                   top_p_, temp, seed_, thinking, request: gr.Request):
-        from engine.core.chat_settings import GenerationSettings
-
         compare = mode_ == COMPARE
         histories = [list(history_a or []), list(history_b or [])] if compare else [list(history or [])]
 
@@ -299,7 +299,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
         except ModelUnloaded:  # someone pressed Unload mid-answer: keep what was said, and say why it ends
             replies.finish(note=t(lang_, "answer_cut_unloaded"))
             yield shown("")
-        except Exception as exc:  # shown in the chat, the app keeps running
+        except Exception as exc:  # noqa: BLE001 - shown in the chat, the app keeps running
             message = t(lang_, "generation_failed", error=error_text(lang_, exc))
             gr.Warning(message)
             replies.finish(error=message)

@@ -187,8 +187,8 @@ def build_dataset_upload(lang_dd, dataset_dir, datasets) -> DatasetUpload:
             identity_button = gr.Button(t(lang, "identity_build"), variant="primary", elem_id="identity-build")
     view = DatasetUpload(accordion, upload_title, limit_note, file, kind, name, overwrite, numbers_text,
                          register_button, report_box, identity_title, identity_intro, identity_dataset, identity_name,
-                         identity_author, identity_purpose, identity_contact, identity_extra, identity_overwrite, identity_button,
-                         identity_status)
+                         identity_author, identity_purpose, identity_contact, identity_extra, identity_overwrite,
+                         identity_button, identity_status)
     checked = [kind, name, report_box, register_button]
     file.change(lambda lang_, path, numbers: on_file(lang_, path, None, numbers), [lang_dd, file, numbers_text],
                 checked)

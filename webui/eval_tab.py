@@ -245,5 +245,6 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
              Translated(compare_btn, "compare_base", "value"), Translated(stop_btn, "stop", "value"),
              Translated(command, "command"), Translated(metrics, "metrics"),
              Translated(pred_prev, "previous", "value"), Translated(pred_next, "next", "value"),
-             Translated(download, "download_predictions")]  # a DownloadButton's value is its file; its text is the label
+             # a DownloadButton's value is its file; its text is the label
+             Translated(download, "download_predictions")]
     return MonitoredTab(controls, texts + preview.texts() + monitor.texts(), monitor, page_load=page_load)

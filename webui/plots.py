@@ -57,7 +57,7 @@ def loss_figure(events: list[dict], labels: dict[str, str]):
 
 
 def _build_loss_figure(events: list[dict], labels: dict[str, str]):
-    import plotly.graph_objects as go  # noqa: PLC0415
+    import plotly.graph_objects as go  # noqa: PLC0415 - heavy, only for a plot
 
     train = [(e["step"], e["loss"]) for e in events if "loss" in e]
     evals = [(e["step"], e["eval_loss"]) for e in events if "eval_loss" in e]
@@ -86,7 +86,7 @@ _RUN_COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"
 def overlay_figure(curves: list[tuple[str, list[dict]]], labels: dict[str, str]):
     """One figure with the training loss of several runs, one curve each (named by its run), and a dashed
     validation curve in the same colour for a run that has one. ``curves``: (run name, events)."""
-    import plotly.graph_objects as go  # noqa: PLC0415
+    import plotly.graph_objects as go  # noqa: PLC0415 - heavy, only for a plot
 
     fig = go.Figure()
     for i, (name, events) in enumerate(curves):
@@ -110,7 +110,7 @@ def length_figure(edges: list[int], counts: list[int], cutoff: int, labels: dict
     """Histogram of sample lengths in tokens, bins from ``engine.core.length_stats.length_histogram`` (drawn as they
     are, so the bars are the counted numbers), bins beyond ``cutoff`` in another colour and a line at it.
     ``labels``: translated tokens, samples and cutoff (with {cutoff})."""
-    import plotly.graph_objects as go  # noqa: PLC0415
+    import plotly.graph_objects as go  # noqa: PLC0415 - heavy, only for a plot
 
     width = edges[1] - edges[0] if len(edges) > 1 else 1
     starts = edges[:-1]

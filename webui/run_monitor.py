@@ -173,8 +173,8 @@ def status_text(lang: str, kind: str, snap: runner.Snapshot) -> str:
 
 
 def checkpointing_text(lang: str, choice: dict | None) -> str:
-    """Gradient checkpointing as the job chose it by itself on an accelerator (engine.core.checkpointing_choice); nothing
-    for an explicit setting or the CPU's default, which say nothing new."""
+    """Gradient checkpointing as the job chose it by itself on an accelerator (engine.core.checkpointing_choice);
+    nothing for an explicit setting or the CPU's default, which say nothing new."""
     if not choice or choice.get("reason") not in ("fits", "tight", "too_big", "unknown"):
         return ""
     key = "ckpt_auto_" + choice["reason"]

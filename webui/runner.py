@@ -199,7 +199,8 @@ def snapshot(run: RunDir) -> Snapshot:
     return Snapshot(
         state=status.get("state", ""), step=step, total_steps=total,
         elapsed_s=float(status.get("elapsed_s") or 0.0), remaining_s=float(status.get("remaining_s") or 0.0),
-        error=status.get("error"), error_record=status.get("error_record"), phase=status.get("phase", ""), events=events, log_tail=run.log_tail(30),
+        error=status.get("error"), error_record=status.get("error_record"), phase=status.get("phase", ""),
+        events=events, log_tail=run.log_tail(30),
         queue_position=position(run) if status.get("state") == QUEUED else 0,
         cancelled=bool(status.get("cancelled")),
         download=status.get("download") if status.get("phase") == "downloading" else None,

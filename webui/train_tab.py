@@ -290,7 +290,7 @@ def build_train_tab(top: TopBar) -> MonitoredTab:
                     [status, output_dir, attached_box, attached] + monitor.start_outputs())
     stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], status)
 
-    def plot_update(lang_: str, run: RunDir, snap, changed: bool) -> list:
+    def plot_update(lang_: str, _run: RunDir, snap, changed: bool) -> list:
         if not changed:
             return [gr.skip(), gr.skip()]
         return [loss_figure(snap.events, plot_labels(lang_)), probes_html(lang_, snap.events)]

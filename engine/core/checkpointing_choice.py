@@ -2,12 +2,12 @@
 
 Checkpointing recomputes each layer's activations in backward instead of keeping them: it costs about a third
 more compute and saves most of the activation memory, which on a GPU with long samples is most of the run
-(LlamaBoard turns it on by default). Lean activations (engine/train/lean_activations.py) only cut fp32 LoRA, not the bf16
-runs an accelerator does. So on an accelerator it is turned on when the memory estimate (engine/core/memory_estimate.py)
-says the run without it would not fit or would be tight (engine/core/memory_fit.py), and when nothing is known about the
-model or the device's memory (then LlamaBoard's default is the safe side). On the CPU it stays off, as before:
-memory there is the machine's RAM, and the measured CPU runs are faster without it. ``gradient_checkpointing`` in
-Extra arguments always wins.
+(LlamaBoard turns it on by default). Lean activations (engine/train/lean_activations.py) only cut fp32 LoRA, not
+the bf16 runs an accelerator does. So on an accelerator it is turned on when the memory estimate
+(engine/core/memory_estimate.py) says the run without it would not fit or would be tight (engine/core/memory_fit.py),
+and when nothing is known about the model or the device's memory (then LlamaBoard's default is the safe side). On
+the CPU it stays off, as before: memory there is the machine's RAM, and the measured CPU runs are faster without it.
+``gradient_checkpointing`` in Extra arguments always wins.
 
 The device's memory is read as the hardware panel reads it (nvidia-smi / npu-smi): an accelerator's whole memory
 counts, not what is free, so every rank of a torchrun job reads the same numbers and makes the same choice.

@@ -19,8 +19,9 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import yaml
 
-from engine.core.fileio import MAX_RECORD_BYTES
+from engine.core.fileio import MAX_RECORD_BYTES, atomic_write_text
 from engine.core.hubs import HUB_CHOICES
+from engine.core.paths import PathError
 
 STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto")
 PREFERENCE_STAGES = ("rm", "dpo", "orpo")  # trained on (prompt, chosen, rejected)
@@ -127,10 +128,10 @@ class ConfigError(ValueError):
         return partial(type(self), self.field_name, self.key, **self.params), ()
 
 
-def _f(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
-       max: float | None = None, min_exclusive: bool = False) -> Any:
+def param(default: Any, doc: str, *, choices: tuple | None = None, low: float | None = None,
+          high: float | None = None, low_exclusive: bool = False) -> Any:
     """A dataclass field with its documentation and bounds attached."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive}
+    meta = {"help": doc, "choices": choices, "min": low, "max": high, "min_exclusive": low_exclusive}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -153,103 +154,107 @@ def _is_local_address(addr: str) -> bool:
 
 @dataclass
 class ModelConfig:
-    model_name_or_path: str = _f(
+    model_name_or_path: str = param(
         "demo/SmolLM2-135M-Instruct",
         "Local model folder, repo id on the model hub (e.g. Qwen/Qwen2.5-7B-Instruct), or the embedded demo model "
         "`demo/SmolLM2-135M-Instruct`.")
-    hub: str = _f(
+    hub: str = param(
         "auto", "Model hub a repo id is downloaded from: huggingface (HF_ENDPOINT for a mirror), modelscope or "
                 "modelers (openMind); `auto` follows LlamaBoard's USE_MODELSCOPE_HUB=1 / USE_OPENMIND_HUB=1, else "
                 "huggingface. A local folder is used as it is, whatever the hub.", choices=HUB_CHOICES)
-    adapter_path: str = _f(
-        "", "Checkpoint (LoRA adapter or full/freeze weights folder) to start from or to chat with; empty for the base model.")
-    template: str = _f(
+    adapter_path: str = param(
+        "", "Checkpoint (LoRA adapter or full/freeze weights folder) to start from or to chat with; "
+            "empty for the base model.")
+    template: str = param(
         "auto", "Chat template: `auto` uses the tokenizer's own; or one of qwen, chatml, llama3, default.")
-    trust_remote_code: bool = _f(False, "Allow model code shipped with the checkpoint to run (off unless you trust it).")
-    device: str = _f("auto", "Device to run on: auto picks CUDA, Ascend NPU, MPS or CPU.", choices=DEVICES)
-    quantization_bit: str = _f(
+    trust_remote_code: bool = param(
+        False, "Allow model code shipped with the checkpoint to run (off unless you trust it).")
+    device: str = param("auto", "Device to run on: auto picks CUDA, Ascend NPU, MPS or CPU.", choices=DEVICES)
+    quantization_bit: str = param(
         "none", "Load the frozen base weights in 8 or 4 bits through bitsandbytes (QLoRA; LoRA only, on CUDA GPUs).",
         choices=QUANTIZATION_BITS)
 
 
 @dataclass
 class DataConfig:
-    dataset_dir: str = _f("assets/data", "Folder holding dataset_info.json and the dataset files.")
-    datasets: list = _f([], "Names of datasets in dataset_info.json to train on.")
-    cutoff_len: int = _f(1024, "Maximum tokens per sample (prompt + answer); longer samples are truncated, and one "
-                               "whose answer lies wholly beyond it is skipped (the log gives both counts).",
-                         min=8, max=1_000_000)
-    max_samples: int = _f(0, "Use at most this many samples from each dataset; 0 means all.", min=0)
-    val_size: float = _f(0.0, "Share of samples held out for validation (0 to 0.5).", min=0.0, max=0.5)
-    identity_name: str = _f("TuneBoard Assistant", "Fills the {{name}} placeholder in identity data.")
-    identity_author: str = _f("the TuneBoard team", "Fills the {{author}} placeholder in identity data.")
+    dataset_dir: str = param("assets/data", "Folder holding dataset_info.json and the dataset files.")
+    datasets: list = param([], "Names of datasets in dataset_info.json to train on.")
+    cutoff_len: int = param(1024, "Maximum tokens per sample (prompt + answer); longer samples are truncated, and one "
+                                  "whose answer lies wholly beyond it is skipped (the log gives both counts).",
+                            low=8, high=1_000_000)
+    max_samples: int = param(0, "Use at most this many samples from each dataset; 0 means all.", low=0)
+    val_size: float = param(0.0, "Share of samples held out for validation (0 to 0.5).", low=0.0, high=0.5)
+    identity_name: str = param("TuneBoard Assistant", "Fills the {{name}} placeholder in identity data.")
+    identity_author: str = param("the TuneBoard team", "Fills the {{author}} placeholder in identity data.")
     # On by default: a packed batch gives the padded batch's loss with no padding computed (fewer FLOPs, a lower
     # peak); stages trained on pairs or labelled answers (rm, dpo, orpo, kto) pad their batches whatever it says.
-    packing: bool = _f(True, "Put the samples of a batch side by side in one row (pre-training and SFT; other stages "
-                             "pad): attention stays inside each sample, so a batch gives the same loss as padded, "
-                             "and no padding is computed.")
-    train_on_prompt: bool = _f(False, "Also compute the loss on prompt tokens (SFT), not only on the answers.")
-    mask_history: bool = _f(False, "Train only on the last answer of multi-turn conversations (SFT).")
-    enable_thinking: bool = _f(True, "Reasoning models (templates with <think>): answers keep the reasoning the data "
-                                     "gives them and the others learn the template's empty think block; off, all "
-                                     "reasoning is dropped and the empty block is part of the prompt.")
+    packing: bool = param(True, "Put the samples of a batch side by side in one row (pre-training and SFT; other "
+                                "stages pad): attention stays inside each sample, so a batch gives the same loss as "
+                                "padded, and no padding is computed.")
+    train_on_prompt: bool = param(False, "Also compute the loss on prompt tokens (SFT), not only on the answers.")
+    mask_history: bool = param(False, "Train only on the last answer of multi-turn conversations (SFT).")
+    enable_thinking: bool = param(True, "Reasoning models (templates with <think>): answers keep the reasoning the "
+                                        "data gives them and the others learn the template's empty think block; off, "
+                                        "all reasoning is dropped and the empty block is part of the prompt.")
 
 
 @dataclass
 class LoraConfig:
-    rank: int = _f(8, "LoRA rank r: size of the low-rank update.", min=1, max=1024)
-    alpha: int = _f(16, "LoRA alpha: the update is scaled by alpha / rank.", min=1, max=4096)
-    dropout: float = _f(0.0, "Dropout on the LoRA input.", min=0.0, max=0.9)
-    target: str = _f("all", "Modules to adapt: `all` for every linear layer, or comma-separated names (q_proj,v_proj).")
-    additional_target: str = _f("", "Extra modules trained in full and saved with the adapter (comma-separated, "
-                                    "e.g. embed_tokens,lm_head).")
-    loraplus_lr_ratio: float = _f(0.0, "LoRA+: learning rate of the B matrices is this many times the A matrices' "
-                                       "(0 turns LoRA+ off; 16 is typical).", min=0.0, max=1000.0)
-    use_rslora: bool = _f(False, "rsLoRA: scale the update by alpha / sqrt(rank), stable at high ranks.")
-    use_dora: bool = _f(False, "DoRA: weight-decomposed LoRA (magnitude and direction trained apart).")
-    pissa_init: bool = _f(False, "PiSSA: initialise the adapter from the principal singular vectors of the weights.")
-    create_new_adapter: bool = _f(False, "With a checkpoint selected: merge it into the base and train a new "
-                                         "adapter on top, instead of continuing the selected one.")
+    rank: int = param(8, "LoRA rank r: size of the low-rank update.", low=1, high=1024)
+    alpha: int = param(16, "LoRA alpha: the update is scaled by alpha / rank.", low=1, high=4096)
+    dropout: float = param(0.0, "Dropout on the LoRA input.", low=0.0, high=0.9)
+    target: str = param("all", "Modules to adapt: `all` for every linear layer, or comma-separated names "
+                               "(q_proj,v_proj).")
+    additional_target: str = param("", "Extra modules trained in full and saved with the adapter (comma-separated, "
+                                       "e.g. embed_tokens,lm_head).")
+    loraplus_lr_ratio: float = param(0.0, "LoRA+: learning rate of the B matrices is this many times the A matrices' "
+                                          "(0 turns LoRA+ off; 16 is typical).", low=0.0, high=1000.0)
+    use_rslora: bool = param(False, "rsLoRA: scale the update by alpha / sqrt(rank), stable at high ranks.")
+    use_dora: bool = param(False, "DoRA: weight-decomposed LoRA (magnitude and direction trained apart).")
+    pissa_init: bool = param(False, "PiSSA: initialise the adapter from the principal singular vectors of the weights.")
+    create_new_adapter: bool = param(False, "With a checkpoint selected: merge it into the base and train a new "
+                                            "adapter on top, instead of continuing the selected one.")
 
 
 @dataclass
 class FreezeConfig:
-    trainable_layers: int = _f(2, "Train the last N transformer layers (negative: the first N).", min=-1000, max=1000)
-    trainable_modules: str = _f("all", "Inside those layers, train only modules with these names (comma-separated, "
-                                       "e.g. mlp,self_attn); `all` trains whole layers.")
-    extra_modules: str = _f("", "Modules outside the layers to train too (comma-separated, e.g. embed_tokens,norm).")
+    trainable_layers: int = param(2, "Train the last N transformer layers (negative: the first N).",
+                                  low=-1000, high=1000)
+    trainable_modules: str = param("all", "Inside those layers, train only modules with these names (comma-separated, "
+                                          "e.g. mlp,self_attn); `all` trains whole layers.")
+    extra_modules: str = param("", "Modules outside the layers to train too (comma-separated, e.g. embed_tokens,norm).")
 
 
 @dataclass
 class RlhfConfig:
-    beta: float = _f(0.1, "DPO/KTO: how far the model may move from the reference (higher: less); ORPO: weight of "
-                          "the odds-ratio term.", min=0.0, max=100.0, min_exclusive=True)
-    ftx: float = _f(0.0, "DPO: weight of an SFT loss on the chosen answers mixed into the preference loss.",
-                    min=0.0, max=100.0)
-    loss_type: str = _f("sigmoid", "DPO loss: sigmoid (the original), hinge, ipo, robust, ...", choices=DPO_LOSSES)
-    kto_loss_type: str = _f("kto", "KTO loss.", choices=KTO_LOSSES)
-    desirable_weight: float = _f(1.0, "KTO: weight of losses on desirable answers.", min=0.0, max=100.0,
-                                 min_exclusive=True)
-    undesirable_weight: float = _f(1.0, "KTO: weight of losses on undesirable answers.", min=0.0, max=100.0,
-                                   min_exclusive=True)
+    beta: float = param(0.1, "DPO/KTO: how far the model may move from the reference (higher: less); ORPO: weight of "
+                             "the odds-ratio term.", low=0.0, high=100.0, low_exclusive=True)
+    ftx: float = param(0.0, "DPO: weight of an SFT loss on the chosen answers mixed into the preference loss.",
+                       low=0.0, high=100.0)
+    loss_type: str = param("sigmoid", "DPO loss: sigmoid (the original), hinge, ipo, robust, ...", choices=DPO_LOSSES)
+    kto_loss_type: str = param("kto", "KTO loss.", choices=KTO_LOSSES)
+    desirable_weight: float = param(1.0, "KTO: weight of losses on desirable answers.", low=0.0, high=100.0,
+                                    low_exclusive=True)
+    undesirable_weight: float = param(1.0, "KTO: weight of losses on undesirable answers.", low=0.0, high=100.0,
+                                      low_exclusive=True)
 
 
 @dataclass
 class DistributedConfig:
-    devices: str = _f("", "Accelerator indices to use, comma-separated (e.g. 0,1), numbered as nvidia-smi or "
-                          "npu-smi lists them; empty: only the first one (one process never spreads over several). "
-                          "More than one launches the run through torchrun.")
-    nproc_per_node: int = _f(0, "Processes on this node; 0: one per selected device (set it on CPU to run several "
-                                "gloo processes).", min=0, max=1024)
-    nnodes: int = _f(1, "Number of machines taking part. Only the rank-0 node saves checkpoints: to resume, every "
-                        "node needs saves/ on a shared filesystem.", min=1, max=4096)
-    node_rank: int = _f(0, "This machine's rank among the nodes (0 for the master).", min=0, max=4095)
-    master_addr: str = _f("127.0.0.1", "Address of the node with rank 0 (with several nodes, one the others can "
-                                        "reach).")
-    master_port: int = _f(29500, "Port of the rendezvous on the master node.", min=1, max=65535)
-    deepspeed: str = _f("none", "DeepSpeed ZeRO stage (CUDA/NPU, needs the deepspeed package).",
-                        choices=DEEPSPEED_STAGES)
-    offload: bool = _f(False, "DeepSpeed: offload optimizer states (and with stage 3 the weights) to CPU memory.")
+    devices: str = param("", "Accelerator indices to use, comma-separated (e.g. 0,1), numbered as nvidia-smi or "
+                             "npu-smi lists them; empty: only the first one (one process never spreads over several). "
+                             "More than one launches the run through torchrun.")
+    nproc_per_node: int = param(0, "Processes on this node; 0: one per selected device (set it on CPU to run several "
+                                   "gloo processes).", low=0, high=1024)
+    nnodes: int = param(1, "Number of machines taking part. Only the rank-0 node saves checkpoints: to resume, every "
+                           "node needs saves/ on a shared filesystem.", low=1, high=4096)
+    node_rank: int = param(0, "This machine's rank among the nodes (0 for the master).", low=0, high=4095)
+    master_addr: str = param("127.0.0.1", "Address of the node with rank 0 (with several nodes, one the others can "
+                                           "reach).")
+    master_port: int = param(29500, "Port of the rendezvous on the master node.", low=1, high=65535)
+    deepspeed: str = param("none", "DeepSpeed ZeRO stage (CUDA/NPU, needs the deepspeed package).",
+                           choices=DEEPSPEED_STAGES)
+    offload: bool = param(False, "DeepSpeed: offload optimizer states (and with stage 3 the weights) to CPU memory.")
 
 
 # Probe questions prefilled for the identity demo: its answers change; ordinary ones should not.
@@ -259,35 +264,37 @@ MAX_PROBES = 8
 
 @dataclass
 class TrainConfig:
-    stage: str = _f("sft", "Training stage: pt (pre-training on text), sft, rm (reward model), dpo, orpo, kto.",
-                    choices=STAGES)
-    finetuning_type: str = _f("lora", "Fine-tuning method.", choices=FINETUNING_TYPES)
-    learning_rate: float = _f(5e-5, "Peak learning rate of the optimizer.", min=0.0, max=1.0, min_exclusive=True)
-    num_train_epochs: float = _f(3.0, "Number of passes over the training data.", min=0.0, max=10_000, min_exclusive=True)
-    per_device_train_batch_size: int = _f(2, "Samples per step on each device.", min=1, max=4096)
-    gradient_accumulation_steps: int = _f(8, "Steps whose gradients are summed before an optimizer update.", min=1, max=4096)
-    lr_scheduler_type: str = _f("cosine", "How the learning rate changes over training.", choices=LR_SCHEDULERS)
-    warmup_steps: int = _f(0, "Optimizer steps of linear warm-up.", min=0)
-    max_grad_norm: float = _f(1.0, "Gradient clipping norm.", min=0.0)
-    logging_steps: int = _f(5, "Log loss every N optimizer steps.", min=1)
-    save_steps: int = _f(100, "Save a checkpoint every N optimizer steps.", min=1)
-    compute_type: str = _f("auto", "Numeric precision: auto picks bf16 where the device supports it, else fp32; "
-                                   "pure_bf16 keeps the weights themselves in bf16.", choices=COMPUTE_TYPES)
-    optim: str = _f("adamw_torch", "Optimizer (the 8-bit ones need bitsandbytes and a GPU).", choices=OPTIMIZERS)
-    neftune_noise_alpha: float = _f(0.0, "NEFTune: noise added to the embeddings while training (0: off; 5 is "
-                                         "typical).", min=0.0, max=100.0)
-    report_to: str = _f("none", "Also log to an experiment tracker (its package must be installed; keys such as "
-                                "WANDB_API_KEY come from the environment, never from this form).", choices=REPORT_TO)
-    extra_args: str = _f("", "More trainer arguments as a JSON object, from an allow-list (e.g. "
-                             '{"weight_decay": 0.01}); any other key is refused.')
-    resume: bool = _f(True, "When the output dir already holds checkpoints, continue from the last complete one.")
-    early_stopping_patience: int = _f(0, "Stop when the validation loss has not improved for this many "
-                                         "evaluations (0: off; needs a validation split).", min=0, max=1000)
-    seed: int = _f(42, "Random seed for shuffling and initialisation.", min=0, max=2**32 - 1)  # numpy's seed range
-    probe_questions: str = _f(DEFAULT_PROBES, "Questions the model answers (greedy decoding) at step 0, at every "
-                                              "save and evaluation and at the end, one per line; empty: none.")
-    probe_max_new_tokens: int = _f(24, "Longest probe answer, in tokens.", min=1, max=1024)
-    output_dir: str = _f("", "Run directory; set by the app (saves/<model>/<method>/<run name>).")
+    stage: str = param("sft", "Training stage: pt (pre-training on text), sft, rm (reward model), dpo, orpo, kto.",
+                       choices=STAGES)
+    finetuning_type: str = param("lora", "Fine-tuning method.", choices=FINETUNING_TYPES)
+    learning_rate: float = param(5e-5, "Peak learning rate of the optimizer.", low=0.0, high=1.0, low_exclusive=True)
+    num_train_epochs: float = param(3.0, "Number of passes over the training data.", low=0.0, high=10_000,
+                                    low_exclusive=True)
+    per_device_train_batch_size: int = param(2, "Samples per step on each device.", low=1, high=4096)
+    gradient_accumulation_steps: int = param(8, "Steps whose gradients are summed before an optimizer update.",
+                                             low=1, high=4096)
+    lr_scheduler_type: str = param("cosine", "How the learning rate changes over training.", choices=LR_SCHEDULERS)
+    warmup_steps: int = param(0, "Optimizer steps of linear warm-up.", low=0)
+    max_grad_norm: float = param(1.0, "Gradient clipping norm.", low=0.0)
+    logging_steps: int = param(5, "Log loss every N optimizer steps.", low=1)
+    save_steps: int = param(100, "Save a checkpoint every N optimizer steps.", low=1)
+    compute_type: str = param("auto", "Numeric precision: auto picks bf16 where the device supports it, else fp32; "
+                                      "pure_bf16 keeps the weights themselves in bf16.", choices=COMPUTE_TYPES)
+    optim: str = param("adamw_torch", "Optimizer (the 8-bit ones need bitsandbytes and a GPU).", choices=OPTIMIZERS)
+    neftune_noise_alpha: float = param(0.0, "NEFTune: noise added to the embeddings while training (0: off; 5 is "
+                                            "typical).", low=0.0, high=100.0)
+    report_to: str = param("none", "Also log to an experiment tracker (its package must be installed; keys such as "
+                                   "WANDB_API_KEY come from the environment, never from this form).", choices=REPORT_TO)
+    extra_args: str = param("", "More trainer arguments as a JSON object, from an allow-list (e.g. "
+                                '{"weight_decay": 0.01}); any other key is refused.')
+    resume: bool = param(True, "When the output dir already holds checkpoints, continue from the last complete one.")
+    early_stopping_patience: int = param(0, "Stop when the validation loss has not improved for this many "
+                                            "evaluations (0: off; needs a validation split).", low=0, high=1000)
+    seed: int = param(42, "Random seed for shuffling and initialisation.", low=0, high=2**32 - 1)  # numpy's seed range
+    probe_questions: str = param(DEFAULT_PROBES, "Questions the model answers (greedy decoding) at step 0, at every "
+                                                 "save and evaluation and at the end, one per line; empty: none.")
+    probe_max_new_tokens: int = param(24, "Longest probe answer, in tokens.", low=1, high=1024)
+    output_dir: str = param("", "Run directory; set by the app (saves/<model>/<method>/<run name>).")
 
     def probes(self) -> list[str]:
         """The probe questions: the non-blank lines of ``probe_questions``."""
@@ -296,24 +303,24 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    batch_size: int = _f(4, "Samples per evaluation batch.", min=1, max=4096)
-    predict: bool = _f(True, "Generate answers and score them with ROUGE and BLEU, besides the loss.")
-    max_new_tokens: int = _f(128, "Longest generated answer, in tokens.", min=1, max=32768)
-    top_p: float = _f(0.7, "Nucleus sampling threshold (used when temperature > 0).", min=0.0, max=1.0,
-                      min_exclusive=True)
-    temperature: float = _f(0.0, "Sampling temperature; 0 decodes greedily, so scores are reproducible.",
-                            min=0.0, max=2.0)
-    compare_base: bool = _f(False, "Also evaluate the base model on the same samples and show both side by side.")
-    output_dir: str = _f("", "Run directory of the evaluation; set by the app.")
+    batch_size: int = param(4, "Samples per evaluation batch.", low=1, high=4096)
+    predict: bool = param(True, "Generate answers and score them with ROUGE and BLEU, besides the loss.")
+    max_new_tokens: int = param(128, "Longest generated answer, in tokens.", low=1, high=32768)
+    top_p: float = param(0.7, "Nucleus sampling threshold (used when temperature > 0).", low=0.0, high=1.0,
+                         low_exclusive=True)
+    temperature: float = param(0.0, "Sampling temperature; 0 decodes greedily, so scores are reproducible.",
+                               low=0.0, high=2.0)
+    compare_base: bool = param(False, "Also evaluate the base model on the same samples and show both side by side.")
+    output_dir: str = param("", "Run directory of the evaluation; set by the app.")
 
 
 @dataclass
 class ExportConfig:
-    export_dir: str = _f("", "Folder to write the standalone model to; must be new or empty.")
-    max_shard_size_gb: float = _f(5.0, "Largest safetensors shard, in GB.", min=0.0, max=1000.0, min_exclusive=True)
-    export_dtype: str = _f("auto", "Weights dtype: auto keeps the base model's.", choices=EXPORT_DTYPES)
-    device: str = _f("cpu", "Device used for merging.", choices=DEVICES)
-    output_dir: str = _f("", "Run directory holding the export's status and log; set by the app.")
+    export_dir: str = param("", "Folder to write the standalone model to; must be new or empty.")
+    max_shard_size_gb: float = param(5.0, "Largest safetensors shard, in GB.", low=0.0, high=1000.0, low_exclusive=True)
+    export_dtype: str = param("auto", "Weights dtype: auto keeps the base model's.", choices=EXPORT_DTYPES)
+    device: str = param("cpu", "Device used for merging.", choices=DEVICES)
+    output_dir: str = param("", "Run directory holding the export's status and log; set by the app.")
 
 
 # The sections each command reads; run.yaml holds only these.
@@ -393,9 +400,6 @@ class RunConfig:
     def save(self, path: str | Path, command: str | None = None) -> None:
         """Write the YAML atomically; a place that cannot take the file (a folder, no permission, disk full) raises
         a PathError naming it, and any file already there is left as it was."""
-        from engine.core.fileio import atomic_write_text
-        from engine.core.paths import PathError
-
         try:
             atomic_write_text(path, self.to_yaml(command))
         except OSError as exc:

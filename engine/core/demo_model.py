@@ -58,7 +58,7 @@ def ensure_demo_model() -> Path:
 
 
 def _convert(target: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig  # noqa: PLC0415
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig  # noqa: PLC0415 - boundary: engine.core is torch-free at import
 
     folder = gguf_folder()
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)

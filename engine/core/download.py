@@ -185,7 +185,7 @@ class _Tracker:
 
 def _quiet_bar():
     """A tqdm class that prints nothing (the clients' ``tqdm_class`` hook): the progress is ours to show."""
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm  # noqa: PLC0415 - comes with the hub clients; only a download needs it
 
     class Quiet(tqdm):
         def __init__(self, *args, **kwargs):
@@ -234,7 +234,7 @@ class _HuggingFace:
         self.endpoint, self.cache_dir = _hub_settings("huggingface")
 
     def cached(self, repo: str) -> str | None:
-        from huggingface_hub import snapshot_download  # noqa: PLC0415
+        from huggingface_hub import snapshot_download  # noqa: PLC0415 - a hub's client, only when that hub is used
 
         try:
             return snapshot_download(repo, allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS,
@@ -243,8 +243,8 @@ class _HuggingFace:
             return None
 
     def plan(self, repo: str) -> tuple[dict[str, int], set[str]]:
-        from huggingface_hub import HfApi, try_to_load_from_cache  # noqa: PLC0415
-        from huggingface_hub.utils import filter_repo_objects  # noqa: PLC0415
+        from huggingface_hub import HfApi, try_to_load_from_cache  # noqa: PLC0415 - a hub's client, only when that hub is used
+        from huggingface_hub.utils import filter_repo_objects  # noqa: PLC0415 - a hub's client, only when that hub is used
 
         info = HfApi(endpoint=self.endpoint).model_info(repo, files_metadata=True)
         self.revision = info.sha
@@ -256,7 +256,7 @@ class _HuggingFace:
         return files, present
 
     def fetch(self, repo: str, files: dict[str, int], present: set[str], tracker: _Tracker) -> str:
-        from huggingface_hub import hf_hub_download, snapshot_download  # noqa: PLC0415
+        from huggingface_hub import hf_hub_download, snapshot_download  # noqa: PLC0415 - a hub's client, only when that hub is used
 
         for name in files:
             if name in present:
@@ -277,7 +277,7 @@ class _ModelScope:
 
     def local(self, repo: str) -> str | None:
         """The client's snapshot folder for ``repo``, complete or not (no network)."""
-        from modelscope.hub.snapshot_download import snapshot_download  # noqa: PLC0415
+        from modelscope.hub.snapshot_download import snapshot_download  # noqa: PLC0415 - a hub's client, only when that hub is used
 
         try:
             return str(snapshot_download(repo, cache_dir=self.cache_dir, local_files_only=True))
@@ -301,8 +301,8 @@ class _ModelScope:
         return files, present
 
     def fetch(self, repo: str, files: dict[str, int], present: set[str], tracker: _Tracker) -> str:
-        from modelscope.hub.callback import ProgressCallback  # noqa: PLC0415
-        from modelscope.hub.snapshot_download import snapshot_download  # noqa: PLC0415
+        from modelscope.hub.callback import ProgressCallback  # noqa: PLC0415 - a hub's client, only when that hub is used
+        from modelscope.hub.snapshot_download import snapshot_download  # noqa: PLC0415 - a hub's client, only when that hub is used
 
         class Callback(ProgressCallback):
             def __init__(self, filename: str, file_size: int):
@@ -332,7 +332,7 @@ class _Modelers:
         self.token = os.environ.get(OPENMIND_TOKEN_VAR) or None  # never logged, never written anywhere
 
     def cached(self, repo: str) -> str | None:
-        from openmind_hub import snapshot_download  # noqa: PLC0415
+        from openmind_hub import snapshot_download  # noqa: PLC0415 - a hub's client, only when that hub is used
 
         try:
             folder = snapshot_download(repo, cache_dir=self.cache_dir, local_files_only=True, token=self.token)
@@ -341,8 +341,8 @@ class _Modelers:
         return folder if (Path(folder) / "config.json").is_file() else None
 
     def plan(self, repo: str) -> tuple[dict[str, int], set[str]]:
-        from huggingface_hub.utils import filter_repo_objects  # noqa: PLC0415
-        from openmind_hub import OmApi  # noqa: PLC0415
+        from huggingface_hub.utils import filter_repo_objects  # noqa: PLC0415 - a hub's client, only when that hub is used
+        from openmind_hub import OmApi  # noqa: PLC0415 - a hub's client, only when that hub is used
 
         names = OmApi(endpoint=self.endpoint, token=self.token).list_repo_files(repo)
         wanted = list(filter_repo_objects(names, allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS))
@@ -350,8 +350,8 @@ class _Modelers:
         present = {n for n in wanted if folder and (Path(folder) / n).is_file()}
         return {n: 0 for n in wanted}, present  # sizes unknown before the download: the bar counts files
 
-    def fetch(self, repo: str, files: dict[str, int], present: set[str], tracker: _Tracker) -> str:
-        from openmind_hub import snapshot_download  # noqa: PLC0415
+    def fetch(self, repo: str, _files: dict[str, int], _present: set[str], tracker: _Tracker) -> str:
+        from openmind_hub import snapshot_download  # noqa: PLC0415 - a hub's client, only when that hub is used
 
         class Files(_quiet_bar()):  # snapshot_download iterates it over the files as each one completes
             def __iter__(self):

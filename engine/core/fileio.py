@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -25,10 +26,8 @@ def atomic_write_text(path: str | Path, text: str, make_parent: bool = True) -> 
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -73,13 +72,13 @@ def read_json_object(path: str | Path, max_bytes: int = MAX_RECORD_BYTES) -> dic
     with open(path, "rb") as fh:
         raw = fh.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        from engine.core.data.errors import DataError  # noqa: PLC0415
+        from engine.core.data.errors import DataError  # noqa: PLC0415 - cycle: engine.core.data reads files through this module
 
         raise DataError("too_big", size_mb=Path(path).stat().st_size / 1024 / 1024, limit_mb=max_bytes >> 20,
                         file=str(path))
     data = parse_json(raw, str(path))
     if not isinstance(data, dict):
-        from engine.core.data.errors import DataError  # noqa: PLC0415
+        from engine.core.data.errors import DataError  # noqa: PLC0415 - cycle: engine.core.data reads files through this module
 
         raise DataError("row_not_object", kind=type(data).__name__, file=str(path))
     return data

@@ -327,7 +327,7 @@ def estimate_training(cfg: RunConfig, info: ModelInfo, devices: int | None = Non
     compute = auto_compute_type(t.compute_type, device_type)
     method, quant = t.finetuning_type, cfg.model.quantization_bit
     half = compute in ("bf16", "fp16", "pure_bf16")
-    h, i, V, L = info.hidden_size, info.intermediate_size, info.vocab_size, info.num_layers
+    h, i, V, L = info.hidden_size, info.intermediate_size, info.vocab_size, info.num_layers  # noqa: N806 - as in the papers
     total_params = info.params()
     notes = [] if info.exact else ["rough_model"]
     if t.gradient_accumulation_steps > 1:

@@ -116,7 +116,8 @@ def _changes(estimate: MemoryEstimate):
     if accel and cfg.distributed.deepspeed != DEEPSPEED_ZERO3:
         yield "zero3", {}, _with(cfg, distributed__deepspeed=DEEPSPEED_ZERO3, distributed__offload=False), devices
     if accel and not (cfg.distributed.deepspeed == DEEPSPEED_ZERO3 and cfg.distributed.offload):
-        yield "zero3_offload", {}, _with(cfg, distributed__deepspeed=DEEPSPEED_ZERO3, distributed__offload=True), devices
+        yield ("zero3_offload", {}, _with(cfg, distributed__deepspeed=DEEPSPEED_ZERO3, distributed__offload=True),
+               devices)
     if accel:
         for n in (2, 4, 8):
             if n > devices:

@@ -181,7 +181,8 @@ def _is_number(value) -> bool:
 
 
 def _usable_event(event: dict) -> bool:
-    """Whether every field the pages draw from is of the type engine/train/run.py writes (probes: question/answer texts)."""
+    """Whether every field the pages draw from is of the type engine/train/run.py writes (probes: question/answer
+    texts)."""
     if not _is_number(event.get("step")) or not all(_is_number(event[k]) for k in _EVENT_NUMBERS if k in event):
         return False
     probes = event.get("probes", [])
@@ -206,7 +207,7 @@ def pid_alive(pid: int) -> bool:
     try:
         proc = psutil.Process(int(pid))
         return proc.status() != psutil.STATUS_ZOMBIE
-    except Exception:  # NoSuchProcess, AccessDenied, bad pid
+    except Exception:  # noqa: BLE001 - whatever it is (NoSuchProcess, AccessDenied, a bad pid): not alive
         return False
 
 

@@ -84,7 +84,8 @@ def sample_views(cfg: RunConfig, tokenizer, sample) -> tuple[str, list[SampleVie
         return fate, [SampleView("sample", 1, _spans(tokenizer, _labelled(seen["input_ids"], seen["labels"])
                                                       + [(rest, CUT_AWAY)]))]
     if stage == "pt":
-        views = [SampleView("piece", n, _spans(tokenizer, [(r["input_ids"], TRAINED)])) for n, r in enumerate(fitted, 1)]
+        views = [SampleView("piece", n, _spans(tokenizer, [(r["input_ids"], TRAINED)]))
+                 for n, r in enumerate(fitted, 1)]
         left = row["input_ids"][sum(len(r["input_ids"]) for r in fitted):]  # a last piece of one token
         if left:
             views.append(SampleView("piece", len(views) + 1, _spans(tokenizer, [(left, CUT_AWAY)])))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from engine.core.config import RunConfig
@@ -39,6 +39,7 @@ from engine.core.data import load_samples
 from engine.core.devices import inference_dtype, pick_device
 from engine.core.encode import training_formatter
 from engine.core.fileio import atomic_write_json, atomic_write_text
+from engine.core.model_files import check_checkpoint
 from engine.core.paths import confined_data_dir
 from engine.core.reasoning import opened_thought, split_reply, split_thought
 from engine.core.rundir import FINISHED, RUNNING, RunDir
@@ -262,8 +263,6 @@ def run_evaluation(config_path: str | Path) -> int:
     cfg, run, stop = start_job(config_path, "eval", "loading")
     outcome = JobOutcome(run, stop, "Evaluation", "no metrics were written.")
     with outcome:
-        from engine.core.model_files import check_checkpoint
-
         # What can be checked without loading the model is checked first, so such errors come at once.
         adapter = cfg.model.adapter_path.strip()
         if adapter:

@@ -49,8 +49,9 @@ COMMANDS = ("train", "eval", "export")
 # What a job imports anyway; transformers resolves most names lazily, so the modules themselves are named.
 PRELOAD = ("torch", "transformers", "transformers.trainer", "transformers.models.llama.modeling_llama",
            "transformers.models.qwen2.modeling_qwen2", "peft", "datasets", "safetensors.torch",
-           "engine.train.run", "engine.train.trainers", "engine.core.encode", "engine.modeling.models", "engine.modeling.finetuning",
-           "engine.train.fast_loss", "engine.evaluate.run", "engine.export", "engine.__main__", "setproctitle")
+           "engine.train.run", "engine.train.trainers", "engine.core.encode", "engine.modeling.models",
+           "engine.modeling.finetuning", "engine.train.fast_loss", "engine.evaluate.run", "engine.export",
+           "engine.__main__", "setproctitle")
 # Variables that libraries read when imported (caches, thread pools, allocators, hub settings): a job whose
 # environment differs from the worker's in one of them is started cold, since the worker imported with its own.
 IMPORT_TIME_PREFIXES = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TORCH", "PYTORCH_", "OMP_", "MKL_", "KMP_",
@@ -91,10 +92,11 @@ def start() -> None:
     # told without importing torch here, which would hold the worker back by the seconds that import takes.
     tuning = cpu_tuning_env(machine_device())
     _started_at = path
-    _started = subprocess.Popen(
-        [sys.executable, "-m", "engine.jobs.warm_worker", "--owner", str(os.getpid())], stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=open(path.with_suffix(".log"), "ab"), start_new_session=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **tuning))
+    with open(path.with_suffix(".log"), "ab") as err:  # the worker has its own copy once started
+        _started = subprocess.Popen(
+            [sys.executable, "-m", "engine.jobs.warm_worker", "--owner", str(os.getpid())], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **tuning))
 
 
 def spawn(ticket: Path, command: str, config: Path, env: dict[str, str], cwd: Path, log: Path,
@@ -232,7 +234,7 @@ def _child(request: dict, conn: socket.socket, started_with: dict[str, str], rea
 def _set_title(argv: list[str]) -> None:
     """``ps`` (and psutil) show the job's own command line, as for a cold-started job, not the worker's."""
     try:
-        from setproctitle import setproctitle  # noqa: PLC0415
+        from setproctitle import setproctitle  # noqa: PLC0415 - optional: without it ps shows the worker's title
     except ImportError:
         return
     setproctitle(" ".join(argv))

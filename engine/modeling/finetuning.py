@@ -84,7 +84,8 @@ def _apply_freeze(model, cfg: RunConfig, log):
         if any(e in name.split(".") for e in extra):
             trainable.add(id(p))
     if not trainable:
-        raise ValueError(f"freeze.trainable_modules: no parameter in the chosen layers matches {freeze.trainable_modules!r}")
+        raise ValueError("freeze.trainable_modules: no parameter in the chosen layers matches "
+                         f"{freeze.trainable_modules!r}")
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
     side = "last" if freeze.trainable_layers > 0 else "first"

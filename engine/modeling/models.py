@@ -98,7 +98,7 @@ def load_with_checkpoint(model_name_or_path: str, adapter_path: str = "", dtype=
             log(f"merged parent adapter {parent}")
         try:
             model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
-        except Exception as exc:  # peft raises several types for an adapter that does not fit the base
+        except Exception as exc:  # noqa: BLE001 - peft raises several types for an adapter that does not fit the base
             raise ModelLoadError(f"cannot attach adapter {adapter_path!r} to {model_name_or_path!r}: "
                                  f"{first_line(exc)}") from None
         log(f"attached LoRA adapter {adapter_path}")

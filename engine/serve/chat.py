@@ -115,7 +115,7 @@ class ChatEngine:
                 with warnings.catch_warnings():  # several adapters on one model is what the engine is for
                     warnings.filterwarnings("ignore", message="Already found a `peft_config`")
                     self.model.load_adapter(path, adapter_name=name)
-            except Exception as exc:  # peft raises several types for mismatched adapters
+            except Exception as exc:  # noqa: BLE001 - peft raises several types for mismatched adapters
                 raise ModelLoadError(f"cannot attach adapter {path!r} to this model: {exc}", key="adapter_mismatch",
                                      path=path, error=str(exc)) from None
             self._adapters[path] = name
@@ -237,7 +237,7 @@ class ChatEngine:
                             streamer.begin(rows)
                             with adapters():
                                 model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
-                except BaseException as exc:  # surfaced to the caller below
+                except BaseException as exc:  # noqa: BLE001 - surfaced to the caller below
                     errors.append(exc)
                 finally:
                     streamer.close()

@@ -35,7 +35,7 @@ import weakref
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from peft.tuners.lora.layer import Linear
 
 from engine.core.devices import cpu_tuned
@@ -122,7 +122,7 @@ class _NormRecompute:
         return value
 
 
-def _lora_grads(grad, inner, lora_a, lora_b, scaling, x, needs_a, needs_b):
+def _lora_grads(grad, inner, lora_b, scaling, x, needs_a, needs_b):
     """Gradients of ``(x A^T) B^T * scaling`` for A and B (2-D grad, inner = x A^T), and grad wrt inner."""
     scaled = grad * scaling
     grad_b = scaled.t().mm(inner) if needs_b else None
@@ -157,8 +157,9 @@ def _functions():
             inner, lora_a, lora_b, weight = ctx.saved_tensors
             x = ctx.recompute.take()
             shape = grad.shape
-            grad, inner, x2 = grad.reshape(-1, shape[-1]), inner.reshape(-1, inner.shape[-1]), x.reshape(-1, x.shape[-1])
-            grad_a, grad_b, grad_inner = _lora_grads(grad, inner, lora_a, lora_b, ctx.scaling, x2,
+            grad, inner = grad.reshape(-1, shape[-1]), inner.reshape(-1, inner.shape[-1])
+            x2 = x.reshape(-1, x.shape[-1])
+            grad_a, grad_b, grad_inner = _lora_grads(grad, inner, lora_b, ctx.scaling, x2,
                                                      ctx.needs_input_grad[1], ctx.needs_input_grad[2])
             grad_x = None
             if ctx.needs_input_grad[0]:
@@ -201,7 +202,7 @@ def _functions():
             grad, gate, up, x2 = flat(grad), flat(gate), flat(up), flat(x)
             act = F.silu(gate)
             hidden = act * up
-            grad_a_down, grad_b_down, grad_inner = _lora_grads(grad, flat(inner_down), a_down, b_down, s_down,
+            grad_a_down, grad_b_down, grad_inner = _lora_grads(grad, flat(inner_down), b_down, s_down,
                                                                hidden, need[5], need[6])
             del hidden
             grad_hidden = grad.mm(w_down).addmm_(grad_inner, a_down)
@@ -209,9 +210,9 @@ def _functions():
             del act
             grad_gate = torch.ops.aten.silu_backward(grad_hidden * up, gate)
             del grad_hidden
-            grad_a_gate, grad_b_gate, grad_inner_gate = _lora_grads(grad_gate, flat(inner_gate), a_gate, b_gate,
+            grad_a_gate, grad_b_gate, grad_inner_gate = _lora_grads(grad_gate, flat(inner_gate), b_gate,
                                                                     s_gate, x2, need[1], need[2])
-            grad_a_up, grad_b_up, grad_inner_up = _lora_grads(grad_up, flat(inner_up), a_up, b_up, s_up, x2,
+            grad_a_up, grad_b_up, grad_inner_up = _lora_grads(grad_up, flat(inner_up), b_up, s_up, x2,
                                                               need[3], need[4])
             grad_x = None
             if need[0]:

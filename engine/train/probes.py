@@ -51,7 +51,7 @@ def make_probe_callback(cfg, tokenizer, run: RunDir, log=print):
             self.defer_first = False  # set when the trainer reports the step-0 loss (see on_initial_loss)
             self.seconds = 0.0
 
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
             self.model = model
             if state.global_step > 0 or not self.defer_first:
                 self.answer(args, state.global_step)
@@ -59,13 +59,13 @@ def make_probe_callback(cfg, tokenizer, run: RunDir, log=print):
         def on_initial_loss(self, args, state, loss: float) -> None:  # noqa: ARG002 - from TuneBoardTrainer
             self.answer(args, 0)
 
-        def on_save(self, args, state, control, **kwargs):
+        def on_save(self, args, state, control, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
             self.answer(args, state.global_step)
 
-        def on_evaluate(self, args, state, control, **kwargs):
+        def on_evaluate(self, args, state, control, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
             self.answer(args, state.global_step)
 
-        def on_train_end(self, args, state, control, **kwargs):
+        def on_train_end(self, args, state, control, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
             self.answer(args, state.global_step)
             if self.seconds:
                 log(f"probe questions: {self.seconds:.1f} s in all")

@@ -59,11 +59,11 @@ def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str
             self.last_progress = 0.0
             self.saving: Path | None = None  # the checkpoint being written, if a save is under way
 
-        def on_train_begin(self, args, state, control, **kwargs):
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
             self.t0 = time.time()
             run.write_status(RUNNING, step=0, total_steps=state.max_steps)
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
             now = time.time()
             if now - self.last_progress >= 1.0 or state.global_step == state.max_steps:
                 self.last_progress = now
@@ -77,12 +77,12 @@ def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str
                 self.saving = run.path / f"checkpoint-{state.global_step}"
             return control
 
-        def on_save(self, args, state, control, **kwargs):
+        def on_save(self, args, state, control, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
             self.saving = None
             if parents and run.writer:  # a checkpoint of an adapter trained on top of others names them
                 _write_parents(run.path / f"checkpoint-{state.global_step}", parents)
 
-        def on_initial_loss(self, args, state, loss: float) -> None:  # from TuneBoardTrainer (fast_loss.py)
+        def on_initial_loss(self, _args, state, loss: float) -> None:  # from TuneBoardTrainer (fast_loss.py)
             if not math.isfinite(loss):
                 return
             run.append_event({"step": 0, "total_steps": state.max_steps, "epoch": 0.0,
@@ -90,7 +90,7 @@ def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str
                               "initial": True})
             log(f"step 0/{state.max_steps} | loss {loss:.4g} (the first batch, before any update)")
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
             logs = logs or {}
             if not any(k in logs for k in ("loss", "eval_loss")):
                 return
@@ -206,10 +206,7 @@ def _load_models(cfg: RunConfig, device: str, compute: str, log):
     # with native bf16 that measured 309 against 274 tokens/s, and 0.55 GB less, than fp32 weights cast at
     # every step. pure_bf16 keeps every weight in bf16.
     lora = cfg.train.finetuning_type == "lora"
-    if compute == "pure_bf16" or (half is not None and lora):
-        load_dtype = half
-    else:
-        load_dtype = torch.float32
+    load_dtype = half if compute == "pure_bf16" or (half is not None and lora) else torch.float32
     source = cfg.model.model_name_or_path
     if not lora and cfg.model.adapter_path:
         source = cfg.model.adapter_path  # continue a full/freeze run from its weights
@@ -272,7 +269,7 @@ def run_training(config_path: str | Path) -> int:
         run.write_status(RUNNING, gradient_checkpointing=checkpointing.to_status())  # for the train status line
         if cfg.distributed.deepspeed != DEEPSPEED_OFF:
             atomic_write_json(args["deepspeed"], deepspeed_config(cfg))  # every rank: each reads it right away
-            import deepspeed  # noqa: PLC0415
+            import deepspeed  # noqa: PLC0415 - optional, only DeepSpeed runs need it
 
             # ZeRO-3's partitioned loading (zero.Init) takes the world size from DeepSpeed's own process group,
             # which accelerate sets up on GPUs but not on the CPU (use_cpu): set it up first on every device.

@@ -118,23 +118,23 @@ def stage_arguments(cfg: RunConfig, args: dict):
             args = dict(args, train_sampling_strategy="group_by_length", length_column_name="length")
         return TrainingArguments(**args)
     if stage == "dpo":
-        from trl import DPOConfig  # noqa: PLC0415
+        from trl import DPOConfig  # noqa: PLC0415 - only preference stages need trl
 
         losses = {"loss_type": [r.loss_type, "sft"], "loss_weights": [1.0, r.ftx]} if r.ftx > 0 \
             else {"loss_type": [r.loss_type]}
         return DPOConfig(**args, beta=r.beta, max_length=None, **losses)
     if stage == "kto":
-        from trl import KTOConfig  # noqa: PLC0415
+        from trl import KTOConfig  # noqa: PLC0415 - only preference stages need trl
 
         return KTOConfig(**args, beta=r.beta, loss_type=r.kto_loss_type, desirable_weight=r.desirable_weight,
                          undesirable_weight=r.undesirable_weight, max_length=None)
     if stage == "orpo":
-        from trl.experimental.orpo import ORPOConfig  # noqa: PLC0415
+        from trl.experimental.orpo import ORPOConfig  # noqa: PLC0415 - only preference stages need trl
 
         width = cfg.data.cutoff_len
         return ORPOConfig(**args, beta=r.beta, max_length=width, max_completion_length=width)
     if stage == "rm":
-        from trl import RewardConfig  # noqa: PLC0415
+        from trl import RewardConfig  # noqa: PLC0415 - only preference stages need trl
 
         return RewardConfig(**args, max_length=None)
     raise ValueError(f"unknown stage {stage!r}")
@@ -152,19 +152,19 @@ def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_
     common = dict(model=model, processing_class=tokenizer, train_dataset=train_ds, eval_dataset=eval_ds,
                   callbacks=callbacks, args=arguments)
     if stage == "dpo":
-        from trl import DPOTrainer  # noqa: PLC0415
+        from trl import DPOTrainer  # noqa: PLC0415 - only preference stages need trl
 
         return _pretokenized(DPOTrainer)(ref_model=ref_model, **common)
     if stage == "kto":
-        from trl import KTOTrainer  # noqa: PLC0415
+        from trl import KTOTrainer  # noqa: PLC0415 - only preference stages need trl
 
         return _pretokenized(KTOTrainer)(ref_model=ref_model, **common)
     if stage == "orpo":
-        from trl.experimental.orpo import ORPOTrainer  # noqa: PLC0415
+        from trl.experimental.orpo import ORPOTrainer  # noqa: PLC0415 - only preference stages need trl
 
         return _orpo_pretokenized(ORPOTrainer)(**common)
     if stage == "rm":
-        from trl import RewardTrainer  # noqa: PLC0415
+        from trl import RewardTrainer  # noqa: PLC0415 - only preference stages need trl
 
         # The reward model scores whole sequences: prompt and answer together.
         def whole(rows):

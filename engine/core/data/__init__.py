@@ -14,7 +14,7 @@ from engine.core.data.loader import (
 from engine.core.data.registry import DatasetSpec, list_datasets, read_registry, resolve_dataset, scan_registry
 
 __all__ = [
-    "PREVIEW_COLUMNS", "DataError", "DatasetSpec", "Sample", "check_stage", "dataset_files", "list_datasets", "load_row",
-    "load_samples",
+    "PREVIEW_COLUMNS", "DataError", "DatasetSpec", "Sample", "check_stage", "dataset_files", "list_datasets",
+    "load_row", "load_samples",
     "normalise_row", "preview_page", "preview_view", "read_registry", "resolve_dataset", "scan_registry",
 ]

@@ -92,7 +92,7 @@ def _table_chunks(path: Path) -> Iterator:
             while (chunk := _table_step(path, lambda: next(reader, None))) is not None:
                 yield chunk
         return
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415 - heavy, only for parquet
 
     with _table_step(path, lambda: pq.ParquetFile(path)) as parquet:
         batches = parquet.iter_batches(batch_size=_CHUNK_ROWS)
@@ -146,7 +146,7 @@ def _count_cached(path_text: str, _mtime_ns: int, _size: int) -> int:
     if suffix == ".json":
         return len(_read_json(path))
     if suffix == ".parquet":
-        import pyarrow.parquet as pq  # noqa: PLC0415
+        import pyarrow.parquet as pq  # noqa: PLC0415 - heavy, only for parquet
 
         return _table_step(path, lambda: pq.ParquetFile(path).metadata.num_rows)
     return sum(len(chunk) for chunk in _table_chunks(path))
