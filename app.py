@@ -268,8 +268,8 @@ class _NoStubWriting(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     Gradio's component metaclass regenerates the ``.pyi`` type stub of every component class each time gradio
     is imported: it reads and parses the components' source and rewrites the stubs inside site-packages where
     it may. That is an aid for gradio's own development; the wheel already ships the stubs, and a server
-    should not write into its installed packages. It is 1.4 s of a 3.4 s ``import gradio`` on a 2-core CPU,
-    the largest part of the time before the page answers. If a gradio release moves the function, nothing
+    should not write into its installed packages. It is the largest part of ``import gradio``, and so of the
+    time before the page answers (README, Benchmarks). If a gradio release moves the function, nothing
     is changed."""
 
     MODULE = "gradio.component_meta"
@@ -327,9 +327,9 @@ def configure_gradio() -> None:
         sys.modules["matplotlib"] = None  # type: ignore[assignment]
 
 
-# Gradio's queue loop sleeps 1 ms between looks at an empty queue, and its progress loop 10 ms: ~1,100 wake-ups a
-# second, 8% of a core for an app with no page open (bench/suite.py, "cold"), taken from the training job beside
-# it; 1.7% with these. An event starts at most 25 ms later; progress bars (gr.Progress) are all the second loop
+# Gradio's queue loop sleeps 1 ms between looks at an empty queue, and its progress loop 10 ms: about a thousand
+# wake-ups a second for an app with no page open, CPU taken from the training job beside it (bench/suite.py,
+# "cold", measures it). An event starts at most 25 ms later; progress bars (gr.Progress) are all the second loop
 # sends, and this app has none.
 QUEUE_IDLE_POLL_S = 0.025
 PROGRESS_POLL_S = 0.1

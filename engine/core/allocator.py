@@ -1,9 +1,8 @@
 """tcmalloc for engine jobs, where the system has it (Debian/Ubuntu: ``libtcmalloc-minimal4``).
 
 Training frees and reallocates activation-sized blocks every step. glibc malloc keeps much of that memory
-fragmented in its heap; tcmalloc reuses it. On the demo LoRA run (2 CPU cores, fp32) tcmalloc measured 7%
-more tokens/s and a 20% lower peak (1.97 GB against 2.45 GB) with the same loss to the last digit (jemalloc:
-slower than glibc there). PyTorch's CPU performance guide recommends the same.
+fragmented in its heap; tcmalloc reuses it: faster, with a lower peak and the same loss (README, Benchmarks;
+jemalloc was slower than glibc there). PyTorch's CPU performance guide recommends the same.
 
 The allocator must be in place before the process allocates anything, so it is preloaded through the job's
 environment (and the warm worker's, whose forks are the jobs). It is CPU tuning, measured on CPU training

@@ -112,9 +112,9 @@ def cpu_tuning_env(device: str, preload: bool = True) -> dict[str, str]:
     a preload only acts on a new process, and every child would inherit it)."""
     if not cpu_tuned(device):
         return {}
-    # OpenMP threads that spin while waiting collapse when anything else wants a core: on 2 cores, a browser tab
-    # repainting next to a training job slowed it from ~100 to ~12 tokens/s (GNU OpenMP waits on the descheduled
-    # thread at every parallel region). Sleeping waits cost a little peak speed on an idle machine.
+    # OpenMP threads that spin while waiting collapse when anything else wants a core (GNU OpenMP waits on the
+    # descheduled thread at every parallel region): a browser tab repainting next to a training job on a small
+    # machine is enough (README, Configuration). Sleeping waits cost a little peak speed on an idle machine.
     env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     if importlib.util.find_spec("torch_npu") is not None:
         env[BACKEND_AUTOLOAD] = os.environ.get(BACKEND_AUTOLOAD, "0")
@@ -198,8 +198,8 @@ def supports_bf16(device: str) -> bool:
 
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """bf16 autocast pays off on CPUs with AVX512-BF16 or AMX; without them it emulates
-    bf16 and was measured about 25x slower than fp32 on an AVX2-only machine."""
+    """bf16 autocast pays off on CPUs with AVX512-BF16 or AMX; without them bf16 is emulated, far slower than
+    fp32 (README, Devices)."""
     override = os.environ.get("TUNEBOARD_CPU_BF16")
     if override is not None:
         return override == "1"
@@ -228,8 +228,8 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
 
 def batch_width_multiple(device: str, compute: str) -> int:
     """Training rows are padded to a multiple of this many tokens. On the CPU oneDNN runs bf16 matmuls with a
-    kernel built and cached for each shape (about 0.6 MB each, measured): rows of every length grew a LoRA
-    run's peak by 0.6 GB in its first epoch; rounded up to 32 tokens they cost about 5% padding instead."""
+    kernel built and cached for each shape, so rows of every length keep growing a run's peak; rounded up to 32
+    tokens they cost a little padding instead (README, Devices)."""
     return 32 if device == "cpu" and compute in ("bf16", "pure_bf16") else 1
 
 

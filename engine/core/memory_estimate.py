@@ -73,9 +73,9 @@ CPU_ACTIVATION_SLACK = {"lean": 0.47}
 # adds a quarter of the fp32 weights (pages of the model file read while converting, oneDNN's bf16 kernels).
 CPU_FIXED_BYTES = 110 * 2 ** 20
 CPU_HALF_LOAD_SHARE = 0.24
-# Gradient checkpointing with lean activations (fp32 LoRA): the peak fell only to 0.56 of the activations kept
-# without it (demo, batch 16 x 64 tokens: 1218 against 1656 MB above the baseline), where bf16 LoRA fell to what
-# the checkpointed layers keep (797 MB, as estimated): measured, not yet explained, so counted as measured.
+# Gradient checkpointing with lean activations (fp32 LoRA): the peak falls only to this share of the activations
+# kept without it, where bf16 LoRA falls to what the checkpointed layers keep, as estimated. Calibrated
+# (tests/core/test_memory_estimate.py measures it), not yet explained.
 LEAN_CHECKPOINT_SHARE = 0.56
 
 

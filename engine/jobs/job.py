@@ -25,8 +25,8 @@ from engine.core.templates import TemplateError
 
 def settle_imports() -> None:
     """Move everything alive now (the half-million objects torch, transformers and peft create on import)
-    out of the cyclic garbage collector's reach. Each full collection otherwise walks them all: while a job
-    builds its model and Trainer (thousands of small objects) that cost about 0.5 s of start-up here. They
+    out of the cyclic garbage collector's reach. Each full collection otherwise walks them all, again and again
+    while a job builds its model and Trainer (thousands of small objects), which slows its start. They
     live as long as the process anyway; a forked job also stops dirtying the pages it shares with its parent.
     """
     gc.freeze()

@@ -52,8 +52,8 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
                                       scaling=scaling, is_causal=is_causal, **kwargs)
     gqa = {"enable_gqa": True} if getattr(module, "num_key_value_groups", 1) > 1 else {}
     half = query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16)
-    # On CPU the fp32 attention kernel ran forward + backward 1.5-2.3x faster than the bf16 one, and it keeps
-    # no kernel per shape (oneDNN's bf16 one does: samples of every length would grow the cache).
+    # On CPU the fp32 attention kernel is faster than the bf16 one (README, Benchmarks), and it keeps no kernel
+    # per shape (oneDNN's bf16 one does: samples of every length would grow the cache).
     parts = (query.float(), key.float(), value.float()) if half else (query, key, value)
     with torch.autocast(query.device.type, enabled=False) if half else contextlib.nullcontext():
         # split, not slicing: its backward joins the samples' gradients instead of adding up zero-filled rows.
