@@ -8,12 +8,13 @@ from pathlib import Path
 import gradio as gr
 
 from webui import runner
-from webui.chat_tab import build_chat_tab
+from webui.chat_tab import ChatEngines, build_chat_tab
 from webui.eval_tab import build_eval_tab
 from webui.export_tab import build_export_tab
-from webui.form import Translated
+from webui.form import Texts
 from webui.hardware_panel import pause_hidden_panels
 from webui.locales import DEFAULT_LANG, LANGUAGES, t
+from webui.plots import LossFigures
 from webui.queue_panel import build_queue_panel, queue_text
 from webui.runs_tab import build_runs_tab
 from webui.top_bar import build_top_bar
@@ -71,26 +72,27 @@ _IDLE_JS = ("() => { const box = document.querySelector('#top-lang'); "
 
 def create_app() -> gr.Blocks:
     lang = DEFAULT_LANG
+    # What this app's pages share (a second app in the process has its own): the snapshots of watched runs, the
+    # loss figures, the chat engines.
+    watch, figures, engines = runner.RunWatch(), LossFigures(), ChatEngines()
+    tab_texts = Texts(lang)
     with gr.Blocks(title="TuneBoard") as demo:
         title = gr.Markdown(f"## {t(lang, 'title')}", elem_id="tb-title")
         top = build_top_bar()
         with gr.Tabs(elem_id="tb-tabs"):
-            with gr.Tab(t(lang, "tab_train"), id="train", elem_id="tab-train") as tab_train:
-                train = build_train_tab(top)
-            with gr.Tab(t(lang, "tab_eval"), id="eval", elem_id="tab-eval") as tab_eval:
-                evaluate = build_eval_tab(top)
-            with gr.Tab(t(lang, "tab_chat"), id="chat", elem_id="tab-chat") as tab_chat:
-                chat = build_chat_tab(top)
-            with gr.Tab(t(lang, "tab_export"), id="export", elem_id="tab-export") as tab_export:
-                export = build_export_tab(top)
-            with gr.Tab(t(lang, "tab_runs"), id="runs", elem_id="tab-runs") as tab_runs:
-                runs = build_runs_tab(top)
+            with tab_texts.add(gr.Tab, "tab_train", id="train", elem_id="tab-train") as tab_train:
+                train = build_train_tab(top, watch, figures)
+            with tab_texts.add(gr.Tab, "tab_eval", id="eval", elem_id="tab-eval") as tab_eval:
+                evaluate = build_eval_tab(top, watch)
+            with tab_texts.add(gr.Tab, "tab_chat", id="chat", elem_id="tab-chat") as tab_chat:
+                chat = build_chat_tab(top, engines)
+            with tab_texts.add(gr.Tab, "tab_export", id="export", elem_id="tab-export") as tab_export:
+                export = build_export_tab(top, watch)
+            with tab_texts.add(gr.Tab, "tab_runs", id="runs", elem_id="tab-runs") as tab_runs:
+                runs = build_runs_tab(top, watch)
         queue = build_queue_panel(top.language)
         texts = (top.texts() + queue.texts() + train.texts() + evaluate.texts() + chat.texts() + export.texts()
-                 + runs.texts()
-                 + [Translated(tab_train, "tab_train"), Translated(tab_eval, "tab_eval"),
-                    Translated(tab_chat, "tab_chat"), Translated(tab_export, "tab_export"),
-                    Translated(tab_runs, "tab_runs")])
+                 + runs.texts() + tab_texts.items)
 
         layout = [item for item in texts if isinstance(item.component, (gr.Tab, gr.Accordion))]
         unknown = {item.key for item in layout} - set(LAYOUT_TEXTS)

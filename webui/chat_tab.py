@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from engine.core.model_files import ModelUnloaded, check_checkpoint
 from engine.core.workspace import Workspace
 from engine.jobs.device_queue import job_on_device
 from webui.errors import error_text
-from webui.form import Translated
+from webui.form import Texts
 from webui.hardware_panel import HardwarePanel, build_hardware_panel
 from webui.locales import DEFAULT_LANG, t
 from webui.memory_panel import build_chat_memory
@@ -25,20 +26,40 @@ from webui.thinking import StreamedReplies, is_thought
 from webui.top_bar import TopBar, checkpoint_choices
 from webui.workspaces import workspace_of
 
-_engines: dict[str, object] = {}  # workspace user ("" without logins) -> its chat engine
-_engine_lock = threading.Lock()
-_stops: dict[str, threading.Event] = {}  # session -> stop event of its current answer
-_downloads: dict[str, threading.Event] = {}  # session -> cancel event of the download its Load is waiting for
+
+class ChatEngines:
+    """One app's chat engines, one per workspace: one for the app without logins, one per login with them, so nobody
+    chats with, or unloads, another login's model; each made on first use (that imports torch). And what each browser
+    session's Load model and answer are doing, for Unload model and Stop."""
+
+    def __init__(self) -> None:
+        self._engines: dict[str, object] = {}  # workspace user ("" without logins) -> its chat engine
+        self._lock = threading.Lock()
+        self.stops: dict[str, threading.Event] = {}  # session -> stop event of its current answer
+        self.downloads: dict[str, threading.Event] = {}  # session -> cancel event of the download its Load waits for
+        _every_app.add(self)
+
+    def engine(self, workspace: Workspace = Workspace()):
+        """The workspace's chat engine, made now if it is not yet."""
+        key = workspace.user or ""
+        with self._lock:
+            if key not in self._engines:
+                self._engines[key] = facade.chat_engine()
+            return self._engines[key]
+
+    def made(self, workspace: Workspace):
+        """The workspace's chat engine if it was made, else None (none is made here: that imports torch)."""
+        with self._lock:
+            return self._engines.get(workspace.user or "")
+
+    def all_made(self) -> list:
+        with self._lock:
+            return list(self._engines.values())
 
 
-def chat_engine(workspace: Workspace = Workspace()):
-    """The workspace's chat engine, created on first use (imports torch lazily): one for the app without logins,
-    one per login with them, so nobody chats with, or unloads, another login's model."""
-    key = workspace.user or ""
-    with _engine_lock:
-        if key not in _engines:
-            _engines[key] = facade.chat_engine()
-        return _engines[key]
+# Every app's engines, for made_engines: the device a job needs is the machine's, so the job frees it from the chat
+# models of every app in this process, not only the one whose page pressed Start.
+_every_app: weakref.WeakSet[ChatEngines] = weakref.WeakSet()
 
 
 @dataclass(eq=False)
@@ -54,9 +75,8 @@ class ChatTab:
 
 
 def made_engines() -> list:
-    """The chat engines made so far (runner.launch unloads those on the device a job needs)."""
-    with _engine_lock:
-        return list(_engines.values())
+    """The chat engines made so far, every app's (runner.launch unloads those on the device a job needs)."""
+    return [eng for engines in list(_every_app) for eng in engines.all_made()]
 
 
 def load_refusal(lang: str, device: str) -> str | None:
@@ -79,12 +99,12 @@ def _describe(lang: str, eng) -> str:
     return loaded
 
 
-def page_view(lang: str, model_path: str, checkpoint: str | None, workspace: Workspace) -> tuple[str | None, str]:
+def page_view(engines: ChatEngines, lang: str, model_path: str, checkpoint: str | None,
+              workspace: Workspace) -> tuple[str | None, str]:
     """(checkpoint the top bar should show, status line) for a page opening while the workspace's chat engine
     may hold a model: its adapter where the top bar names its model and no other checkpoint, else the form kept and
     the difference said plainly. An engine not made yet is not made here (that imports torch)."""
-    with _engine_lock:
-        eng = _engines.get(workspace.user or "")
+    eng = engines.made(workspace)
     if eng is None or not eng.loaded:
         return checkpoint, ""
     info = eng.describe()
@@ -118,59 +138,118 @@ def _conversation(history: list, text: str, system_text: str) -> list[dict]:
     return messages
 
 
-def build_chat_tab(top: TopBar) -> ChatTab:
-    lang = DEFAULT_LANG
+def mode_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(lang, "mode_single"), SINGLE), (t(lang, "mode_compare"), COMPARE)]
+
+
+@dataclass(eq=False)
+class ChatView:
+    """The Chat tab's components, as ``chat_layout`` makes them; the ``_wire_*`` functions connect them."""
+
+    texts: Texts
+    load_btn: gr.Button
+    unload_btn: gr.Button
+    info: gr.Markdown  # the status line: the model in memory, a load under way, why it failed
+    mode: gr.Radio
+    chatbot: gr.Chatbot
+    compare_panel: gr.Row
+    variant_a: gr.Dropdown
+    chat_a: gr.Chatbot
+    variant_b: gr.Dropdown
+    chat_b: gr.Chatbot
+    system: gr.Textbox
+    query: gr.Textbox
+    submit_btn: gr.Button
+    stop_btn: gr.Button
+    clear_btn: gr.Button
+    max_new_tokens: gr.Slider
+    top_p: gr.Slider
+    temperature: gr.Slider
+    seed: gr.Number
+    enable_thinking: gr.Checkbox
+    hardware: HardwarePanel
+
+
+def build_chat_tab(top: TopBar, engines: ChatEngines) -> ChatTab:
+    """The tab; ``engines``: the app's chat engines."""
+    view = chat_layout(top)
+    _wire_model(view, top, engines)
+    _wire_compare(view, top)
+    _wire_answers(view, top, engines)
+
+    def on_page_load(lang_, name, path, method, checkpoint, request: gr.Request):
+        """The top bar's checkpoints as they are on disk now, and what this login's chat engine holds."""
+        workspace = workspace_of(request)
+        choices = checkpoint_choices(lang_, name, path, method, workspace)
+        kept = checkpoint if checkpoint in [value for _, value in choices] else None
+        value, status = page_view(engines, lang_, path, kept, workspace)
+        return gr.update(choices=choices, value=value), status
+
+    return ChatTab(view.texts.items + view.hardware.texts(), view.hardware, on_page_load,
+                   _bar_inputs(top) + [top.checkpoint], [top.checkpoint, view.info])
+
+
+def _bar_inputs(top: TopBar) -> list:
+    """What the compare sides' choices follow: the language, model name, model path and method."""
+    return [top.lang, top.model_name, top.model_path.component, top.method.component]
+
+
+def chat_layout(top: TopBar) -> ChatView:
+    """Every component of the tab, in page order."""
+    texts = Texts(DEFAULT_LANG)
+    add = texts.add
     with gr.Row():
-        load_btn = gr.Button(t(lang, "load_model"), variant="primary", elem_id="chat-load")
-        unload_btn = gr.Button(t(lang, "unload_model"), elem_id="chat-unload")
+        load_btn = add(gr.Button, "load_model", attr="value", variant="primary", elem_id="chat-load")
+        unload_btn = add(gr.Button, "unload_model", attr="value", elem_id="chat-unload")
     info = gr.Markdown(elem_id="chat-status")
     # What Load model will need.
     build_chat_memory(top.language, top.model_path.component, top.hub.component, top.device.component, info)
-
-    def mode_choices(lang_: str) -> list[tuple[str, str]]:
-        return [(t(lang_, "mode_single"), SINGLE), (t(lang_, "mode_compare"), COMPARE)]
-
-    mode = gr.Radio(mode_choices(lang), value=SINGLE, label=t(lang, "chat_mode"), elem_id="chat-mode")
+    mode = add(gr.Radio, "chat_mode", choices=mode_choices, value=SINGLE, elem_id="chat-mode")
     with gr.Row():
         with gr.Column(scale=4):
-            chatbot = gr.Chatbot(label=t(lang, "chatbot"), height=420, elem_id="chat-box", buttons=["copy"])
+            chatbot = add(gr.Chatbot, "chatbot", height=420, elem_id="chat-box", buttons=["copy"])
             with gr.Row(visible=False, elem_id="compare-panel") as compare_panel:
                 sides = []
                 for side in ("a", "b"):
                     with gr.Column(min_width=240):
-                        variant = gr.Dropdown(choices=[(t(lang, "base_model_choice"), BASE_CHOICE)],
-                                              value=BASE_CHOICE, label=t(lang, f"compare_{side}"),
-                                              info=t(lang, "compare_side_info"), elem_id=f"compare-{side}")
-                        box = gr.Chatbot(label=t(lang, f"compare_answers_{side}"), height=420,
-                                         elem_id=f"compare-box-{side}", buttons=["copy"])
+                        variant = add(gr.Dropdown, f"compare_{side}", info_key="compare_side_info",
+                                      choices=[(t(texts.lang, "base_model_choice"), BASE_CHOICE)], value=BASE_CHOICE,
+                                      elem_id=f"compare-{side}")
+                        box = add(gr.Chatbot, f"compare_answers_{side}", height=420, elem_id=f"compare-box-{side}",
+                                  buttons=["copy"])
                     sides.append((variant, box))
-            (variant_a, chat_a), (variant_b, chat_b) = sides
-            system = gr.Textbox(label=t(lang, "system_prompt"), info=t(lang, "system_prompt_info"), lines=1,
-                                elem_id="chat-system")
-            query = gr.Textbox(label=t(lang, "query"), placeholder=t(lang, "query_placeholder"), lines=2,
-                               elem_id="chat-query")
+            system = add(gr.Textbox, "system_prompt", info_key="system_prompt_info", lines=1, elem_id="chat-system")
+            query = add(gr.Textbox, "query", placeholder_key="query_placeholder", lines=2, elem_id="chat-query")
             with gr.Row():
-                submit_btn = gr.Button(t(lang, "submit"), variant="primary", elem_id="chat-submit")
-                stop_btn = gr.Button(t(lang, "stop_generation"), elem_id="chat-stop")
-                clear_btn = gr.Button(t(lang, "clear_history"), elem_id="chat-clear")
+                submit_btn = add(gr.Button, "submit", attr="value", variant="primary", elem_id="chat-submit")
+                stop_btn = add(gr.Button, "stop_generation", attr="value", elem_id="chat-stop")
+                clear_btn = add(gr.Button, "clear_history", attr="value", elem_id="chat-clear")
         with gr.Column(scale=1):
-            max_new_tokens = gr.Slider(8, 4096, value=256, step=8, label=t(lang, "max_new_tokens"),
-                                       elem_id="chat-max-new-tokens")
-            top_p = gr.Slider(0.01, 1.0, value=0.9, step=0.01, label=t(lang, "top_p"), elem_id="chat-top-p")
-            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label=t(lang, "temperature"),
-                                    elem_id="chat-temperature")
-            seed = gr.Number(value=-1, precision=0, minimum=-1, label=t(lang, "seed"), info=t(lang, "seed_info"),
-                             elem_id="chat-seed")
+            max_new_tokens = add(gr.Slider, "max_new_tokens", 8, 4096, value=256, step=8,
+                                 elem_id="chat-max-new-tokens")
+            top_p = add(gr.Slider, "top_p", 0.01, 1.0, value=0.9, step=0.01, elem_id="chat-top-p")
+            temperature = add(gr.Slider, "temperature", 0.0, 1.5, value=0.0, step=0.05, elem_id="chat-temperature")
+            seed = add(gr.Number, "seed", info_key="seed_info", value=-1, precision=0, minimum=-1,
+                       elem_id="chat-seed")
             # Shown for reasoning models only (engine.core.reasoning): their template takes the switch or always thinks.
-            enable_thinking = gr.Checkbox(value=True, visible=False, label=t(lang, "enable_thinking"),
-                                          info=t(lang, "enable_thinking_info"), elem_id="chat-enable-thinking")
+            enable_thinking = add(gr.Checkbox, "enable_thinking", info_key="enable_thinking_info", value=True,
+                                  visible=False, elem_id="chat-enable-thinking")
     hardware = build_hardware_panel(top.lang, "chat")
+    (variant_a, chat_a), (variant_b, chat_b) = sides
+    return ChatView(texts, load_btn, unload_btn, info, mode, chatbot, compare_panel, variant_a, chat_a, variant_b,
+                    chat_b, system, query, submit_btn, stop_btn, clear_btn, max_new_tokens, top_p, temperature, seed,
+                    enable_thinking, hardware)
+
+
+def _wire_model(view: ChatView, top: TopBar, engines: ChatEngines) -> None:
+    """Load model, Unload model, and what follows the model in memory: the thinking switch, the status line."""
+    load_btn, unload_btn, info = view.load_btn, view.unload_btn, view.info
 
     def on_load(lang_, model_path, checkpoint, template, device, trust, hub, request: gr.Request):
         yield t(lang_, "model_loading")
         workspace = workspace_of(request)
         key = request.session_hash if request else ""
-        cancel = _downloads[key] = threading.Event()  # Unload model sets it
+        cancel = engines.downloads[key] = threading.Event()  # Unload model sets it
         try:
             workspace.check_readable(model_path, "model.model_name_or_path")
             workspace.check_readable(checkpoint, "model.adapter_path")
@@ -180,13 +259,13 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             source = checkpoint if checkpoint and check_checkpoint(checkpoint) == "full" else model_path
             for progress in follow_download(source, hub, cancel):
                 yield download_html(lang_, progress.to_dict())
-            _downloads.pop(key, None)  # on disk: Unload model now unloads (it waits for the load under way)
+            engines.downloads.pop(key, None)  # on disk: Unload model now unloads (it waits for the load under way)
             refusal = load_refusal(lang_, device)
             if refusal:
                 gr.Warning(refusal)
                 yield refusal
                 return
-            chat_engine(workspace).load(model_path, checkpoint or "", template, device, bool(trust), hub=hub)
+            engines.engine(workspace).load(model_path, checkpoint or "", template, device, bool(trust), hub=hub)
         except Exception as exc:  # noqa: BLE001 - any load failure is shown in words; the app keeps running
             if cancel.is_set():  # stopped by Unload model: the engine's "stopped, files kept" sentence says it all
                 text = error_text(lang_, exc)
@@ -197,49 +276,52 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             yield message
             return
         finally:
-            if _downloads.get(key) is cancel:
-                del _downloads[key]
-        yield _describe(lang_, chat_engine(workspace))
+            if engines.downloads.get(key) is cancel:
+                del engines.downloads[key]
+        yield _describe(lang_, engines.engine(workspace))
 
     load_btn.click(on_load, [top.lang, top.model_path.component, top.checkpoint, top.template.component,
                              top.device.component, top.trust_remote_code.component, top.hub.component],
                    info, api_name="chat_load")
 
     def on_unload(lang_, request: gr.Request):
-        cancel = _downloads.get(request.session_hash if request else "")
+        cancel = engines.downloads.get(request.session_hash if request else "")
         if cancel is not None and not cancel.is_set():
             cancel.set()  # this page's Load is still downloading: stop it (Load then says so) and keep the model
             return gr.skip()
-        chat_engine(workspace_of(request)).unload()
+        engines.engine(workspace_of(request)).unload()
         return t(lang_, "model_unloaded")
 
     unload_btn.click(on_unload, top.lang, info, api_name="chat_unload")
 
     def thinking_switch(request: gr.Request):
-        eng = chat_engine(workspace_of(request))
+        eng = engines.engine(workspace_of(request))
         return gr.update(visible=bool(eng.loaded and eng.describe()["reasoning"]))
 
     # The status line changes with every load and unload: the switch follows the model then in memory.
-    info.change(thinking_switch, None, enable_thinking, show_progress="hidden")
+    info.change(thinking_switch, None, view.enable_thinking, show_progress="hidden")
 
     def status_in(lang_, request: gr.Request):
         """The status line in a newly picked language: the model in memory, said again (a load under way says
         so itself when it ends)."""
-        with _engine_lock:  # none made yet: nothing to say, and no reason to import torch for a language switch
-            eng = _engines.get(workspace_of(request).user or "")
-        if (request and request.session_hash in _downloads) or eng is None or not eng.loaded:
+        # none made yet: nothing to say, and no reason to import torch for a language switch
+        eng = engines.made(workspace_of(request))
+        if (request and request.session_hash in engines.downloads) or eng is None or not eng.loaded:
             return gr.skip()
         return _describe(lang_, eng)
 
     top.language.on(status_in, [top.lang], info)
 
-    bar_inputs = [top.lang, top.model_name, top.model_path.component, top.method.component]
+
+def _wire_compare(view: ChatView, top: TopBar) -> None:
+    """The compare sides' choices (the base model and the top bar's checkpoints), and the mode switch."""
+    bar_inputs = _bar_inputs(top)
 
     def refresh_variants(lang_, name, path, method, current, request: gr.Request):
         choices = variant_choices(lang_, name, path, method, workspace_of(request))
         return gr.update(choices=choices, value=current if current in [v for _, v in choices] else BASE_CHOICE)
 
-    for variant in (variant_a, variant_b):
+    for variant in (view.variant_a, view.variant_b):
         gr.on([variant.focus, top.method.component.change], refresh_variants, bar_inputs + [variant], variant)
         top.language.on(refresh_variants, bar_inputs + [variant], variant)
 
@@ -254,7 +336,12 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             (values[1] if len(values) > 1 else BASE_CHOICE)
         return gr.update(visible=False), gr.update(visible=True), gr.update(choices=choices, value=pick)
 
-    mode.change(on_mode, [mode] + bar_inputs + [variant_b, top.checkpoint], [chatbot, compare_panel, variant_b])
+    view.mode.change(on_mode, [view.mode] + bar_inputs + [view.variant_b, top.checkpoint],
+                     [view.chatbot, view.compare_panel, view.variant_b])
+
+
+def _wire_answers(view: ChatView, top: TopBar, engines: ChatEngines) -> None:
+    """Submit (the button and Enter), Stop and Clear history."""
 
     def on_submit(lang_, mode_, text, history, history_a, history_b, variant_a_, variant_b_, system_text, max_tokens,
                   top_p_, temp, seed_, thinking, request: gr.Request):
@@ -268,7 +355,7 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             return histories[0], gr.skip(), gr.skip(), text_
 
         workspace = workspace_of(request)
-        eng = chat_engine(workspace)
+        eng = engines.engine(workspace)
         if not (text or "").strip():
             yield shown()
             return
@@ -281,67 +368,55 @@ def build_chat_tab(top: TopBar) -> ChatTab:
             h.append({"role": "user", "content": text})
         yield shown("")  # the question on screen at once: the answer may wait for another one to finish
         replies = StreamedReplies(lang_, histories)
-        stop = threading.Event()
         key = request.session_hash if request else ""
-        _stops[key] = stop
+        stop = engines.stops[key] = threading.Event()
         settings = GenerationSettings(max_new_tokens=int(max_tokens), temperature=float(temp), top_p=float(top_p_),
                                       seed=None if seed_ is None or seed_ < 0 else int(seed_),
                                       enable_thinking=thinking is not False)
         variants = [("" if v in (None, BASE_CHOICE) else v) for v in (variant_a_, variant_b_)] if compare else None
         try:
-            for variant in variants or []:
-                workspace.check_readable(variant, "model.adapter_path")
-            for partial in eng.replies(conversations, variants, settings, stop):
-                replies.show(partial)
-                yield shown("")
-            replies.finish()
-            yield shown("")
-        except ModelUnloaded:  # someone pressed Unload mid-answer: keep what was said, and say why it ends
-            replies.finish(note=t(lang_, "answer_cut_unloaded"))
-            yield shown("")
-        except Exception as exc:  # noqa: BLE001 - shown in the chat, the app keeps running
-            message = t(lang_, "generation_failed", error=error_text(lang_, exc))
-            gr.Warning(message)
-            replies.finish(error=message)
-            yield shown("")
+            yield from _answers(lang_, eng, conversations, variants, settings, stop, replies, workspace,
+                                lambda: shown(""))
         finally:
-            _stops.pop(key, None)
+            engines.stops.pop(key, None)
 
-    chat_inputs = [top.lang, mode, query, chatbot, chat_a, chat_b, variant_a, variant_b, system, max_new_tokens,
-                   top_p, temperature, seed, enable_thinking]
-    chat_outputs = [chatbot, chat_a, chat_b, query]
-    submit_btn.click(on_submit, chat_inputs, chat_outputs, api_name="chat_submit")
-    query.submit(on_submit, chat_inputs, chat_outputs, api_name="chat_submit_enter", api_visibility="undocumented")
+    chat_inputs = [top.lang, view.mode, view.query, view.chatbot, view.chat_a, view.chat_b, view.variant_a,
+                   view.variant_b, view.system, view.max_new_tokens, view.top_p, view.temperature, view.seed,
+                   view.enable_thinking]
+    chat_outputs = [view.chatbot, view.chat_a, view.chat_b, view.query]
+    view.submit_btn.click(on_submit, chat_inputs, chat_outputs, api_name="chat_submit")
+    view.query.submit(on_submit, chat_inputs, chat_outputs, api_name="chat_submit_enter",
+                      api_visibility="undocumented")
 
     def on_stop(request: gr.Request):
-        stop = _stops.get(request.session_hash if request else "")
+        stop = engines.stops.get(request.session_hash if request else "")
         if stop is not None:
             stop.set()
 
-    stop_btn.click(on_stop, None, None, api_name="chat_stop")
-    clear_btn.click(lambda: ([], [], []), None, [chatbot, chat_a, chat_b])
+    view.stop_btn.click(on_stop, None, None, api_name="chat_stop")
+    view.clear_btn.click(lambda: ([], [], []), None, [view.chatbot, view.chat_a, view.chat_b])
 
-    texts = [Translated(load_btn, "load_model", "value"), Translated(unload_btn, "unload_model", "value"),
-             Translated(mode, "chat_mode", choices=mode_choices),
-             Translated(chatbot, "chatbot"), Translated(system, "system_prompt", info_key="system_prompt_info"),
-             Translated(variant_a, "compare_a", info_key="compare_side_info"),
-             Translated(variant_b, "compare_b", info_key="compare_side_info"),
-             Translated(chat_a, "compare_answers_a"), Translated(chat_b, "compare_answers_b"),
-             Translated(query, "query", placeholder_key="query_placeholder"),
-             Translated(submit_btn, "submit", "value"), Translated(stop_btn, "stop_generation", "value"),
-             Translated(clear_btn, "clear_history", "value"), Translated(max_new_tokens, "max_new_tokens"),
-             Translated(top_p, "top_p"), Translated(temperature, "temperature"),
-             Translated(seed, "seed", info_key="seed_info"),
-             Translated(enable_thinking, "enable_thinking", info_key="enable_thinking_info")] + hardware.texts()
-    def on_page_load(lang_, name, path, method, checkpoint, request: gr.Request):
-        """The top bar's checkpoints as they are on disk now, and what this login's chat engine holds."""
-        workspace = workspace_of(request)
-        choices = checkpoint_choices(lang_, name, path, method, workspace)
-        kept = checkpoint if checkpoint in [value for _, value in choices] else None
-        value, status = page_view(lang_, path, kept, workspace)
-        return gr.update(choices=choices, value=value), status
 
-    return ChatTab(texts, hardware, on_page_load, bar_inputs + [top.checkpoint], [top.checkpoint, info])
+def _answers(lang: str, eng, conversations: list, variants: list | None, settings: GenerationSettings,
+             stop: threading.Event, replies: StreamedReplies, workspace: Workspace, shown: Callable):
+    """Streams the answers into ``replies``, yielding ``shown()`` after each piece; a model unloaded mid-answer or
+    a failure ends them with a note, what was said kept."""
+    try:
+        for variant in variants or []:
+            workspace.check_readable(variant, "model.adapter_path")
+        for partial in eng.replies(conversations, variants, settings, stop):
+            replies.show(partial)
+            yield shown()
+        replies.finish()
+        yield shown()
+    except ModelUnloaded:  # someone pressed Unload mid-answer: keep what was said, and say why it ends
+        replies.finish(note=t(lang, "answer_cut_unloaded"))
+        yield shown()
+    except Exception as exc:  # noqa: BLE001 - shown in the chat, the app keeps running
+        message = t(lang, "generation_failed", error=error_text(lang, exc))
+        gr.Warning(message)
+        replies.finish(error=message)
+        yield shown()
 
 
 def plain_text(content) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -24,9 +24,9 @@ from engine.core.templates import TemplateError
 from engine.facade import training_tokenizer
 from webui.dataset_preview import PAGE_SIZE, DatasetPreview
 from webui.errors import error_text
-from webui.form import Translated
+from webui.form import Texts, Translated
 from webui.language import LanguageSwitch
-from webui.locales import DEFAULT_LANG, t
+from webui.locales import t
 from webui.plots import length_figure
 from webui.workspaces import workspace_of
 
@@ -53,6 +53,7 @@ class DatasetCheck:
     formatted: gr.HTML
     shown: gr.State  # whether the check panel is open: only an open one is redrawn when the form changes
     preview: DatasetPreview
+    translated: list[Translated] = field(default_factory=list)
 
     def wire(self, language: LanguageSwitch, build: Callable[[list], RunConfig], form_inputs: list,
              refresh_on: list) -> None:
@@ -115,10 +116,7 @@ class DatasetCheck:
             on_show, show_inputs, self.formatted)
 
     def texts(self) -> list:
-        return [Translated(self.button, "check_dataset", "value"), Translated(self.plot, "length_plot"),
-                Translated(self.close_button, "close", "value"),
-                Translated(self.sample_number, "sample_number", info_key="sample_number_info"),
-                Translated(self.show_button, "show_formatted", "value")]
+        return self.translated
 
 
 def plot_texts(lang: str) -> dict[str, str]:
@@ -173,24 +171,25 @@ def formatted_html(lang: str, cfg: RunConfig, number: int) -> str:
     return head + "".join(_view_html(lang, view, pieces) for view in views)
 
 
-def check_button() -> gr.Button:
-    """The Check dataset button, made before the preview so that it can sit beside Preview dataset."""
-    return gr.Button(t(DEFAULT_LANG, "check_dataset"), elem_id="check-dataset", render=False)
+def check_button(texts: Texts) -> gr.Button:
+    """The Check dataset button, made before the preview so that it can sit beside Preview dataset; ``texts``: the
+    check's own, for :func:`build_dataset_check`."""
+    return texts.add(gr.Button, "check_dataset", attr="value", elem_id="check-dataset", render=False)
 
 
-def build_dataset_check(button: gr.Button, preview: DatasetPreview) -> DatasetCheck:
-    """The Check dataset panel for ``button`` (from :func:`check_button`) where it is called, and the
-    formatted-sample view inside the preview panel; :meth:`DatasetCheck.wire` connects them once the form exists."""
-    lang = DEFAULT_LANG
+def build_dataset_check(button: gr.Button, preview: DatasetPreview, texts: Texts) -> DatasetCheck:
+    """The Check dataset panel for ``button`` (from :func:`check_button`, with the same ``texts``) where it is called,
+    and the formatted-sample view inside the preview panel; :meth:`DatasetCheck.wire` connects them once the form
+    exists."""
     with gr.Column(visible=False, elem_id="check-panel") as panel:
-        plot = gr.Plot(label=t(lang, "length_plot"), elem_id="check-plot")
+        plot = texts.add(gr.Plot, "length_plot", elem_id="check-plot")
         counts = gr.Markdown(elem_id="check-counts")
-        close_button = gr.Button(t(lang, "close"), elem_id="check-close")
+        close_button = texts.add(gr.Button, "close", attr="value", elem_id="check-close")
     with preview.panel:  # below the table: the rows it shows are the ones to pick from
         with gr.Row():
-            sample_number = gr.Number(value=1, precision=0, minimum=1, label=t(lang, "sample_number"),
-                                      info=t(lang, "sample_number_info"), elem_id="formatted-number", scale=1)
-            show_button = gr.Button(t(lang, "show_formatted"), elem_id="formatted-show", scale=1)
+            sample_number = texts.add(gr.Number, "sample_number", info_key="sample_number_info", value=1, precision=0,
+                                      minimum=1, elem_id="formatted-number", scale=1)
+            show_button = texts.add(gr.Button, "show_formatted", attr="value", elem_id="formatted-show", scale=1)
         formatted = gr.HTML(elem_id="formatted-sample")
     return DatasetCheck(button, panel, plot, counts, close_button, sample_number, show_button, formatted,
-                        gr.State(False), preview)
+                        gr.State(False), preview, texts.items)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -11,7 +11,7 @@ import gradio as gr
 from engine.core.data import PREVIEW_COLUMNS, DataError, preview_page, scan_registry
 from engine.core.paths import PathError, confined_data_dir
 from webui.errors import error_text
-from webui.form import Translated
+from webui.form import Texts, Translated
 from webui.language import LanguageSwitch
 from webui.locales import DEFAULT_LANG, MESSAGES, t
 from webui.workspaces import workspace_of
@@ -67,11 +67,10 @@ class DatasetPreview:
     next_button: gr.Button
     close_button: gr.Button
     page: gr.State
+    translated: list[Translated] = field(default_factory=list)
 
     def texts(self) -> list:
-        return [Translated(self.open_button, "preview_dataset", "value"),
-                Translated(self.prev_button, "previous", "value"), Translated(self.next_button, "next", "value"),
-                Translated(self.close_button, "close", "value")]
+        return self.translated
 
 
 def _page(lang: str, dataset_dir: str, datasets: list, name: str, author: str, stage: str | None, page: int,
@@ -111,10 +110,11 @@ def build_dataset_preview(language: LanguageSwitch, dataset_dir, datasets, ident
     ``stage`` (a component holding a training stage) picks how rows are shown; without it, the registry entry.
     ``beside``: unrendered buttons to put next to Preview dataset."""
     lang = DEFAULT_LANG
+    texts = Texts(lang)
     lang_dd = language.dropdown
     pre = f"{prefix}-" if prefix else ""
     with gr.Row():
-        open_button = gr.Button(t(lang, "preview_dataset"), elem_id=f"{pre}preview-dataset")
+        open_button = texts.add(gr.Button, "preview_dataset", attr="value", elem_id=f"{pre}preview-dataset")
         for component in beside:
             component.render()
     notice = gr.Markdown(registry_notice(lang, dataset_dir.value or ""), elem_id=f"{pre}dataset-notice")
@@ -123,11 +123,12 @@ def build_dataset_preview(language: LanguageSwitch, dataset_dir, datasets, ident
         table = gr.Dataframe(headers=[_header(lang, c) for c in _COLUMNS], interactive=False, wrap=True,
                              elem_id=f"{pre}preview-table")
         with gr.Row():
-            prev_button = gr.Button(t(lang, "previous"), elem_id=f"{pre}preview-prev")
-            next_button = gr.Button(t(lang, "next"), elem_id=f"{pre}preview-next")
-            close_button = gr.Button(t(lang, "close"), elem_id=f"{pre}preview-close")
+            prev_button = texts.add(gr.Button, "previous", attr="value", elem_id=f"{pre}preview-prev")
+            next_button = texts.add(gr.Button, "next", attr="value", elem_id=f"{pre}preview-next")
+            close_button = texts.add(gr.Button, "close", attr="value", elem_id=f"{pre}preview-close")
     page = gr.State(0)
-    view = DatasetPreview(open_button, panel, info, notice, table, prev_button, next_button, close_button, page)
+    view = DatasetPreview(open_button, panel, info, notice, table, prev_button, next_button, close_button, page,
+                          texts.items)
     name_box = identity_name if identity_name is not None else gr.State("{{name}}")
     author_box = identity_author if identity_author is not None else gr.State("{{author}}")
     stage_box = stage if stage is not None else gr.State(None)

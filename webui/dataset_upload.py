@@ -4,7 +4,7 @@ confirmation) or write a ready identity dataset; the Dataset list then offers th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -17,7 +17,7 @@ from engine.core.data.upload import MAX_UPLOAD_MB, Inspection, inspect_file, reg
 from engine.core.paths import PathError, confined_data_dir
 from webui.dataset_preview import datasets_update
 from webui.errors import error_text
-from webui.form import Translated
+from webui.form import Texts, Translated
 from webui.locales import DEFAULT_LANG, t
 from webui.workspaces import workspace_of
 
@@ -78,27 +78,10 @@ class DatasetUpload:
     identity_overwrite: gr.Checkbox
     identity_button: gr.Button
     identity_status: gr.Markdown
+    translated: list[Translated] = field(default_factory=list)
 
     def texts(self) -> list:
-        return [Translated(self.accordion, "group_add_dataset"),
-                Translated(self.upload_title, "upload_title", "value"),
-                Translated(self.limit_note, "upload_limit", "value", fields={"mb": MAX_UPLOAD_MB}),
-                Translated(self.file, "upload_file"),
-                Translated(self.kind, "upload_kind", info_key="upload_kind_info", choices=kind_choices),
-                Translated(self.name, "upload_name", info_key="upload_name_info"),
-                Translated(self.overwrite, "upload_overwrite"),
-                Translated(self.numbers_text, "upload_numbers_text"),
-                Translated(self.register_button, "upload_register", "value"),
-                Translated(self.identity_title, "identity_title", "value"),
-                Translated(self.identity_intro, "identity_intro", "value"),
-                Translated(self.identity_dataset, "identity_dataset", info_key="identity_dataset_info"),
-                Translated(self.identity_name, "identity_name", placeholder_key="identity_name_example"),
-                Translated(self.identity_author, "identity_author", placeholder_key="identity_author_example"),
-                Translated(self.identity_purpose, "identity_purpose", info_key="identity_purpose_info"),
-                Translated(self.identity_contact, "identity_contact", info_key="identity_contact_info"),
-                Translated(self.identity_extra, "identity_extra", info_key="identity_extra_info"),
-                Translated(self.identity_overwrite, "upload_overwrite"),
-                Translated(self.identity_button, "identity_build", "value")]
+        return self.translated
 
 
 def on_file(lang: str, path: str | None, kind: str | None = None, numbers_as_text: bool = False):
@@ -145,50 +128,49 @@ def on_identity(lang: str, folder: str, dataset: str, name: str, author: str, pu
 def build_dataset_upload(lang_dd, dataset_dir, datasets) -> DatasetUpload:
     """The panel, closed; ``dataset_dir`` is the Data dir field (where datasets are added), ``datasets`` the
     Dataset list it refreshes."""
-    lang = DEFAULT_LANG
-    with gr.Accordion(t(lang, "group_add_dataset"), open=False, elem_id="add-dataset") as accordion, gr.Row():
+    texts = Texts(DEFAULT_LANG)
+    with texts.add(gr.Accordion, "group_add_dataset", open=False, elem_id="add-dataset") as accordion, gr.Row():
         with gr.Column(scale=3):
-            upload_title = gr.Markdown(t(lang, "upload_title"))
-            limit_note = gr.Markdown(t(lang, "upload_limit", mb=MAX_UPLOAD_MB), elem_id="upload-limit")
-            file = gr.File(label=t(lang, "upload_file"), file_types=list(SUPPORTED_SUFFIXES), type="filepath",
-                           elem_id="upload-file")
+            upload_title = texts.add(gr.Markdown, "upload_title", attr="value")
+            limit_note = texts.add(gr.Markdown, "upload_limit", attr="value", fields={"mb": MAX_UPLOAD_MB},
+                                   elem_id="upload-limit")
+            file = texts.add(gr.File, "upload_file", file_types=list(SUPPORTED_SUFFIXES), type="filepath",
+                             elem_id="upload-file")
             with gr.Row():
-                kind = gr.Dropdown(kind_choices(lang), value=None, label=t(lang, "upload_kind"),
-                                   info=t(lang, "upload_kind_info"), elem_id="upload-kind")
-                name = gr.Textbox(label=t(lang, "upload_name"), info=t(lang, "upload_name_info"),
-                                  elem_id="upload-name")
+                kind = texts.add(gr.Dropdown, "upload_kind", info_key="upload_kind_info", choices=kind_choices,
+                                 value=None, elem_id="upload-kind")
+                name = texts.add(gr.Textbox, "upload_name", info_key="upload_name_info", elem_id="upload-name")
             with gr.Row():
-                overwrite = gr.Checkbox(False, label=t(lang, "upload_overwrite"), elem_id="upload-overwrite")
-                numbers_text = gr.Checkbox(False, label=t(lang, "upload_numbers_text"),
-                                           elem_id="upload-numbers-text")
+                overwrite = texts.add(gr.Checkbox, "upload_overwrite", value=False, elem_id="upload-overwrite")
+                numbers_text = texts.add(gr.Checkbox, "upload_numbers_text", value=False,
+                                         elem_id="upload-numbers-text")
             report_box = gr.Markdown(elem_id="upload-report")
-            register_button = gr.Button(t(lang, "upload_register"), variant="primary", interactive=False,
-                                        elem_id="upload-register")
+            register_button = texts.add(gr.Button, "upload_register", attr="value", variant="primary",
+                                        interactive=False, elem_id="upload-register")
         with gr.Column(scale=2):
-            identity_title = gr.Markdown(t(lang, "identity_title"))
-            identity_intro = gr.Markdown(t(lang, "identity_intro"))
-            identity_dataset = gr.Textbox("my_identity", label=t(lang, "identity_dataset"),
-                                          info=t(lang, "identity_dataset_info"), elem_id="identity-dataset")
+            identity_title = texts.add(gr.Markdown, "identity_title", attr="value")
+            identity_intro = texts.add(gr.Markdown, "identity_intro", attr="value")
+            identity_dataset = texts.add(gr.Textbox, "identity_dataset", info_key="identity_dataset_info",
+                                         value="my_identity", elem_id="identity-dataset")
             with gr.Row():
-                identity_name = gr.Textbox(label=t(lang, "identity_name"),
-                                           placeholder=t(lang, "identity_name_example"), elem_id="identity-name")
-                identity_author = gr.Textbox(label=t(lang, "identity_author"),
-                                             placeholder=t(lang, "identity_author_example"),
-                                             elem_id="identity-author")
-            identity_purpose = gr.Textbox(label=t(lang, "identity_purpose"), info=t(lang, "identity_purpose_info"),
-                                          elem_id="identity-purpose")
-            identity_contact = gr.Textbox(label=t(lang, "identity_contact"), info=t(lang, "identity_contact_info"),
-                                          elem_id="identity-contact")
-            identity_extra = gr.Textbox(label=t(lang, "identity_extra"), info=t(lang, "identity_extra_info"),
-                                        lines=3, elem_id="identity-extra")
-            identity_overwrite = gr.Checkbox(False, label=t(lang, "upload_overwrite"),
-                                             elem_id="identity-overwrite")
+                identity_name = texts.add(gr.Textbox, "identity_name", placeholder_key="identity_name_example",
+                                          elem_id="identity-name")
+                identity_author = texts.add(gr.Textbox, "identity_author", placeholder_key="identity_author_example",
+                                            elem_id="identity-author")
+            identity_purpose = texts.add(gr.Textbox, "identity_purpose", info_key="identity_purpose_info",
+                                         elem_id="identity-purpose")
+            identity_contact = texts.add(gr.Textbox, "identity_contact", info_key="identity_contact_info",
+                                         elem_id="identity-contact")
+            identity_extra = texts.add(gr.Textbox, "identity_extra", info_key="identity_extra_info", lines=3,
+                                       elem_id="identity-extra")
+            identity_overwrite = texts.add(gr.Checkbox, "upload_overwrite", value=False, elem_id="identity-overwrite")
             identity_status = gr.Markdown(elem_id="identity-status")
-            identity_button = gr.Button(t(lang, "identity_build"), variant="primary", elem_id="identity-build")
+            identity_button = texts.add(gr.Button, "identity_build", attr="value", variant="primary",
+                                        elem_id="identity-build")
     view = DatasetUpload(accordion, upload_title, limit_note, file, kind, name, overwrite, numbers_text,
                          register_button, report_box, identity_title, identity_intro, identity_dataset, identity_name,
                          identity_author, identity_purpose, identity_contact, identity_extra, identity_overwrite,
-                         identity_button, identity_status)
+                         identity_button, identity_status, texts.items)
     checked = [kind, name, report_box, register_button]
     file.change(lambda lang_, path, numbers: on_file(lang_, path, None, numbers), [lang_dd, file, numbers_text],
                 checked)

@@ -12,13 +12,12 @@ import gradio as gr
 
 from engine.core.config import ConfigError, RunConfig
 from engine.core.fileio import read_jsonl
-from engine.core.paths import PathError
 from engine.core.rundir import FINISHED, RunDir
 from engine.core.workspace import Workspace
 from webui import runner
+from webui.command_row import Extra, build_command_row, preview_answer
 from webui.dataset_preview import build_dataset_preview, datasets_update
-from webui.errors import error_text
-from webui.form import FieldControl, Translated, config_from_values, field_control
+from webui.form import FieldControl, Texts, config_from_values, field_control, values_by_key
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, new_name_unless_typed
 from webui.top_bar import TopBar, model_label
@@ -95,8 +94,10 @@ def trained_with(checkpoint: str | None) -> RunConfig | None:
     return None
 
 
-def build_eval_tab(top: TopBar) -> MonitoredTab:
+def build_eval_tab(top: TopBar, watch: runner.RunWatch) -> MonitoredTab:
+    """The tab; ``watch``: the app's, shared by the pages that watch a run."""
     lang = DEFAULT_LANG
+    texts = Texts(lang)
     ctl: dict[str, FieldControl] = {}
 
     def add(section: str, name: str, **kw) -> FieldControl:
@@ -121,24 +122,20 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
         add("eval", "top_p")
         add("eval", "temperature")
     with gr.Row():
-        output_dir = gr.Textbox(value=default_eval_name(), label=t(lang, "output_dir"),
-                                info=t(lang, "output_dir_info"), elem_id="eval-output-dir")
-    with gr.Row():
-        cmd_btn = gr.Button(t(lang, "preview_command"), elem_id="eval-preview-command")
-        start_btn = gr.Button(t(lang, "start"), variant="primary", elem_id="eval-start")
-        compare_btn = gr.Button(t(lang, "compare_base"), variant="primary", elem_id="eval-compare")
-        stop_btn = gr.Button(t(lang, "stop"), variant="stop", elem_id="eval-stop")
-    monitor = build_run_monitor("eval", log_lines=8)
-    command = gr.Textbox(label=t(lang, "command"), lines=12, max_lines=60, visible=False, interactive=False,
-                         buttons=["copy"], elem_classes="tb-mono", elem_id="eval-command")
+        output_dir = texts.add(gr.Textbox, "output_dir", info_key="output_dir_info", value=default_eval_name(),
+                               elem_id="eval-output-dir")
+    row = build_command_row(texts, "eval", after_start=(Extra("compare_base", "eval-compare", "primary"),))
+    monitor = build_run_monitor("eval", watch, log_lines=8)
+    row.command_box()
     with gr.Column(visible=False, elem_id="eval-results") as results_panel:
-        metrics = gr.Dataframe(label=t(lang, "metrics"), interactive=False, elem_id="eval-metrics")
+        metrics = texts.add(gr.Dataframe, "metrics", interactive=False, elem_id="eval-metrics")
         pred_info = gr.Markdown(elem_id="eval-predictions-info")
         predictions = gr.HTML(elem_id="eval-predictions")
         with gr.Row():
-            pred_prev = gr.Button(t(lang, "previous"), elem_id="eval-pred-prev")
-            pred_next = gr.Button(t(lang, "next"), elem_id="eval-pred-next")
-            download = gr.DownloadButton(t(lang, "download_predictions"), visible=False, elem_id="eval-download")
+            pred_prev = texts.add(gr.Button, "previous", attr="value", elem_id="eval-pred-prev")
+            pred_next = texts.add(gr.Button, "next", attr="value", elem_id="eval-pred-next")
+            # a DownloadButton's value is its file; its text is the label
+            download = texts.add(gr.DownloadButton, "download_predictions", visible=False, elem_id="eval-download")
     pred_page = gr.State(0)
 
     controls = list(ctl.values())
@@ -147,7 +144,8 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
 
     def build(values: list, run_name: str, compare: bool | None, workspace: Workspace):
         *field_values, checkpoint, name = values
-        cfg = config_from_values(form_controls, field_values, command="eval")
+        fields = values_by_key(form_controls, field_values)
+        cfg = config_from_values(form_controls, fields, command="eval")
         cfg.model.adapter_path = checkpoint or ""
         workspace.check_readable(checkpoint, "model.adapter_path")  # before its run.yaml is read below
         trained = trained_with(checkpoint)
@@ -155,20 +153,14 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
             cfg.data.identity_name, cfg.data.identity_author = trained.data.identity_name, trained.data.identity_author
         if compare is not None:
             cfg.eval.compare_base = compare
-        method = field_values[form_controls.index(top.method)]
-        run = runner.run_dir_for(model_label(name, field_values[0]), method, run_name.strip(), workspace.saves,
-                                 field="eval.output_dir")
+        run = runner.run_dir_for(model_label(name, fields[top.model_path.key]), fields[top.method.key],
+                                 run_name.strip(), workspace.saves, field="eval.output_dir")
         return cfg, run
 
     def on_preview(request: gr.Request, lang_, run_name, *values):
-        try:
-            cfg, run = build(list(values), run_name, None, workspace_of(request))
-        except (ConfigError, PathError) as exc:
-            return gr.update(visible=False), t(lang_, "invalid_value", error=error_text(lang_, exc))
-        cfg.eval.output_dir = str(run.path)
-        return gr.update(value=runner.command_preview(run, cfg, "eval"), visible=True), ""
+        return preview_answer(lang_, lambda: build(list(values), run_name, None, workspace_of(request)), "eval")
 
-    cmd_btn.click(on_preview, [top.lang, output_dir] + form_inputs, [command, monitor.status])
+    row.on_preview(on_preview, [top.lang, output_dir] + form_inputs, monitor.status)
 
     def start(lang_, run_name, values, compare, request: gr.Request):
         workspace = workspace_of(request)
@@ -189,9 +181,9 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
         return start(lang_, name, list(values), True, request)
 
     outputs = [monitor.status, output_dir] + monitor.start_outputs()
-    start_btn.click(on_start, [top.lang, output_dir] + form_inputs, outputs)
-    compare_btn.click(on_compare, [top.lang, output_dir] + form_inputs, outputs)
-    stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], monitor.status)
+    row.start.click(on_start, [top.lang, output_dir] + form_inputs, outputs)
+    row.extra["compare_base"].click(on_compare, [top.lang, output_dir] + form_inputs, outputs)
+    row.on_stop(top.lang, monitor)
 
     def results(lang_: str, run: RunDir, page: int) -> list:
         headers, rows = metrics_table(lang_, run)
@@ -240,11 +232,4 @@ def build_eval_tab(top: TopBar) -> MonitoredTab:
     page_load = PageLoad([dataset_dir.component, datasets.component, output_dir],
                          [dataset_dir.component, datasets.component, output_dir], on_page_load)
 
-    texts = [Translated(output_dir, "output_dir", info_key="output_dir_info"),
-             Translated(cmd_btn, "preview_command", "value"), Translated(start_btn, "start", "value"),
-             Translated(compare_btn, "compare_base", "value"), Translated(stop_btn, "stop", "value"),
-             Translated(command, "command"), Translated(metrics, "metrics"),
-             Translated(pred_prev, "previous", "value"), Translated(pred_next, "next", "value"),
-             # a DownloadButton's value is its file; its text is the label
-             Translated(download, "download_predictions")]
-    return MonitoredTab(controls, texts + preview.texts() + monitor.texts(), monitor, page_load=page_load)
+    return MonitoredTab(controls, texts.items + preview.texts() + monitor.texts(), monitor, page_load=page_load)

@@ -7,34 +7,31 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.core.config import ConfigError
 from engine.core.paths import PathError, confined_folder
 from engine.core.rundir import FINISHED, RunDir
 from engine.core.workspace import Workspace
 from webui import runner
-from webui.errors import error_text
-from webui.form import Translated, config_from_values, field_control
+from webui.command_row import build_command_row, preview_answer
+from webui.form import Texts, config_from_values, field_control, values_by_key
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, new_name_unless_typed
 from webui.top_bar import TopBar, model_label
 from webui.workspaces import workspace_of
 
 
-def build_export_tab(top: TopBar) -> MonitoredTab:
+def build_export_tab(top: TopBar, watch: runner.RunWatch) -> MonitoredTab:
+    """The tab; ``watch``: the app's, shared by the pages that watch a run."""
     lang = DEFAULT_LANG
+    texts = Texts(lang)
     with gr.Row():
         export_dir = field_control("export", "export_dir", lang, scale=3, elem_id="export-dir",
                                    value=runner.fresh_name("model", []))
         shard = field_control("export", "max_shard_size_gb", lang, elem_id="export-shard")
         dtype = field_control("export", "export_dtype", lang, elem_id="export-dtype")
         device = field_control("export", "device", lang, elem_id="export-device")
-    with gr.Row():
-        cmd_btn = gr.Button(t(lang, "preview_command"), elem_id="export-preview-command")
-        export_btn = gr.Button(t(lang, "export_button"), variant="primary", elem_id="export-start")
-        stop_btn = gr.Button(t(lang, "stop"), variant="stop", elem_id="export-stop")
-    monitor = build_run_monitor("export", log_lines=10)
-    command = gr.Textbox(label=t(lang, "command"), lines=12, max_lines=60, visible=False, interactive=False,
-                         buttons=["copy"], elem_classes="tb-mono", elem_id="export-command")
+    row = build_command_row(texts, "export", start_key="export_button")
+    monitor = build_run_monitor("export", watch, log_lines=10)
+    row.command_box()
     result = gr.Markdown(elem_id="export-result")
 
     controls = [export_dir, shard, dtype, device]
@@ -43,25 +40,20 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
 
     def build(values: list, workspace: Workspace):
         *field_values, checkpoint, name = values
-        target = confined_folder(workspace.exports, str(field_values[form_controls.index(export_dir)]).strip(),
-                                 "export.export_dir", "export dir")
-        field_values[form_controls.index(export_dir)] = str(target)
-        cfg = config_from_values(form_controls, field_values, command="export")
+        fields = values_by_key(form_controls, field_values)
+        target = confined_folder(workspace.exports, str(fields[export_dir.key]).strip(), "export.export_dir",
+                                 "export dir")
+        fields[export_dir.key] = str(target)
+        cfg = config_from_values(form_controls, fields, command="export")
         cfg.model.adapter_path = checkpoint or ""
-        method = field_values[form_controls.index(top.method)]
-        run = runner.run_dir_for(model_label(name, field_values[0]), method,
+        run = runner.run_dir_for(model_label(name, fields[top.model_path.key]), fields[top.method.key],
                                  runner.fresh_run_name("export", workspace.saves), workspace.saves)
         return cfg, run
 
     def on_preview(request: gr.Request, lang_, *values):
-        try:
-            cfg, run = build(list(values), workspace_of(request))
-        except (ConfigError, PathError) as exc:
-            return gr.update(visible=False), t(lang_, "invalid_value", error=error_text(lang_, exc))
-        cfg.export.output_dir = str(run.path)
-        return gr.update(value=runner.command_preview(run, cfg, "export"), visible=True), ""
+        return preview_answer(lang_, lambda: build(list(values), workspace_of(request)), "export")
 
-    cmd_btn.click(on_preview, [top.lang] + form_inputs, [command, monitor.status])
+    row.on_preview(on_preview, [top.lang] + form_inputs, monitor.status)
 
     def on_export(request: gr.Request, lang_, *values):
         workspace = workspace_of(request)
@@ -75,14 +67,14 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
 
         # Started: a new default folder for the next export. Refused: the last export's file list and full bar
         # would contradict the refusal above them, so they go.
-        current = str(values[form_controls.index(export_dir)])
+        current = str(values_by_key(form_controls, values)[export_dir.key])
         return monitor.start(lang_, checked, "export", "export_started",
                              ("", "", runner.fresh_name("model", [workspace.exports], current)), workspace,
                              refused=("", "", gr.update()))
 
-    export_btn.click(on_export, [top.lang] + form_inputs,
-                     [monitor.status, result, monitor.progress, export_dir.component] + monitor.start_outputs())
-    stop_btn.click(monitor.stop_handler(), [top.lang, monitor.run_path], monitor.status)
+    row.start.click(on_export, [top.lang] + form_inputs,
+                    [monitor.status, result, monitor.progress, export_dir.component] + monitor.start_outputs())
+    row.on_stop(top.lang, monitor)
 
     def on_result(lang_: str, run: RunDir, snap: runner.Snapshot, changed: bool) -> list:
         if snap.state != FINISHED or not changed:
@@ -99,7 +91,4 @@ def build_export_tab(top: TopBar) -> MonitoredTab:
         return [new_name_unless_typed(shown_name, served, lambda: runner.fresh_name("model", [workspace.exports]))]
 
     page_load = PageLoad([export_dir.component], [export_dir.component], on_page_load)
-    texts = [Translated(cmd_btn, "preview_command", "value"), Translated(export_btn, "export_button", "value"),
-             Translated(stop_btn, "stop", "value"), Translated(command, "command")]
-    return MonitoredTab(controls, texts + monitor.texts(), monitor, page_load=page_load)
-
+    return MonitoredTab(controls, texts.items + monitor.texts(), monitor, page_load=page_load)

@@ -8,7 +8,7 @@ info, choices and default come from the field, and form values go back into a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
@@ -69,15 +69,42 @@ class Translated:
     choices: Callable[[str], list] | None = None  # a dropdown's (label, value) choices in a language
     fields: dict | None = None  # the message's format arguments, if it has any
 
-    def translate(self, lang: str):
-        update = {self.attr: t(lang, self.key, **(self.fields or {}))}
+    def texts(self, lang: str) -> dict:
+        texts = {self.attr: t(lang, self.key, **(self.fields or {}))}
         if self.info_key:
-            update["info"] = t(lang, self.info_key)
+            texts["info"] = t(lang, self.info_key)
         if self.placeholder_key:
-            update["placeholder"] = t(lang, self.placeholder_key)
+            texts["placeholder"] = t(lang, self.placeholder_key)
         if self.choices:
-            update["choices"] = self.choices(lang)
-        return gr.update(**update)
+            texts["choices"] = self.choices(lang)
+        return texts
+
+    def translate(self, lang: str):
+        return gr.update(**self.texts(lang))
+
+
+class Texts:
+    """Makes components with their text in ``lang`` and records each one's ``Translated``, so that a text is named
+    once: ``start = texts.add(gr.Button, "start", variant="primary")`` (label from the message "start"),
+    ``note = texts.add(gr.Markdown, "adapter_note", attr="value")``.
+
+    The component gets exactly what ``Translated.translate`` gives a language switch, so the page as served and the
+    page switched to its own language are the same. ``choices``: a function of the language is translated with the
+    rest; a list is the component's own and stays as given."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+        self.items: list[Translated] = []
+
+    def add(self, make: Callable[..., Any], key: str, *args, attr: str = "label", info_key: str | None = None,
+            placeholder_key: str | None = None, choices: Any = None, fields: dict | None = None, **kwargs) -> Any:
+        """``make(*args, **kwargs)`` with its ``attr`` (and info, placeholder, choices) in ``lang``; the component."""
+        if choices is not None and not callable(choices):
+            kwargs["choices"] = choices
+        item = Translated(None, key, attr, info_key, placeholder_key, choices if callable(choices) else None, fields)
+        item.component = make(*args, **item.texts(self.lang), **kwargs)
+        self.items.append(item)
+        return item.component
 
 
 def _section_type(section: str) -> type:
@@ -113,9 +140,18 @@ def field_control(section: str, name: str, lang: str, *, ticks: list[tuple[str, 
     return FieldControl(section, name, component, info_key)
 
 
-def config_from_values(controls: Iterable[FieldControl], values: Iterable[Any], base: RunConfig | None = None,
-                       command: str = "train") -> RunConfig:
-    """A RunConfig from form values, validated for ``command`` (raises ConfigError naming the field)."""
+def values_by_key(controls: Iterable[FieldControl], values: Iterable[Any]) -> dict[str, Any]:
+    """The form's values (as Gradio passes them, in the controls' order) by control key, "section.name"."""
+    return {control.key: value for control, value in zip(controls, values)}
+
+
+def config_from_values(controls: Iterable[FieldControl], values: Iterable[Any] | Mapping[str, Any],
+                       base: RunConfig | None = None, command: str = "train") -> RunConfig:
+    """A RunConfig from form values, validated for ``command`` (raises ConfigError naming the field); ``values`` in
+    the controls' order, or by control key (``values_by_key``)."""
+    controls = list(controls)
+    if isinstance(values, Mapping):
+        values = [values[control.key] for control in controls]
     raw = (base or RunConfig()).to_dict()
     for control, value in zip(controls, values):
         raw[control.section][control.name] = control.config_value(value)

@@ -3,12 +3,12 @@ only while the panel is open in the tab on screen."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 
 from engine.core.hardware import HardwareUse, hardware_use
-from webui.form import Translated
+from webui.form import Texts, Translated
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import bar_html
 from webui.shared_reading import SharedReading
@@ -16,7 +16,7 @@ from webui.shared_reading import SharedReading
 REFRESH_S = 2.0
 _GB = 1024 ** 3
 
-_machine = SharedReading(hardware_use)
+_machine = SharedReading(hardware_use)  # the machine's reading: the same for every app and page of the process
 
 
 def reading(max_age_s: float = 1.0) -> HardwareUse:
@@ -52,14 +52,15 @@ class HardwarePanel:
     view: gr.HTML
     timer: gr.Timer
     is_open: gr.State
+    translated: list[Translated] = field(default_factory=list)
 
     def texts(self) -> list:
-        return [Translated(self.accordion, "hw_title")]
+        return self.translated
 
 
 def build_hardware_panel(lang_dd: gr.Dropdown, prefix: str) -> HardwarePanel:
-    lang = DEFAULT_LANG
-    with gr.Accordion(t(lang, "hw_title"), open=False, elem_id=f"{prefix}-hw") as accordion:
+    texts = Texts(DEFAULT_LANG)
+    with texts.add(gr.Accordion, "hw_title", open=False, elem_id=f"{prefix}-hw") as accordion:
         view = gr.HTML(elem_id=f"{prefix}-hw-view")
     timer = gr.Timer(REFRESH_S, active=False)
     is_open = gr.State(False)
@@ -74,7 +75,7 @@ def build_hardware_panel(lang_dd: gr.Dropdown, prefix: str) -> HardwarePanel:
     accordion.expand(show, lang_dd, [timer, is_open, view], show_progress="hidden", queue=False)
     accordion.collapse(lambda: (gr.Timer(active=False), False), None, [timer, is_open], queue=False)
     timer.tick(refresh, lang_dd, view, show_progress="hidden", queue=False)
-    return HardwarePanel(accordion, view, timer, is_open)
+    return HardwarePanel(accordion, view, timer, is_open, texts.items)
 
 
 def pause_hidden_panels(tabs: list[tuple[gr.Tab, HardwarePanel | None]]) -> None:

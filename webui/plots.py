@@ -20,7 +20,7 @@ def smooth(values: list[float], weight: float | None = None) -> list[float]:
     return out
 
 
-_figures: SharedMemo[object] = SharedMemo(kept=16)
+# A class made on first use (plotly is imported then), the same for every app of the process: module-level.
 _figure_class = None
 
 
@@ -44,19 +44,25 @@ def _cached_figure_class():
     return _figure_class
 
 
+class LossFigures:
+    """One app's loss figures, each built once per distinct curve and language, then shared (treat them as
+    read-only): a class of browsers watching one run asks for the same figure each time a new loss point arrives."""
+
+    def __init__(self, kept: int = 16) -> None:
+        self._figures: SharedMemo[object] = SharedMemo(kept=kept)
+
+    def figure(self, events: list[dict], labels: dict[str, str]):
+        """``loss_figure(events, labels)``, made once for all the pages that ask for it."""
+        key = (tuple(sorted(labels.items())),
+               tuple((e.get("step"), e.get("loss"), e.get("eval_loss")) for e in events
+                     if "loss" in e or "eval_loss" in e))
+        # the first session builds it; the others, waiting, then find it
+        return self._figures.get(key, lambda: loss_figure(events, labels))
+
+
 def loss_figure(events: list[dict], labels: dict[str, str]):
-    """A plotly figure; ``labels`` holds translated names for step, loss, smoothed and eval_loss.
-
-    Built once per distinct curve and language, then shared (treat it as read-only): a class of browsers
-    watching one run asks for the same figure each time a new loss point arrives."""
-    key = (tuple(sorted(labels.items())),
-           tuple((e.get("step"), e.get("loss"), e.get("eval_loss")) for e in events
-                 if "loss" in e or "eval_loss" in e))
-    # the first session builds it; the others, waiting, then find it
-    return _figures.get(key, lambda: _build_loss_figure(events, labels))
-
-
-def _build_loss_figure(events: list[dict], labels: dict[str, str]):
+    """A plotly figure; ``labels`` holds translated names for step, loss, smoothed and eval_loss (``LossFigures``
+    shares one among the pages that watch a run)."""
     import plotly.graph_objects as go  # noqa: PLC0415 - heavy, only for a plot
 
     train = [(e["step"], e["loss"]) for e in events if "loss" in e]
@@ -74,7 +80,7 @@ def _build_loss_figure(events: list[dict], labels: dict[str, str]):
                                  line={"color": "rgb(214,39,40)"}))
     fig.update_layout(xaxis_title=labels["step"], yaxis_title=labels["loss"], height=320,
                       margin={"l": 50, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h", "y": 1.12})
-    fig.to_json()  # made here, under the lock, once for all the pages
+    fig.to_json()  # made here (under LossFigures' lock when shared), once for all the pages
     return fig
 
 

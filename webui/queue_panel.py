@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -14,7 +14,7 @@ from engine.core.rundir import QUEUED, RunDir
 from engine.core.workspace import Workspace
 from engine.jobs import device_queue
 from webui import runner
-from webui.form import Translated
+from webui.form import Texts, Translated
 from webui.language import LanguageSwitch
 from webui.locales import DEFAULT_LANG, t
 from webui.shared_reading import SharedReading
@@ -36,7 +36,7 @@ def _read_queue() -> QueueView:
     return QueueView(device_queue.current(), tuple(ticket.run for ticket in device_queue.waiting()))
 
 
-_queue = SharedReading(_read_queue)
+_queue = SharedReading(_read_queue)  # the device queue is the machine's: one reading for every app of the process
 
 
 def queue_view(max_age_s: float = 1.0) -> QueueView:
@@ -72,7 +72,7 @@ def queue_markdown(lang: str, view: QueueView, workspace: Workspace = Workspace(
     return "\n".join(rows)
 
 
-_texts: dict[tuple[str, str | None], tuple[QueueView, str]] = {}
+_texts: dict[tuple[str, str | None], tuple[QueueView, str]] = {}  # texts of _queue's reading: module-level like it
 
 
 def queue_text(lang: str, request: gr.Request = None) -> str:
@@ -115,21 +115,22 @@ class QueuePanel:
     choice: gr.Dropdown
     cancel_btn: gr.Button
     message: gr.Markdown
+    translated: list[Translated] = field(default_factory=list)
 
     def texts(self) -> list:
-        return [Translated(self.accordion, "queue_title"), Translated(self.choice, "queue_choice"),
-                Translated(self.cancel_btn, "queue_cancel", "value")]
+        return self.translated
 
 
 def build_queue_panel(language: LanguageSwitch) -> QueuePanel:
     lang = DEFAULT_LANG
+    texts = Texts(lang)
     lang_dd = language.dropdown
-    with gr.Accordion(t(lang, "queue_title"), open=True, elem_id="queue-panel") as accordion:
-        table = gr.Markdown(t(lang, "queue_empty"), elem_id="queue-table")
+    with texts.add(gr.Accordion, "queue_title", open=True, elem_id="queue-panel") as accordion:
+        table = gr.Markdown(t(lang, "queue_empty"), elem_id="queue-table")  # then the queue (queue_text)
         with gr.Row():
-            choice = gr.Dropdown(choices=[], value=None, label=t(lang, "queue_choice"), scale=3,
-                                 elem_id="queue-choice")
-            cancel_btn = gr.Button(t(lang, "queue_cancel"), variant="stop", scale=1, elem_id="queue-cancel")
+            choice = texts.add(gr.Dropdown, "queue_choice", choices=[], value=None, scale=3, elem_id="queue-choice")
+            cancel_btn = texts.add(gr.Button, "queue_cancel", attr="value", variant="stop", scale=1,
+                                   elem_id="queue-cancel")
         message = gr.Markdown(elem_id="queue-message")
     timer = gr.Timer(REFRESH_S)
 
@@ -157,4 +158,4 @@ def build_queue_panel(language: LanguageSwitch) -> QueuePanel:
     table.change(refresh_choices, None, choice, show_progress="hidden", queue=False)
     language.on(queue_text, [lang_dd], table)
     cancel_btn.click(cancel, [lang_dd, choice], message)
-    return QueuePanel(accordion, table, choice, cancel_btn, message)
+    return QueuePanel(accordion, table, choice, cancel_btn, message, texts.items)

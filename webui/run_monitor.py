@@ -13,7 +13,7 @@ import html
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from engine.core.workspace import AccessError, Workspace, owner_of
 from engine.jobs import device_queue
 from webui import runner
 from webui.errors import error_text, hub_label, recorded_error
-from webui.form import Translated
+from webui.form import Texts, Translated
 from webui.locales import DEFAULT_LANG, field_label, t
 from webui.workspaces import policy, workspace_of
 
@@ -195,9 +195,11 @@ class RunMonitor:
     # The run path again, held by the page: a tick sent before the page has applied Start's outputs (the ticks are
     # not queued, so their answers can overtake Start's) sees the old path here and changes nothing.
     watching: gr.Textbox
+    watch: runner.RunWatch  # the app's: what the pages watching a run share
+    translated: list[Translated] = field(default_factory=list)
 
     def texts(self) -> list:
-        return [Translated(self.log, "log")]
+        return self.translated
 
     def started(self, run: RunDir) -> tuple:
         """Outputs for ``start_outputs`` after a successful launch."""
@@ -266,7 +268,7 @@ class RunMonitor:
             last = tuple(last_view) if last_view else (None, None, None)
             deadline, seen = time.monotonic() + LONG_POLL_S, None
             while True:
-                snap = runner.shared_snapshot(run)  # a class watching one run reads its files once
+                snap = self.watch.snapshot(run)  # a class watching one run reads its files once
                 if snap is not seen:
                     seen, view = snap, view_of(lang, snap)
                     done = snap.state not in (QUEUED, RUNNING)
@@ -346,14 +348,14 @@ class MonitoredTab:
         return self.controls + self.other_texts
 
 
-def build_run_monitor(kind: str, log_lines: int = 12, render_log: bool = True) -> RunMonitor:
-    lang = DEFAULT_LANG
+def build_run_monitor(kind: str, watch: runner.RunWatch, log_lines: int = 12, render_log: bool = True) -> RunMonitor:
+    texts = Texts(DEFAULT_LANG)
     progress = gr.HTML(elem_id=f"{kind}-progress")
     status = gr.Markdown(elem_id=f"{kind}-status")
-    log = gr.Textbox(label=t(lang, "log"), lines=log_lines, max_lines=log_lines, autoscroll=True, interactive=False,
-                     elem_id=f"{kind}-log", render=render_log)
+    log = texts.add(gr.Textbox, "log", lines=log_lines, max_lines=log_lines, autoscroll=True, interactive=False,
+                    elem_id=f"{kind}-log", render=render_log)
     return RunMonitor(kind, progress, status, log, gr.State(""), gr.State(-1), gr.Timer(1.0, active=False),
-                      gr.State(None), gr.Textbox("", visible=False, elem_id=f"{kind}-watching"))
+                      gr.State(None), gr.Textbox("", visible=False, elem_id=f"{kind}-watching"), watch, texts.items)
 
 
 def check_queue_share(workspace: Workspace) -> None:

@@ -25,7 +25,9 @@ from engine.jobs import warm_worker
 from engine.jobs.device_queue import crowds_cpu_memory, new_ticket, position, queue_dir, shares_accelerator, wrap
 from engine.jobs.launch import job_command, uses_torchrun
 
-_children: dict[int, subprocess.Popen] = {}  # reaped on poll so no zombies are left behind
+# Reaped on poll so no zombies are left behind. Module-level, not an app's: a child is this process's,
+# whichever app started it, and only this process can reap it.
+_children: dict[int, subprocess.Popen] = {}
 
 
 def method_dir(model_label: str, method: str, saves: Path | None = None) -> Path:
@@ -208,24 +210,34 @@ def snapshot(run: RunDir) -> Snapshot:
 
 
 SHARED_MAX_AGE_S = 0.5
-_shared: dict[Path, tuple[float, Snapshot]] = {}
-_shared_lock = threading.Lock()
 
 
-def shared_snapshot(run: RunDir, max_age_s: float = SHARED_MAX_AGE_S) -> Snapshot:
-    """``snapshot(run)``, shared by every browser session that watches the run: thirty pages polling one run
-    within ``max_age_s`` make one read of its files (and get the same events list: read it, never change it).
-    Decisions (Stop, Start) use ``snapshot`` itself."""
-    with _shared_lock:
-        now = time.monotonic()
-        hit = _shared.get(run.path)
-        if hit is not None and now - hit[0] <= max_age_s:
-            return hit[1]
-        snap = snapshot(run)
-        _shared[run.path] = (time.monotonic(), snap)
-        for path in [p for p, (at, _) in _shared.items() if now - at > 60]:  # runs nobody watches any more
-            del _shared[path]
-        return snap
+class RunWatch:
+    """What one app's pages read about the runs they watch: ``snapshot(run)``, shared by every browser session that
+    watches the run, so thirty pages polling one run within ``max_age_s`` make one read of its files (and get the
+    same events list: read it, never change it). Decisions (Stop, Start) use ``snapshot`` itself."""
+
+    def __init__(self, max_age_s: float = SHARED_MAX_AGE_S) -> None:
+        self.max_age_s = max_age_s
+        self._shared: dict[Path, tuple[float, Snapshot]] = {}
+        self._lock = threading.Lock()
+
+    def snapshot(self, run: RunDir) -> Snapshot:
+        with self._lock:
+            now = time.monotonic()
+            hit = self._shared.get(run.path)
+            if hit is not None and now - hit[0] <= self.max_age_s:
+                return hit[1]
+            snap = snapshot(run)
+            self._shared[run.path] = (time.monotonic(), snap)
+            for path in [p for p, (at, _) in self._shared.items() if now - at > 60]:  # runs nobody watches any more
+                del self._shared[path]
+            return snap
+
+    def forget(self, path: Path) -> None:
+        """Drop what was read of the run at ``path`` (it was deleted)."""
+        with self._lock:
+            self._shared.pop(path, None)
 
 
 def active_runs(saves: Path | None = None) -> list[RunDir]:
@@ -268,11 +280,12 @@ def finished_checkpoints(model_label: str, method: str, workspace: Workspace = W
             if ckpt is None]
 
 
-def delete_run(path: str, root: Path | None = None) -> RunDir:
+def delete_run(path: str, root: Path | None = None, watch: RunWatch | None = None) -> RunDir:
     """Delete a finished, failed or stopped run directory of ``root`` (a workspace's saves; saves/ by default;
     engine.core.run_history.delete_run), under the launch lock: a Start that would resume the same folder waits, and
-    then finds it gone."""
+    then finds it gone. ``watch`` (the app's) forgets it."""
     with launch_lock():
         run = remove(path, root)
-    _shared.pop(run.path, None)
+    if watch is not None:
+        watch.forget(run.path)
     return run

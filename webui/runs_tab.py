@@ -4,7 +4,7 @@ which they differ, and deleting a finished run. Everything is read from the run 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from engine.core.rundir import RunDir
 from engine.core.workspace import Workspace, is_shared, owner_of, share_run, workspaces_dir
 from webui import runner
 from webui.errors import error_text
-from webui.form import Translated
+from webui.form import Texts, Translated
 from webui.locales import DEFAULT_LANG, field_label, plot_labels, t
 from webui.plots import overlay_figure
 from webui.run_monitor import fmt_seconds
@@ -65,17 +65,10 @@ class RunsTab:
     cancel: gr.Button
     message: gr.Markdown
     pending: gr.State  # the folder the confirmation is about
+    translated: list[Translated] = field(default_factory=list)
 
     def texts(self) -> list:
-        return [Translated(self.refresh, "runs_refresh", "value"), Translated(self.table, "runs_table"),
-                Translated(self.kind, "runs_show", choices=kind_choices),
-                Translated(self.compare, "runs_compare", info_key="runs_compare_info"),
-                Translated(self.plot, "runs_overlay"), Translated(self.diff, "runs_diff"),
-                Translated(self.manage, "runs_manage", info_key="runs_manage_info"),
-                Translated(self.path, "runs_path"), Translated(self.delete, "runs_delete", "value"),
-                Translated(self.share, "runs_share", "value"),
-                Translated(self.confirm, "runs_confirm_delete", "value"),
-                Translated(self.cancel, "runs_cancel", "value")]
+        return self.translated
 
     def fill_on(self, tab: gr.Tab, top: TopBar) -> None:
         """Read saves/ each time ``tab`` (this tab) is opened."""
@@ -162,39 +155,42 @@ def _empty_diff(lang: str) -> dict:
     return gr.update(value=[["", ""]], headers=[t(lang, "runs_col_setting"), ""], visible=False)
 
 
-def build_runs_tab(top: TopBar) -> RunsTab:
+def build_runs_tab(top: TopBar, watch: runner.RunWatch) -> RunsTab:
+    """The tab; ``watch``: the app's, which forgets a deleted run."""
     lang = DEFAULT_LANG
+    texts = Texts(lang)
     with gr.Row():
         summary = gr.Markdown(elem_id="runs-summary")
-        kind = gr.Dropdown(choices=kind_choices(lang), value=KINDS[0], label=t(lang, "runs_show"), scale=0,
-                           min_width=200, elem_id="runs-kind")
-        refresh = gr.Button(t(lang, "runs_refresh"), scale=0, min_width=120, elem_id="runs-refresh")
-    table = gr.Dataframe(headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS], label=t(lang, "runs_table"),
-                         interactive=False, pinned_columns=1, elem_id="runs-table")
-    compare = gr.Dropdown(choices=[], value=[], multiselect=True, label=t(lang, "runs_compare"),
-                          info=t(lang, "runs_compare_info"), elem_id="runs-compare")
+        kind = texts.add(gr.Dropdown, "runs_show", choices=kind_choices, value=KINDS[0], scale=0, min_width=200,
+                         elem_id="runs-kind")
+        refresh = texts.add(gr.Button, "runs_refresh", attr="value", scale=0, min_width=120, elem_id="runs-refresh")
+    table = texts.add(gr.Dataframe, "runs_table", headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS],
+                      interactive=False, pinned_columns=1, elem_id="runs-table")
+    compare = texts.add(gr.Dropdown, "runs_compare", info_key="runs_compare_info", choices=[], value=[],
+                        multiselect=True, elem_id="runs-compare")
     with gr.Row():
-        plot = gr.Plot(label=t(lang, "runs_overlay"), elem_id="runs-plot")
+        plot = texts.add(gr.Plot, "runs_overlay", elem_id="runs-plot")
     diff_note = gr.Markdown(elem_id="runs-diff-note")
-    diff = gr.Dataframe(headers=[t(lang, "runs_col_setting"), ""], label=t(lang, "runs_diff"), interactive=False,
-                        wrap=True, visible=False, elem_id="runs-diff")
+    diff = texts.add(gr.Dataframe, "runs_diff", headers=[t(lang, "runs_col_setting"), ""], interactive=False,
+                     wrap=True, visible=False, elem_id="runs-diff")
     with gr.Row():
-        manage = gr.Dropdown(choices=[], value=None, label=t(lang, "runs_manage"), info=t(lang, "runs_manage_info"),
-                             scale=2, elem_id="runs-manage")
-        path = gr.Textbox(label=t(lang, "runs_path"), interactive=False, buttons=["copy"], scale=3,
-                          elem_id="runs-path")
-        delete = gr.Button(t(lang, "runs_delete"), variant="stop", scale=0, min_width=140, elem_id="runs-delete")
-        share = gr.Button(t(lang, "runs_share"), visible=False, scale=0, min_width=140, elem_id="runs-share")
+        manage = texts.add(gr.Dropdown, "runs_manage", info_key="runs_manage_info", choices=[], value=None, scale=2,
+                           elem_id="runs-manage")
+        path = texts.add(gr.Textbox, "runs_path", interactive=False, buttons=["copy"], scale=3, elem_id="runs-path")
+        delete = texts.add(gr.Button, "runs_delete", attr="value", variant="stop", scale=0, min_width=140,
+                           elem_id="runs-delete")
+        share = texts.add(gr.Button, "runs_share", attr="value", visible=False, scale=0, min_width=140,
+                          elem_id="runs-share")
     with gr.Column(visible=False, elem_id="runs-confirm-box") as confirm_box:
         confirm_text = gr.Markdown(elem_id="runs-confirm-text")
         with gr.Row():
-            confirm = gr.Button(t(lang, "runs_confirm_delete"), variant="stop", elem_id="runs-confirm-delete")
-            cancel = gr.Button(t(lang, "runs_cancel"), elem_id="runs-cancel-delete")
+            confirm = texts.add(gr.Button, "runs_confirm_delete", attr="value", variant="stop",
+                                elem_id="runs-confirm-delete")
+            cancel = texts.add(gr.Button, "runs_cancel", attr="value", elem_id="runs-cancel-delete")
     message = gr.Markdown(elem_id="runs-message")
     tab = RunsTab(refresh, kind, summary, table, compare, plot, diff, diff_note, manage, path, delete, share,
-                  confirm_box,
-                  confirm_text, confirm, cancel, message, gr.State(""))
-    _wire(tab, top)
+                  confirm_box, confirm_text, confirm, cancel, message, gr.State(""), texts.items)
+    _wire(tab, top, watch)
     return tab
 
 
@@ -228,7 +224,7 @@ def _view(lang: str, selected: list[str] | None, managed: str | None, kind: str 
             gr.update(visible=workspace.admin)]
 
 
-def _wire(tab: RunsTab, top: TopBar) -> None:
+def _wire(tab: RunsTab, top: TopBar, watch: runner.RunWatch) -> None:
     view_inputs = [top.lang, tab.compare, tab.manage, tab.kind]
     hide_confirm = [gr.update(visible=False), ""]
     tab.refresh.click(_view, view_inputs, tab.view_outputs())
@@ -271,7 +267,7 @@ def _wire(tab: RunsTab, top: TopBar) -> None:
             return hide_confirm + [t(lang, "runs_pick_one")] + _view(lang, selected, managed, kind, request) + \
                 [gr.skip()]
         try:
-            run = runner.delete_run(pending, _root_of(workspace_of(request), pending))
+            run = runner.delete_run(pending, _root_of(workspace_of(request), pending), watch)
             note = t(lang, "runs_deleted", run=run.name, path=str(run.path))
         except PathError as exc:
             note = _refusal(lang, exc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -13,7 +13,7 @@ from engine.core.paths import safe_name
 from engine.core.templates import TEMPLATE_CHOICES
 from engine.core.workspace import Workspace, owner_of
 from webui import runner
-from webui.form import FieldControl, Translated, field_control
+from webui.form import FieldControl, Texts, Translated, field_control
 from webui.language import LanguageSwitch
 from webui.locales import DEFAULT_LANG, LANGUAGES, field_text, t
 from webui.model_hub import HubControl, hub_control, hub_info, model_name_choices, model_path_for
@@ -34,6 +34,7 @@ class TopBar:
     hub: HubControl  # model.hub
     hub_info: gr.Markdown  # the hub's endpoint and cache folder; a catalogue model the hub lacks
     language: LanguageSwitch  # what each tab redraws when ``lang`` changes, answered as one event
+    translated: list[Translated] = field(default_factory=list)  # the language picker's and model name's texts
 
     @property
     def model_controls(self) -> list[FieldControl]:
@@ -47,8 +48,7 @@ class TopBar:
         return [self.lang, self.model_name, self.model_path.component, self.method.component, self.checkpoint]
 
     def texts(self) -> list:
-        return [Translated(self.lang, "lang"), Translated(self.model_name, "model_name", choices=model_name_choices),
-                FieldControl("model", "adapter_path", self.checkpoint)] + self.model_controls
+        return self.translated + [FieldControl("model", "adapter_path", self.checkpoint)] + self.model_controls
 
 
 def model_label(model_name: str, model_path: str) -> str:
@@ -95,13 +95,14 @@ def refresh_checkpoints(lang: str, name: str, path: str, method: str, current, r
 
 def build_top_bar() -> TopBar:
     lang = DEFAULT_LANG
+    texts = Texts(lang)
     first = CATALOGUE[0]
     with gr.Row():
-        lang_dd = gr.Dropdown(choices=[(label, code) for label, code in LANGUAGES], value=lang,
-                              label=t(lang, "lang"), scale=1, elem_id="top-lang")
+        lang_dd = texts.add(gr.Dropdown, "lang", choices=[(label, code) for label, code in LANGUAGES], value=lang,
+                            scale=1, elem_id="top-lang")
         # Typing filters the list (about a hundred models).
-        model_name = gr.Dropdown(choices=model_name_choices(lang), value=first.name, label=t(lang, "model_name"),
-                                 filterable=True, scale=3, elem_id="top-model-name")
+        model_name = texts.add(gr.Dropdown, "model_name", choices=model_name_choices, value=first.name,
+                               filterable=True, scale=3, elem_id="top-model-name")
         model_path = field_control("model", "model_name_or_path", lang, scale=3, elem_id="top-model-path")
         hub = hub_control(lang, scale=2, elem_id="top-hub")
     hub_line = gr.Markdown(hub_info(lang, first.name, hub.component.value), elem_id="top-hub-info")
@@ -117,7 +118,7 @@ def build_top_bar() -> TopBar:
         device = field_control("model", "device", lang, scale=1, elem_id="top-device")
         trust = field_control("model", "trust_remote_code", lang, scale=1, elem_id="top-trust")
     bar = TopBar(lang_dd, model_name, model_path, method, checkpoint, quantization, template, device, trust,
-                 hub=hub, hub_info=hub_line, language=LanguageSwitch(lang_dd))
+                 hub=hub, hub_info=hub_line, language=LanguageSwitch(lang_dd), translated=texts.items)
 
     def on_model_name(lang_: str, name: str, method_value: str, hub_value: str, request: gr.Request = None):
         model = catalogue_model(name)

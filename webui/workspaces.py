@@ -21,7 +21,7 @@ class Policy:
     max_queued: int = DEFAULT_MAX_QUEUED  # waiting jobs one login may hold (logins on)
 
 
-_policy = Policy()
+_policy = Policy()  # set once at start by app.py (configure): the process serves one policy
 
 
 def configure(policy: Policy) -> None:
