@@ -21,7 +21,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, AppProcess, free_port, wait_http
+from bench.harness import AppProcess, free_port, wait_http
+from tests.helpers.runs import ARTIFACTS, ROOT
 
 USER, PASSWORD = "teacher", "pw-Gl4ss-onion-77"
 FILE_USER, FILE_PASSWORD = "student", "file-Pass:with-colon-42"  # from --auth-file; a ':' inside is allowed

@@ -1,4 +1,4 @@
-"""The fake hubs (tests/fake_hubs.py) against the REAL clients: huggingface_hub and modelscope download the demo
+"""The fake hubs (tests/helpers/fake_hubs.py) against the REAL clients: huggingface_hub and modelscope download the demo
 model from them in subprocesses, configured only through the environment (as the app and its jobs are)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import free_port
-from tests.fake_hubs import DEMO_REPO_ID, GATED_REPO_ID, hub_client_env
+from tests.helpers.fake_hubs import DEMO_REPO_ID, GATED_REPO_ID, hub_client_env
 
 WEIGHTS = "model.safetensors"
 MiB = 1 << 20
