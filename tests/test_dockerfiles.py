@@ -399,6 +399,7 @@ def test_install_script_cuda_index_and_unknown_build(tmp_path):
     assert not [c for c in calls if c.startswith("install")]  # refused before installing anything
 
 
+@pytest.mark.slow
 def test_install_script_keeps_a_matching_torch(tmp_path):
     """Whatever the choice, an installed torch of the pinned version and build is not reinstalled."""
     try:

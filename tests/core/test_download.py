@@ -94,6 +94,7 @@ def test_download_reports_sane_progress_then_finds_it_offline(env, tiny_repo, hu
     assert env[hub].requests == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hub", HUBS)
 def test_a_dropped_connection_resumes_with_range(env, tiny_repo, hub):
     env[hub].arm_drop(12 * 1024 * 1024, file=WEIGHTS)
@@ -114,6 +115,7 @@ def _cancel_when(predicate):
     return cancel, report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hub", HUBS)
 def test_stop_cancels_and_the_next_try_continues(env, tiny_repo, hub):
     server = env[hub]
@@ -133,6 +135,7 @@ def test_stop_cancels_and_the_next_try_continues(env, tiny_repo, hub):
         assert server.range_requests(WEIGHTS), server.file_requests(WEIGHTS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hub", HUBS)
 def test_a_second_caller_joins_the_download(env, hub):
     env[hub].throttle_bps = 12e6
@@ -151,6 +154,7 @@ def test_a_second_caller_joins_the_download(env, hub):
     assert joined and joined[-1].model == REPO
 
 
+@pytest.mark.slow
 def test_a_download_in_another_process_is_joined(env):
     """A job downloading (another process) and Load model in the web process: one download."""
     import subprocess
@@ -194,6 +198,7 @@ def test_the_run_monitor_shows_the_download_in_words():
     assert "150.0 MB of 600.0 MB" in progress_html("en", starting) and "B/s" not in progress_html("en", starting)
 
 
+@pytest.mark.slow
 def test_follow_download_streams_progress_and_ends_with_the_model(env):
     env["huggingface"].throttle_bps = 20e6
     seen = list(follow_download(REPO, "huggingface"))
@@ -243,6 +248,7 @@ def test_offline_mode(env, monkeypatch):
     assert env["huggingface"].requests == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hub", HUBS)
 def test_no_network(env, hub, monkeypatch):
     dead = "http://127.0.0.1:9" if hub == "huggingface" else "127.0.0.1:9"
@@ -311,6 +317,7 @@ class _NoStop:
     requested = False
 
 
+@pytest.mark.slow
 def test_a_job_reports_the_downloading_phase(env):
     from engine.core.config import RunConfig
 

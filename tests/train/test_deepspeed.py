@@ -64,6 +64,7 @@ def test_plain_single_device_job_stays_plain_python(tmp_path):
     assert cmd == [sys.executable, "-m", "engine", "train", str(tmp_path / "run.yaml")]
 
 
+@pytest.mark.slow
 @needs_deepspeed
 def test_torchrun_gives_deepspeed_what_it_needs_without_mpi(tmp_path):
     """The launcher job_command gives, running deepspeed.init_distributed as the engine does: it must find
@@ -199,6 +200,7 @@ engine.save_checkpoint(out)
 """
 
 
+@pytest.mark.slow
 @needs_deepspeed
 @pytest.mark.parametrize("stage", [2, 3])
 def test_checkpoint_saved_by_deepspeed_itself_is_complete(tmp_path, stage):

@@ -680,6 +680,7 @@ def test_data_folder_outside_the_roots_is_refused_for_reading(app, roots, tmp_pa
     assert info.value.key == "outside_data_roots" and info.value.field == "data.dataset_dir"
 
 
+@pytest.mark.slow
 def test_a_job_refuses_a_data_folder_outside_the_roots(workdirs, demo_model_dir, tmp_path, monkeypatch):
     """A forged run.yaml (or API call) naming another folder: the job reads no data from it and says why."""
     from engine.core.encode import training_samples
@@ -793,6 +794,7 @@ def test_nothing_brings_back_a_deleted_run_folder(tmp_path):
     assert not run.path.exists()
 
 
+@pytest.mark.slow
 def test_a_queue_waiter_whose_run_folder_is_deleted_leaves_and_ends(tmp_path):
     import fcntl
     import shutil
@@ -851,6 +853,7 @@ def broken_saves(tmp_path):
     return saves
 
 
+@pytest.mark.slow
 def test_runs_tab_lists_unreadable_runs_with_the_reason(broken_saves, monkeypatch):
     from engine.core.run_history import all_runs, summarize
     from webui import runner
