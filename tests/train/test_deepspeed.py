@@ -227,7 +227,7 @@ def test_checkpoint_saved_by_deepspeed_itself_is_complete(tmp_path, stage):
 
 _ORDER_PROBE = """
 import sys
-import engine.modeling.models
+import engine.train.run
 from engine.train.run import run_training
 
 def recording_load_model(*args, **kwargs):
@@ -235,7 +235,7 @@ def recording_load_model(*args, **kwargs):
     print("ZERO3_AT_LOAD", is_deepspeed_zero3_enabled(), flush=True)
     raise SystemExit(0)
 
-engine.modeling.models.load_model = recording_load_model
+engine.train.run.load_model = recording_load_model  # the name the job calls
 run_training(sys.argv[1])
 """
 
