@@ -14,7 +14,6 @@ list, broken JSON or a forbidden key (test_extra_args_allow_list), and confined(
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
@@ -28,6 +27,7 @@ import pytest
 from engine.core.config import ConfigError, RunConfig, iter_fields
 from engine.core.data import DataError, Sample, list_datasets, load_samples, preview_page, read_registry, scan_registry
 from engine.core.paths import DEFAULT_DATA_DIR
+from tests.helpers.handlers import call_as_gradio
 
 # Refused Save/Load arguments raise gr.Warning, which outside a browser session is a UserWarning.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -400,17 +400,7 @@ def call(app, elem_id: str, **values):
         key = (getattr(block, "elem_id", None) or "").replace("-", "_")
         args.append(values.pop(key) if key in values else block.value)
     assert not values, f"no such inputs: {values}"
-    # Gradio fills a handler's gr.Request parameter, wherever it is (no login here: the one workspace).
-    values_left = iter(args)
-    filled = []
-    for param in inspect.signature(fn.fn).parameters.values():
-        if param.annotation in (gr.Request, "gr.Request"):
-            filled.append(None)
-        elif param.kind == param.VAR_POSITIONAL:
-            filled += list(values_left)
-        else:
-            filled.append(next(values_left))
-    return fn.fn(*filled)
+    return call_as_gradio(fn.fn, args)
 
 
 # Names that must never leave their folder; each message names the folder field.
@@ -567,7 +557,6 @@ def test_failed_operations_leave_every_file_byte_identical(app, roots, tmp_path)
 def test_nan_number_box_payload():
     # A number box holding NaN would crash gradio's own rounding before any handler runs; the browser cannot send
     # one (JSON has no NaN: an invalid box arrives as null), and null is refused with the field named.
-    import gradio as gr
 
     from webui.form import config_from_values, field_control
 
