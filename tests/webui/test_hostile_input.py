@@ -490,6 +490,7 @@ def test_unreadable_config_files_are_refused(app, roots):
                          ("folder.yaml", "does not exist")):
         *fields, message = call(app, "btn-load-args", train_config_path=name)
         assert message.startswith("Invalid value") and reason in message, (name, message)
+        assert len(fields) + 1 == len(_handler(app, "btn-load-args").outputs)  # an answer for every output
         assert all(f == {"__type__": "update"} for f in fields)  # the form keeps what it had
     message = call(app, "btn-save-args", train_config_path="folder.yaml")  # a folder where the file would go
     assert message.startswith("Invalid value — config file") and "folder.yaml" in message
