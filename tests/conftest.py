@@ -5,21 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-
-if str(ROOT) not in sys.path:
+if str(ROOT) not in sys.path:  # tests import tests.helpers, bench and the app's own packages
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import AppProcess, free_port, short_train_config, stop_runs, wait_http  # noqa: E402, F401
+from bench.harness import AppProcess, free_port, stop_runs  # noqa: E402
+from tests.helpers.runs import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -57,9 +52,9 @@ def demo_model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def fake_hf_hub(demo_model_dir):
-    """A local Hugging Face Hub (tests/fake_hubs.py) serving the demo model as DEMO_REPO_ID and, gated,
+    """A local Hugging Face Hub (tests/helpers/fake_hubs.py) serving the demo model as DEMO_REPO_ID and, gated,
     GATED_REPO_ID. Session-wide: a test that changes its options or reads its request log calls .reset()."""
-    from tests.fake_hubs import DEMO_REPO_ID, GATED_REPO_ID, FakeHFHub
+    from tests.helpers.fake_hubs import DEMO_REPO_ID, GATED_REPO_ID, FakeHFHub
 
     with FakeHFHub({DEMO_REPO_ID: demo_model_dir, GATED_REPO_ID: demo_model_dir}, gated=[GATED_REPO_ID]) as hub:
         yield hub
@@ -68,7 +63,7 @@ def fake_hf_hub(demo_model_dir):
 @pytest.fixture(scope="session")
 def fake_modelscope_hub(demo_model_dir, tmp_path_factory):
     """The same for ModelScope, over HTTPS with a test CA (hub.ca_bundle)."""
-    from tests.fake_hubs import DEMO_REPO_ID, GATED_REPO_ID, FakeModelScopeHub
+    from tests.helpers.fake_hubs import DEMO_REPO_ID, GATED_REPO_ID, FakeModelScopeHub
 
     with FakeModelScopeHub({DEMO_REPO_ID: demo_model_dir, GATED_REPO_ID: demo_model_dir}, gated=[GATED_REPO_ID],
                            tls_dir=tmp_path_factory.mktemp("fake-modelscope-tls")) as hub:
@@ -81,44 +76,12 @@ def fake_hub_env(tmp_path, fake_hf_hub, fake_modelscope_hub):
     fresh caches under tmp_path/"hubs" (HF_ENDPOINT, HF_HOME, MODELSCOPE_DOMAIN, MODELSCOPE_CACHE,
     REQUESTS_CA_BUNDLE...), with no token; the hubs' options and logs are reset first, the caches (a 538 MB model
     each) deleted after the test."""
-    from tests.fake_hubs import hub_client_env
+    from tests.helpers.fake_hubs import hub_client_env
 
     fake_hf_hub.reset()
     fake_modelscope_hub.reset()
     yield hub_client_env(tmp_path / "hubs", fake_hf_hub, fake_modelscope_hub)
     shutil.rmtree(tmp_path / "hubs", ignore_errors=True)
-
-
-def tiny_train_config(**train):
-    """A real but short LoRA run on the demo model: 24 identity samples, one epoch, six steps."""
-    return short_train_config(24, **{"logging_steps": 2, "save_steps": 4, **train})
-
-
-def wait_for_state(run, timeout: float, states: tuple = ("finished", "failed", "stopped")) -> dict:
-    """Poll a run directory until its live status is one of ``states``; fail with the log tail otherwise."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = run.live_status()
-        if status.get("state") in states:
-            return status
-        time.sleep(0.3)
-    raise AssertionError(f"{run.path} did not reach {states} in {timeout} s; log:\n{run.log_tail(40)}")
-
-
-def run_cold_job(cfg, folder: Path, command: str = "train", timeout: float = 300):
-    """Run ``command`` on ``cfg`` in a new run folder ``folder`` as its own process (Start without the warm worker)
-    until it ends: (the RunDir, its final status)."""
-    import subprocess
-
-    from engine.core.rundir import RunDir
-
-    run = RunDir(folder)
-    run.path.mkdir()
-    cfg.save(run.config_path, command)
-    with open(run.log_path, "wb") as log:
-        subprocess.run([sys.executable, "-m", "engine", command, str(run.config_path)], cwd=ROOT, stdout=log,
-                       stderr=subprocess.STDOUT, timeout=timeout, check=False)
-    return run, wait_for_state(run, 10)
 
 
 @pytest.fixture(scope="session")
@@ -164,6 +127,3 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{rep.when}", rep)
 
 
-def copy_artifact(src: Path, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    shutil.copy(src, ARTIFACTS / name)

@@ -73,23 +73,14 @@ import os
 os.chdir({str(tmp_path)!r})
 sys.path.insert(0, {str(ROOT)!r})
 import inspect
-import gradio as gr
+from tests.helpers.handlers import call_as_gradio
 from webui.app import create_app
 demo = create_app()
 ran = 0
 for fn in demo.fns.values():
     if not any(event == "load" for _, event in fn.targets):
         continue
-    values = iter(block.value for block in fn.inputs)
-    args = []
-    for param in inspect.signature(fn.fn).parameters.values():
-        if param.annotation in (gr.Request, "gr.Request"):
-            args.append(None)
-        elif param.kind == param.VAR_POSITIONAL:
-            args += list(values)
-        else:
-            args.append(next(values))
-    out = fn.fn(*args)
+    out = call_as_gradio(fn.fn, [block.value for block in fn.inputs])
     if inspect.isgenerator(out):
         list(out)
     ran += 1

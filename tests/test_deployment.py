@@ -21,7 +21,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, AppProcess, free_port, wait_http
+from bench.harness import AppProcess, free_port, wait_http
+from tests.helpers.runs import ARTIFACTS, ROOT
 
 USER, PASSWORD = "teacher", "pw-Gl4ss-onion-77"
 FILE_USER, FILE_PASSWORD = "student", "file-Pass:with-colon-42"  # from --auth-file; a ':' inside is allowed
@@ -151,6 +152,7 @@ def test_exposure_warning_only_for_reachable_apps_without_login(monkeypatch):
     assert "gradio.live" in (warning("--share") or "")
 
 
+@pytest.mark.slow
 def test_gradio_is_imported_without_rewriting_its_stubs_or_importing_ipython():
     """app.import_gradio (what ``python app.py`` does before building the page): gradio works as usual, its
     component stubs are not regenerated, and IPython stays importable for code that wants it later."""
@@ -271,6 +273,7 @@ def auth_app(workdirs, tmp_path_factory):
         app.stop()
 
 
+@pytest.mark.slow
 def test_api_and_files_refused_without_session_and_served_after_login(auth_app):
     anon, client = Http(auth_app.url), Http(auth_app.url)
     refused = (401, 403)
@@ -446,6 +449,7 @@ def _served_routes(routes, prefix: str = ""):
             yield prefix + route.path, sorted(getattr(route, "methods", None) or ["GET"])
 
 
+@pytest.mark.slow
 def test_every_route_refuses_a_client_without_session(workdirs):
     """Every route the app serves, read from the running FastAPI app (Gradio's, as app.py launches it with a login),
     asked without a session: all but PUBLIC_ROUTES refuse; the public ones serve no app data."""
@@ -484,6 +488,7 @@ def test_every_route_refuses_a_client_without_session(workdirs):
         demo.close()
 
 
+@pytest.mark.slow
 def test_login_page_in_browser_then_the_app(auth_app, browser):
     context = browser.new_context(locale="zh-CN")
     page = context.new_page()

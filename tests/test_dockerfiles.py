@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.runs import ROOT
 
 DOCKERFILES = {"cpu": ROOT / "Dockerfile", "cuda": ROOT / "docker" / "Dockerfile.cuda",
                "ascend": ROOT / "docker" / "Dockerfile.ascend"}
@@ -399,6 +399,7 @@ def test_install_script_cuda_index_and_unknown_build(tmp_path):
     assert not [c for c in calls if c.startswith("install")]  # refused before installing anything
 
 
+@pytest.mark.slow
 def test_install_script_keeps_a_matching_torch(tmp_path):
     """Whatever the choice, an installed torch of the pinned version and build is not reinstalled."""
     try:

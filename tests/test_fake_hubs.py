@@ -1,4 +1,4 @@
-"""The fake hubs (tests/fake_hubs.py) against the REAL clients: huggingface_hub and modelscope download the demo
+"""The fake hubs (tests/helpers/fake_hubs.py) against the REAL clients: huggingface_hub and modelscope download the demo
 model from them in subprocesses, configured only through the environment (as the app and its jobs are)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.harness import free_port
-from tests.fake_hubs import DEMO_REPO_ID, GATED_REPO_ID, hub_client_env
+from tests.helpers.fake_hubs import DEMO_REPO_ID, GATED_REPO_ID, hub_client_env
 
 WEIGHTS = "model.safetensors"
 MiB = 1 << 20
@@ -96,6 +96,7 @@ def ms(fake_modelscope_hub):
     fake_modelscope_hub.reset()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["hf", "modelscope"])
 def test_snapshot_download_gives_the_source_files(which, hf, ms, demo_model_dir, root):
     hub = hf if which == "hf" else ms
@@ -114,6 +115,7 @@ def test_snapshot_download_gives_the_source_files(which, hf, ms, demo_model_dir,
           f"{time.monotonic() - started:.1f} s")
 
 
+@pytest.mark.slow
 def test_hf_resumes_a_dropped_connection_with_range(hf, demo_model_dir, root):
     # huggingface_hub writes in 10 MiB steps: cut well past the first one
     hf.arm_drop(64 * MiB, file=WEIGHTS)
@@ -128,6 +130,7 @@ def test_hf_resumes_a_dropped_connection_with_range(hf, demo_model_dir, root):
     assert resumed.sent == (demo_model_dir / WEIGHTS).stat().st_size - offset  # the rest, not the whole file
 
 
+@pytest.mark.slow
 def test_modelscope_resumes_a_dropped_connection_with_range(ms, demo_model_dir, root):
     ms.arm_drop(64 * MiB, file=WEIGHTS)
     result = run_client("modelscope", hub_client_env(root, ms=ms), patterns=[WEIGHTS])
@@ -138,6 +141,7 @@ def test_modelscope_resumes_a_dropped_connection_with_range(ms, demo_model_dir, 
     assert resumed.sent == (demo_model_dir / WEIGHTS).stat().st_size - 64 * MiB
 
 
+@pytest.mark.slow
 def test_modelscope_resumes_after_the_process_was_killed(ms, demo_model_dir, root):
     """A download cut off by the process ending (app restart, Stop) goes on from the partial file on disk."""
     env = hub_client_env(root, ms=ms)
@@ -160,6 +164,7 @@ def test_modelscope_resumes_after_the_process_was_killed(ms, demo_model_dir, roo
     assert int(resumed.range.removeprefix("bytes=").rstrip("-")) >= 20 * MiB and resumed.status == 206
 
 
+@pytest.mark.slow
 def test_hf_not_found_and_gated_raise_the_clients_errors(hf, root):
     env = hub_client_env(root, hf=hf)
     missing = run_client("hf", env, repo="tuneboard-test/no-such-model")
@@ -172,6 +177,7 @@ def test_hf_not_found_and_gated_raise_the_clients_errors(hf, root):
     assert (Path(opened["path"]) / "config.json").is_file(), opened
 
 
+@pytest.mark.slow
 def test_modelscope_not_found_and_gated_raise_the_clients_errors(ms, root):
     env = hub_client_env(root, ms=ms)
     missing = run_client("modelscope", env, repo="tuneboard-test/no-such-model")
@@ -192,6 +198,7 @@ def test_hf_offline_mode_with_an_empty_cache(hf, root):
     assert not hf.requests  # offline means not even asking
 
 
+@pytest.mark.slow
 def test_no_server_at_the_endpoint(hf, ms, root):
     port = free_port()  # nothing listens there: what "no network" looks like to each client
     hf_env = dict(hub_client_env(root, hf=hf), HF_ENDPOINT=f"http://127.0.0.1:{port}")

@@ -3,7 +3,7 @@ locale_ko.py and locale_ru.py (merged below). Labels follow LlamaBoard's so its 
 
 Keys for config fields are ``<section>.<field>`` (see engine/core/config.py); the
 value is (label, info). Other keys are plain messages, formatted with
-``str.format`` arguments. tests/test_locales.py checks that every key has every language.
+``str.format`` arguments. tests/webui/test_locales.py checks that every key has every language.
 Engine errors' messages (cfg_err_<key>, data_err_<key>) take their English from the engine's
 CONFIG_MESSAGES / DATA_MESSAGES; webui/errors.py renders them.
 """

@@ -14,7 +14,7 @@ The estimate is the sum of four parts, each per device:
   models of two shapes, for each way TuneBoard trains: lean activations, peft's LoRA, autocast, fp32), plus the
   output layer's loss on answer tokens (TuneBoard's answer-only loss, engine/train/fast_loss.py) or on every token.
 - overhead: the process before the model is loaded (CUDA context, or the CPU libraries), and on the CPU what the
-  allocator holds beyond the live tensors; calibrated against measured CPU peaks (tests/test_memory_estimate.py).
+  allocator holds beyond the live tensors; calibrated against measured CPU peaks (tests/core/test_memory_estimate.py).
 
 What the estimate assumes, since the data is not known here: the longest batch fills every row to the cutoff
 (batch x cutoff tokens, packed or padded: the batch that decides the peak), and half of an SFT sample's tokens
@@ -62,7 +62,7 @@ SFT_ANSWER_SHARE = 0.5  # share of an SFT batch's tokens that carry a label (the
 # -- overhead ------------------------------------------------------------------------------------------------
 # CUDA context, cuBLAS workspaces and kernels: what nvidia-smi shows for a torch process before it allocates;
 # CANN's runtime and HCCL buffers on Ascend. On the CPU: torch, transformers, peft and datasets imported
-# (measured: tests/measure_peak.py's baseline).
+# (measured: tests/helpers/measure_peak.py's baseline).
 RUNTIME_BYTES = {"cuda": 0.9 * GB, "npu": 1.5 * GB, "mps": 0.5 * GB, "cpu": 0.49 * GB}
 # The caching allocator reserves blocks larger than the live tensors (fragmentation): a share of the activations.
 ALLOCATOR_SLACK = {"cuda": 0.10, "npu": 0.10, "mps": 0.10}

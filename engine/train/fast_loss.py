@@ -14,7 +14,7 @@ scaling, ...) is trained the standard way: the configuration checks below
 catch the known ones, and before the first step the loss of one sample is
 computed both ways and compared. That check costs two extra forward passes
 before the first loss point, so it is skipped for the architectures listed in
-``VERIFIED_ARCHITECTURES``, which tests/test_fast_loss.py proves equal (loss
+``VERIFIED_ARCHITECTURES``, which tests/train/test_fast_loss.py proves equal (loss
 and gradients, with and without LoRA). ``TUNEBOARD_FAST_LOSS=0`` turns the
 fast path off.
 
