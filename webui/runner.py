@@ -140,7 +140,7 @@ def launch(run: RunDir, cfg: RunConfig, command: str = "train", chat=None) -> Ru
         recorded=lambda child: run.write_status(QUEUED, pid=child, warm=True))
     if pid is None:
         with open(run.log_path, "ab") as log:
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # a fixed argument list, no shell
                 wrap(ticket, argv), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         _children[proc.pid] = proc

@@ -179,7 +179,7 @@ class JobOutcome:
     def __init__(self, run: RunDir, stop: StopRequested, noun: str = "", stopped_note: str = "", *,
                  user_stopped: Callable[[], bool] | None = None, cleanup: Callable[[], None] | None = None,
                  describe: Callable[[BaseException], tuple[str, dict | None]] | None = None,
-                 expected: Callable[[BaseException], bool] = lambda exc: expected_error(exc)) -> None:
+                 expected: Callable[[BaseException], bool] = expected_error) -> None:
         self.run, self.stop, self.noun, self.stopped_note = run, stop, noun, stopped_note
         self.user_stopped = user_stopped or (lambda: stop.requested)
         self.cleanup = cleanup

@@ -93,7 +93,7 @@ def start() -> None:
     tuning = cpu_tuning_env(machine_device())
     _started_at = path
     with open(path.with_suffix(".log"), "ab") as err:  # the worker has its own copy once started
-        _started = subprocess.Popen(
+        _started = subprocess.Popen(  # a fixed argument list, no shell
             [sys.executable, "-m", "engine.jobs.warm_worker", "--owner", str(os.getpid())], stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
             env=dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", **tuning))
