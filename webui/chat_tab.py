@@ -245,7 +245,8 @@ def _wire_model(view: ChatView, top: TopBar, engines: ChatEngines) -> None:
     """Load model, Unload model, and what follows the model in memory: the thinking switch, the status line."""
     load_btn, unload_btn, info = view.load_btn, view.unload_btn, view.info
 
-    def on_load(lang_, model_path, checkpoint, template, device, trust, hub, request: gr.Request):
+    def on_load(lang_, model_path, checkpoint, template, device, trust, hub, rope_scaling, booster,
+                request: gr.Request):
         yield t(lang_, "model_loading")
         workspace = workspace_of(request)
         key = request.session_hash if request else ""
@@ -265,7 +266,8 @@ def _wire_model(view: ChatView, top: TopBar, engines: ChatEngines) -> None:
                 gr.Warning(refusal)
                 yield refusal
                 return
-            engines.engine(workspace).load(model_path, checkpoint or "", template, device, bool(trust), hub=hub)
+            engines.engine(workspace).load(model_path, checkpoint or "", template, device, bool(trust), hub=hub,
+                                           rope_scaling=rope_scaling, booster=booster)
         except Exception as exc:  # noqa: BLE001 - any load failure is shown in words; the app keeps running
             if cancel.is_set():  # stopped by Unload model: the engine's "stopped, files kept" sentence says it all
                 text = error_text(lang_, exc)
@@ -281,7 +283,8 @@ def _wire_model(view: ChatView, top: TopBar, engines: ChatEngines) -> None:
         yield _describe(lang_, engines.engine(workspace))
 
     load_btn.click(on_load, [top.lang, top.model_path.component, top.checkpoint, top.template.component,
-                             top.device.component, top.trust_remote_code.component, top.hub.component],
+                             top.device.component, top.trust_remote_code.component, top.hub.component,
+                             top.rope_scaling.component, top.booster.component],
                    info, api_name="chat_load")
 
     def on_unload(lang_, request: gr.Request):

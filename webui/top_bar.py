@@ -1,4 +1,5 @@
-"""The bar above the tabs: language, model, model hub, method, checkpoint, quantization, chat template."""
+"""The bar above the tabs: language, model, model hub, method, checkpoint, quantization, chat template; RoPE scaling
+and booster under advanced settings."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class TopBar:
     device: FieldControl
     trust_remote_code: FieldControl
     hub: HubControl  # model.hub
+    rope_scaling: FieldControl  # in the advanced accordion, with the booster
+    booster: FieldControl
     hub_info: gr.Markdown  # the hub's endpoint and cache folder; a catalogue model the hub lacks
     language: LanguageSwitch  # what each tab redraws when ``lang`` changes, answered as one event
     translated: list[Translated] = field(default_factory=list)  # the language picker's and model name's texts
@@ -40,7 +43,7 @@ class TopBar:
     def model_controls(self) -> list[FieldControl]:
         """Config fields the top bar owns (model section and the fine-tuning method)."""
         return [self.model_path, self.method, self.quantization, self.template, self.device, self.trust_remote_code,
-                self.hub]
+                self.hub, self.rope_scaling, self.booster]
 
     @property
     def checkpoint_inputs(self) -> list:
@@ -117,8 +120,13 @@ def build_top_bar() -> TopBar:
         template = field_control("model", "template", lang, scale=1, elem_id="top-template", choices=TEMPLATE_CHOICES)
         device = field_control("model", "device", lang, scale=1, elem_id="top-device")
         trust = field_control("model", "trust_remote_code", lang, scale=1, elem_id="top-trust")
+    # LlamaBoard's advanced model settings: how the model is loaded, for training, evaluation and chat alike.
+    with texts.add(gr.Accordion, "group_advanced", open=False), gr.Row():
+        rope_scaling = field_control("model", "rope_scaling", lang, scale=1, elem_id="top-rope-scaling")
+        booster = field_control("model", "booster", lang, scale=1, elem_id="top-booster")
     bar = TopBar(lang_dd, model_name, model_path, method, checkpoint, quantization, template, device, trust,
-                 hub=hub, hub_info=hub_line, language=LanguageSwitch(lang_dd), translated=texts.items)
+                 hub=hub, rope_scaling=rope_scaling, booster=booster, hub_info=hub_line,
+                 language=LanguageSwitch(lang_dd), translated=texts.items)
 
     def on_model_name(lang_: str, name: str, method_value: str, hub_value: str, request: gr.Request = None):
         model = catalogue_model(name)

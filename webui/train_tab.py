@@ -299,8 +299,10 @@ def _settings_layout(texts: Texts, fields: FormFields) -> None:
     with texts.add(gr.Accordion, "group_extra", open=False):
         rows((("train", "logging_steps"), ("train", "save_steps"), ("train", "warmup_steps"),
               ("train", "neftune_noise_alpha"), ("train", "optim"), ("train", "seed")),
-             (("data", "packing"), ("data", "train_on_prompt"), ("data", "mask_history"), ("data", "enable_thinking"),
-              ("train", "resume"), ("train", "early_stopping_patience"), ("train", "report_to")))
+             (("data", "packing"), ("data", "neat_packing"), ("data", "train_on_prompt"), ("data", "mask_history"),
+              ("data", "enable_thinking"), ("train", "resume"), ("train", "early_stopping_patience"),
+              ("train", "report_to")),
+             (("train", "resize_vocab"), ("freeze", "use_llama_pro"), ("train", "shift_attn")))
         add("train", "extra_args", lines=2, placeholder='{"weight_decay": 0.01}')
     with texts.add(gr.Accordion, "group_probes", open=False), gr.Row():
         add("train", "probe_questions", lines=3, max_lines=8, scale=4)

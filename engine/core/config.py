@@ -54,6 +54,9 @@ EXTRA_ARGS: dict[str, tuple[type, ...]] = {
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
 DEVICES = ("auto", "cpu", "cuda", "npu", "mps")
 EXPORT_DTYPES = ("auto", "bf16", "fp16", "fp32")
+# LlamaBoard's choices (top bar); engine/core/model_options.py says what each does and needs.
+ROPE_SCALINGS = ("none", "linear", "dynamic", "yarn", "llama3")
+BOOSTERS = ("auto", "flashattn2", "liger_kernel", "none")
 COMMANDS = ("train", "eval", "export")
 
 
@@ -77,6 +80,12 @@ CONFIG_MESSAGES: dict[str, str] = {
     "pissa_with_dora": "PiSSA initialisation and DoRA cannot be combined",
     "new_adapter_needs_checkpoint": "select a checkpoint to build the new adapter on",
     "compare_needs_checkpoint": "choose a checkpoint to compare with the base model",
+    "llama_pro_needs_freeze": "LLaMA Pro trains expanded blocks: choose the freeze method",
+    "llama_pro_layers": "with LLaMA Pro this is the number of blocks to add: must be positive",
+    "shift_attn_packing": "shift short attention works on padded batches: untick packing",
+    "shift_attn_booster": "shift short attention runs on PyTorch SDPA: choose booster auto or none",
+    "booster_needs_cuda": "{booster} needs a CUDA GPU; this run is on {device}. Choose auto or none",
+    "booster_needs_package": "{booster} needs the {package} package ({command})",
     "node_rank": "must be below the number of nodes ({nnodes})",
     "master_addr": "set the address of the rank-0 node",
     "master_addr_local": "{addr} reaches only this machine; with several nodes, enter the rank-0 node's address "
@@ -173,6 +182,14 @@ class ModelConfig:
     quantization_bit: str = param(
         "none", "Load the frozen base weights in 8 or 4 bits through bitsandbytes (QLoRA; LoRA only, on CUDA GPUs).",
         choices=QUANTIZATION_BITS)
+    rope_scaling: str = param(
+        "none", "RoPE scaling (LlamaBoard's): stretch the rotary positions past the model's trained length. Training "
+                "scales by ceil(cutoff / max positions) when the cutoff exceeds them; chat and evaluation by 2.",
+        choices=ROPE_SCALINGS)
+    booster: str = param(
+        "auto", "Attention and kernels: auto uses TuneBoard's own fast paths; flashattn2 (flash-attn) and "
+                "liger_kernel (liger-kernel) need a CUDA GPU and their package; none runs plain transformers.",
+        choices=BOOSTERS)
 
 
 @dataclass
@@ -191,6 +208,8 @@ class DataConfig:
     packing: bool = param(True, "Put the samples of a batch side by side in one row (pre-training and SFT; other "
                                 "stages pad): attention stays inside each sample, so a batch gives the same loss as "
                                 "padded, and no padding is computed.")
+    neat_packing: bool = param(True, "With packing: keep attention inside each sample (LlamaBoard's neat packing); "
+                                     "off, the samples of a packed row attend to each other (plain packing).")
     train_on_prompt: bool = param(False, "Also compute the loss on prompt tokens (SFT), not only on the answers.")
     mask_history: bool = param(False, "Train only on the last answer of multi-turn conversations (SFT).")
     enable_thinking: bool = param(True, "Reasoning models (templates with <think>): answers keep the reasoning the "
@@ -223,6 +242,9 @@ class FreezeConfig:
     trainable_modules: str = param("all", "Inside those layers, train only modules with these names (comma-separated, "
                                           "e.g. mlp,self_attn); `all` trains whole layers.")
     extra_modules: str = param("", "Modules outside the layers to train too (comma-separated, e.g. embed_tokens,norm).")
+    use_llama_pro: bool = param(False, "LLaMA Pro: add `trainable layers` new decoder blocks (copies of the layer "
+                                       "before each, output projections zeroed, so the model is unchanged at first), "
+                                       "spread evenly, and train only them.")
 
 
 @dataclass
@@ -293,6 +315,11 @@ class TrainConfig:
     seed: int = param(42, "Random seed for shuffling and initialisation.", low=0, high=2**32 - 1)  # numpy's seed range
     probe_questions: str = param(DEFAULT_PROBES, "Questions the model answers (greedy decoding) at step 0, at every "
                                                  "save and evaluation and at the end, one per line; empty: none.")
+    resize_vocab: bool = param(False, "Resize the embeddings (and output layer) to the tokenizer's length, rounded "
+                                      "up to a multiple of 64, and train them (saved with a LoRA adapter).")
+    shift_attn: bool = param(False, "Shift short attention (LongLoRA's S²-Attn), training only: attention within "
+                                    "groups of a quarter of the sequence, half of the heads shifted by half a "
+                                    "group. Needs padded batches.")
     probe_max_new_tokens: int = param(24, "Longest probe answer, in tokens.", low=1, high=1024)
     output_dir: str = param("", "Run directory; set by the app (saves/<model>/<method>/<run name>).")
 
@@ -429,6 +456,14 @@ class RunConfig:
         self.extra_arguments()
         if self.freeze.trainable_layers == 0:
             raise ConfigError("freeze.trainable_layers", "zero_layers")
+        if self.freeze.use_llama_pro and t.finetuning_type != "freeze":
+            raise ConfigError("freeze.use_llama_pro", "llama_pro_needs_freeze")
+        if self.freeze.use_llama_pro and self.freeze.trainable_layers < 0:
+            raise ConfigError("freeze.trainable_layers", "llama_pro_layers")
+        if t.shift_attn and self.data.packing and t.stage in ("pt", "sft"):  # other stages pad anyway
+            raise ConfigError("train.shift_attn", "shift_attn_packing")
+        if t.shift_attn and self.model.booster not in ("auto", "none"):
+            raise ConfigError("train.shift_attn", "shift_attn_booster")
         if self.model.quantization_bit != "none" and t.finetuning_type != "lora":
             raise ConfigError("model.quantization_bit", "quantized_needs_lora")
         if t.early_stopping_patience and self.data.val_size <= 0:

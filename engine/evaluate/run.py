@@ -40,6 +40,7 @@ from engine.core.devices import inference_dtype, pick_device
 from engine.core.encode import training_formatter
 from engine.core.fileio import atomic_write_json, atomic_write_text
 from engine.core.model_files import check_checkpoint
+from engine.core.model_options import check_booster
 from engine.core.paths import confined_data_dir
 from engine.core.reasoning import opened_thought, split_reply, split_thought
 from engine.core.rundir import FINISHED, RUNNING, RunDir
@@ -47,7 +48,7 @@ from engine.core.templates import IGNORE_INDEX
 from engine.evaluate.metrics import corpus_scores
 from engine.jobs.job import JobOutcome, Stopped, fetch_model, log, start_job
 from engine.modeling.generation import decode_answer, left_padded
-from engine.modeling.models import load_with_checkpoint
+from engine.modeling.models import LoadOptions, load_with_checkpoint
 from engine.train.fast_loss import answer_only_loss, split_causal_lm
 
 METRICS_FILE = "metrics.json"
@@ -274,11 +275,13 @@ def run_evaluation(config_path: str | Path) -> int:
 
         torch.set_grad_enabled(False)
         device = pick_device(cfg.model.device)
+        check_booster(cfg.model.booster, device)
         dtype = inference_dtype(device)
         log(f"evaluating {cfg.model.model_name_or_path}" + (f" with checkpoint {adapter}" if adapter else "")
             + f" on {', '.join(cfg.data.datasets)} (device {device})")
+        options = LoadOptions.of(cfg)  # RoPE scaling and booster, as LlamaBoard's evaluation loads the model
         model, tokenizer, kind = load_with_checkpoint(cfg.model.model_name_or_path, adapter, dtype,
-                                                      cfg.model.trust_remote_code, log, cfg.model.hub)
+                                                      cfg.model.trust_remote_code, log, cfg.model.hub, options)
         model.to(device).eval()
         formatter = training_formatter(cfg, tokenizer)
         items = prepare_items(cfg, formatter, samples, log)
@@ -305,7 +308,7 @@ def run_evaluation(config_path: str | Path) -> int:
                 del model
                 gc.collect()
                 model, tokenizer, _ = load_with_checkpoint(cfg.model.model_name_or_path, "", dtype,
-                                                           cfg.model.trust_remote_code, log, cfg.model.hub)
+                                                           cfg.model.trust_remote_code, log, cfg.model.hub, options)
                 model.to(device).eval()
                 formatter = training_formatter(cfg, tokenizer)
             context = model.disable_adapter() if (key == BASE and kind == "lora") else contextlib.nullcontext()

@@ -8,20 +8,24 @@ from transformers import Trainer
 
 from engine.core.config import RunConfig
 from engine.core.model_files import adapter_chain
+from engine.modeling.expansion import embedding_names, expand_blocks
 
 
 def _names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def lora_config(cfg: RunConfig, task_type: str = "CAUSAL_LM"):
-    """peft's LoraConfig for the form's LoRA settings (rsLoRA, DoRA, PiSSA, extra trained modules)."""
+def lora_config(cfg: RunConfig, task_type: str = "CAUSAL_LM", embeddings: list[str] | None = None):
+    """peft's LoraConfig for the form's LoRA settings (rsLoRA, DoRA, PiSSA, extra trained modules);
+    ``embeddings``: the embedding layers' names, trained in full and saved with the adapter (resize vocab)."""
     lora = cfg.lora
     target = lora.target.strip()
     modules_to_save = _names(lora.additional_target)
     if task_type == "SEQ_CLS":
         modules_to_save.append("score")  # the reward head starts untrained: it must learn in full
+    modules_to_save += [name for name in embeddings or [] if name not in modules_to_save]
     return LoraConfig(
+        ensure_weight_tying=bool(embeddings),  # tied input and output embeddings stay one trained matrix
         task_type=task_type, r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
         target_modules="all-linear" if target in ("all", "") else _names(target),
         modules_to_save=modules_to_save or None, use_rslora=lora.use_rslora, use_dora=lora.use_dora,
@@ -52,8 +56,9 @@ def _apply_lora(model, cfg: RunConfig, log, task_type: str):
         return PeftModel.from_pretrained(model, cfg.model.adapter_path, is_trainable=True)
     if cfg.model.adapter_path:
         log("training a new adapter on top")
+    embeddings = embedding_names(model) if cfg.train.resize_vocab else None
     try:
-        return get_peft_model(model, lora_config(cfg, task_type))
+        return get_peft_model(model, lora_config(cfg, task_type, embeddings))
     except ValueError as exc:
         raise ValueError(f"lora.target: {exc}") from None
 
@@ -69,9 +74,12 @@ def merged_parents(cfg: RunConfig) -> list[str]:
 
 def _apply_freeze(model, cfg: RunConfig, log):
     freeze = cfg.freeze
+    added = expand_blocks(model, freeze.trainable_layers, log) if freeze.use_llama_pro else None
     layers = decoder_layers(model)
     n = min(abs(freeze.trainable_layers), len(layers))
     chosen = layers[-n:] if freeze.trainable_layers > 0 else layers[:n]
+    if added is not None:
+        chosen, n = [layers[i] for i in added], len(added)
     wanted = _names(freeze.trainable_modules)
     train_all = not wanted or wanted == ["all"]
     trainable = set()
@@ -79,7 +87,7 @@ def _apply_freeze(model, cfg: RunConfig, log):
         for name, p in layer.named_parameters():
             if train_all or any(w in name.split(".") for w in wanted):
                 trainable.add(id(p))
-    extra = _names(freeze.extra_modules)
+    extra = _names(freeze.extra_modules) + (embedding_names(model) if cfg.train.resize_vocab else [])
     for name, p in model.named_parameters():
         if any(e in name.split(".") for e in extra):
             trainable.add(id(p))
@@ -88,7 +96,7 @@ def _apply_freeze(model, cfg: RunConfig, log):
                          f"{freeze.trainable_modules!r}")
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
-    side = "last" if freeze.trainable_layers > 0 else "first"
+    side = "added" if added is not None else "last" if freeze.trainable_layers > 0 else "first"
     log(f"freeze: training the {side} {n} of {len(layers)} layers"
         + ("" if train_all else f" (modules {', '.join(wanted)})") + (f" and {', '.join(extra)}" if extra else ""))
     return model

@@ -32,10 +32,11 @@ from engine.core.chat_settings import GenerationSettings
 from engine.core.devices import empty_cache, inference_dtype, pick_device
 from engine.core.download import downloaded_folder
 from engine.core.model_files import ModelLoadError, ModelUnloaded, adapter_chain, check_checkpoint
+from engine.core.model_options import check_booster
 from engine.core.reasoning import Reply, opened_thought, split_reply
 from engine.core.templates import ChatFormatter
 from engine.modeling.generation import left_padded
-from engine.modeling.models import load_model, load_tokenizer
+from engine.modeling.models import LoadOptions, fit_adapter_vocab, load_model, load_tokenizer
 
 BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
@@ -45,6 +46,7 @@ class _BaseKey:
     model: str
     device: str
     trust_remote_code: bool
+    options: LoadOptions = LoadOptions()
 
 
 class ChatEngine:
@@ -76,21 +78,25 @@ class ChatEngine:
                 "reasoning": self.formatter.reasoning if self.formatter is not None else ""}
 
     def load(self, model_name_or_path: str, adapter_path: str = "", template: str = "auto",
-             device: str = "auto", trust_remote_code: bool = False, hub: str = "auto") -> None:
-        """Load (or reuse) the base model and select ``adapter_path`` on it."""
+             device: str = "auto", trust_remote_code: bool = False, hub: str = "auto", rope_scaling: str = "none",
+             booster: str = "auto") -> None:
+        """Load (or reuse) the base model and select ``adapter_path`` on it; ``rope_scaling`` and ``booster`` as
+        the top bar's (RoPE scaled for inference: engine.core.model_options)."""
+        options = LoadOptions(rope_scaling, booster)
         kind = check_checkpoint(adapter_path) if adapter_path else None
         chain = adapter_chain(adapter_path) if kind == "lora" else []  # refused before the model is touched
         dev = pick_device(device)
+        check_booster(options.booster, dev)
         # A full/freeze checkpoint is a whole model: it becomes the base.
         base_source = adapter_path if kind == "full" else model_name_or_path
-        key = _BaseKey(base_source, dev, trust_remote_code)
+        key = _BaseKey(base_source, dev, trust_remote_code, options)
         # Waits for the answer being generated: swapping weights or adapters under it would change it mid-way.
         with self._generate_lock, self._state_lock:
             if self._base_key != key:
                 self._release()
                 tokenizer = load_tokenizer(base_source, trust_remote_code, hub)  # hub: where a repo id comes from
                 model = load_model(base_source, dtype=inference_dtype(dev), trust_remote_code=trust_remote_code,
-                                   hub=hub)
+                                   hub=hub, options=options)
                 model.to(dev).eval()
                 self.model, self.tokenizer, self.device, self._base_key = model, tokenizer, dev, key
                 self.folder = downloaded_folder(base_source, hub)
@@ -114,6 +120,7 @@ class ChatEngine:
             try:
                 with warnings.catch_warnings():  # several adapters on one model is what the engine is for
                     warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                    fit_adapter_vocab(self.model, path, log=lambda _line: None)  # trained with resize vocab
                     self.model.load_adapter(path, adapter_name=name)
             except Exception as exc:  # noqa: BLE001 - peft raises several types for mismatched adapters
                 raise ModelLoadError(f"cannot attach adapter {path!r} to this model: {exc}", key="adapter_mismatch",

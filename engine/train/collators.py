@@ -41,10 +41,13 @@ class PackingCollator:
 
     With ``multiple`` > 1 the row is rounded up with padding that continues the last sample (positions going
     on, no labels): causal attention never shows it to a real token, so the loss is unchanged. Its count goes
-    in the batch under TAIL_PADDING."""
+    in the batch under TAIL_PADDING.
 
-    def __init__(self, pad_token_id: int, multiple: int = 1):
-        self.pad_token_id, self.multiple = pad_token_id, multiple
+    ``neat`` off (LlamaBoard's plain packing): the positions run on through the whole row, so it is one causal
+    sequence and each sample attends to the samples before it too."""
+
+    def __init__(self, pad_token_id: int, multiple: int = 1, neat: bool = True):
+        self.pad_token_id, self.multiple, self.neat = pad_token_id, multiple, neat
         self._flatten = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)
 
     def __call__(self, rows: list[dict]) -> dict:
@@ -58,4 +61,6 @@ class PackingCollator:
                     "position_ids": torch.arange(1, extra + 1).unsqueeze(0) + last}
             batch = {k: torch.cat([v, tail[k].to(v.dtype)], dim=1) if k in tail else v for k, v in batch.items()}
             batch[TAIL_PADDING] = extra
+        if not self.neat:
+            batch["position_ids"] = torch.arange(batch["input_ids"].shape[1]).unsqueeze(0)
         return batch

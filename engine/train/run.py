@@ -31,6 +31,7 @@ from engine.core.devices import batch_width_multiple, pick_device, resolve_compu
 from engine.core.encode import encode_dataset
 from engine.core.fileio import atomic_write_json
 from engine.core.model_files import PARENTS_FILE
+from engine.core.model_options import check_booster
 from engine.core.rundir import FINISHED, RUNNING, STOPPED, RunDir
 from engine.jobs.job import (
     JobOutcome,
@@ -43,10 +44,12 @@ from engine.jobs.job import (
     settle_imports,
     start_job,
 )
+from engine.modeling.expansion import resize_vocab
 from engine.modeling.finetuning import apply_finetuning, loraplus_optimizer, merged_parents
-from engine.modeling.models import load_model, load_tokenizer
+from engine.modeling.models import LoadOptions, load_model, load_tokenizer
 from engine.train.lean_activations import apply_lean_activations
 from engine.train.probes import make_probe_callback
+from engine.train.shift_attention import use_shift_attention
 from engine.train.trainers import build_trainer, check_tracker, deepspeed_config, stage_arguments, training_arguments
 
 
@@ -188,6 +191,7 @@ def _check_device_features(cfg: RunConfig, device: str) -> None:
                                f"is on {device}. Choose none.")
         if importlib.util.find_spec("deepspeed") is None:
             raise RuntimeError("distributed.deepspeed: the deepspeed package is not installed (pip install deepspeed)")
+    check_booster(cfg.model.booster, device)
 
 
 def _quantization_config(cfg: RunConfig, compute_dtype):
@@ -199,7 +203,7 @@ def _quantization_config(cfg: RunConfig, compute_dtype):
                               bnb_4bit_compute_dtype=compute_dtype)
 
 
-def _load_models(cfg: RunConfig, device: str, compute: str, log):
+def _load_models(cfg: RunConfig, device: str, compute: str, tokenizer, log):
     """The model to train (wrapped for its method) and, where the stage needs one, a frozen reference."""
     half = {"bf16": torch.bfloat16, "fp16": torch.float16, "pure_bf16": torch.bfloat16}.get(compute)
     # LoRA's frozen base weights live in half precision (its adapters stay fp32, under autocast): faster and
@@ -214,19 +218,26 @@ def _load_models(cfg: RunConfig, device: str, compute: str, log):
     quant = _quantization_config(cfg, half or torch.float32)
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": int(os.environ.get("LOCAL_RANK", "0"))})
+    options = LoadOptions.of(cfg, training=True)
     model = load_model(source, dtype=load_dtype, trust_remote_code=cfg.model.trust_remote_code,
-                       reward_head=reward, hub=cfg.model.hub, **kwargs)
+                       reward_head=reward, hub=cfg.model.hub, options=options, log=log, **kwargs)
     model.config.use_cache = False
     if reward and model.config.pad_token_id is None:
-        tokenizer = load_tokenizer(cfg.model.model_name_or_path, cfg.model.trust_remote_code, cfg.model.hub)
         model.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.train.resize_vocab:
+        resize_vocab(model, tokenizer, log)
     model = apply_finetuning(model, cfg, log, task_type="SEQ_CLS" if reward else "CAUSAL_LM")
-    apply_lean_activations(model, log, device=device)  # LoRA modules that can keep fewer activations for backward
+    if cfg.model.booster != "none":  # none: plain transformers, none of TuneBoard's fast paths
+        apply_lean_activations(model, log, device=device)  # LoRA modules that can keep fewer activations
+    if cfg.train.shift_attn:
+        use_shift_attention(model, log)
     ref_model = None
     if cfg.train.stage in ("dpo", "kto") and not lora:
         # LoRA's reference is the model with its adapter switched off; other methods need a frozen copy.
         ref_model = load_model(source, dtype=load_dtype, trust_remote_code=cfg.model.trust_remote_code,
-                               hub=cfg.model.hub).eval()
+                               hub=cfg.model.hub, options=options, log=log).eval()
+        if cfg.train.resize_vocab:
+            resize_vocab(ref_model, tokenizer, log)
         ref_model.requires_grad_(False)
     return model, ref_model
 
@@ -275,7 +286,7 @@ def run_training(config_path: str | Path) -> int:
             deepspeed.init_distributed(timeout=datetime.timedelta(seconds=args.get("ddp_timeout", 1800)))
         # Before the model loads: under ZeRO-3 this is what makes from_pretrained load it partitioned.
         arguments = stage_arguments(cfg, args)
-        model, ref_model = _load_models(cfg, device, compute, log)
+        model, ref_model = _load_models(cfg, device, compute, tokenizer, log)
         # ZeRO-3 leaves each rank an empty placeholder per weight; ds_numel is the weight's real size.
         trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
         total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())

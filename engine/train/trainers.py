@@ -176,12 +176,18 @@ def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_
 
 
 def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, callbacks, log, width_multiple):
-    if cfg.data.packing:
+    own = cfg.model.booster != "none"  # booster none: plain transformers, none of TuneBoard's fast paths
+    if cfg.data.packing and cfg.data.neat_packing and own:
         use_segment_attention(model, log)  # packed rows attend sample by sample
     # The answer-only loss calls the model's parts directly, around the DDP wrapper's forward that
     # synchronises gradients: with several processes the standard loss is used.
-    fast = fast_loss_enabled() and world_size() == 1
-    collator = (PackingCollator if cfg.data.packing else PaddingCollator)(tokenizer.pad_token_id, width_multiple)
+    fast = fast_loss_enabled() and world_size() == 1 and own
+    if cfg.data.packing:
+        collator = PackingCollator(tokenizer.pad_token_id, width_multiple, neat=cfg.data.neat_packing)
+        if not cfg.data.neat_packing:
+            log("plain packing (neat packing off): the samples of a row attend to the samples before them")
+    else:
+        collator = PaddingCollator(tokenizer.pad_token_id, width_multiple)
     train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=not cfg.data.packing)
     trainer_class = make_trainer_class(log, fast_loss=fast)
     return trainer_class(model=model, args=arguments, train_dataset=train_ds, eval_dataset=eval_ds,
