@@ -23,6 +23,7 @@ def base(demo_model_dir):
     return model, ids, logits
 
 
+@pytest.mark.slow  # four loads and forwards of the demo model
 @pytest.mark.parametrize("kind, changes_short_positions", [
     ("linear", True), ("yarn", True), ("llama3", True),
     ("dynamic", False),  # dynamic NTK only changes anything beyond the trained 8192 positions
@@ -54,6 +55,7 @@ def _freeze_cfg(layers: int) -> RunConfig:
     return cfg
 
 
+@pytest.mark.slow  # a backward pass through the expanded model
 def test_llama_pro_blocks_start_as_identity_and_alone_train(demo_model_dir, base):
     _, ids, plain = base
     model = load_model(str(demo_model_dir))
@@ -84,6 +86,7 @@ def test_an_expanded_checkpoint_is_not_expanded_again(demo_model_dir, tmp_path):
     assert again.config.num_hidden_layers == 32 and "continuing" in lines[0]
 
 
+@pytest.mark.slow  # a backward pass through the resized model
 def test_resize_vocab_grows_to_a_multiple_of_64_and_trains_the_embeddings(demo_model_dir):
     tokenizer = load_tokenizer(str(demo_model_dir))
     tokenizer.add_tokens(["<tuneboard_new>"])
