@@ -47,11 +47,16 @@ def _load_failure(model_name_or_path: str, what: str, exc: BaseException) -> Mod
 
 def load_tokenizer(model_name_or_path: str, trust_remote_code: bool = False, hub: str = "auto"):
     path = resolve_model_path(model_name_or_path, hub)
+    return _tokenizer_in(path, model_name_or_path, trust_remote_code)
+
+
+def _tokenizer_in(path: str, name: str, trust_remote_code: bool):
+    """The tokenizer in folder ``path`` (``name``: how the user knows it), a pad token set."""
     check_remote_code(path, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise _load_failure(model_name_or_path, "the tokenizer of", exc) from None
+        raise _load_failure(name, "the tokenizer of", exc) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -162,7 +167,8 @@ def load_with_checkpoint(model_name_or_path: str, adapter_path: str = "", dtype=
             model = PeftModel.from_pretrained(model, parent).merge_and_unload()
             log(f"merged parent adapter {parent}")
         if fit_adapter_vocab(model, adapter_path, log) and has_tokenizer_files(adapter_path):
-            tokenizer = load_tokenizer(adapter_path, trust_remote_code)  # the one whose tokens the rows are
+            # the tokenizer whose tokens the new rows are (the adapter folder has no config.json to load it by)
+            tokenizer = _tokenizer_in(adapter_path, adapter_path, trust_remote_code)
         try:
             model = PeftModel.from_pretrained(model, adapter_path, is_trainable=False)
         except Exception as exc:  # noqa: BLE001 - peft raises several types for an adapter that does not fit the base

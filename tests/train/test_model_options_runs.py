@@ -1,0 +1,111 @@
+"""Training jobs with the model-load options, as Start runs them: booster none trains with auto's loss, a LLaMA
+Pro run's checkpoint answers in Chat, and a LoRA run with resize vocab saves its grown embeddings, which
+evaluation/export and Chat load onto the base model; boosters the machine cannot run are refused up front."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from bench.harness import short_train_config
+from engine.core.config import ConfigError
+from tests.helpers.runs import run_cold_job
+
+pytestmark = pytest.mark.slow  # each test trains the demo model for two steps in its own process
+
+
+def _two_steps(**train):
+    cfg = short_train_config(8, cutoff_len=64, extra_args='{"max_steps": 2}', **train)
+    cfg.data.packing = True
+    return cfg
+
+
+def _losses(run) -> list[float]:
+    return [e["loss"] for e in run.read_events() if "loss" in e and not e.get("initial")]
+
+
+def _answer(eng) -> str:
+    from engine.core.chat_settings import GenerationSettings
+
+    question = [{"role": "user", "content": "Who are you?"}]
+    return list(eng.stream(question, GenerationSettings(max_new_tokens=8, temperature=0.0)))[-1]
+
+
+def test_booster_none_trains_with_the_loss_of_auto(tmp_path):
+    runs = {}
+    for booster in ("auto", "none"):
+        cfg = _two_steps()
+        cfg.model.booster = booster
+        run, status = run_cold_job(cfg, tmp_path / booster)
+        assert status["state"] == "finished", run.log_tail(30)
+        runs[booster] = run
+    auto, plain = (_losses(runs[b]) for b in ("auto", "none"))
+    assert len(auto) == len(plain) == 2
+    assert plain == pytest.approx(auto, rel=2e-3)
+    assert "answer-only loss on" in runs["auto"].log_tail(80)
+    log = runs["none"].log_tail(80)
+    assert "answer-only loss" not in log and "sample by sample" not in log  # none of TuneBoard's fast paths
+
+
+def test_llama_pro_checkpoint_answers_in_chat(tmp_path):
+    from engine.serve.chat import ChatEngine
+
+    cfg = _two_steps(finetuning_type="freeze")
+    cfg.freeze.use_llama_pro, cfg.freeze.trainable_layers = True, 2
+    run, status = run_cold_job(cfg, tmp_path / "pro")
+    assert status["state"] == "finished", run.log_tail(30)
+    log = run.log_tail(80)
+    assert "LLaMA Pro: 2 blocks added at [15, 31]" in log and "freeze: training the added 2 of 32 layers" in log
+    eng = ChatEngine()
+    eng.load("demo/SmolLM2-135M-Instruct", str(run.path), device="cpu")  # a whole model: it becomes the base
+    assert eng.model.config.num_hidden_layers == 32 and eng.model.config.llama_pro_blocks == [15, 31]
+    assert _answer(eng)
+    eng.unload()
+
+
+def test_resized_vocabulary_trains_and_loads_everywhere(tmp_path, demo_model_dir):
+    from transformers import AutoTokenizer
+
+    from engine.modeling.models import load_with_checkpoint
+    from engine.serve.chat import ChatEngine
+
+    model_dir = tmp_path / "model"  # the demo model with one token added to its tokenizer
+    model_dir.mkdir()
+    for f in demo_model_dir.iterdir():
+        if f.is_file():
+            try:
+                os.link(f, model_dir / f.name)
+            except OSError:
+                shutil.copy(f, model_dir / f.name)
+    tokenizer = AutoTokenizer.from_pretrained(demo_model_dir)
+    tokenizer.add_tokens(["<tuneboard_new>"])
+    tokenizer.save_pretrained(model_dir)
+    cfg = _two_steps(resize_vocab=True)
+    cfg.model.model_name_or_path = str(model_dir)
+    run, status = run_cold_job(cfg, tmp_path / "resized")
+    assert status["state"] == "finished", run.log_tail(30)
+    assert "resize vocab: embeddings 49152 -> 49216 rows (tokenizer: 49153 tokens)" in run.log_tail(80)
+    model, loaded_tokenizer, kind = load_with_checkpoint(str(model_dir), str(run.path), log=lambda _line: None)
+    assert kind == "lora" and model.get_input_embeddings().weight.shape[0] == 49216
+    assert len(loaded_tokenizer) == 49153
+    eng = ChatEngine()
+    eng.load(str(model_dir), str(run.path), device="cpu")
+    assert _answer(eng)
+    eng.unload()
+
+
+def test_boosters_this_machine_cannot_run_are_refused_before_loading(demo_model_dir):
+    from engine.serve.chat import ChatEngine
+    from engine.train.run import _check_device_features
+
+    cfg = _two_steps()
+    cfg.model.booster = "flashattn2"
+    with pytest.raises(ConfigError) as err:
+        _check_device_features(cfg, "cpu")
+    assert err.value.field_name == "model.booster" and err.value.key == "booster_needs_cuda"
+    eng = ChatEngine()
+    with pytest.raises(ConfigError):
+        eng.load(str(demo_model_dir), device="cpu", booster="liger_kernel")
+    assert not eng.loaded
