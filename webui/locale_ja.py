@@ -1,12 +1,12 @@
 """Japanese texts: the keys of webui/locales.py, merged there (``{allowed}`` becomes the extra-argument list)."""
 
 FIELD_TEXT = {
-    'model.rope_scaling': ('RoPE スケーリング', '使用する RoPE スケーリング方法。学習ではカットオフ長がモデルの最大位置数を超えると ceil(カットオフ長 / 最大位置数) 倍、チャットと評価では 2 倍にします。'),
-    'model.booster': ('ブースター', 'トレーニング速度を向上させるためのアプローチ。auto：TuneBoard 独自の高速化。flashattn2 と liger_kernel には CUDA GPU とそのパッケージ（flash-attn、liger-kernel）が必要。none：素の transformers。'),
-    'data.neat_packing': ('無汚染パッキングを使用', 'パッキング後のシーケンス間のクロスアテンションを避けます。オフにすると、同じ行のサンプル同士が注意し合います。'),
-    'train.resize_vocab': ('トークン埋め込みのサイズ変更', 'トークナイザーの語彙と埋め込み層のサイズを変更し（トークナイザーの長さ、64 の倍数）、学習します。'),
-    'train.shift_attn': ('S^2 Attention を有効化', 'LongLoRA が提案した shift short attention を使います（学習時のみ。パッキングはオフにする必要があります）。'),
-    'freeze.use_llama_pro': ('LLaMA Pro を有効化', '拡張ブロックのパラメータのみをトレーニングします：学習可能な層の数だけ恒等初期化したブロックを追加します（freeze 方式）。'),
+    "model.rope_scaling": ("RoPE スケーリング", "使用する RoPE スケーリング方法。学習ではカットオフ長がモデルの最大位置数を超えると ceil(カットオフ長 / 最大位置数) 倍、チャットと評価では 2 倍にします。"),
+    "model.booster": ("ブースター", "トレーニング速度を向上させるためのアプローチ。auto：TuneBoard 独自の高速化。flashattn2 と liger_kernel には CUDA GPU とそのパッケージ（flash-attn、liger-kernel）が必要。none：素の transformers。"),
+    "data.neat_packing": ("無汚染パッキングを使用", "パッキング後のシーケンス間のクロスアテンションを避けます。オフにすると、同じ行のサンプル同士が注意し合います。"),
+    "train.resize_vocab": ("トークン埋め込みのサイズ変更", "トークナイザーの語彙と埋め込み層のサイズを変更し（トークナイザーの長さ、64 の倍数）、学習します。"),
+    "train.shift_attn": ("S^2 Attention を有効化", "LongLoRA が提案した shift short attention を使います（学習時のみ。パッキングはオフにする必要があります）。"),
+    "freeze.use_llama_pro": ("LLaMA Pro を有効化", "拡張ブロックのパラメータのみをトレーニングします：学習可能な層の数だけ恒等初期化したブロックを追加します（freeze 方式）。"),
     "train.probe_questions": ("プローブ質問", "モデルがステップ 0、保存と評価のたび、そして最後にこれらの質問に（貪欲デコードで）答え、損失グラフの横の表に表示されます。1 行に 1 問、空欄なら質問しません。"),
     "train.probe_max_new_tokens": ("プローブ回答の長さ", "プローブ回答の最大トークン数。"),
     # top bar
@@ -577,12 +577,13 @@ MESSAGES = {
 
 # ConfigError messages, by engine.core.config.CONFIG_MESSAGES key (merged as cfg_err_<key>)
 CONFIG_ERRORS = {
-    'llama_pro_needs_freeze': 'LLaMA Pro は追加したブロックを学習します：freeze 方式を選んでください',
-    'llama_pro_layers': 'LLaMA Pro では追加するブロック数です：正の数にしてください',
-    'shift_attn_packing': 'shift short attention はパディングしたバッチで動きます：パッキングをオフにしてください',
-    'shift_attn_booster': 'shift short attention は PyTorch SDPA で動きます：ブースターを auto か none にしてください',
-    'booster_needs_cuda': '{booster} には CUDA GPU が必要です。この実行は {device} 上です。auto か none を選んでください',
-    'booster_needs_package': '{booster} には {package} パッケージが必要です（{command}）',
+    "llama_pro_zero3": "LLaMA Pro はブロック全体を複製しますが、ZeRO-3 はそれをデバイス間で分割します：none か 2 を選んでください",
+    "llama_pro_needs_freeze": "LLaMA Pro は追加したブロックを学習します：freeze 方式を選んでください",
+    "llama_pro_layers": "LLaMA Pro では追加するブロック数です：正の数にしてください",
+    "shift_attn_packing": "shift short attention はパディングしたバッチで動きます：パッキングをオフにしてください",
+    "shift_attn_booster": "shift short attention は PyTorch SDPA で動きます：ブースターを auto か none にしてください",
+    "booster_needs_cuda": "{booster} には CUDA GPU が必要です。この実行は {device} 上です。auto か none を選んでください",
+    "booster_needs_package": "{booster} には {package} パッケージが必要です（{command}）",
     "not_sections": "セクションのマッピングが必要ですが、{kind} でした",
     "unknown_section": "不明なセクションです（既知：{known}）",
     "yaml_invalid": "有効な YAML ではありません：{error}",

@@ -1,12 +1,12 @@
 """Korean texts: the keys of webui/locales.py, merged there (``{allowed}`` becomes the extra-argument list)."""
 
 FIELD_TEXT = {
-    'model.rope_scaling': ('RoPE 스케일링', '사용할 RoPE 스케일링 방법. 학습에서는 컷오프 길이가 모델의 최대 위치 수보다 길면 ceil(컷오프 길이 / 최대 위치 수)배, 채팅과 평가에서는 2배로 스케일링합니다.'),
-    'model.booster': ('부스터', '훈련 속도를 향상시키기 위해 사용된 접근 방식. auto: TuneBoard 자체 가속; flashattn2와 liger_kernel은 CUDA GPU와 해당 패키지(flash-attn, liger-kernel)가 필요; none: 기본 transformers.'),
-    'data.neat_packing': ('니트 패킹 사용', '패킹된 시퀀스 간의 크로스 어텐션을 피합니다. 끄면 한 행의 샘플들이 서로 어텐션합니다.'),
-    'train.resize_vocab': ('토큰 임베딩의 사이즈 조정', '토크나이저 어휘와 임베딩 레이어의 크기를 조정하고(토크나이저 길이, 64의 배수) 학습합니다.'),
-    'train.shift_attn': ('S^2 Attention 사용', 'LongLoRA에서 제안한 shift short attention을 사용합니다(학습 시에만, 패킹을 꺼야 함).'),
-    'freeze.use_llama_pro': ('LLaMA Pro 사용', '확장된 블록의 매개변수를 학습 가능하게 만듭니다: 학습 가능한 레이어 수만큼 항등 초기화된 블록을 추가합니다(freeze 방식).'),
+    "model.rope_scaling": ("RoPE 스케일링", "사용할 RoPE 스케일링 방법. 학습에서는 컷오프 길이가 모델의 최대 위치 수보다 길면 ceil(컷오프 길이 / 최대 위치 수)배, 채팅과 평가에서는 2배로 스케일링합니다."),
+    "model.booster": ("부스터", "훈련 속도를 향상시키기 위해 사용된 접근 방식. auto: TuneBoard 자체 가속; flashattn2와 liger_kernel은 CUDA GPU와 해당 패키지(flash-attn, liger-kernel)가 필요; none: 기본 transformers."),
+    "data.neat_packing": ("니트 패킹 사용", "패킹된 시퀀스 간의 크로스 어텐션을 피합니다. 끄면 한 행의 샘플들이 서로 어텐션합니다."),
+    "train.resize_vocab": ("토큰 임베딩의 사이즈 조정", "토크나이저 어휘와 임베딩 레이어의 크기를 조정하고(토크나이저 길이, 64의 배수) 학습합니다."),
+    "train.shift_attn": ("S^2 Attention 사용", "LongLoRA에서 제안한 shift short attention을 사용합니다(학습 시에만, 패킹을 꺼야 함)."),
+    "freeze.use_llama_pro": ("LLaMA Pro 사용", "확장된 블록의 매개변수를 학습 가능하게 만듭니다: 학습 가능한 레이어 수만큼 항등 초기화된 블록을 추가합니다(freeze 방식)."),
     "train.probe_questions": ("프로브 질문", "모델이 0단계, 저장과 평가 때마다, 그리고 마지막에 이 질문들에 (그리디 디코딩으로) 답하며, 손실 그래프 옆의 표에 표시됩니다. 한 줄에 하나씩, 비워 두면 묻지 않습니다."),
     "train.probe_max_new_tokens": ("프로브 답변 길이", "프로브 답변의 최대 토큰 수."),
     # top bar
@@ -574,12 +574,13 @@ MESSAGES = {
 
 # ConfigError messages, by engine.core.config.CONFIG_MESSAGES key (merged as cfg_err_<key>)
 CONFIG_ERRORS = {
-    'llama_pro_needs_freeze': 'LLaMA Pro는 추가된 블록을 학습합니다: freeze 방식을 고르세요',
-    'llama_pro_layers': 'LLaMA Pro에서는 추가할 블록 수입니다: 양수여야 합니다',
-    'shift_attn_packing': 'shift short attention은 패딩된 배치에서 작동합니다: 패킹을 끄세요',
-    'shift_attn_booster': 'shift short attention은 PyTorch SDPA에서 작동합니다: 부스터를 auto 또는 none으로 고르세요',
-    'booster_needs_cuda': '{booster}에는 CUDA GPU가 필요합니다. 이 실행은 {device}에서 돌아갑니다. auto 또는 none을 고르세요',
-    'booster_needs_package': '{booster}에는 {package} 패키지가 필요합니다({command})',
+    "llama_pro_zero3": "LLaMA Pro는 블록 전체를 복사하는데, ZeRO-3는 이를 여러 장치에 나눕니다: none 또는 2를 고르세요",
+    "llama_pro_needs_freeze": "LLaMA Pro는 추가된 블록을 학습합니다: freeze 방식을 고르세요",
+    "llama_pro_layers": "LLaMA Pro에서는 추가할 블록 수입니다: 양수여야 합니다",
+    "shift_attn_packing": "shift short attention은 패딩된 배치에서 작동합니다: 패킹을 끄세요",
+    "shift_attn_booster": "shift short attention은 PyTorch SDPA에서 작동합니다: 부스터를 auto 또는 none으로 고르세요",
+    "booster_needs_cuda": "{booster}에는 CUDA GPU가 필요합니다. 이 실행은 {device}에서 돌아갑니다. auto 또는 none을 고르세요",
+    "booster_needs_package": "{booster}에는 {package} 패키지가 필요합니다({command})",
     "not_sections": "섹션 매핑이 필요하지만 {kind}입니다",
     "unknown_section": "알 수 없는 섹션입니다 (알려진 섹션: {known})",
     "yaml_invalid": "올바른 YAML이 아닙니다: {error}",

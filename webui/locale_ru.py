@@ -1,12 +1,12 @@
 """Russian texts: the keys of webui/locales.py, merged there (``{allowed}`` becomes the extra-argument list)."""
 
 FIELD_TEXT = {
-    'model.rope_scaling': ('Масштабирование RoPE', 'Метод масштабирования RoPE. При обучении — в ceil(длина отсечения / число позиций модели) раз, если отсечение длиннее; в чате и оценке — в 2 раза.'),
-    'model.booster': ('Ускоритель', 'Подход, используемый для ускорения обучения. auto: собственные ускорения TuneBoard; flashattn2 и liger_kernel требуют GPU CUDA и свой пакет (flash-attn, liger-kernel); none: обычный transformers.'),
-    'data.neat_packing': ('Используйте аккуратную упаковку', 'Избегайте перекрёстного внимания между упакованными последовательностями; если выключено, примеры одной строки видят друг друга.'),
-    'train.resize_vocab': ('Изменение размера токенных эмбеддингов', 'Изменить размер словаря токенизатора и слоёв эмбеддинга (до длины токенизатора, кратно 64) и обучать их.'),
-    'train.shift_attn': ('Включить S^2 внимание', 'Использовать сдвинутое короткое внимание (shift short attention) из LongLoRA (только обучение; упаковку нужно выключить).'),
-    'freeze.use_llama_pro': ('Включить LLaMA Pro', 'Сделать параметры в расширенных блоках обучаемыми: добавляется столько блоков с тождественной инициализацией, сколько обучаемых слоёв (метод freeze).'),
+    "model.rope_scaling": ("Масштабирование RoPE", "Метод масштабирования RoPE. При обучении — в ceil(длина отсечения / число позиций модели) раз, если отсечение длиннее; в чате и оценке — в 2 раза."),
+    "model.booster": ("Ускоритель", "Подход, используемый для ускорения обучения. auto: собственные ускорения TuneBoard; flashattn2 и liger_kernel требуют GPU CUDA и свой пакет (flash-attn, liger-kernel); none: обычный transformers."),
+    "data.neat_packing": ("Используйте аккуратную упаковку", "Избегайте перекрёстного внимания между упакованными последовательностями; если выключено, примеры одной строки видят друг друга."),
+    "train.resize_vocab": ("Изменение размера токенных эмбеддингов", "Изменить размер словаря токенизатора и слоёв эмбеддинга (до длины токенизатора, кратно 64) и обучать их."),
+    "train.shift_attn": ("Включить S^2 внимание", "Использовать сдвинутое короткое внимание (shift short attention) из LongLoRA (только обучение; упаковку нужно выключить)."),
+    "freeze.use_llama_pro": ("Включить LLaMA Pro", "Сделать параметры в расширенных блоках обучаемыми: добавляется столько блоков с тождественной инициализацией, сколько обучаемых слоёв (метод freeze)."),
     "train.probe_questions": ("Контрольные вопросы", "Модель отвечает на них (жадное декодирование) на шаге 0, при каждом сохранении и оценке и в конце; ответы показаны в таблице рядом с графиком потерь. По одному на строку; пусто — без вопросов."),
     "train.probe_max_new_tokens": ("Длина ответа на вопрос", "Наибольшая длина ответа на контрольный вопрос, в токенах."),
     # top bar
@@ -601,12 +601,13 @@ MESSAGES = {
 
 # ConfigError messages, by engine.core.config.CONFIG_MESSAGES key (merged as cfg_err_<key>)
 CONFIG_ERRORS = {
-    'llama_pro_needs_freeze': 'LLaMA Pro обучает добавленные блоки: выберите метод freeze',
-    'llama_pro_layers': 'с LLaMA Pro это число добавляемых блоков: должно быть положительным',
-    'shift_attn_packing': 'shift short attention работает на батчах с дополнением: выключите упаковку',
-    'shift_attn_booster': 'shift short attention работает на PyTorch SDPA: выберите ускоритель auto или none',
-    'booster_needs_cuda': '{booster} требует GPU CUDA; этот запуск идёт на {device}. Выберите auto или none',
-    'booster_needs_package': '{booster} требует пакет {package} ({command})',
+    "llama_pro_zero3": "LLaMA Pro копирует блоки целиком, а ZeRO-3 делит их между устройствами: выберите none или 2",
+    "llama_pro_needs_freeze": "LLaMA Pro обучает добавленные блоки: выберите метод freeze",
+    "llama_pro_layers": "с LLaMA Pro это число добавляемых блоков: должно быть положительным",
+    "shift_attn_packing": "shift short attention работает на батчах с дополнением: выключите упаковку",
+    "shift_attn_booster": "shift short attention работает на PyTorch SDPA: выберите ускоритель auto или none",
+    "booster_needs_cuda": "{booster} требует GPU CUDA; этот запуск идёт на {device}. Выберите auto или none",
+    "booster_needs_package": "{booster} требует пакет {package} ({command})",
     "not_sections": "ожидалось отображение разделов, получено {kind}",
     "unknown_section": "неизвестный раздел (известные: {known})",
     "yaml_invalid": "недопустимый YAML: {error}",

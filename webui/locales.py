@@ -23,18 +23,29 @@ DEFAULT_LANG = "en"
 # Config field controls: key -> {lang: (label, info)}
 FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     # model-load and data options (top bar's advanced settings, Extra)
-    'model.rope_scaling': {"en": ('RoPE scaling', "RoPE scaling method to use. Training scales by ceil(cutoff / the model's max positions) when the cutoff is longer; chat and evaluation by 2."),
-        "zh": ('RoPE 插值方法', 'RoPE 插值时使用的方法。训练时截断长度超过模型的最大位置数则按 ceil(截断长度 / 最大位置数) 缩放；对话与评估按 2 缩放。')},
-    'model.booster': {"en": ('Booster', "Approach used to boost training speed. auto: TuneBoard's own fast paths; flashattn2 and liger_kernel need a CUDA GPU and their package (flash-attn, liger-kernel); none: plain transformers."),
-        "zh": ('加速方式', '使用的加速方法。auto：TuneBoard 自带的加速；flashattn2 和 liger_kernel 需要 CUDA GPU 及相应的包（flash-attn、liger-kernel）；none：原生 transformers。')},
-    'data.neat_packing': {"en": ('Use neat packing', 'Avoid cross-attention between packed sequences; off, the samples of a packed row attend to each other.'),
-        "zh": ('使用无污染打包', '避免打包后的序列产生交叉注意力；关闭时，同一行中的样本会相互注意。')},
-    'train.resize_vocab': {"en": ('Resize token embeddings', "Resize the tokenizer vocab and the embedding layers (to the tokenizer's length, a multiple of 64) and train them."),
-        "zh": ('更改词表大小', '更改分词器词表和嵌入层的大小（按分词器长度，取 64 的倍数）并训练它们。')},
-    'train.shift_attn': {"en": ('Enable S^2 Attention', 'Use shift short attention proposed by LongLoRA (training only; needs packing off).'),
-        "zh": ('使用 S^2 Attention', '使用 LongLoRA 提出的 shift short attention（仅训练时；需关闭序列打包）。')},
-    'freeze.use_llama_pro': {"en": ('Enable LLaMA Pro', 'Make the parameters in the expanded blocks trainable: adds as many identity-initialised blocks as the trainable layers (freeze method).'),
-        "zh": ('使用 LLaMA Pro', '仅训练块扩展后的参数：按可训练层数添加以恒等方式初始化的新块（freeze 方法）。')},
+    "model.rope_scaling": {"en": ("RoPE scaling", "RoPE scaling method to use. Training scales by ceil(cutoff / the "
+                                                  "model's max positions) when the cutoff is longer; chat and "
+                                                  "evaluation by 2."),
+                           "zh": ("RoPE 插值方法", "RoPE 插值时使用的方法。训练时截断长度超过模型的最大位置数则按 ceil(截断长度 / 最大位置数) 缩放；对话与评估按 2 缩放。")},
+    "model.booster": {"en": ("Booster", "Approach used to boost training speed. auto: TuneBoard's own fast paths; "
+                                        "flashattn2 and liger_kernel need a CUDA GPU and their package (flash-attn, "
+                                        "liger-kernel); none: plain transformers."),
+                      "zh": ("加速方式", "使用的加速方法。auto：TuneBoard 自带的加速；flashattn2 和 liger_kernel 需要 CUDA GPU "
+                                     "及相应的包（flash-attn、liger-kernel）；none：原生 transformers。")},
+    "data.neat_packing": {"en": ("Use neat packing", "Avoid cross-attention between packed sequences; off, the "
+                                                     "samples of a packed row attend to each other."),
+                          "zh": ("使用无污染打包", "避免打包后的序列产生交叉注意力；关闭时，同一行中的样本会相互注意。")},
+    "train.resize_vocab": {"en": ("Resize token embeddings", "Resize the tokenizer vocab and the embedding layers "
+                                                             "(to the tokenizer's length, a multiple of 64) and "
+                                                             "train them."),
+                           "zh": ("更改词表大小", "更改分词器词表和嵌入层的大小（按分词器长度，取 64 的倍数）并训练它们。")},
+    "train.shift_attn": {"en": ("Enable S^2 Attention", "Use shift short attention proposed by LongLoRA (training "
+                                                        "only; needs packing off)."),
+                         "zh": ("使用 S^2 Attention", "使用 LongLoRA 提出的 shift short attention（仅训练时；需关闭序列打包）。")},
+    "freeze.use_llama_pro": {"en": ("Enable LLaMA Pro", "Make the parameters in the expanded blocks trainable: adds "
+                                                        "as many identity-initialised blocks as the trainable "
+                                                        "layers (freeze method)."),
+                             "zh": ("使用 LLaMA Pro", "仅训练块扩展后的参数：按可训练层数添加以恒等方式初始化的新块（freeze 方法）。")},
     # top bar
     "model.model_name_or_path": {"en": ("Model path", "Local folder, or the model's id on the model hub."),
                                  "zh": ("模型路径", "本地模型的文件路径，或模型在模型下载源上的标识符。")},
@@ -901,12 +912,13 @@ CONFIG_ERRORS_ZH = {
     "pissa_with_dora": "PiSSA 初始化不能与 DoRA 同时使用",
     "new_adapter_needs_checkpoint": "请选择一个检查点，在其基础上创建新适配器",
     "compare_needs_checkpoint": "请选择一个检查点再与基础模型对比",
-    'llama_pro_needs_freeze': 'LLaMA Pro 训练扩展出的块：请选择 freeze 方法',
-    'llama_pro_layers': '使用 LLaMA Pro 时这是要添加的块数：必须为正数',
-    'shift_attn_packing': 'shift short attention 需要填充的批次：请取消序列打包',
-    'shift_attn_booster': 'shift short attention 基于 PyTorch SDPA：请选择加速方式 auto 或 none',
-    'booster_needs_cuda': '{booster} 需要 CUDA GPU；本次运行在 {device} 上。请选择 auto 或 none',
-    'booster_needs_package': '{booster} 需要 {package} 包（{command}）',
+    "llama_pro_needs_freeze": "LLaMA Pro 训练扩展出的块：请选择 freeze 方法",
+    "llama_pro_zero3": "LLaMA Pro 需要复制整个块，而 ZeRO-3 会把它们切分到各个设备上：请选择 none 或 2",
+    "llama_pro_layers": "使用 LLaMA Pro 时这是要添加的块数：必须为正数",
+    "shift_attn_packing": "shift short attention 需要填充的批次：请取消序列打包",
+    "shift_attn_booster": "shift short attention 基于 PyTorch SDPA：请选择加速方式 auto 或 none",
+    "booster_needs_cuda": "{booster} 需要 CUDA GPU；本次运行在 {device} 上。请选择 auto 或 none",
+    "booster_needs_package": "{booster} 需要 {package} 包（{command}）",
     "node_rank": "必须小于节点数（{nnodes}）",
     "master_addr": "请填写 0 号节点的地址",
     "master_addr_local": "{addr} 只指向本机；多节点训练时，请填写其他节点能访问到的 0 号节点地址",

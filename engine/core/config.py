@@ -82,6 +82,7 @@ CONFIG_MESSAGES: dict[str, str] = {
     "compare_needs_checkpoint": "choose a checkpoint to compare with the base model",
     "llama_pro_needs_freeze": "LLaMA Pro trains expanded blocks: choose the freeze method",
     "llama_pro_layers": "with LLaMA Pro this is the number of blocks to add: must be positive",
+    "llama_pro_zero3": "LLaMA Pro copies whole blocks, which ZeRO-3 splits across devices: choose none or 2",
     "shift_attn_packing": "shift short attention works on padded batches: untick packing",
     "shift_attn_booster": "shift short attention runs on PyTorch SDPA: choose booster auto or none",
     "booster_needs_cuda": "{booster} needs a CUDA GPU; this run is on {device}. Choose auto or none",
@@ -460,6 +461,8 @@ class RunConfig:
             raise ConfigError("freeze.use_llama_pro", "llama_pro_needs_freeze")
         if self.freeze.use_llama_pro and self.freeze.trainable_layers < 0:
             raise ConfigError("freeze.trainable_layers", "llama_pro_layers")
+        if self.freeze.use_llama_pro and self.distributed.deepspeed == DEEPSPEED_ZERO3:
+            raise ConfigError("distributed.deepspeed", "llama_pro_zero3")
         if t.shift_attn and self.data.packing and t.stage in ("pt", "sft"):  # other stages pad anyway
             raise ConfigError("train.shift_attn", "shift_attn_packing")
         if t.shift_attn and self.model.booster not in ("auto", "none"):

@@ -8,7 +8,7 @@ from transformers import Trainer
 
 from engine.core.config import RunConfig
 from engine.core.model_files import adapter_chain
-from engine.modeling.expansion import embedding_names, expand_blocks
+from engine.modeling.expansion import embedding_names, expand_blocks, layer_list
 
 
 def _names(text: str) -> list[str]:
@@ -103,11 +103,10 @@ def _apply_freeze(model, cfg: RunConfig, log):
 
 
 def decoder_layers(model):
-    for module in model.modules():
-        layers = getattr(module, "layers", None)
-        if layers is not None and hasattr(layers, "__len__") and len(layers) and module is not model:
-            return list(layers)
-    raise ValueError("cannot find the transformer layers of this model for the freeze method")
+    try:
+        return list(layer_list(model))
+    except ValueError:
+        raise ValueError("cannot find the transformer layers of this model for the freeze method") from None
 
 
 def loraplus_optimizer(model, cfg: RunConfig, args):

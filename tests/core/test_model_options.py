@@ -57,6 +57,8 @@ def test_cuda_only_boosters_are_refused_elsewhere_with_what_they_need():
     ({"freeze.use_llama_pro": True}, "freeze.use_llama_pro", "llama_pro_needs_freeze"),
     ({"freeze.use_llama_pro": True, "train.finetuning_type": "freeze", "freeze.trainable_layers": -2},
      "freeze.trainable_layers", "llama_pro_layers"),
+    ({"freeze.use_llama_pro": True, "train.finetuning_type": "freeze", "distributed.deepspeed": "3"},
+     "distributed.deepspeed", "llama_pro_zero3"),
     ({"train.shift_attn": True}, "train.shift_attn", "shift_attn_packing"),
     ({"train.shift_attn": True, "data.packing": False, "model.booster": "flashattn2"}, "train.shift_attn",
      "shift_attn_booster"),
