@@ -57,6 +57,8 @@ EXPORT_DTYPES = ("auto", "bf16", "fp16", "fp32")
 # LlamaBoard's choices (top bar); engine/core/model_options.py says what each does and needs.
 ROPE_SCALINGS = ("none", "linear", "dynamic", "yarn", "llama3")
 BOOSTERS = ("auto", "flashattn2", "liger_kernel", "none")
+CUDA_BOOSTERS = ("flashattn2", "liger_kernel")
+NOT_CUDA = ("cpu", "mps", "npu")
 COMMANDS = ("train", "eval", "export")
 
 
@@ -446,6 +448,10 @@ class RunConfig:
             raise ConfigError("model.model_name_or_path", "empty")
         if command in ("train", "eval") and not self.data.datasets:
             raise ConfigError("data.datasets", "no_dataset")
+        if command in ("train", "eval") and self.model.booster in CUDA_BOOSTERS and self.model.device in NOT_CUDA:
+            # a device chosen by hand is known before the job starts (auto is resolved, and checked, by the job)
+            raise ConfigError("model.booster", "booster_needs_cuda", booster=self.model.booster,
+                              device=self.model.device)
         if command == "export" and not self.export.export_dir.strip():
             raise ConfigError("export.export_dir", "empty")
         if command == "train":

@@ -12,11 +12,11 @@ import importlib.util
 import math
 from dataclasses import dataclass
 
-from engine.core.config import ConfigError
+from engine.core.config import CUDA_BOOSTERS, ConfigError
 
 INFERENCE_FACTOR = 2.0
 
-# booster -> (import name, pip name) of the package it needs; both need a CUDA GPU.
+# Each of CUDA_BOOSTERS -> (import name, pip name) of the package it needs besides a CUDA GPU.
 BOOSTER_PACKAGES = {"flashattn2": ("flash_attn", "flash-attn"), "liger_kernel": ("liger_kernel", "liger-kernel")}
 
 
@@ -71,7 +71,7 @@ def rope_plan(rope_scaling: str, rope_parameters: dict | None, max_positions: in
 def check_booster(booster: str, device: str) -> None:
     """Refuse a booster this device or environment cannot run, saying what it needs (ConfigError on
     ``model.booster``)."""
-    if booster not in BOOSTER_PACKAGES:
+    if booster not in CUDA_BOOSTERS:
         return
     module, package = BOOSTER_PACKAGES[booster]
     if device != "cuda":

@@ -62,6 +62,7 @@ def test_cuda_only_boosters_are_refused_elsewhere_with_what_they_need():
     ({"train.shift_attn": True}, "train.shift_attn", "shift_attn_packing"),
     ({"train.shift_attn": True, "data.packing": False, "model.booster": "flashattn2"}, "train.shift_attn",
      "shift_attn_booster"),
+    ({"model.booster": "liger_kernel", "model.device": "cpu"}, "model.booster", "booster_needs_cuda"),
     ({"model.rope_scaling": "ntk"}, "model.rope_scaling", "not_a_choice"),
     ({"model.booster": "unsloth"}, "model.booster", "not_a_choice"),
 ])
