@@ -1,6 +1,7 @@
-"""Training jobs with the model-load options, as Start runs them: booster none trains with auto's loss, a LLaMA
-Pro run's checkpoint answers in Chat, and a LoRA run with resize vocab saves its grown embeddings, which
-evaluation/export and Chat load onto the base model; boosters the machine cannot run are refused up front."""
+"""Training jobs with the model-load options, as Start runs them: booster none trains with auto's loss; a LLaMA
+Pro run (with S² attention and RoPE scaling) gives a checkpoint that answers in Chat; a LoRA run with resize vocab
+saves its grown embeddings, which evaluation/export and Chat load onto the base model; boosters the machine cannot
+run are refused up front."""
 
 from __future__ import annotations
 
@@ -50,17 +51,24 @@ def test_booster_none_trains_with_the_loss_of_auto(tmp_path):
 
 
 def test_llama_pro_checkpoint_answers_in_chat(tmp_path):
+    """Also shift short attention and RoPE scaling in the same run: a cutoff past the demo model's 8192 positions
+    (the samples stay short) scales them by 2, and the checkpoint keeps the scaled config."""
     from engine.serve.chat import ChatEngine
 
     cfg = _two_steps(finetuning_type="freeze")
-    cfg.freeze.use_llama_pro, cfg.freeze.trainable_layers = True, 2
+    cfg.freeze.use_llama_pro, cfg.freeze.trainable_layers, cfg.train.shift_attn = True, 2, True
+    cfg.data.packing, cfg.data.cutoff_len, cfg.model.rope_scaling = False, 9000, "linear"
+    cfg.validate()
     run, status = run_cold_job(cfg, tmp_path / "pro")
     assert status["state"] == "finished", run.log_tail(30)
     log = run.log_tail(80)
     assert "LLaMA Pro: 2 blocks added at [15, 31]" in log and "freeze: training the added 2 of 32 layers" in log
+    assert "RoPE scaling: linear, factor 2: 8192 -> 16384 positions" in log and "shift short attention" in log
+    assert all(e["loss"] > 0 for e in run.read_events() if "loss" in e)
     eng = ChatEngine()
     eng.load("demo/SmolLM2-135M-Instruct", str(run.path), device="cpu")  # a whole model: it becomes the base
     assert eng.model.config.num_hidden_layers == 32 and eng.model.config.llama_pro_blocks == [15, 31]
+    assert eng.model.config.rope_parameters["factor"] == 2.0
     assert _answer(eng)
     eng.unload()
 
