@@ -68,9 +68,9 @@ def test_each_step_of_prompts_comes_ppo_epochs_times_in_a_row():
 
 @pytest.fixture(scope="module")
 def reward_run(workdirs, demo_model_dir) -> RunDir:
-    """A demo reward model trained for two steps, as the RM stage saves it under saves/."""
+    """A demo reward model trained for one step, as the RM stage saves it under saves/."""
     cfg = tiny_train_config()
-    cfg.train.stage, cfg.data.datasets, cfg.data.max_samples = "rm", ["dpo_demo"], 8
+    cfg.train.stage, cfg.data.datasets, cfg.data.max_samples = "rm", ["dpo_demo"], 4
     cfg.train.save_steps = 100
     run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "ppo-reward")
     run.path.mkdir(parents=True)
@@ -93,11 +93,11 @@ def runner_train(run: RunDir) -> str:
 
 
 def ppo_config(reward_model: str) -> RunConfig:
-    cfg = tiny_train_config(stage="ppo", per_device_train_batch_size=2, logging_steps=1, save_steps=2)
-    cfg.data.max_samples = 4
-    cfg.rlhf.reward_model, cfg.rlhf.ppo_epochs, cfg.rlhf.ppo_max_new_tokens = reward_model, 2, 12
+    cfg = tiny_train_config(per_device_train_batch_size=2, logging_steps=1, save_steps=1)
+    cfg.data.max_samples, cfg.train.stage = 2, "ppo"
+    cfg.rlhf.reward_model, cfg.rlhf.ppo_epochs, cfg.rlhf.ppo_max_new_tokens = reward_model, 2, 8
     cfg.rlhf.ppo_score_norm = cfg.rlhf.ppo_whiten_rewards = True
-    cfg.train.probe_questions = "Who are you?"
+    cfg.train.probe_questions, cfg.train.probe_max_new_tokens = "Who are you?", 4
     cfg.validate()
     return cfg
 
@@ -111,19 +111,19 @@ def test_ppo_trains_on_the_reward_model_and_chat_loads_it(reward_run: RunDir):
     cfg.save(run.config_path, "train")
     assert runner_train(run) == FINISHED, run.log_tail(40)
     status = run.read_status()
-    # 4 prompts in batches of 2, each batch's answers trained on twice: 4 optimizer steps.
-    assert status["step"] == status["total_steps"] == 4
+    # 2 prompts in one batch, its answers trained on twice: 2 optimizer steps.
+    assert status["step"] == status["total_steps"] == 2
     events = run.read_events()
     points = [e for e in events if "loss" in e]
-    assert [e["step"] for e in points] == [1, 2, 3, 4]
+    assert [e["step"] for e in points] == [1, 2]
     assert all(math.isfinite(e["loss"]) for e in points)
-    rewards = [e for e in points if "reward" in e]  # a new rollout at steps 1 and 3
-    assert [e["step"] for e in rewards] == [1, 3] and all(math.isfinite(e["reward"]) for e in rewards)
+    # The rollout's reward and KL come with the step that sampled it; at step 1 the policy is the reference.
+    assert math.isfinite(points[0]["reward"]) and points[0]["kl"] == 0.0 and "reward" not in points[1]
     assert any("probes" in e for e in events)
     log = run.log_path.read_text()
     assert f"reward model: {reward_run.path}" in log and "stage ppo" in log
     ckpts = list_checkpoints(run.path)
-    assert [c.step for c in ckpts] == [2, 4] and all(c.complete for c in ckpts)
+    assert [c.step for c in ckpts] == [1, 2] and all(c.complete for c in ckpts)
     assert (ckpts[0].path / VALUE_HEAD_FILE).is_file()
     # The result is a plain causal-LM LoRA adapter: the checkpoint dropdown offers it and Chat answers through it.
     assert json.loads((run.path / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
