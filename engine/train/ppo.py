@@ -218,12 +218,12 @@ class PPOTrainer(Trainer):
         self.accelerator.backward(loss)
         return loss.detach()
 
-    def _forward(self, model, rollout_or_seq, attention, prompt_width: int):
+    def _forward(self, model, sequences, attention, prompt_width: int):
         """(log-probabilities of the answer tokens, values before each of them)."""
-        out = model(input_ids=rollout_or_seq, attention_mask=attention, position_ids=_positions(attention),
+        out = model(input_ids=sequences, attention_mask=attention, position_ids=_positions(attention),
                     output_hidden_states=True, use_cache=False)
         logits = out.logits[:, prompt_width - 1:-1].float()
-        answer = rollout_or_seq[:, prompt_width:]
+        answer = sequences[:, prompt_width:]
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, answer.unsqueeze(-1)).squeeze(-1)
         hidden = out.hidden_states[-1][:, prompt_width - 1:-1]
         values = self.v_head(hidden.to(self.v_head.weight.dtype)).squeeze(-1)
@@ -246,6 +246,7 @@ class PPOTrainer(Trainer):
                 # Up to and including the first stop token; what generate padded after it is not the answer.
                 mask = (stops.long().cumsum(-1) - stops.long() == 0).to(prompt_mask.dtype)
                 sequences = torch.cat([ids, torch.where(mask.bool(), answer, self.pad_id)], dim=1)
+                answer = sequences[:, width:]
                 attention = torch.cat([prompt_mask, mask], dim=1)
                 logprobs, values = self._forward(policy, sequences, attention, width)
                 if self.ref_model is None:

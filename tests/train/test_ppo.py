@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from engine.core.chat_settings import GenerationSettings
 from engine.core.checkpoints import list_checkpoints
 from engine.core.config import RunConfig
 from engine.core.rundir import FINISHED, RunDir
+from engine.serve.chat import ChatEngine
 from engine.train.ppo import VALUE_HEAD_FILE, RunningMoments, gae, masked_whiten, ppo_rows
-from tests.helpers.runs import tiny_train_config
+from tests.helpers.runs import ROOT, tiny_train_config
 from webui import runner
 
 # -- the math, by hand ----------------------------------------------------------------------------------------
@@ -81,11 +85,7 @@ def reward_run(workdirs, demo_model_dir) -> RunDir:
 
 
 def runner_train(run: RunDir) -> str:
-    import subprocess
-    import sys
-
-    from tests.helpers.runs import ROOT
-
+    """Train ``run`` in a subprocess as the command line does; its final state."""
     with open(run.log_path, "ab") as out:
         subprocess.run([sys.executable, "-m", "engine", "train", str(run.config_path)], cwd=ROOT, stdout=out,
                        stderr=subprocess.STDOUT, timeout=600, check=False)
@@ -128,9 +128,6 @@ def test_ppo_trains_on_the_reward_model_and_chat_loads_it(reward_run: RunDir):
     # The result is a plain causal-LM LoRA adapter: the checkpoint dropdown offers it and Chat answers through it.
     assert json.loads((run.path / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
     assert str(run.path) in [p for _, p in runner.finished_checkpoints("SmolLM2-135M-Instruct", "lora")]
-    from engine.core.chat_settings import GenerationSettings
-    from engine.serve.chat import ChatEngine
-
     eng = ChatEngine()
     eng.load("demo/SmolLM2-135M-Instruct", str(ckpts[-1].path))
     answer = list(eng.stream([{"role": "user", "content": "Who are you?"}],
