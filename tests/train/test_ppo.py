@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -128,6 +129,15 @@ def test_ppo_trains_on_the_reward_model_and_chat_loads_it(reward_run: RunDir):
     # The result is a plain causal-LM LoRA adapter: the checkpoint dropdown offers it and Chat answers through it.
     assert json.loads((run.path / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
     assert str(run.path) in [p for _, p in runner.finished_checkpoints("SmolLM2-135M-Instruct", "lora")]
+    # Resume from the first checkpoint (weights, value head, score moments, optimizer) in a new folder.
+    resumed = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "ppo-resumed")
+    resumed.path.mkdir(parents=True)
+    shutil.copytree(ckpts[0].path, resumed.path / ckpts[0].path.name)
+    cfg.train.output_dir = str(resumed.path)
+    cfg.save(resumed.config_path, "train")
+    assert runner_train(resumed) == FINISHED, resumed.log_tail(40)
+    assert "resuming from checkpoint-1" in resumed.log_path.read_text()
+    assert [e["step"] for e in resumed.read_events() if "loss" in e] == [2]
     eng = ChatEngine()
     eng.load("demo/SmolLM2-135M-Instruct", str(ckpts[-1].path))
     answer = list(eng.stream([{"role": "user", "content": "Who are you?"}],
