@@ -80,6 +80,13 @@ FIELD_TEXT = {
     "rlhf.kto_loss_type": ("KTO 損失の種類", "KTO 損失関数の種類。"),
     "rlhf.desirable_weight": ("望ましい回答の重み", "KTO：望ましい回答に対する損失の重み。"),
     "rlhf.undesirable_weight": ("望ましくない回答の重み", "KTO：望ましくない回答に対する損失の重み。"),
+    "rlhf.reward_model": ("報酬モデル", "PPO：サンプルした回答を採点する、このモデルの報酬モデル学習の結果（またはその"
+                                      "チェックポイント）。"),
+    "rlhf.ppo_score_norm": ("スコア正規化", "PPO：報酬スコアをその移動平均と標準偏差で正規化します。"),
+    "rlhf.ppo_whiten_rewards": ("報酬のホワイトニング", "PPO：アドバンテージを推定する前に、各バッチのトークンごとの報酬を"
+                                                  "ホワイトニング処理します。"),
+    "rlhf.ppo_epochs": ("PPO エポック数", "PPO：サンプルした回答の各バッチで行う最適化ステップ数。"),
+    "rlhf.ppo_max_new_tokens": ("最大生成トークン数", "PPO：各プロンプトに対してサンプルする回答の最大トークン数。"),
     # train tab: devices and nodes
     "distributed.devices": ("使用デバイス", "学習に使うアクセラレータ（番号は nvidia-smi / npu-smi の一覧と同じ）。複数選ぶと "
                                         "torchrun でデバイスごとに 1 プロセス起動します。未選択なら、複数あるマシンでも最初の "
@@ -112,7 +119,7 @@ FIELD_TEXT = {
 CHOICE_TEXT = {
     "model.hub": {"huggingface": "Hugging Face", "modelscope": "ModelScope", "modelers": "Modelers (openMind)"},
     "train.stage": {"pt": "事前学習", "sft": "教師ありファインチューニング", "rm": "報酬モデルの学習", "dpo": "DPO",
-                    "orpo": "ORPO", "kto": "KTO"},
+                    "orpo": "ORPO", "kto": "KTO", "ppo": "PPO"},
 }
 
 MESSAGES = {
@@ -598,6 +605,14 @@ CONFIG_ERRORS = {
     "patience_needs_val": "検証データが必要です：「検証データの割合」を 0 より大きくしてください",
     "too_many_probes": "質問は最大 {limit} 個、1 行に 1 問です",
     "ftx_dpo_only": "SFT の混合は DPO ステージでのみ使えます",
+    "ppo_needs_reward_model": "PPO には報酬モデルが必要です：このモデルの報酬モデル学習の結果かそのチェックポイントを選んでください",
+    "ppo_no_validation": "PPO には検証損失がありません：0 にしてください",
+    "ppo_one_process": "PPO は 1 台のデバイス上の 1 プロセスで、DeepSpeed なしで動きます",
+    "reward_model_outside_saves": "{path!r} は実行結果フォルダ（{roots}）の中にありません。報酬モデル学習のチェックポイントを"
+                                  "選んでください",
+    "reward_model_not_rm": "{path!r} は報酬モデル学習の結果でもそのチェックポイントでもありません",
+    "reward_model_other_base": "{path!r} は {model} ではなく {base} で学習されています",
+    "reward_model_no_weights": "{path!r} にはまだ重みがありません（学習中か、書き込みが途中で切れたチェックポイント）",
     "pissa_with_dora": "PiSSA 初期化と DoRA は併用できません",
     "new_adapter_needs_checkpoint": "新しいアダプタの土台にするチェックポイントを選んでください",
     "compare_needs_checkpoint": "ベースモデルと比較するにはチェックポイントを選んでください",

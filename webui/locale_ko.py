@@ -78,6 +78,12 @@ FIELD_TEXT = {
     "rlhf.kto_loss_type": ("KTO 손실 유형", "KTO 손실 함수의 유형."),
     "rlhf.desirable_weight": ("바람직한 답변 가중치", "KTO: 바람직한 답변에 대한 손실의 가중치."),
     "rlhf.undesirable_weight": ("바람직하지 않은 답변 가중치", "KTO: 바람직하지 않은 답변에 대한 손실의 가중치."),
+    "rlhf.reward_model": ("리워드 모델", "PPO: 샘플링한 답변에 점수를 매기는, 이 모델의 보상 모델 학습 결과(또는 그 "
+                                     "체크포인트)."),
+    "rlhf.ppo_score_norm": ("스코어 정규화", "PPO: 보상 점수를 이동 평균과 표준편차로 정규화합니다."),
+    "rlhf.ppo_whiten_rewards": ("보상 백화", "PPO: 어드밴티지를 추정하기 전에 각 배치의 토큰별 보상을 백화(Whiten)합니다."),
+    "rlhf.ppo_epochs": ("PPO 에포크", "PPO: 샘플링한 답변의 각 배치에서 수행할 옵티마이저 단계 수."),
+    "rlhf.ppo_max_new_tokens": ("최대 생성 토큰 수", "PPO: 각 프롬프트에 대해 샘플링할 답변의 최대 토큰 수."),
     # train tab: devices and nodes
     "distributed.devices": ("학습 장치", "학습에 쓸 가속기(번호는 nvidia-smi / npu-smi 목록과 같음). 여러 개를 선택하면 "
                                        "torchrun으로 장치마다 프로세스 하나씩 실행합니다. 선택하지 않으면 여러 개가 있는 "
@@ -110,7 +116,7 @@ FIELD_TEXT = {
 CHOICE_TEXT = {
     "model.hub": {"huggingface": "Hugging Face", "modelscope": "ModelScope", "modelers": "Modelers (openMind)"},
     "train.stage": {"pt": "사전 학습", "sft": "지도 파인튜닝", "rm": "보상 모델 학습", "dpo": "DPO", "orpo": "ORPO",
-                    "kto": "KTO"},
+                    "kto": "KTO", "ppo": "PPO"},
 }
 
 MESSAGES = {
@@ -595,6 +601,14 @@ CONFIG_ERRORS = {
     "patience_needs_val": "검증 데이터가 필요합니다: '검증 데이터 비율'을 0보다 크게 하세요",
     "too_many_probes": "질문은 최대 {limit}개, 한 줄에 하나씩입니다",
     "ftx_dpo_only": "SFT 혼합은 DPO 단계에서만 쓸 수 있습니다",
+    "ppo_needs_reward_model": "PPO에는 리워드 모델이 필요합니다: 이 모델의 보상 모델 학습 결과나 그 체크포인트를 고르세요",
+    "ppo_no_validation": "PPO에는 검증 손실이 없습니다: 0으로 설정하세요",
+    "ppo_one_process": "PPO는 한 장치에서 한 프로세스로, DeepSpeed 없이 실행됩니다",
+    "reward_model_outside_saves": "{path!r}은(는) 실행 결과 폴더({roots}) 안에 있지 않습니다. 보상 모델 학습의 체크포인트를 "
+                                  "고르세요",
+    "reward_model_not_rm": "{path!r}은(는) 보상 모델 학습 결과도 그 체크포인트도 아닙니다",
+    "reward_model_other_base": "{path!r}은(는) {model}이(가) 아니라 {base}(으)로 학습되었습니다",
+    "reward_model_no_weights": "{path!r}에는 아직 가중치가 없습니다(학습 중이거나 쓰기가 끊긴 체크포인트)",
     "pissa_with_dora": "PiSSA 초기화와 DoRA는 함께 쓸 수 없습니다",
     "new_adapter_needs_checkpoint": "새 어댑터의 바탕이 될 체크포인트를 고르세요",
     "compare_needs_checkpoint": "기본 모델과 비교하려면 체크포인트를 고르세요",

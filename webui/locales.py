@@ -193,6 +193,19 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                               "zh": ("期望样本权重", "KTO：期望回答的损失权重。")},
     "rlhf.undesirable_weight": {"en": ("Undesirable weight", "KTO: weight of the losses on undesirable answers."),
                                 "zh": ("非期望样本权重", "KTO：非期望回答的损失权重。")},
+    "rlhf.reward_model": {"en": ("Reward model", "PPO: the reward modeling run of this model (or one of its "
+                                                 "checkpoints) that scores the sampled answers."),
+                          "zh": ("奖励模型", "PPO 训练中为采样回答打分的奖励模型：本模型的奖励模型训练结果或其检查点。")},
+    "rlhf.ppo_score_norm": {"en": ("Score norm", "PPO: normalize the reward scores by their running mean and "
+                                                 "standard deviation."),
+                            "zh": ("归一化分数", "PPO 训练中按奖励分数的滑动均值和标准差进行归一化。")},
+    "rlhf.ppo_whiten_rewards": {"en": ("Whiten rewards", "PPO: whiten the per-token rewards of each batch before "
+                                                         "the advantages are estimated."),
+                                "zh": ("白化奖励", "PPO 训练中在估计优势之前将每批的逐词元奖励做白化处理。")},
+    "rlhf.ppo_epochs": {"en": ("PPO epochs", "PPO: optimizer steps on each batch of sampled answers."),
+                        "zh": ("PPO 轮数", "PPO 训练中每批采样回答上的优化步数。")},
+    "rlhf.ppo_max_new_tokens": {"en": ("Max new tokens", "PPO: longest answer sampled for each prompt, in tokens."),
+                                "zh": ("最大生成长度", "PPO 训练中每个提示采样回答的最大词元数。")},
     # train tab: devices and nodes
     "distributed.devices": {"en": ("Devices", "Accelerators to train on, numbered as nvidia-smi or npu-smi lists "
                                               "them; ticking several launches the run through torchrun, one process "
@@ -253,7 +266,8 @@ CHOICE_TEXT: dict[str, dict[str, dict[str, str]]] = {
                   "modelers": {"en": "Modelers (openMind)", "zh": "魔乐社区 Modelers"}},
     "train.stage": {"pt": {"en": "Pre-Training", "zh": "预训练"}, "sft": {"en": "Supervised Fine-Tuning", "zh": "指令监督微调"},
                     "rm": {"en": "Reward Modeling", "zh": "奖励模型训练"}, "dpo": {"en": "DPO", "zh": "DPO"},
-                    "orpo": {"en": "ORPO", "zh": "ORPO"}, "kto": {"en": "KTO", "zh": "KTO"}},
+                    "orpo": {"en": "ORPO", "zh": "ORPO"}, "kto": {"en": "KTO", "zh": "KTO"},
+                    "ppo": {"en": "PPO", "zh": "PPO"}},
 }
 
 MESSAGES: dict[str, dict[str, str]] = {
@@ -909,6 +923,13 @@ CONFIG_ERRORS_ZH = {
     "patience_needs_val": "需要验证集：请将“验证集比例”设为大于 0",
     "too_many_probes": "最多 {limit} 个问题，每行一个",
     "ftx_dpo_only": "SFT 混合损失仅适用于 DPO 阶段",
+    "ppo_needs_reward_model": "PPO 需要奖励模型：请选择本模型的一个奖励模型训练结果或其检查点",
+    "ppo_no_validation": "PPO 没有验证损失：请设为 0",
+    "ppo_one_process": "PPO 只在一个设备上以单进程运行，不使用 DeepSpeed",
+    "reward_model_outside_saves": "{path!r} 不在运行结果文件夹（{roots}）内；请选择一个奖励模型训练的检查点",
+    "reward_model_not_rm": "{path!r} 不是奖励模型训练的结果或其检查点",
+    "reward_model_other_base": "{path!r} 基于 {base} 训练，而不是 {model}",
+    "reward_model_no_weights": "{path!r} 还没有权重（仍在训练，或检查点未写完）",
     "pissa_with_dora": "PiSSA 初始化不能与 DoRA 同时使用",
     "new_adapter_needs_checkpoint": "请选择一个检查点，在其基础上创建新适配器",
     "compare_needs_checkpoint": "请选择一个检查点再与基础模型对比",

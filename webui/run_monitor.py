@@ -23,6 +23,7 @@ from engine.core.checkpointing_choice import TURN_OFF
 from engine.core.checkpoints import last_complete_checkpoint, resume_plan
 from engine.core.config import ConfigError, RunConfig
 from engine.core.paths import PathError, confined_data_dir
+from engine.core.reward_model import check_reward_model
 from engine.core.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
 from engine.core.workspace import AccessError, Workspace, owner_of
 from engine.jobs import device_queue
@@ -225,6 +226,9 @@ class RunMonitor:
             workspace.check_owned(run.path)
             workspace.check_readable(cfg.model.model_name_or_path, "model.model_name_or_path")
             workspace.check_readable(cfg.model.adapter_path, "model.adapter_path")
+            if command == "train" and cfg.train.stage == "ppo":
+                workspace.check_readable(cfg.rlhf.reward_model, "rlhf.reward_model")
+                check_reward_model(cfg)
             if command in ("train", "eval"):  # the job checks the machine's rule; a login reads its own data only
                 confined_data_dir(cfg.data.dataset_dir, workspace.data_roots())
             check_queue_share(workspace)

@@ -11,6 +11,7 @@ import gradio as gr
 from engine.core.catalogue import CATALOGUE, CUSTOM_MODEL, catalogue_model
 from engine.core.checkpoints import Checkpoint
 from engine.core.paths import safe_name
+from engine.core.reward_model import reward_run_config
 from engine.core.templates import TEMPLATE_CHOICES
 from engine.core.workspace import Workspace, owner_of
 from webui import runner
@@ -86,6 +87,14 @@ def checkpoint_choices(lang: str, model_name: str, model_path: str, method: str,
              f"{run_name(run)} / {ckpt.path.name} ({checkpoint_details(lang, ckpt)})",
              str(run.path if ckpt is None else ckpt.path))
             for run, ckpt in runner.checkpoint_entries(model_label(model_name, model_path), method, workspace)]
+
+
+def reward_model_choices(lang: str, model_name: str, model_path: str, method: str,
+                         workspace: Workspace = Workspace()) -> list[tuple[str, str]]:
+    """The checkpoint dropdown's choices that are reward modeling runs or their checkpoints (PPO's reward model),
+    as LlamaBoard lists them: this model and method."""
+    return [(label, path) for label, path in checkpoint_choices(lang, model_name, model_path, method, workspace)
+            if reward_run_config(path) is not None]
 
 
 def refresh_checkpoints(lang: str, name: str, path: str, method: str, current, request: gr.Request = None):

@@ -38,7 +38,7 @@ from webui.run_monitor import (
     folder_refusal,
     new_name_unless_typed,
 )
-from webui.top_bar import TopBar, checkpoint_details, model_label
+from webui.top_bar import TopBar, checkpoint_details, model_label, reward_model_choices
 from webui.workspaces import workspace_of
 
 
@@ -317,6 +317,14 @@ def _settings_layout(texts: Texts, fields: FormFields) -> None:
     with texts.add(gr.Accordion, "group_rlhf", open=False):
         rows((("rlhf", "beta"), ("rlhf", "ftx"), ("rlhf", "loss_type"), ("rlhf", "kto_loss_type"),
               ("rlhf", "desirable_weight"), ("rlhf", "undesirable_weight")))
+        with gr.Row():
+            # The reward modeling runs of this model are offered when the list opens (_wire_form); any path typed
+            # is checked at Start.
+            add("rlhf", "reward_model", choices=[("", "")], allow_custom_value=True, scale=3)
+            add("rlhf", "ppo_score_norm")
+            add("rlhf", "ppo_whiten_rewards")
+            add("rlhf", "ppo_epochs")
+            add("rlhf", "ppo_max_new_tokens")
     with texts.add(gr.Accordion, "group_devices", open=False):
         found = accelerator_choices()
         add("distributed", "devices", ticks=found, info_key=None if found else "devices_cpu_only")
@@ -379,6 +387,15 @@ def _wire_form(view: TrainView, form: TrainForm) -> None:
 
     dataset_dir, datasets = view.fields.component("data.dataset_dir"), view.fields.component("data.datasets")
     dataset_dir.change(on_dataset_dir, [dataset_dir, datasets], datasets)
+
+    def on_reward_models(lang_, name, path, method, current, request: gr.Request = None):
+        """PPO's reward model list, read from disk when it opens; a path typed or loaded is kept."""
+        choices = reward_model_choices(lang_, name, path, method, workspace_of(request))
+        return gr.update(choices=choices, value=current)
+
+    reward_model = view.fields.component("rlhf.reward_model")
+    reward_model.focus(on_reward_models, [top.lang, top.model_name, top.model_path.component, top.method.component,
+                                          reward_model], reward_model, show_progress="hidden")
 
 
 def _wire_run(view: TrainView, form: TrainForm, figures: LossFigures) -> None:

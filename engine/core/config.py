@@ -23,7 +23,7 @@ from engine.core.fileio import MAX_RECORD_BYTES, atomic_write_text
 from engine.core.hubs import HUB_CHOICES
 from engine.core.paths import PathError
 
-STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto")
+STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto", "ppo")
 PREFERENCE_STAGES = ("rm", "dpo", "orpo")  # trained on (prompt, chosen, rejected)
 FINETUNING_TYPES = ("lora", "freeze", "full")
 # pure_bf16: weights themselves in bf16 (no fp32 master copy); bf16/fp16: mixed precision.
@@ -79,6 +79,14 @@ CONFIG_MESSAGES: dict[str, str] = {
     "patience_needs_val": "needs a validation split: set data.val_size above 0",
     "too_many_probes": "at most {limit} questions, one per line",
     "ftx_dpo_only": "the SFT mix-in is available for the DPO stage only",
+    "ppo_needs_reward_model": "PPO needs a reward model: choose a checkpoint of a reward modeling run of this model",
+    "ppo_no_validation": "PPO has no validation loss: set it to 0",
+    "ppo_one_process": "PPO runs in one process on one device, without DeepSpeed",
+    "reward_model_outside_saves": "{path!r} is not inside a runs folder ({roots}); choose a checkpoint of a reward "
+                                  "modeling run",
+    "reward_model_not_rm": "{path!r} is not a reward modeling run or one of its checkpoints",
+    "reward_model_other_base": "{path!r} was trained on {base}, not on {model}",
+    "reward_model_no_weights": "{path!r} holds no weights yet (a run still training, or a checkpoint cut off)",
     "pissa_with_dora": "PiSSA initialisation and DoRA cannot be combined",
     "new_adapter_needs_checkpoint": "select a checkpoint to build the new adapter on",
     "compare_needs_checkpoint": "choose a checkpoint to compare with the base model",
@@ -262,6 +270,15 @@ class RlhfConfig:
                                     low_exclusive=True)
     undesirable_weight: float = param(1.0, "KTO: weight of losses on undesirable answers.", low=0.0, high=100.0,
                                       low_exclusive=True)
+    reward_model: str = param("", "PPO: the reward modeling run (or one of its checkpoints) of this model that scores "
+                                  "the answers.")
+    ppo_score_norm: bool = param(False, "PPO: normalise the reward model's scores by their running mean and standard "
+                                        "deviation.")
+    ppo_whiten_rewards: bool = param(False, "PPO: whiten the per-token rewards of each batch (unit variance) before "
+                                            "the advantages are estimated.")
+    ppo_epochs: int = param(4, "PPO: optimisation passes over each batch of sampled answers.", low=1, high=64)
+    ppo_max_new_tokens: int = param(64, "PPO: longest answer sampled from the model for each prompt, in tokens.",
+                                    low=1, high=4096)
 
 
 @dataclass
@@ -289,7 +306,8 @@ MAX_PROBES = 8
 
 @dataclass
 class TrainConfig:
-    stage: str = param("sft", "Training stage: pt (pre-training on text), sft, rm (reward model), dpo, orpo, kto.",
+    stage: str = param("sft", "Training stage: pt (pre-training on text), sft, rm (reward model), dpo, orpo, kto, "
+                              "ppo (on a reward model's scores).",
                        choices=STAGES)
     finetuning_type: str = param("lora", "Fine-tuning method.", choices=FINETUNING_TYPES)
     learning_rate: float = param(5e-5, "Peak learning rate of the optimizer.", low=0.0, high=1.0, low_exclusive=True)
@@ -481,6 +499,10 @@ class RunConfig:
             raise ConfigError("train.probe_questions", "too_many_probes", limit=MAX_PROBES)
         if self.rlhf.ftx > 0 and t.stage != "dpo":
             raise ConfigError("rlhf.ftx", "ftx_dpo_only")
+        if t.stage == "ppo" and not self.rlhf.reward_model.strip():
+            raise ConfigError("rlhf.reward_model", "ppo_needs_reward_model")
+        if t.stage == "ppo" and self.data.val_size > 0:
+            raise ConfigError("data.val_size", "ppo_no_validation")
         if lora.use_dora and lora.pissa_init:
             raise ConfigError("lora.pissa_init", "pissa_with_dora")
         if lora.create_new_adapter and not self.model.adapter_path:
@@ -494,6 +516,8 @@ class RunConfig:
             # Every other node would wait at its own loopback for a rendezvous that never comes, until the timeout.
             raise ConfigError("distributed.master_addr", "master_addr_local", addr=d.master_addr.strip())
         self.device_indices()
+        if t.stage == "ppo" and (self.is_distributed() or d.deepspeed != DEEPSPEED_OFF):
+            raise ConfigError("train.stage", "ppo_one_process")
 
     def extra_arguments(self) -> dict:
         """train.extra_args parsed and checked against the allow-list (raises ConfigError naming the key)."""

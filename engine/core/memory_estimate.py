@@ -424,8 +424,10 @@ def estimate_training(cfg: RunConfig, info: ModelInfo, devices: int | None = Non
     if quant != "none":  # bitsandbytes dequantizes one layer's weight at a time
         overhead += max(a_ * b_ for a_, b_, _ in info.linear_shapes().values()) * 2.0
     reference = 0.0
-    if t.stage in ("dpo", "kto") and method != "lora":
+    if t.stage in ("dpo", "kto", "ppo") and method != "lora":
         reference = total_params * (2.0 if half else 4.0)  # a frozen copy of the model as the reference
+    if t.stage == "ppo":
+        reference += total_params * (2.0 if half else 4.0)  # the reward model: the same body with a score head
     if t.stage in ("dpo", "kto", "orpo", "rm"):
         notes.append("pairs_double")
     if checkpointing:

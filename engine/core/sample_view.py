@@ -91,6 +91,9 @@ def sample_views(cfg: RunConfig, tokenizer, sample) -> tuple[str, list[SampleVie
             views.append(SampleView("piece", len(views) + 1, _spans(tokenizer, [(left, CUT_AWAY)])))
         return fate, views
     fit = fitted[0]
+    if stage == "ppo":  # the prompt the model answers by itself; its beginning may be cut away
+        head = row["prompt_ids"][:len(row["prompt_ids"]) - len(fit["prompt_ids"])]
+        return fate, [SampleView("sample", 1, _spans(tokenizer, [(head, CUT_AWAY), (fit["prompt_ids"], MASKED)]))]
     # The cutoff takes the prompt's beginning and the answers' ends (engine.core.encode._fit).
     head = row["prompt_ids"][:len(row["prompt_ids"]) - len(fit["prompt_ids"])]
     answers = ([("chosen", "chosen_ids"), ("rejected", "rejected_ids")] if "chosen_ids" in row

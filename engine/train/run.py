@@ -32,6 +32,7 @@ from engine.core.encode import encode_dataset
 from engine.core.fileio import atomic_write_json
 from engine.core.model_files import PARENTS_FILE
 from engine.core.model_options import check_booster
+from engine.core.reward_model import check_reward_model
 from engine.core.rundir import FINISHED, RUNNING, STOPPED, RunDir
 from engine.jobs.job import (
     JobOutcome,
@@ -109,12 +110,12 @@ def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str
             if event["tokens_seen"] and elapsed > 0:  # trl's ORPO feeds no input_ids the Trainer could count
                 event["tokens_per_s"] = round(event["tokens_seen"] / elapsed, 1)
             for key, out in (("loss", "loss"), ("learning_rate", "lr"), ("grad_norm", "grad_norm"),
-                             ("eval_loss", "eval_loss")):
+                             ("eval_loss", "eval_loss"), ("reward", "reward"), ("kl", "kl")):  # PPO: reward, kl
                 if key in logs and logs[key] is not None and math.isfinite(float(logs[key])):
                     event[out] = float(logs[key])
             run.append_event(event)
             parts = [f"step {event['step']}/{event['total_steps']}"]
-            parts += [f"{k} {event[k]:.4g}" for k in ("loss", "eval_loss", "lr") if k in event]
+            parts += [f"{k} {event[k]:.4g}" for k in ("loss", "eval_loss", "reward", "kl", "lr") if k in event]
             if "tokens_per_s" in event:
                 parts.append(f"{event['tokens_per_s']:.0f} tokens/s")
             log(" | ".join(parts))
@@ -232,7 +233,7 @@ def _load_models(cfg: RunConfig, device: str, compute: str, tokenizer, log):
     if cfg.train.shift_attn:
         use_shift_attention(model, log)
     ref_model = None
-    if cfg.train.stage in ("dpo", "kto") and not lora:
+    if cfg.train.stage in ("dpo", "kto", "ppo") and not lora:
         # LoRA's reference is the model with its adapter switched off; other methods need a frozen copy.
         ref_model = load_model(source, dtype=load_dtype, trust_remote_code=cfg.model.trust_remote_code,
                                hub=cfg.model.hub, options=options, log=log).eval()
@@ -262,6 +263,8 @@ def run_training(config_path: str | Path) -> int:
         device = pick_device(cfg.model.device)
         compute = resolve_compute_type(cfg.train.compute_type, device)
         _check_device_features(cfg, device)
+        if cfg.train.stage == "ppo":
+            check_reward_model(cfg)  # before any model loads: a wrong choice fails at once, naming the field
         check_tracker(cfg.train.report_to)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         log(f"stage {cfg.train.stage}, device {device}, compute type {compute}, method {cfg.train.finetuning_type}"

@@ -1,4 +1,5 @@
-"""One trainer per stage: the transformers Trainer for pre-training and SFT, trl for the rest.
+"""One trainer per stage: the transformers Trainer for pre-training and SFT, trl for the preference stages, and
+our own PPO (engine/train/ppo.py) on the transformers Trainer.
 
 Rows arrive already tokenised by :mod:`engine.core.encode` with TuneBoard's chat
 templates; the trl trainers are told to use them as they are (their own
@@ -18,6 +19,7 @@ from engine.core.config import DEEPSPEED_OFF, RunConfig
 from engine.core.encode import row_length
 from engine.train.collators import PackingCollator, PaddingCollator
 from engine.train.fast_loss import fast_loss_enabled, make_trainer_class
+from engine.train.ppo import build_ppo_trainer
 from engine.train.segment_attention import use_segment_attention
 
 # Experiment trackers: the package each needs.
@@ -113,6 +115,8 @@ def stage_arguments(cfg: RunConfig, args: dict):
     (deepspeed.zero.Init) instead of every rank holding the whole model. transformers keeps that registration
     by weak reference, so hold the object until the trainer is built with it."""
     stage, r = cfg.train.stage, cfg.rlhf
+    if stage == "ppo":  # our own trainer on the transformers Trainer (engine/train/ppo.py)
+        return TrainingArguments(**args)
     if stage in ("pt", "sft"):
         if not cfg.data.packing:
             args = dict(args, train_sampling_strategy="group_by_length", length_column_name="length")
@@ -148,6 +152,8 @@ def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_
     if stage in ("pt", "sft"):
         return _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, callbacks, log,
                                  width_multiple)
+    if stage == "ppo":
+        return build_ppo_trainer(cfg, model, tokenizer, train_rows, arguments, callbacks, ref_model, log)
     train_ds, eval_ds = _datasets(train_rows, val_rows, with_length=False)
     common = dict(model=model, processing_class=tokenizer, train_dataset=train_ds, eval_dataset=eval_ds,
                   callbacks=callbacks, args=arguments)

@@ -765,8 +765,8 @@ def test_unlabelled_dataset_refused_for_kto():
 
 
 def test_unknown_stage():
-    with pytest.raises(DataError, match="unknown stage 'ppo'"):
-        load_samples(DEFAULT_DATA_DIR, ["identity"], stage="ppo")
+    with pytest.raises(DataError, match="unknown stage 'nonsense'"):
+        load_samples(DEFAULT_DATA_DIR, ["identity"], stage="nonsense")
 
 
 @pytest.mark.parametrize("value", [True, "true"], ids=["bool", "text"])

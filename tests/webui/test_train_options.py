@@ -15,7 +15,7 @@ from webui.form import config_from_values, field_control, values_from_config
 from webui.locales import plot_labels
 from webui.plots import loss_figure
 from webui.run_monitor import folder_refusal
-from webui.top_bar import build_top_bar, checkpoint_choices
+from webui.top_bar import build_top_bar, checkpoint_choices, reward_model_choices
 from webui.train_tab import build_train_tab, parse_device_list, resume_message
 
 NVIDIA_SMI = "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1a2b)\nGPU 1: NVIDIA A10 (UUID: GPU-3c4d)\n"
@@ -80,9 +80,9 @@ def test_loss_plot_draws_validation_loss_on_the_same_axes():
     assert list(fig.data[2].x) == [2, 4] and list(fig.data[2].y) == [1.9, 1.7]
 
 
-def _run_with_checkpoints(cfg: RunConfig) -> RunDir:
+def _run_with_checkpoints(cfg: RunConfig, name: str = "first") -> RunDir:
     """A run folder as the Trainer leaves it: checkpoints 2 and 4 complete, 6 cut off while saving."""
-    run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "first")
+    run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", name)
     run.path.mkdir(parents=True)
     cfg.save(run.config_path, "train")
     run.write_status(FINISHED, created_at=1.0, command="train")
@@ -140,3 +140,33 @@ def test_existing_run_resumes_only_when_nothing_essential_changed(first_run):
     assert "already holds a run" in folder_refusal("en", run, cfg, "eval")
     fresh = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "second")
     assert folder_refusal("en", fresh, cfg, "train") is None and resume_message("en", fresh, cfg) == ""
+
+
+def test_ppo_options_survive_the_form_and_show_in_the_command(first_run):
+    run, _ = first_run
+    with gr.Blocks():
+        top = build_top_bar()
+        tab = build_train_tab(top)
+    controls = top.model_controls + tab.controls
+    cfg = RunConfig()
+    cfg.data.datasets, cfg.train.stage, cfg.model.hub = ["identity"], "ppo", "huggingface"  # the form's hub
+    cfg.rlhf.reward_model, cfg.rlhf.ppo_score_norm, cfg.rlhf.ppo_whiten_rewards = str(run.path), True, True
+    cfg.rlhf.ppo_epochs, cfg.rlhf.ppo_max_new_tokens = 2, 32
+    cfg.validate()
+    back = config_from_values(controls, values_from_config(controls, cfg))
+    assert back.to_dict() == cfg.to_dict()
+    shown = runner.command_preview(run, back, "train")
+    for line in (f"reward_model: {run.path}", "ppo_score_norm: true", "ppo_whiten_rewards: true", "ppo_epochs: 2",
+                 "ppo_max_new_tokens: 32", "stage: ppo"):
+        assert line in shown and line in back.to_yaml("train")
+
+
+def test_reward_model_list_offers_only_reward_modeling_runs(first_run, tmp_path):
+    run, cfg = first_run  # an SFT run: not a reward model
+    cfg.train.stage, cfg.data.datasets = "rm", ["dpo_demo"]
+    rm = _run_with_checkpoints(cfg, "reward")
+    choices = reward_model_choices("en", "SmolLM2-135M-Instruct (demo)", "demo/SmolLM2-135M-Instruct", "lora")
+    assert [path for _, path in choices] == [str(rm.path), str(rm.path / "checkpoint-4"),
+                                             str(rm.path / "checkpoint-2")]
+    assert str(run.path) in [p for _, p in checkpoint_choices("en", "SmolLM2-135M-Instruct (demo)",
+                                                               "demo/SmolLM2-135M-Instruct", "lora")]
