@@ -117,7 +117,6 @@ CONFIG_MESSAGES: dict[str, str] = {
     "at_least": "must be at least {low:g}, got {value!r}",
     "at_most": "must be at most {high:g}, got {value!r}",
     "quantization_needs_dataset": "choose a calibration dataset for GPTQ quantization",
-    "quantization_dataset_unknown": "{name!r} is not a dataset of {folder}",
     "gptq_needs_cuda": "GPTQ quantization needs an NVIDIA GPU (CUDA) and the gptqmodel package "
                        "(pip install gptqmodel); this machine has {device} only",
     "gptq_needs_package": "GPTQ quantization needs the gptqmodel package: pip install gptqmodel",
