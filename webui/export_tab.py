@@ -3,10 +3,12 @@ in a subprocess so the page stays responsive and memory is returned afterwards."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gradio as gr
 
+from engine.core.export_checks import check_export_request
 from engine.core.paths import PathError, confined_folder
 from engine.core.rundir import FINISHED, RunDir
 from engine.core.workspace import Workspace
@@ -16,6 +18,7 @@ from webui.form import Texts, config_from_values, field_control, values_by_key
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, new_name_unless_typed
 from webui.top_bar import TopBar, model_label
+from webui.train_tab import dataset_choices
 from webui.workspaces import workspace_of
 
 
@@ -29,12 +32,25 @@ def build_export_tab(top: TopBar, watch: runner.RunWatch) -> MonitoredTab:
         shard = field_control("export", "max_shard_size_gb", lang, elem_id="export-shard")
         dtype = field_control("export", "export_dtype", lang, elem_id="export-dtype")
         device = field_control("export", "device", lang, elem_id="export-device")
+    with gr.Row():
+        quant_bit = field_control("export", "export_quantization_bit", lang, elem_id="export-quantization-bit")
+        quant_dir = field_control("export", "quantization_dataset_dir", lang, elem_id="export-quantization-dir")
+        quant_data = field_control("export", "export_quantization_dataset", lang, elem_id="export-quantization-dataset",
+                                   choices=[""] + dataset_choices(quant_dir.component.value), allow_custom_value=True)
+        gguf = field_control("export", "export_gguf", lang, elem_id="export-gguf")
+    with gr.Row():
+        hub = field_control("export", "export_hub", lang, elem_id="export-hub")
+        hub_id = field_control("export", "export_hub_model_id", lang, scale=2, elem_id="export-hub-model-id")
+        private = field_control("export", "export_hub_private", lang, elem_id="export-hub-private")
+    quant_dir.component.change(lambda folder, current: gr.update(choices=[""] + dataset_choices(folder),
+                                                                 value=current),
+                               [quant_dir.component, quant_data.component], quant_data.component)
     row = build_command_row(texts, "export", start_key="export_button")
     monitor = build_run_monitor("export", watch, log_lines=10)
     row.command_box()
     result = gr.Markdown(elem_id="export-result")
 
-    controls = [export_dir, shard, dtype, device]
+    controls = [export_dir, shard, dtype, device, quant_bit, quant_dir, quant_data, gguf, hub, hub_id, private]
     form_controls = top.model_controls + controls
     form_inputs = [c.component for c in form_controls] + [top.checkpoint, top.model_name]
 
@@ -63,6 +79,7 @@ def build_export_tab(top: TopBar, watch: runner.RunWatch) -> MonitoredTab:
             target = Path(cfg.export.export_dir)
             if target.exists() and any(target.iterdir()):
                 raise PathError(t(lang_, "export_dir_not_empty", path=str(target)))
+            check_export_request(cfg, os.environ, workspace.data_roots())  # the job's own checks, before it starts
             return cfg, run
 
         # Started: a new default folder for the next export. Refused: the last export's file list and full bar
@@ -82,7 +99,9 @@ def build_export_tab(top: TopBar, watch: runner.RunWatch) -> MonitoredTab:
         status = run.read_status()
         files = status.get("files") or []
         listing = "\n".join(f"- `{name}`" for name in files)
-        return [t(lang_, "export_result", path=status.get("export_dir", "?")) + ("\n\n" + listing if listing else "")]
+        pushed = "\n\n" + t(lang_, "export_pushed", url=status["pushed_to"]) if status.get("pushed_to") else ""
+        return [t(lang_, "export_result", path=status.get("export_dir", "?")) + pushed
+                + ("\n\n" + listing if listing else "")]
 
     monitor.wire(top.lang, [result], on_result)
 
