@@ -146,21 +146,29 @@ def _compare(reference, got) -> tuple[float, float, bool, bool]:
     return diff, rel, top1, top5
 
 
+def _alone(folder: Path, name: str) -> Path:
+    """A folder holding the GGUF file only: transformers prefers a tokenizer.json or config.json lying beside it
+    to what the file holds."""
+    alone = folder.parent / f"{folder.name}-{name}-alone"
+    alone.mkdir()
+    os.link(folder / name, alone / name)
+    return alone
+
+
 def _load_gguf(folder: Path, name: str):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    return AutoModelForCausalLM.from_pretrained(_alone(folder, name), gguf_file=name, dtype=torch.float32).eval()
 
 
-# Tolerances on the relative L2 error of the last position's logits against the merged model (fp32), measured on
-# the demo model (README, Export): F16 0.0015, Q8_0 0.053, Q4_0 0.33.
+# Tolerances on the relative L2 error of the last position's logits against the merged model (fp32); the figures
+# measured are in README.md (Export).
 TOLERANCE = {"f16": 0.005, "bf16": 0.02, "q8_0": 0.1, "q4_0": 0.5}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["f16", "q4_0"])
+@pytest.mark.parametrize("kind", ["f16"])
 def test_gguf_of_the_demo_model_loads_back_with_its_logits_and_tokens(kind, demo_model_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -169,16 +177,16 @@ def test_gguf_of_the_demo_model_loads_back_with_its_logits_and_tokens(kind, demo
 
     model = AutoModelForCausalLM.from_pretrained(demo_model_dir, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(demo_model_dir)
-    tokenizer.save_pretrained(tmp_path)
-    counts = write_gguf(model, tokenizer, tmp_path, tmp_path / "m.gguf", kind, "m")
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    (tmp_path / "gguf").mkdir()  # the file alone in its folder, so transformers reads everything from it
+    counts = write_gguf(model, tokenizer, tmp_path / "tokenizer", tmp_path / "gguf" / "m.gguf", kind, "m")
     assert counts["F32"] == 61  # 30 layers x 2 norms + the final norm stay F32
-    back, back_tokenizer = _load_gguf(tmp_path, "m.gguf")
+    back = AutoModelForCausalLM.from_pretrained(tmp_path / "gguf", gguf_file="m.gguf", dtype=torch.float32).eval()
+    back_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "gguf", gguf_file="m.gguf")
     diff, rel, top1, top5 = _compare(_last_logits(model, tokenizer, PROMPTS), _last_logits(back, tokenizer, PROMPTS))
     print(f"GGUF {kind}: max |logit diff| {diff:.4f}, relative L2 error {rel:.4f}, same top-1 {top1}, "
           f"top-1 within top-5 {top5}")
-    assert rel < TOLERANCE[kind] and top5
-    if kind == "f16":
-        assert top1
+    assert rel < TOLERANCE[kind] and top1
     for text in PROMPTS + ["Hello world  \n 2+2=4 <|im_start|>user"]:
         assert back_tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"], text
     chat = [{"role": "user", "content": "Hi"}]
@@ -207,26 +215,30 @@ def _tiny_model(arch: str, tokenizer_dir: Path, folder: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_gguf_of_a_qwen2_model_loads_back(demo_model_dir, tmp_path):
+@pytest.mark.parametrize(("arch", "kind"), [("qwen2", "f16"), ("llama", "bf16"), ("llama", "q4_0")])
+def test_gguf_of_small_models_loads_back(arch, kind, demo_model_dir, tmp_path):
+    """qwen2 (biases, untied output, no q/k permutation) and the other types, on small random models."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.export_gguf import write_gguf
 
-    folder = _tiny_model("qwen2", demo_model_dir, tmp_path / "qwen2")
+    folder = _tiny_model(arch, demo_model_dir, tmp_path / arch)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    write_gguf(model, tokenizer, folder, folder / "q.gguf", "f16", "q")
-    back, _ = _load_gguf(folder, "q.gguf")
-    assert back.config.model_type == "qwen2"
-    diff, rel, top1, _ = _compare(_last_logits(model, tokenizer, PROMPTS), _last_logits(back, tokenizer, PROMPTS))
-    print(f"GGUF f16 of a qwen2 model: max |logit diff| {diff:.4f}, relative L2 error {rel:.4f}")
-    assert rel < TOLERANCE["f16"] and top1
+    write_gguf(model, tokenizer, folder, folder / "m.gguf", kind, "m")
+    back = _load_gguf(folder, "m.gguf")
+    assert back.config.model_type == arch
+    diff, rel, top1, top5 = _compare(_last_logits(model, tokenizer, PROMPTS), _last_logits(back, tokenizer, PROMPTS))
+    print(f"GGUF {kind} of a small {arch} model: max |logit diff| {diff:.4f}, relative L2 error {rel:.4f}, "
+          f"same top-1 {top1}")
+    assert rel < TOLERANCE[kind] and top5
 
 
 # -- the export job: GGUF + Modelfile + push, and the GPTQ refusal ---------------------------------------------
 
-def _run_export(cfg: RunConfig, run_dir: Path, env: dict) -> dict:
+def _run_export(cfg: RunConfig, run_dir: Path, env: dict) -> tuple[dict, str]:
+    """``python -m engine export`` as a terminal user runs it: (status.json, what it printed)."""
     run_dir.mkdir(parents=True)
     cfg.export.output_dir = str(run_dir)
     cfg.save(run_dir / "run.yaml", "export")
@@ -234,7 +246,7 @@ def _run_export(cfg: RunConfig, run_dir: Path, env: dict) -> dict:
                             capture_output=True, text=True, timeout=600)
     status = RunDir(run_dir).read_status()
     assert status.get("state") in (FINISHED, FAILED), result.stdout[-3000:] + result.stderr[-3000:]
-    return status
+    return status, result.stdout + result.stderr
 
 
 @pytest.mark.slow
@@ -251,7 +263,7 @@ def test_export_writes_gguf_and_modelfile_and_pushes_to_the_hub(demo_model_dir, 
         cfg.export.export_dir = str(tmp_path / "exports" / "tiny-chat")
         cfg.export.export_gguf = "q8_0"
         cfg.export.export_hub_model_id = "tuneboard-user/tiny-chat"
-        status = _run_export(cfg, tmp_path / "run-private", env)
+        status, output = _run_export(cfg, tmp_path / "run-private", env)
         assert status["state"] == FINISHED, status
         export_dir = Path(status["export_dir"])
         files = sorted(p.name for p in export_dir.iterdir())
@@ -271,12 +283,12 @@ def test_export_writes_gguf_and_modelfile_and_pushes_to_the_hub(demo_model_dir, 
         # every upload request carried the token from the environment; run.yaml and the log never hold it
         assert all(r.auth for r in hub.requests)
         assert hub.token not in (tmp_path / "run-private" / "run.yaml").read_text()
-        assert hub.token not in (tmp_path / "run-private" / "stdout.log").read_text()
+        assert hub.token not in output
 
         # the GGUF, read back by transformers, answers as the exported safetensors do
         merged = AutoModelForCausalLM.from_pretrained(export_dir, dtype=torch.float32).eval()
         tokenizer = AutoTokenizer.from_pretrained(export_dir)
-        back, _ = _load_gguf(export_dir, "tiny-chat-Q8_0.gguf")
+        back = _load_gguf(export_dir, "tiny-chat-Q8_0.gguf")
         diff, rel, _, _ = _compare(_last_logits(merged, tokenizer, PROMPTS), _last_logits(back, tokenizer, PROMPTS))
         print(f"export job GGUF q8_0 (tiny llama): relative L2 error {rel:.4f}")
         assert rel < TOLERANCE["q8_0"]
@@ -286,13 +298,13 @@ def test_export_writes_gguf_and_modelfile_and_pushes_to_the_hub(demo_model_dir, 
         public.export.export_gguf = "none"
         public.export.export_hub_model_id = "tuneboard-user/tiny-public"
         public.export.export_hub_private = False
-        status = _run_export(public, tmp_path / "run-public", env)
+        status, _ = _run_export(public, tmp_path / "run-public", env)
         assert status["state"] == FINISHED, status
         assert hub.pushed["tuneboard-user/tiny-public"]["private"] is False
 
         no_token = {k: v for k, v in env.items() if k != "HF_TOKEN"}
         public.export.export_dir = str(tmp_path / "exports" / "never")
-        status = _run_export(public, tmp_path / "run-no-token", no_token)
+        status, _ = _run_export(public, tmp_path / "run-no-token", no_token)
         assert status["state"] == FAILED and "HF_TOKEN" in status["error"]
         assert status["error_record"]["key"] == "hub_token_missing"
         assert not (tmp_path / "exports" / "never").exists()  # refused before anything was written
@@ -310,10 +322,10 @@ def test_gptq_export_is_refused_without_cuda(tmp_path):
     cfg.export.export_quantization_bit = "4"
     cfg.export.export_quantization_dataset = "identity"
     cfg.export.quantization_dataset_dir = str(ROOT / "assets" / "data")
-    status = _run_export(cfg, tmp_path / "run-gptq", dict(os.environ, TUNEBOARD_WARM_WORKER="0"))
+    status, output = _run_export(cfg, tmp_path / "run-gptq", dict(os.environ, TUNEBOARD_WARM_WORKER="0"))
     assert status["state"] == FAILED
     record = status["error_record"]
     assert record["key"] == "gptq_needs_cuda" and record["field"] == "export.export_quantization_bit"
     assert "NVIDIA GPU (CUDA)" in status["error"] and "pip install gptqmodel" in status["error"]
-    assert "Traceback" not in (tmp_path / "run-gptq" / "stdout.log").read_text()
+    assert "Traceback" not in output
     assert json.loads((tmp_path / "run-gptq" / "status.json").read_text())["state"] == FAILED
