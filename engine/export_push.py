@@ -4,6 +4,8 @@ Each hub through its own client: ``huggingface_hub.HfApi`` (create_repo, then on
 and ``modelscope.hub.api.HubApi`` (create_repo, upload_folder). Endpoints are the clients' own settings
 (HF_ENDPOINT; MODELSCOPE_DOMAIN / MODELSCOPE_ENDPOINT), as for downloads. The token comes from the environment
 only (HF_TOKEN, MODELSCOPE_API_TOKEN): the form and run.yaml never hold it, and it is never logged.
+The Hugging Face push is tested against tests/helpers/fake_hubs.py; the ModelScope one is not (the fake hub has
+no ModelScope upload routes yet).
 """
 
 from __future__ import annotations
@@ -33,10 +35,9 @@ def push_folder(folder: Path, hub: str, repo_id: str, private: bool, log=print) 
     else:
         from modelscope.hub.api import HubApi  # noqa: PLC0415 - modelscope imports torch and is only needed here
 
-        api = HubApi()
-        api.login(token)
+        api = HubApi(token=token)  # its upload_folder takes the token from here, not from an argument
         api.create_repo(repo_id, token=token, visibility="private" if private else "public", exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=message, token=token)
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=message)
         where = f"{hub_endpoint('modelscope')}/models/{repo_id}"
     log(f"pushed {len(files)} files to {HUB_NAMES.get(hub, hub)} repository {repo_id} "
         f"({'private' if private else 'public'}): {where}")
