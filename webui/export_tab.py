@@ -8,13 +8,15 @@ from pathlib import Path
 
 import gradio as gr
 
+from engine.core.config import ConfigError, RunConfig
 from engine.core.export_checks import check_export_request
-from engine.core.paths import PathError, confined_folder
+from engine.core.paths import PathError, confined, confined_folder
 from engine.core.rundir import FINISHED, RunDir
 from engine.core.workspace import Workspace
 from webui import runner
-from webui.command_row import build_command_row, preview_answer
-from webui.form import Texts, config_from_values, field_control, values_by_key
+from webui.command_row import Extra, build_command_row, preview_answer
+from webui.errors import error_text
+from webui.form import Texts, config_from_values, field_control, values_by_key, values_from_config
 from webui.locales import DEFAULT_LANG, t
 from webui.run_monitor import MonitoredTab, PageLoad, build_run_monitor, new_name_unless_typed
 from webui.top_bar import TopBar, model_label
@@ -45,7 +47,11 @@ def build_export_tab(top: TopBar, watch: runner.RunWatch) -> MonitoredTab:
     quant_dir.component.change(lambda folder, current: gr.update(choices=[""] + dataset_choices(folder),
                                                                  value=current),
                                [quant_dir.component, quant_data.component], quant_data.component)
-    row = build_command_row(texts, "export", start_key="export_button")
+    config_path = texts.add(gr.Textbox, "config_path", info_key="config_path_info", value="export_config.yaml",
+                            elem_id="export-config-path")
+    row = build_command_row(texts, "export", start_key="export_button",
+                            after_preview=(Extra("save_arguments", "export-save-args"),
+                                           Extra("load_arguments", "export-load-args")))
     monitor = build_run_monitor("export", watch, log_lines=10)
     row.command_box()
     result = gr.Markdown(elem_id="export-result")
@@ -88,6 +94,39 @@ def build_export_tab(top: TopBar, watch: runner.RunWatch) -> MonitoredTab:
         return monitor.start(lang_, checked, "export", "export_started",
                              ("", "", runner.fresh_name("model", [workspace.exports], current)), workspace,
                              refused=("", "", gr.update()))
+
+    def on_save(request: gr.Request, lang_, name, *values):
+        """The form as typed (export dir as a name under exports/), with the model fields, in configs/."""
+        try:
+            *field_values, checkpoint, _name = values
+            cfg = config_from_values(form_controls, values_by_key(form_controls, field_values), command="export")
+            cfg.model.adapter_path = checkpoint or ""
+            path = confined(workspace_of(request).configs, name.strip(), what="config path", field="config.path")
+            cfg.save(path, "export")
+        except (ConfigError, PathError) as exc:
+            message = t(lang_, "invalid_value", error=error_text(lang_, exc))
+            gr.Warning(message)
+            return message
+        return t(lang_, "arguments_saved", path=str(path))
+
+    row.extra["save_arguments"].click(on_save, [top.lang, config_path] + form_inputs, monitor.status)
+
+    def on_load(lang_, name, request: gr.Request):
+        outputs = [c.component for c in form_controls] + [top.checkpoint]
+        try:
+            path = confined(workspace_of(request).configs, name.strip(), what="config path", field="config.path")
+            if not path.is_file():
+                raise PathError(t(lang_, "config_not_found", path=str(path)))
+            cfg = RunConfig.load(path, "export")
+        except (ConfigError, PathError) as exc:
+            error = error_text(lang_, exc)
+            gr.Warning(error)
+            return [gr.update()] * len(outputs) + [t(lang_, "invalid_value", error=error)]
+        return (values_from_config(form_controls, cfg) + [cfg.model.adapter_path or None]
+                + [t(lang_, "arguments_loaded", path=str(path))])
+
+    row.extra["load_arguments"].click(on_load, [top.lang, config_path],
+                                      [c.component for c in form_controls] + [top.checkpoint, monitor.status])
 
     row.start.click(on_export, [top.lang] + form_inputs,
                     [monitor.status, result, monitor.progress, export_dir.component] + monitor.start_outputs())
