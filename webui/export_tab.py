@@ -15,6 +15,7 @@ from engine.core.rundir import FINISHED, RunDir
 from engine.core.workspace import Workspace
 from webui import runner
 from webui.command_row import Extra, build_command_row, preview_answer
+from webui.dataset_preview import dataset_listing
 from webui.errors import error_text
 from webui.form import Texts, config_from_values, field_control, values_by_key, values_from_config
 from webui.locales import DEFAULT_LANG, t
@@ -44,9 +45,13 @@ def build_export_tab(top: TopBar, watch: runner.RunWatch) -> MonitoredTab:
         hub = field_control("export", "export_hub", lang, elem_id="export-hub")
         hub_id = field_control("export", "export_hub_model_id", lang, scale=2, elem_id="export-hub-model-id")
         private = field_control("export", "export_hub_private", lang, elem_id="export-hub-private")
-    quant_dir.component.change(lambda folder, current: gr.update(choices=[""] + dataset_choices(folder),
-                                                                 value=current),
-                               [quant_dir.component, quant_data.component], quant_data.component)
+
+    def on_quant_dir(folder, current, request: gr.Request):
+        """The calibration choices of the folder, as far as this login may read it."""
+        names = dataset_listing(folder, workspace_of(request).data_roots())[0]
+        return gr.update(choices=[""] + names, value=current)
+
+    quant_dir.component.change(on_quant_dir, [quant_dir.component, quant_data.component], quant_data.component)
     config_path = texts.add(gr.Textbox, "config_path", info_key="config_path_info", value="export_config.yaml",
                             elem_id="export-config-path")
     row = build_command_row(texts, "export", start_key="export_button",
