@@ -4,8 +4,7 @@ Each hub through its own client: ``huggingface_hub.HfApi`` (create_repo, then on
 and ``modelscope.hub.api.HubApi`` (create_repo, upload_folder). Endpoints are the clients' own settings
 (HF_ENDPOINT; MODELSCOPE_DOMAIN / MODELSCOPE_ENDPOINT), as for downloads. The token comes from the environment
 only (HF_TOKEN, MODELSCOPE_API_TOKEN): the form and run.yaml never hold it, and it is never logged.
-The Hugging Face push is tested against tests/helpers/fake_hubs.py; the ModelScope one is not (the fake hub has
-no ModelScope upload routes yet).
+Both are tested against the fake hubs of tests/helpers/fake_hubs.py, which speak the clients' upload protocols.
 """
 
 from __future__ import annotations

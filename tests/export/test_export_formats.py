@@ -1,7 +1,7 @@
 """Export beyond safetensors: GGUF (checked by loading it back with transformers' GGUF loader and comparing
 next-token logits and token ids), the Ollama Modelfile (its Go template rendered and compared with the chat
-template), GPTQ (refused without CUDA and gptqmodel), and the push to a hub (the fake Hugging Face hub of
-tests/helpers/fake_hubs.py, spoken to by the real huggingface_hub client)."""
+template), GPTQ (refused without CUDA and gptqmodel), and the push to a hub (the fake Hugging Face and
+ModelScope hubs of tests/helpers/fake_hubs.py, spoken to by the real huggingface_hub and modelscope clients)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from engine.core.modelfile import build_modelfile, go_template
 from engine.core.paths import PathError
 from engine.core.rundir import FAILED, FINISHED, RunDir
 from engine.core.templates import NAMED_TEMPLATES
-from tests.helpers.fake_hubs import FakeHFHub, hub_client_env
+from tests.helpers.fake_hubs import FakeHFHub, FakeModelScopeHub, hub_client_env
 from tests.helpers.go_template import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -293,6 +293,8 @@ def test_export_writes_gguf_and_modelfile_and_pushes_to_the_hub(demo_model_dir, 
         print(f"export job GGUF q8_0 (tiny llama): relative L2 error {rel:.4f}")
         assert rel < TOLERANCE["q8_0"]
 
+        _push_to_modelscope(export_dir, tmp_path, files)
+
         public = RunConfig.from_yaml(cfg.to_yaml("export"), "export")
         public.export.export_dir = str(tmp_path / "exports" / "tiny-public")
         public.export.export_gguf = "none"
@@ -308,6 +310,24 @@ def test_export_writes_gguf_and_modelfile_and_pushes_to_the_hub(demo_model_dir, 
         assert status["state"] == FAILED and "HF_TOKEN" in status["error"]
         assert status["error_record"]["key"] == "hub_token_missing"
         assert not (tmp_path / "exports" / "never").exists()  # refused before anything was written
+
+
+def _push_to_modelscope(export_dir: Path, tmp_path: Path, files: list[str]) -> None:
+    """The same export pushed, public, to the fake ModelScope hub by modelscope's own client (blobs and commit)."""
+    with FakeModelScopeHub({}, tls_dir=tmp_path / "ms-tls") as hub:
+        env = hub_client_env(tmp_path / "ms", ms=hub, token=True)
+        code = ("import sys; from pathlib import Path; from engine.export_push import push_folder; "
+                "print(push_folder(Path(sys.argv[1]), 'modelscope', 'tuneboard-user/tiny-chat', False))")
+        result = subprocess.run([sys.executable, "-c", code, str(export_dir)], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        pushed = hub.pushed["tuneboard-user/tiny-chat"]
+        assert pushed["private"] is False
+        assert sorted(pushed["files"]) == files
+        for name in files:
+            assert pushed["files"][name] == (export_dir / name).read_bytes(), name
+        assert pushed["blobs"]  # the weights went as LFS blobs
+        assert hub.token not in result.stdout + result.stderr
 
 
 @pytest.mark.slow

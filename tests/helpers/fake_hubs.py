@@ -40,6 +40,12 @@ Written against, and checked with (tests/test_fake_hubs.py):
   - ``GET /api/v1/models/{owner}/{name}`` and ``/revisions`` (legacy ``{"Code","Data","Success"}`` envelope),
     ``GET /openapi/v1/models/{owner}/{name}`` (``{"success","data"}``), ``/api/v1/repos/internalAccelerationInfo`` ->
     404 (the client's Alibaba-cloud region probe).
+  - Uploads (what ``HubApi.create_repo`` and ``upload_folder`` send): ``POST /api/v1/models`` (``Path``, ``Name``,
+    ``Visibility``: 1 private, 5 public; 400 when it exists, which the client takes as "exists"),
+    ``POST /api/v1/repos/models/{repo}/info/lfs/objects/batch`` (every blob gets an upload URL on this hub),
+    ``PUT /fake-lfs/{repo}/{sha256}`` (the blob; its sha256 checked), ``POST /api/v1/repos/models/{repo}/commit/{rev}``
+    (``actions``: base64 ``content`` for normal files, ``sha256`` of an uploaded blob for LFS ones); a write without
+    the hub's token -> 401. Received repos: ``pushed[repo_id]`` as for Hugging Face.
   - Errors: unknown repo -> 404 (``NotExistError``); gated/private repo without a token -> 401
     (``AuthenticationError``), with a wrong token -> 403 (``PermissionDeniedError``). ``snapshot_download``
     re-raises these as ``requests.HTTPError`` whose ``__cause__`` is the modelscope_hub error.
@@ -242,6 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.server.hub._dispatch(self, "POST")
+
+    def do_PUT(self):
+        self.server.hub._dispatch(self, "PUT")
 
     def log_message(self, format, *args):  # noqa: A002 - quiet: the hub keeps its own request log
         pass
@@ -783,10 +792,57 @@ class FakeModelScopeHub(_FakeHub):
         self._legacy(h, rec, 404, None, f"revision {rev} not found")
         return False
 
+    # uploads -----------------------------------------------------------------------------------------------------
+    def _upload(self, h, rec, method: str, path: str) -> None:
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        if not self.token or self._token_of(h) != self.token:
+            return self._legacy(h, rec, 401, None, "用户未登录")  # "User not logged in."
+        if method == "PUT" and path.startswith("/fake-lfs/"):  # an upload URL this hub handed out
+            repo_id, _, oid = path[len("/fake-lfs/"):].rpartition("/")
+            if hashlib.sha256(body).hexdigest() != oid:
+                return self._legacy(h, rec, 400, None, "sha256 mismatch")
+            with self._lock:
+                self.pushed[repo_id].setdefault("blobs", {})[oid] = body
+            return self._legacy(h, rec, 200, {"oid": oid})
+        if method == "POST" and path == "/api/v1/models":
+            request = json.loads(body)
+            repo_id = f"{request.get('Path')}/{request.get('Name')}"
+            if repo_id in self.pushed or repo_id in self._repos:
+                return self._legacy(h, rec, 400, None, "模型已存在")  # "The model already exists."
+            with self._lock:
+                self.pushed[repo_id] = {"private": request.get("Visibility") != 5, "files": {}, "commits": [],
+                                        "create": request, "blobs": {}}
+            return self._legacy(h, rec, 200, {"Path": request.get("Path"), "Name": request.get("Name")})
+        prefix = "/api/v1/repos/models/"
+        rest = path[len(prefix):] if path.startswith(prefix) else ""
+        for route in ("/info/lfs/objects/batch", "/commit/"):
+            repo_id, found, _rev = rest.partition(route)
+            if found and repo_id in self.pushed:
+                break
+        else:
+            return self._legacy(h, rec, 404, None, "模型不存在")
+        request = json.loads(body)
+        if route == "/info/lfs/objects/batch":
+            objects = [{"oid": o["oid"], "size": o.get("size"), "actions": {"upload": {
+                "href": f"{self.url}/fake-lfs/{repo_id}/{o['oid']}"}}} for o in request.get("objects", [])]
+            return self._legacy(h, rec, 200, {"objects": objects})
+        with self._lock:
+            repo = self.pushed[repo_id]
+            for action in request.get("actions", []):
+                if action.get("type") == "lfs":
+                    repo["files"][action["path"]] = repo["blobs"][action["sha256"]]
+                else:
+                    repo["files"][action["path"]] = base64.b64decode(action.get("content", ""))
+            repo["commits"].append({"message": request.get("commit_message"),
+                                    "paths": [a["path"] for a in request.get("actions", [])]})
+        return self._legacy(h, rec, 200, {"commit": "ok"})
+
     # routes ------------------------------------------------------------------------------------------------------
     def _route(self, h, method: str, rec: RequestRecord) -> None:
         parts = urlsplit(h.path)
         path, query = unquote(parts.path), {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if method in ("POST", "PUT"):
+            return self._upload(h, rec, method, path)
         if method not in ("GET", "HEAD"):
             return self._legacy(h, rec, 405, None, "method not allowed")
         if path.startswith("/openapi/v1/models/"):
