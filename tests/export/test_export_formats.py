@@ -314,7 +314,7 @@ def test_export_writes_gguf_and_modelfile_and_pushes_to_the_hub(demo_model_dir, 
 
 def _push_to_modelscope(export_dir: Path, tmp_path: Path, files: list[str]) -> None:
     """The same export pushed, public, to the fake ModelScope hub by modelscope's own client (blobs and commit)."""
-    with FakeModelScopeHub({}, tls_dir=tmp_path / "ms-tls") as hub:
+    with FakeModelScopeHub({}) as hub:
         env = hub_client_env(tmp_path / "ms", ms=hub, token=True)
         code = ("import sys; from pathlib import Path; from engine.export_push import push_folder; "
                 "print(push_folder(Path(sys.argv[1]), 'modelscope', 'tuneboard-user/tiny-chat', False))")
