@@ -164,7 +164,7 @@ def _load_gguf(folder: Path, name: str):
 
 # Tolerances on the relative L2 error of the last position's logits against the merged model (fp32); the figures
 # measured are in README.md (Export).
-TOLERANCE = {"f16": 0.005, "bf16": 0.02, "q8_0": 0.1, "q4_0": 0.5}
+TOLERANCE = {"f16": 0.005, "q8_0": 0.1, "q4_0": 0.5}
 
 
 @pytest.mark.slow
@@ -215,7 +215,7 @@ def _tiny_model(arch: str, tokenizer_dir: Path, folder: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("arch", "kind"), [("qwen2", "f16"), ("llama", "bf16"), ("llama", "q4_0")])
+@pytest.mark.parametrize(("arch", "kind"), [("qwen2", "f16"), ("llama", "q4_0")])
 def test_gguf_of_small_models_loads_back(arch, kind, demo_model_dir, tmp_path):
     """qwen2 (biases, untied output, no q/k permutation) and the other types, on small random models."""
     import torch
@@ -295,39 +295,41 @@ def test_export_writes_gguf_and_modelfile_and_pushes_to_the_hub(demo_model_dir, 
 
         _push_to_modelscope(export_dir, tmp_path, files)
 
-        public = RunConfig.from_yaml(cfg.to_yaml("export"), "export")
-        public.export.export_dir = str(tmp_path / "exports" / "tiny-public")
-        public.export.export_gguf = "none"
-        public.export.export_hub_model_id = "tuneboard-user/tiny-public"
-        public.export.export_hub_private = False
-        status, _ = _run_export(public, tmp_path / "run-public", env)
-        assert status["state"] == FINISHED, status
+        _push(export_dir, "huggingface", "tuneboard-user/tiny-public", env)  # public this time
         assert hub.pushed["tuneboard-user/tiny-public"]["private"] is False
 
+        refused = RunConfig.from_yaml(cfg.to_yaml("export"), "export")
+        refused.export.export_dir = str(tmp_path / "exports" / "never")
         no_token = {k: v for k, v in env.items() if k != "HF_TOKEN"}
-        public.export.export_dir = str(tmp_path / "exports" / "never")
-        status, _ = _run_export(public, tmp_path / "run-no-token", no_token)
+        status, _ = _run_export(refused, tmp_path / "run-no-token", no_token)
         assert status["state"] == FAILED and "HF_TOKEN" in status["error"]
         assert status["error_record"]["key"] == "hub_token_missing"
         assert not (tmp_path / "exports" / "never").exists()  # refused before anything was written
 
 
+def _push(folder: Path, hub: str, repo_id: str, env: dict) -> str:
+    """engine.export_push.push_folder(private=False) in a process of its own (the clients read their endpoint
+    variables on import); returns what it printed."""
+    code = ("import sys; from pathlib import Path; from engine.export_push import push_folder; "
+            "print(push_folder(Path(sys.argv[1]), sys.argv[2], sys.argv[3], False))")
+    result = subprocess.run([sys.executable, "-c", code, str(folder), hub, repo_id], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
 def _push_to_modelscope(export_dir: Path, tmp_path: Path, files: list[str]) -> None:
     """The same export pushed, public, to the fake ModelScope hub by modelscope's own client (blobs and commit)."""
     with FakeModelScopeHub({}) as hub:
-        env = hub_client_env(tmp_path / "ms", ms=hub, token=True)
-        code = ("import sys; from pathlib import Path; from engine.export_push import push_folder; "
-                "print(push_folder(Path(sys.argv[1]), 'modelscope', 'tuneboard-user/tiny-chat', False))")
-        result = subprocess.run([sys.executable, "-c", code, str(export_dir)], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
+        output = _push(export_dir, "modelscope", "tuneboard-user/tiny-chat",
+                       hub_client_env(tmp_path / "ms", ms=hub, token=True))
         pushed = hub.pushed["tuneboard-user/tiny-chat"]
         assert pushed["private"] is False
         assert sorted(pushed["files"]) == files
         for name in files:
             assert pushed["files"][name] == (export_dir / name).read_bytes(), name
         assert pushed["blobs"]  # the weights went as LFS blobs
-        assert hub.token not in result.stdout + result.stderr
+        assert hub.token not in output
 
 
 @pytest.mark.slow
