@@ -56,6 +56,9 @@ from engine.modeling.models import load_with_checkpoint
 
 STAGES = ("load", "merge", "save", "tokenizer", "readme")
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
+DEMO_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 def export_stages(cfg: RunConfig) -> tuple[str, ...]:
     """The export's stages in order: the fixed ones, with GPTQ, GGUF and the push where the config asks."""
@@ -63,9 +66,6 @@ def export_stages(cfg: RunConfig) -> tuple[str, ...]:
     return (("load", "merge", "save") + (("gptq",) if e.export_quantization_bit != "none" else ())
             + ("tokenizer",) + (("gguf",) if e.export_gguf != "none" else ()) + ("readme",)
             + (("push",) if e.export_hub_model_id.strip() else ()))
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-_CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
-DEMO_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 class ExportError(RuntimeError):
@@ -335,7 +335,7 @@ def run_export(config_path: str | Path) -> int:
         log(f"saved {len(weights)} safetensors file(s) in {dtype_name}")
         stage_done("save")
         if calibration:
-            quantize_gptq(tmp, int(cfg.export.export_quantization_bit), calibration, shard_bytes, log)
+            quantize_gptq(tmp, tokenizer, int(cfg.export.export_quantization_bit), calibration, shard_bytes, log)
             stage_done("gptq")
 
         template_note = bake_chat_template(tokenizer, cfg.model.template, log)

@@ -27,11 +27,11 @@ def check_gptq(cfg: RunConfig, device: str) -> list[str]:
     return [s.pretrain_text() for s in samples]
 
 
-def quantize_gptq(folder: Path, bits: int, texts: list[str], max_shard_bytes: int, log=print) -> None:
-    """Replace the merged weights in ``folder`` by their GPTQ-quantized form."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig  # noqa: PLC0415 - GPTQ exports only
+def quantize_gptq(folder: Path, tokenizer, bits: int, texts: list[str], max_shard_bytes: int, log=print) -> None:
+    """Replace the merged weights in ``folder`` (the tokenizer is written there later) by their GPTQ-quantized
+    form."""
+    from transformers import AutoModelForCausalLM, GPTQConfig  # noqa: PLC0415 - GPTQ exports only
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     config = GPTQConfig(bits=bits, dataset=texts, tokenizer=tokenizer)
     model = AutoModelForCausalLM.from_pretrained(folder, quantization_config=config, device_map="cuda")
     for old in folder.glob("*.safetensors*"):
