@@ -55,10 +55,10 @@ from engine.jobs.job import JobOutcome, Stopped, describe_error, error_record, f
 from engine.modeling.models import load_with_checkpoint
 
 STAGES = ("load", "merge", "save", "tokenizer", "readme")
-
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
 DEMO_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
 
 def export_stages(cfg: RunConfig) -> tuple[str, ...]:
     """The export's stages in order: the fixed ones, with GPTQ, GGUF and the push where the config asks."""
