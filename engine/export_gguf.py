@@ -90,9 +90,13 @@ def _encode(array: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
 
 
 def _merges(tokenizer_json: Path) -> list[str]:
-    model = json.loads(tokenizer_json.read_text(encoding="utf-8")).get("model") or {}
-    if model.get("type") != "BPE":
-        raise ValueError(f"GGUF export writes byte-level BPE tokenizers; this one is {model.get('type')!r}")
+    data = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    model, decoder = data.get("model") or {}, data.get("decoder") or {}
+    decoders = [decoder] + list(decoder.get("decoders") or [])
+    if model.get("type") != "BPE" or not any(d.get("type") == "ByteLevel" for d in decoders):
+        # SentencePiece-style BPE (Llama 2, byte fallback) is llama.cpp's "llama" tokenizer model, not "gpt2"
+        kind = model.get("type") if model.get("type") != "BPE" else "SentencePiece BPE"
+        raise ConfigError("export.export_gguf", "gguf_tokenizer", kind=str(kind))
     return [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
 
 

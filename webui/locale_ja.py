@@ -596,6 +596,7 @@ CONFIG_ERRORS = {
     "gguf_with_gptq": "GPTQ で量子化したモデルは GGUF に書き出せません。どちらか一方を選んでください",
     "gguf_architecture": "GGUF エクスポートが対応するのは {supported} です。このモデルは {architecture} です",
     "gguf_rope_scaling": "GGUF エクスポートは既定の回転位置埋め込みのみ対応します。このモデルは {rope_type} を使います",
+    "gguf_tokenizer": "GGUF エクスポートはバイトレベル BPE のトークナイザーのみ書き出せます。このモデルのトークナイザーは {kind} です",
     "hub_repo_id": "owner/name 形式のリポジトリ ID が必要です。入力値：{value!r}",
     "hub_token_missing": "{hub} へのアップロードには環境変数 {variable} のトークンが必要です（フォームには入力しません）",
     "patience_needs_val": "検証データが必要です：「検証データの割合」を 0 より大きくしてください",

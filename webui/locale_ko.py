@@ -593,6 +593,7 @@ CONFIG_ERRORS = {
     "gguf_with_gptq": "GPTQ로 양자화한 모델은 GGUF로 쓸 수 없습니다. 둘 중 하나를 선택하세요",
     "gguf_architecture": "GGUF 내보내기는 {supported}을(를) 지원합니다. 이 모델은 {architecture}입니다",
     "gguf_rope_scaling": "GGUF 내보내기는 기본 회전 위치 임베딩만 지원합니다. 이 모델은 {rope_type}을(를) 사용합니다",
+    "gguf_tokenizer": "GGUF 내보내기는 바이트 수준 BPE 토크나이저만 씁니다. 이 모델의 토크나이저는 {kind}입니다",
     "hub_repo_id": "owner/name 형식의 저장소 ID가 필요합니다. 입력값: {value!r}",
     "hub_token_missing": "{hub}에 업로드하려면 환경 변수 {variable}에 토큰이 있어야 합니다(양식에는 넣지 않습니다)",
     "patience_needs_val": "검증 데이터가 필요합니다: '검증 데이터 비율'을 0보다 크게 하세요",

@@ -911,6 +911,7 @@ CONFIG_ERRORS_ZH = {
     "gguf_with_gptq": "GPTQ 量化后的模型无法写成 GGUF；请二选一",
     "gguf_architecture": "GGUF 导出支持 {supported}；此模型为 {architecture}",
     "gguf_rope_scaling": "GGUF 导出只支持默认的旋转位置编码；此模型使用 {rope_type}",
+    "gguf_tokenizer": "GGUF 导出只支持字节级 BPE 分词器；此模型的分词器为 {kind}",
     "hub_repo_id": "应为 owner/name 形式的仓库 ID，实际为 {value!r}",
     "hub_token_missing": "上传到 {hub} 需要环境变量 {variable} 中的令牌（不能填在表单里）",
     "patience_needs_val": "需要验证集：请将“验证集比例”设为大于 0",

@@ -123,6 +123,7 @@ CONFIG_MESSAGES: dict[str, str] = {
     "gguf_with_gptq": "a GPTQ-quantized model cannot be written as GGUF; choose one of the two",
     "gguf_architecture": "GGUF export supports {supported}; this model is {architecture}",
     "gguf_rope_scaling": "GGUF export supports the default rotary embedding; this model uses {rope_type}",
+    "gguf_tokenizer": "GGUF export writes byte-level BPE tokenizers; this model's tokenizer is {kind}",
     "hub_repo_id": "expected a repository id like owner/name, got {value!r}",
     "hub_token_missing": "pushing to {hub} needs a token in the environment variable {variable} (never in the form)",
 }

@@ -105,6 +105,24 @@ def test_gguf_refuses_other_architectures_by_name():
     check_gguf_model({"model_type": "qwen2", "rope_parameters": {"rope_type": "default"}})
 
 
+def test_gguf_refuses_a_tokenizer_that_is_not_byte_level_bpe(tmp_path):
+    from engine.export_gguf import _merges
+
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"type": "Unigram", "vocab": []}}))
+    with pytest.raises(ConfigError) as err:
+        _merges(tmp_path / "tokenizer.json")
+    assert err.value.key == "gguf_tokenizer" and "Unigram" in str(err.value)
+    spm = {"model": {"type": "BPE", "merges": [], "byte_fallback": True},
+           "decoder": {"type": "Sequence", "decoders": [{"type": "Replace"}, {"type": "ByteFallback"}]}}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(spm))
+    with pytest.raises(ConfigError) as err:
+        _merges(tmp_path / "tokenizer.json")
+    assert "SentencePiece BPE" in str(err.value)
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "merges": [["a", "b"], "c d"]},
+                                                         "decoder": {"type": "ByteLevel"}}))
+    assert _merges(tmp_path / "tokenizer.json") == ["a b", "c d"]
+
+
 @pytest.mark.parametrize("name", sorted(NAMED_TEMPLATES))
 def test_modelfile_template_renders_like_the_chat_template(name):
     """Ollama renders TEMPLATE with Go's text/template; rendered here by a small interpreter of that syntax
