@@ -8,6 +8,10 @@ and ``AutoTokenizer.from_pretrained``, no peft needed:
     config.json, generation_config.json
     tokenizer files and the chat template (a named template is written as Jinja)
     README.md          base model, checkpoint, dataset(s) and training settings
+    <name>-<TYPE>.gguf, Modelfile   with export.export_gguf: the same model for llama.cpp / Ollama
+
+With export.export_quantization_bit the weights are GPTQ-quantized (CUDA only, engine/export_gptq.py); with
+export.export_hub_model_id the finished folder is pushed to that hub repository (engine/export_push.py).
 
 A full/freeze checkpoint is a whole model already: it is re-saved in the same
 layout (dtype, shards). Without a checkpoint the base model itself is exported.
@@ -34,13 +38,19 @@ import torch
 import yaml
 from transformers import GenerationConfig
 
-from engine.core.config import RunConfig
+from engine.core.config import ConfigError, RunConfig
+from engine.core.data import DataError
 from engine.core.demo_model import is_demo
 from engine.core.devices import pick_device
+from engine.core.export_checks import check_export_request
 from engine.core.model_files import ModelLoadError, check_checkpoint
-from engine.core.paths import resolve_user_dir
+from engine.core.modelfile import ModelfileError, build_modelfile
+from engine.core.paths import PathError, resolve_user_dir
 from engine.core.rundir import FINISHED, RUNNING, RunDir
 from engine.core.templates import NAMED_TEMPLATES, ChatFormatter, TemplateError
+from engine.export_gguf import check_gguf_model, gguf_file_name, write_gguf
+from engine.export_gptq import check_gptq, quantize_gptq
+from engine.export_push import push_folder
 from engine.jobs.job import JobOutcome, Stopped, describe_error, error_record, fetch_model, log, start_job
 from engine.modeling.models import load_with_checkpoint
 
@@ -48,6 +58,14 @@ STAGES = ("load", "merge", "save", "tokenizer", "readme")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-\d+$")
 DEMO_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def export_stages(cfg: RunConfig) -> tuple[str, ...]:
+    """The export's stages in order: the fixed ones, with GPTQ, GGUF and the push where the config asks."""
+    e = cfg.export
+    return (("load", "merge", "save") + (("gptq",) if e.export_quantization_bit != "none" else ())
+            + ("tokenizer",) + (("gguf",) if e.export_gguf != "none" else ()) + ("readme",)
+            + (("push",) if e.export_hub_model_id.strip() else ()))
 
 
 class ExportError(RuntimeError):
@@ -148,6 +166,7 @@ def _hub_id(model_name_or_path: str) -> str | None:
 
 def build_readme(cfg: RunConfig, kind: str | None, export_dir: Path, dtype: str, template_note: str,
                  files: list[str]) -> str:
+    """The model card: front matter for the hubs, what was merged from what, how to use it, the files."""
     base = cfg.model.model_name_or_path
     checkpoint = cfg.model.adapter_path.strip()
     run_dir = find_training_run(checkpoint)
@@ -204,6 +223,13 @@ def build_readme(cfg: RunConfig, kind: str | None, export_dir: Path, dtype: str,
         rows.append(("Training run", f"`{run_dir}`"))
     elif checkpoint:
         rows.append(("Dataset(s)", "unknown: no run.yaml next to the checkpoint"))
+    e = cfg.export
+    if e.export_quantization_bit != "none":
+        rows.append(("Quantization", f"GPTQ {e.export_quantization_bit}-bit, calibrated on "
+                                     f"`{e.export_quantization_dataset}`"))
+    if e.export_gguf != "none":
+        rows.append(("GGUF", f"`{gguf_file_name(export_dir.name, e.export_gguf)}` ({e.export_gguf.upper()}) and an "
+                             "Ollama `Modelfile`: `ollama create NAME -f Modelfile`"))
     rows += [("Chat template", template_note), ("Weights dtype", dtype),
              ("Exported", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + " by TuneBoard")]
 
@@ -233,28 +259,34 @@ def build_readme(cfg: RunConfig, kind: str | None, export_dir: Path, dtype: str,
 def run_export(config_path: str | Path) -> int:
     """Entry point of the export subprocess; returns the process exit code."""
     cfg, run, stop = start_job(config_path, "export", "checking", step=0, total_steps=len(STAGES))
+    stages = export_stages(cfg)
     t0 = time.time()
     tmp: Path | None = None
 
-    def stage_done(step: int, phase: str, check_stop: bool = True) -> None:
+    def stage_done(phase: str, check_stop: bool = True) -> None:
+        step = stages.index(phase) + 1
         elapsed = round(time.time() - t0, 2)
-        run.append_event({"step": step, "total_steps": len(STAGES), "phase": phase, "elapsed_s": elapsed,
-                          "remaining_s": round(elapsed / step * (len(STAGES) - step), 2)})
-        nxt = STAGES[step] if step < len(STAGES) else "done"
-        run.write_status(RUNNING, phase=nxt, step=step, total_steps=len(STAGES), elapsed_s=elapsed)
+        run.append_event({"step": step, "total_steps": len(stages), "phase": phase, "elapsed_s": elapsed,
+                          "remaining_s": round(elapsed / step * (len(stages) - step), 2)})
+        nxt = stages[step] if step < len(stages) else "done"
+        run.write_status(RUNNING, phase=nxt, step=step, total_steps=len(stages), elapsed_s=elapsed)
         if check_stop and stop.requested:
             raise Stopped
 
     outcome = JobOutcome(run, stop, "Export", "nothing was written.", cleanup=lambda: _remove(tmp),
                          describe=lambda exc: (str(exc), None) if isinstance(exc, ExportError)
                          else (describe_error(exc), error_record(exc)),
-                         expected=lambda exc: isinstance(exc, (ExportError, ModelLoadError)))
+                         expected=lambda exc: isinstance(exc, (ExportError, ModelLoadError, ConfigError, DataError,
+                                                               PathError, ModelfileError)))
     with outcome:
         export_dir = resolve_user_dir(cfg.export.export_dir, "export folder")
         if export_dir == run.path or export_dir in run.path.parents:
             raise ExportError(f"export folder {str(export_dir)!r} holds this export's own run directory; "
                               "choose another folder")
         check_target(export_dir)
+        check_export_request(cfg, os.environ)  # calibration data, push token: before anything is loaded
+        device = pick_device(cfg.export.device)
+        calibration = check_gptq(cfg, device) if cfg.export.export_quantization_bit != "none" else []
         adapter = cfg.model.adapter_path.strip()
         kind = check_checkpoint(adapter) if adapter else None
         fetch_model(cfg, run, stop)  # a missing base fails before loading; a hub model not on disk is downloaded
@@ -267,14 +299,15 @@ def run_export(config_path: str | Path) -> int:
 
 
         torch.set_grad_enabled(False)
-        device = pick_device(cfg.export.device)
         model, tokenizer, kind = load_with_checkpoint(cfg.model.model_name_or_path, adapter,
                                                       _torch_dtype(cfg.export.export_dtype),
                                                       cfg.model.trust_remote_code, log, cfg.model.hub)
         if device != "cpu":
             model.to(device)
         log(f"loaded {adapter if kind == 'full' else cfg.model.model_name_or_path} on {device} as {model.dtype}")
-        stage_done(1, "load")
+        if cfg.export.export_gguf != "none":
+            check_gguf_model(model.config.to_dict())  # before the merge: an unsupported model costs no more time
+        stage_done("load")
 
         if kind == "lora":
             model = model.merge_and_unload()
@@ -286,7 +319,7 @@ def run_export(config_path: str | Path) -> int:
             log("no checkpoint selected: exporting the base model itself")
         model = model.to("cpu").eval()
         model.config.use_cache = True
-        stage_done(2, "merge")
+        stage_done("merge")
 
         export_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.partial-", dir=export_dir.parent))
@@ -300,7 +333,10 @@ def run_export(config_path: str | Path) -> int:
         if pickles:
             raise ExportError(f"saving wrote pickle files {pickles}; refusing to export them")
         log(f"saved {len(weights)} safetensors file(s) in {dtype_name}")
-        stage_done(3, "save")
+        stage_done("save")
+        if calibration:
+            quantize_gptq(tmp, tokenizer, int(cfg.export.export_quantization_bit), calibration, shard_bytes, log)
+            stage_done("gptq")
 
         template_note = bake_chat_template(tokenizer, cfg.model.template, log)
         tokenizer.save_pretrained(tmp)
@@ -316,7 +352,11 @@ def run_export(config_path: str | Path) -> int:
         if gen.pad_token_id is None and tokenizer.pad_token_id is not None:
             gen.pad_token_id = tokenizer.pad_token_id
         gen.save_pretrained(tmp)
-        stage_done(4, "tokenizer")
+        stage_done("tokenizer")
+
+        if cfg.export.export_gguf != "none":
+            _write_gguf(cfg, model, tokenizer, tmp, export_dir.name, gen, stops)
+            stage_done("gguf")
 
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
         readme = build_readme(cfg, kind, export_dir, dtype_name, template_note, files)
@@ -330,12 +370,48 @@ def run_export(config_path: str | Path) -> int:
             export_dir.rmdir()  # an empty folder the user made: replaced by the export
         os.rename(tmp, export_dir)
         tmp = None
-        stage_done(5, "readme", check_stop=False)  # the export is complete and in place
+        stage_done("readme", check_stop=False)  # the export is complete and in place
+        pushed = ""
+        if cfg.export.export_hub_model_id.strip():
+            pushed = push_folder(export_dir, cfg.export.export_hub, cfg.export.export_hub_model_id.strip(),
+                                 cfg.export.export_hub_private, log)
+            stage_done("push", check_stop=False)
         run.write_status(FINISHED, phase="done", export_dir=str(export_dir), files=files, size_bytes=size,
-                         dtype=dtype_name, checkpoint_kind=kind or "base", elapsed_s=round(time.time() - t0, 2))
+                         dtype=dtype_name, checkpoint_kind=kind or "base", elapsed_s=round(time.time() - t0, 2),
+                         pushed_to=pushed or None)
         log(f"Export finished: {export_dir} ({size / 1e6:.1f} MB, {len(files)} files)")
         return 0
     return outcome.code
+
+
+def _write_gguf(cfg: RunConfig, model, tokenizer, folder: Path, name: str, gen, stops: list[int]) -> None:
+    """The GGUF file and, beside it, an Ollama Modelfile with the template the model was trained with."""
+    kind = cfg.export.export_gguf
+    file_name = gguf_file_name(name, kind)
+    write_gguf(model, tokenizer, folder, folder / file_name, kind, name, log)
+    template = cfg.model.template if cfg.model.template in NAMED_TEMPLATES else _matching_template(tokenizer)
+    named = NAMED_TEMPLATES.get(template)
+    stop_tokens = [tokenizer.convert_ids_to_tokens(i) for i in stops]
+    context = getattr(model.config, "max_position_embeddings", 4096)
+    sampled = bool(getattr(gen, "do_sample", False))
+    text = build_modelfile(file_name, named, stop_tokens, tokenizer.eos_token or "", context,
+                           gen.temperature if sampled else None, gen.top_p if sampled else None)
+    (folder / "Modelfile").write_text(text, encoding="utf-8")
+    log(f"wrote Modelfile ({'template ' + repr(template) if named else 'chat template from the GGUF'})")
+
+
+def _matching_template(tokenizer) -> str:
+    """The named template that renders exactly as the tokenizer's own chat template, or "" if none does."""
+    for name in NAMED_TEMPLATES:
+        try:
+            formatter = ChatFormatter(tokenizer, name)
+            if all(formatter.render(p, add_generation_prompt=g)
+                   == tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=g)
+                   for p in _PROBES for g in (True, False)):
+                return name
+        except Exception:  # noqa: BLE001 - a template that does not render is simply not this one
+            continue
+    return ""
 
 
 def _trained_base(checkpoint: str) -> str | None:

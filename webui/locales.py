@@ -253,6 +253,27 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "export.export_dtype": {"en": ("Export dtype", "auto keeps the base model's dtype."),
                             "zh": ("导出精度", "auto 保持基础模型的精度。")},
     "export.device": {"en": ("Export device", "Device used for merging."), "zh": ("导出设备", "合并时使用的设备。")},
+    "export.export_quantization_bit": {
+        "en": ("Export quantization bit.", "Quantizing the exported model with GPTQ (gptqmodel; needs an NVIDIA GPU)."),
+        "zh": ("导出量化等级", "用 GPTQ 量化导出模型（gptqmodel；需要 NVIDIA GPU）。")},
+    "export.export_quantization_dataset": {
+        "en": ("Export quantization dataset", "The calibration dataset used for quantization."),
+        "zh": ("导出量化数据集", "量化过程中使用的校准数据集。")},
+    "export.quantization_dataset_dir": {
+        "en": ("Quantization data dir", "Folder whose dataset_info.json lists the calibration dataset."),
+        "zh": ("量化数据目录", "其 dataset_info.json 列出校准数据集的文件夹。")},
+    "export.export_gguf": {
+        "en": ("GGUF export", "Also write one GGUF file of this type (llama.cpp, Ollama, LM Studio) with an Ollama "
+                              "Modelfile; llama and qwen2 models."),
+        "zh": ("导出 GGUF", "另外写出一个该类型的 GGUF 文件（llama.cpp、Ollama、LM Studio）及 Ollama Modelfile；"
+                          "支持 llama 与 qwen2 模型。")},
+    "export.export_hub": {"en": ("Hub to push to", "Token from HF_TOKEN / MODELSCOPE_API_TOKEN in the environment."),
+                          "zh": ("上传到的模型库", "令牌取自环境变量 HF_TOKEN / MODELSCOPE_API_TOKEN。")},
+    "export.export_hub_model_id": {
+        "en": ("HF Hub ID (optional)", "Repo ID (owner/name) for uploading the exported model, model card included."),
+        "zh": ("HF Hub ID（非必填）", "用于上传导出模型（含模型卡片）的仓库 ID（owner/name）。")},
+    "export.export_hub_private": {"en": ("Private repository", "Create the hub repository as private."),
+                                  "zh": ("私有仓库", "将模型库仓库创建为私有。")},
     "data.identity_name": {"en": ("Assistant name", "Fills {{name}} in identity data."),
                            "zh": ("助手名称", "填入身份数据中的 {{name}}。")},
     "data.identity_author": {"en": ("Assistant author", "Fills {{author}} in identity data."),
@@ -264,6 +285,8 @@ CHOICE_TEXT: dict[str, dict[str, dict[str, str]]] = {
     "model.hub": {"huggingface": {"en": "Hugging Face", "zh": "Hugging Face"},
                   "modelscope": {"en": "ModelScope", "zh": "魔搭社区 ModelScope"},
                   "modelers": {"en": "Modelers (openMind)", "zh": "魔乐社区 Modelers"}},
+    "export.export_hub": {"huggingface": {"en": "Hugging Face", "zh": "Hugging Face"},
+                          "modelscope": {"en": "ModelScope", "zh": "魔搭社区 ModelScope"}},
     "train.stage": {"pt": {"en": "Pre-Training", "zh": "预训练"}, "sft": {"en": "Supervised Fine-Tuning", "zh": "指令监督微调"},
                     "rm": {"en": "Reward Modeling", "zh": "奖励模型训练"}, "dpo": {"en": "DPO", "zh": "DPO"},
                     "orpo": {"en": "ORPO", "zh": "ORPO"}, "kto": {"en": "KTO", "zh": "KTO"},
@@ -665,6 +688,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "export_stopped": {"en": "Export stopped; nothing was written.", "zh": "导出已中断，未写入任何文件。"},
     "export_failed": {"en": "Export failed: {error}", "zh": "导出失败：{error}"},
     "export_result": {"en": "Model written to `{path}`", "zh": "模型已写入 `{path}`"},
+    "export_pushed": {"en": "Pushed to {url}", "zh": "已上传到 {url}"},
     "export_dir_not_empty": {"en": "export dir {path} exists and is not empty", "zh": "导出目录 {path} 已存在且非空"},
     # engine.core.paths.PathError keys (webui/errors.py words them after the field's label)
     "path_err_empty": {"en": "is empty", "zh": "不能为空"},
@@ -920,6 +944,15 @@ CONFIG_ERRORS_ZH = {
     "no_dataset": "请至少选择一个数据集",
     "zero_layers": "不能为 0（正数：最后 N 层；负数：最前 N 层）",
     "quantized_needs_lora": "量化后的基础权重只能用 LoRA 训练（QLoRA）",
+    "quantization_needs_dataset": "请为 GPTQ 量化选择校准数据集",
+    "gptq_needs_cuda": "GPTQ 量化需要 NVIDIA GPU（CUDA）和 gptqmodel 包（pip install gptqmodel）；本机只有 {device}",
+    "gptq_needs_package": "GPTQ 量化需要 gptqmodel 包：pip install gptqmodel",
+    "gguf_with_gptq": "GPTQ 量化后的模型无法写成 GGUF；请二选一",
+    "gguf_architecture": "GGUF 导出支持 {supported}；此模型为 {architecture}",
+    "gguf_rope_scaling": "GGUF 导出只支持默认的旋转位置编码；此模型使用 {rope_type}",
+    "gguf_tokenizer": "GGUF 导出只支持字节级 BPE 分词器；此模型的分词器为 {kind}",
+    "hub_repo_id": "应为 owner/name 形式的仓库 ID，实际为 {value!r}",
+    "hub_token_missing": "上传到 {hub} 需要环境变量 {variable} 中的令牌（不能填在表单里）",
     "patience_needs_val": "需要验证集：请将“验证集比例”设为大于 0",
     "too_many_probes": "最多 {limit} 个问题，每行一个",
     "ftx_dpo_only": "SFT 混合损失仅适用于 DPO 阶段",

@@ -22,6 +22,7 @@ import gradio as gr
 from engine.core.checkpointing_choice import TURN_OFF
 from engine.core.checkpoints import last_complete_checkpoint, resume_plan
 from engine.core.config import ConfigError, RunConfig
+from engine.core.data import DataError
 from engine.core.paths import PathError, confined_data_dir
 from engine.core.reward_model import check_reward_model
 from engine.core.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
@@ -232,7 +233,7 @@ class RunMonitor:
             if command in ("train", "eval"):  # the job checks the machine's rule; a login reads its own data only
                 confined_data_dir(cfg.data.dataset_dir, workspace.data_roots())
             check_queue_share(workspace)
-        except (ConfigError, PathError) as exc:
+        except (ConfigError, PathError, DataError) as exc:  # DataError: a registry a form field names (Export)
             message = t(lang, "invalid_value", error=error_text(lang, exc))
             gr.Warning(message)
             return (message, *kept) + self.not_started()

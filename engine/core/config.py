@@ -20,7 +20,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 import yaml
 
 from engine.core.fileio import MAX_RECORD_BYTES, atomic_write_text
-from engine.core.hubs import HUB_CHOICES
+from engine.core.hubs import HUB_CHOICES, is_hub_id
 from engine.core.paths import PathError
 
 STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto", "ppo")
@@ -59,6 +59,11 @@ ROPE_SCALINGS = ("none", "linear", "dynamic", "yarn", "llama3")
 BOOSTERS = ("auto", "flashattn2", "liger_kernel", "none")
 CUDA_BOOSTERS = ("flashattn2", "liger_kernel")
 NOT_CUDA = ("cpu", "mps", "npu")
+# GPTQ bits of the exported weights (LlamaBoard's export_quantization_bit); GGUF tensor types the `gguf` package
+# can write (its numpy quantizers: the k-quants and i-quants are read-only there).
+EXPORT_QUANTIZATION_BITS = ("none", "8", "4")
+GGUF_TYPES = ("none", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+PUSH_HUBS = ("huggingface", "modelscope")
 COMMANDS = ("train", "eval", "export")
 
 
@@ -131,6 +136,16 @@ CONFIG_MESSAGES: dict[str, str] = {
     "above": "must be greater than {low:g}, got {value!r}",
     "at_least": "must be at least {low:g}, got {value!r}",
     "at_most": "must be at most {high:g}, got {value!r}",
+    "quantization_needs_dataset": "choose a calibration dataset for GPTQ quantization",
+    "gptq_needs_cuda": "GPTQ quantization needs an NVIDIA GPU (CUDA) and the gptqmodel package "
+                       "(pip install gptqmodel); this machine has {device} only",
+    "gptq_needs_package": "GPTQ quantization needs the gptqmodel package: pip install gptqmodel",
+    "gguf_with_gptq": "a GPTQ-quantized model cannot be written as GGUF; choose one of the two",
+    "gguf_architecture": "GGUF export supports {supported}; this model is {architecture}",
+    "gguf_rope_scaling": "GGUF export supports the default rotary embedding; this model uses {rope_type}",
+    "gguf_tokenizer": "GGUF export writes byte-level BPE tokenizers; this model's tokenizer is {kind}",
+    "hub_repo_id": "expected a repository id like owner/name, got {value!r}",
+    "hub_token_missing": "pushing to {hub} needs a token in the environment variable {variable} (never in the form)",
 }
 
 
@@ -368,6 +383,22 @@ class ExportConfig:
     max_shard_size_gb: float = param(5.0, "Largest safetensors shard, in GB.", low=0.0, high=1000.0, low_exclusive=True)
     export_dtype: str = param("auto", "Weights dtype: auto keeps the base model's.", choices=EXPORT_DTYPES)
     device: str = param("cpu", "Device used for merging.", choices=DEVICES)
+    export_quantization_bit: str = param(
+        "none", "Quantize the exported weights with GPTQ to 8 or 4 bits (gptqmodel; needs an NVIDIA GPU).",
+        choices=EXPORT_QUANTIZATION_BITS)
+    export_quantization_dataset: str = param(
+        "", "Calibration dataset for GPTQ: a dataset of the data folder's dataset_info.json.")
+    quantization_dataset_dir: str = param("assets/data", "Data folder whose dataset_info.json names the "
+                                                         "calibration dataset.")
+    export_gguf: str = param(
+        "none", "Also write the merged model as one GGUF file (llama.cpp, Ollama, LM Studio) of this type, with the "
+                "tokenizer, the chat template and an Ollama Modelfile beside it (llama and qwen2 models).",
+        choices=GGUF_TYPES)
+    export_hub: str = param("huggingface", "Hub the export is pushed to; its token comes from the environment "
+                                           "(HF_TOKEN, MODELSCOPE_API_TOKEN).", choices=PUSH_HUBS)
+    export_hub_model_id: str = param("", "Repository id (owner/name) to push the exported folder to, README model "
+                                         "card included; empty: no push.")
+    export_hub_private: bool = param(True, "Create the hub repository as private.")
     output_dir: str = param("", "Run directory holding the export's status and log; set by the app.")
 
 
@@ -470,10 +501,23 @@ class RunConfig:
             # a device chosen by hand is known before the job starts (auto is resolved, and checked, by the job)
             raise ConfigError("model.booster", "booster_needs_cuda", booster=self.model.booster,
                               device=self.model.device)
-        if command == "export" and not self.export.export_dir.strip():
-            raise ConfigError("export.export_dir", "empty")
+        if command == "export":
+            self._validate_export()
         if command == "train":
             self._validate_training()
+
+    def _validate_export(self) -> None:
+        e = self.export
+        if not e.export_dir.strip():
+            raise ConfigError("export.export_dir", "empty")
+        if e.export_quantization_bit != "none":
+            if not e.export_quantization_dataset.strip():
+                raise ConfigError("export.export_quantization_dataset", "quantization_needs_dataset")
+            if e.export_gguf != "none":
+                raise ConfigError("export.export_gguf", "gguf_with_gptq")
+        repo = e.export_hub_model_id.strip()
+        if repo and not is_hub_id(repo, e.export_hub):
+            raise ConfigError("export.export_hub_model_id", "hub_repo_id", value=repo)
 
     def _validate_training(self) -> None:
         """Rules that tie several training fields together."""

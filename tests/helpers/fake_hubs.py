@@ -15,6 +15,13 @@ Written against, and checked with (tests/test_fake_hubs.py):
     ``X-Linked-Size`` for LFS files, ``Content-Length``, ``Accept-Ranges``; ``Range`` answered with 206.
     No ``X-Xet-Hash`` header and no ``xetHash`` in the tree, so the client takes its plain HTTP path even with
     ``hf_xet`` installed (HF_HUB_DISABLE_XET is not needed).
+  - Uploads (what ``HfApi.create_repo`` and ``HfApi.create_commit`` send): ``POST /api/validate-yaml`` (a
+    README.md's front matter must be YAML, else 400), ``POST /api/repos/create`` (``name``,
+    ``organization``, ``visibility``; 409 when it exists), ``POST /api/models/{repo}/preupload/{rev}`` (answers
+    ``uploadMode: regular`` for every file, so the bytes come base64-encoded inside the commit and the client needs
+    neither LFS nor Xet storage), ``POST /api/models/{repo}/commit/{rev}`` (NDJSON: a header line, then one ``file``
+    line per file); a write without the hub's token -> 401. Received repos: ``pushed[repo_id]`` (``private``,
+    ``files`` {path: bytes}, ``commits``).
   - Errors as the Hub: ``X-Error-Code: RepoNotFound`` (401 anonymous / 404 with a token) ->
     ``RepositoryNotFoundError``; ``GatedRepo`` (401 anonymous / 403 wrong token) on ``resolve`` ->
     ``GatedRepoError`` (info and tree stay public, as on the Hub); ``RevisionNotFound``; ``EntryNotFound``.
@@ -33,6 +40,12 @@ Written against, and checked with (tests/test_fake_hubs.py):
   - ``GET /api/v1/models/{owner}/{name}`` and ``/revisions`` (legacy ``{"Code","Data","Success"}`` envelope),
     ``GET /openapi/v1/models/{owner}/{name}`` (``{"success","data"}``), ``/api/v1/repos/internalAccelerationInfo`` ->
     404 (the client's Alibaba-cloud region probe).
+  - Uploads (what ``HubApi.create_repo`` and ``upload_folder`` send): ``POST /api/v1/models`` (``Path``, ``Name``,
+    ``Visibility``: 1 private, 5 public; 400 when it exists, which the client takes as "exists"),
+    ``POST /api/v1/repos/models/{repo}/info/lfs/objects/batch`` (every blob gets an upload URL on this hub),
+    ``PUT /fake-lfs/{repo}/{sha256}`` (the blob; its sha256 checked), ``POST /api/v1/repos/models/{repo}/commit/{rev}``
+    (``actions``: base64 ``content`` for normal files, ``sha256`` of an uploaded blob for LFS ones); a write without
+    the hub's token -> 401. Received repos: ``pushed[repo_id]`` as for Hugging Face.
   - Errors: unknown repo -> 404 (``NotExistError``); gated/private repo without a token -> 401
     (``AuthenticationError``), with a wrong token -> 403 (``PermissionDeniedError``). ``snapshot_download``
     re-raises these as ``requests.HTTPError`` whose ``__cause__`` is the modelscope_hub error.
@@ -49,6 +62,7 @@ subprocess the environment to use them. Usage summary for other tests: see the f
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as _dt
 import hashlib
@@ -64,6 +78,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import yaml
 
 DEMO_REPO_ID = "tuneboard-test/SmolLM2-135M-Instruct"
 GATED_REPO_ID = "tuneboard-test/gated-model"
@@ -233,6 +249,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self.server.hub._dispatch(self, "POST")
 
+    def do_PUT(self):
+        self.server.hub._dispatch(self, "PUT")
+
     def log_message(self, format, *args):  # noqa: A002 - quiet: the hub keeps its own request log
         pass
 
@@ -277,6 +296,7 @@ class _FakeHub:
         self.throttle_bps = throttle_bps
         self.max_lifetime_s = max_lifetime_s
         self.requests: list[RequestRecord] = []
+        self.pushed: dict[str, dict] = {}  # repos created through the upload routes (hubs that have them)
         self.errors: list[str] = []  # tracebacks of requests the server failed on (clients that went away, bugs)
         self._lock = threading.Lock()
         self._running = threading.Event()
@@ -503,6 +523,8 @@ class FakeHFHub(_FakeHub):
     def _route(self, h, method: str, rec: RequestRecord) -> None:
         parts = urlsplit(h.path)
         path, query = parts.path, parse_qs(parts.query)  # split before unquoting: revisions come quoted
+        if method == "POST":
+            return self._upload(h, rec, path)
         if method not in ("GET", "HEAD"):
             return self._send_json(h, rec, 405, {"error": "Method not allowed"})
         if path.startswith("/api/models/"):
@@ -518,6 +540,54 @@ class FakeHFHub(_FakeHub):
             rev, _, file = tail.partition("/")
             return self._resolve(h, rec, unquote(repo_id), unquote(rev), unquote(file))
         return self._send_json(h, rec, 404, {"error": "Not Found"})
+
+    # uploads ----------------------------------------------------------------------------------------------------
+    def _upload(self, h, rec, path: str) -> None:
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        if not self.token or self._token_of(h) != self.token:
+            msg = "Invalid credentials in Authorization header"
+            return self._send_json(h, rec, 401, {"error": msg}, {"X-Error-Message": msg})
+        if path == "/api/validate-yaml":  # create_commit has a README.md's front matter checked first
+            text = json.loads(body).get("content", "")
+            front = text.split("---\n")[1] if text.startswith("---\n") and text.count("---\n") >= 2 else ""
+            try:
+                yaml.safe_load(front)
+            except yaml.YAMLError as exc:
+                return self._send_json(h, rec, 400, {"errors": [{"message": str(exc)}]})
+            return self._send_json(h, rec, 200, {"warnings": []})
+        if path == "/api/repos/create":
+            request = json.loads(body)
+            repo_id = f"{request['organization']}/{request['name']}"
+            if repo_id in self.pushed or repo_id in self._repos:
+                return self._send_json(h, rec, 409, {"error": "You already created this model repo",
+                                                     "url": f"{self.url}/{repo_id}"})
+            with self._lock:
+                self.pushed[repo_id] = {"private": request.get("visibility") == "private", "files": {},
+                                        "commits": [], "create": request}
+            return self._send_json(h, rec, 200, {"url": f"{self.url}/{repo_id}", "name": repo_id})
+        rest = path[len("/api/models/"):] if path.startswith("/api/models/") else ""
+        for route in ("/preupload/", "/commit/"):
+            repo_id, found, _rev = unquote(rest).partition(route)
+            if found and repo_id in self.pushed:
+                break
+        else:
+            return self._send_json(h, rec, 404, {"error": "Repository not found"},
+                                   {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+        if route == "/preupload/":
+            files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
+                     for f in json.loads(body)["files"]]
+            return self._send_json(h, rec, 200, {"files": files, "commitOid": "0" * 40})
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        oid = hashlib.sha1(body).hexdigest()
+        with self._lock:
+            repo = self.pushed[repo_id]
+            for line in lines:
+                if line["key"] == "file":
+                    repo["files"][line["value"]["path"]] = base64.b64decode(line["value"]["content"])
+            repo["commits"].append({"oid": oid, "header": lines[0]["value"] if lines else {},
+                                    "paths": [x["value"]["path"] for x in lines if x["key"] != "header"]})
+        return self._send_json(h, rec, 200, {"commitUrl": f"{self.url}/{repo_id}/commit/{oid}", "commitOid": oid,
+                                             "success": True})
 
     # errors as the Hub sends them ---------------------------------------------------------------------------
     def _repo_or_error(self, h, rec, repo_id: str) -> RepoIndex | None:
@@ -722,10 +792,57 @@ class FakeModelScopeHub(_FakeHub):
         self._legacy(h, rec, 404, None, f"revision {rev} not found")
         return False
 
+    # uploads -----------------------------------------------------------------------------------------------------
+    def _upload(self, h, rec, method: str, path: str) -> None:
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        if not self.token or self._token_of(h) != self.token:
+            return self._legacy(h, rec, 401, None, "用户未登录")  # "User not logged in."
+        if method == "PUT" and path.startswith("/fake-lfs/"):  # an upload URL this hub handed out
+            repo_id, _, oid = path[len("/fake-lfs/"):].rpartition("/")
+            if hashlib.sha256(body).hexdigest() != oid:
+                return self._legacy(h, rec, 400, None, "sha256 mismatch")
+            with self._lock:
+                self.pushed[repo_id].setdefault("blobs", {})[oid] = body
+            return self._legacy(h, rec, 200, {"oid": oid})
+        if method == "POST" and path == "/api/v1/models":
+            request = json.loads(body)
+            repo_id = f"{request.get('Path')}/{request.get('Name')}"
+            if repo_id in self.pushed or repo_id in self._repos:
+                return self._legacy(h, rec, 400, None, "模型已存在")  # "The model already exists."
+            with self._lock:
+                self.pushed[repo_id] = {"private": request.get("Visibility") != 5, "files": {}, "commits": [],
+                                        "create": request, "blobs": {}}
+            return self._legacy(h, rec, 200, {"Path": request.get("Path"), "Name": request.get("Name")})
+        prefix = "/api/v1/repos/models/"
+        rest = path[len(prefix):] if path.startswith(prefix) else ""
+        for route in ("/info/lfs/objects/batch", "/commit/"):
+            repo_id, found, _rev = rest.partition(route)
+            if found and repo_id in self.pushed:
+                break
+        else:
+            return self._legacy(h, rec, 404, None, "模型不存在")
+        request = json.loads(body)
+        if route == "/info/lfs/objects/batch":
+            objects = [{"oid": o["oid"], "size": o.get("size"), "actions": {"upload": {
+                "href": f"{self.url}/fake-lfs/{repo_id}/{o['oid']}"}}} for o in request.get("objects", [])]
+            return self._legacy(h, rec, 200, {"objects": objects})
+        with self._lock:
+            repo = self.pushed[repo_id]
+            for action in request.get("actions", []):
+                if action.get("type") == "lfs":
+                    repo["files"][action["path"]] = repo["blobs"][action["sha256"]]
+                else:
+                    repo["files"][action["path"]] = base64.b64decode(action.get("content", ""))
+            repo["commits"].append({"message": request.get("commit_message"),
+                                    "paths": [a["path"] for a in request.get("actions", [])]})
+        return self._legacy(h, rec, 200, {"commit": "ok"})
+
     # routes ------------------------------------------------------------------------------------------------------
     def _route(self, h, method: str, rec: RequestRecord) -> None:
         parts = urlsplit(h.path)
         path, query = unquote(parts.path), {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if method in ("POST", "PUT"):
+            return self._upload(h, rec, method, path)
         if method not in ("GET", "HEAD"):
             return self._legacy(h, rec, 405, None, "method not allowed")
         if path.startswith("/openapi/v1/models/"):
