@@ -46,8 +46,9 @@ FIELD_TEXT = {
     "data.enable_thinking": ("Включить размышления", "Модели с рассуждениями (шаблоны с `<think>`): рассуждения из данных "
                                                      "сохраняются, ответы без них учат пустой блок размышлений шаблона. "
                                                      "Выключено: рассуждения отбрасываются, пустой блок входит в промпт."),
-    "train.report_to": ("Внешний логгер", "Также записывать в TensorBoard, wandb или MLflow (ключи вроде "
-                                          "WANDB_API_KEY берутся из переменных окружения)."),
+    "train.report_to": ("Внешний логгер", "Также записывать в TensorBoard, wandb, MLflow, Trackio или SwanLab (ключи "
+                                          "вроде WANDB_API_KEY берутся из переменных окружения). Trackio и SwanLab "
+                                          "(офлайн) пишут в папку запуска."),
     "train.extra_args": ("Дополнительные аргументы", "Дополнительные аргументы для тренера в формате JSON, только из "
                                                      "этого списка: {allowed}."),
     "train.resume": ("Продолжить обучение", "Если в выходной папке уже есть чекпоинты, продолжить с последнего "
@@ -85,6 +86,29 @@ FIELD_TEXT = {
     "rlhf.kto_loss_type": ("Тип потерь KTO", "Вид функции потерь KTO."),
     "rlhf.desirable_weight": ("Вес желательных", "KTO: вес потерь на желательных ответах."),
     "rlhf.undesirable_weight": ("Вес нежелательных", "KTO: вес потерь на нежелательных ответах."),
+    "galore.use_galore": ("Использовать GaLore", "Оптимизатор [GaLore](https://github.com/jiaweizzhao/GaLore): градиенты "
+                                               "проецируются на малый ранг, состояния оптимизатора меньше. Для полного "
+                                               "обучения или заморозки; нужен `pip install galore-torch==1.0`."),
+    "galore.rank": ("Ранг GaLore", "Ранг градиентов GaLore."),
+    "galore.update_interval": ("Интервал обновления", "Количество шагов для обновления проекции GaLore."),
+    "galore.scale": ("Масштаб GaLore", "Коэффициент масштабирования GaLore."),
+    "galore.target": ("Модули GaLore", "Имена модулей для применения GaLore. Используйте запятые для разделения "
+                                       "нескольких модулей; `all`: все линейные слои, кроме выходного."),
+    "apollo.use_apollo": ("Использовать APOLLO", "Оптимизатор [APOLLO](https://github.com/zhuhanqing/APOLLO): обучение "
+                                               "как с AdamW при состояниях оптимизатора размером с SGD. Для полного "
+                                               "обучения или заморозки; нужен `pip install apollo-torch==1.0.3`."),
+    "apollo.rank": ("Ранг APOLLO", "Ранг градиентов APOLLO."),
+    "apollo.update_interval": ("Интервал обновления", "Количество шагов для обновления проекции APOLLO."),
+    "apollo.scale": ("Масштаб APOLLO", "Коэффициент масштабирования APOLLO."),
+    "apollo.target": ("Модули APOLLO", "Имена модулей для применения APOLLO. Используйте запятые для разделения "
+                                       "нескольких модулей; `all`: все линейные слои, кроме выходного."),
+    "badam.use_badam": ("Использовать BAdam", "Оптимизатор [BAdam](https://github.com/Ledzy/BAdam): за раз обучается "
+                                            "один блок. Для полного обучения; нужен `pip install badam==1.4`."),
+    "badam.mode": ("Режим BAdam", "Использовать ли оптимизатор BAdam с послойной или пропорциональной настройкой."),
+    "badam.switch_mode": ("Режим переключения", "Стратегия выбора блока для обновления для послойного BAdam."),
+    "badam.switch_interval": ("Интервал переключения", "Количество шагов до смены блока для послойного BAdam "
+                                                       "(пропорциональный: до смены обновляемой доли)."),
+    "badam.update_ratio": ("Коэффициент обновления", "Коэффициент обновления для BAdam с учётом соотношений."),
     # train tab: devices and nodes
     "distributed.devices": ("Ускорители", "Ускорители для обучения, с номерами как в списке nvidia-smi или npu-smi; "
                                           "если отметить несколько, запуск идёт через torchrun, по процессу на "
@@ -178,6 +202,9 @@ MESSAGES = {
     "group_freeze": "Настройки частичной заморозки (freeze)",
     "group_identity": "Подстановки личности",
     "group_rlhf": "Настройки RLHF",
+    "group_galore": "Конфигурации GaLore",
+    "group_apollo": "Конфигурации APOLLO",
+    "group_badam": "Конфигурации BAdam",
     "group_devices": "Устройства и узлы",
     "devices_cpu_only": "Только CPU: GPU и NPU не найдены.",
     "title": "TuneBoard — дообучение LLM в браузере",
@@ -611,6 +638,17 @@ CONFIG_ERRORS = {
     "pissa_with_dora": "инициализацию PiSSA нельзя сочетать с DoRA",
     "new_adapter_needs_checkpoint": "выберите чекпоинт, на основе которого строить новый адаптер",
     "compare_needs_checkpoint": "выберите чекпоинт для сравнения с базовой моделью",
+    "one_memory_optimizer": "GaLore, APOLLO и BAdam нельзя использовать вместе (включено также: {other})",
+    "memory_optimizer_lora": "{optimizer} обучает веса целиком: выберите полное обучение или заморозку, а не LoRA",
+    "badam_needs_full": "BAdam сам выбирает обучаемые блоки: выберите полное обучение",
+    "memory_optimizer_deepspeed": "{optimizer} не работает с DeepSpeed: выберите DeepSpeed stage none",
+    "low_rank_optim": "у {optimizer} нет варианта оптимизатора {optim} (выберите один из: {choices})",
+    "low_rank_optim_args": "optim_args задаёт группа {optimizer}: уберите их из дополнительных аргументов",
+    "badam_ratio_distributed": "пропорциональный BAdam работает только в одном процессе: выберите режим layer или одно устройство",
+    "badam_layer_distributed": "послойному BAdam в нескольких процессах нужен DeepSpeed stage 3",
+    "badam_deepspeed": "BAdam работает с DeepSpeed только послойно и со stage 3",
+    "no_target_modules": "ни один линейный слой модели не подходит под {target!r}",
+    "needs_package": "для {what} нужен пакет {package}, здесь он не установлен: {command}",
     "node_rank": "должен быть меньше числа узлов ({nnodes})",
     "master_addr": "укажите адрес узла с рангом 0",
     "master_addr_local": "{addr} указывает только на эту машину; при нескольких узлах укажите адрес узла с рангом 0, "
