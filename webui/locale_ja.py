@@ -623,7 +623,7 @@ CONFIG_ERRORS = {
     "badam_ratio_distributed": "ratio-wise BAdam は 1 プロセスでのみ動きます：layer モードか 1 台のデバイスを選んでください",
     "badam_layer_distributed": "複数プロセスの layer-wise BAdam には DeepSpeed stage 3 が必要です",
     "badam_deepspeed": "BAdam を DeepSpeed と使えるのは layer-wise かつ stage 3 の場合だけです",
-    "no_target_modules": "{target!r} に一致する線形層がモデルにありません",
+    "no_target_modules": "{target!r} に一致する学習対象の線形層がモデルにありません",
     "needs_package": "{what} には {package} パッケージが必要ですが、ここには入っていません：{command}",
     "node_rank": "ノード数（{nnodes}）より小さくしてください",
     "master_addr": "ランク 0 のノードのアドレスを入力してください",

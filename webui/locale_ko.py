@@ -619,7 +619,7 @@ CONFIG_ERRORS = {
     "badam_ratio_distributed": "비율-BAdam은 한 프로세스에서만 동작합니다: layer 모드나 장치 하나를 고르세요",
     "badam_layer_distributed": "여러 프로세스의 레이어-BAdam에는 DeepSpeed stage 3이 필요합니다",
     "badam_deepspeed": "BAdam은 레이어 방식이고 stage 3일 때만 DeepSpeed와 함께 쓸 수 있습니다",
-    "no_target_modules": "모델에 {target!r}와 맞는 선형 층이 없습니다",
+    "no_target_modules": "모델에 {target!r}와 맞는 학습 대상 선형 층이 없습니다",
     "needs_package": "{what}에는 {package} 패키지가 필요한데 여기에 설치되어 있지 않습니다: {command}",
     "node_rank": "노드 수({nnodes})보다 작아야 합니다",
     "master_addr": "랭크 0 노드의 주소를 입력하세요",

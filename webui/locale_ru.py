@@ -647,7 +647,7 @@ CONFIG_ERRORS = {
     "badam_ratio_distributed": "пропорциональный BAdam работает только в одном процессе: выберите режим layer или одно устройство",
     "badam_layer_distributed": "послойному BAdam в нескольких процессах нужен DeepSpeed stage 3",
     "badam_deepspeed": "BAdam работает с DeepSpeed только послойно и со stage 3",
-    "no_target_modules": "ни один линейный слой модели не подходит под {target!r}",
+    "no_target_modules": "ни один обучаемый линейный слой модели не подходит под {target!r}",
     "needs_package": "для {what} нужен пакет {package}, здесь он не установлен: {command}",
     "node_rank": "должен быть меньше числа узлов ({nnodes})",
     "master_addr": "укажите адрес узла с рангом 0",

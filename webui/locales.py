@@ -939,7 +939,7 @@ CONFIG_ERRORS_ZH = {
     "badam_ratio_distributed": "ratio-wise BAdam 只能在单进程中运行：请选择 layer 模式或单个设备",
     "badam_layer_distributed": "多进程的 layer-wise BAdam 需要 DeepSpeed stage 3",
     "badam_deepspeed": "BAdam 只有在 layer-wise 模式且 stage 为 3 时才能与 DeepSpeed 一起使用",
-    "no_target_modules": "模型中没有与 {target!r} 匹配的线性层",
+    "no_target_modules": "模型中没有与 {target!r} 匹配的可训练线性层",
     "needs_package": "{what} 需要 {package} 包，但此处未安装：{command}",
     "node_rank": "必须小于节点数（{nnodes}）",
     "master_addr": "请填写 0 号节点的地址",

@@ -96,7 +96,7 @@ CONFIG_MESSAGES: dict[str, str] = {
     "badam_ratio_distributed": "ratio-wise BAdam runs in one process only: choose layer mode, or one device",
     "badam_layer_distributed": "layer-wise BAdam in several processes needs DeepSpeed stage 3",
     "badam_deepspeed": "BAdam works with DeepSpeed only layer-wise and with stage 3",
-    "no_target_modules": "no linear layer of the model matches {target!r}",
+    "no_target_modules": "no trainable linear layer of the model matches {target!r}",
     "needs_package": "{what} needs the {package} package, not installed here: {command}",
     "node_rank": "must be below the number of nodes ({nnodes})",
     "master_addr": "set the address of the rank-0 node",

@@ -29,14 +29,17 @@ def optimizer_arguments(cfg: RunConfig) -> dict:
 
 
 def low_rank_targets(model, target: str, field_name: str) -> list[str]:
-    """Full names of the linear layers ``target`` names ("all": every one but the output layer and a reward head),
-    matched by any part of their dotted name (``mlp`` takes a layer's whole MLP, ``q_proj`` one projection)."""
+    """Full names of the trainable linear layers ``target`` names ("all": every one but the output layer and a reward
+    head), matched by any part of their dotted name (``mlp`` takes a layer's whole MLP, ``q_proj`` one projection).
+    Frozen layers (freeze method) are left out: they have no gradients to project."""
     wanted = {t.strip() for t in target.split(",") if t.strip()}
     every = not wanted or wanted == {"all"}
     output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     names = []
     for name, module in model.named_modules():
         if not isinstance(module, nn.Linear) or module is output or name.split(".")[-1] == "score":
+            continue
+        if not module.weight.requires_grad:
             continue
         if every or wanted & set(name.split(".")):
             names.append(name)
@@ -52,7 +55,8 @@ def apply_memory_optimizer(trainer, cfg: RunConfig, log=print) -> None:
         section = getattr(cfg, name)
         # The Trainer builds the optimizer when training starts, from its arguments: the layers are named there.
         trainer.args.optim_target_modules = low_rank_targets(trainer.model, section.target, f"{name}.target")
-        log(f"{name}: {trainer.args.optim} on {len(trainer.args.optim_target_modules)} linear layers, rank "
+        optim = getattr(trainer.args.optim, "value", trainer.args.optim)  # TrainingArguments holds an enum
+        log(f"{name}: {optim} on {len(trainer.args.optim_target_modules)} linear layers, rank "
             f"{section.rank}, projection updated every {section.update_interval} steps, scale {section.scale:g}")
     elif name == "badam":
         trainer.optimizer = _badam_optimizer(trainer.model, trainer.args, cfg)
