@@ -79,7 +79,7 @@ FIELD_TEXT = {
                                          "勾配を低ランクに射影し、オプティマイザー状態を小さくします。フル／フリーズ学習用；"
                                          "`pip install galore-torch==1.0` が必要です。"),
     "galore.rank": ("GaLore ランク", "GaLore 勾配のランク。"),
-    "galore.update_interval": ("更新間隔", "隣接する 2 回の投影更新間のステップ数。"),
+    "galore.update_interval": ("GaLore 更新間隔", "隣接する 2 回の投影更新間のステップ数。"),
     "galore.scale": ("GaLore スケール", "GaLore スケーリング係数。"),
     "galore.target": ("GaLore モジュール", "GaLore を適用するモジュールの名前。複数のモジュールを区切るにはカンマを使用します；"
                                        "`all`：出力層以外のすべての線形層。"),
@@ -87,7 +87,7 @@ FIELD_TEXT = {
                                          "AdamW に近い学習を、SGD 程度のオプティマイザー状態で行います。フル／フリーズ学習用；"
                                          "`pip install apollo-torch==1.0.3` が必要です。"),
     "apollo.rank": ("APOLLO ランク", "APOLLO 勾配のランク。"),
-    "apollo.update_interval": ("更新間隔", "隣接する 2 回の投影更新間のステップ数。"),
+    "apollo.update_interval": ("APOLLO 更新間隔", "隣接する 2 回の投影更新間のステップ数。"),
     "apollo.scale": ("APOLLO スケール", "APOLLO スケーリング係数。"),
     "apollo.target": ("APOLLO モジュール", "APOLLO を適用するモジュールの名前。複数のモジュールを区切るにはカンマを使用します；"
                                        "`all`：出力層以外のすべての線形層。"),

@@ -76,7 +76,7 @@ FIELD_TEXT = {
                                        "낮은 랭크로 투영해 옵티마이저 상태를 줄입니다. 전체/프리즈 학습용; "
                                        "`pip install galore-torch==1.0` 필요."),
     "galore.rank": ("GaLore 랭크", "GaLore 그레디언트의 랭크."),
-    "galore.update_interval": ("업데이트 간격", "GaLore 프로젝션을 업데이트할 간격의 스텝 수."),
+    "galore.update_interval": ("GaLore 업데이트 간격", "GaLore 프로젝션을 업데이트할 간격의 스텝 수."),
     "galore.scale": ("GaLore 스케일", "GaLore 스케일링 계수."),
     "galore.target": ("GaLore 모듈", "GaLore를 적용할 모듈의 이름. 모듈 간에는 쉼표(,)로 구분하십시오; `all`: 출력층을 제외한 "
                                    "모든 선형 층."),
@@ -84,7 +84,7 @@ FIELD_TEXT = {
                                        "옵티마이저 상태로 AdamW에 가까운 학습. 전체/프리즈 학습용; "
                                        "`pip install apollo-torch==1.0.3` 필요."),
     "apollo.rank": ("APOLLO 랭크", "APOLLO 그레디언트의 랭크."),
-    "apollo.update_interval": ("업데이트 간격", "APOLLO 프로젝션을 업데이트할 간격의 스텝 수."),
+    "apollo.update_interval": ("APOLLO 업데이트 간격", "APOLLO 프로젝션을 업데이트할 간격의 스텝 수."),
     "apollo.scale": ("APOLLO 스케일", "APOLLO 스케일링 계수."),
     "apollo.target": ("APOLLO 모듈", "APOLLO를 적용할 모듈의 이름. 모듈 간에는 쉼표(,)로 구분하십시오; `all`: 출력층을 제외한 "
                                    "모든 선형 층."),

@@ -177,8 +177,8 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                           "zh": ("使用 GaLore", "使用 [GaLore](https://github.com/jiaweizzhao/GaLore) 优化器：梯度投影到低秩，"
                                               "优化器状态更小。适用于全参数或部分参数微调；需要 `pip install galore-torch==1.0`。")},
     "galore.rank": {"en": ("GaLore rank", "The rank of GaLore gradients."), "zh": ("GaLore 秩", "GaLore 梯度的秩大小。")},
-    "galore.update_interval": {"en": ("Update interval", "Number of steps to update the GaLore projection."),
-                               "zh": ("更新间隔", "相邻两次投影更新的步数。")},
+    "galore.update_interval": {"en": ("GaLore update interval", "Number of steps to update the GaLore projection."),
+                               "zh": ("GaLore 更新间隔", "相邻两次投影更新的步数。")},
     "galore.scale": {"en": ("GaLore scale", "GaLore scaling coefficient."), "zh": ("GaLore 缩放系数", "GaLore 缩放系数大小。")},
     "galore.target": {"en": ("GaLore modules", "Name(s) of modules to apply GaLore. Use commas to separate multiple "
                                                "modules; `all`: every linear layer but the output layer."),
@@ -190,8 +190,8 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                                               "优化器状态只有 SGD 的大小。适用于全参数或部分参数微调；需要 "
                                               "`pip install apollo-torch==1.0.3`。")},
     "apollo.rank": {"en": ("APOLLO rank", "The rank of APOLLO gradients."), "zh": ("APOLLO 秩", "APOLLO 梯度的秩大小。")},
-    "apollo.update_interval": {"en": ("Update interval", "Number of steps to update the APOLLO projection."),
-                               "zh": ("更新间隔", "相邻两次投影更新的步数。")},
+    "apollo.update_interval": {"en": ("APOLLO update interval", "Number of steps to update the APOLLO projection."),
+                               "zh": ("APOLLO 更新间隔", "相邻两次投影更新的步数。")},
     "apollo.scale": {"en": ("APOLLO scale", "APOLLO scaling coefficient."), "zh": ("APOLLO 缩放系数", "APOLLO 缩放系数大小。")},
     "apollo.target": {"en": ("APOLLO modules", "Name(s) of modules to apply APOLLO. Use commas to separate multiple "
                                                "modules; `all`: every linear layer but the output layer."),
