@@ -75,7 +75,7 @@ FIELD_TEXT = {
     "rlhf.kto_loss_type": ("KTO 損失の種類", "KTO 損失関数の種類。"),
     "rlhf.desirable_weight": ("望ましい回答の重み", "KTO：望ましい回答に対する損失の重み。"),
     "rlhf.undesirable_weight": ("望ましくない回答の重み", "KTO：望ましくない回答に対する損失の重み。"),
-    "galore.use_galore": ("GaLore を使用", "[GaLore](https://github.com/jiaweizzhao/GaLore) オプティマイザーを使用します："
+    "galore.use_galore": ("GaLore を使用", "GaLore オプティマイザーを使用します："
                                          "勾配を低ランクに射影し、オプティマイザー状態を小さくします。フル／フリーズ学習用；"
                                          "`pip install galore-torch==1.0` が必要です。"),
     "galore.rank": ("GaLore ランク", "GaLore 勾配のランク。"),
@@ -83,7 +83,7 @@ FIELD_TEXT = {
     "galore.scale": ("GaLore スケール", "GaLore スケーリング係数。"),
     "galore.target": ("GaLore モジュール", "GaLore を適用するモジュールの名前。複数のモジュールを区切るにはカンマを使用します；"
                                        "`all`：出力層以外のすべての線形層。"),
-    "apollo.use_apollo": ("APOLLO を使用", "[APOLLO](https://github.com/zhuhanqing/APOLLO) オプティマイザーを使用します："
+    "apollo.use_apollo": ("APOLLO を使用", "APOLLO オプティマイザーを使用します："
                                          "AdamW に近い学習を、SGD 程度のオプティマイザー状態で行います。フル／フリーズ学習用；"
                                          "`pip install apollo-torch==1.0.3` が必要です。"),
     "apollo.rank": ("APOLLO ランク", "APOLLO 勾配のランク。"),
@@ -91,7 +91,7 @@ FIELD_TEXT = {
     "apollo.scale": ("APOLLO スケール", "APOLLO スケーリング係数。"),
     "apollo.target": ("APOLLO モジュール", "APOLLO を適用するモジュールの名前。複数のモジュールを区切るにはカンマを使用します；"
                                        "`all`：出力層以外のすべての線形層。"),
-    "badam.use_badam": ("BAdam を使用", "[BAdam](https://github.com/Ledzy/BAdam) オプティマイザーを使用します：一度に 1 "
+    "badam.use_badam": ("BAdam を使用", "BAdam オプティマイザーを使用します：一度に 1 "
                                       "ブロックだけを学習します。フル学習用；`pip install badam==1.4` が必要です。"),
     "badam.mode": ("BAdam モード", "layer-wise または ratio-wise BAdam オプティマイザーを使用します。"),
     "badam.switch_mode": ("切り替え戦略", "Layer-wise BAdam オプティマイザーのブロック切り替え戦略。"),

@@ -72,7 +72,7 @@ FIELD_TEXT = {
     "rlhf.kto_loss_type": ("KTO 손실 유형", "KTO 손실 함수의 유형."),
     "rlhf.desirable_weight": ("바람직한 답변 가중치", "KTO: 바람직한 답변에 대한 손실의 가중치."),
     "rlhf.undesirable_weight": ("바람직하지 않은 답변 가중치", "KTO: 바람직하지 않은 답변에 대한 손실의 가중치."),
-    "galore.use_galore": ("GaLore 사용", "[GaLore](https://github.com/jiaweizzhao/GaLore) 최적화를 사용하세요: 그레디언트를 "
+    "galore.use_galore": ("GaLore 사용", "GaLore 최적화를 사용하세요: 그레디언트를 "
                                        "낮은 랭크로 투영해 옵티마이저 상태를 줄입니다. 전체/프리즈 학습용; "
                                        "`pip install galore-torch==1.0` 필요."),
     "galore.rank": ("GaLore 랭크", "GaLore 그레디언트의 랭크."),
@@ -80,7 +80,7 @@ FIELD_TEXT = {
     "galore.scale": ("GaLore 스케일", "GaLore 스케일링 계수."),
     "galore.target": ("GaLore 모듈", "GaLore를 적용할 모듈의 이름. 모듈 간에는 쉼표(,)로 구분하십시오; `all`: 출력층을 제외한 "
                                    "모든 선형 층."),
-    "apollo.use_apollo": ("APOLLO 사용", "[APOLLO](https://github.com/zhuhanqing/APOLLO) 최적화를 사용하세요: SGD 크기의 "
+    "apollo.use_apollo": ("APOLLO 사용", "APOLLO 최적화를 사용하세요: SGD 크기의 "
                                        "옵티마이저 상태로 AdamW에 가까운 학습. 전체/프리즈 학습용; "
                                        "`pip install apollo-torch==1.0.3` 필요."),
     "apollo.rank": ("APOLLO 랭크", "APOLLO 그레디언트의 랭크."),
@@ -88,7 +88,7 @@ FIELD_TEXT = {
     "apollo.scale": ("APOLLO 스케일", "APOLLO 스케일링 계수."),
     "apollo.target": ("APOLLO 모듈", "APOLLO를 적용할 모듈의 이름. 모듈 간에는 쉼표(,)로 구분하십시오; `all`: 출력층을 제외한 "
                                    "모든 선형 층."),
-    "badam.use_badam": ("BAdam 사용", "[BAdam](https://github.com/Ledzy/BAdam) 옵티마이저를 사용합니다: 한 번에 한 블록만 "
+    "badam.use_badam": ("BAdam 사용", "BAdam 옵티마이저를 사용합니다: 한 번에 한 블록만 "
                                     "학습합니다. 전체 학습용; `pip install badam==1.4` 필요."),
     "badam.mode": ("BAdam 모드", "레이어-BAdam 옵티마이저인지 비율-BAdam 옵티마이저인지."),
     "badam.switch_mode": ("스위치 모드", "레이어-BAdam을 위한 블록 선택 전략."),

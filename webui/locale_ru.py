@@ -86,7 +86,7 @@ FIELD_TEXT = {
     "rlhf.kto_loss_type": ("Тип потерь KTO", "Вид функции потерь KTO."),
     "rlhf.desirable_weight": ("Вес желательных", "KTO: вес потерь на желательных ответах."),
     "rlhf.undesirable_weight": ("Вес нежелательных", "KTO: вес потерь на нежелательных ответах."),
-    "galore.use_galore": ("Использовать GaLore", "Оптимизатор [GaLore](https://github.com/jiaweizzhao/GaLore): градиенты "
+    "galore.use_galore": ("Использовать GaLore", "Оптимизатор GaLore: градиенты "
                                                "проецируются на малый ранг, состояния оптимизатора меньше. Для полного "
                                                "обучения или заморозки; нужен `pip install galore-torch==1.0`."),
     "galore.rank": ("Ранг GaLore", "Ранг градиентов GaLore."),
@@ -94,7 +94,7 @@ FIELD_TEXT = {
     "galore.scale": ("Масштаб GaLore", "Коэффициент масштабирования GaLore."),
     "galore.target": ("Модули GaLore", "Имена модулей для применения GaLore. Используйте запятые для разделения "
                                        "нескольких модулей; `all`: все линейные слои, кроме выходного."),
-    "apollo.use_apollo": ("Использовать APOLLO", "Оптимизатор [APOLLO](https://github.com/zhuhanqing/APOLLO): обучение "
+    "apollo.use_apollo": ("Использовать APOLLO", "Оптимизатор APOLLO: обучение "
                                                "как с AdamW при состояниях оптимизатора размером с SGD. Для полного "
                                                "обучения или заморозки; нужен `pip install apollo-torch==1.0.3`."),
     "apollo.rank": ("Ранг APOLLO", "Ранг градиентов APOLLO."),
@@ -102,7 +102,7 @@ FIELD_TEXT = {
     "apollo.scale": ("Масштаб APOLLO", "Коэффициент масштабирования APOLLO."),
     "apollo.target": ("Модули APOLLO", "Имена модулей для применения APOLLO. Используйте запятые для разделения "
                                        "нескольких модулей; `all`: все линейные слои, кроме выходного."),
-    "badam.use_badam": ("Использовать BAdam", "Оптимизатор [BAdam](https://github.com/Ledzy/BAdam): за раз обучается "
+    "badam.use_badam": ("Использовать BAdam", "Оптимизатор BAdam: за раз обучается "
                                             "один блок. Для полного обучения; нужен `pip install badam==1.4`."),
     "badam.mode": ("Режим BAdam", "Использовать ли оптимизатор BAdam с послойной или пропорциональной настройкой."),
     "badam.switch_mode": ("Режим переключения", "Стратегия выбора блока для обновления для послойного BAdam."),

@@ -171,10 +171,10 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "rlhf.undesirable_weight": {"en": ("Undesirable weight", "KTO: weight of the losses on undesirable answers."),
                                 "zh": ("非期望样本权重", "KTO：非期望回答的损失权重。")},
     # train tab: memory-saving optimizers (full / freeze training)
-    "galore.use_galore": {"en": ("Use GaLore", "Use the [GaLore](https://github.com/jiaweizzhao/GaLore) optimizer: "
+    "galore.use_galore": {"en": ("Use GaLore", "Use the GaLore optimizer: "
                                                "gradients projected to a low rank, smaller optimizer states. Full or "
                                                "freeze method; needs `pip install galore-torch==1.0`."),
-                          "zh": ("使用 GaLore", "使用 [GaLore](https://github.com/jiaweizzhao/GaLore) 优化器：梯度投影到低秩，"
+                          "zh": ("使用 GaLore", "使用 GaLore 优化器：梯度投影到低秩，"
                                               "优化器状态更小。适用于全参数或部分参数微调；需要 `pip install galore-torch==1.0`。")},
     "galore.rank": {"en": ("GaLore rank", "The rank of GaLore gradients."), "zh": ("GaLore 秩", "GaLore 梯度的秩大小。")},
     "galore.update_interval": {"en": ("GaLore update interval", "Number of steps to update the GaLore projection."),
@@ -183,10 +183,10 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "galore.target": {"en": ("GaLore modules", "Name(s) of modules to apply GaLore. Use commas to separate multiple "
                                                "modules; `all`: every linear layer but the output layer."),
                       "zh": ("GaLore 作用模块", "应用 GaLore 的模块名称。使用英文逗号分隔多个名称；`all`：除输出层外的所有线性层。")},
-    "apollo.use_apollo": {"en": ("Use APOLLO", "Use the [APOLLO](https://github.com/zhuhanqing/APOLLO) optimizer: "
+    "apollo.use_apollo": {"en": ("Use APOLLO", "Use the APOLLO optimizer: "
                                                "AdamW-like training with optimizer states of SGD's size. Full or "
                                                "freeze method; needs `pip install apollo-torch==1.0.3`."),
-                          "zh": ("使用 APOLLO", "使用 [APOLLO](https://github.com/zhuhanqing/APOLLO) 优化器：接近 AdamW 的效果，"
+                          "zh": ("使用 APOLLO", "使用 APOLLO 优化器：接近 AdamW 的效果，"
                                               "优化器状态只有 SGD 的大小。适用于全参数或部分参数微调；需要 "
                                               "`pip install apollo-torch==1.0.3`。")},
     "apollo.rank": {"en": ("APOLLO rank", "The rank of APOLLO gradients."), "zh": ("APOLLO 秩", "APOLLO 梯度的秩大小。")},
@@ -196,9 +196,9 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "apollo.target": {"en": ("APOLLO modules", "Name(s) of modules to apply APOLLO. Use commas to separate multiple "
                                                "modules; `all`: every linear layer but the output layer."),
                       "zh": ("APOLLO 作用模块", "应用 APOLLO 的模块名称。使用英文逗号分隔多个名称；`all`：除输出层外的所有线性层。")},
-    "badam.use_badam": {"en": ("Use BAdam", "Enable the [BAdam](https://github.com/Ledzy/BAdam) optimizer: one block "
+    "badam.use_badam": {"en": ("Use BAdam", "Enable the BAdam optimizer: one block "
                                             "trained at a time. Full method; needs `pip install badam==1.4`."),
-                        "zh": ("使用 BAdam", "使用 [BAdam](https://github.com/Ledzy/BAdam) 优化器：每次只训练一个块。"
+                        "zh": ("使用 BAdam", "使用 BAdam 优化器：每次只训练一个块。"
                                             "适用于全参数微调；需要 `pip install badam==1.4`。")},
     "badam.mode": {"en": ("BAdam mode", "Whether to use layer-wise or ratio-wise BAdam optimizer."),
                    "zh": ("BAdam 模式", "使用 layer-wise 或 ratio-wise BAdam 优化器。")},
