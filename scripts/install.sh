@@ -103,6 +103,11 @@ need=()
 
 if [[ "${1:-}" == "--test" ]]; then
   "${PIP[@]}" -r requirements-test.txt
+  # The optional packages of some training options, so that the tests train with each ("#no-deps" lines as above).
+  "${PIP[@]}" -r requirements-extras.txt
+  EXTRAS_NO_DEPS="$(sed -n 's/^#no-deps //p' requirements-extras.txt)"
+  # shellcheck disable=SC2086
+  "${PIP[@]}" --no-deps $EXTRAS_NO_DEPS
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
   fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need+=(fonts-noto-cjk)
   command -v nginx >/dev/null 2>&1 || need+=(nginx)

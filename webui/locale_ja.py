@@ -49,8 +49,9 @@ FIELD_TEXT = {
     "data.mask_history": ("履歴をマスク", "最後のターンのみを学習します（SFT のみ）。"),
     "data.enable_thinking": ("思考モードを有効化", "推論モデル（`<think>` を含むテンプレート）：データの推論過程を保持し、推論のない回答は"
                                            "テンプレートの空の思考ブロックを学習します。オフ：推論過程を除き、空のブロックはプロンプトに含めます。"),
-    "train.report_to": ("外部ロガーを有効化", "TensorBoard、wandb、MLflow にも記録します（WANDB_API_KEY などのキーは環境変数"
-                                            "から読み込みます）。"),
+    "train.report_to": ("外部ロガーを有効化", "TensorBoard、wandb、MLflow、Trackio、SwanLab にも記録します（WANDB_API_KEY "
+                                            "などのキーは環境変数から読み込みます）。Trackio と SwanLab（オフライン）は実行フォルダに"
+                                            "記録します。"),
     "train.extra_args": ("追加引数", "JSON 形式でトレーナーに渡す追加引数。使えるのは次の許可リストのみ：{allowed}。"),
     "train.resume": ("学習を再開", "出力フォルダにチェックポイントがある場合、最後の完全なチェックポイントから続けます。"),
     "train.early_stopping_patience": ("早期終了の許容回数", "検証損失がこの回数の評価で改善しなければ学習を止めます（0：オフ。"
@@ -87,6 +88,29 @@ FIELD_TEXT = {
                                                   "ホワイトニング処理します。"),
     "rlhf.ppo_epochs": ("PPO エポック数", "PPO：サンプルした回答の各バッチで行う最適化ステップ数。"),
     "rlhf.ppo_max_new_tokens": ("最大生成トークン数", "PPO：各プロンプトに対してサンプルする回答の最大トークン数。"),
+    "galore.use_galore": ("GaLore を使用", "GaLore オプティマイザーを使用します："
+                                         "勾配を低ランクに射影し、オプティマイザー状態を小さくします。フル／フリーズ学習用；"
+                                         "`pip install galore-torch==1.0` が必要です。"),
+    "galore.rank": ("GaLore ランク", "GaLore 勾配のランク。"),
+    "galore.update_interval": ("GaLore 更新間隔", "隣接する 2 回の投影更新間のステップ数。"),
+    "galore.scale": ("GaLore スケール", "GaLore スケーリング係数。"),
+    "galore.target": ("GaLore モジュール", "GaLore を適用するモジュールの名前。複数のモジュールを区切るにはカンマを使用します；"
+                                       "`all`：出力層以外のすべての線形層。"),
+    "apollo.use_apollo": ("APOLLO を使用", "APOLLO オプティマイザーを使用します："
+                                         "AdamW に近い学習を、SGD 程度のオプティマイザー状態で行います。フル／フリーズ学習用；"
+                                         "`pip install apollo-torch==1.0.3` が必要です。"),
+    "apollo.rank": ("APOLLO ランク", "APOLLO 勾配のランク。"),
+    "apollo.update_interval": ("APOLLO 更新間隔", "隣接する 2 回の投影更新間のステップ数。"),
+    "apollo.scale": ("APOLLO スケール", "APOLLO スケーリング係数。"),
+    "apollo.target": ("APOLLO モジュール", "APOLLO を適用するモジュールの名前。複数のモジュールを区切るにはカンマを使用します；"
+                                       "`all`：出力層以外のすべての線形層。"),
+    "badam.use_badam": ("BAdam を使用", "BAdam オプティマイザーを使用します：一度に 1 "
+                                      "ブロックだけを学習します。フル学習用；`pip install badam==1.4` が必要です。"),
+    "badam.mode": ("BAdam モード", "layer-wise または ratio-wise BAdam オプティマイザーを使用します。"),
+    "badam.switch_mode": ("切り替え戦略", "Layer-wise BAdam オプティマイザーのブロック切り替え戦略。"),
+    "badam.switch_interval": ("切り替え頻度", "Layer-wise BAdam オプティマイザーのブロック切り替え頻度（ratio-wise：更新部分を"
+                                          "替えるまでのステップ数）。"),
+    "badam.update_ratio": ("ブロック更新比率", "Ratio-wise BAdam オプティマイザーの更新比率。"),
     # train tab: devices and nodes
     "distributed.devices": ("使用デバイス", "学習に使うアクセラレータ（番号は nvidia-smi / npu-smi の一覧と同じ）。複数選ぶと "
                                         "torchrun でデバイスごとに 1 プロセス起動します。未選択なら、複数あるマシンでも最初の "
@@ -184,6 +208,9 @@ MESSAGES = {
     "group_freeze": "部分凍結（freeze）の設定",
     "group_identity": "アイデンティティのプレースホルダー",
     "group_rlhf": "RLHF の設定",
+    "group_galore": "GaLore 設定",
+    "group_apollo": "APOLLO 設定",
+    "group_badam": "BAdam 設定",
     "group_devices": "デバイスとノード",
     "devices_cpu_only": "CPU のみ：GPU も NPU も見つかりません。",
     "title": "TuneBoard — ブラウザで LLM をファインチューニング",
@@ -634,6 +661,17 @@ CONFIG_ERRORS = {
     "pissa_with_dora": "PiSSA 初期化と DoRA は併用できません",
     "new_adapter_needs_checkpoint": "新しいアダプタの土台にするチェックポイントを選んでください",
     "compare_needs_checkpoint": "ベースモデルと比較するにはチェックポイントを選んでください",
+    "one_memory_optimizer": "GaLore、APOLLO、BAdam は併用できません（有効なもの：{other}）",
+    "memory_optimizer_lora": "{optimizer} は重み全体を学習します：LoRA ではなくフルまたはフリーズを選んでください",
+    "badam_needs_full": "BAdam は学習するブロックを自分で選びます：フルを選んでください",
+    "memory_optimizer_deepspeed": "{optimizer} は DeepSpeed と併用できません：DeepSpeed stage を none にしてください",
+    "low_rank_optim": "{optimizer} には {optim} オプティマイザーの版がありません（{choices} から選んでください）",
+    "low_rank_optim_args": "optim_args は {optimizer} の設定が決めます：追加引数から削除してください",
+    "badam_ratio_distributed": "ratio-wise BAdam は 1 プロセスでのみ動きます：layer モードか 1 台のデバイスを選んでください",
+    "badam_layer_distributed": "複数プロセスの layer-wise BAdam には DeepSpeed stage 3 が必要です",
+    "badam_deepspeed": "BAdam を DeepSpeed と使えるのは layer-wise かつ stage 3 の場合だけです",
+    "no_target_modules": "{target!r} に一致する学習対象の線形層がモデルにありません",
+    "needs_package": "{what} には {package} パッケージが必要ですが、ここには入っていません：{command}",
     "node_rank": "ノード数（{nnodes}）より小さくしてください",
     "master_addr": "ランク 0 のノードのアドレスを入力してください",
     "master_addr_local": "{addr} はこのマシン自身しか指しません。複数ノードでは、ほかのノードから届くランク 0 のノードのアドレスを入力してください",

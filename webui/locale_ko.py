@@ -48,8 +48,8 @@ FIELD_TEXT = {
     "data.mask_history": ("대화 기록 마스킹", "마지막 턴만 학습합니다(SFT 전용)."),
     "data.enable_thinking": ("생각 모드 활성화", "추론 모델(`<think>`가 있는 템플릿): 데이터의 추론 과정을 유지하고, 추론이 없는 답변은 "
                                           "템플릿의 빈 생각 블록을 학습합니다. 끄면 추론 과정을 버리고 빈 블록을 프롬프트에 넣습니다."),
-    "train.report_to": ("외부 로거 사용", "TensorBoard, wandb, MLflow에도 기록합니다(WANDB_API_KEY 같은 키는 환경 변수에서 "
-                                         "읽습니다)."),
+    "train.report_to": ("외부 로거 사용", "TensorBoard, wandb, MLflow, Trackio, SwanLab에도 기록합니다(WANDB_API_KEY 같은 "
+                                         "키는 환경 변수에서 읽습니다). Trackio와 SwanLab(오프라인)은 실행 폴더에 기록합니다."),
     "train.extra_args": ("추가 인자", "JSON 형식으로 트레이너에 전달하는 추가 인자. 다음 허용 목록에 있는 것만 가능: {allowed}."),
     "train.resume": ("학습 재개", "출력 폴더에 체크포인트가 있으면 마지막 완전한 체크포인트부터 이어서 학습합니다."),
     "train.early_stopping_patience": ("조기 종료 인내 횟수", "검증 손실이 이 횟수만큼 평가하는 동안 개선되지 않으면 학습을 멈춥니다"
@@ -84,6 +84,29 @@ FIELD_TEXT = {
     "rlhf.ppo_whiten_rewards": ("보상 백화", "PPO: 어드밴티지를 추정하기 전에 각 배치의 토큰별 보상을 백화(Whiten)합니다."),
     "rlhf.ppo_epochs": ("PPO 에포크", "PPO: 샘플링한 답변의 각 배치에서 수행할 옵티마이저 단계 수."),
     "rlhf.ppo_max_new_tokens": ("최대 생성 토큰 수", "PPO: 각 프롬프트에 대해 샘플링할 답변의 최대 토큰 수."),
+    "galore.use_galore": ("GaLore 사용", "GaLore 최적화를 사용하세요: 그레디언트를 "
+                                       "낮은 랭크로 투영해 옵티마이저 상태를 줄입니다. 전체/프리즈 학습용; "
+                                       "`pip install galore-torch==1.0` 필요."),
+    "galore.rank": ("GaLore 랭크", "GaLore 그레디언트의 랭크."),
+    "galore.update_interval": ("GaLore 업데이트 간격", "GaLore 프로젝션을 업데이트할 간격의 스텝 수."),
+    "galore.scale": ("GaLore 스케일", "GaLore 스케일링 계수."),
+    "galore.target": ("GaLore 모듈", "GaLore를 적용할 모듈의 이름. 모듈 간에는 쉼표(,)로 구분하십시오; `all`: 출력층을 제외한 "
+                                   "모든 선형 층."),
+    "apollo.use_apollo": ("APOLLO 사용", "APOLLO 최적화를 사용하세요: SGD 크기의 "
+                                       "옵티마이저 상태로 AdamW에 가까운 학습. 전체/프리즈 학습용; "
+                                       "`pip install apollo-torch==1.0.3` 필요."),
+    "apollo.rank": ("APOLLO 랭크", "APOLLO 그레디언트의 랭크."),
+    "apollo.update_interval": ("APOLLO 업데이트 간격", "APOLLO 프로젝션을 업데이트할 간격의 스텝 수."),
+    "apollo.scale": ("APOLLO 스케일", "APOLLO 스케일링 계수."),
+    "apollo.target": ("APOLLO 모듈", "APOLLO를 적용할 모듈의 이름. 모듈 간에는 쉼표(,)로 구분하십시오; `all`: 출력층을 제외한 "
+                                   "모든 선형 층."),
+    "badam.use_badam": ("BAdam 사용", "BAdam 옵티마이저를 사용합니다: 한 번에 한 블록만 "
+                                    "학습합니다. 전체 학습용; `pip install badam==1.4` 필요."),
+    "badam.mode": ("BAdam 모드", "레이어-BAdam 옵티마이저인지 비율-BAdam 옵티마이저인지."),
+    "badam.switch_mode": ("스위치 모드", "레이어-BAdam을 위한 블록 선택 전략."),
+    "badam.switch_interval": ("전환 간격", "레이어-BAdam을 위한 블록 업데이트 간 스텝 수(비율-BAdam: 갱신 부분을 바꾸기까지의 "
+                                       "스텝 수)."),
+    "badam.update_ratio": ("업데이트 비율", "비율-BAdam의 업데이트 비율."),
     # train tab: devices and nodes
     "distributed.devices": ("학습 장치", "학습에 쓸 가속기(번호는 nvidia-smi / npu-smi 목록과 같음). 여러 개를 선택하면 "
                                        "torchrun으로 장치마다 프로세스 하나씩 실행합니다. 선택하지 않으면 여러 개가 있는 "
@@ -181,6 +204,9 @@ MESSAGES = {
     "group_freeze": "부분 동결(freeze) 설정",
     "group_identity": "정체성 자리 표시자",
     "group_rlhf": "RLHF 설정",
+    "group_galore": "GaLore 구성",
+    "group_apollo": "APOLLO 구성",
+    "group_badam": "BAdam 설정",
     "group_devices": "장치와 노드",
     "devices_cpu_only": "CPU만 사용: GPU나 NPU를 찾지 못했습니다.",
     "title": "TuneBoard — 브라우저에서 LLM 파인튜닝",
@@ -630,6 +656,17 @@ CONFIG_ERRORS = {
     "pissa_with_dora": "PiSSA 초기화와 DoRA는 함께 쓸 수 없습니다",
     "new_adapter_needs_checkpoint": "새 어댑터의 바탕이 될 체크포인트를 고르세요",
     "compare_needs_checkpoint": "기본 모델과 비교하려면 체크포인트를 고르세요",
+    "one_memory_optimizer": "GaLore, APOLLO, BAdam은 함께 쓸 수 없습니다(켜진 것: {other})",
+    "memory_optimizer_lora": "{optimizer}는 전체 가중치를 학습합니다: LoRA가 아니라 전체 또는 프리즈를 고르세요",
+    "badam_needs_full": "BAdam은 학습할 블록을 스스로 고릅니다: 전체 학습을 고르세요",
+    "memory_optimizer_deepspeed": "{optimizer}는 DeepSpeed와 함께 쓸 수 없습니다: DeepSpeed stage를 none으로 하세요",
+    "low_rank_optim": "{optimizer}에는 {optim} 옵티마이저 버전이 없습니다({choices} 중에서 고르세요)",
+    "low_rank_optim_args": "optim_args는 {optimizer} 설정이 정합니다: 추가 인자에서 지우세요",
+    "badam_ratio_distributed": "비율-BAdam은 한 프로세스에서만 동작합니다: layer 모드나 장치 하나를 고르세요",
+    "badam_layer_distributed": "여러 프로세스의 레이어-BAdam에는 DeepSpeed stage 3이 필요합니다",
+    "badam_deepspeed": "BAdam은 레이어 방식이고 stage 3일 때만 DeepSpeed와 함께 쓸 수 있습니다",
+    "no_target_modules": "모델에 {target!r}와 맞는 학습 대상 선형 층이 없습니다",
+    "needs_package": "{what}에는 {package} 패키지가 필요한데 여기에 설치되어 있지 않습니다: {command}",
     "node_rank": "노드 수({nnodes})보다 작아야 합니다",
     "master_addr": "랭크 0 노드의 주소를 입력하세요",
     "master_addr_local": "{addr}은(는) 이 머신 자신만 가리킵니다. 노드가 여럿이면 다른 노드가 접속할 수 있는 랭크 0 노드의 주소를 입력하세요",

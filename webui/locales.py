@@ -130,10 +130,11 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                                                        "the prompt."),
                              "zh": ("启用思考模式", "推理模型（模板含 `<think>`）：保留数据中的思考过程，没有思考过程的回答学习模板的"
                                               "空思考块。关闭时：丢弃思考过程，空思考块作为提示词的一部分。")},
-    "train.report_to": {"en": ("Enable external logger", "Also log to TensorBoard, wandb or MLflow (keys such as "
-                                                         "WANDB_API_KEY come from the environment)."),
-                        "zh": ("启用外部记录面板", "同时使用 TensorBoard、wandb 或 MLflow 记录实验（WANDB_API_KEY 等密钥从环境变量"
-                                                   "读取）。")},
+    "train.report_to": {"en": ("Enable external logger", "Also log to TensorBoard, wandb, MLflow, Trackio or SwanLab "
+                                                         "(keys such as WANDB_API_KEY come from the environment). "
+                                                         "Trackio and SwanLab (offline) log into the run folder."),
+                        "zh": ("启用外部记录面板", "同时使用 TensorBoard、wandb、MLflow、Trackio 或 SwanLab 记录实验（WANDB_API_KEY "
+                                                   "等密钥从环境变量读取）。Trackio 和 SwanLab（离线）记录在运行目录中。")},
     "train.extra_args": {"en": ("Extra arguments", "Extra arguments passed to the trainer in JSON format, only from "
                                                    f"this allow-list: {_ALLOWED}."),
                          "zh": ("额外参数", f"以 JSON 格式传递给训练器的额外参数，仅限以下参数：{_ALLOWED}。")},
@@ -206,6 +207,45 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                         "zh": ("PPO 轮数", "PPO 训练中每批采样回答上的优化步数。")},
     "rlhf.ppo_max_new_tokens": {"en": ("Max new tokens", "PPO: longest answer sampled for each prompt, in tokens."),
                                 "zh": ("最大生成长度", "PPO 训练中每个提示采样回答的最大词元数。")},
+    # train tab: memory-saving optimizers (full / freeze training)
+    "galore.use_galore": {"en": ("Use GaLore", "Use the GaLore optimizer: "
+                                               "gradients projected to a low rank, smaller optimizer states. Full or "
+                                               "freeze method; needs `pip install galore-torch==1.0`."),
+                          "zh": ("使用 GaLore", "使用 GaLore 优化器：梯度投影到低秩，"
+                                              "优化器状态更小。适用于全参数或部分参数微调；需要 `pip install galore-torch==1.0`。")},
+    "galore.rank": {"en": ("GaLore rank", "The rank of GaLore gradients."), "zh": ("GaLore 秩", "GaLore 梯度的秩大小。")},
+    "galore.update_interval": {"en": ("GaLore update interval", "Number of steps to update the GaLore projection."),
+                               "zh": ("GaLore 更新间隔", "相邻两次投影更新的步数。")},
+    "galore.scale": {"en": ("GaLore scale", "GaLore scaling coefficient."), "zh": ("GaLore 缩放系数", "GaLore 缩放系数大小。")},
+    "galore.target": {"en": ("GaLore modules", "Name(s) of modules to apply GaLore. Use commas to separate multiple "
+                                               "modules; `all`: every linear layer but the output layer."),
+                      "zh": ("GaLore 作用模块", "应用 GaLore 的模块名称。使用英文逗号分隔多个名称；`all`：除输出层外的所有线性层。")},
+    "apollo.use_apollo": {"en": ("Use APOLLO", "Use the APOLLO optimizer: "
+                                               "AdamW-like training with optimizer states of SGD's size. Full or "
+                                               "freeze method; needs `pip install apollo-torch==1.0.3`."),
+                          "zh": ("使用 APOLLO", "使用 APOLLO 优化器：接近 AdamW 的效果，"
+                                              "优化器状态只有 SGD 的大小。适用于全参数或部分参数微调；需要 "
+                                              "`pip install apollo-torch==1.0.3`。")},
+    "apollo.rank": {"en": ("APOLLO rank", "The rank of APOLLO gradients."), "zh": ("APOLLO 秩", "APOLLO 梯度的秩大小。")},
+    "apollo.update_interval": {"en": ("APOLLO update interval", "Number of steps to update the APOLLO projection."),
+                               "zh": ("APOLLO 更新间隔", "相邻两次投影更新的步数。")},
+    "apollo.scale": {"en": ("APOLLO scale", "APOLLO scaling coefficient."), "zh": ("APOLLO 缩放系数", "APOLLO 缩放系数大小。")},
+    "apollo.target": {"en": ("APOLLO modules", "Name(s) of modules to apply APOLLO. Use commas to separate multiple "
+                                               "modules; `all`: every linear layer but the output layer."),
+                      "zh": ("APOLLO 作用模块", "应用 APOLLO 的模块名称。使用英文逗号分隔多个名称；`all`：除输出层外的所有线性层。")},
+    "badam.use_badam": {"en": ("Use BAdam", "Enable the BAdam optimizer: one block "
+                                            "trained at a time. Full method; needs `pip install badam==1.4`."),
+                        "zh": ("使用 BAdam", "使用 BAdam 优化器：每次只训练一个块。"
+                                            "适用于全参数微调；需要 `pip install badam==1.4`。")},
+    "badam.mode": {"en": ("BAdam mode", "Whether to use layer-wise or ratio-wise BAdam optimizer."),
+                   "zh": ("BAdam 模式", "使用 layer-wise 或 ratio-wise BAdam 优化器。")},
+    "badam.switch_mode": {"en": ("Switch mode", "The strategy of picking block to update for layer-wise BAdam."),
+                          "zh": ("切换策略", "Layer-wise BAdam 优化器的块切换策略。")},
+    "badam.switch_interval": {"en": ("Switch interval", "Number of steps to update the block for layer-wise BAdam "
+                                                        "(ratio-wise: steps before a new share)."),
+                              "zh": ("切换频率", "Layer-wise BAdam 优化器的块切换频率（ratio-wise：更换更新部分的步数）。")},
+    "badam.update_ratio": {"en": ("Update ratio", "The ratio of the update for ratio-wise BAdam."),
+                           "zh": ("Block 更新比例", "Ratio-wise BAdam 优化器的更新比例。")},
     # train tab: devices and nodes
     "distributed.devices": {"en": ("Devices", "Accelerators to train on, numbered as nvidia-smi or npu-smi lists "
                                               "them; ticking several launches the run through torchrun, one process "
@@ -377,6 +417,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "group_freeze": {"en": "Freeze tuning configurations", "zh": "部分参数微调设置"},
     "group_identity": {"en": "Identity placeholders", "zh": "身份占位符"},
     "group_rlhf": {"en": "RLHF configurations", "zh": "RLHF 参数设置"},
+    "group_galore": {"en": "GaLore configurations", "zh": "GaLore 参数设置"},
+    "group_apollo": {"en": "APOLLO configurations", "zh": "APOLLO 参数设置"},
+    "group_badam": {"en": "BAdam configurations", "zh": "BAdam 参数设置"},
     "group_devices": {"en": "Devices and nodes", "zh": "设备与节点设置"},
     "devices_cpu_only": {"en": "CPU only: no GPU or NPU found.", "zh": "仅 CPU：未找到 GPU 或 NPU。"},
     "title": {"en": "TuneBoard — fine-tune LLMs in your browser", "zh": "TuneBoard — 在浏览器中微调大模型"},
@@ -973,6 +1016,17 @@ CONFIG_ERRORS_ZH = {
     "shift_attn_booster": "shift short attention 基于 PyTorch SDPA：请选择加速方式 auto 或 none",
     "booster_needs_cuda": "{booster} 需要 CUDA GPU；本次运行在 {device} 上。请选择 auto 或 none",
     "booster_needs_package": "{booster} 需要 {package} 包（{command}）",
+    "one_memory_optimizer": "GaLore、APOLLO 和 BAdam 不能同时使用（已开启：{other}）",
+    "memory_optimizer_lora": "{optimizer} 训练完整权重：请选择全参数或部分参数微调，而不是 LoRA",
+    "badam_needs_full": "BAdam 自行选择训练的块：请选择全参数微调",
+    "memory_optimizer_deepspeed": "{optimizer} 不能与 DeepSpeed 同时使用：请将 DeepSpeed stage 设为 none",
+    "low_rank_optim": "{optimizer} 没有 {optim} 优化器的版本（请选择 {choices} 之一）",
+    "low_rank_optim_args": "optim_args 由 {optimizer} 参数组设置；请从额外参数中删除",
+    "badam_ratio_distributed": "ratio-wise BAdam 只能在单进程中运行：请选择 layer 模式或单个设备",
+    "badam_layer_distributed": "多进程的 layer-wise BAdam 需要 DeepSpeed stage 3",
+    "badam_deepspeed": "BAdam 只有在 layer-wise 模式且 stage 为 3 时才能与 DeepSpeed 一起使用",
+    "no_target_modules": "模型中没有与 {target!r} 匹配的可训练线性层",
+    "needs_package": "{what} 需要 {package} 包，但此处未安装：{command}",
     "node_rank": "必须小于节点数（{nnodes}）",
     "master_addr": "请填写 0 号节点的地址",
     "master_addr_local": "{addr} 只指向本机；多节点训练时，请填写其他节点能访问到的 0 号节点地址",

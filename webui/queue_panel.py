@@ -134,14 +134,18 @@ def build_queue_panel(language: LanguageSwitch) -> QueuePanel:
         message = gr.Markdown(elem_id="queue-message")
     timer = gr.Timer(REFRESH_S)
 
-    async def refresh_tick(lang_: str, shown: str | None, request: gr.Request) -> str:
+    async def refresh_tick(lang_: str, shown: str | None, request: gr.Request):
         """The table as it is now: waits (without a thread) up to LONG_POLL_S for it to differ from what the
-        page shows (its own text, sent along), so a page asks about every two intervals, not every one."""
+        page shows (its own text, sent along), so a page asks about every two intervals, not every one. Nothing
+        new by then: the page keeps its text (a language switch may have rewritten it meanwhile, in the language
+        this tick, sent before, does not know)."""
         deadline = time.monotonic() + LONG_POLL_S
         while True:
             text = queue_text(lang_, request)
-            if text != shown or time.monotonic() >= deadline:
+            if text != shown:
                 return text
+            if time.monotonic() >= deadline:
+                return gr.skip()
             await asyncio.sleep(POLL_EVERY_S)
 
     def refresh_choices(request: gr.Request):
@@ -150,10 +154,9 @@ def build_queue_panel(language: LanguageSwitch) -> QueuePanel:
         return gr.update(choices=cancel_choices(queue_view(), workspace_of(request)))
 
     # Thirty classroom browsers each refresh this, so each refresh is light: queue=False (one HTTP request, not a
-    # queue join plus an event stream), and the table text only, re-sent as it is: Gradio makes a new component
-    # object on the server for every update, gr.skip() included, which costs more, and the page does not
-    # re-render an equal text. The runs that can be removed change only when the table does: its change in the
-    # page (a new text) refreshes them.
+    # queue join plus an event stream), and the table text only when it changed: else gr.skip() (Gradio makes a
+    # component object on the server for it, a small cost next to showing a language the page has left). The
+    # runs that can be removed change only when the table does: its change in the page (a new text) refreshes them.
     timer.tick(refresh_tick, [lang_dd, table], table, show_progress="hidden", queue=False)
     table.change(refresh_choices, None, choice, show_progress="hidden", queue=False)
     language.on(queue_text, [lang_dd], table)

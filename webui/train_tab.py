@@ -325,6 +325,14 @@ def _settings_layout(texts: Texts, fields: FormFields) -> None:
             add("rlhf", "ppo_whiten_rewards")
             add("rlhf", "ppo_epochs")
             add("rlhf", "ppo_max_new_tokens")
+    # Memory-saving optimizers, a group each as in LlamaBoard.
+    for section in ("galore", "apollo"):
+        with texts.add(gr.Accordion, f"group_{section}", open=False):
+            rows(((section, f"use_{section}"), (section, "rank"), (section, "update_interval"), (section, "scale"),
+                  (section, "target")))
+    with texts.add(gr.Accordion, "group_badam", open=False):
+        rows((("badam", "use_badam"), ("badam", "mode"), ("badam", "switch_mode"), ("badam", "switch_interval"),
+              ("badam", "update_ratio")))
     with texts.add(gr.Accordion, "group_devices", open=False):
         found = accelerator_choices()
         add("distributed", "devices", ticks=found, info_key=None if found else "devices_cpu_only")

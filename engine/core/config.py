@@ -29,7 +29,7 @@ FINETUNING_TYPES = ("lora", "freeze", "full")
 # pure_bf16: weights themselves in bf16 (no fp32 master copy); bf16/fp16: mixed precision.
 COMPUTE_TYPES = ("auto", "fp32", "fp16", "bf16", "pure_bf16")
 OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit", "paged_adamw_8bit")
-REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
+REPORT_TO = ("none", "tensorboard", "wandb", "mlflow", "trackio", "swanlab")
 QUANTIZATION_BITS = ("none", "8", "4")
 DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "exo_pair", "apo_zero",
               "apo_down", "sigmoid_norm")
@@ -53,6 +53,16 @@ EXTRA_ARGS: dict[str, tuple[type, ...]] = {
 }
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial", "inverse_sqrt")
 DEVICES = ("auto", "cpu", "cuda", "npu", "mps")
+BADAM_MODES = ("layer", "ratio")
+BADAM_SWITCH_MODES = ("ascending", "descending", "random", "fixed")
+# The memory-saving optimizers, one section each (LlamaBoard's groups): section -> its switch field.
+MEMORY_OPTIMIZERS = {"galore": "use_galore", "apollo": "use_apollo", "badam": "use_badam"}
+# Optimizers GaLore and APOLLO have a low-rank variant of (transformers' names; APOLLO has AdamW only).
+LOW_RANK_VARIANTS = {
+    "galore": {"adamw_torch": "galore_adamw", "adamw_torch_fused": "galore_adamw", "adafactor": "galore_adafactor",
+               "adamw_8bit": "galore_adamw_8bit", "paged_adamw_8bit": "galore_adamw_8bit"},
+    "apollo": {"adamw_torch": "apollo_adamw", "adamw_torch_fused": "apollo_adamw"},
+}
 EXPORT_DTYPES = ("auto", "bf16", "fp16", "fp32")
 # LlamaBoard's choices (top bar); engine/core/model_options.py says what each does and needs.
 ROPE_SCALINGS = ("none", "linear", "dynamic", "yarn", "llama3")
@@ -102,6 +112,17 @@ CONFIG_MESSAGES: dict[str, str] = {
     "shift_attn_booster": "shift short attention runs on PyTorch SDPA: choose booster auto or none",
     "booster_needs_cuda": "{booster} needs a CUDA GPU; this run is on {device}. Choose auto or none",
     "booster_needs_package": "{booster} needs the {package} package ({command})",
+    "one_memory_optimizer": "GaLore, APOLLO and BAdam cannot be used together (also on: {other})",
+    "memory_optimizer_lora": "{optimizer} trains full weights: choose the full or freeze method, not LoRA",
+    "badam_needs_full": "BAdam chooses the trained blocks itself: choose the full method",
+    "memory_optimizer_deepspeed": "{optimizer} does not work with DeepSpeed: choose DeepSpeed stage none",
+    "low_rank_optim": "{optimizer} has no variant of the {optim} optimizer (choose one of {choices})",
+    "low_rank_optim_args": "optim_args are set by the {optimizer} group; remove them from the extra arguments",
+    "badam_ratio_distributed": "ratio-wise BAdam runs in one process only: choose layer mode, or one device",
+    "badam_layer_distributed": "layer-wise BAdam in several processes needs DeepSpeed stage 3",
+    "badam_deepspeed": "BAdam works with DeepSpeed only layer-wise and with stage 3",
+    "no_target_modules": "no trainable linear layer of the model matches {target!r}",
+    "needs_package": "{what} needs the {package} package, not installed here: {command}",
     "node_rank": "must be below the number of nodes ({nnodes})",
     "master_addr": "set the address of the rank-0 node",
     "master_addr_local": "{addr} reaches only this machine; with several nodes, enter the rank-0 node's address "
@@ -365,6 +386,45 @@ class TrainConfig:
 
 
 @dataclass
+class GaloreConfig:
+    use_galore: bool = param(False, "GaLore: project the gradients of linear layers onto a low rank so that the "
+                                    "optimizer states shrink (full or freeze training; needs galore-torch).")
+    rank: int = param(16, "GaLore: rank of the projected gradients.", low=1, high=1024)
+    update_interval: int = param(200, "GaLore: optimizer steps between two updates of the projection.",
+                                 low=1, high=100_000)
+    scale: float = param(2.0, "GaLore: scale of the projected update.", low=0.0, high=100.0)
+    target: str = param("all", "GaLore: linear layers to project, comma-separated names (mlp,self_attn); `all`: every "
+                               "linear layer but the output layer.")
+
+
+@dataclass
+class ApolloConfig:
+    use_apollo: bool = param(False, "APOLLO: AdamW whose per-channel learning-rate scaling is estimated in a "
+                                    "low-rank, randomly projected space: optimizer states of SGD's size (full or "
+                                    "freeze training; needs apollo-torch).")
+    rank: int = param(16, "APOLLO: rank of the projection.", low=1, high=1024)
+    update_interval: int = param(200, "APOLLO: optimizer steps between two updates of the projection.",
+                                 low=1, high=100_000)
+    scale: float = param(32.0, "APOLLO: scale of the update.", low=0.0, high=100.0)
+    target: str = param("all", "APOLLO: linear layers to project, comma-separated names (mlp,self_attn); `all`: every "
+                               "linear layer but the output layer.")
+
+
+@dataclass
+class BadamConfig:
+    use_badam: bool = param(False, "BAdam: update one block of the model at a time (block coordinate descent), so "
+                                   "that gradients and optimizer states exist for that block only (full training; "
+                                   "needs badam).")
+    mode: str = param("layer", "BAdam: layer-wise (one decoder layer at a time) or ratio-wise (a share of every "
+                               "weight).", choices=BADAM_MODES)
+    switch_mode: str = param("ascending", "Layer-wise BAdam: which layer comes next.", choices=BADAM_SWITCH_MODES)
+    switch_interval: int = param(50, "BAdam: optimizer steps before switching to the next layer (layer-wise) or "
+                                      "share (ratio-wise).", low=1, high=100_000)
+    update_ratio: float = param(0.05, "Ratio-wise BAdam: share of each weight updated at a time.", low=0.0, high=1.0,
+                                low_exclusive=True)
+
+
+@dataclass
 class EvalConfig:
     batch_size: int = param(4, "Samples per evaluation batch.", low=1, high=4096)
     predict: bool = param(True, "Generate answers and score them with ROUGE and BLEU, besides the loss.")
@@ -404,7 +464,7 @@ class ExportConfig:
 
 # The sections each command reads; run.yaml holds only these.
 COMMAND_SECTIONS = {
-    "train": ("model", "data", "train", "lora", "freeze", "rlhf", "distributed"),
+    "train": ("model", "data", "train", "lora", "freeze", "rlhf", "galore", "apollo", "badam", "distributed"),
     "eval": ("model", "data", "eval"),
     "export": ("model", "export"),
 }
@@ -418,6 +478,9 @@ class RunConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     rlhf: RlhfConfig = field(default_factory=RlhfConfig)
+    galore: GaloreConfig = field(default_factory=GaloreConfig)
+    apollo: ApolloConfig = field(default_factory=ApolloConfig)
+    badam: BadamConfig = field(default_factory=BadamConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -551,6 +614,7 @@ class RunConfig:
             raise ConfigError("lora.pissa_init", "pissa_with_dora")
         if lora.create_new_adapter and not self.model.adapter_path:
             raise ConfigError("lora.create_new_adapter", "new_adapter_needs_checkpoint")
+        self._validate_memory_optimizer()
         d = self.distributed
         if d.node_rank >= d.nnodes:
             raise ConfigError("distributed.node_rank", "node_rank", nnodes=d.nnodes)
@@ -562,6 +626,44 @@ class RunConfig:
         self.device_indices()
         if t.stage == "ppo" and (self.is_distributed() or d.deepspeed != DEEPSPEED_OFF):
             raise ConfigError("train.stage", "ppo_one_process")
+
+    def memory_optimizer(self) -> str | None:
+        """The memory-saving optimizer switched on ("galore", "apollo", "badam"), or None."""
+        return next((name for name, switch in MEMORY_OPTIMIZERS.items() if getattr(getattr(self, name), switch)),
+                    None)
+
+    def _validate_memory_optimizer(self) -> None:
+        """GaLore, APOLLO and BAdam: one at a time, with the methods, optimizers and launchers they work with."""
+        name = self.memory_optimizer()
+        if name is None:
+            return
+        switch = f"{name}.{MEMORY_OPTIMIZERS[name]}"
+        others = [f"{n}.{s}" for n, s in MEMORY_OPTIMIZERS.items() if n != name and getattr(getattr(self, n), s)]
+        if others:
+            raise ConfigError(others[0], "one_memory_optimizer", other=switch)
+        label = {"galore": "GaLore", "apollo": "APOLLO", "badam": "BAdam"}[name]
+        method, deepspeed = self.train.finetuning_type, self.distributed.deepspeed
+        if method == "lora":
+            raise ConfigError(switch, "memory_optimizer_lora", optimizer=label)
+        if name == "badam":
+            # BAdam switches requires_grad itself, block by block: a frozen model would be unfrozen by it.
+            if method != "full":
+                raise ConfigError(switch, "badam_needs_full")
+            if deepspeed != DEEPSPEED_OFF and (self.badam.mode != "layer" or deepspeed != DEEPSPEED_ZERO3):
+                raise ConfigError(switch, "badam_deepspeed")
+            if self.is_distributed() and self.badam.mode == "ratio":
+                raise ConfigError("badam.mode", "badam_ratio_distributed")
+            if self.is_distributed() and deepspeed != DEEPSPEED_ZERO3:
+                raise ConfigError(switch, "badam_layer_distributed")
+            return
+        if deepspeed != DEEPSPEED_OFF:
+            raise ConfigError(switch, "memory_optimizer_deepspeed", optimizer=label)
+        variants = LOW_RANK_VARIANTS[name]
+        if self.train.optim not in variants:
+            raise ConfigError("train.optim", "low_rank_optim", optimizer=label, optim=self.train.optim,
+                              choices=", ".join(variants))
+        if "optim_args" in self.extra_arguments():
+            raise ConfigError("train.extra_args.optim_args", "low_rank_optim_args", optimizer=label)
 
     def extra_arguments(self) -> dict:
         """train.extra_args parsed and checked against the allow-list (raises ConfigError naming the key)."""

@@ -32,6 +32,7 @@ from engine.core.encode import encode_dataset
 from engine.core.fileio import atomic_write_json
 from engine.core.model_files import PARENTS_FILE
 from engine.core.model_options import check_booster
+from engine.core.optional_packages import check_packages
 from engine.core.reward_model import check_reward_model
 from engine.core.rundir import FINISHED, RUNNING, STOPPED, RunDir
 from engine.jobs.job import (
@@ -49,9 +50,11 @@ from engine.modeling.expansion import resize_vocab
 from engine.modeling.finetuning import apply_finetuning, loraplus_optimizer, merged_parents
 from engine.modeling.models import LoadOptions, load_model, load_tokenizer
 from engine.train.lean_activations import apply_lean_activations
+from engine.train.memory_optimizers import apply_memory_optimizer
 from engine.train.probes import make_probe_callback
 from engine.train.shift_attention import use_shift_attention
-from engine.train.trainers import build_trainer, check_tracker, deepspeed_config, stage_arguments, training_arguments
+from engine.train.trackers import finish_tracker, start_tracker
+from engine.train.trainers import build_trainer, deepspeed_config, stage_arguments, training_arguments
 
 
 def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str] | None = None):
@@ -265,7 +268,7 @@ def run_training(config_path: str | Path) -> int:
         _check_device_features(cfg, device)
         if cfg.train.stage == "ppo":
             check_reward_model(cfg)  # before any model loads: a wrong choice fails at once, naming the field
-        check_tracker(cfg.train.report_to)
+        check_packages(cfg)  # GaLore, APOLLO, BAdam, trackers: a missing package ends the run before loading
         world = int(os.environ.get("WORLD_SIZE", "1"))
         log(f"stage {cfg.train.stage}, device {device}, compute type {compute}, method {cfg.train.finetuning_type}"
             + (f", {world} processes" if world > 1 else ""))
@@ -308,8 +311,10 @@ def run_training(config_path: str | Path) -> int:
         callbacks = [reporter]
         if cfg.train.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+        start_tracker(cfg, run.path, log)
         trainer = build_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, callbacks, log,
                                 ref_model=ref_model, width_multiple=batch_width_multiple(device, compute))
+        apply_memory_optimizer(trainer, cfg, log)
         probes = make_probe_callback(cfg, tokenizer, run, log)
         if probes is not None:
             probes.defer_first = bool(getattr(trainer, "reports_initial_loss", False))
@@ -327,6 +332,7 @@ def run_training(config_path: str | Path) -> int:
             # torch refuses (weights_only) state files that are more than tensors: say which checkpoint.
             raise RuntimeError(f"checkpoint {resume.path} holds optimizer, scheduler or random state that is not "
                                "plain tensors; refusing to load it (delete that checkpoint or untick Resume)") from None
+        finish_tracker(cfg)
         _save_final(trainer, run)
         if parents and run.writer:
             _write_parents(run.path, parents)

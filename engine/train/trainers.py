@@ -9,7 +9,6 @@ come from the one RunConfig, mapped here onto the trainer arguments.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 from datasets import Dataset
@@ -19,23 +18,14 @@ from engine.core.config import DEEPSPEED_OFF, RunConfig
 from engine.core.encode import row_length
 from engine.train.collators import PackingCollator, PaddingCollator
 from engine.train.fast_loss import fast_loss_enabled, make_trainer_class
+from engine.train.memory_optimizers import optimizer_arguments
 from engine.train.ppo import build_ppo_trainer
 from engine.train.segment_attention import use_segment_attention
-
-# Experiment trackers: the package each needs.
-_TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
+from engine.train.trackers import tracker_arguments
 
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def check_tracker(report_to: str) -> None:
-    if report_to == "none":
-        return
-    if not any(importlib.util.find_spec(p) for p in _TRACKER_PACKAGES[report_to]):
-        raise RuntimeError(f"train.report_to: {report_to} is not installed here "
-                           f"(pip install {_TRACKER_PACKAGES[report_to][0]})")
 
 
 def training_arguments(cfg: RunConfig, device: str, compute: str) -> dict:
@@ -79,6 +69,8 @@ def training_arguments(cfg: RunConfig, device: str, compute: str) -> dict:
         args["ddp_find_unused_parameters"] = False
     if cfg.distributed.deepspeed != DEEPSPEED_OFF:
         args["deepspeed"] = os.path.join(t.output_dir, "deepspeed.json")
+    args.update(optimizer_arguments(cfg))  # GaLore / APOLLO
+    args.update(tracker_arguments(cfg))
     args.update(cfg.extra_arguments())
     return args
 

@@ -16,10 +16,11 @@ from webui.train_tab import accelerator_choices
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-GROUPS = ("group_identity", "group_extra", "group_probes", "group_freeze", "group_lora", "group_rlhf", "group_devices")
+GROUPS = ("group_identity", "group_extra", "group_probes", "group_freeze", "group_lora", "group_rlhf", "group_galore",
+          "group_apollo", "group_badam", "group_devices")
 # Every field of these sections has its control on the Train tab (the fine-tuning method sits in the top bar).
 TAB_FIELDS = sorted(f"{s}.{f.name}" for s, f, _ in iter_fields(RunConfig())
-                    if s in ("data", "train", "lora", "freeze", "rlhf", "distributed")
+                    if s in ("data", "train", "lora", "freeze", "rlhf", "galore", "apollo", "badam", "distributed")
                     and f"{s}.{f.name}" not in ("train.finetuning_type", "train.output_dir"))
 RUN_NAME = "options-run"
 
