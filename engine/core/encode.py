@@ -96,6 +96,9 @@ def encode_uncut(cfg: RunConfig, formatter: ChatFormatter, sample) -> dict:
     if stage == "kto":
         prompt, answer = _prompt_and_answer(formatter, messages)
         return {"prompt_ids": prompt, "completion_ids": answer, "label": bool(sample.kto_tag)}
+    if stage == "grpo":  # completions are sampled from the prompt; the dataset's answer is the accuracy reference
+        prompt, _ = _prompt_and_answer(formatter, messages)
+        return {"prompt_ids": prompt, "answer": str(messages[-1]["content"])}
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -115,6 +118,8 @@ def fit_row(stage: str, row: dict, cutoff: int) -> list[dict]:
                 if len(ids[i:i + cutoff]) > 1]
     if stage == "sft":
         return [{key: ids[:cutoff] for key, ids in row.items()}]
+    if stage == "grpo":
+        return [dict(row, prompt_ids=row["prompt_ids"][-cutoff:])]  # its end is what the completion follows
     if stage == "kto":
         prompt, (answer,) = _fit(row["prompt_ids"], [row["completion_ids"]], cutoff)
         return [{"prompt_ids": prompt, "completion_ids": answer, "label": row["label"]}]
@@ -168,4 +173,4 @@ def row_length(row: dict) -> int:
     if "input_ids" in row:
         return len(row["input_ids"])
     answers = [len(row[k]) for k in ("chosen_ids", "rejected_ids", "completion_ids") if k in row]
-    return len(row["prompt_ids"]) + max(answers)
+    return len(row["prompt_ids"]) + max(answers, default=0)  # GRPO rows hold a prompt only
