@@ -46,8 +46,8 @@ CSS = """
 _GRADIO_TEXTS = ("warning", "error", "info", "success", "api", "settings")
 # Labels of layout blocks, which the page translates itself (gradio_texts.js; why in webui/language.py).
 LAYOUT_TEXTS = ("tab_train", "tab_eval", "tab_chat", "tab_export", "tab_runs", "group_identity", "group_extra",
-                "group_probes", "group_freeze", "group_lora", "group_rlhf", "group_devices", "group_add_dataset",
-                "queue_title", "hw_title")
+                "group_probes", "group_freeze", "group_lora", "group_rlhf", "group_grpo", "group_devices",
+                "group_add_dataset", "queue_title", "hw_title")
 
 
 def page_js() -> str:
