@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine.core.config import ConfigError, RunConfig
+from engine.core.encode import encode_samples, training_formatter, training_samples
 from engine.core.presets import grpo_config
 from engine.core.rewards import (
     accuracy_score,
@@ -15,6 +16,8 @@ from engine.core.rewards import (
     regex_problem,
     reward_functions,
 )
+from engine.core.sample_view import MASKED, sample_views
+from engine.facade import training_tokenizer
 from webui.locales import plot_labels
 from webui.plots import loss_figure
 from webui.train_tab import grpo_group_update
@@ -47,6 +50,11 @@ def test_format_matches_the_whole_completion():
     assert format_score("12 + 5 = 17.\nAnswer: 17", ANSWER) == 1.0  # . spans lines
     assert format_score("Answer: 17 and more words", ANSWER) == 0.0  # must end with the pattern
     assert format_score("17", ANSWER) == 0.0
+
+
+def test_regex_problem_gives_the_compilers_words():
+    assert regex_problem(ANSWER) is None
+    assert "missing )" in regex_problem("Answer: (\\d+")
 
 
 def test_length_peaks_at_the_target():
@@ -132,3 +140,18 @@ def test_curve_draws_the_reward_and_its_spread_beside_the_loss():
 def test_grpo_group_shows_for_the_grpo_stage_only():
     assert grpo_group_update("grpo")["visible"] is True
     assert grpo_group_update("sft")["visible"] is False
+
+
+def test_rows_hold_the_chat_prompt_and_the_reference():
+    cfg = grpo_config()
+    cfg.data.max_samples = 3
+    tokenizer = training_tokenizer(cfg.model.model_name_or_path)
+    samples = training_samples(cfg)
+    rows = encode_samples(cfg, tokenizer, samples)
+    formatter = training_formatter(cfg, tokenizer)
+    for sample, row in zip(samples, rows):
+        assert row["prompt_ids"] == formatter.encode_prompt(sample.messages[:-1])  # as Chat shows it
+        assert row["answer"] == sample.messages[-1]["content"]
+    fate, views = sample_views(cfg, tokenizer, samples[0])  # the dataset check: the prompt, not trained on
+    assert fate == "kept" and [v.part for v in views] == ["prompt"]
+    assert {span.kind for span in views[0].spans if span.text} == {MASKED}
