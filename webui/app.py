@@ -46,7 +46,7 @@ CSS = """
 _GRADIO_TEXTS = ("warning", "error", "info", "success", "api", "settings")
 # Labels of layout blocks, which the page translates itself (gradio_texts.js; why in webui/language.py).
 LAYOUT_TEXTS = ("tab_train", "tab_eval", "tab_chat", "tab_export", "tab_runs", "group_identity", "group_extra",
-                "group_probes", "group_freeze", "group_lora", "group_rlhf", "group_galore",
+                "group_probes", "group_freeze", "group_lora", "group_rlhf", "group_grpo", "group_galore",
                 "group_apollo", "group_badam", "group_devices", "group_add_dataset",
                 "group_advanced", "queue_title", "hw_title")
 

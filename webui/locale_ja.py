@@ -111,6 +111,15 @@ FIELD_TEXT = {
     "badam.switch_interval": ("切り替え頻度", "Layer-wise BAdam オプティマイザーのブロック切り替え頻度（ratio-wise：更新部分を"
                                           "替えるまでのステップ数）。"),
     "badam.update_ratio": ("ブロック更新比率", "Ratio-wise BAdam オプティマイザーの更新比率。"),
+    "grpo.rewards": ("報酬関数", "サンプリングした各回答を採点する検証可能な報酬（合計）：正確さ、形式、長さ。"),
+    "grpo.format_regex": ("形式の正規表現", "形式の報酬：回答全体がこの正規表現に一致すれば 1、しなければ 0（Python の構文。"
+                                             ". は改行にも一致）。"),
+    "grpo.length_target": ("目標の長さ", "長さの報酬：この token 数の回答で 1、0 個または 2 倍の長さで 0 まで下がります。"),
+    "grpo.num_generations": ("プロンプトごとの生成数", "プロンプトごとにサンプリングし互いに比べる回答の数。バッチサイズ × "
+                                                       "勾配累積を割り切れる数にしてください。"),
+    "grpo.max_completion_length": ("最大生成長", "サンプリングする回答の最大 token 数。"),
+    "grpo.temperature": ("温度", "回答をサンプリングする温度（高いほど同じグループの回答が多様に）。"),
+    "grpo.beta": ("KL 係数 beta", "モデルを初期状態の近くに保つ KL ペナルティ（0：なし、参照モデルも持ちません）。"),
     # train tab: devices and nodes
     "distributed.devices": ("使用デバイス", "学習に使うアクセラレータ（番号は nvidia-smi / npu-smi の一覧と同じ）。複数選ぶと "
                                         "torchrun でデバイスごとに 1 プロセス起動します。未選択なら、複数あるマシンでも最初の "
@@ -151,7 +160,9 @@ CHOICE_TEXT = {
     "model.hub": {"huggingface": "Hugging Face", "modelscope": "ModelScope", "modelers": "Modelers (openMind)"},
     "export.export_hub": {"huggingface": "Hugging Face", "modelscope": "ModelScope"},
     "train.stage": {"pt": "事前学習", "sft": "教師ありファインチューニング", "rm": "報酬モデルの学習", "dpo": "DPO",
-                    "orpo": "ORPO", "kto": "KTO", "ppo": "PPO"},
+                    "orpo": "ORPO", "kto": "KTO", "ppo": "PPO", "grpo": "GRPO"},
+    "grpo.rewards": {"accuracy": "正確さ（参照の答えと一致）", "format": "形式（正規表現に一致）",
+                     "length": "長さ（目標に近い）"},
 }
 
 MESSAGES = {
@@ -211,6 +222,7 @@ MESSAGES = {
     "group_galore": "GaLore 設定",
     "group_apollo": "APOLLO 設定",
     "group_badam": "BAdam 設定",
+    "group_grpo": "GRPO の設定",
     "group_devices": "デバイスとノード",
     "devices_cpu_only": "CPU のみ：GPU も NPU も見つかりません。",
     "title": "TuneBoard — ブラウザで LLM をファインチューニング",
@@ -254,6 +266,7 @@ MESSAGES = {
     "start": "開始",
     "stop": "中断",
     "demo_preset": "デモ用プリセット",
+    "grpo_preset": "GRPO デモ用プリセット",
     "output_dir": "出力フォルダ",
     "output_dir_info": "実行名。saves/<モデル>/<手法>/ の下に保存されます。",
     "config_path": "設定ファイルのパス",
@@ -347,6 +360,7 @@ MESSAGES = {
     "arguments_loaded": "引数を {path} から読み込みました",
     "config_not_found": "設定ファイル {path} が存在しません。",
     "preset_applied": "デモ用プリセットを適用しました：アイデンティティ＋一般データ、CPU で数分です。",
+    "grpo_preset_applied": "GRPO デモ用プリセットを適用しました：算数の問題で、モデルが回答を「Answer: <数字>」で終えることを学びます（損失の横に報酬）。",
     # dataset preview
     "no_dataset": "まずデータセットを選んでください。",
     "dataset_error": "データセットの問題 — {error}",
@@ -468,6 +482,8 @@ MESSAGES = {
     "plot_loss": "損失",
     "plot_smoothed": "平滑化",
     "plot_eval_loss": "検証損失",
+    "plot_reward": "報酬",
+    "plot_reward_std": "報酬 ± 標準偏差",
     # runs view (issue 7)
     "tab_runs": "実行履歴",
     "runs_refresh": "更新",
@@ -549,6 +565,7 @@ MESSAGES = {
     "sample_number_invalid": "表示する行：1 以上の整数を入力してください。",
     "show_formatted": "モデルが見る形で表示",
     "part_sample": "モデルが見る内容",
+    "part_prompt": "回答をサンプリングするプロンプト",
     "part_chosen": "選ばれた回答と",
     "part_rejected": "却下された回答と",
     "part_desirable": "望ましい回答",
@@ -658,6 +675,9 @@ CONFIG_ERRORS = {
     "reward_model_not_rm": "{path!r} は報酬モデル学習の結果でもそのチェックポイントでもありません",
     "reward_model_other_base": "{path!r} は {model} ではなく {base} で学習されています",
     "reward_model_no_weights": "{path!r} にはまだ重みがありません（学習中か、書き込みが途中で切れたチェックポイント）",
+    "no_reward": "報酬関数を少なくとも 1 つ選んでください",
+    "regex_invalid": "正しい正規表現ではありません：{error}",
+    "generations_divide": "1 ステップの回答数を割り切れる必要があります：バッチサイズ × 勾配累積 × プロセス数 = {batch}",
     "pissa_with_dora": "PiSSA 初期化と DoRA は併用できません",
     "new_adapter_needs_checkpoint": "新しいアダプタの土台にするチェックポイントを選んでください",
     "compare_needs_checkpoint": "ベースモデルと比較するにはチェックポイントを選んでください",

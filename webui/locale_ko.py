@@ -107,6 +107,15 @@ FIELD_TEXT = {
     "badam.switch_interval": ("전환 간격", "레이어-BAdam을 위한 블록 업데이트 간 스텝 수(비율-BAdam: 갱신 부분을 바꾸기까지의 "
                                        "스텝 수)."),
     "badam.update_ratio": ("업데이트 비율", "비율-BAdam의 업데이트 비율."),
+    "grpo.rewards": ("보상 함수", "샘플링한 각 답변을 채점하는 검증 가능한 보상(합산): 정확도, 형식, 길이."),
+    "grpo.format_regex": ("형식 정규식", "형식 보상: 답변 전체가 이 정규식과 일치하면 1, 아니면 0 (Python 문법, . 은 줄바꿈에도 "
+                                         "일치)."),
+    "grpo.length_target": ("목표 길이", "길이 보상: 이 token 수의 답변은 1, 0개 또는 두 배 길이에서 0으로 떨어집니다."),
+    "grpo.num_generations": ("프롬프트당 생성 수", "프롬프트마다 샘플링해 서로 비교하는 답변 수. 배치 크기 × 그래디언트 누적을 "
+                                                   "나누어떨어지게 해야 합니다."),
+    "grpo.max_completion_length": ("최대 생성 길이", "샘플링하는 답변의 최대 token 수."),
+    "grpo.temperature": ("온도", "답변을 샘플링하는 온도 (높을수록 같은 그룹의 답변이 다양해짐)."),
+    "grpo.beta": ("KL 계수 beta", "모델을 처음 상태 가까이 두는 KL 페널티 (0: 없음, 참조 모델도 두지 않음)."),
     # train tab: devices and nodes
     "distributed.devices": ("학습 장치", "학습에 쓸 가속기(번호는 nvidia-smi / npu-smi 목록과 같음). 여러 개를 선택하면 "
                                        "torchrun으로 장치마다 프로세스 하나씩 실행합니다. 선택하지 않으면 여러 개가 있는 "
@@ -147,7 +156,8 @@ CHOICE_TEXT = {
     "model.hub": {"huggingface": "Hugging Face", "modelscope": "ModelScope", "modelers": "Modelers (openMind)"},
     "export.export_hub": {"huggingface": "Hugging Face", "modelscope": "ModelScope"},
     "train.stage": {"pt": "사전 학습", "sft": "지도 파인튜닝", "rm": "보상 모델 학습", "dpo": "DPO", "orpo": "ORPO",
-                    "kto": "KTO", "ppo": "PPO"},
+                    "kto": "KTO", "ppo": "PPO", "grpo": "GRPO"},
+    "grpo.rewards": {"accuracy": "정확도 (참조 답과 일치)", "format": "형식 (정규식과 일치)", "length": "길이 (목표에 가까움)"},
 }
 
 MESSAGES = {
@@ -207,6 +217,7 @@ MESSAGES = {
     "group_galore": "GaLore 구성",
     "group_apollo": "APOLLO 구성",
     "group_badam": "BAdam 설정",
+    "group_grpo": "GRPO 설정",
     "group_devices": "장치와 노드",
     "devices_cpu_only": "CPU만 사용: GPU나 NPU를 찾지 못했습니다.",
     "title": "TuneBoard — 브라우저에서 LLM 파인튜닝",
@@ -250,6 +261,7 @@ MESSAGES = {
     "start": "시작",
     "stop": "중단",
     "demo_preset": "데모 프리셋",
+    "grpo_preset": "GRPO 데모 프리셋",
     "output_dir": "출력 폴더",
     "output_dir_info": "실행 이름. saves/<모델>/<방법>/ 아래에 저장됩니다.",
     "config_path": "설정 파일 경로",
@@ -342,6 +354,7 @@ MESSAGES = {
     "arguments_loaded": "{path}에서 인자를 불러왔습니다",
     "config_not_found": "설정 파일 {path}이(가) 없습니다.",
     "preset_applied": "데모 프리셋을 적용했습니다: 정체성 데이터 + 일반 데이터, CPU에서 몇 분이면 끝납니다.",
+    "grpo_preset_applied": "GRPO 데모 프리셋을 적용했습니다: 산수 문제로, 모델이 답변을 \"Answer: <숫자>\"로 끝내는 법을 배웁니다 (손실 옆에 보상).",
     # dataset preview
     "no_dataset": "먼저 데이터셋을 고르세요.",
     "dataset_error": "데이터셋 문제 — {error}",
@@ -463,6 +476,8 @@ MESSAGES = {
     "plot_loss": "손실",
     "plot_smoothed": "평활화",
     "plot_eval_loss": "검증 손실",
+    "plot_reward": "보상",
+    "plot_reward_std": "보상 ± 표준편차",
     # runs view (issue 7)
     "tab_runs": "실행 기록",
     "runs_refresh": "새로 고침",
@@ -544,6 +559,7 @@ MESSAGES = {
     "sample_number_invalid": "표시할 행: 1 이상의 정수를 입력하세요.",
     "show_formatted": "모델이 보는 그대로 보기",
     "part_sample": "모델이 보는 내용",
+    "part_prompt": "답변을 샘플링하는 프롬프트",
     "part_chosen": "선택된 답변과 함께",
     "part_rejected": "거부된 답변과 함께",
     "part_desirable": "바람직한 답변",
@@ -653,6 +669,9 @@ CONFIG_ERRORS = {
     "reward_model_not_rm": "{path!r}은(는) 보상 모델 학습 결과도 그 체크포인트도 아닙니다",
     "reward_model_other_base": "{path!r}은(는) {model}이(가) 아니라 {base}(으)로 학습되었습니다",
     "reward_model_no_weights": "{path!r}에는 아직 가중치가 없습니다(학습 중이거나 쓰기가 끊긴 체크포인트)",
+    "no_reward": "보상 함수를 하나 이상 고르세요",
+    "regex_invalid": "올바른 정규식이 아닙니다: {error}",
+    "generations_divide": "한 단계의 답변 수를 나누어떨어지게 해야 합니다: 배치 크기 × 그래디언트 누적 × 프로세스 수 = {batch}",
     "pissa_with_dora": "PiSSA 초기화와 DoRA는 함께 쓸 수 없습니다",
     "new_adapter_needs_checkpoint": "새 어댑터의 바탕이 될 체크포인트를 고르세요",
     "compare_needs_checkpoint": "기본 모델과 비교하려면 체크포인트를 고르세요",

@@ -246,6 +246,29 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                               "zh": ("切换频率", "Layer-wise BAdam 优化器的块切换频率（ratio-wise：更换更新部分的步数）。")},
     "badam.update_ratio": {"en": ("Update ratio", "The ratio of the update for ratio-wise BAdam."),
                            "zh": ("Block 更新比例", "Ratio-wise BAdam 优化器的更新比例。")},
+    "grpo.rewards": {"en": ("Rewards", "Verifiable rewards each sampled completion is scored with, summed: accuracy, "
+                                       "format, length."),
+                     "zh": ("奖励函数", "为每个采样回答打分的可验证奖励，分数相加：准确率、格式、长度。")},
+    "grpo.format_regex": {"en": ("Format regex", "Format reward: 1 when the whole completion matches this regular "
+                                                 "expression (Python syntax; . also matches line breaks), else 0."),
+                          "zh": ("格式正则表达式", "格式奖励：整个回答与此正则表达式完全匹配时为 1，否则为 0"
+                                                   "（Python 语法；. 也匹配换行）。")},
+    "grpo.length_target": {"en": ("Target length", "Length reward: 1 for completions of this many tokens, falling "
+                                                   "to 0 at none or twice as many."),
+                           "zh": ("目标长度", "长度奖励：回答恰好为此 token 数时为 1，为 0 个或两倍长时降到 0。")},
+    "grpo.num_generations": {"en": ("Generations per prompt", "Completions sampled for each prompt and compared "
+                                                              "with each other. Must divide batch size x gradient "
+                                                              "accumulation."),
+                             "zh": ("每个提示的生成数", "每个提示采样的回答数，回答之间相互比较。须能整除批处理大小 × "
+                                                        "梯度累积。")},
+    "grpo.max_completion_length": {"en": ("Max completion length", "Longest sampled completion, in tokens."),
+                                   "zh": ("最大回答长度", "采样回答的最大 token 数。")},
+    "grpo.temperature": {"en": ("Temperature", "Sampling temperature of the completions (higher: more varied "
+                                               "groups)."),
+                         "zh": ("温度系数", "采样回答的温度（越高，同组回答越多样）。")},
+    "grpo.beta": {"en": ("KL beta", "KL penalty keeping the model near where it started (0: none, and no reference "
+                                    "model is kept)."),
+                  "zh": ("KL 系数 beta", "使模型贴近初始模型的 KL 惩罚（0：不惩罚，也不保留参考模型）。")},
     # train tab: devices and nodes
     "distributed.devices": {"en": ("Devices", "Accelerators to train on, numbered as nvidia-smi or npu-smi lists "
                                               "them; ticking several launches the run through torchrun, one process "
@@ -330,7 +353,10 @@ CHOICE_TEXT: dict[str, dict[str, dict[str, str]]] = {
     "train.stage": {"pt": {"en": "Pre-Training", "zh": "预训练"}, "sft": {"en": "Supervised Fine-Tuning", "zh": "指令监督微调"},
                     "rm": {"en": "Reward Modeling", "zh": "奖励模型训练"}, "dpo": {"en": "DPO", "zh": "DPO"},
                     "orpo": {"en": "ORPO", "zh": "ORPO"}, "kto": {"en": "KTO", "zh": "KTO"},
-                    "ppo": {"en": "PPO", "zh": "PPO"}},
+                    "ppo": {"en": "PPO", "zh": "PPO"}, "grpo": {"en": "GRPO", "zh": "GRPO"}},
+    "grpo.rewards": {"accuracy": {"en": "Accuracy (matches the answer)", "zh": "准确率（与参考答案一致）"},
+                     "format": {"en": "Format (matches the regex)", "zh": "格式（匹配正则表达式）"},
+                     "length": {"en": "Length (near the target)", "zh": "长度（接近目标长度）"}},
 }
 
 MESSAGES: dict[str, dict[str, str]] = {
@@ -420,6 +446,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "group_galore": {"en": "GaLore configurations", "zh": "GaLore 参数设置"},
     "group_apollo": {"en": "APOLLO configurations", "zh": "APOLLO 参数设置"},
     "group_badam": {"en": "BAdam configurations", "zh": "BAdam 参数设置"},
+    "group_grpo": {"en": "GRPO configurations", "zh": "GRPO 参数设置"},
     "group_devices": {"en": "Devices and nodes", "zh": "设备与节点设置"},
     "devices_cpu_only": {"en": "CPU only: no GPU or NPU found.", "zh": "仅 CPU：未找到 GPU 或 NPU。"},
     "title": {"en": "TuneBoard — fine-tune LLMs in your browser", "zh": "TuneBoard — 在浏览器中微调大模型"},
@@ -468,6 +495,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "start": {"en": "Start", "zh": "开始"},
     "stop": {"en": "Stop", "zh": "中断"},
     "demo_preset": {"en": "Demo preset", "zh": "演示预设"},
+    "grpo_preset": {"en": "GRPO demo preset", "zh": "GRPO 演示预设"},
     "output_dir": {"en": "Output dir", "zh": "输出目录"},
     "output_dir_info": {"en": "Run name, saved under saves/<model>/<method>/.",
                         "zh": "训练名称，保存在 saves/<模型>/<方法>/ 下。"},
@@ -605,6 +633,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "config_not_found": {"en": "Config file {path} does not exist.", "zh": "配置文件 {path} 不存在。"},
     "preset_applied": {"en": "Demo preset applied: identity + general data, a few minutes on a CPU.",
                        "zh": "已应用演示预设：身份数据 + 通用数据，CPU 上几分钟即可完成。"},
+    "grpo_preset_applied": {"en": "GRPO demo preset applied: arithmetic questions; the model learns to end its answers "
+                                  "with \"Answer: <number>\" (the reward beside the loss).",
+                            "zh": "已应用 GRPO 演示预设：算术题；模型学会以“Answer: <数字>”结束回答（奖励曲线与损失并列显示）。"},
     # dataset preview
     "no_dataset": {"en": "Choose a dataset first.", "zh": "请先选择数据集。"},
     "dataset_error": {"en": "Dataset problem — {error}", "zh": "数据集有问题 — {error}"},
@@ -764,6 +795,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "plot_loss": {"en": "loss", "zh": "损失"},
     "plot_smoothed": {"en": "smoothed", "zh": "平滑"},
     "plot_eval_loss": {"en": "eval loss", "zh": "验证损失"},
+    "plot_reward": {"en": "reward", "zh": "奖励"},
+    "plot_reward_std": {"en": "reward ± std", "zh": "奖励 ± 标准差"},
     # runs view (issue 7): every run under saves/, overlaid loss curves, settings diff, delete
     "tab_runs": {"en": "Runs", "zh": "训练记录"},
     "runs_refresh": {"en": "Refresh", "zh": "刷新"},
@@ -875,6 +908,8 @@ MESSAGES: dict[str, dict[str, str]] = {
                     "zh": "配合选中的回答"},
     "part_rejected": {"en": "With the rejected answer",
                       "zh": "配合被拒绝的回答"},
+    "part_prompt": {"en": "The prompt completions are sampled from",
+                    "zh": "用于采样回答的提示"},
     "part_desirable": {"en": "Desirable answer",
                        "zh": "期望的回答"},
     "part_undesirable": {"en": "Undesirable answer",
@@ -1006,6 +1041,9 @@ CONFIG_ERRORS_ZH = {
     "reward_model_not_rm": "{path!r} 不是奖励模型训练的结果或其检查点",
     "reward_model_other_base": "{path!r} 基于 {base} 训练，而不是 {model}",
     "reward_model_no_weights": "{path!r} 还没有权重（仍在训练，或检查点未写完）",
+    "no_reward": "请至少选择一个奖励函数",
+    "regex_invalid": "不是有效的正则表达式：{error}",
+    "generations_divide": "须能整除每步的回答数：批处理大小 × 梯度累积 × 进程数 = {batch}",
     "pissa_with_dora": "PiSSA 初始化不能与 DoRA 同时使用",
     "new_adapter_needs_checkpoint": "请选择一个检查点，在其基础上创建新适配器",
     "compare_needs_checkpoint": "请选择一个检查点再与基础模型对比",
@@ -1225,4 +1263,4 @@ def choice_labels(lang: str, key: str, choices) -> list[tuple[str, str]]:
 
 
 def plot_labels(lang: str) -> dict[str, str]:
-    return {k: t(lang, f"plot_{k}") for k in ("step", "loss", "smoothed", "eval_loss")}
+    return {k: t(lang, f"plot_{k}") for k in ("step", "loss", "smoothed", "eval_loss", "reward", "reward_std")}

@@ -1,4 +1,5 @@
-"""The live loss curve: raw training loss, a smoothed line, and validation loss when present."""
+"""The live loss curve: raw training loss, a smoothed line, validation loss when present, and for GRPO the mean
+reward with its spread (± one standard deviation over the step's completions) on an axis of its own."""
 
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ class LossFigures:
     def figure(self, events: list[dict], labels: dict[str, str]):
         """``loss_figure(events, labels)``, made once for all the pages that ask for it."""
         key = (tuple(sorted(labels.items())),
-               tuple((e.get("step"), e.get("loss"), e.get("eval_loss")) for e in events
-                     if "loss" in e or "eval_loss" in e))
+               tuple((e.get("step"), e.get("loss"), e.get("eval_loss"), e.get("reward"), e.get("reward_std"))
+                     for e in events if "loss" in e or "eval_loss" in e))
         # the first session builds it; the others, waiting, then find it
         return self._figures.get(key, lambda: loss_figure(events, labels))
 
@@ -78,10 +79,29 @@ def loss_figure(events: list[dict], labels: dict[str, str]):
         steps, losses = zip(*evals)
         fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers", name=labels["eval_loss"],
                                  line={"color": "rgb(214,39,40)"}))
+    rewards = [(e["step"], e["reward"], e.get("reward_std", 0.0)) for e in events if "reward" in e and "loss" in e]
+    if rewards:  # GRPO: what the run optimises, beside the loss (whose value says little there)
+        _add_rewards(fig, rewards, labels)
     fig.update_layout(xaxis_title=labels["step"], yaxis_title=labels["loss"], height=320,
-                      margin={"l": 50, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h", "y": 1.12})
+                      margin={"l": 50, "r": 50 if rewards else 20, "t": 30, "b": 40},
+                      legend={"orientation": "h", "y": 1.12})
     fig.to_json()  # made here (under LossFigures' lock when shared), once for all the pages
     return fig
+
+
+def _add_rewards(fig, rewards: list[tuple], labels: dict[str, str]) -> None:
+    """The mean reward per logged step and a band of ± its standard deviation, on a right-hand axis."""
+    import plotly.graph_objects as go  # noqa: PLC0415 - heavy, only for a plot
+
+    steps, means, stds = zip(*rewards)
+    colour = "44,160,44"
+    fig.add_trace(go.Scatter(x=list(steps) + list(steps)[::-1],
+                             y=[m + s for m, s in zip(means, stds)] + [m - s for m, s in zip(means, stds)][::-1],
+                             fill="toself", fillcolor=f"rgba({colour},0.15)", line={"width": 0}, hoverinfo="skip",
+                             name=labels["reward_std"], yaxis="y2"))
+    fig.add_trace(go.Scatter(x=steps, y=means, mode="lines+markers", name=labels["reward"], yaxis="y2",
+                             line={"color": f"rgb({colour})", "width": 2}, marker={"size": 4}))
+    fig.update_layout(yaxis2={"title": labels["reward"], "overlaying": "y", "side": "right", "showgrid": False})
 
 
 # Plotly's default colour sequence: a run's validation curve takes the colour of its training curve.

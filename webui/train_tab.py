@@ -14,7 +14,7 @@ import gradio as gr
 from engine.core.checkpoints import CARRIED_OVER, resume_plan
 from engine.core.config import ConfigError, RunConfig
 from engine.core.paths import PathError, confined
-from engine.core.presets import demo_config
+from engine.core.presets import demo_config, grpo_config
 from engine.core.rundir import ACTIVE_STATES, RunDir
 from engine.core.workspace import Workspace
 from webui import runner
@@ -150,6 +150,7 @@ class TrainView:
     plot: gr.Plot
     probes: gr.HTML
     hardware: HardwarePanel
+    grpo_group: gr.Accordion  # shown for the GRPO stage only
 
     @property
     def controls(self) -> list[FieldControl]:
@@ -204,6 +205,11 @@ class TrainForm:
         return list(self.field_values(cfg).values()) + self.adapter_values(cfg)
 
 
+def grpo_group_update(stage: str):
+    """GRPO's settings show while the stage is GRPO (the other stages do not read them)."""
+    return gr.update(visible=stage == "grpo")
+
+
 def attached_text(lang: str, path: str) -> str:
     """What the form shows of the run a reloaded page re-attached to (``path``; nothing for none)."""
     if not path:
@@ -231,10 +237,11 @@ def train_layout(top: TopBar, watch: runner.RunWatch) -> TrainView:
     texts = Texts(lang)
     fields = FormFields(lang)
     preview, check, upload = _data_layout(top, texts, fields, initial)
-    _settings_layout(texts, fields)
+    grpo_group = _settings_layout(texts, fields)
     # Will it fit? Follows the form as it changes (every control exists by now).
     build_train_memory(top.language, top.model_controls + list(fields.ctl.values()), initial)
-    row = build_command_row(texts, "train", ids="btn", before=(Extra("demo_preset", "btn-demo-preset"),),
+    row = build_command_row(texts, "train", ids="btn", before=(Extra("demo_preset", "btn-demo-preset"),
+                                                               Extra("grpo_preset", "btn-grpo-preset")),
                             after_preview=(Extra("save_arguments", "btn-save-args"),
                                            Extra("load_arguments", "btn-load-args")))
     # A checkpoint picked in the top bar (for Chat, Evaluate, Export) is trained on only when asked for: said here.
@@ -264,7 +271,7 @@ def train_layout(top: TopBar, watch: runner.RunWatch) -> TrainView:
     for c, v in zip(controls, values_from_config(controls, initial)):
         c.component.value = v
     return TrainView(fields, texts, preview, check, upload, row, adapter_box, continue_adapter, output_dir,
-                     config_path, resume_box, attached_box, attached, monitor, plot, probes, hardware)
+                     config_path, resume_box, attached_box, attached, monitor, plot, probes, hardware, grpo_group)
 
 
 def _data_layout(top: TopBar, texts: Texts, fields: FormFields,
@@ -289,8 +296,9 @@ def _data_layout(top: TopBar, texts: Texts, fields: FormFields,
     return preview, check, upload
 
 
-def _settings_layout(texts: Texts, fields: FormFields) -> None:
-    """The training settings: the same rows and groups as LlamaBoard, so its tutorials apply."""
+def _settings_layout(texts: Texts, fields: FormFields) -> gr.Accordion:
+    """The training settings: the same rows and groups as LlamaBoard, so its tutorials apply; then GRPO's group
+    (LlamaBoard has no GRPO), returned: it shows while the stage is GRPO."""
     rows, add = fields.rows, fields.add
     rows((("train", "learning_rate"), ("train", "num_train_epochs"), ("train", "max_grad_norm"),
           ("data", "max_samples"), ("train", "compute_type")),
@@ -333,12 +341,20 @@ def _settings_layout(texts: Texts, fields: FormFields) -> None:
     with texts.add(gr.Accordion, "group_badam", open=False):
         rows((("badam", "use_badam"), ("badam", "mode"), ("badam", "switch_mode"), ("badam", "switch_interval"),
               ("badam", "update_ratio")))
+    with texts.add(gr.Accordion, "group_grpo", open=True, visible=False, elem_id="train-group-grpo") as grpo_group:
+        with gr.Row():
+            add("grpo", "rewards", scale=2)
+            add("grpo", "format_regex", scale=3)
+            add("grpo", "length_target", scale=1)
+        rows((("grpo", "num_generations"), ("grpo", "max_completion_length"), ("grpo", "temperature"),
+              ("grpo", "beta")))
     with texts.add(gr.Accordion, "group_devices", open=False):
         found = accelerator_choices()
         add("distributed", "devices", ticks=found, info_key=None if found else "devices_cpu_only")
         rows((("distributed", "nproc_per_node"), ("distributed", "nnodes"), ("distributed", "node_rank"),
               ("distributed", "master_addr"), ("distributed", "master_port")),
              (("distributed", "deepspeed"), ("distributed", "offload")))
+    return grpo_group
 
 
 def _wire_form(view: TrainView, form: TrainForm) -> None:
@@ -389,6 +405,13 @@ def _wire_form(view: TrainView, form: TrainForm) -> None:
         return form.fill(demo_config()) + [t(lang_, "preset_applied")]
 
     row.extra["demo_preset"].click(on_preset, top.lang, form.outputs + [status])
+
+    def on_grpo_preset(lang_):
+        return form.fill(grpo_config()) + [t(lang_, "grpo_preset_applied")]
+
+    row.extra["grpo_preset"].click(on_grpo_preset, top.lang, form.outputs + [status])
+    stage = view.fields.component("train.stage")
+    stage.change(grpo_group_update, stage, view.grpo_group, show_progress="hidden")
 
     def on_dataset_dir(folder, current, request: gr.Request):
         return datasets_update(folder, current, workspace_of(request).data_roots())

@@ -22,8 +22,9 @@ import yaml
 from engine.core.fileio import MAX_RECORD_BYTES, atomic_write_text
 from engine.core.hubs import HUB_CHOICES, is_hub_id
 from engine.core.paths import PathError
+from engine.core.rewards import REWARDS, regex_problem
 
-STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto", "ppo")
+STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto", "ppo", "grpo")
 PREFERENCE_STAGES = ("rm", "dpo", "orpo")  # trained on (prompt, chosen, rejected)
 FINETUNING_TYPES = ("lora", "freeze", "full")
 # pure_bf16: weights themselves in bf16 (no fp32 master copy); bf16/fp16: mixed precision.
@@ -102,6 +103,10 @@ CONFIG_MESSAGES: dict[str, str] = {
     "reward_model_not_rm": "{path!r} is not a reward modeling run or one of its checkpoints",
     "reward_model_other_base": "{path!r} was trained on {base}, not on {model}",
     "reward_model_no_weights": "{path!r} holds no weights yet (a run still training, or a checkpoint cut off)",
+    "no_reward": "choose at least one reward",
+    "regex_invalid": "not a valid regular expression: {error}",
+    "generations_divide": "must divide the completions of a step: batch size x gradient accumulation x processes "
+                          "= {batch}",
     "pissa_with_dora": "PiSSA initialisation and DoRA cannot be combined",
     "new_adapter_needs_checkpoint": "select a checkpoint to build the new adapter on",
     "compare_needs_checkpoint": "choose a checkpoint to compare with the base model",
@@ -318,6 +323,26 @@ class RlhfConfig:
 
 
 @dataclass
+class GrpoConfig:
+    rewards: list = param(["accuracy", "format"], "Rewards each completion is scored with, summed: accuracy (its final "
+                                                  "answer is the dataset's answer; numbers compared as numbers), "
+                                                  "format (it matches the regular expression), length (close to the "
+                                                  "target length).", choices=REWARDS)
+    format_regex: str = param(r".*Answer: -?\d+(\.\d+)?", "Format reward: the whole completion must match this "
+                                                          "regular expression (Python syntax; . also matches line "
+                                                          "breaks).")
+    length_target: int = param(64, "Length reward: completions this many tokens long score 1, falling to 0 at none "
+                                   "or twice as many.", low=1, high=32768)
+    num_generations: int = param(4, "Completions sampled per prompt; each is scored against the others of its "
+                                    "group. Must divide batch size x gradient accumulation.", low=2, high=256)
+    max_completion_length: int = param(64, "Longest sampled completion, in tokens.", low=1, high=32768)
+    temperature: float = param(1.0, "Sampling temperature of the completions (higher: more varied groups).",
+                               low=0.0, high=2.0, low_exclusive=True)
+    beta: float = param(0.0, "KL penalty keeping the model near its start (0: none, and no reference model is "
+                             "kept).", low=0.0, high=100.0)
+
+
+@dataclass
 class DistributedConfig:
     devices: str = param("", "Accelerator indices to use, comma-separated (e.g. 0,1), numbered as nvidia-smi or "
                              "npu-smi lists them; empty: only the first one (one process never spreads over several). "
@@ -343,7 +368,8 @@ MAX_PROBES = 8
 @dataclass
 class TrainConfig:
     stage: str = param("sft", "Training stage: pt (pre-training on text), sft, rm (reward model), dpo, orpo, kto, "
-                              "ppo (on a reward model's scores).",
+                              "ppo (on a reward model's scores), grpo (reinforcement learning on verifiable "
+                              "rewards).",
                        choices=STAGES)
     finetuning_type: str = param("lora", "Fine-tuning method.", choices=FINETUNING_TYPES)
     learning_rate: float = param(5e-5, "Peak learning rate of the optimizer.", low=0.0, high=1.0, low_exclusive=True)
@@ -464,7 +490,7 @@ class ExportConfig:
 
 # The sections each command reads; run.yaml holds only these.
 COMMAND_SECTIONS = {
-    "train": ("model", "data", "train", "lora", "freeze", "rlhf", "galore", "apollo", "badam", "distributed"),
+    "train": ("model", "data", "train", "lora", "freeze", "rlhf", "grpo", "galore", "apollo", "badam", "distributed"),
     "eval": ("model", "data", "eval"),
     "export": ("model", "export"),
 }
@@ -481,6 +507,7 @@ class RunConfig:
     galore: GaloreConfig = field(default_factory=GaloreConfig)
     apollo: ApolloConfig = field(default_factory=ApolloConfig)
     badam: BadamConfig = field(default_factory=BadamConfig)
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -610,6 +637,7 @@ class RunConfig:
             raise ConfigError("rlhf.reward_model", "ppo_needs_reward_model")
         if t.stage == "ppo" and self.data.val_size > 0:
             raise ConfigError("data.val_size", "ppo_no_validation")
+        self._validate_grpo()
         if lora.use_dora and lora.pissa_init:
             raise ConfigError("lora.pissa_init", "pissa_with_dora")
         if lora.create_new_adapter and not self.model.adapter_path:
@@ -664,6 +692,20 @@ class RunConfig:
                               choices=", ".join(variants))
         if "optim_args" in self.extra_arguments():
             raise ConfigError("train.extra_args.optim_args", "low_rank_optim_args", optimizer=label)
+
+    def _validate_grpo(self) -> None:
+        g, t = self.grpo, self.train
+        if not g.rewards:
+            raise ConfigError("grpo.rewards", "no_reward")
+        problem = regex_problem(g.format_regex)
+        if problem is not None:
+            raise ConfigError("grpo.format_regex", "regex_invalid", error=problem)
+        if t.stage == "grpo":
+            # trl samples a step's completions in one batch made of whole groups of num_generations.
+            batch = t.per_device_train_batch_size * t.gradient_accumulation_steps * self.processes_per_node() \
+                * self.distributed.nnodes
+            if batch % g.num_generations:
+                raise ConfigError("grpo.num_generations", "generations_divide", batch=batch)
 
     def extra_arguments(self) -> dict:
         """train.extra_args parsed and checked against the allow-list (raises ConfigError naming the key)."""
@@ -799,8 +841,9 @@ def _check_field(name: str, f: dataclasses.Field, value: Any) -> None:
     if any(isinstance(v, str) and "\x00" in v for v in (value if isinstance(value, list) else [value])):
         raise ConfigError(name, "nul_byte")
     choices = meta.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(name, "not_a_choice", choices=", ".join(map(str, choices)), value=value)
+    for item in value if isinstance(value, list) else [value]:  # a list field: each of its items is a choice
+        if choices and item not in choices:
+            raise ConfigError(name, "not_a_choice", choices=", ".join(map(str, choices)), value=item)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
             raise ConfigError(name, "not_finite", value=value)

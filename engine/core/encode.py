@@ -98,6 +98,9 @@ def encode_uncut(cfg: RunConfig, formatter: ChatFormatter, sample) -> dict:
         return {"prompt_ids": prompt, "completion_ids": answer, "label": bool(sample.kto_tag)}
     if stage == "ppo":  # the model writes its own answers to the prompts; the dataset's answers are not used
         return {"prompt_ids": _prompt_and_answer(formatter, messages)[0]}
+    if stage == "grpo":  # completions are sampled from the prompt; the dataset's answer is the accuracy reference
+        prompt, _ = _prompt_and_answer(formatter, messages)
+        return {"prompt_ids": prompt, "answer": str(messages[-1]["content"])}
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -117,8 +120,8 @@ def fit_row(stage: str, row: dict, cutoff: int) -> list[dict]:
                 if len(ids[i:i + cutoff]) > 1]
     if stage == "sft":
         return [{key: ids[:cutoff] for key, ids in row.items()}]
-    if stage == "ppo":  # the prompt's end (the question and the generation prompt) is what the answer follows
-        return [{"prompt_ids": row["prompt_ids"][-cutoff:]}]
+    if stage in ("ppo", "grpo"):  # the prompt's end (the question and the generation prompt) is what answers follow
+        return [dict(row, prompt_ids=row["prompt_ids"][-cutoff:])]
     if stage == "kto":
         prompt, (answer,) = _fit(row["prompt_ids"], [row["completion_ids"]], cutoff)
         return [{"prompt_ids": prompt, "completion_ids": answer, "label": row["label"]}]
@@ -172,4 +175,4 @@ def row_length(row: dict) -> int:
     if "input_ids" in row:
         return len(row["input_ids"])
     answers = [len(row[k]) for k in ("chosen_ids", "rejected_ids", "completion_ids") if k in row]
-    return len(row["prompt_ids"]) + max(answers, default=0)  # ppo rows: a prompt alone
+    return len(row["prompt_ids"]) + max(answers, default=0)  # ppo and grpo rows: a prompt alone

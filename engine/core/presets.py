@@ -21,6 +21,23 @@ DEMO_PRESET: dict[str, dict] = {
 }
 
 
+# GRPO: the demo model learns to end its answers with "Answer: <number>" (the format reward) on arithmetic
+# questions that ask for it; the accuracy reward counts right sums too. Measured in README (Training options).
+GRPO_PROBES = ('What is 17 + 25? End your reply with "Answer: <number>".\n'
+               "9 乘以 7 等于多少？回答的最后请写“Answer: <数字>”。")
+GRPO_PRESET: dict[str, dict] = {
+    "model": {"model_name_or_path": "demo/SmolLM2-135M-Instruct", "template": "auto"},
+    "data": {"datasets": ["arithmetic_answer"], "cutoff_len": 128, "max_samples": 120, "val_size": 0.0},
+    "train": {"stage": "grpo", "finetuning_type": "lora", "learning_rate": 5e-4, "num_train_epochs": 1.0,
+              "per_device_train_batch_size": 8, "gradient_accumulation_steps": 1, "lr_scheduler_type": "constant",
+              "logging_steps": 2, "save_steps": 25, "warmup_steps": 0, "compute_type": "auto",
+              "probe_questions": GRPO_PROBES, "probe_max_new_tokens": 32},
+    "lora": {"rank": 8, "alpha": 16, "dropout": 0.0, "target": "all"},
+    "grpo": {"rewards": ["accuracy", "format"], "format_regex": r".*Answer: -?\d+(\.\d+)?", "num_generations": 4,
+             "max_completion_length": 48, "temperature": 1.0, "beta": 0.0},
+}
+
+
 def apply_preset(cfg: RunConfig, preset: dict[str, dict]) -> RunConfig:
     """A copy of ``cfg`` with the preset's values; unknown keys are a programming error."""
     raw = cfg.to_dict()
@@ -31,3 +48,7 @@ def apply_preset(cfg: RunConfig, preset: dict[str, dict]) -> RunConfig:
 
 def demo_config() -> RunConfig:
     return apply_preset(RunConfig(data=dataclasses.replace(RunConfig().data, datasets=["identity"])), DEMO_PRESET)
+
+
+def grpo_config() -> RunConfig:
+    return apply_preset(RunConfig(), GRPO_PRESET)

@@ -26,7 +26,8 @@ class Span:
 @dataclass(frozen=True)
 class SampleView:
     """One sequence the model sees. ``part``: sample (SFT), chosen / rejected (preference pairs),
-    desirable / undesirable (KTO), piece (pre-training, ``number`` counting the rows a text is split into)."""
+    desirable / undesirable (KTO), prompt (GRPO), piece (pre-training, ``number`` counting the rows a text is split
+    into)."""
 
     part: str
     number: int
@@ -91,11 +92,10 @@ def sample_views(cfg: RunConfig, tokenizer, sample) -> tuple[str, list[SampleVie
             views.append(SampleView("piece", len(views) + 1, _spans(tokenizer, [(left, CUT_AWAY)])))
         return fate, views
     fit = fitted[0]
-    if stage == "ppo":  # the prompt the model answers by itself; its beginning may be cut away
-        head = row["prompt_ids"][:len(row["prompt_ids"]) - len(fit["prompt_ids"])]
-        return fate, [SampleView("sample", 1, _spans(tokenizer, [(head, CUT_AWAY), (fit["prompt_ids"], MASKED)]))]
-    # The cutoff takes the prompt's beginning and the answers' ends (engine.core.encode._fit).
     head = row["prompt_ids"][:len(row["prompt_ids"]) - len(fit["prompt_ids"])]
+    if stage in ("ppo", "grpo"):  # the model sees the prompt; what it trains on are its own sampled answers
+        return fate, [SampleView("prompt", 1, _spans(tokenizer, [(head, CUT_AWAY), (fit["prompt_ids"], MASKED)]))]
+    # The cutoff takes the prompt's beginning and the answers' ends (engine.core.encode._fit).
     answers = ([("chosen", "chosen_ids"), ("rejected", "rejected_ids")] if "chosen_ids" in row
                else [("desirable" if row["label"] else "undesirable", "completion_ids")])
     return fate, [SampleView(part, 1, _spans(tokenizer, [(head, CUT_AWAY), (fit["prompt_ids"], MASKED),

@@ -113,17 +113,28 @@ def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str
             if event["tokens_seen"] and elapsed > 0:  # trl's ORPO feeds no input_ids the Trainer could count
                 event["tokens_per_s"] = round(event["tokens_seen"] / elapsed, 1)
             for key, out in (("loss", "loss"), ("learning_rate", "lr"), ("grad_norm", "grad_norm"),
-                             ("eval_loss", "eval_loss"), ("reward", "reward"), ("kl", "kl")):  # PPO: reward, kl
+                             ("eval_loss", "eval_loss"), *_reward_keys(logs)):
                 if key in logs and logs[key] is not None and math.isfinite(float(logs[key])):
                     event[out] = float(logs[key])
             run.append_event(event)
             parts = [f"step {event['step']}/{event['total_steps']}"]
-            parts += [f"{k} {event[k]:.4g}" for k in ("loss", "eval_loss", "reward", "kl", "lr") if k in event]
+            parts += [f"{k} {event[k]:.4g}" for k in ("loss", "eval_loss", "lr", "reward", "reward_std", "kl")
+                      if k in event]
             if "tokens_per_s" in event:
                 parts.append(f"{event['tokens_per_s']:.0f} tokens/s")
             log(" | ".join(parts))
 
     return RunDirReporter()
+
+
+def _reward_keys(logs: dict) -> list[tuple[str, str]]:
+    """Reward figures -> their names in events.jsonl. GRPO (as trl logs them): the mean reward and its spread over
+    the step's completions, each reward's mean (``rewards/format/mean`` -> ``reward_format``), the mean length;
+    PPO: the rollout's mean score and KL to the reference."""
+    keys = [("reward", "reward"), ("reward_std", "reward_std"), ("completions/mean_length", "completion_length"),
+            ("kl", "kl")]
+    keys += [(k, "reward_" + k.split("/")[1]) for k in logs if k.startswith("rewards/") and k.endswith("/mean")]
+    return keys
 
 
 def _save_final(trainer, run: RunDir) -> None:

@@ -15,7 +15,9 @@ from datasets import Dataset
 from transformers import TrainingArguments
 
 from engine.core.config import DEEPSPEED_OFF, RunConfig
-from engine.core.encode import row_length
+from engine.core.encode import row_length, training_formatter
+from engine.core.rewards import reward_functions
+from engine.modeling.models import resolve_model_path
 from engine.train.collators import PackingCollator, PaddingCollator
 from engine.train.fast_loss import fast_loss_enabled, make_trainer_class
 from engine.train.memory_optimizers import optimizer_arguments
@@ -133,6 +135,15 @@ def stage_arguments(cfg: RunConfig, args: dict):
         from trl import RewardConfig  # noqa: PLC0415 - only preference stages need trl
 
         return RewardConfig(**args, max_length=None)
+    if stage == "grpo":
+        from trl import GRPOConfig  # noqa: PLC0415 - only reinforcement learning needs trl
+
+        g = cfg.grpo
+        # The batch counts completions (num_generations per prompt), as in trl; Start has checked it divides.
+        return GRPOConfig(**args, num_generations=g.num_generations, max_completion_length=g.max_completion_length,
+                          temperature=g.temperature, beta=g.beta, log_completions=False,
+                          # training turns the model's cache off; sampling token by token needs it
+                          generation_kwargs={"use_cache": True})
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -170,6 +181,8 @@ def build_trainer(cfg: RunConfig, model, tokenizer, train_rows: list[dict], val_
 
         common["train_dataset"], common["eval_dataset"] = _datasets(whole(train_rows), whole(val_rows), False)
         return RewardTrainer(**common)
+    if stage == "grpo":
+        return _build_grpo_trainer(cfg, model, tokenizer, train_rows, val_rows, common)
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -190,6 +203,49 @@ def _build_lm_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, ca
     trainer_class = make_trainer_class(log, fast_loss=fast)
     return trainer_class(model=model, args=arguments, train_dataset=train_ds, eval_dataset=eval_ds,
                          data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
+
+
+def _build_grpo_trainer(cfg: RunConfig, model, tokenizer, train_rows, val_rows, common: dict):
+    """trl's GRPOTrainer scoring with the rewards picked in the form, sampling from TuneBoard's prompt ids."""
+    from trl import GRPOTrainer  # noqa: PLC0415 - only reinforcement learning needs trl
+
+    # trl reads its prompts from a "prompt" column and would tokenise them itself: the column holds the prompt's
+    # text, and the trainer maps it back to the ids the chat template gave (the prompt chat shows the model).
+    ids_of = {}
+
+    def with_text(rows):
+        out = []
+        for row in rows:
+            text = tokenizer.decode(row["prompt_ids"])
+            ids_of[text] = row["prompt_ids"]
+            out.append({"prompt": text, "answer": row["answer"]})
+        return out
+
+    common["train_dataset"], common["eval_dataset"] = _datasets(with_text(train_rows), with_text(val_rows), False)
+
+    class TemplatePrompts(GRPOTrainer):
+        def _tokenize_prompts(self, prompts: list):
+            return [list(ids_of[p]) for p in prompts], None, {}
+
+    TemplatePrompts.__name__ = GRPOTrainer.__name__
+    rewards = reward_functions(cfg.grpo.rewards, cfg.grpo.format_regex, cfg.grpo.length_target)
+    g = cfg.grpo
+    original = model.config._name_or_path
+    if g.beta > 0 and not hasattr(model, "peft_config"):
+        # trl loads its frozen reference from the policy's name_or_path: the folder the weights came from (the
+        # demo model's config names its id, no folder). LoRA's reference is the model with its adapter off.
+        model.config._name_or_path = str(resolve_model_path(cfg.model.adapter_path or cfg.model.model_name_or_path,
+                                                            cfg.model.hub))
+    try:
+        trainer = TemplatePrompts(reward_funcs=rewards, **common)
+    finally:
+        model.config._name_or_path = original
+    # A completion ends where a chat answer ends: at the template's end-of-turn tokens too.
+    stops = [i for i in training_formatter(cfg, tokenizer).stop_token_ids() if i not in trainer.eos_token_ids]
+    trainer.eos_token_ids = [*trainer.eos_token_ids, *stops]
+    trainer.generation_config.eos_token_id = trainer.eos_token_ids
+    trainer.generation_kwargs["eos_token_id"] = trainer.eos_token_ids
+    return trainer
 
 
 def _pretokenized(trainer_class):

@@ -71,11 +71,11 @@ def test_yaml_round_trip_equals():
     assert again.to_dict() == cfg.to_dict()
     assert again.to_yaml() == text
     # every section and field is written out
-    assert set(yaml.safe_load(text)) == {"model", "data", "train", "lora", "freeze", "rlhf", "galore", "apollo",
-                                        "badam", "distributed", "eval", "export"}
+    assert set(yaml.safe_load(text)) == {"model", "data", "train", "lora", "freeze", "rlhf", "grpo", "galore",
+                                        "apollo", "badam", "distributed", "eval", "export"}
     # a command's run.yaml holds only the sections that command reads
     assert set(yaml.safe_load(cfg.to_yaml("train"))) == {"model", "data", "train", "lora", "freeze", "rlhf",
-                                                           "galore", "apollo", "badam", "distributed"}
+                                                           "grpo", "galore", "apollo", "badam", "distributed"}
     assert set(yaml.safe_load(cfg.to_yaml("export"))) == {"model", "export"}
 
 

@@ -546,6 +546,7 @@ DEMO_MINIMUMS = {
     "alpaca_demo_zh": 50,
     "sharegpt_demo": 25,
     "messages_demo": 15,
+    "arithmetic_answer": 200,  # GRPO's demo (a conversation dataset: SFT reads it too)
 }
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 

@@ -15,7 +15,7 @@ from webui.locales import CHOICE_TEXT, FIELD_TEXT, LANGUAGES, MESSAGES, choice_l
 CODES = [code for _, code in LANGUAGES]
 OTHERS = [code for code in CODES if code != "en"]
 # Texts that are names or identifiers in every language.
-SAME_EVERYWHERE = {"CPU", "DPO", "ORPO", "KTO", "PPO", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU-4", "Top-p",
+SAME_EVERYWHERE = {"CPU", "DPO", "ORPO", "KTO", "PPO", "GRPO", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU-4", "Top-p",
                    "Hugging Face", "ModelScope", "Modelers (openMind)"}  # the model hubs' names
 # LlamaBoard's Chinese keeps these as they are.
 SAME_IN = {"zh": {"Ftx gamma", "DeepSpeed stage"}}

@@ -66,6 +66,7 @@ def test_every_training_field_has_one_control_and_survives_the_form():
     cfg.lora.use_dora, cfg.lora.loraplus_lr_ratio, cfg.lora.additional_target = True, 16.0, "embed_tokens"
     cfg.freeze.trainable_modules = "mlp"
     cfg.rlhf.beta, cfg.rlhf.ftx, cfg.rlhf.loss_type = 0.25, 0.5, "ipo"
+    cfg.grpo.rewards, cfg.grpo.format_regex, cfg.grpo.beta = ["format", "length"], r"\d+", 0.04
     cfg.distributed.nnodes, cfg.distributed.master_addr, cfg.distributed.deepspeed = 2, "10.0.0.1", "3"
     cfg.validate()
     back = config_from_values(controls, values_from_config(controls, cfg))

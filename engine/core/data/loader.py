@@ -186,7 +186,7 @@ def check_stage(spec: DatasetSpec, stage: str, reg_file: str = REGISTRY_FILE) ->
 
 def _for_stage(sample: Sample, stage: str) -> list[Sample]:
     """The sample as ``stage`` trains on it: only the fields the stage reads are set."""
-    if stage in ("sft", "pt", "ppo"):  # ppo reads the prompts only
+    if stage in ("sft", "pt", "ppo", "grpo"):  # ppo and grpo read the prompts (grpo: the answer too)
         return [dataclasses.replace(sample, rejected=None, kto_tag=None)]
     if stage == "kto":
         if sample.kto_tag is not None:
