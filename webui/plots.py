@@ -1,5 +1,5 @@
-"""The live loss curve: raw training loss, a smoothed line, validation loss when present, and for GRPO the mean
-reward with its spread (± one standard deviation over the step's completions) on an axis of its own."""
+"""The live loss curve: raw training loss, a smoothed line, validation loss when present, and for GRPO and PPO the
+mean reward (GRPO: with its spread, ± one standard deviation over the step's completions) on an axis of its own."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def loss_figure(events: list[dict], labels: dict[str, str]):
         fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers", name=labels["eval_loss"],
                                  line={"color": "rgb(214,39,40)"}))
     rewards = [(e["step"], e["reward"], e.get("reward_std", 0.0)) for e in events if "reward" in e and "loss" in e]
-    if rewards:  # GRPO: what the run optimises, beside the loss (whose value says little there)
+    if rewards:  # GRPO and PPO: what the run optimises, beside the loss (whose value says little there)
         _add_rewards(fig, rewards, labels)
     fig.update_layout(xaxis_title=labels["step"], yaxis_title=labels["loss"], height=320,
                       margin={"l": 50, "r": 50 if rewards else 20, "t": 30, "b": 40},

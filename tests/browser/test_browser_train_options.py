@@ -17,10 +17,11 @@ from webui.train_tab import accelerator_choices
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 GROUPS = ("group_identity", "group_extra", "group_probes", "group_freeze", "group_lora", "group_rlhf", "group_galore",
-          "group_apollo", "group_badam", "group_devices")
+          "group_apollo", "group_badam", "group_devices")  # closed until clicked; GRPO's opens with its stage
 # Every field of these sections has its control on the Train tab (the fine-tuning method sits in the top bar).
 TAB_FIELDS = sorted(f"{s}.{f.name}" for s, f, _ in iter_fields(RunConfig())
-                    if s in ("data", "train", "lora", "freeze", "rlhf", "galore", "apollo", "badam", "distributed")
+                    if s in ("data", "train", "lora", "freeze", "rlhf", "grpo", "galore", "apollo", "badam",
+                             "distributed")
                     and f"{s}.{f.name}" not in ("train.finetuning_type", "train.output_dir"))
 RUN_NAME = "options-run"
 
@@ -57,6 +58,9 @@ def _wait_text(page, selector: str, text: str, timeout: float = 30_000) -> str:
 
 def test_every_train_control_is_labelled_in_both_languages(app_server, page):
     tab = _open(page, app_server.url)
+    assert not tab.locator("#train-group-grpo").is_visible()  # shown for its stage only
+    _choose(page, "Stage", "GRPO")
+    tab.locator("#train-group-grpo").wait_for(timeout=10_000)
     for group in GROUPS:
         tab.get_by_text(t("en", group), exact=True).click()
     blocks = tab.locator("[id^=field-]").evaluate_all("els => els.map(e => e.id)")
@@ -67,7 +71,7 @@ def test_every_train_control_is_labelled_in_both_languages(app_server, page):
             _choose(page, "Language", "中文")
             language_switched(page, "zh")
             tab.get_by_text(t("zh", "group_devices"), exact=True).wait_for(timeout=10_000)
-        for group in GROUPS:
+        for group in (*GROUPS, "group_grpo"):
             assert tab.get_by_text(t(lang, group), exact=True).is_visible(), group
         for key in TAB_FIELDS:
             label, info = field_text(lang, key)
