@@ -47,7 +47,7 @@ from engine.core.model_files import ModelLoadError, check_checkpoint
 from engine.core.modelfile import ModelfileError, build_modelfile
 from engine.core.paths import PathError, resolve_user_dir
 from engine.core.rundir import FINISHED, RUNNING, RunDir
-from engine.core.templates import NAMED_TEMPLATES, ChatFormatter, TemplateError
+from engine.core.templates import NAMED_TEMPLATES, ChatFormatter, TemplateError, TemplateSyntax, template_program
 from engine.export_gguf import check_gguf_model, gguf_file_name, write_gguf
 from engine.export_gptq import check_gptq, quantize_gptq
 from engine.export_push import push_folder
@@ -100,25 +100,18 @@ def _jinja_literal(text: str) -> str:
     return "{{ " + json.dumps(text) + " }}" if text else ""
 
 
-def _jinja_turn(fmt: str, eos: str) -> str:
-    marker = "\x00"
-    before, after = fmt.replace("{eos}", eos).format(content=marker).split(marker)
-    return _jinja_literal(before) + "{{ message['content'] }}" + _jinja_literal(after)
+# The chat template transformers renders: Jinja over `messages`, with `add_generation_prompt`.
+JINJA_SYNTAX = TemplateSyntax(
+    literal=_jinja_literal, content="{{ message['content'] }}",
+    no_system_first="{% if messages|length == 0 or messages[0]['role'] != 'system' %}",
+    each_message="{% for message in messages %}", role_is="{% if message['role'] == 'ROLE' %}",
+    else_role_is="{% elif message['role'] == 'ROLE' %}", end_if="{% endif %}", end_each="{% endfor %}",
+    generation_prompt=lambda text: "{% if add_generation_prompt %}" + text + "{% endif %}")
 
 
 def named_template_jinja(named, eos_token: str) -> str:
     """A Jinja chat template that renders exactly like the NamedTemplate (checked by the caller)."""
-    default_system = ""
-    if named.default_system:
-        default_system = ("{% if messages|length == 0 or messages[0]['role'] != 'system' %}"
-                          + _jinja_literal(named.system.format(content=named.default_system)) + "{% endif %}")
-    return (_jinja_literal(named.prefix) + default_system
-            + "{% for message in messages %}"
-            + "{% if message['role'] == 'system' %}" + _jinja_turn(named.system, eos_token)
-            + "{% elif message['role'] == 'user' %}" + _jinja_turn(named.user, eos_token)
-            + "{% elif message['role'] == 'assistant' %}" + _jinja_turn(named.assistant, eos_token)
-            + "{% endif %}{% endfor %}"
-            + "{% if add_generation_prompt %}" + _jinja_literal(named.generation_prompt) + "{% endif %}")
+    return template_program(named, eos_token, JINJA_SYNTAX)
 
 
 _PROBES = (

@@ -8,7 +8,7 @@ matches it) gets no TEMPLATE line: Ollama then reads `tokenizer.chat_template` f
 
 from __future__ import annotations
 
-from engine.core.templates import NamedTemplate
+from engine.core.templates import NamedTemplate, TemplateSyntax, template_program
 
 
 class ModelfileError(ValueError):
@@ -22,25 +22,19 @@ def _literal(text: str) -> str:
     return text
 
 
-def _turn(fmt: str, eos: str) -> str:
-    marker = "\x00"
-    before, after = fmt.replace("{eos}", eos).format(content=marker).split(marker)
-    return _literal(before) + "{{ .Content }}" + _literal(after)
+# Ollama's Go templates: .Messages, each with .Role and .Content.
+GO_SYNTAX = TemplateSyntax(
+    literal=_literal, content="{{ .Content }}",
+    no_system_first='{{ if or (eq (len .Messages) 0) (ne (index .Messages 0).Role "system") }}',
+    each_message="{{ range .Messages }}", role_is='{{ if eq .Role "ROLE" }}',
+    else_role_is='{{ else if eq .Role "ROLE" }}',
+    end_if="{{ end }}", end_each="{{ end }}", generation_prompt=lambda text: text)  # Ollama always asks for a reply
 
 
 def go_template(named: NamedTemplate, eos_token: str) -> str:
     """Ollama's TEMPLATE for ``named``: renders a conversation (.Messages) as NamedTemplate.render does,
     generation prompt included. No whitespace trimming ({{-): the templates' newlines are part of the prompt."""
-    default_system = ""
-    if named.default_system:
-        default_system = ('{{ if or (eq (len .Messages) 0) (ne (index .Messages 0).Role "system") }}'
-                          + _literal(named.system.format(content=named.default_system)) + "{{ end }}")
-    return (_literal(named.prefix) + default_system
-            + "{{ range .Messages }}"
-            + '{{ if eq .Role "system" }}' + _turn(named.system, eos_token)
-            + '{{ else if eq .Role "user" }}' + _turn(named.user, eos_token)
-            + '{{ else if eq .Role "assistant" }}' + _turn(named.assistant, eos_token)
-            + "{{ end }}{{ end }}" + _literal(named.generation_prompt))
+    return template_program(named, eos_token, GO_SYNTAX)
 
 
 def _quoted(value: str) -> str:

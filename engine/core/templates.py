@@ -11,6 +11,7 @@ Reasoning ("thinking") templates are recognised and encoded by the rules in :mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -41,6 +42,39 @@ class NamedTemplate:
         if add_generation_prompt:
             parts.append(self.generation_prompt)
         return "".join(parts)
+
+
+@dataclass(frozen=True)
+class TemplateSyntax:
+    """How a template language spells the pieces of a NamedTemplate's program (see :func:`template_program`)."""
+    literal: Callable[[str], str]  # plain text, as the language prints it
+    content: str                   # the current message's text
+    no_system_first: str           # opens: the conversation does not start with a system message
+    each_message: str              # opens the loop over the messages
+    role_is: str                   # opens the first role branch; ROLE stands for the role's name
+    else_role_is: str              # opens each further role branch
+    end_if: str
+    end_each: str
+    generation_prompt: Callable[[str], str]  # wraps the generation prompt (printed literal)
+
+
+def template_program(named: NamedTemplate, eos_token: str, syntax: TemplateSyntax) -> str:
+    """A template in ``syntax``'s language that renders a conversation exactly as ``named.render`` does (generation
+    prompt included): one program for the chat template written into exports (Jinja) and Ollama's (Go)."""
+    def turn(fmt: str) -> str:
+        marker = "\x00"
+        before, after = fmt.replace("{eos}", eos_token).format(content=marker).split(marker)
+        return syntax.literal(before) + syntax.content + syntax.literal(after)
+
+    default_system = ""
+    if named.default_system:
+        default_system = (syntax.no_system_first + syntax.literal(named.system.format(content=named.default_system))
+                          + syntax.end_if)
+    branches = "".join((syntax.else_role_is if i else syntax.role_is).replace("ROLE", role) + turn(fmt)
+                       for i, (role, fmt) in enumerate((("system", named.system), ("user", named.user),
+                                                        ("assistant", named.assistant))))
+    return (syntax.literal(named.prefix) + default_system + syntax.each_message + branches + syntax.end_if
+            + syntax.end_each + syntax.generation_prompt(syntax.literal(named.generation_prompt)))
 
 
 _CHATML = dict(
