@@ -253,6 +253,9 @@ MESSAGES = {
     "log_first_loss": "損失 {value}（最初のバッチ、更新前）",
     "log_eval_loss": "検証損失 {value}",
     "log_lr": "学習率 {value}",
+    "log_reward": "報酬 {value}",
+    "log_reward_std": "報酬の標準偏差 {value}",
+    "log_kl": "KL ダイバージェンス {value}",
     "log_speed": "{value} トークン/秒",
     "log_trained": "学習完了：平均損失 {loss}、所要 {runtime}",
     # train tab buttons

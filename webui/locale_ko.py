@@ -248,6 +248,9 @@ MESSAGES = {
     "log_first_loss": "손실 {value}(첫 배치, 업데이트 전)",
     "log_eval_loss": "검증 손실 {value}",
     "log_lr": "학습률 {value}",
+    "log_reward": "보상 {value}",
+    "log_reward_std": "보상 표준편차 {value}",
+    "log_kl": "KL 발산 {value}",
     "log_speed": "{value} 토큰/초",
     "log_trained": "학습 완료: 평균 손실 {loss}, 소요 {runtime}",
     # train tab buttons

@@ -275,6 +275,9 @@ MESSAGES = {
     "log_first_loss": "потери {value} (первый батч, до обновления)",
     "log_eval_loss": "потери на проверке {value}",
     "log_lr": "скорость обучения {value}",
+    "log_reward": "награда {value}",
+    "log_reward_std": "разброс награды {value}",
+    "log_kl": "KL-дивергенция {value}",
     "log_speed": "{value} токенов/с",
     "log_trained": "Обучение завершено: средние потери {loss} за {runtime}",
     # train tab buttons

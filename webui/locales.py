@@ -482,6 +482,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "log_first_loss": {"en": "loss {value} (first batch, before any update)", "zh": "损失 {value}（第一个批次，尚未更新）"},
     "log_eval_loss": {"en": "eval loss {value}", "zh": "验证损失 {value}"},
     "log_lr": {"en": "learning rate {value}", "zh": "学习率 {value}"},
+    "log_reward": {"en": "reward {value}", "zh": "奖励 {value}"},
+    "log_reward_std": {"en": "reward spread {value}", "zh": "奖励标准差 {value}"},
+    "log_kl": {"en": "KL {value}", "zh": "KL 散度 {value}"},
     "log_speed": {"en": "{value} tokens/s", "zh": "{value} 词元/秒"},
     "log_trained": {"en": "Training done: average loss {loss} in {runtime}", "zh": "训练完成：平均损失 {loss}，用时 {runtime}"},
     # train tab buttons

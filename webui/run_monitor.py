@@ -105,7 +105,8 @@ def bar_html(pct: float, text: str, label: str = "") -> str:
 
 
 _STEP_LINE = re.compile(r"^step (\d+)/(\d+)((?: \| [^|]+)*)$")  # engine/train/run.py's line per logged step
-_STEP_PARTS = {"loss": "log_loss", "eval_loss": "log_eval_loss", "lr": "log_lr"}
+_STEP_PARTS = {"loss": "log_loss", "eval_loss": "log_eval_loss", "lr": "log_lr", "reward": "log_reward",
+               "reward_std": "log_reward_std", "kl": "log_kl"}
 _FIRST_LOSS = " (the first batch, before any update)"
 
 

@@ -140,6 +140,9 @@ def stage_arguments(cfg: RunConfig, args: dict):
 
         g = cfg.grpo
         # The batch counts completions (num_generations per prompt), as in trl; Start has checked it divides.
+        # trl counts GRPO's tokens itself (prompts and sampled completions); the Trainer's count finds no
+        # input_ids in a batch of prompts and warns at every step
+        args = dict(args, include_num_input_tokens_seen="no")
         return GRPOConfig(**args, num_generations=g.num_generations, max_completion_length=g.max_completion_length,
                           temperature=g.temperature, beta=g.beta, log_completions=False,
                           # training turns the model's cache off; sampling token by token needs it
