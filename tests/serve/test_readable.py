@@ -105,3 +105,14 @@ def test_log_training_lines_read_like_the_progress_bar():
         "Training done: average loss 2.046 in 00:10", "Training finished."]
     zh = readable_log("zh", tail)
     assert "步数 2 / 4 · 损失 2.547 · 学习率 0.0004268 · 76 词元/秒" in zh and "grad_norm" not in zh
+
+
+def test_log_reward_figures_are_said_in_words():
+    """GRPO's and PPO's step lines (engine/train/run.py) carry the reward, its spread and the KL."""
+    from webui.run_monitor import readable_log
+
+    tail = "step 58/60 | loss 0 | lr 0.0005 | reward 1 | reward_std 0.25 | kl 0.01 | 76 tokens/s"
+    assert readable_log("en", tail) == ("Step 58 / 60 · loss 0 · learning rate 0.0005 · reward 1 · reward spread 0.25 "
+                                        "· KL 0.01 · 76 tokens/s")
+    zh = readable_log("zh", tail)
+    assert "奖励 1 · 奖励标准差 0.25 · KL 散度 0.01" in zh and "reward" not in zh
