@@ -79,7 +79,7 @@ def loss_figure(events: list[dict], labels: dict[str, str]):
         steps, losses = zip(*evals)
         fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers", name=labels["eval_loss"],
                                  line={"color": "rgb(214,39,40)"}))
-    rewards = [(e["step"], e["reward"], e.get("reward_std", 0.0)) for e in events if "reward" in e and "loss" in e]
+    rewards = [(e["step"], e["reward"], e.get("reward_std")) for e in events if "reward" in e and "loss" in e]
     if rewards:  # GRPO and PPO: what the run optimises, beside the loss (whose value says little there)
         _add_rewards(fig, rewards, labels)
     fig.update_layout(xaxis_title=labels["step"], yaxis_title=labels["loss"], height=320,
@@ -90,15 +90,18 @@ def loss_figure(events: list[dict], labels: dict[str, str]):
 
 
 def _add_rewards(fig, rewards: list[tuple], labels: dict[str, str]) -> None:
-    """The mean reward per logged step and a band of ± its standard deviation, on a right-hand axis."""
+    """The mean reward per logged step, with a band of ± its standard deviation where logged, on a right-hand
+    axis."""
     import plotly.graph_objects as go  # noqa: PLC0415 - heavy, only for a plot
 
     steps, means, stds = zip(*rewards)
     colour = "44,160,44"
-    fig.add_trace(go.Scatter(x=list(steps) + list(steps)[::-1],
-                             y=[m + s for m, s in zip(means, stds)] + [m - s for m, s in zip(means, stds)][::-1],
-                             fill="toself", fillcolor=f"rgba({colour},0.15)", line={"width": 0}, hoverinfo="skip",
-                             name=labels["reward_std"], yaxis="y2"))
+    if any(s is not None for s in stds):  # GRPO's spread over a step's completions; PPO logs none
+        stds = [s or 0.0 for s in stds]
+        fig.add_trace(go.Scatter(x=list(steps) + list(steps)[::-1],
+                                 y=[m + s for m, s in zip(means, stds)] + [m - s for m, s in zip(means, stds)][::-1],
+                                 fill="toself", fillcolor=f"rgba({colour},0.15)", line={"width": 0},
+                                 hoverinfo="skip", name=labels["reward_std"], yaxis="y2"))
     fig.add_trace(go.Scatter(x=steps, y=means, mode="lines+markers", name=labels["reward"], yaxis="y2",
                              line={"color": f"rgb({colour})", "width": 2}, marker={"size": 4}))
     fig.update_layout(yaxis2={"title": labels["reward"], "overlaying": "y", "side": "right", "showgrid": False})

@@ -135,6 +135,9 @@ def test_curve_draws_the_reward_and_its_spread_beside_the_loss():
     assert list(band.y) == pytest.approx([0.35, 0.95, 0.55, 0.15])  # the upper edge, then the lower one back
     assert fig.layout.yaxis2.title.text == labels["reward"]
     assert [t.name for t in loss_figure([{"step": 1, "loss": 1.0}], labels).data] == ["损失", "平滑"]
+    # PPO logs a mean score and no spread: the reward line alone, no band
+    ppo = loss_figure([{"step": 1, "loss": 0.1, "reward": -0.3, "kl": 0.0}, {"step": 2, "loss": 0.2}], labels)
+    assert [t.name for t in ppo.data] == ["损失", "平滑", "奖励"] and list(ppo.data[2].y) == [-0.3]
 
 
 def test_grpo_group_shows_for_the_grpo_stage_only():
