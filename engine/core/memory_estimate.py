@@ -318,6 +318,21 @@ def device_count(cfg: RunConfig) -> int:
     return cfg.processes_per_node()
 
 
+def _low_rank_states(cfg: RunConfig, info: ModelInfo, name: str, trainable: float, layers: int,
+                     state_bytes: float) -> float:
+    """Optimizer states under GaLore / APOLLO: a projected linear weight (m x n) keeps its states for rank x n
+    values (its shorter side projected) instead of m x n; every other trainable weight keeps full states."""
+    section = getattr(cfg, name)
+    targets = set(_names(section.target))
+    projected = states = 0.0
+    for module, (m, n, copies) in info.linear_shapes().items():
+        group = "self_attn" if module in ("q_proj", "k_proj", "v_proj", "o_proj") else "mlp"  # the module's parent
+        if section.target.strip() in ("", "all") or module in targets or group in targets:
+            projected += layers * m * n * copies
+            states += layers * min(section.rank, m, n) * max(m, n) * copies * state_bytes
+    return states + max(0.0, trainable - projected) * state_bytes
+
+
 def estimate_training(cfg: RunConfig, info: ModelInfo, devices: int | None = None,
                       device_type: str = "cuda") -> MemoryEstimate:
     """Peak memory per device of training ``cfg`` on ``devices`` devices of ``device_type``."""
@@ -366,6 +381,13 @@ def estimate_training(cfg: RunConfig, info: ModelInfo, devices: int | None = Non
     state_bytes = {"sgd": 0.0, "adafactor": 0.0}.get(optim, 2.0 if "8bit" in optim else 2.0 * param_bytes)
     grads = trainable * param_bytes
     states = trainable * state_bytes
+    memory_optimizer = cfg.memory_optimizer()
+    if memory_optimizer in ("galore", "apollo"):
+        states = _low_rank_states(cfg, info, memory_optimizer, trainable, grad_layers, state_bytes)
+    elif memory_optimizer == "badam":
+        # one block at a time has gradients and optimizer states: a decoder layer, or (ratio) a share of each weight
+        block = info.layer_params() if cfg.badam.mode == "layer" else trainable * cfg.badam.update_ratio
+        grads, states = block * param_bytes, block * state_bytes
     stage = cfg.distributed.deepspeed
     if stage != DEEPSPEED_OFF and device_type in ("cuda", "npu"):
         if half and method != "lora" and compute != "pure_bf16":

@@ -265,3 +265,33 @@ def test_estimate_matches_measured_cpu_peak(tmp_path, method, compute, batch):
     print(f"{method} {compute} batch {batch}: measured {above / 2**20:.0f} MB above a baseline of "
           f"{measured['baseline'] / 2**20:.0f} MB, estimate {estimate.above_baseline / 2**20:.0f} MB")
     assert estimate.above_baseline == pytest.approx(above, rel=0.2)
+
+
+def test_memory_saving_optimizers_shrink_the_trainable_part():
+    """GaLore / APOLLO keep rank x n optimizer states for a projected m x n weight; BAdam holds gradients and states
+    for one block at a time (a decoder layer, or a share of every weight)."""
+    from engine.core.memory_estimate import model_info
+
+    info = model_info("demo/SmolLM2-135M-Instruct")
+
+    def trainable(setup: str, **fields) -> float:
+        cfg = RunConfig()
+        cfg.train.finetuning_type, cfg.data.datasets = "full", ["identity"]
+        if setup:
+            section = getattr(cfg, setup)
+            setattr(section, f"use_{setup}", True)
+            for key, value in fields.items():
+                setattr(section, key, value)
+        return estimate_training(cfg, info, device_type="cuda").trainable
+
+    full = trainable("")
+    assert full == info.params() * 4.0 * 3  # fp32 gradients and two Adam states
+    galore = trainable("galore")
+    # gradients stay whole; the projected linear layers' states shrink to rank 16 of their shorter side
+    linear = info.num_layers * sum(m * n * k for m, n, k in info.linear_shapes().values())
+    low_rank = info.num_layers * sum(16 * max(m, n) * k for m, n, k in info.linear_shapes().values())
+    assert galore == pytest.approx(full - linear * 8.0 + low_rank * 8.0)
+    assert trainable("apollo") == galore and trainable("galore", rank=64) > galore
+    assert trainable("galore", target="mlp") > galore  # attention keeps its full states
+    assert trainable("badam") == info.layer_params() * 4.0 * 3
+    assert trainable("badam", mode="ratio", update_ratio=0.1) == pytest.approx(full * 0.1)
