@@ -11,14 +11,11 @@ import os
 from pathlib import Path
 
 from engine.core.config import RunConfig
+from engine.jobs.job import rank
 
 PROJECT = "tuneboard"
 # Variables that would send Trackio's logs to a Hugging Face Space or a server: the run logs locally instead.
 _TRACKIO_REMOTE = ("TRACKIO_SPACE_ID", "TRACKIO_SERVER_URL", "TRACKIO_BUCKET_ID", "TRACKIO_DATASET_ID")
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def tracker_arguments(cfg: RunConfig) -> dict:
@@ -37,7 +34,7 @@ def start_tracker(cfg: RunConfig, run_path: Path, log=print) -> None:
         if ignored:
             log(f"trackio: logging locally; ignoring {', '.join(ignored)}")
         log(f"trackio: logging to {run_path / 'trackio'} (view: TRACKIO_DIR={run_path / 'trackio'} trackio show)")
-    elif tracker == "swanlab" and is_main_process():
+    elif tracker == "swanlab" and rank() == 0:
         import swanlab  # noqa: PLC0415 - optional package, checked before the model loads
 
         # Offline unless SWANLAB_MODE says otherwise (cloud then takes SWANLAB_API_KEY from the environment).
@@ -51,7 +48,7 @@ def start_tracker(cfg: RunConfig, run_path: Path, log=print) -> None:
 
 def finish_tracker(cfg: RunConfig) -> None:
     """Close the run ``start_tracker`` opened (SwanLab's is not closed by the Trainer)."""
-    if cfg.train.report_to == "swanlab" and is_main_process():
+    if cfg.train.report_to == "swanlab" and rank() == 0:
         import swanlab  # noqa: PLC0415 - optional package
 
         swanlab.finish()
