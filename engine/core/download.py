@@ -104,7 +104,7 @@ DOWNLOAD_MESSAGES = {  # English; the web UI shows them translated (webui/locale
 # How each hub's client finds a token: (its login command, its variable). openmind_hub has neither: it takes a token
 # argument only, which TuneBoard reads from OPENMIND_TOKEN_VAR (named after the client's OPENMIND_HUB_ENDPOINT).
 OPENMIND_TOKEN_VAR = "OPENMIND_HUB_TOKEN"
-_LOGIN = {"huggingface": ("hf auth login", "HF_TOKEN"), "modelscope": ("modelscope login", "MODELSCOPE_API_TOKEN"),
+LOGIN = {"huggingface": ("hf auth login", "HF_TOKEN"), "modelscope": ("modelscope login", "MODELSCOPE_API_TOKEN"),
           "modelers": ("", OPENMIND_TOKEN_VAR)}
 
 
@@ -112,7 +112,7 @@ def download_error(reason: str, model: str, hub: str, **params) -> DownloadError
     # hub_id (and others_ids) let the web UI name the hubs as its hub menu does, in the user's language.
     params = {"model": model, "hub": HUB_NAMES.get(hub, hub), "hub_id": hub, **params}
     if reason == "gated":
-        login, params["token_var"] = _LOGIN[hub]
+        login, params["token_var"] = LOGIN[hub]
         if login:
             params["login"] = login
         else:

@@ -8,10 +8,11 @@ import importlib.util
 
 from engine.core.config import ConfigError, RunConfig
 from engine.core.data.registry import DatasetSpec, resolve_dataset
-from engine.core.download import HUB_NAMES
+from engine.core.download import HUB_NAMES, LOGIN
 from engine.core.paths import confined_data_dir
 
-PUSH_TOKEN_VARS = {"huggingface": "HF_TOKEN", "modelscope": "MODELSCOPE_API_TOKEN"}
+# the variable each hub client reads its token from, as for downloads of gated models
+PUSH_TOKEN_VARS = {hub: LOGIN[hub][1] for hub in ("huggingface", "modelscope")}
 GPTQ_PACKAGE = "gptqmodel"
 
 
