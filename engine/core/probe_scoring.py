@@ -140,3 +140,21 @@ def mean_score(scores: list[float | None]) -> float | None:
     """The mean of the scores that exist; None when none does."""
     present = [s for s in scores if s is not None]
     return sum(present) / len(present) if present else None
+
+
+def round_scores(events: list[dict]) -> dict[int, float]:
+    """Step -> probe score of each scored probe round among a run's events (older runs' rounds have none)."""
+    scores = {}
+    for event in events:
+        score = event.get("probe_score") if isinstance(event, dict) and "probes" in event else None
+        if isinstance(score, (int, float)) and not isinstance(score, bool) and isinstance(event.get("step"), int):
+            scores[event["step"]] = float(score)
+    return scores
+
+
+def best_round(scores: dict[int, float]) -> tuple[int, float] | None:
+    """(step, score) of the highest probe score, the earliest step of a tie; None without scores."""
+    if not scores:
+        return None
+    step = min(scores, key=lambda s: (-scores[s], s))
+    return step, scores[step]
