@@ -158,3 +158,13 @@ def best_round(scores: dict[int, float]) -> tuple[int, float] | None:
         return None
     step = min(scores, key=lambda s: (-scores[s], s))
     return step, scores[step]
+
+
+def probe_metrics(events: list[dict]) -> dict:
+    """A finished run's probe figures for status.json: the last scored round's score and the best one, with its
+    step; empty when no round was scored."""
+    scores = round_scores(events)
+    best = best_round(scores)
+    if best is None:
+        return {}
+    return {"final_probe_score": scores[max(scores)], "best_probe_score": best[1], "best_probe_step": best[0]}
