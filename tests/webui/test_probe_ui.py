@@ -25,7 +25,9 @@ def _round(step: int, answers: list[tuple[str, str, dict | None, float | None]])
 
 
 def _events(with_rewards: bool = False) -> list[dict]:
-    reward = (lambda v: {"reward": v, "reward_std": 0.1}) if with_rewards else (lambda v: {})
+    def reward(value: float) -> dict:
+        return {"reward": value, "reward_std": 0.1} if with_rewards else {}
+
     return [_round(0, [("Capital of France?", "Lyon", PARIS, 0.0), ("Say hi", "hello", None, None)]),
             {"step": 1, "loss": 2.0} | reward(0.2), {"step": 2, "loss": 1.5} | reward(0.4),
             _round(2, [("Capital of France?", "Paris.", PARIS, 100.0), ("Say hi", "hi", None, None)]),
