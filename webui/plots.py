@@ -87,7 +87,7 @@ def loss_figure(events: list[dict], labels: dict[str, str]):
     scores = [(e["step"], e["probe_score"]) for e in events if isinstance(e.get("probe_score"), (int, float))]
     if scores:  # how well the model answers the user's own probes, at step 0, each save and evaluation, the end
         _add_probe_scores(fig, scores, labels, "y3" if rewards else "y2")
-    right = 20 + 30 * bool(rewards) + 40 * bool(scores)
+    right = 20 + 40 * bool(rewards) + 50 * bool(scores)  # room for the right-hand axes' ticks and titles
     fig.update_layout(xaxis_title=labels["step"], yaxis_title=labels["loss"], height=320,
                       margin={"l": 50, "r": right, "t": 30, "b": 40},
                       legend={"orientation": "h", "y": 1.12})
@@ -115,7 +115,7 @@ def _add_rewards(fig, rewards: list[tuple], labels: dict[str, str]) -> None:
 
 def _add_probe_scores(fig, scores: list[tuple], labels: dict[str, str], axis: str) -> None:
     """The mean probe score per round on a right-hand axis fixed at 0..100: ``y2``, or ``y3`` beside the reward's
-    axis (which then ends the plot area a little earlier, so both stay readable)."""
+    axis (shifted right past the reward's ticks and title by plotly itself, so both stay readable)."""
     import plotly.graph_objects as go  # noqa: PLC0415 - heavy, only for a plot
 
     steps, values = zip(*scores)
@@ -127,7 +127,7 @@ def _add_probe_scores(fig, scores: list[tuple], labels: dict[str, str], axis: st
               "side": "right", "range": [-4, 104], "tickvals": [0, 25, 50, 75, 100], "showgrid": False,
               "tickfont": {"color": colour}, "zeroline": False}  # the margin keeps markers at 0 and 100 whole
     if axis == "y3":
-        fig.update_layout(xaxis={"domain": [0, 0.9]}, yaxis3={**layout, "anchor": "free", "position": 1.0})
+        fig.update_layout(yaxis3={**layout, "anchor": "free", "position": 1.0, "autoshift": True})
     else:
         fig.update_layout(yaxis2=layout)
 

@@ -53,9 +53,9 @@ def test_probe_score_moves_to_a_third_axis_beside_rewards():
     by_name = {t.name: t for t in fig.data}
     assert by_name["reward"].yaxis == "y2" and by_name["probe score"].yaxis == "y3"
     assert fig.layout.yaxis2.title.text == "reward" and fig.layout.yaxis3.title.text == "probe score"
-    # the two right-hand axes stand apart: the reward's at the plot area's edge, the score's at the figure's
+    # the two right-hand axes stand apart: the reward's at the plot area's edge, the score's shifted past it
     assert fig.layout.yaxis3.anchor == "free" and fig.layout.yaxis3.overlaying == "y"
-    assert fig.layout.xaxis.domain[1] < fig.layout.yaxis3.position
+    assert fig.layout.yaxis3.autoshift is True and fig.layout.yaxis3.side == "right"
     assert fig.layout.margin.r > loss_figure(_events(), labels).layout.margin.r
 
 
