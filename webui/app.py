@@ -36,7 +36,7 @@ CSS = """
 .tb-probes tbody th { width: 3em; font-variant-numeric: tabular-nums; }
 .tb-probes .tb-score { display: block; margin-top: 2px; font-size: 11px; opacity: 0.75;
   font-variant-numeric: tabular-nums; }
-.tb-probes .tb-mean { font-weight: 600; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.tb-probes .tb-mean { width: 6em; font-weight: 600; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .tb-probes .tb-expect { font-weight: normal; font-size: 11px; color: var(--body-text-color-subdued, #6b7280); }
 .tb-probes .tb-expect-kind { font-style: italic; }
 .tb-probes .tb-probe-none { color: var(--body-text-color-subdued, #6b7280); text-align: center; }
