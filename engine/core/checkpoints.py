@@ -31,10 +31,10 @@ _DEEPSPEED_MODEL = re.compile(r"^(?:zero_pp_rank_(\d+)_)?mp_rank_(\d+)_model_sta
 CARRIED_OVER = ("step", "weights", "optimizer", "scheduler", "rng")
 # Fields that may change between the first run and its resumption without making it another run.
 _RESUMABLE_CHANGES = {"train.num_train_epochs", "train.logging_steps", "train.save_steps", "train.output_dir",
-                      "train.resume", "train.report_to", "train.early_stopping_patience", "train.extra_args",
-                      "train.learning_rate", "train.max_grad_norm", "data.val_size", "distributed.devices",
-                      "distributed.nproc_per_node", "distributed.nnodes", "distributed.node_rank",
-                      "distributed.master_addr", "distributed.master_port", "model.device"}
+                      "train.resume", "train.report_to", "train.early_stopping_patience", "train.early_stopping_metric",
+                      "train.extra_args", "train.learning_rate", "train.max_grad_norm", "data.val_size",
+                      "distributed.devices", "distributed.nproc_per_node", "distributed.nnodes",
+                      "distributed.node_rank", "distributed.master_addr", "distributed.master_port", "model.device"}
 _PROCESS_COUNT = ("distributed.devices", "distributed.nproc_per_node", "distributed.nnodes")
 
 
