@@ -14,6 +14,7 @@ import pytest
 
 from engine.core.config import RunConfig
 from engine.core.paths import PathError
+from engine.core.probe_scoring import parse_probe_lines
 from engine.core.run_history import (
     ProbeAnswer,
     RunBusyError,
@@ -26,6 +27,7 @@ from engine.core.run_history import (
 )
 from engine.core.rundir import FINISHED, QUEUED, RUNNING, RunDir
 from engine.jobs.job import StopRequested
+from engine.train.probes import probe_round
 from engine.train.run import make_callback
 
 
@@ -238,28 +240,25 @@ def test_overlay_and_diff_for_the_tab(saves):
 
 
 PARIS = {"kind": "contains", "value": "Paris"}
+PROBES = {probe.question: probe for probe in parse_probe_lines(
+    "Capital of France? => Paris\nCapital of Peru? => contains: Lima\nSay hi")}
 
 
-def probe_round(run: RunDir, step: int, answers: dict[str, tuple[str, float | None]]) -> None:
-    """A probe round as engine/train/probes.py appends it: expect and score on scored probes only, probe_score (the
-    mean, 4 decimals) when any is scored."""
-    probes = [{"q": q, "a": a} | ({"expect": PARIS, "score": s} if s is not None else {})
-              for q, (a, s) in answers.items()]
-    scores = [s for _, s in answers.values() if s is not None]
-    run.append_event({"step": step, "probes": probes, "probe_s": 0.4}
-                     | ({"probe_score": round(sum(scores) / len(scores), 4)} if scores else {}))
+def answer_probes(run: RunDir, step: int, answers: dict[str, str]) -> None:
+    """A probe round as the training process appends it (engine/train/probes.py), scored by the probes'
+    expectations: the two capitals are scored, "Say hi" is not."""
+    run.append_event(probe_round(step, [PROBES[q] for q in answers], list(answers.values())))
 
 
 def test_final_and_best_probe_scores(saves):
     run = record_run(saves, "probed", _config(), [2.0, 1.5, 1.0, 0.9])
-    for step, (capital, score) in enumerate([("Lyon", 0.0), ("Paris", 100.0), ("Paris!", 100.0), ("Rome", 0.0)]):
-        probe_round(run, step * 2, {"Capital of France?": (capital, score), "Capital of Peru?": ("Lima", 100.0),
-                                    "Say hi": ("hi", None)})
+    for step, capital in enumerate(["Lyon", "Paris", "It is paris!", "Rome"]):
+        answer_probes(run, step * 2, {"Capital of France?": capital, "Capital of Peru?": "Lima", "Say hi": "hi"})
     s = summarize(run)
     assert (s.final_probe_score, s.best_probe_score) == (50.0, 100.0)
     assert s.final_loss == 0.9  # probe rounds carry no loss
     old = record_run(saves, "old", _config(), [1.0])
-    probe_round(old, 0, {"Say hi": ("hello", None)})  # a round written before probes had expectations
+    old.append_event({"step": 0, "probes": [{"q": "Say hi", "a": "hello"}], "probe_s": 0.5})  # before expectations
     assert summarize(old).final_probe_score is summarize(old).best_probe_score is None
 
 
@@ -267,17 +266,17 @@ def test_probe_answers_side_by_side(saves):
     """One row per question (every run's, first seen first), one answer per run from its last probe round; a run
     without the question, or without any round, has None."""
     a = record_run(saves, "a", _config(), [1.0])
-    probe_round(a, 0, {"Capital of France?": ("Lyon", 0.0), "Say hi": ("hello", None)})
-    probe_round(a, 6, {"Capital of France?": ("Paris", 100.0), "Say hi": ("hi", None)})
+    answer_probes(a, 0, {"Capital of France?": "Lyon", "Say hi": "hello"})
+    answer_probes(a, 6, {"Capital of France?": "Paris", "Say hi": "hi"})
     b = record_run(saves, "b", _config(), [1.0])
-    probe_round(b, 4, {"Capital of Peru?": ("Lima", 100.0), "Capital of France?": ("Nice", 0.0)})
+    answer_probes(b, 4, {"Capital of Peru?": "Lima", "Capital of France?": "Nice"})
     c = record_run(saves, "c", _config(), [1.0])  # trained without probes
     comparison = probe_comparison([a, b, c])
     assert comparison.runs == [a, b, c] and comparison.steps == [6, 4, None]
     assert comparison.scores == [100.0, 50.0, None]
     assert [row.question for row in comparison.rows] == ["Capital of France?", "Say hi", "Capital of Peru?"]
     france, hi, peru = comparison.rows
-    assert france.expect == PARIS and hi.expect is None and peru.expect == PARIS
+    assert france.expect == PARIS and hi.expect is None and peru.expect == {"kind": "contains", "value": "Lima"}
     assert france.answers == [ProbeAnswer("Paris", 100.0), ProbeAnswer("Nice", 0.0), None]
     assert hi.answers == [ProbeAnswer("hi"), None, None]
     assert peru.answers == [None, ProbeAnswer("Lima", 100.0), None]
@@ -289,9 +288,9 @@ def test_side_by_side_answers_in_the_tab(saves):
     from webui.runs_tab import comparison, runs_table
 
     a = record_run(saves, "a", _config(), [1.0])
-    probe_round(a, 2, {"Capital of France?": ("<b>Paris</b>", 100.0)})
+    answer_probes(a, 2, {"Capital of France?": "<b>Paris</b>"})
     b = record_run(saves, "b", _config(learning_rate=1e-4), [1.0])
-    probe_round(b, 2, {"Capital of France?": ("Nice", 0.0)})
+    answer_probes(b, 2, {"Capital of France?": "Nice"})
     _, diff, _, probes = comparison("en", [str(a.path), str(b.path)])
     assert diff["headers"] == ["Parameter", "a", "b"]
     assert "a<div class=\"tb-expect\">step 2 · final score 100</div>" in probes
