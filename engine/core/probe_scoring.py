@@ -146,10 +146,16 @@ def round_scores(events: list[dict]) -> dict[int, float]:
     """Step -> probe score of each scored probe round among a run's events (older runs' rounds have none)."""
     scores = {}
     for event in events:
-        score = event.get("probe_score") if isinstance(event, dict) and "probes" in event else None
-        if isinstance(score, (int, float)) and not isinstance(score, bool) and isinstance(event.get("step"), int):
-            scores[event["step"]] = float(score)
+        if not (isinstance(event, dict) and "probes" in event):
+            continue
+        score, step = event.get("probe_score"), event.get("step")
+        if _is_number(score) and _is_number(step) and step == int(step):
+            scores[int(step)] = float(score)
     return scores
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN is no score
 
 
 def best_round(scores: dict[int, float]) -> tuple[int, float] | None:
