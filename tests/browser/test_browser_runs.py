@@ -78,6 +78,13 @@ def test_scored_probes_in_the_train_and_runs_tabs(app_server, page, launched_run
     expect(passed.locator(".tb-score")).to_have_text("100")
     for run in launched_runs:
         assert wait_for_state(run, 600)["state"] == "finished", run.log_tail(40)
+    # Its last round (the end, step 2) is in the table, and the rounds' mean scores on the loss plot's right axis.
+    expect(probes.locator("tbody th")).to_have_text(["0", "2"], timeout=30_000)
+    page.wait_for_function("(document.querySelector('#train-loss-plot .js-plotly-plot')?.data || [])"
+                           ".some(t => t.yaxis === 'y2' && t.x.length === 2)", timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#train-loss-plot").screenshot(path=str(ARTIFACTS / "train-probe-score.png"))
+    probes.screenshot(path=str(ARTIFACTS / "train-probes.png"))
 
     # The Runs tab: the final and best probe scores as columns, the answers side by side under the diff.
     page.get_by_role("tab", name="Runs", exact=True).click()
@@ -92,7 +99,6 @@ def test_scored_probes_in_the_train_and_runs_tabs(app_server, page, launched_run
     expect(side.locator("tbody tr")).to_have_count(3)
     expect(side.locator("tbody")).to_contain_text("Name a colour.")
     expect(side.locator("td.tb-scored")).to_have_count(6)
-    ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#runs-probes").screenshot(path=str(ARTIFACTS / "runs-probes.png"))
 
 
