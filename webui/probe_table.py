@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 
-from engine.core.run_history import ProbeComparison
+from engine.core.run_history import ProbeComparison, score_value
 from webui.locales import t
 
 MAX_ANSWER_CHARS = 400
@@ -75,19 +75,19 @@ def probes_html(lang: str, events: list[dict]) -> str:
         for p in r["probes"]:
             if p["q"] not in questions:
                 questions.append(p["q"])
-            if p.get("expect") and p["q"] not in expects:
+            if isinstance(p.get("expect"), dict) and p["q"] not in expects:
                 expects[p["q"]] = p["expect"]
-    scored = any("probe_score" in r for r in rounds)
+    scored = any(score_value(r.get("probe_score")) is not None for r in rounds)
     head = "".join(question_header(lang, q, expects.get(q)) for q in questions)
     if scored:
         head += f'<th scope="col" class="tb-mean">{html.escape(t(lang, "probe_mean"))}</th>'
     rows = []
     for r in rounds:
         probes = {p["q"]: p for p in r["probes"]}
-        cells = "".join(answer_cell(probes[q]["a"], probes[q].get("score")) if q in probes else "<td></td>"
+        cells = "".join(answer_cell(probes[q]["a"], score_value(probes[q].get("score"))) if q in probes else "<td></td>"
                         for q in questions)
         if scored:
-            cells += _score_cell(r.get("probe_score"))
+            cells += _score_cell(score_value(r.get("probe_score")))
         rows.append(f'<tr><th scope="row">{int(r["step"])}</th>{cells}</tr>')
     return (f'<table class="tb-probes"><caption>{html.escape(t(lang, "probe_caption"))}</caption>'
             f'<thead><tr><th>{html.escape(t(lang, "probe_step"))}</th>{head}</tr></thead>'

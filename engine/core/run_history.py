@@ -159,7 +159,7 @@ def _loss_figures(events: list[dict]) -> dict[str, float | None]:
 def _probe_figures(events: list[dict]) -> dict[str, float | None]:
     """The mean probe score of the run's last scored probe round, and the highest one (rounds written before probes
     had expectations carry none)."""
-    scores = [float(e["probe_score"]) for e in events if isinstance(e.get("probe_score"), (int, float))]
+    scores = [score for score in (score_value(e.get("probe_score")) for e in events) if score is not None]
     return {"final_probe_score": scores[-1] if scores else None, "best_probe_score": max(scores) if scores else None}
 
 
@@ -258,9 +258,8 @@ def probe_comparison(runs: list[RunDir]) -> ProbeComparison:
     for run in runs:
         last = last_probe_round(run.read_events())
         probes = [p for p in (last or {}).get("probes", []) if isinstance(p, dict) and "q" in p]
-        score = (last or {}).get("probe_score")
-        comparison.steps.append(int(last["step"]) if last and isinstance(last.get("step"), int) else None)
-        comparison.scores.append(float(score) if isinstance(score, (int, float)) else None)
+        comparison.steps.append(int(last["step"]) if last else None)
+        comparison.scores.append(score_value((last or {}).get("probe_score")))
         answers.append({str(p["q"]): p for p in probes})
         order.update((str(p["q"]), None) for p in probes)  # a question seen before keeps its place
     for question in order:
@@ -273,8 +272,13 @@ def probe_comparison(runs: list[RunDir]) -> ProbeComparison:
 def _probe_answer(probe: dict | None) -> ProbeAnswer | None:
     if probe is None:
         return None
-    score = probe.get("score")
-    return ProbeAnswer(str(probe.get("a") or ""), float(score) if isinstance(score, (int, float)) else None)
+    return ProbeAnswer(str(probe.get("a") or ""), score_value(probe.get("score")))
+
+
+def score_value(value: Any) -> float | None:
+    """A probe score as the training process writes it (a number), else None: unscored, or an events.jsonl edited by
+    hand."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 # -- delete ------------------------------------------------------------------------------------------------------

@@ -302,3 +302,13 @@ def test_side_by_side_answers_in_the_tab(saves):
     col = table["headers"].index("Final probe score")
     assert table["headers"][col + 1] == "Best probe score"
     assert [row[col:col + 2] for row in table["value"]] == [["100.0", "100.0"], ["0.0", "0.0"]]
+
+
+def test_hand_edited_probe_scores_count_as_unscored(saves):
+    run = record_run(saves, "edited", _config(), [1.0])
+    run.append_event({"step": 1, "probes": [{"q": "Say hi", "a": "yo", "expect": "hi", "score": "high"}],
+                      "probe_score": "x"})
+    assert summarize(run).final_probe_score is None
+    comparison = probe_comparison([run])
+    assert comparison.scores == [None] and comparison.steps == [1]
+    assert comparison.rows[0].expect is None and comparison.rows[0].answers == [ProbeAnswer("yo")]

@@ -140,3 +140,11 @@ def test_side_by_side_answers_reuse_the_probe_cells():
     assert '<th scope="row">Capital of France?<div class="tb-expect">' in page
     assert page.count("<tr>") == 3  # the header and one row per question
     assert compared_probes_html("en", ProbeComparison(steps=[None], scores=[None]), ["x"]) == ""
+
+
+def test_hand_edited_scores_are_shown_unscored():
+    """events.jsonl is a file a user may edit: a score that is not a number colours nothing and breaks nothing."""
+    events = [{"step": 0, "probes": [{"q": "q", "a": "a", "expect": "contains Paris", "score": "high"},
+                                     {"q": "r", "a": "b", "score": True}], "probe_score": "x"}]
+    page = probes_html("en", events)
+    assert "tb-scored" not in page and "tb-expect" not in page and "<td>a</td><td>b</td>" in page
