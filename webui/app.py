@@ -34,6 +34,13 @@ CSS = """
 .tb-probes th, .tb-probes td { border: 1px solid var(--border-color-primary, #e5e7eb); padding: 4px 6px;
   text-align: left; vertical-align: top; }
 .tb-probes tbody th { width: 3em; font-variant-numeric: tabular-nums; }
+.tb-probes .tb-score { display: block; margin-top: 2px; font-size: 11px; opacity: 0.75;
+  font-variant-numeric: tabular-nums; }
+.tb-probes .tb-mean { width: 6em; font-weight: 600; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.tb-probes .tb-expect { font-weight: normal; font-size: 11px; color: var(--body-text-color-subdued, #6b7280); }
+.tb-probes .tb-expect-kind { font-style: italic; }
+.tb-probes .tb-probe-none { color: var(--body-text-color-subdued, #6b7280); text-align: center; }
+.tb-probes-compare tbody th { width: auto; min-width: 10em; }
 .tb-predictions { width: 100%; table-layout: fixed; border-collapse: collapse; font-size: 13px; }
 .tb-predictions caption { text-align: left; padding: 4px 0; color: var(--body-text-color-subdued, #6b7280); }
 .tb-predictions th, .tb-predictions td { border: 1px solid var(--border-color-primary, #e5e7eb); padding: 4px 6px;

@@ -831,6 +831,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     "plot_eval_loss": {"en": "eval loss", "zh": "验证损失"},
     "plot_reward": {"en": "reward", "zh": "奖励"},
     "plot_reward_std": {"en": "reward ± std", "zh": "奖励 ± 标准差"},
+    "plot_probe_score": {"en": "probe score", "zh": "探针得分"},
+    # scored probes in the probe tables (issue 22): the expectation under each question, the round's mean
+    "probe_mean": {"en": "Mean score", "zh": "平均得分"},
+    "probe_kind_contains": {"en": "contains", "zh": "包含"},
+    "probe_kind_exact": {"en": "exactly", "zh": "完全一致"},
+    "probe_kind_regex": {"en": "matches regex", "zh": "匹配正则"},
+    "probe_kind_rouge_l": {"en": "ROUGE-L", "zh": "ROUGE-L"},
+    "probe_kind_bleu_4": {"en": "BLEU-4", "zh": "BLEU-4"},
     # runs view (issue 7): every run under saves/, overlaid loss curves, settings diff, delete
     "tab_runs": {"en": "Runs", "zh": "训练记录"},
     "runs_refresh": {"en": "Refresh", "zh": "刷新"},
@@ -858,6 +866,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     "runs_col_best_eval_loss": {"en": "Best eval loss", "zh": "最低验证损失"},
     "runs_col_duration": {"en": "Duration", "zh": "用时"},
     "runs_col_tokens_per_s": {"en": "Tokens/s", "zh": "词元/秒"},
+    "runs_col_final_probe_score": {"en": "Final probe score", "zh": "最终探针得分"},
+    "runs_col_best_probe_score": {"en": "Best probe score", "zh": "最高探针得分"},
+    "runs_col_question": {"en": "Probe question", "zh": "探针问题"},
+    "runs_probes": {"en": "The same probes answered by each run (its last probe round), coloured by score.",
+                    "zh": "各任务对相同探针的回答（取其最后一轮探针），按得分着色。"},
+    "runs_probe_step": {"en": "step {step}", "zh": "第 {step} 步"},
+    "runs_probe_none": {"en": "no probe round", "zh": "没有探针记录"},
+    "runs_probe_final": {"en": "final score {score}", "zh": "最终得分 {score}"},
     "runs_col_setting": {"en": "Parameter", "zh": "参数"},
     "runs_state_queued": {"en": "queued", "zh": "排队中"},
     "runs_state_running": {"en": "running", "zh": "运行中"},
@@ -1307,4 +1323,5 @@ def choice_labels(lang: str, key: str, choices) -> list[tuple[str, str]]:
 
 
 def plot_labels(lang: str) -> dict[str, str]:
-    return {k: t(lang, f"plot_{k}") for k in ("step", "loss", "smoothed", "eval_loss", "reward", "reward_std")}
+    return {k: t(lang, f"plot_{k}") for k in ("step", "loss", "smoothed", "eval_loss", "reward", "reward_std",
+                                                  "probe_score")}

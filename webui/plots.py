@@ -1,5 +1,6 @@
-"""The live loss curve: raw training loss, a smoothed line, validation loss when present, and for GRPO and PPO the
-mean reward (GRPO: with its spread, ± one standard deviation over the step's completions) on an axis of its own."""
+"""The live loss curve: raw training loss, a smoothed line, validation loss when present, for GRPO and PPO the
+mean reward (GRPO: with its spread, ± one standard deviation over the step's completions) on an axis of its own, and
+the mean probe score of each scored probe round (0..100) on one more."""
 
 from __future__ import annotations
 
@@ -54,9 +55,10 @@ class LossFigures:
 
     def figure(self, events: list[dict], labels: dict[str, str]):
         """``loss_figure(events, labels)``, made once for all the pages that ask for it."""
+        # every value the figure draws: a new loss point or a new scored probe round makes a new figure
         key = (tuple(sorted(labels.items())),
-               tuple((e.get("step"), e.get("loss"), e.get("eval_loss"), e.get("reward"), e.get("reward_std"))
-                     for e in events if "loss" in e or "eval_loss" in e))
+               tuple((e.get("step"), e.get("loss"), e.get("eval_loss"), e.get("reward"), e.get("reward_std"),
+                      e.get("probe_score")) for e in events if "loss" in e or "eval_loss" in e or "probe_score" in e))
         # the first session builds it; the others, waiting, then find it
         return self._figures.get(key, lambda: loss_figure(events, labels))
 
@@ -82,8 +84,12 @@ def loss_figure(events: list[dict], labels: dict[str, str]):
     rewards = [(e["step"], e["reward"], e.get("reward_std")) for e in events if "reward" in e and "loss" in e]
     if rewards:  # GRPO and PPO: what the run optimises, beside the loss (whose value says little there)
         _add_rewards(fig, rewards, labels)
+    scores = [(e["step"], e["probe_score"]) for e in events if isinstance(e.get("probe_score"), (int, float))]
+    if scores:  # how well the model answers the user's own probes, at step 0, each save and evaluation, the end
+        _add_probe_scores(fig, scores, labels, "y3" if rewards else "y2")
+    right = 20 + 40 * bool(rewards) + 50 * bool(scores)  # room for the right-hand axes' ticks and titles
     fig.update_layout(xaxis_title=labels["step"], yaxis_title=labels["loss"], height=320,
-                      margin={"l": 50, "r": 50 if rewards else 20, "t": 30, "b": 40},
+                      margin={"l": 50, "r": right, "t": 30, "b": 40},
                       legend={"orientation": "h", "y": 1.12})
     fig.to_json()  # made here (under LossFigures' lock when shared), once for all the pages
     return fig
@@ -105,6 +111,25 @@ def _add_rewards(fig, rewards: list[tuple], labels: dict[str, str]) -> None:
     fig.add_trace(go.Scatter(x=steps, y=means, mode="lines+markers", name=labels["reward"], yaxis="y2",
                              line={"color": f"rgb({colour})", "width": 2}, marker={"size": 4}))
     fig.update_layout(yaxis2={"title": labels["reward"], "overlaying": "y", "side": "right", "showgrid": False})
+
+
+def _add_probe_scores(fig, scores: list[tuple], labels: dict[str, str], axis: str) -> None:
+    """The mean probe score per round on a right-hand axis fixed at 0..100: ``y2``, or ``y3`` beside the reward's
+    axis (shifted right past the reward's ticks and title by plotly itself, so both stay readable)."""
+    import plotly.graph_objects as go  # noqa: PLC0415 - heavy, only for a plot
+
+    steps, values = zip(*scores)
+    colour = "rgb(148,103,189)"
+    fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=labels["probe_score"], yaxis=axis,
+                             line={"color": colour, "width": 2, "dash": "dot"},
+                             marker={"size": 8, "symbol": "diamond", "color": colour}))
+    layout = {"title": {"text": labels["probe_score"], "font": {"color": colour}}, "overlaying": "y",
+              "side": "right", "range": [-4, 104], "tickvals": [0, 25, 50, 75, 100], "showgrid": False,
+              "tickfont": {"color": colour}, "zeroline": False}  # the margin keeps markers at 0 and 100 whole
+    if axis == "y3":
+        fig.update_layout(yaxis3={**layout, "anchor": "free", "position": 1.0, "autoshift": True})
+    else:
+        fig.update_layout(yaxis2=layout)
 
 
 # Plotly's default colour sequence: a run's validation curve takes the colour of its training curve.

@@ -16,6 +16,7 @@ from engine.core.run_history import (
     RunSummary,
     all_runs,
     loss_events,
+    probe_comparison,
     run_label,
     run_to_delete,
     settings_diff,
@@ -28,13 +29,15 @@ from webui.errors import error_text
 from webui.form import Texts, Translated
 from webui.locales import DEFAULT_LANG, field_label, plot_labels, t
 from webui.plots import overlay_figure
+from webui.probe_table import compared_probes_html
 from webui.run_monitor import fmt_seconds
 from webui.top_bar import TopBar, refresh_checkpoints
 from webui.workspaces import workspace_of
 
 # Results before settings: on a narrow screen the table scrolls sideways, the run name pinned.
-_COLUMNS = ("run", "kind", "model", "method", "status", "final_loss", "best_loss", "best_eval_loss", "duration",
-            "tokens_per_s", "datasets", "lr", "epochs", "lora_rank", "batch", "cutoff")
+_COLUMNS = ("run", "kind", "model", "method", "status", "final_loss", "best_loss", "best_eval_loss",
+            "final_probe_score", "best_probe_score", "duration", "tokens_per_s", "datasets", "lr", "epochs",
+            "lora_rank", "batch", "cutoff")
 
 # The kinds the Show filter offers: a job's command, or every kind. Training runs first: they are what a user
 # compares, and evaluations and exports would otherwise crowd them out.
@@ -55,6 +58,7 @@ class RunsTab:
     plot: gr.Plot
     diff: gr.Dataframe
     diff_note: gr.Markdown
+    probes: gr.HTML  # the same probes' answers across the compared runs
     manage: gr.Dropdown
     path: gr.Textbox
     delete: gr.Button
@@ -75,8 +79,8 @@ class RunsTab:
         tab.select(_view, [top.lang, self.compare, self.manage, self.kind], self.view_outputs())
 
     def view_outputs(self) -> list:
-        return [self.summary, self.table, self.compare, self.manage, self.plot, self.diff, self.diff_note, self.path,
-                self.share]
+        return [self.summary, self.table, self.compare, self.manage, self.plot, self.diff, self.diff_note,
+                self.probes, self.path, self.share]
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -103,6 +107,7 @@ def _row(lang: str, s: RunSummary, workspace: Workspace = Workspace()) -> list[s
     return [_whose(lang, s.run, workspace, s.name), t(lang, f"queue_kind_{s.command}"), s.model, _method_cell(lang, s),
             t(lang, f"runs_state_{s.state}") if s.state else "?",
             _num(s.final_loss, ".4f"), _num(s.best_loss, ".4f"), _num(s.best_eval_loss, ".4f"),
+            _num(s.final_probe_score, ".1f"), _num(s.best_probe_score, ".1f"),
             "" if s.duration_s is None else fmt_seconds(s.duration_s), _num(s.tokens_per_s, ".0f"),
             ", ".join(s.datasets), _num(s.learning_rate, "g"), _num(s.epochs, "g"), _num(s.lora_rank, "d"), batch,
             _num(s.cutoff_len, "d")]
@@ -123,23 +128,22 @@ def _cell(value: Any) -> str:
     return " / ".join(str(value).splitlines()) if isinstance(value, str) else str(value)
 
 
-def comparison(lang: str, paths: list[str]) -> tuple[Any, Any, str]:
-    """The overlay plot, the settings-diff table and a note about what could not be shown, for the selected runs."""
+def comparison(lang: str, paths: list[str]) -> tuple[Any, Any, str, str]:
+    """The overlay plot, the settings-diff table, a note about what could not be shown, and the runs' last probe
+    answers side by side, for the selected runs."""
     runs = [RunDir(Path(p)) for p in paths]
     curves = [(run_label(r), loss_events(r)) for r in runs]
     drawn = [c for c in curves if c[1]]
     plot = overlay_figure(drawn, plot_labels(lang)) if drawn else None
     notes = [t(lang, "runs_no_curve", run=name) for name, events in curves if not events]
+    probes = compared_probes_html(lang, probe_comparison(runs), _column_names(runs))
     if len(runs) < 2:
-        return plot, _empty_diff(lang), "\n\n".join(notes + [t(lang, "runs_pick_two")])
+        return plot, _empty_diff(lang), "\n\n".join(notes + [t(lang, "runs_pick_two")]), probes
     diff = settings_diff(runs)
     notes += [t(lang, "runs_config_missing", run=run.name, path=str(run.config_path)) if error is None else
               t(lang, "runs_config_unreadable", run=run.name, path=str(run.config_path), error=error_text(lang, error))
               for run, error in diff.errors]
-    # Columns by run name; the full label where two runs of different models share a name.
-    short = [r.name for r in diff.runs]
-    heads = [r.name if short.count(r.name) == 1 else run_label(r) for r in diff.runs]
-    headers = [t(lang, "runs_col_setting")] + heads
+    headers = [t(lang, "runs_col_setting")] + _column_names(diff.runs)
     rows = []
     for key, values in diff.rows:
         label = field_label(lang, key)
@@ -147,7 +151,13 @@ def comparison(lang: str, paths: list[str]) -> tuple[Any, Any, str]:
     if len(diff.runs) >= 2 and not rows:
         notes.append(t(lang, "runs_same_settings"))
     table = gr.update(value=rows or [[""] * len(headers)], headers=headers, visible=bool(rows))
-    return plot, table, "\n\n".join(notes)
+    return plot, table, "\n\n".join(notes), probes
+
+
+def _column_names(runs: list[RunDir]) -> list[str]:
+    """Columns by run name; the full label where two runs of different models share a name."""
+    short = [r.name for r in runs]
+    return [r.name if short.count(r.name) == 1 else run_label(r) for r in runs]
 
 
 def _empty_diff(lang: str) -> dict:
@@ -173,6 +183,7 @@ def build_runs_tab(top: TopBar, watch: runner.RunWatch) -> RunsTab:
     diff_note = gr.Markdown(elem_id="runs-diff-note")
     diff = texts.add(gr.Dataframe, "runs_diff", headers=[t(lang, "runs_col_setting"), ""], interactive=False,
                      wrap=True, visible=False, elem_id="runs-diff")
+    probes = gr.HTML(elem_id="runs-probes")
     with gr.Row():
         manage = texts.add(gr.Dropdown, "runs_manage", info_key="runs_manage_info", choices=[], value=None, scale=2,
                            elem_id="runs-manage")
@@ -188,7 +199,7 @@ def build_runs_tab(top: TopBar, watch: runner.RunWatch) -> RunsTab:
                                 elem_id="runs-confirm-delete")
             cancel = texts.add(gr.Button, "runs_cancel", attr="value", elem_id="runs-cancel-delete")
     message = gr.Markdown(elem_id="runs-message")
-    tab = RunsTab(refresh, kind, summary, table, compare, plot, diff, diff_note, manage, path, delete, share,
+    tab = RunsTab(refresh, kind, summary, table, compare, plot, diff, diff_note, probes, manage, path, delete, share,
                   confirm_box, confirm_text, confirm, cancel, message, gr.State(""), texts.items)
     _wire(tab, top, watch)
     return tab
@@ -212,7 +223,7 @@ def _view(lang: str, selected: list[str] | None, managed: str | None, kind: str 
     owned = [(label, path) for label, path in choices if workspace.owns(path)]
     selected = [p for p in (selected or []) if p in {value for _, value in choices}]
     managed = managed if managed in {value for _, value in owned} else None
-    plot, diff, note = comparison(lang, selected)
+    plot, diff, note, probes = comparison(lang, selected)
     root = workspaces_dir() if workspace.admin else workspace.saves  # an admin lists every login's
     head = t(lang, "runs_summary", count=len(listed), root=str(root)) if summaries else \
         t(lang, "runs_none", root=str(root))
@@ -220,7 +231,7 @@ def _view(lang: str, selected: list[str] | None, managed: str | None, kind: str 
     head = "\n\n".join([head] + [t(lang, "runs_status_unreadable", run=s.label, error=error_text(lang, s.status_error))
                                   for s in summaries if s.status_error is not None])
     return [head, runs_table(lang, listed, workspace), gr.update(choices=choices, value=selected),
-            gr.update(choices=owned, value=managed), plot, diff, note, managed or "",
+            gr.update(choices=owned, value=managed), plot, diff, note, probes, managed or "",
             gr.update(visible=workspace.admin)]
 
 
@@ -236,7 +247,7 @@ def _wire(tab: RunsTab, top: TopBar, watch: runner.RunWatch) -> None:
         if shown:
             return _view(lang, selected, managed, kind, request)
         table = gr.update(value=[[""] * len(_COLUMNS)], headers=[t(lang, f"runs_col_{c}") for c in _COLUMNS])
-        return [gr.skip(), table, gr.skip(), gr.skip(), gr.skip(), _empty_diff(lang), gr.skip(), gr.skip(), gr.skip()]
+        return [gr.skip(), table, gr.skip(), gr.skip(), gr.skip(), _empty_diff(lang)] + [gr.skip()] * 4
 
     top.language.on(on_lang, view_inputs + [tab.summary], tab.view_outputs())
 
@@ -244,7 +255,7 @@ def _wire(tab: RunsTab, top: TopBar, watch: runner.RunWatch) -> None:
         workspace = workspace_of(request)  # a path typed into an API call is read only where the login may read
         return list(comparison(lang, [p for p in selected or [] if workspace.can_read(p)]))
 
-    tab.compare.change(on_compare, [top.lang, tab.compare], [tab.plot, tab.diff, tab.diff_note])
+    tab.compare.change(on_compare, [top.lang, tab.compare], [tab.plot, tab.diff, tab.diff_note, tab.probes])
     # .input, not .change: a refresh after Delete empties the choice itself, and must keep "Deleted run …" shown.
     tab.manage.input(lambda managed: [managed or ""] + hide_confirm + [""], tab.manage,
                      [tab.path, tab.confirm_box, tab.pending, tab.message])

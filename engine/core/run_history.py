@@ -41,6 +41,8 @@ class RunSummary:
     best_eval_loss: float | None = None
     duration_s: float | None = None
     tokens_per_s: float | None = None
+    final_probe_score: float | None = None  # the last scored probe round's mean score (0..100)
+    best_probe_score: float | None = None  # the highest of them
     error: str | None = None
     config_error: str | None = None  # run.yaml missing or unreadable: settings are unknown
     status_error: Exception | None = None  # status.json unreadable (a DataError naming it): the state is unknown
@@ -120,7 +122,8 @@ def summarize(run: RunDir, now: float | None = None) -> RunSummary:
         else:
             base["stage"] = command
     if command == "train":
-        base.update(_loss_figures(run.read_events()))
+        events = run.read_events()
+        base.update(_loss_figures(events), **_probe_figures(events))
     return RunSummary(**base)
 
 
@@ -151,6 +154,13 @@ def _loss_figures(events: list[dict]) -> dict[str, float | None]:
             break
     return {"final_loss": losses[-1] if losses else None, "best_loss": min(losses) if losses else None,
             "best_eval_loss": min(evals) if evals else None, "tokens_per_s": speed}
+
+
+def _probe_figures(events: list[dict]) -> dict[str, float | None]:
+    """The mean probe score of the run's last scored probe round, and the highest one (rounds written before probes
+    had expectations carry none)."""
+    scores = [score for score in (score_value(e.get("probe_score")) for e in events) if score is not None]
+    return {"final_probe_score": scores[-1] if scores else None, "best_probe_score": max(scores) if scores else None}
 
 
 def loss_events(run: RunDir) -> list[dict]:
@@ -199,6 +209,76 @@ def settings_diff(runs: list[RunDir]) -> SettingsDiff:
         if any(v != column[0] for v in column[1:]):
             diff.rows.append((key, column))
     return diff
+
+
+# -- probe answers side by side ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    """One run's answer to one probe in its last probe round; ``score`` (0..100) only for a probe with an
+    expectation."""
+
+    answer: str
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """One question, with the expectation it was scored against (the first run's that has one), and one answer per
+    run (None: that run has no such probe)."""
+
+    question: str
+    expect: dict | None
+    answers: list[ProbeAnswer | None]
+
+
+@dataclass
+class ProbeComparison:
+    """The same probes' answers across runs, from each run's last probe round: ``steps`` and ``scores`` hold that
+    round's step and mean probe score per run (None: no round, or no scored probe), ``rows`` the union of the
+    questions in first-seen order (empty when no run has a probe round)."""
+
+    runs: list[RunDir] = field(default_factory=list)
+    steps: list[int | None] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
+    rows: list[ProbeRow] = field(default_factory=list)
+
+
+def last_probe_round(events: list[dict]) -> dict | None:
+    """The run's latest probe round (events.jsonl: {"step", "probes": [{"q", "a", "expect"?, "score"?}, ...],
+    "probe_score"?}), or None."""
+    return next((e for e in reversed(events) if isinstance(e.get("probes"), list)), None)
+
+
+def probe_comparison(runs: list[RunDir]) -> ProbeComparison:
+    """Each run's last probe round, lined up by question (see ProbeComparison)."""
+    comparison = ProbeComparison(runs=list(runs))
+    answers: list[dict[str, dict]] = []
+    order: dict[str, None] = {}  # the questions, first-seen first
+    for run in runs:
+        last = last_probe_round(run.read_events())
+        probes = [p for p in (last or {}).get("probes", []) if isinstance(p, dict) and "q" in p]
+        comparison.steps.append(int(last["step"]) if last else None)
+        comparison.scores.append(score_value((last or {}).get("probe_score")))
+        answers.append({str(p["q"]): p for p in probes})
+        order.update((str(p["q"]), None) for p in probes)  # a question seen before keeps its place
+    for question in order:
+        found = [by_question.get(question) for by_question in answers]
+        expect = next((p["expect"] for p in found if p and isinstance(p.get("expect"), dict)), None)
+        comparison.rows.append(ProbeRow(question, expect, [_probe_answer(p) for p in found]))
+    return comparison
+
+
+def _probe_answer(probe: dict | None) -> ProbeAnswer | None:
+    if probe is None:
+        return None
+    return ProbeAnswer(str(probe.get("a") or ""), score_value(probe.get("score")))
+
+
+def score_value(value: Any) -> float | None:
+    """A probe score as the training process writes it (a number), else None: unscored, or an events.jsonl edited by
+    hand."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 # -- delete ------------------------------------------------------------------------------------------------------

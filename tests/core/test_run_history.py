@@ -14,9 +14,20 @@ import pytest
 
 from engine.core.config import RunConfig
 from engine.core.paths import PathError
-from engine.core.run_history import RunBusyError, all_runs, delete_run, run_label, settings_diff, summarize
+from engine.core.probe_scoring import parse_probe_lines
+from engine.core.run_history import (
+    ProbeAnswer,
+    RunBusyError,
+    all_runs,
+    delete_run,
+    probe_comparison,
+    run_label,
+    settings_diff,
+    summarize,
+)
 from engine.core.rundir import FINISHED, QUEUED, RUNNING, RunDir
 from engine.jobs.job import StopRequested
+from engine.train.probes import probe_round
 from engine.train.run import make_callback
 
 
@@ -207,7 +218,8 @@ def test_overlay_and_diff_for_the_tab(saves):
 
     a = record_run(saves, "a", _config(), [2.0, 1.0])
     b = record_run(saves, "b", _config(learning_rate=1e-4), [2.0, 1.5, 1.2], eval_losses={3: 1.4})
-    plot, diff, note = comparison("en", [str(a.path), str(b.path)])
+    plot, diff, note, probes = comparison("en", [str(a.path), str(b.path)])
+    assert probes == ""  # no probe rounds: no table of answers
     names = [trace.name for trace in plot.data]
     assert names == [run_label(a), run_label(b), f"{run_label(b)} · eval loss"]
     assert list(plot.data[1].y) == [2.0, 1.5, 1.2] and plot.data[2].line.dash == "dash"
@@ -215,13 +227,88 @@ def test_overlay_and_diff_for_the_tab(saves):
     assert diff["headers"] == ["Parameter", "a", "b"]
     assert diff["value"] == [["Learning rate (train.learning_rate)", "0.0005", "0.0001"]]
     assert note == ""
-    _, diff_zh, _ = comparison("zh", [str(a.path), str(b.path)])
+    _, diff_zh, _, _ = comparison("zh", [str(a.path), str(b.path)])
     assert diff_zh["headers"][0] == "参数" and diff_zh["value"][0][0].startswith("学习率")
-    plot, _, note = comparison("en", [str(a.path)])
+    plot, _, note, _ = comparison("en", [str(a.path)])
     assert len(plot.data) == 1 and "at least two runs" in note
     b.config_path.write_text("train:\n  learning_rate: -1\n", encoding="utf-8")  # a run.yaml edited by hand
-    _, _, note = comparison("zh", [str(a.path), str(b.path)])
+    _, _, note, _ = comparison("zh", [str(a.path), str(b.path)])
     assert note == f"无法从 {b.config_path} 读取 b 的参数：学习率：必须大于 0，实际为 -1.0", note
     b.config_path.unlink()
-    _, _, note = comparison("ru", [str(a.path), str(b.path)])
+    _, _, note, _ = comparison("ru", [str(a.path), str(b.path)])
     assert note == f"Не удаётся прочитать параметры b: {b.config_path} отсутствует", note
+
+
+PARIS = {"kind": "contains", "value": "Paris"}
+PROBES = {probe.question: probe for probe in parse_probe_lines(
+    "Capital of France? => Paris\nCapital of Peru? => contains: Lima\nSay hi")}
+
+
+def answer_probes(run: RunDir, step: int, answers: dict[str, str]) -> None:
+    """A probe round as the training process appends it (engine/train/probes.py), scored by the probes'
+    expectations: the two capitals are scored, "Say hi" is not."""
+    run.append_event(probe_round(step, [PROBES[q] for q in answers], list(answers.values())))
+
+
+def test_final_and_best_probe_scores(saves):
+    run = record_run(saves, "probed", _config(), [2.0, 1.5, 1.0, 0.9])
+    for step, capital in enumerate(["Lyon", "Paris", "It is paris!", "Rome"]):
+        answer_probes(run, step * 2, {"Capital of France?": capital, "Capital of Peru?": "Lima", "Say hi": "hi"})
+    s = summarize(run)
+    assert (s.final_probe_score, s.best_probe_score) == (50.0, 100.0)
+    assert s.final_loss == 0.9  # probe rounds carry no loss
+    old = record_run(saves, "old", _config(), [1.0])
+    old.append_event({"step": 0, "probes": [{"q": "Say hi", "a": "hello"}], "probe_s": 0.5})  # before expectations
+    assert summarize(old).final_probe_score is summarize(old).best_probe_score is None
+
+
+def test_probe_answers_side_by_side(saves):
+    """One row per question (every run's, first seen first), one answer per run from its last probe round; a run
+    without the question, or without any round, has None."""
+    a = record_run(saves, "a", _config(), [1.0])
+    answer_probes(a, 0, {"Capital of France?": "Lyon", "Say hi": "hello"})
+    answer_probes(a, 6, {"Capital of France?": "Paris", "Say hi": "hi"})
+    b = record_run(saves, "b", _config(), [1.0])
+    answer_probes(b, 4, {"Capital of Peru?": "Lima", "Capital of France?": "Nice"})
+    c = record_run(saves, "c", _config(), [1.0])  # trained without probes
+    comparison = probe_comparison([a, b, c])
+    assert comparison.runs == [a, b, c] and comparison.steps == [6, 4, None]
+    assert comparison.scores == [100.0, 50.0, None]
+    assert [row.question for row in comparison.rows] == ["Capital of France?", "Say hi", "Capital of Peru?"]
+    france, hi, peru = comparison.rows
+    assert france.expect == PARIS and hi.expect is None and peru.expect == {"kind": "contains", "value": "Lima"}
+    assert france.answers == [ProbeAnswer("Paris", 100.0), ProbeAnswer("Nice", 0.0), None]
+    assert hi.answers == [ProbeAnswer("hi"), None, None]
+    assert peru.answers == [None, ProbeAnswer("Lima", 100.0), None]
+    assert probe_comparison([c]).rows == [] and probe_comparison([]).rows == []
+
+
+def test_side_by_side_answers_in_the_tab(saves):
+    """The Runs tab's comparison renders them next to the settings diff, each run's final score in its head."""
+    from webui.runs_tab import comparison, runs_table
+
+    a = record_run(saves, "a", _config(), [1.0])
+    answer_probes(a, 2, {"Capital of France?": "<b>Paris</b>"})
+    b = record_run(saves, "b", _config(learning_rate=1e-4), [1.0])
+    answer_probes(b, 2, {"Capital of France?": "Nice"})
+    _, diff, _, probes = comparison("en", [str(a.path), str(b.path)])
+    assert diff["headers"] == ["Parameter", "a", "b"]
+    assert "a<div class=\"tb-expect\">step 2 · final score 100</div>" in probes
+    assert "b<div class=\"tb-expect\">step 2 · final score 0</div>" in probes
+    assert "&lt;b&gt;Paris&lt;/b&gt;" in probes and "<b>Paris" not in probes
+    assert "最终得分 100" in comparison("zh", [str(a.path), str(b.path)])[3]
+    assert "Capital of France?" in comparison("en", [str(b.path)])[3]  # one run: its answers alone
+    table = runs_table("en", [summarize(a), summarize(b)])
+    col = table["headers"].index("Final probe score")
+    assert table["headers"][col + 1] == "Best probe score"
+    assert [row[col:col + 2] for row in table["value"]] == [["100.0", "100.0"], ["0.0", "0.0"]]
+
+
+def test_hand_edited_probe_scores_count_as_unscored(saves):
+    run = record_run(saves, "edited", _config(), [1.0])
+    run.append_event({"step": 1, "probes": [{"q": "Say hi", "a": "yo", "expect": "hi", "score": "high"}],
+                      "probe_score": "x"})
+    assert summarize(run).final_probe_score is None
+    comparison = probe_comparison([run])
+    assert comparison.scores == [None] and comparison.steps == [1]
+    assert comparison.rows[0].expect is None and comparison.rows[0].answers == [ProbeAnswer("yo")]
