@@ -833,3 +833,13 @@ DOWNLOAD_ERRORS = {
                       "進捗を表示しながらダウンロードされます。その後もう一度試してください",
     "bad_id": "{model} はローカルのモデルフォルダでも {hub} のモデル ID（組織/名前）でもありません",
 }
+
+# Checkpoint arena errors (engine.core.arena.ARENA_MESSAGES keys).
+ARENA_ERRORS = {
+    "bad_name": "アリーナ名 {name!r} は使えません：1〜64 文字の英数字・「_」「-」「.」で、英数字で始めてください",
+    "bad_outcome": "不明な投票 {outcome!r}（使用可能：{outcomes}）",
+    "same_model": "投票には異なる 2 つのモデルが必要ですが、{model!r} が 2 回指定されました",
+    "empty_prompt": "投票には両モデルが回答したプロンプトが必要です",
+    "too_few_models": "アリーナには異なるモデルを 2 つ以上選んでください（現在 {count} 個）",
+    "no_decided_votes": "アリーナ {name!r} には勝敗の決まった投票がなく、データセットとして書き出せません",
+}

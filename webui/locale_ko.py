@@ -828,3 +828,14 @@ DOWNLOAD_ERRORS = {
                       "보여 주며 내려받습니다. 그런 다음 다시 시도하세요",
     "bad_id": "{model}은(는) 로컬 모델 폴더도, {hub}의 모델 ID(조직/이름)도 아닙니다",
 }
+
+# Checkpoint arena errors (engine.core.arena.ARENA_MESSAGES keys).
+ARENA_ERRORS = {
+    "bad_name": "아레나 이름 {name!r}은(는) 사용할 수 없습니다: 문자, 숫자, '_', '-', '.'로 1~64자, 문자나 숫자로 "
+                "시작해야 합니다",
+    "bad_outcome": "알 수 없는 투표 {outcome!r} (사용 가능: {outcomes})",
+    "same_model": "투표에는 서로 다른 두 모델이 필요하지만 {model!r}이(가) 두 번 지정되었습니다",
+    "empty_prompt": "투표에는 두 모델이 답한 프롬프트가 필요합니다",
+    "too_few_models": "아레나에 서로 다른 모델을 두 개 이상 선택하세요 (현재 {count}개)",
+    "no_decided_votes": "아레나 {name!r}에는 승부가 난 투표가 없어 데이터셋으로 쓸 수 없습니다",
+}
