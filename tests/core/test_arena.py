@@ -151,6 +151,8 @@ def test_bad_votes_and_names_are_refused(tmp_path, arena):
         with pytest.raises(ArenaError) as err:
             arena.add_vote(vote)
         assert err.value.key == key
+    with pytest.raises(TypeError):
+        arena.add_vote(Vote("q", None, BASE_MODEL, CK2, "", "", "x", "y", "a"))
     assert not arena.path.exists()
     for name in ("../escape", ".hidden", "a/b", "", "x" * 65, "-dash"):
         with pytest.raises(ArenaError) as err:
