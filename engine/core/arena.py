@@ -252,10 +252,11 @@ class Arena:
             raise ArenaError("empty_prompt")
         vote.id = vote.id or uuid.uuid4().hex[:12]
         vote.time = vote.time or time.time()
-        line = (json.dumps(vote.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
+        # A lone surrogate (a browser's broken emoji) becomes "?": the line must stay UTF-8 to be read back.
+        line = (json.dumps(vote.to_dict(), ensure_ascii=False) + "\n").encode("utf-8", "replace")
         self.folder.mkdir(parents=True, exist_ok=True)
         with _locked(self.path, "ab", fcntl.LOCK_EX) as fh:
-            if fh.tell() > 0 and not self._ends_with_newline():
+            if os.fstat(fh.fileno()).st_size > 0 and not self._ends_with_newline():
                 line = b"\n" + line  # a line cut short by a crash stays a line of its own: this vote is not lost
             fh.write(line)
             fh.flush()

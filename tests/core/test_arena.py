@@ -47,6 +47,8 @@ def test_votes_persist_across_arena_objects(tmp_path, arena):
     assert stored.id and stored.time > 0
     again = Arena(tmp_path / ARENA_FOLDER, "main")  # as after a restart
     assert again.votes() == [stored]
+    broken = arena.add_vote(_vote("tie", prompt="emoji cut in half: \ud83d"))
+    assert again.votes()[-1].prompt == "emoji cut in half: ?" and again.votes()[-1].id == broken.id
     assert arena_names(tmp_path / ARENA_FOLDER) == ["main"]
 
 
