@@ -17,7 +17,6 @@ the other would), and writes bench/results/arena_round.json. bench/suite.py runs
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import machine_cpu_seconds, short_train_config  # noqa: E402
+from bench.harness import machine_cpu_seconds, short_train_config, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "arena_round.json"
 DEMO = "demo/SmolLM2-135M-Instruct"
@@ -149,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     out["machine"] = {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()}
     out["when"] = time.strftime("%Y-%m-%d %H:%M:%S")
     print(report(out))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten: {args.out}")
+    write_results(args.out, out)
     return 0
 
 

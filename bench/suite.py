@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.arena_round import bench_arena  # noqa: E402
-from bench.harness import AppProcess, free_port, short_train_config, stop_runs  # noqa: E402
+from bench.harness import AppProcess, free_port, short_train_config, stop_runs, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "suite.json"
 SECTIONS = ("train", "probes", "start", "cold", "chat", "arena")
@@ -477,9 +477,7 @@ def main(argv: list[str] | None = None) -> int:
             result[name]["when"] = result["when"]
     print()
     print(table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwritten: {args.out}")
+    write_results(args.out, result)
     return 0
 
 
