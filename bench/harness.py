@@ -104,3 +104,10 @@ def short_train_config(samples: int, epochs: float = 1.0, cutoff_len: int = 128,
         setattr(cfg.train, key, value)
     cfg.validate()
     return cfg
+
+
+def write_results(path: Path, result: dict) -> None:
+    """A benchmark's figures as JSON at ``path`` (its folder made), said on the console."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwritten: {path}")

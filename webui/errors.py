@@ -6,6 +6,7 @@ or technical text and are inserted as they are. An error without a key is shown 
 
 from __future__ import annotations
 
+from engine.core.arena import ArenaError
 from engine.core.config import ConfigError
 from engine.core.data import DataError
 from engine.core.model_files import ModelLoadError
@@ -49,6 +50,8 @@ def error_text(lang: str, exc: BaseException) -> str:
                  message=_message(lang, f"cfg_err_{exc.key}", exc.params))
     if isinstance(exc, DataError):
         return data_error_text(lang, exc)
+    if isinstance(exc, ArenaError):
+        return _message(lang, f"arena_err_{exc.key}", exc.params)
     if isinstance(exc, PathError) and exc.key:
         message = _message(lang, f"path_err_{exc.key}", exc.params)
         return t(lang, "config_error", field=config_field_label(lang, exc.field), message=message) if exc.field \

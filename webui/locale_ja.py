@@ -637,6 +637,7 @@ MESSAGES = {
     "role_user_tag": "ユーザーの発言",
     "role_assistant_tag": "アシスタントの発言",
     "role_system_tag": "システムの発言",
+    "role_kto_tag": "KTO ラベル（回答が望ましいか：true/false）",
     "upload_no_file": "先にファイルをアップロードしてください。",
     "upload_failed": "登録されませんでした：{error}",
     "upload_registered": "データセット **{name}** を登録しました（{file}）。「データセット」一覧から選べます。",
@@ -863,4 +864,14 @@ DOWNLOAD_ERRORS = {
     "not_downloaded": "{model} はまだ {hub} からダウンロードされていません：「モデルを読み込む」（チャット）または「開始」で"
                       "進捗を表示しながらダウンロードされます。その後もう一度試してください",
     "bad_id": "{model} はローカルのモデルフォルダでも {hub} のモデル ID（組織/名前）でもありません",
+}
+
+# Checkpoint arena errors (engine.core.arena.ARENA_MESSAGES keys).
+ARENA_ERRORS = {
+    "bad_name": "アリーナ名 {name!r} は使えません：1〜64 文字の英数字・「_」「-」「.」で、英数字で始めてください",
+    "bad_outcome": "不明な投票 {outcome!r}（使用可能：{outcomes}）",
+    "same_model": "投票には異なる 2 つのモデルが必要ですが、{model!r} が 2 回指定されました",
+    "empty_prompt": "投票には両モデルが回答したプロンプトが必要です",
+    "too_few_models": "アリーナには異なるモデルを 2 つ以上選んでください（現在 {count} 個）",
+    "no_decided_votes": "アリーナ {name!r} には勝敗の決まった投票がなく、データセットとして書き出せません",
 }

@@ -631,6 +631,7 @@ MESSAGES = {
     "role_user_tag": "사용자 발화",
     "role_assistant_tag": "어시스턴트 발화",
     "role_system_tag": "시스템 발화",
+    "role_kto_tag": "KTO 레이블 (답변이 바람직한지: true/false)",
     "upload_no_file": "먼저 파일을 업로드하세요.",
     "upload_failed": "등록되지 않았습니다: {error}",
     "upload_registered": "데이터셋 {name}을(를) 등록했습니다 ({file}). 이제 '데이터셋' 목록에서 고를 수 있습니다.",
@@ -858,4 +859,15 @@ DOWNLOAD_ERRORS = {
     "not_downloaded": "{model}은(는) 아직 {hub}에서 내려받지 않았습니다: 「모델 불러오기」(채팅) 또는 「시작」이 진행 상황을 "
                       "보여 주며 내려받습니다. 그런 다음 다시 시도하세요",
     "bad_id": "{model}은(는) 로컬 모델 폴더도, {hub}의 모델 ID(조직/이름)도 아닙니다",
+}
+
+# Checkpoint arena errors (engine.core.arena.ARENA_MESSAGES keys).
+ARENA_ERRORS = {
+    "bad_name": "아레나 이름 {name!r}은(는) 사용할 수 없습니다: 문자, 숫자, '_', '-', '.'로 1~64자, 문자나 숫자로 "
+                "시작해야 합니다",
+    "bad_outcome": "알 수 없는 투표 {outcome!r} (사용 가능: {outcomes})",
+    "same_model": "투표에는 서로 다른 두 모델이 필요하지만 {model!r}이(가) 두 번 지정되었습니다",
+    "empty_prompt": "투표에는 두 모델이 답한 프롬프트가 필요합니다",
+    "too_few_models": "아레나에 서로 다른 모델을 두 개 이상 선택하세요 (현재 {count}개)",
+    "no_decided_votes": "아레나 {name!r}에는 승부가 난 투표가 없어 데이터셋으로 쓸 수 없습니다",
 }

@@ -10,6 +10,7 @@ CONFIG_MESSAGES / DATA_MESSAGES; webui/errors.py renders them.
 
 from __future__ import annotations
 
+from engine.core.arena import ARENA_MESSAGES
 from engine.core.config import CONFIG_MESSAGES, EXTRA_ARGS
 from engine.core.data.errors import DATA_MESSAGES, DATA_WHERE
 from engine.core.download import DOWNLOAD_MESSAGES
@@ -1027,6 +1028,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "role_user_tag": {"en": "User's turns", "zh": "用户发言"},
     "role_assistant_tag": {"en": "Assistant's turns", "zh": "助手发言"},
     "role_system_tag": {"en": "System turn", "zh": "系统发言"},
+    "role_kto_tag": {"en": "KTO label (answer desirable: true/false)", "zh": "KTO 标签（回答是否可取：true/false）"},
     "upload_no_file": {"en": "Upload a file first.", "zh": "请先上传文件。"},
     "upload_failed": {"en": "Not registered: {error}", "zh": "未注册：{error}"},
     "upload_registered": {"en": "Registered dataset **{name}** ({file}); it is now in the Dataset list.",
@@ -1270,6 +1272,17 @@ DOWNLOAD_ERRORS_ZH = {
     "bad_id": "{model} 既不是本地模型文件夹，也不是 {hub} 的模型 ID（组织/名称）",
 }
 _add_engine_messages("load_err_download_", DOWNLOAD_MESSAGES, DOWNLOAD_ERRORS_ZH)
+
+# Checkpoint arena errors (engine.core.arena.ARENA_MESSAGES keys) in Chinese; ja/ko/ru have ARENA_ERRORS.
+ARENA_ERRORS_ZH = {
+    "bad_name": "竞技场名称 {name!r} 不可用：请使用 1 到 64 个字母、数字、“_”、“-”或“.”，并以字母或数字开头",
+    "bad_outcome": "未知的投票结果 {outcome!r}（可用：{outcomes}）",
+    "same_model": "投票需要两个不同的模型，但两次都是 {model!r}",
+    "empty_prompt": "投票需要两个模型所回答的提示词",
+    "too_few_models": "请为竞技场选择至少两个不同的模型（当前 {count} 个）",
+    "no_decided_votes": "竞技场 {name!r} 没有分出胜负的投票，无法写成数据集",
+}
+_add_engine_messages("arena_err_", ARENA_MESSAGES, ARENA_ERRORS_ZH)
 MESSAGES.update({"data_where_row": {"en": DATA_WHERE["row"], "zh": "第 {row} 行"},
                  "data_where_field": {"en": DATA_WHERE["field"], "zh": "字段 {field!r}"}})
 
@@ -1284,7 +1297,7 @@ def _merge(lang: str, module) -> None:
     for key, text in module.MESSAGES.items():
         MESSAGES[key][lang] = text
     for prefix, texts in (("cfg_err_", module.CONFIG_ERRORS), ("data_err_", module.DATA_ERRORS),
-                          ("load_err_download_", module.DOWNLOAD_ERRORS)):
+                          ("load_err_download_", module.DOWNLOAD_ERRORS), ("arena_err_", module.ARENA_ERRORS)):
         for key, text in texts.items():
             MESSAGES[f"{prefix}{key}"][lang] = text
 
