@@ -96,7 +96,7 @@ def contestant_name(model: str, model_name: str, model_path: str) -> str:
 
 def shown_name(lang: str, model: str, name: str) -> str:
     """A contestant as the page shows it: the base model said in ``lang``."""
-    return f"{t(lang, 'base_model_choice')} · {name}" if model == BASE_MODEL else name
+    return t(lang, "arena_base_name", model=name) if model == BASE_MODEL else name
 
 
 def reveal_text(lang: str, revealed: dict | None) -> str:
@@ -147,7 +147,7 @@ def standings_plot(lang: str, standings: list[Standing]):
     return fig
 
 
-def standings_view(lang: str, arena_name: str, request: gr.Request | None) -> tuple:
+def standings_view(lang: str, arena_name: str, request: gr.Request) -> tuple:
     """(table, plot, download button) for arena ``arena_name`` of the session's workspace."""
     try:
         arena = Arena(arena_folder(workspace_of(request)), arena_name or DEFAULT_ARENA)
@@ -268,12 +268,16 @@ class ArenaView:
     def build_draw(self) -> None:
         """Draw a prompt into the query box: from the contestants' probe questions or a dataset."""
         add = self.texts.add
-        with gr.Row(visible=False, elem_id="arena-draw", equal_height=True) as self.draw_row:
+        with gr.Row(visible=False, elem_id="arena-draw") as self.draw_row:
             self.draw_source = add(gr.Radio, "arena_draw_source", choices=draw_choices, value=DRAW_PROBES, scale=2,
                                    elem_id="arena-draw-source")
-            self.draw_dataset = add(gr.Dropdown, "arena_draw_from", choices=[], value=None, scale=2,
+            # Shown once "a dataset" is picked.
+            self.draw_dataset = add(gr.Dropdown, "arena_draw_from", choices=[], value=None, scale=2, visible=False,
                                     elem_id="arena-draw-dataset")
-            self.draw_btn = add(gr.Button, "arena_draw", attr="value", scale=1, elem_id="arena-draw-btn")
+            with gr.Column(scale=1, min_width=160):
+                self.draw_btn = add(gr.Button, "arena_draw", attr="value", elem_id="arena-draw-btn")
+        self.draw_source.change(lambda source: gr.update(visible=source == DRAW_DATASET), self.draw_source,
+                                self.draw_dataset, show_progress="hidden")
 
     def build_answer(self) -> None:
         """The mode's submit button (beside Stop)."""

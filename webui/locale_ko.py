@@ -428,10 +428,11 @@ MESSAGES = {
     # chat: the checkpoint arena
     "mode_arena": "아레나",
     "arena_intro": "**블라인드 아레나.** 프롬프트를 입력(또는 추첨)하고 **답변**을 누르면 참가 모델 중 둘이 이름을 숨긴 채 *모델 A*와 *모델 B*로 답합니다. 더 나은 답에 투표해야 이름이 공개되고 순위가 갱신됩니다.",
-    "arena_name": "아레나",
+    "arena_name": "아레나 이름",
     "arena_name_info": "투표는 아레나별로 saves 폴더에 저장됩니다. 새 이름을 입력하면 다른 아레나를 시작합니다.",
     "arena_contestants": "참가 모델",
     "arena_contestants_info": "위의 모델과 방식의 기본 모델, LoRA 실행과 체크포인트(두 개 이상). 라운드마다 그중 둘을 뽑습니다. 전체 모델 체크포인트는 메모리의 기본 모델을 공유할 수 없어 제외됩니다.",
+    "arena_base_name": "{model}(기본 모델)",
     "arena_answer": "답변",
     "arena_answering": "답변 중… 이름은 투표 후에 공개됩니다.",
     "arena_vote_now": "둘 다 답했습니다. 어느 답이 더 낫나요? 투표하면 누가 누구인지 보입니다.",

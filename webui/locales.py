@@ -738,7 +738,7 @@ MESSAGES: dict[str, dict[str, str]] = {
                           "then are the names shown and the standings updated.",
                     "zh": "**盲评竞技场。** 输入提示词（或抽取一个）并点击**回答**：两个参赛模型以*模型 A*和*模型 B*的身份回答，"
                           "名称隐藏。为更好的回答投票后，才会显示名称并更新排名。"},
-    "arena_name": {"en": "Arena", "zh": "竞技场"},
+    "arena_name": {"en": "Arena name", "zh": "竞技场名称"},
     "arena_name_info": {"en": "Votes are kept per arena in your saves folder; type a new name to start another.",
                         "zh": "投票按竞技场保存在你的 saves 文件夹中；输入新名称即可开始另一个竞技场。"},
     "arena_contestants": {"en": "Contestants", "zh": "参赛模型"},
@@ -747,6 +747,7 @@ MESSAGES: dict[str, dict[str, str]] = {
                                      "share the base model in memory and are not offered.",
                                "zh": "上方模型与微调方法的基础模型及 LoRA 训练和检查点（至少两个）；每轮从中抽取两个。"
                                      "完整模型检查点无法共用内存中的基础模型，因此不在此列。"},
+    "arena_base_name": {"en": "{model} (base model)", "zh": "{model}（基础模型）"},
     "arena_answer": {"en": "Answer", "zh": "回答"},
     "arena_answering": {"en": "Answering… the names are shown once you vote.",
                         "zh": "正在回答……投票后才会显示名称。"},
@@ -764,7 +765,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "arena_vote_failed": {"en": "The vote was not saved: {error}", "zh": "投票未保存：{error}"},
     "arena_reveal": {"en": "**A:** {a} · **B:** {b} — your vote: {outcome}. Type or draw the next prompt and press "
                            "Answer for the next round.",
-                     "zh": "**A：**{a} · **B：**{b} — 你的投票：{outcome}。输入或抽取下一个提示词并点击“回答”，开始下一轮。"},
+                     "zh": "**A**：{a} · **B**：{b} — 你的投票：{outcome}。输入或抽取下一个提示词并点击“回答”，开始下一轮。"},
     "arena_draw_source": {"en": "Draw a prompt from", "zh": "提示词来源"},
     "arena_draw_probes": {"en": "the runs' probe questions", "zh": "训练的探针问题"},
     "arena_draw_dataset": {"en": "a dataset", "zh": "数据集"},
