@@ -142,7 +142,9 @@ def standings_plot(lang: str, standings: list[Standing]):
                                mode="markers", marker={"size": 12}, error_y=bars,
                                hovertemplate="%{x}: %{y:.0f}<extra></extra>"))
     fig.add_hline(y=1000, line_dash="dot", line_color="gray")
-    fig.update_layout(yaxis_title=t(lang, "arena_plot_rating"), height=320, margin={"l": 60, "r": 20, "t": 20, "b": 60},
+    # Half a slot either side, so the first and last models' bars are not drawn on the plot's edge.
+    fig.update_xaxes(type="category", range=[-0.5, len(voted) - 0.5])
+    fig.update_layout(yaxis_title=t(lang, "arena_plot_rating"), height=320, margin={"l": 60, "r": 20, "t": 30, "b": 60},
                       showlegend=False)
     return fig
 
@@ -152,10 +154,12 @@ def standings_view(lang: str, arena_name: str, request: gr.Request) -> tuple:
     try:
         arena = Arena(arena_folder(workspace_of(request)), arena_name or DEFAULT_ARENA)
     except (ArenaError, PathError) as exc:
-        return (f"<p>{html.escape(error_text(lang, exc))}</p>", None, gr.update(visible=False))
+        return f"<p>{html.escape(error_text(lang, exc))}</p>", gr.update(visible=False), gr.update(visible=False)
     standings = arena.standings()
     download = gr.update(value=str(arena.path), visible=True) if arena.path.is_file() else gr.update(visible=False)
-    return standings_html(lang, arena.name, standings, arena.skipped_lines), standings_plot(lang, standings), download
+    plot = standings_plot(lang, standings)  # none before the first vote: no empty frame
+    table = standings_html(lang, arena.name, standings, arena.skipped_lines)
+    return table, gr.update(value=plot, visible=plot is not None), download
 
 
 def _last_user_turn(messages: list[dict]) -> str:
@@ -290,7 +294,7 @@ class ArenaView:
         with gr.Column(visible=False, elem_id="arena-results") as self.results:
             add(gr.Markdown, "arena_standings_title", attr="value")
             self.standings = gr.HTML(elem_id="arena-standings")
-            self.plot = add(gr.Plot, "arena_plot", elem_id="arena-plot")
+            self.plot = add(gr.Plot, "arena_plot", visible=False, elem_id="arena-plot")
             self.download = add(gr.DownloadButton, "arena_download", visible=False, elem_id="arena-download")
             add(gr.Markdown, "arena_export_title", attr="value")
             with gr.Row(equal_height=True):

@@ -780,10 +780,10 @@ MESSAGES: dict[str, dict[str, str]] = {
                             "zh": "从 {name} 抽到的这一行没有用户提示词；请重新抽取。"},
     "arena_standings_title": {"en": "### Standings", "zh": "### 排名"},
     "arena_no_votes": {"en": "No votes in arena {name} yet.", "zh": "竞技场 {name} 还没有投票。"},
-    "arena_caption": {"en": "Arena {name}: {votes} votes. Bradley–Terry rating (1000 = average) with its 95% "
-                            "bootstrap interval.",
+    "arena_caption": {"en": "Arena {name} · votes: {votes}. Bradley–Terry rating (1000 = average) with its "
+                            "95% bootstrap interval.",
                       "zh": "竞技场 {name}：共 {votes} 票。Bradley–Terry 评分（1000 = 平均）及其 95% 自助法置信区间。"},
-    "arena_skipped_lines": {"en": "{count} unreadable lines of the votes file were skipped.",
+    "arena_skipped_lines": {"en": "Unreadable lines of the votes file skipped: {count}.",
                             "zh": "已跳过投票文件中 {count} 行无法读取的内容。"},
     "arena_col_rank": {"en": "#", "zh": "#"},
     "arena_col_model": {"en": "Model", "zh": "模型"},
@@ -806,11 +806,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     "arena_kind_kto": {"en": "KTO labels (every answer marked good or bad)", "zh": "KTO 标签（每个回答标为好或坏）"},
     "arena_write": {"en": "Write preference dataset", "zh": "写入偏好数据集"},
     "arena_write_failed": {"en": "The dataset was not written: {error}", "zh": "数据集未写入：{error}"},
-    "arena_written": {"en": "Wrote dataset `{name}`: {rows} preference pairs in `{folder}`. **Train on it** opens the "
+    "arena_written": {"en": "Wrote dataset `{name}` to `{folder}` (preference pairs: {rows}). **Train on it** opens the "
                             "Train tab with stage DPO and this dataset picked (ORPO trains on it too).",
                       "zh": "已写入数据集 `{name}`：{rows} 个偏好对，位于 `{folder}`。**用它训练**会打开训练页，"
                             "选好 DPO 阶段和此数据集（ORPO 也可以用它训练）。"},
-    "arena_written_kto": {"en": "Wrote dataset `{name}`: {rows} labelled answers in `{folder}`. **Train on it** opens "
+    "arena_written_kto": {"en": "Wrote dataset `{name}` to `{folder}` (labelled answers: {rows}). **Train on it** opens "
                                 "the Train tab with stage KTO and this dataset picked.",
                           "zh": "已写入数据集 `{name}`：{rows} 个带标签的回答，位于 `{folder}`。**用它训练**会打开训练页，"
                                 "选好 KTO 阶段和此数据集。"},

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers.runs import ARTIFACTS, run_cold_job, tiny_train_config, wait_for_state
+from bench.harness import short_train_config
+from tests.helpers.runs import ARTIFACTS, run_cold_job, wait_for_state
 from tests.helpers.ui import fill_until_held, language_switched
 from webui.locales import t
 
@@ -25,12 +26,12 @@ PROBE = "Who are you?"
 
 @pytest.fixture(scope="module")
 def arena_run(workdirs, demo_model_dir):
-    """A tiny real LoRA run (six steps, a checkpoint at step 4) with one probe question, trained through the
-    runner the Train tab uses."""
+    """A tiny real LoRA run (two steps, a checkpoint at each) with one probe question, trained through the runner
+    the Train tab uses."""
     from webui import runner
 
     run = runner.run_dir_for(MODEL, "lora", RUN)
-    runner.launch(run, tiny_train_config(probe_questions=PROBE, probe_max_new_tokens=8))
+    runner.launch(run, short_train_config(8, save_steps=1, probe_questions=PROBE, probe_max_new_tokens=8))
     assert wait_for_state(run, 600)["state"] == "finished", run.log_tail(40)
     return run
 
@@ -61,7 +62,7 @@ def _round(page, lang: str, vote_key: str, prompt: str | None) -> tuple[str, str
     expect(vote).to_be_disabled()
     found = re.match(r"A[:：]\s*(.+?) · B[:：]\s*(.+?) — ", reveal.inner_text())
     assert found, reveal.inner_text()
-    names = {t(lang, "arena_base_name", model=MODEL), RUN, f"{RUN} / checkpoint-4"}
+    names = {t(lang, "arena_base_name", model=MODEL), RUN, f"{RUN} / checkpoint-1"}
     assert found[1] in names and found[2] in names and found[1] != found[2], found.groups()
     return found[1], found[2]
 
@@ -88,16 +89,16 @@ def test_arena_votes_reveal_standings_and_train_dpo(app_server, page, arena_run,
     expect(contestants).to_contain_text("Base model (no adapter)", timeout=10_000)
     expect(contestants).to_contain_text(RUN)
     page.get_by_label("Contestants", exact=True).click()
-    page.get_by_role("option").filter(has_text=f"{RUN} / checkpoint-4").click()
+    page.get_by_role("option").filter(has_text=f"{RUN} / checkpoint-1").click()
     page.keyboard.press("Escape")
-    expect(contestants).to_contain_text("checkpoint-4")
+    expect(contestants).to_contain_text("checkpoint-1")
 
     # Three rounds in English: each pair of the three once (the least compared pair comes next).
     rounds = (("arena_vote_a", None), ("arena_vote_b", "Who made you?"), ("arena_vote_a", "What can you do?"))
     pairs = [_round(page, "en", key, prompt) for key, prompt in rounds]
     assert len({frozenset(pair) for pair in pairs}) == 3, pairs
     standings = page.locator("#arena-standings")
-    expect(standings).to_contain_text("3 votes", timeout=30_000)
+    expect(standings).to_contain_text("votes: 3", timeout=30_000)
     assert standings.locator("tbody tr").count() == 3
     expect(page.locator("#arena-plot .js-plotly-plot")).to_have_count(1, timeout=30_000)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -140,7 +141,7 @@ def test_arena_votes_reveal_standings_and_train_dpo(app_server, page, arena_run,
     browser_s = time.monotonic() - started
 
     # A DPO run on it trains two steps.
-    cfg = tiny_train_config(per_device_train_batch_size=2, save_steps=100)  # three pairs: two steps
+    cfg = short_train_config(8, per_device_train_batch_size=2)  # three pairs: two steps
     cfg.train.stage, cfg.data.dataset_dir, cfg.data.datasets = "dpo", str(data), ["arena_prefs"]
     cfg.data.max_samples = 0
     run, status = run_cold_job(cfg, tmp_path / "arena-dpo")
