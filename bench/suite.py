@@ -26,6 +26,8 @@ Prints one table (each figure the median of the repeats, next to the machine's c
 - chat: in one process, time to first token and tokens/s of the streamed answer (ChatEngine.stream, what the
   Chat tab shows) against plain ``model.generate`` on the same prompt (greedy, same length); seconds to switch
   base -> fine-tuned adapter -> base on one loaded model.
+- arena: the checkpoint arena's cost per round, two streamed answers (base and the fine-tuned adapter, one batched
+  generate) against one plain answer to the same prompt (bench/arena_round.py).
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.arena_round import bench_arena  # noqa: E402
 from bench.harness import AppProcess, free_port, short_train_config, stop_runs  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "suite.json"
-SECTIONS = ("train", "probes", "start", "cold", "chat")
+SECTIONS = ("train", "probes", "start", "cold", "chat", "arena")
 DEMO = "demo/SmolLM2-135M-Instruct"
 PROMPT = [{"role": "user", "content": "Tell me about the water cycle in a few sentences."}]
 # LLaMA-Factory 0.9.5 on this machine kind (2-core CPU), same model, data and LoRA settings (issue 6).
@@ -408,6 +411,10 @@ def table(result: dict) -> str:
         add("  time to first token", round(chat["ttft_s"], 3), unit=" s")
         if "switch_s" in chat:
             add("  switch base <-> fine-tuned", round(chat["switch_s"], 3), unit=" s")
+    arena = result.get("arena", {})
+    if arena:
+        add("arena round tokens/s (two answers)", arena["round_tokens_per_s"], arena["plain_tokens_per_s"])
+        add("  arena round / one plain answer (time)", arena["ratio"])
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
@@ -450,12 +457,15 @@ def main(argv: list[str] | None = None) -> int:
             result["start"] = bench_start(args.repeats)
         if "cold" in sections:
             result["cold"] = bench_cold(args.repeats, workdir)
-        if "chat" in sections:
+        if "chat" in sections or "arena" in sections:
             adapter = next((str(p.parent) for p in sorted(workdir.rglob("adapter_model.safetensors"))), None)
             if adapter is None:  # no training section ran: train a short adapter to switch to
                 first_point_once("chat-adapter")
                 adapter = str(next(workdir.rglob("adapter_model.safetensors")).parent)
-            result["chat"] = bench_chat(args.repeats, adapter)
+            if "chat" in sections:
+                result["chat"] = bench_chat(args.repeats, adapter)
+            if "arena" in sections:
+                result["arena"] = bench_arena(max(args.repeats, 3), adapter)
     finally:
         stop_runs(workdir / "saves")
         if not args.keep:

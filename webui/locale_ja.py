@@ -670,6 +670,7 @@ MESSAGES = {
     "role_user_tag": "ユーザーの発言",
     "role_assistant_tag": "アシスタントの発言",
     "role_system_tag": "システムの発言",
+    "role_kto_tag": "KTO ラベル（回答が望ましいか：true/false）",
     "upload_no_file": "先にファイルをアップロードしてください。",
     "upload_failed": "登録されませんでした：{error}",
     "upload_registered": "データセット **{name}** を登録しました（{file}）。「データセット」一覧から選べます。",

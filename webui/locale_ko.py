@@ -664,6 +664,7 @@ MESSAGES = {
     "role_user_tag": "사용자 발화",
     "role_assistant_tag": "어시스턴트 발화",
     "role_system_tag": "시스템 발화",
+    "role_kto_tag": "KTO 레이블 (답변이 바람직한지: true/false)",
     "upload_no_file": "먼저 파일을 업로드하세요.",
     "upload_failed": "등록되지 않았습니다: {error}",
     "upload_registered": "데이터셋 {name}을(를) 등록했습니다 ({file}). 이제 '데이터셋' 목록에서 고를 수 있습니다.",

@@ -698,6 +698,7 @@ MESSAGES = {
     "role_user_tag": "Реплики пользователя",
     "role_assistant_tag": "Реплики ассистента",
     "role_system_tag": "Системная реплика",
+    "role_kto_tag": "Метка KTO (желателен ли ответ: true/false)",
     "upload_no_file": "Сначала загрузите файл.",
     "upload_failed": "Не зарегистрировано: {error}",
     "upload_registered": "Датасет **{name}** зарегистрирован ({file}); теперь он есть в списке «Датасет».",

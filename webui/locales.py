@@ -1068,6 +1068,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "role_user_tag": {"en": "User's turns", "zh": "用户发言"},
     "role_assistant_tag": {"en": "Assistant's turns", "zh": "助手发言"},
     "role_system_tag": {"en": "System turn", "zh": "系统发言"},
+    "role_kto_tag": {"en": "KTO label (answer desirable: true/false)", "zh": "KTO 标签（回答是否可取：true/false）"},
     "upload_no_file": {"en": "Upload a file first.", "zh": "请先上传文件。"},
     "upload_failed": {"en": "Not registered: {error}", "zh": "未注册：{error}"},
     "upload_registered": {"en": "Registered dataset **{name}** ({file}); it is now in the Dataset list.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import random
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import partial
@@ -37,8 +39,8 @@ ELO_SCALE = 400.0
 ELO_MEAN = 1000.0
 BOOTSTRAP_SAMPLES = 200
 _BOOTSTRAP_SEED = 22  # fixed: the same votes always give the same interval
-_MAX_ITERATIONS = 2000
-_TOLERANCE = 1e-9
+_MAX_ITERATIONS = 1000  # a few dozen are needed
+_TOLERANCE = 1e-8  # on log-strength: a millionth of an Elo point
 
 # ArenaError messages: key -> English template (webui/locales.py has a translation per key, prefix "arena_err_").
 ARENA_MESSAGES: dict[str, str] = {
@@ -160,35 +162,58 @@ def _locked(path: Path, mode: str, lock: int) -> Iterator[Any]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _bradley_terry(n: int, games: list[tuple[int, int, float]]) -> list[float]:
-    """Log-strengths of ``n`` models from ``games`` (i, j, i's score: 1, 0 or 0.5), by the MM algorithm (Hunter
-    2004) with ties as half a win each way. Every model also holds one virtual tie against a fixed anchor of
-    strength 1: a weak prior that keeps an undefeated (or winless) model finite."""
+# A vote as the rating sees it: (model i, model j, i's score: 1, 0 or 0.5), and how many votes are alike.
+Games = dict[tuple[int, int, float], int]
+
+
+def _rescaled(strengths: list[float]) -> list[float]:
+    """``strengths`` times the factor that fits the anchor games best. The votes fix only the models' ratios, and
+    the prior's few virtual games pull the common scale so weakly that MM steps alone take thousands of rounds to
+    settle it; this step settles it at once. The best factor c solves sum tanh((log c + log s_i) / 2) = 0 (the
+    derivative of the virtual ties' likelihood), which falls between -max and -min of log s_i: bisected."""
+    logs = [math.log(v) for v in strengths]
+    low, high = -max(logs), -min(logs)
+    for _ in range(60):
+        middle = (low + high) / 2
+        if sum(math.tanh((middle + v) / 2) for v in logs) > 0:
+            high = middle
+        else:
+            low = middle
+    factor = math.exp((low + high) / 2)
+    return [v * factor for v in strengths]
+
+
+def _bradley_terry(n: int, games: Games, start: list[float] | None = None) -> list[float]:
+    """Strengths of ``n`` models from ``games``, by the MM algorithm (Hunter 2004) with ties as half a win each
+    way, each step followed by the best common scale, from ``start`` (a close fit converges in a few steps).
+    Every model also holds one virtual tie against a fixed anchor of strength 1: a weak prior that keeps an
+    undefeated (or winless) model finite."""
     wins = [0.5] * n  # the virtual tie's half win
     pair_games: dict[tuple[int, int], int] = {}
-    for i, j, score in games:
-        wins[i] += score
-        wins[j] += 1.0 - score
+    for (i, j, score), count in games.items():
+        wins[i] += score * count
+        wins[j] += (1.0 - score) * count
         key = (i, j) if i < j else (j, i)
-        pair_games[key] = pair_games.get(key, 0) + 1
-    strength = [1.0] * n
+        pair_games[key] = pair_games.get(key, 0) + count
+    pairs = list(pair_games.items())
+    strength = list(start) if start else [1.0] * n
     for _ in range(_MAX_ITERATIONS):
         denominator = [1.0 / (s + 1.0) for s in strength]  # the anchor's game
-        for (i, j), count in pair_games.items():
+        for (i, j), count in pairs:
             share = count / (strength[i] + strength[j])
             denominator[i] += share
             denominator[j] += share
-        new = [w / d for w, d in zip(wins, denominator, strict=True)]
+        new = _rescaled([w / d for w, d in zip(wins, denominator, strict=True)])
         change = max(abs(math.log(a / b)) for a, b in zip(new, strength, strict=True))
         strength = new
         if change < _TOLERANCE:
             break
-    return [math.log(s) for s in strength]
+    return strength
 
 
-def _elo(log_strengths: list[float]) -> list[float]:
-    """Log-strengths on the Elo scale, centred on ELO_MEAN."""
-    points = [ELO_SCALE * v / math.log(10) for v in log_strengths]
+def _elo(strengths: list[float]) -> list[float]:
+    """Strengths on the Elo scale, centred on ELO_MEAN."""
+    points = [ELO_SCALE * math.log10(v) for v in strengths]
     shift = ELO_MEAN - sum(points) / len(points)
     return [p + shift for p in points]
 
@@ -216,6 +241,9 @@ class Arena:
 
     def add_vote(self, vote: Vote) -> Vote:
         """Check ``vote``, give it an id and time if it has none, and append it; the stored vote is returned."""
+        for f in fields(vote):  # a caller's bug, not the user's input: it would be written as a line never read
+            if f.name not in ("time", "id") and not isinstance(getattr(vote, f.name), str):
+                raise TypeError(f"Vote.{f.name} must be a str, got {type(getattr(vote, f.name)).__name__}")
         if vote.outcome not in OUTCOMES:
             raise ArenaError("bad_outcome", outcome=vote.outcome, outcomes=", ".join(OUTCOMES))
         if vote.model_a == vote.model_b:
@@ -224,10 +252,11 @@ class Arena:
             raise ArenaError("empty_prompt")
         vote.id = vote.id or uuid.uuid4().hex[:12]
         vote.time = vote.time or time.time()
-        line = (json.dumps(vote.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
+        # A lone surrogate (a browser's broken emoji) becomes "?": the line must stay UTF-8 to be read back.
+        line = (json.dumps(vote.to_dict(), ensure_ascii=False) + "\n").encode("utf-8", "replace")
         self.folder.mkdir(parents=True, exist_ok=True)
         with _locked(self.path, "ab", fcntl.LOCK_EX) as fh:
-            if fh.tell() > 0 and not self._ends_with_newline():
+            if os.fstat(fh.fileno()).st_size > 0 and not self._ends_with_newline():
                 line = b"\n" + line  # a line cut short by a crash stays a line of its own: this vote is not lost
             fh.write(line)
             fh.flush()
@@ -273,9 +302,10 @@ class Arena:
             b[column[1]] += 1
         voted = list(tally)
         index = {model: i for i, model in enumerate(voted)}
-        games = [(index[v.model_a], index[v.model_b], v.scores()[0]) for v in votes]
-        ratings = _elo(_bradley_terry(len(voted), games)) if voted else []
-        low, high = self._intervals(len(voted), games, ratings)
+        games: Games = Counter((index[v.model_a], index[v.model_b], v.scores()[0]) for v in votes)
+        strengths = _bradley_terry(len(voted), games) if voted else []
+        ratings = _elo(strengths) if voted else []
+        low, high = self._intervals(games, strengths, ratings)
         names = names or {}
         result = []
         for model, rating, lo, hi in zip(voted, ratings, low, high, strict=True):
@@ -291,17 +321,20 @@ class Arena:
         return result
 
     @staticmethod
-    def _intervals(n: int, games: list[tuple[int, int, float]], ratings: list[float]
-                   ) -> tuple[list[float], list[float]]:
+    def _intervals(games: Games, strengths: list[float], ratings: list[float]) -> tuple[list[float], list[float]]:
         """95% intervals of ``ratings`` by refitting on BOOTSTRAP_SAMPLES resamples of the votes (seeded: the same
         votes give the same interval), widened where needed to hold the estimate itself."""
         if not games:
             return [], []
         rng = random.Random(_BOOTSTRAP_SEED)
-        samples: list[list[float]] = [[] for _ in range(n)]
+        kinds = list(games)
+        cumulative = list(itertools.accumulate(games[kind] for kind in kinds))
+        total = cumulative[-1]
+        samples: list[list[float]] = [[] for _ in strengths]
         for _ in range(BOOTSTRAP_SAMPLES):
-            resample = [games[rng.randrange(len(games))] for _ in games]
-            for i, rating in enumerate(_elo(_bradley_terry(n, resample))):
+            drawn = Counter(rng.choices(range(len(kinds)), cum_weights=cumulative, k=total))
+            resample = {kinds[k]: count for k, count in drawn.items()}
+            for i, rating in enumerate(_elo(_bradley_terry(len(strengths), resample, strengths))):
                 samples[i].append(rating)
         low = [min(_percentile(s, 0.025), r) for s, r in zip(samples, ratings, strict=True)]
         high = [max(_percentile(s, 0.975), r) for s, r in zip(samples, ratings, strict=True)]

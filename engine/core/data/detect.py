@@ -1,4 +1,5 @@
-"""Tell an unregistered file's layout from its first rows: alpaca, sharegpt, or preference pairs in either.
+"""Tell an unregistered file's layout from its first rows: alpaca, sharegpt, or preference pairs in either; an
+alpaca or sharegpt file with a true/false label column is KTO data.
 
 The result is the dataset_info.json entry (less ``file_name``) that reads the file, and the column mapping it
 relies on, which the upload form shows for confirmation before anything is registered.
@@ -17,6 +18,22 @@ _ALPACA_NAMES = {"prompt": ("instruction", "prompt", "question"), "query": ("inp
                  "response": ("output", "response", "answer"), "system": ("system",), "history": ("history",)}
 _MESSAGES_NAMES = ("conversations", "messages")
 _TAG_LAYOUTS = ({"role_tag": "from", "content_tag": "value"}, {"role_tag": "role", "content_tag": "content"})
+# A KTO label column (each answer desirable or not): "kto_tag" (the registry's own name) always is one, "label"
+# when its values are true/false (an arena's KTO export writes "label"; a class label of other values is not one).
+_KTO_NAMES = ("kto_tag", "label")
+_LABEL_TEXTS = ("true", "false", "1", "0")  # as the loader reads a csv cell
+
+
+def _kto_column(rows: list[dict], columns: list[str]) -> str | None:
+    if "kto_tag" in columns:
+        return "kto_tag"
+    if "label" not in columns:
+        return None
+    values = [row["label"] for row in rows if row.get("label") is not None]
+    if any(isinstance(v, bool) for v in values):
+        return "label"  # JSON true/false: a label; any other value in a row is refused by the upload check
+    labels = [v for v in values if v in (0, 1) or (isinstance(v, str) and v.strip().lower() in _LABEL_TEXTS)]
+    return "label" if labels and len(labels) == len(values) else None
 
 
 @dataclass
@@ -101,6 +118,8 @@ def detect(rows: list, kind: str | None = None) -> Detection:
     if kind == "preference":
         entry["ranking"] = True
         cols.update(chosen="chosen", rejected="rejected")
+    elif label := _kto_column(dicts, columns):
+        cols["kto_tag"] = label
     entry["columns"] = cols
     mapping += list(cols.items())
     if conversational:

@@ -84,6 +84,7 @@ def inspect_file(path: str | Path, kind: str | None = None, numbers_as_text: boo
         _check_file(path)
         detection = detect([row for _, row in itertools.islice(file_rows(path, 0, []), _DETECT_ROWS)], kind)
         spec = spec_from_entry("upload", path, detection.entry)
+        stage = "kto" if "kto_tag" in spec.columns else "sft"  # kto reads (and checks) each row's label
         rows = 0
         for index, row in file_rows(path, 0, bad_lines):
             for error in bad_lines:  # lines before this row: the list stays in row order
@@ -91,7 +92,7 @@ def inspect_file(path: str | Path, kind: str | None = None, numbers_as_text: boo
             bad_lines.clear()
             rows += 1
             try:
-                sample = normalise_row(row, spec, index, stage="sft", file=path.name)  # ranking rows: as pairs
+                sample = normalise_row(row, spec, index, stage=stage, file=path.name)  # ranking rows: as pairs
                 _stricter(row, spec, sample, index, path.name, numbers_as_text)
             except DataError as exc:
                 note(exc)
