@@ -72,9 +72,28 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
                                 "zh": ("信任远程代码", "允许运行模型自带的代码。")},
     "train.probe_questions": {"en": ("Probe questions", "The model answers these (greedy decoding) at step 0, at "
                                                         "every save and evaluation and at the end, shown in a table "
-                                                        "next to the loss curve; one per line, empty for none."),
+                                                        "next to the loss curve; one per line, empty for none. Write "
+                                                        "`question => expectation` to score each answer 0-100: "
+                                                        "`contains:` (also with no prefix), `exact:`, `regex:`, or a "
+                                                        "reference answer after `rouge-l:` or `bleu-4:`."),
                               "zh": ("探针问题", "模型在第 0 步、每次保存与评估时以及训练结束时（贪心解码）回答这些问题，"
-                                                 "结果显示在损失曲线旁的表格中；每行一个，留空则不提问。")},
+                                                 "结果显示在损失曲线旁的表格中；每行一个，留空则不提问。写成 "
+                                                 "`question => expectation` 可为每个回答打分（0-100）：`contains:`"
+                                                 "（不写前缀也是包含）、`exact:`、`regex:`，或在 `rouge-l:`、`bleu-4:` "
+                                                 "后写参考答案。")},
+    "train.probe_dataset": {"en": ("Probe dataset", "A dataset of the data folder whose first rows are probes too: "
+                                                    "each row's prompt is asked and its answer (a preference row's "
+                                                    "chosen one) is the reference the model's answer is scored "
+                                                    "against. Empty: none."),
+                            "zh": ("探针数据集", "数据目录中的一个数据集，其前几行也作为探针：提问每行的提示，并以该行的回答"
+                                                 "（偏好数据取 chosen）为参考答案为模型回答打分。留空则不使用。")},
+    "train.probe_dataset_rows": {"en": ("Probe dataset rows", "How many of the probe dataset's first rows are "
+                                                              "asked (with the typed questions, at most 8 in all)."),
+                                 "zh": ("探针数据集行数", "提问探针数据集的前多少行（与手写问题合计最多 8 个）。")},
+    "train.probe_reference_metric": {"en": ("Probe reference metric", "How an answer is scored against a probe "
+                                                                      "dataset's reference answer (Chinese is "
+                                                                      "segmented into words)."),
+                                     "zh": ("探针参考指标", "以何种指标将回答与探针数据集的参考答案比较（中文先分词）。")},
     "train.probe_max_new_tokens": {"en": ("Probe answer length", "Longest probe answer, in tokens."),
                                    "zh": ("探针回答长度", "探针回答的最大 token 数。")},
     # train tab: basic
@@ -142,11 +161,17 @@ FIELD_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "train.resume": {"en": ("Resume", "When the output dir already holds checkpoints, continue from the last complete "
                                       "one."),
                      "zh": ("断点续训", "输出目录已有检查点时，从最后一个完整的检查点继续训练。")},
-    "train.early_stopping_patience": {"en": ("Early stopping patience", "Stop when the validation loss has not "
-                                                                        "improved for this many evaluations (0: off; "
-                                                                        "needs val size > 0)."),
-                                      "zh": ("早停耐心值", "验证损失连续这么多次评估未改善时停止训练（0 表示关闭；需要验证集比例 "
-                                                           "> 0）。")},
+    "train.early_stopping_patience": {"en": ("Early stopping patience", "Stop when the watched metric has not "
+                                                                        "improved for this many evaluations "
+                                                                        "(validation loss: needs val size > 0) or probe "
+                                                                        "rounds (probe score); 0: off."),
+                                      "zh": ("早停耐心值", "所监测的指标连续这么多次评估（验证损失：需要验证集比例 > 0）或探针轮次"
+                                                           "（探针得分）未改善时停止训练；0 表示关闭。")},
+    "train.early_stopping_metric": {"en": ("Early stopping metric", "What early stopping watches: the validation "
+                                                                    "loss, or the mean score of the scored probes "
+                                                                    "(each save is a probe round)."),
+                                    "zh": ("早停指标", "早停所监测的指标：验证损失，或带期望的探针的平均得分（每次保存都是一轮"
+                                                       "探针）。")},
     # train tab: freeze
     "freeze.trainable_layers": {"en": ("Trainable layers", "Number of the last(+)/first(-) hidden layers to be set as "
                                                            "trainable."),
@@ -355,6 +380,10 @@ CHOICE_TEXT: dict[str, dict[str, dict[str, str]]] = {
                     "rm": {"en": "Reward Modeling", "zh": "奖励模型训练"}, "dpo": {"en": "DPO", "zh": "DPO"},
                     "orpo": {"en": "ORPO", "zh": "ORPO"}, "kto": {"en": "KTO", "zh": "KTO"},
                     "ppo": {"en": "PPO", "zh": "PPO"}, "grpo": {"en": "GRPO", "zh": "GRPO"}},
+    "train.early_stopping_metric": {"eval_loss": {"en": "Validation loss", "zh": "验证损失"},
+                                    "probe_score": {"en": "Probe score", "zh": "探针得分"}},
+    "train.probe_reference_metric": {"rouge-l": {"en": "ROUGE-L", "zh": "ROUGE-L"},
+                                     "bleu-4": {"en": "BLEU-4", "zh": "BLEU-4"}},
     "grpo.rewards": {"accuracy": {"en": "Accuracy (matches the answer)", "zh": "准确率（与参考答案一致）"},
                      "format": {"en": "Format (matches the regex)", "zh": "格式（匹配正则表达式）"},
                      "length": {"en": "Length (near the target)", "zh": "长度（接近目标长度）"}},
@@ -469,7 +498,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "ckpt_step": {"en": "step {step}", "zh": "步数 {step}"},
     "ckpt_loss": {"en": "loss {loss:.4g}", "zh": "损失 {loss:.4g}"},
     "ckpt_eval_loss": {"en": "eval loss {loss:.4g}", "zh": "验证损失 {loss:.4g}"},
-    "ckpt_best": {"en": "best", "zh": "最优"},
+    "ckpt_best": {"en": "best by loss", "zh": "损失最优"},
+    "ckpt_probes": {"en": "probes {score:.1f}", "zh": "探针 {score:.1f}"},
+    "ckpt_best_probe": {"en": "best by probes", "zh": "探针最优"},
     "list_sep": {"en": ", ", "zh": "，"},
     "change_sep": {"en": "; ", "zh": "；"},
     "gradio_warning": {"en": "Warning", "zh": "警告"},
@@ -1125,6 +1156,15 @@ CONFIG_ERRORS_ZH = {
     "hub_token_missing": "上传到 {hub} 需要环境变量 {variable} 中的令牌（不能填在表单里）",
     "patience_needs_val": "需要验证集：请将“验证集比例”设为大于 0",
     "too_many_probes": "最多 {limit} 个问题，每行一个",
+    "too_many_probes_dataset": "{typed} 个手写问题加 {rows} 行数据集：探针合计最多 {limit} 个",
+    "probe_regex": "第 {line} 行：不是有效的正则表达式：{error}",
+    "probe_kind": "第 {line} 行：未知的期望类型 {kind!r}（可用：{known}）；若要期望以它开头的文字，请在前面写 contains:",
+    "probe_no_expectation": "第 {line} 行：=> 之后没有内容；请写出回答应包含的文字，或删去 =>",
+    "probe_no_question": "第 {line} 行：=> 之前没有问题",
+    "probe_stop_needs_patience": "请把早停耐心值（无改善的探针轮数）设为大于 0",
+    "probe_stop_needs_scores": "需要可打分的探针：带期望的问题（问题 => 期望）或探针数据集",
+    "probe_stop_rm": "奖励模型不回答探针：请选择验证损失",
+    "probe_stop_one_process": "按探针得分早停需要单进程训练且不用 ZeRO-3（只有第一个进程回答探针）：请选择验证损失",
     "ftx_dpo_only": "SFT 混合损失仅适用于 DPO 阶段",
     "ppo_needs_reward_model": "PPO 需要奖励模型：请选择本模型的一个奖励模型训练结果或其检查点",
     "ppo_no_validation": "PPO 没有验证损失：请设为 0",
@@ -1219,6 +1259,7 @@ DATA_ERRORS_ZH = {
                  "在 dataset_info.json 中写为 \"columns\": {example}，或使用标注了 \"ranking\": true 的偏好数据",
     "no_samples": "没有样本",
     "no_such_row": "没有第 {position} 行：共 {count} 行",
+    "no_answers": "数据集 {name!r} 只有纯文本，没有可供探针打分的回答",
     "missing": "缺失",
     "not_text": "必须是文本，实际为 {kind}",
     "not_number": "必须是数字，实际为 {kind}",

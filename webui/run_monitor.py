@@ -24,6 +24,7 @@ from engine.core.checkpoints import last_complete_checkpoint, resume_plan
 from engine.core.config import ConfigError, RunConfig
 from engine.core.data import DataError
 from engine.core.paths import PathError, confined_data_dir
+from engine.core.probe_set import run_probes
 from engine.core.reward_model import check_reward_model
 from engine.core.rundir import FAILED, FINISHED, QUEUED, RUNNING, STOPPED, RunDir
 from engine.core.workspace import AccessError, Workspace, owner_of
@@ -232,7 +233,9 @@ class RunMonitor:
                 workspace.check_readable(cfg.rlhf.reward_model, "rlhf.reward_model")
                 check_reward_model(cfg)
             if command in ("train", "eval"):  # the job checks the machine's rule; a login reads its own data only
-                confined_data_dir(cfg.data.dataset_dir, workspace.data_roots())
+                data_dir = confined_data_dir(cfg.data.dataset_dir, workspace.data_roots())
+                if command == "train" and cfg.train.probe_dataset.strip():
+                    run_probes(cfg, data_dir)  # a probe dataset that cannot give probes is refused here, named
             check_queue_share(workspace)
         except (ConfigError, PathError, DataError) as exc:  # DataError: a registry a form field names (Export)
             message = t(lang, "invalid_value", error=error_text(lang, exc))

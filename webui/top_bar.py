@@ -63,14 +63,18 @@ def model_label(model_name: str, model_path: str) -> str:
 
 
 def checkpoint_details(lang: str, ckpt: Checkpoint) -> str:
-    """"step 40, loss 1.23, best" in ``lang``."""
+    """"step 40, loss 1.23, eval loss 1.1, probes 83.3, best by loss, best by probes" in ``lang``."""
     parts = [t(lang, "ckpt_step", step=ckpt.step)]
     if ckpt.loss is not None:
         parts.append(t(lang, "ckpt_loss", loss=ckpt.loss))
     if ckpt.eval_loss is not None:
         parts.append(t(lang, "ckpt_eval_loss", loss=ckpt.eval_loss))
+    if ckpt.probe_score is not None:
+        parts.append(t(lang, "ckpt_probes", score=ckpt.probe_score))
     if ckpt.best:
         parts.append(t(lang, "ckpt_best"))
+    if ckpt.best_probe:
+        parts.append(t(lang, "ckpt_best_probe"))
     return t(lang, "list_sep").join(parts)
 
 

@@ -61,6 +61,11 @@ def dataset_choices(dataset_dir: str) -> list[str]:
     return dataset_listing(dataset_dir)[0]
 
 
+def probe_dataset_choices(dataset_dir: str, roots: list[Path] | None = None) -> list[tuple[str, str]]:
+    """The Probe dataset list: none, then the folder's usable datasets."""
+    return [("", "")] + [(n, n) for n in dataset_listing(dataset_dir, roots)[0]]
+
+
 def parse_device_list(text: str) -> list[tuple[str, str]]:
     """(label, index) from `nvidia-smi -L` ("GPU 0: NVIDIA H100 (UUID: …)") or `npu-smi info -l`
     ("NPU ID : 0" then "Product Name : …") output."""
@@ -237,7 +242,7 @@ def train_layout(top: TopBar, watch: runner.RunWatch) -> TrainView:
     texts = Texts(lang)
     fields = FormFields(lang)
     preview, check, upload = _data_layout(top, texts, fields, initial)
-    grpo_group = _settings_layout(texts, fields)
+    grpo_group = _settings_layout(texts, fields, initial.data.dataset_dir)
     # Will it fit? Follows the form as it changes (every control exists by now).
     build_train_memory(top.language, top.model_controls + list(fields.ctl.values()), initial)
     row = build_command_row(texts, "train", ids="btn", before=(Extra("demo_preset", "btn-demo-preset"),
@@ -296,7 +301,7 @@ def _data_layout(top: TopBar, texts: Texts, fields: FormFields,
     return preview, check, upload
 
 
-def _settings_layout(texts: Texts, fields: FormFields) -> gr.Accordion:
+def _settings_layout(texts: Texts, fields: FormFields, initial_dataset_dir: str) -> gr.Accordion:
     """The training settings: the same rows and groups as LlamaBoard, so its tutorials apply; then GRPO's group
     (LlamaBoard has no GRPO), returned: it shows while the stage is GRPO."""
     rows, add = fields.rows, fields.add
@@ -309,12 +314,20 @@ def _settings_layout(texts: Texts, fields: FormFields) -> gr.Accordion:
               ("train", "neftune_noise_alpha"), ("train", "optim"), ("train", "seed")),
              (("data", "packing"), ("data", "neat_packing"), ("data", "train_on_prompt"), ("data", "mask_history"),
               ("data", "enable_thinking"), ("train", "resume"), ("train", "early_stopping_patience"),
-              ("train", "report_to")),
+              ("train", "early_stopping_metric"), ("train", "report_to")),
              (("train", "resize_vocab"), ("freeze", "use_llama_pro"), ("train", "shift_attn")))
         add("train", "extra_args", lines=2, placeholder='{"weight_decay": 0.01}')
-    with texts.add(gr.Accordion, "group_probes", open=False), gr.Row():
-        add("train", "probe_questions", lines=3, max_lines=8, scale=4)
-        add("train", "probe_max_new_tokens", scale=1)
+    with texts.add(gr.Accordion, "group_probes", open=False):
+        with gr.Row():
+            add("train", "probe_questions", lines=3, max_lines=8, scale=4)
+            add("train", "probe_max_new_tokens", scale=1)
+        with gr.Row():
+            # The data folder's datasets, refreshed with the Dataset list (_wire_form, _page_load); a name typed or
+            # loaded is kept, and Start refuses one that gives no probes.
+            add("train", "probe_dataset", choices=probe_dataset_choices(initial_dataset_dir), allow_custom_value=True,
+                scale=2)
+            add("train", "probe_dataset_rows", scale=1)
+            add("train", "probe_reference_metric", scale=1)
     with texts.add(gr.Accordion, "group_freeze", open=False):
         rows((("freeze", "trainable_layers"), ("freeze", "trainable_modules"), ("freeze", "extra_modules")))
     with texts.add(gr.Accordion, "group_lora", open=False):
@@ -414,10 +427,12 @@ def _wire_form(view: TrainView, form: TrainForm) -> None:
     stage.change(grpo_group_update, stage, view.grpo_group, show_progress="hidden")
 
     def on_dataset_dir(folder, current, request: gr.Request):
-        return datasets_update(folder, current, workspace_of(request).data_roots())
+        roots = workspace_of(request).data_roots()
+        return datasets_update(folder, current, roots), gr.update(choices=probe_dataset_choices(folder, roots))
 
     dataset_dir, datasets = view.fields.component("data.dataset_dir"), view.fields.component("data.datasets")
-    dataset_dir.change(on_dataset_dir, [dataset_dir, datasets], datasets)
+    probe_dataset = view.fields.component("train.probe_dataset")
+    dataset_dir.change(on_dataset_dir, [dataset_dir, datasets], [datasets, probe_dataset])
 
     def on_reward_models(lang_, name, path, method, current, request: gr.Request = None):
         """PPO's reward model list, read from disk when it opens; a path typed or loaded is kept."""
@@ -505,6 +520,9 @@ def _page_load(view: TrainView, form: TrainForm) -> PageLoad:
         if cfg is not None or workspace.data is not None:  # else the field keeps what the user may have typed
             fields["data.dataset_dir"] = folder
         fields["data.datasets"] = datasets_update(folder, selected, workspace.data_roots())
+        probe_choices = probe_dataset_choices(folder, workspace.data_roots())
+        fields["train.probe_dataset"] = gr.update(choices=probe_choices) if cfg is None else \
+            gr.update(choices=probe_choices, value=cfg.train.probe_dataset)
         name = run.name if run is not None else \
             new_name_unless_typed(shown_name, output_dir.value, lambda: default_run_name(workspace.saves))
         path = str(run.path) if run is not None else ""

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from engine.core.config import COMMAND_SECTIONS, RunConfig, iter_fields
 from engine.core.hubs import resolve_hub
+from engine.core.probe_scoring import best_round, round_scores
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _WEIGHTS = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
@@ -31,10 +32,10 @@ _DEEPSPEED_MODEL = re.compile(r"^(?:zero_pp_rank_(\d+)_)?mp_rank_(\d+)_model_sta
 CARRIED_OVER = ("step", "weights", "optimizer", "scheduler", "rng")
 # Fields that may change between the first run and its resumption without making it another run.
 _RESUMABLE_CHANGES = {"train.num_train_epochs", "train.logging_steps", "train.save_steps", "train.output_dir",
-                      "train.resume", "train.report_to", "train.early_stopping_patience", "train.extra_args",
-                      "train.learning_rate", "train.max_grad_norm", "data.val_size", "distributed.devices",
-                      "distributed.nproc_per_node", "distributed.nnodes", "distributed.node_rank",
-                      "distributed.master_addr", "distributed.master_port", "model.device"}
+                      "train.resume", "train.report_to", "train.early_stopping_patience", "train.early_stopping_metric",
+                      "train.extra_args", "train.learning_rate", "train.max_grad_norm", "data.val_size",
+                      "distributed.devices", "distributed.nproc_per_node", "distributed.nnodes",
+                      "distributed.node_rank", "distributed.master_addr", "distributed.master_port", "model.device"}
 _PROCESS_COUNT = ("distributed.devices", "distributed.nproc_per_node", "distributed.nnodes")
 
 
@@ -46,6 +47,8 @@ class Checkpoint:
     loss: float | None = None       # the last training loss logged at or before this step
     eval_loss: float | None = None
     best: bool = False              # the best checkpoint by validation loss (early stopping keeps it)
+    probe_score: float | None = None  # the mean score of the probe round at this step (engine/train/probes.py)
+    best_probe: bool = False        # the highest probe score of the run's (2+ scored) checkpoints; a tie: the earliest
 
     def label(self) -> str:
         parts = [f"step {self.step}"]
@@ -53,8 +56,12 @@ class Checkpoint:
             parts.append(f"loss {self.loss:.4f}")
         if self.eval_loss is not None:
             parts.append(f"eval {self.eval_loss:.4f}")
+        if self.probe_score is not None:
+            parts.append(f"probes {self.probe_score:.1f}")
         if self.best:
-            parts.append("best")
+            parts.append("best by loss")
+        if self.best_probe:
+            parts.append("best by probes")
         if not self.complete:
             parts.append("incomplete")
         return ", ".join(parts)
@@ -134,7 +141,29 @@ def list_checkpoints(run_path: str | Path) -> list[Checkpoint]:
     if best_path:
         for ckpt in found:
             ckpt.best = Path(best_path).name == ckpt.path.name
+    else:
+        # Without early stopping the Trainer keeps no best checkpoint: the lowest validation loss is it, once
+        # there are two to choose between.
+        evaluated = [c for c in found if c.eval_loss is not None]
+        if len(evaluated) >= 2:
+            min(evaluated, key=lambda c: (c.eval_loss, c.step)).best = True
+    _mark_probe_scores(run_path, found)
     return found
+
+
+def _mark_probe_scores(run_path: Path, found: list[Checkpoint]) -> None:
+    """Each checkpoint's probe score (the round at its step, from the run's events) and the best by it."""
+    if not found:
+        return
+    from engine.core.rundir import RunDir  # noqa: PLC0415 - engine.core.rundir imports this module
+
+    scores = round_scores(RunDir(run_path).read_events())
+    for ckpt in found:
+        ckpt.probe_score = scores.get(ckpt.step)
+    scored = {c.step: c.probe_score for c in found if c.probe_score is not None}
+    best = best_round(scored) if len(scored) >= 2 else None  # as by loss: a best needs two to choose between
+    if best is not None:
+        next(c for c in found if c.step == best[0]).best_probe = True
 
 
 def last_complete_checkpoint(run_path: str | Path) -> Checkpoint | None:

@@ -22,6 +22,7 @@ import yaml
 from engine.core.fileio import MAX_RECORD_BYTES, atomic_write_text
 from engine.core.hubs import HUB_CHOICES, is_hub_id
 from engine.core.paths import PathError
+from engine.core.probe_scoring import PROBE_LINE_MESSAGES, REFERENCE_KINDS, Probe, ProbeLineError, parse_probe_lines
 from engine.core.rewards import REWARDS, regex_problem
 
 STAGES = ("pt", "sft", "rm", "dpo", "orpo", "kto", "ppo", "grpo")
@@ -76,6 +77,8 @@ EXPORT_QUANTIZATION_BITS = ("none", "8", "4")
 GGUF_TYPES = ("none", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 PUSH_HUBS = ("huggingface", "modelscope")
 COMMANDS = ("train", "eval", "export")
+# What early stopping watches: the validation loss (lower is better) or the mean probe score (higher is better).
+EARLY_STOPPING_METRICS = ("eval_loss", "probe_score")
 
 
 # ConfigError messages: key -> English template. The key and params let the web UI say the same in the user's
@@ -94,6 +97,14 @@ CONFIG_MESSAGES: dict[str, str] = {
     "quantized_needs_lora": "quantized base weights can only be trained with LoRA (QLoRA)",
     "patience_needs_val": "needs a validation split: set data.val_size above 0",
     "too_many_probes": "at most {limit} questions, one per line",
+    "too_many_probes_dataset": "{typed} typed questions and {rows} dataset rows: at most {limit} probes in all",
+    **PROBE_LINE_MESSAGES,
+    "probe_stop_needs_patience": "set the early stopping patience (probe rounds without improvement) above 0",
+    "probe_stop_needs_scores": "needs scored probes: a question with an expectation (question => expectation) or a "
+                               "probe dataset",
+    "probe_stop_rm": "reward models answer no probes: choose the validation loss",
+    "probe_stop_one_process": "early stopping on the probe score needs one training process without ZeRO-3 (the "
+                              "first process alone answers the probes): choose the validation loss",
     "ftx_dpo_only": "the SFT mix-in is available for the DPO stage only",
     "ppo_needs_reward_model": "PPO needs a reward model: choose a checkpoint of a reward modeling run of this model",
     "ppo_no_validation": "PPO has no validation loss: set it to 0",
@@ -393,11 +404,25 @@ class TrainConfig:
     extra_args: str = param("", "More trainer arguments as a JSON object, from an allow-list (e.g. "
                                 '{"weight_decay": 0.01}); any other key is refused.')
     resume: bool = param(True, "When the output dir already holds checkpoints, continue from the last complete one.")
-    early_stopping_patience: int = param(0, "Stop when the validation loss has not improved for this many "
-                                            "evaluations (0: off; needs a validation split).", low=0, high=1000)
+    early_stopping_patience: int = param(0, "Stop when the watched metric has not improved for this many "
+                                            "evaluations (validation loss; needs a validation split) or probe "
+                                            "rounds (probe score); 0: off.", low=0, high=1000)
+    early_stopping_metric: str = param("eval_loss", "What early stopping watches: the validation loss, or the mean "
+                                                    "score of the scored probes (each save is a probe round).",
+                                       choices=EARLY_STOPPING_METRICS)
     seed: int = param(42, "Random seed for shuffling and initialisation.", low=0, high=2**32 - 1)  # numpy's seed range
     probe_questions: str = param(DEFAULT_PROBES, "Questions the model answers (greedy decoding) at step 0, at every "
-                                                 "save and evaluation and at the end, one per line; empty: none.")
+                                                 "save and evaluation and at the end, one per line; empty: none. "
+                                                 "`question => expectation` scores each answer 0..100: `contains: X` "
+                                                 "(also with no prefix), `exact: X`, `regex: X`, or a reference "
+                                                 "answer `rouge-l: X` / `bleu-4: X`.")
+    probe_dataset: str = param("", "A registered dataset of the data folder whose first rows are probes too: each "
+                                   "row's prompt (system and earlier turns included) is asked, and its answer (a "
+                                   "preference row's chosen one) is the reference the answer is scored against.")
+    probe_dataset_rows: int = param(4, "How many of the probe dataset's first rows are probes.", low=1,
+                                    high=MAX_PROBES)
+    probe_reference_metric: str = param("rouge-l", "How an answer is scored against a probe dataset's reference "
+                                                   "answer.", choices=REFERENCE_KINDS)
     resize_vocab: bool = param(False, "Resize the embeddings (and output layer) to the tokenizer's length, rounded "
                                       "up to a multiple of 64, and train them (saved with a LoRA adapter).")
     shift_attn: bool = param(False, "Shift short attention (LongLoRA's S²-Attn), training only: attention within "
@@ -406,9 +431,13 @@ class TrainConfig:
     probe_max_new_tokens: int = param(24, "Longest probe answer, in tokens.", low=1, high=1024)
     output_dir: str = param("", "Run directory; set by the app (saves/<model>/<method>/<run name>).")
 
-    def probes(self) -> list[str]:
-        """The probe questions: the non-blank lines of ``probe_questions``."""
-        return [line.strip() for line in self.probe_questions.splitlines() if line.strip()]
+    def probes(self) -> list[Probe]:
+        """The typed probes: the non-blank lines of ``probe_questions`` (a dataset's probes are read by
+        engine.core.probe_set); a line that cannot be read raises its ConfigError."""
+        try:
+            return parse_probe_lines(self.probe_questions)
+        except ProbeLineError as exc:
+            raise ConfigError("train.probe_questions", exc.key, line=exc.line, **exc.params) from None
 
 
 @dataclass
@@ -627,10 +656,7 @@ class RunConfig:
             raise ConfigError("train.shift_attn", "shift_attn_booster")
         if self.model.quantization_bit != "none" and t.finetuning_type != "lora":
             raise ConfigError("model.quantization_bit", "quantized_needs_lora")
-        if t.early_stopping_patience and self.data.val_size <= 0:
-            raise ConfigError("train.early_stopping_patience", "patience_needs_val")
-        if len(t.probes()) > MAX_PROBES:
-            raise ConfigError("train.probe_questions", "too_many_probes", limit=MAX_PROBES)
+        self._validate_probes()
         if self.rlhf.ftx > 0 and t.stage != "dpo":
             raise ConfigError("rlhf.ftx", "ftx_dpo_only")
         if t.stage == "ppo" and not self.rlhf.reward_model.strip():
@@ -654,6 +680,30 @@ class RunConfig:
         self.device_indices()
         if t.stage == "ppo" and (self.is_distributed() or d.deepspeed != DEEPSPEED_OFF):
             raise ConfigError("train.stage", "ppo_one_process")
+
+    def _validate_probes(self) -> None:
+        """Probe count, probe lines, and what early stopping can watch."""
+        t = self.train
+        typed = t.probes()
+        rows = t.probe_dataset_rows if t.probe_dataset.strip() else 0
+        if len(typed) + rows > MAX_PROBES:
+            if rows:
+                raise ConfigError("train.probe_dataset_rows", "too_many_probes_dataset", typed=len(typed), rows=rows,
+                                  limit=MAX_PROBES)
+            raise ConfigError("train.probe_questions", "too_many_probes", limit=MAX_PROBES)
+        if t.early_stopping_metric == "eval_loss":
+            if t.early_stopping_patience and self.data.val_size <= 0:
+                raise ConfigError("train.early_stopping_patience", "patience_needs_val")
+            return
+        if not t.early_stopping_patience:
+            raise ConfigError("train.early_stopping_metric", "probe_stop_needs_patience")
+        if t.stage == "rm":
+            raise ConfigError("train.early_stopping_metric", "probe_stop_rm")
+        if not rows and not any(p.expect for p in typed):
+            raise ConfigError("train.early_stopping_metric", "probe_stop_needs_scores")
+        # Only rank 0 answers the probes: the other processes would never hear that training stops.
+        if self.is_distributed() or self.distributed.deepspeed == DEEPSPEED_ZERO3:
+            raise ConfigError("train.early_stopping_metric", "probe_stop_one_process")
 
     def memory_optimizer(self) -> str | None:
         """The memory-saving optimizer switched on ("galore", "apollo", "badam"), or None."""

@@ -140,3 +140,37 @@ def mean_score(scores: list[float | None]) -> float | None:
     """The mean of the scores that exist; None when none does."""
     present = [s for s in scores if s is not None]
     return sum(present) / len(present) if present else None
+
+
+def round_scores(events: list[dict]) -> dict[int, float]:
+    """Step -> probe score of each scored probe round among a run's events (older runs' rounds have none)."""
+    scores = {}
+    for event in events:
+        if not (isinstance(event, dict) and "probes" in event):
+            continue
+        score, step = event.get("probe_score"), event.get("step")
+        if _is_number(score) and _is_number(step) and step == int(step):
+            scores[int(step)] = float(score)
+    return scores
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN is no score
+
+
+def best_round(scores: dict[int, float]) -> tuple[int, float] | None:
+    """(step, score) of the highest probe score, the earliest step of a tie; None without scores."""
+    if not scores:
+        return None
+    step = min(scores, key=lambda s: (-scores[s], s))
+    return step, scores[step]
+
+
+def probe_metrics(events: list[dict]) -> dict:
+    """A finished run's probe figures for status.json: the last scored round's score and the best one, with its
+    step; empty when no round was scored."""
+    scores = round_scores(events)
+    best = best_round(scores)
+    if best is None:
+        return {}
+    return {"final_probe_score": scores[max(scores)], "best_probe_score": best[1], "best_probe_step": best[0]}

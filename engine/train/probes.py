@@ -2,6 +2,11 @@
 decoding at step 0 (the untrained model), at every checkpoint save and evaluation, and at the end, and appends
 each round to events.jsonl as ``{"step": N, "probes": [{"q": ..., "a": ...}, ...], "probe_s": seconds}``.
 
+A probe with an expectation (engine.core.probe_scoring: typed ``question => expectation``, or a probe dataset's
+reference answer) adds ``"expect"`` and its ``"score"`` (0..100) to its entry, and the round gets
+``"probe_score"``, the mean of its scored probes. With ``train.early_stopping_metric`` = probe_score, training
+stops after a round when the best score (the step-0 round included) is ``early_stopping_patience`` rounds old.
+
 A round leaves training exactly as it was: it runs without gradients, in eval mode (restored after), on a forked
 random state, so a run with probes gives the same losses as one without. The step-0 round runs right after the
 first batch's forward pass (the step-0 loss point) when the trainer reports it, so the first point of the curve
@@ -18,15 +23,19 @@ from transformers import TrainerCallback
 
 from engine.core.config import DEEPSPEED_ZERO3
 from engine.core.encode import training_formatter
+from engine.core.probe_scoring import Probe, best_round, mean_score, round_scores
+from engine.core.probe_set import run_probes
 from engine.core.rundir import RunDir
 from engine.modeling.generation import decode_answer, forked_rng, left_padded
 
 
 def make_probe_callback(cfg, tokenizer, run: RunDir, log=print):
-    """The callback answering ``cfg.train.probes()``; None when there are none or the stage cannot generate
-    (reward models). Only the process that writes the run's events answers (rank 0)."""
-    questions = cfg.train.probes()
-    if not questions or cfg.train.stage == "rm" or not run.writer:
+    """The callback answering the run's probes (engine.core.probe_set); None when there are none or the stage
+    cannot generate (reward models). Only the process that writes the run's events answers (rank 0)."""
+    if cfg.train.stage == "rm" or not run.writer:
+        return None
+    probes = run_probes(cfg)
+    if not probes:
         return None
     if cfg.distributed.deepspeed == DEEPSPEED_ZERO3:
         # ZeRO-3 splits every weight over the processes: generating alone on rank 0 would start all-gathers
@@ -37,19 +46,23 @@ def make_probe_callback(cfg, tokenizer, run: RunDir, log=print):
         return None
     formatter = None if cfg.train.stage == "pt" else training_formatter(cfg, tokenizer)
     if formatter is None:  # pre-training: the question is the start of a text to continue
-        prompts = [tokenizer.encode(q, add_special_tokens=False) for q in questions]
+        prompts = [tokenizer.encode(p.question, add_special_tokens=False) for p in probes]
         stop_ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     else:
-        prompts = [formatter.encode_prompt([{"role": "user", "content": q}]) for q in questions]
+        prompts = [formatter.encode_prompt(list(p.messages) or [{"role": "user", "content": p.question}])
+                   for p in probes]
         stop_ids = formatter.stop_token_ids()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop_ids or [0])[0]
-    answered = {int(e["step"]) for e in run.read_events() if "probes" in e}  # a resumed run's earlier rounds
+    earlier = run.read_events()  # a resumed run's earlier rounds: not asked again, and their scores count
+    answered = {int(e["step"]) for e in earlier if "probes" in e}
+    patience = cfg.train.early_stopping_patience if cfg.train.early_stopping_metric == "probe_score" else 0
 
     class ProbeAnswers(TrainerCallback):
         def __init__(self) -> None:
             self.model = None
             self.defer_first = False  # set when the trainer reports the step-0 loss (see on_initial_loss)
             self.seconds = 0.0
+            self.scores = round_scores(earlier)  # step -> probe score of each scored round
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
             self.model = model
@@ -60,17 +73,17 @@ def make_probe_callback(cfg, tokenizer, run: RunDir, log=print):
             self.answer(args, 0)
 
         def on_save(self, args, state, control, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
-            self.answer(args, state.global_step)
+            self.answer(args, state.global_step, control)
 
         def on_evaluate(self, args, state, control, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
-            self.answer(args, state.global_step)
+            self.answer(args, state.global_step, control)
 
         def on_train_end(self, args, state, control, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
             self.answer(args, state.global_step)
             if self.seconds:
                 log(f"probe questions: {self.seconds:.1f} s in all")
 
-        def answer(self, args, step: int) -> None:
+        def answer(self, args, step: int, control=None) -> None:
             if step in answered or self.model is None:
                 return
             answered.add(step)
@@ -79,10 +92,38 @@ def make_probe_callback(cfg, tokenizer, run: RunDir, log=print):
                                       cfg.train.probe_max_new_tokens, args)
             seconds = time.perf_counter() - t0
             self.seconds += seconds
-            run.append_event({"step": step, "probes": [{"q": q, "a": a} for q, a in zip(questions, answers)],
-                              "probe_s": round(seconds, 3)})
+            event = probe_round(step, probes, answers)
+            event["probe_s"] = round(seconds, 3)
+            run.append_event(event)
+            if "probe_score" in event:
+                self.scores[step] = event["probe_score"]
+            if control is not None and patience and self.stale_rounds() >= patience:
+                # on_save / on_evaluate: the Trainer's loop ends once this step's checkpoint is written
+                control.should_training_stop = True
+
+        def stale_rounds(self) -> int:
+            """Scored rounds since the best one (0 while there is none)."""
+            best = best_round(self.scores)
+            return sum(step > best[0] for step in self.scores) if best else 0
 
     return ProbeAnswers()
+
+
+def probe_round(step: int, probes: list[Probe], answers: list[str]) -> dict:
+    """The events.jsonl record of one round: each probe's question and answer, with its expectation and score
+    where it has one, and the mean score of the scored probes."""
+    entries, scores = [], []
+    for probe, answer in zip(probes, answers):
+        entry = {"q": probe.question, "a": answer}
+        if probe.expect is not None:
+            score = round(probe.expect.score(answer), 4)
+            entry.update(expect=probe.expect.to_dict(), score=score)
+            scores.append(score)
+        entries.append(entry)
+    event = {"step": step, "probes": entries}
+    if scores:
+        event["probe_score"] = round(mean_score(scores), 4)
+    return event
 
 
 def generate_greedy(model, tokenizer, prompts: list[list[int]], stop_ids: list[int], pad_id: int,

@@ -33,6 +33,7 @@ from engine.core.fileio import atomic_write_json
 from engine.core.model_files import PARENTS_FILE
 from engine.core.model_options import check_booster
 from engine.core.optional_packages import check_packages
+from engine.core.probe_scoring import probe_metrics
 from engine.core.reward_model import check_reward_model
 from engine.core.rundir import FINISHED, RUNNING, STOPPED, RunDir
 from engine.jobs.job import (
@@ -320,8 +321,9 @@ def run_training(config_path: str | Path) -> int:
         parents = merged_parents(cfg)
         reporter = make_callback(run, stop, log, parents)
         callbacks = [reporter]
-        if cfg.train.early_stopping_patience:
+        if cfg.train.early_stopping_patience and cfg.train.early_stopping_metric == "eval_loss":
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+        # (on the probe score the probe callback stops training itself: engine/train/probes.py)
         start_tracker(cfg, run.path, log)
         trainer = build_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, callbacks, log,
                                 ref_model=ref_model, width_multiple=batch_width_multiple(device, compute))
@@ -352,6 +354,7 @@ def run_training(config_path: str | Path) -> int:
         if padding is not None:
             metrics["padding_share"] = round(padding, 4)
             log(f"padding: {100 * padding:.1f}% of the tokens fed to training")
+        metrics.update(probe_metrics(run.read_events()))
         best = trainer.state.best_model_checkpoint
         if best:
             metrics["best_eval_loss"] = trainer.state.best_metric
@@ -365,7 +368,10 @@ def run_training(config_path: str | Path) -> int:
         run.write_status(state, phase="done", metrics=metrics, step=trainer.state.global_step,
                          total_steps=trainer.state.max_steps, best_checkpoint=Path(best).name if best else None,
                          stopped_early=early)
-        if early:
+        if early and "best_probe_score" in metrics and cfg.train.early_stopping_metric == "probe_score":
+            log(f"Early stopping: the probe score has not improved for {cfg.train.early_stopping_patience} probe "
+                f"rounds (best {metrics['best_probe_score']:g} at step {metrics['best_probe_step']}).")
+        elif early:
             log(f"Early stopping: no validation improvement for {cfg.train.early_stopping_patience} evaluations.")
         log("Training stopped; the weights so far were saved." if stop.requested else "Training finished.")
         return 0

@@ -63,8 +63,9 @@ def training_arguments(cfg: RunConfig, device: str, compute: str) -> dict:
     )
     if t.neftune_noise_alpha > 0:
         args["neftune_noise_alpha"] = t.neftune_noise_alpha
-    if t.early_stopping_patience:
-        # Early stopping compares validation losses and keeps the best checkpoint to the end.
+    if t.early_stopping_patience and t.early_stopping_metric == "eval_loss":
+        # Early stopping compares validation losses and keeps the best checkpoint to the end (on the probe score
+        # the probe callback stops training, and the checkpoints stay as they are: see engine/train/probes.py).
         args.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
     if world_size() > 1:
         args["ddp_backend"] = {"cpu": "gloo", "npu": "hccl"}.get(device, "nccl")

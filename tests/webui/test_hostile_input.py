@@ -971,3 +971,12 @@ def test_a_name_typed_before_the_page_load_answer_is_kept(app, roots):
     assert all(isinstance(v, str) and v for v in fresh.values()), fresh  # served names replaced by new ones
     kept = load(**{box: f"typed-{i}" for i, box in enumerate(boxes)})
     assert kept == {box: {"__type__": "update"} for box in boxes}, kept  # gr.skip(): what was typed stays
+
+
+def test_start_refuses_a_probe_dataset_that_gives_no_probes_and_a_bad_probe_line(app, roots):
+    """Named before anything starts: the dataset by its registry entry, a probe line by its number."""
+    message = call(app, "btn-start", field_train_probe_dataset="nope")[0]
+    assert message.startswith("Invalid value — ") and "dataset 'nope' is not registered" in message, message
+    message = call(app, "btn-start", field_train_probe_questions="Fine?\nYear? => regex: (19")[0]
+    assert message.startswith("Invalid value — Probe questions: line 2: not a valid regular expression: "), message
+    assert not list(roots["saves"].rglob("run.yaml"))

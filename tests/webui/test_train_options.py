@@ -113,11 +113,11 @@ def test_checkpoint_dropdown_lists_runs_and_complete_checkpoints(first_run):
     run, _ = first_run
     choices = checkpoint_choices("en", "SmolLM2-135M-Instruct (demo)", "demo/SmolLM2-135M-Instruct", "lora")
     assert choices == [("first", str(run.path)),
-                       ("first / checkpoint-4 (step 4, loss 1.25, eval loss 1.375, best)",
+                       ("first / checkpoint-4 (step 4, loss 1.25, eval loss 1.375, best by loss)",
                         str(run.path / "checkpoint-4")),
                        ("first / checkpoint-2 (step 2, loss 1.5)", str(run.path / "checkpoint-2"))]
     zh = checkpoint_choices("zh", "SmolLM2-135M-Instruct (demo)", "demo/SmolLM2-135M-Instruct", "lora")
-    assert zh[1][0] == "first / checkpoint-4 (步数 4，损失 1.25，验证损失 1.375，最优)"
+    assert zh[1][0] == "first / checkpoint-4 (步数 4，损失 1.25，验证损失 1.375，损失最优)"
 
 
 def test_existing_run_resumes_only_when_nothing_essential_changed(first_run):

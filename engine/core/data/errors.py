@@ -24,6 +24,7 @@ DATA_MESSAGES: dict[str, str] = {
                  'named in dataset_info.json as "columns": {example}, or preference data marked "ranking": true',
     "no_samples": "has no samples",
     "no_such_row": "has no row {position}: it holds {count}",
+    "no_answers": "dataset {name!r} holds plain text, no answers to score probes against",
     # rows
     "missing": "missing",
     "not_text": "must be text, got {kind}",
