@@ -23,7 +23,7 @@ from engine.core.data import DataError, load_row, resolve_dataset
 from engine.core.data.loader import count_rows
 from engine.core.model_files import ModelLoadError, check_checkpoint
 from engine.core.paths import DEFAULT_DATA_DIR, PathError, confined_data_dir
-from engine.core.probe_scoring import parse_probe_lines
+from engine.core.probe_set import run_probes
 from engine.core.rundir import RunDir
 from engine.core.workspace import Workspace
 from webui.chat_answers import conversation, generation_settings, stream_replies, variant_choices, variant_path
@@ -167,8 +167,8 @@ def _last_user_turn(messages: list[dict]) -> str:
 
 
 def probe_prompts(contestants: list[str]) -> list[tuple[str, str]]:
-    """(prompt, system) of the probe questions of the contestants' runs (run.yaml train.probe_questions); a run
-    whose config cannot be read gives none."""
+    """(prompt, system) of the probes of the contestants' runs (run.yaml: the typed probe questions, then the probe
+    dataset's rows, engine.core.probe_set); a run whose config or probe dataset cannot be read gives none."""
     prompts: dict[tuple[str, str], None] = {}
     for model in contestants or []:
         if model == BASE_MODEL:
@@ -176,8 +176,8 @@ def probe_prompts(contestants: list[str]) -> list[tuple[str, str]]:
         folder = Path(model)
         run = RunDir(folder.parent if folder.name.startswith("checkpoint-") else folder)
         try:
-            probes = parse_probe_lines(RunConfig.load(run.config_path).train.probe_questions)
-        except (OSError, ValueError, ConfigError):  # a run of an older or broken config: no probes from it
+            probes = run_probes(RunConfig.load(run.config_path))
+        except (OSError, ValueError, ConfigError, DataError, PathError):  # a broken config, a dataset gone: none
             continue
         for probe in probes:
             messages = list(probe.messages)

@@ -87,6 +87,11 @@ def test_probe_prompts_come_from_the_contestants_runs(tmp_path):
     (broken / "run.yaml").write_text("train: [")
     prompts = probe_prompts([BASE_MODEL, str(checkpoint), str(run), str(broken)])
     assert prompts == [("Who are you?", ""), ("What is 2+2?", "")]  # each once, the expectation left out
+    cfg.train.probe_dataset, cfg.train.probe_dataset_rows = "identity", 2  # and a probe dataset's rows
+    cfg.save(run / "run.yaml", "train")
+    prompts = probe_prompts([str(run)])
+    assert len(prompts) > 2 and prompts[:2] == [("Who are you?", ""), ("What is 2+2?", "")]  # alike ones once
+    assert all(prompt and "{{" not in prompt for prompt, _system in prompts)
     assert probe_prompts([BASE_MODEL]) == []
 
 
