@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from bench.harness import short_train_config
 from tests.helpers.runs import ARTIFACTS, run_cold_job, wait_for_state
 from tests.helpers.ui import fill_until_held, language_switched
-from webui.locales import t
+from webui.locales import MESSAGES, t
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -110,6 +110,9 @@ def test_arena_votes_reveal_standings_and_train_dpo(app_server, page, arena_run,
     language_switched(page, "zh")
     expect(page.get_by_label(t("zh", "mode_arena"), exact=True)).to_be_checked()
     expect(_button(page, t("zh", "arena_write"))).to_be_visible()
+    english = {e["en"] for key, e in MESSAGES.items() if key.startswith("arena_") and e["en"] != e["zh"]}
+    shown = page.locator("#tab-chat").inner_text()
+    assert [e for e in english if len(e) > 6 and "{" not in e and e in shown] == []
     _round(page, "zh", "arena_vote_bad", "你好，你是谁？")
     expect(standings).to_contain_text("共 4 票", timeout=30_000)
 
