@@ -317,6 +317,23 @@ class ArenaView:
         return [self.setup, self.battle, self.draw_row, self.answer_btn, self.results]
 
 
+def written_text(lang: str, written: dict | None) -> str:
+    """What Write preference dataset wrote, and where (said again in a newly picked language)."""
+    if not written:
+        return ""
+    message = t(lang, "arena_written_kto" if written["stage"] == "kto" else "arena_written", name=written["name"],
+                rows=written["rows"], folder=written["target"])
+    if written.get("asked") is not None:
+        message += " " + t(lang, "arena_written_elsewhere", folder=written["asked"])
+    return message
+
+
+def message_text(lang: str, pair: dict | None) -> str:
+    """The line above the votes in a newly picked language: the call to vote while a pair waits for one (other
+    notes were about an event that has passed)."""
+    return t(lang, "arena_vote_now") if pair and "answers" in pair and "outcome" not in pair else ""
+
+
 def vote_buttons(enabled: bool) -> list:
     return [gr.update(interactive=enabled) for _ in VOTES]
 
@@ -360,6 +377,8 @@ def wire_arena(view: ArenaView, chat: ChatView, top: TopBar, engines) -> None:
     view.name.change(standings_view, [top.lang, view.name], standings_outputs, show_progress="hidden")
     top.language.on(standings_view, [top.lang, view.name], standings_outputs)
     top.language.on(reveal_text, [top.lang, view.pair], view.reveal)
+    top.language.on(message_text, [top.lang, view.pair], view.message)
+    top.language.on(written_text, [top.lang, view.written], view.written_msg)
     _wire_answer(view, chat, top, engines)
     _wire_votes(view, top)
 
@@ -483,12 +502,9 @@ def link_train_tab(view: ArenaView, tabs: gr.Tabs, dataset_dir, datasets, stage)
             message = t(lang_, "arena_write_failed", error=error_text(lang_, exc))
             gr.Warning(message)
             return message, None, gr.update(visible=False)
-        stage = "kto" if kind == KTO else "dpo"
-        message = t(lang_, "arena_written_kto" if kind == KTO else "arena_written", name=name, rows=rows,
-                    folder=str(target))
-        if field_text != folder:
-            message += " " + t(lang_, "arena_written_elsewhere", folder=folder)
-        return message, {"folder": field_text, "name": name, "stage": stage}, gr.update(visible=True)
+        written = {"folder": field_text, "name": name, "stage": "kto" if kind == KTO else "dpo", "rows": rows,
+                   "target": str(target), "asked": folder if field_text != folder else None}
+        return written_text(lang_, written), written, gr.update(visible=True)
 
     view.write_btn.click(on_write, [view.lang, view.name, view.dataset_name, view.kind, view.overwrite, dataset_dir],
                          [view.written_msg, view.written, view.train_btn])

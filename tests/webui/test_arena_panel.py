@@ -120,3 +120,13 @@ def test_each_login_keeps_its_own_arenas():
     own, ann, bob = (arena_panel.arena_folder(Workspace(user)) for user in (None, "ann", "bob"))
     assert own == Workspace().saves / ".arena"
     assert ann == Workspace("ann").saves / ".arena" and ann != bob != own
+
+
+def test_messages_said_again_in_a_new_language():
+    pending = {"models": [BASE_MODEL, "/s/run"], "names": ["Smol", "run"], "answers": ["x", "y"]}
+    assert arena_panel.message_text("ko", pending) == t("ko", "arena_vote_now")
+    assert arena_panel.message_text("ko", {**pending, "outcome": "a"}) == ""  # voted: the reveal says it
+    written = {"folder": "assets/data", "name": "prefs", "stage": "kto", "rows": 4, "target": "/d", "asked": "/x"}
+    text = arena_panel.written_text("ru", written)
+    assert "`prefs`" in text and "`/d`" in text and "`/x`" in text and "KTO" in text
+    assert arena_panel.written_text("en", None) == ""
