@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from bench.harness import short_train_config
+from engine.core.paths import DEFAULT_DATA_DIR
 from tests.helpers.runs import ARTIFACTS, run_cold_job, wait_for_state
 from tests.helpers.ui import fill_until_held, language_switched
 from webui.locales import MESSAGES, t
@@ -124,7 +126,7 @@ def test_arena_votes_reveal_standings_and_train_dpo(app_server, page, arena_run,
 
     # Written into the Train tab's Data dir as a preference dataset; Train on it opens the tab set for DPO.
     data = tmp_path / "arena-data"
-    data.mkdir()
+    shutil.copytree(DEFAULT_DATA_DIR, data)  # a data folder of one's own, with the demo datasets
     page.get_by_role("tab", name=t("zh", "tab_train"), exact=True).click()
     fill_until_held(page.locator("#field-data-dataset_dir textarea, #field-data-dataset_dir input").first, str(data))
     page.get_by_role("tab", name=t("zh", "tab_chat"), exact=True).click()
@@ -139,7 +141,9 @@ def test_arena_votes_reveal_standings_and_train_dpo(app_server, page, arena_run,
     assert len(rows) == 3 and all(r["chosen"] and r["rejected"] for r in rows)  # both-bad is left out
     _button(page, t("zh", "arena_train_on_it")).click()
     expect(page.locator("#field-train-stage input")).to_have_value("DPO", timeout=30_000)
-    expect(page.locator("#field-data-datasets")).to_contain_text("arena_prefs")
+    picked = page.locator("#field-data-datasets")
+    expect(picked).to_contain_text("arena_prefs")
+    expect(picked).not_to_contain_text("identity")  # the dataset just written, alone
     page.screenshot(path=str(ARTIFACTS / "arena-zh-train.png"), full_page=True)
     browser_s = time.monotonic() - started
 
