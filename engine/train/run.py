@@ -371,7 +371,7 @@ def run_training(config_path: str | Path) -> int:
         if early and "best_probe_score" in metrics and cfg.train.early_stopping_metric == "probe_score":
             log(f"Early stopping: the probe score has not improved for {cfg.train.early_stopping_patience} probe "
                 f"rounds (best {metrics['best_probe_score']:g} at step {metrics['best_probe_step']}).")
-        elif early:
+        elif early and cfg.train.early_stopping_metric == "eval_loss":
             log(f"Early stopping: no validation improvement for {cfg.train.early_stopping_patience} evaluations.")
         log("Training stopped; the weights so far were saved." if stop.requested else "Training finished.")
         return 0

@@ -980,3 +980,13 @@ def test_start_refuses_a_probe_dataset_that_gives_no_probes_and_a_bad_probe_line
     message = call(app, "btn-start", field_train_probe_questions="Fine?\nYear? => regex: (19")[0]
     assert message.startswith("Invalid value — Probe questions: line 2: not a valid regular expression: "), message
     assert not list(roots["saves"].rglob("run.yaml"))
+
+
+def test_probe_dataset_list_follows_the_data_folder(app, tmp_path):
+    """The Probe dataset list offers none and the folder's usable datasets, refreshed with the Dataset list."""
+    d = data_dir(tmp_path, {"ok": {"file_name": "a.json"}, "broken": {"formatting": "alpaca"}}, {"a.json": [ROW]})
+    on_change = _handler(app, "field-data-dataset_dir", "change", output="field-train-probe_dataset")
+    datasets, probe_datasets = call_as_gradio(on_change.fn, [str(d), []])
+    assert datasets["choices"] == [("ok", "ok")] and probe_datasets["choices"] == [("", ""), ("ok", "ok")]
+    _, probe_datasets = call_as_gradio(on_change.fn, [str(tmp_path / "nowhere"), []])
+    assert probe_datasets["choices"] == [("", "")]
