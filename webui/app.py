@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from webui import runner
+from webui.arena_panel import link_train_tab
 from webui.chat_tab import ChatEngines, build_chat_tab
 from webui.eval_tab import build_eval_tab
 from webui.export_tab import build_export_tab
@@ -87,7 +88,7 @@ def create_app() -> gr.Blocks:
     with gr.Blocks(title="TuneBoard") as demo:
         title = gr.Markdown(f"## {t(lang, 'title')}", elem_id="tb-title")
         top = build_top_bar()
-        with gr.Tabs(elem_id="tb-tabs"):
+        with gr.Tabs(elem_id="tb-tabs") as tabs:
             with tab_texts.add(gr.Tab, "tab_train", id="train", elem_id="tab-train") as tab_train:
                 train = build_train_tab(top, watch, figures)
             with tab_texts.add(gr.Tab, "tab_eval", id="eval", elem_id="tab-eval") as tab_eval:
@@ -99,6 +100,10 @@ def create_app() -> gr.Blocks:
             with tab_texts.add(gr.Tab, "tab_runs", id="runs", elem_id="tab-runs") as tab_runs:
                 runs = build_runs_tab(top, watch)
         queue = build_queue_panel(top.language)
+        # The arena's votes become a dataset in the Train tab's Data dir, which Train on it then picks there.
+        train_fields = {c.key: c.component for c in train.controls}
+        link_train_tab(chat.arena, tabs, train_fields["data.dataset_dir"], train_fields["data.datasets"],
+                       train_fields["train.stage"])
         texts = (top.texts() + queue.texts() + train.texts() + evaluate.texts() + chat.texts() + export.texts()
                  + runs.texts() + tab_texts.items)
 

@@ -10,19 +10,26 @@ from dataclasses import dataclass
 import gradio as gr
 
 from engine import facade
-from engine.core.chat_settings import GenerationSettings
 from engine.core.devices import pick_device
 from engine.core.download import follow_download
-from engine.core.model_files import ModelUnloaded, check_checkpoint
+from engine.core.model_files import check_checkpoint
 from engine.core.workspace import Workspace
 from engine.jobs.device_queue import job_on_device
+from webui.arena_panel import ARENA, ArenaView, wire_arena
+from webui.chat_answers import (
+    BASE_CHOICE,
+    conversation,
+    generation_settings,
+    stream_replies,
+    variant_choices,
+    variant_path,
+)
 from webui.errors import error_text
 from webui.form import Texts
 from webui.hardware_panel import HardwarePanel, build_hardware_panel
 from webui.locales import DEFAULT_LANG, t
 from webui.memory_panel import build_chat_memory
 from webui.run_monitor import download_html
-from webui.thinking import StreamedReplies, is_thought
 from webui.top_bar import TopBar, checkpoint_choices
 from webui.workspaces import workspace_of
 
@@ -69,6 +76,7 @@ class ChatTab:
     on_page_load: Callable  # run when a page opens, after the tabs' own page load: reads load_inputs
     load_inputs: list
     load_outputs: list
+    arena: ArenaView  # the Arena mode, which app.py links to the Train tab (webui.arena_panel.link_train_tab)
 
     def texts(self) -> list:
         return self.other_texts
@@ -116,30 +124,11 @@ def page_view(engines: ChatEngines, lang: str, model_path: str, checkpoint: str 
     return checkpoint, _describe(lang, eng) + "\n\n" + t(lang, "chat_form_differs", form=form)
 
 
-BASE_CHOICE = "<base>"  # the compare dropdowns' value for the base model; checkpoint values are folder paths
-SINGLE, COMPARE = "single", "compare"
-
-
-def variant_choices(lang: str, model_name: str, model_path: str, method: str,
-                    workspace: Workspace = Workspace()) -> list[tuple[str, str]]:
-    """Compare mode's sides: the base model, then the runs and checkpoints the top bar offers."""
-    return [(t(lang, "base_model_choice"), BASE_CHOICE)] + checkpoint_choices(lang, model_name, model_path, method,
-                                                                              workspace)
-
-
-def _conversation(history: list, text: str, system_text: str) -> list[dict]:
-    """The messages a side answers: its own history, the new question, the system prompt first when given.
-    Thinking blocks stay behind: reasoning models' templates drop past reasoning (webui.thinking)."""
-    messages = [{"role": m["role"], "content": plain_text(m["content"])} for m in history
-                if m.get("role") in ("user", "assistant") and not is_thought(m)]
-    messages.append({"role": "user", "content": text})
-    if system_text and system_text.strip():
-        messages.insert(0, {"role": "system", "content": system_text.strip()})
-    return messages
+SINGLE, COMPARE = "single", "compare"  # and ARENA (webui.arena_panel)
 
 
 def mode_choices(lang: str) -> list[tuple[str, str]]:
-    return [(t(lang, "mode_single"), SINGLE), (t(lang, "mode_compare"), COMPARE)]
+    return [(t(lang, "mode_single"), SINGLE), (t(lang, "mode_compare"), COMPARE), (t(lang, "mode_arena"), ARENA)]
 
 
 @dataclass(eq=False)
@@ -168,6 +157,7 @@ class ChatView:
     seed: gr.Number
     enable_thinking: gr.Checkbox
     hardware: HardwarePanel
+    arena: ArenaView
 
 
 def build_chat_tab(top: TopBar, engines: ChatEngines) -> ChatTab:
@@ -176,6 +166,7 @@ def build_chat_tab(top: TopBar, engines: ChatEngines) -> ChatTab:
     _wire_model(view, top, engines)
     _wire_compare(view, top)
     _wire_answers(view, top, engines)
+    wire_arena(view.arena, view, top, engines)
 
     def on_page_load(lang_, name, path, method, checkpoint, request: gr.Request):
         """The top bar's checkpoints as they are on disk now, and what this login's chat engine holds."""
@@ -186,7 +177,7 @@ def build_chat_tab(top: TopBar, engines: ChatEngines) -> ChatTab:
         return gr.update(choices=choices, value=value), status
 
     return ChatTab(view.texts.items + view.hardware.texts(), view.hardware, on_page_load,
-                   _bar_inputs(top) + [top.checkpoint], [top.checkpoint, view.info])
+                   _bar_inputs(top) + [top.checkpoint], [top.checkpoint, view.info], view.arena)
 
 
 def _bar_inputs(top: TopBar) -> list:
@@ -205,6 +196,7 @@ def chat_layout(top: TopBar) -> ChatView:
     # What Load model will need.
     build_chat_memory(top.language, top.model_path.component, top.hub.component, top.device.component, info)
     mode = add(gr.Radio, "chat_mode", choices=mode_choices, value=SINGLE, elem_id="chat-mode")
+    arena = ArenaView(texts)
     with gr.Row():
         with gr.Column(scale=4):
             chatbot = add(gr.Chatbot, "chatbot", height=420, elem_id="chat-box", buttons=["copy"])
@@ -218,12 +210,17 @@ def chat_layout(top: TopBar) -> ChatView:
                         box = add(gr.Chatbot, f"compare_answers_{side}", height=420, elem_id=f"compare-box-{side}",
                                   buttons=["copy"])
                     sides.append((variant, box))
+            arena.build_setup()
+            arena.build_battle()
             system = add(gr.Textbox, "system_prompt", info_key="system_prompt_info", lines=1, elem_id="chat-system")
             query = add(gr.Textbox, "query", placeholder_key="query_placeholder", lines=2, elem_id="chat-query")
+            arena.build_draw()
             with gr.Row():
                 submit_btn = add(gr.Button, "submit", attr="value", variant="primary", elem_id="chat-submit")
+                arena.build_answer()
                 stop_btn = add(gr.Button, "stop_generation", attr="value", elem_id="chat-stop")
                 clear_btn = add(gr.Button, "clear_history", attr="value", elem_id="chat-clear")
+            arena.build_results()
         with gr.Column(scale=1):
             max_new_tokens = add(gr.Slider, "max_new_tokens", 8, 4096, value=256, step=8,
                                  elem_id="chat-max-new-tokens")
@@ -238,7 +235,7 @@ def chat_layout(top: TopBar) -> ChatView:
     (variant_a, chat_a), (variant_b, chat_b) = sides
     return ChatView(texts, load_btn, unload_btn, info, mode, chatbot, compare_panel, variant_a, chat_a, variant_b,
                     chat_b, system, query, submit_btn, stop_btn, clear_btn, max_new_tokens, top_p, temperature, seed,
-                    enable_thinking, hardware)
+                    enable_thinking, hardware, arena)
 
 
 def _wire_model(view: ChatView, top: TopBar, engines: ChatEngines) -> None:
@@ -328,19 +325,24 @@ def _wire_compare(view: ChatView, top: TopBar) -> None:
         gr.on([variant.focus, top.method.component.change], refresh_variants, bar_inputs + [variant], variant)
         top.language.on(refresh_variants, bar_inputs + [variant], variant)
 
+    arena = view.arena.shown_in_mode
+
     def on_mode(mode_, lang_, name, path, method, current_b, checkpoint, request: gr.Request):
-        """Compare mode starts as base vs the checkpoint picked in the top bar (else the newest run)."""
-        compare = mode_ == COMPARE
-        if not compare:
-            return gr.update(visible=True), gr.update(visible=False), gr.update()
+        """Each mode shows its own boxes (the arena its panel and Answer for Submit); Compare mode starts as base
+        vs the checkpoint picked in the top bar (else the newest run)."""
+        shown = [gr.update(visible=mode_ == SINGLE), gr.update(visible=mode_ == COMPARE)]
+        chat_buttons = [gr.update(visible=mode_ != ARENA)] * 2  # Submit, Clear history
+        arena_parts = [gr.update(visible=mode_ == ARENA)] * len(arena)
+        if mode_ != COMPARE:
+            return shown + [gr.update()] + chat_buttons + arena_parts
         choices = variant_choices(lang_, name, path, method, workspace_of(request))
         values = [v for _, v in choices]
         pick = current_b if current_b in values[1:] else checkpoint if checkpoint in values else \
             (values[1] if len(values) > 1 else BASE_CHOICE)
-        return gr.update(visible=False), gr.update(visible=True), gr.update(choices=choices, value=pick)
+        return shown + [gr.update(choices=choices, value=pick)] + chat_buttons + arena_parts
 
     view.mode.change(on_mode, [view.mode] + bar_inputs + [view.variant_b, top.checkpoint],
-                     [view.chatbot, view.compare_panel, view.variant_b])
+                     [view.chatbot, view.compare_panel, view.variant_b, view.submit_btn, view.clear_btn] + arena)
 
 
 def _wire_answers(view: ChatView, top: TopBar, engines: ChatEngines) -> None:
@@ -348,6 +350,9 @@ def _wire_answers(view: ChatView, top: TopBar, engines: ChatEngines) -> None:
 
     def on_submit(lang_, mode_, text, history, history_a, history_b, variant_a_, variant_b_, system_text, max_tokens,
                   top_p_, temp, seed_, thinking, request: gr.Request):
+        if mode_ == ARENA:  # Enter in the query box: the arena answers it (webui.arena_panel)
+            yield [gr.skip()] * 4
+            return
         compare = mode_ == COMPARE
         histories = [list(history_a or []), list(history_b or [])] if compare else [list(history or [])]
 
@@ -366,22 +371,14 @@ def _wire_answers(view: ChatView, top: TopBar, engines: ChatEngines) -> None:
             gr.Warning(t(lang_, "model_not_loaded"))
             yield shown()
             return
-        conversations = [_conversation(h, text, system_text) for h in histories]
+        conversations = [conversation(h, text, system_text) for h in histories]
         for h in histories:
             h.append({"role": "user", "content": text})
         yield shown("")  # the question on screen at once: the answer may wait for another one to finish
-        replies = StreamedReplies(lang_, histories)
-        key = request.session_hash if request else ""
-        stop = engines.stops[key] = threading.Event()
-        settings = GenerationSettings(max_new_tokens=int(max_tokens), temperature=float(temp), top_p=float(top_p_),
-                                      seed=None if seed_ is None or seed_ < 0 else int(seed_),
-                                      enable_thinking=thinking is not False)
-        variants = [("" if v in (None, BASE_CHOICE) else v) for v in (variant_a_, variant_b_)] if compare else None
-        try:
-            yield from _answers(lang_, eng, conversations, variants, settings, stop, replies, workspace,
-                                lambda: shown(""))
-        finally:
-            engines.stops.pop(key, None)
+        settings = generation_settings(max_tokens, top_p_, temp, seed_, thinking)
+        variants = [variant_path(v) for v in (variant_a_, variant_b_)] if compare else None
+        yield from stream_replies(lang_, engines, workspace, request, conversations, histories, variants, settings,
+                                  lambda: shown(""))
 
     chat_inputs = [top.lang, view.mode, view.query, view.chatbot, view.chat_a, view.chat_b, view.variant_a,
                    view.variant_b, view.system, view.max_new_tokens, view.top_p, view.temperature, view.seed,
@@ -398,34 +395,3 @@ def _wire_answers(view: ChatView, top: TopBar, engines: ChatEngines) -> None:
 
     view.stop_btn.click(on_stop, None, None, api_name="chat_stop")
     view.clear_btn.click(lambda: ([], [], []), None, [view.chatbot, view.chat_a, view.chat_b])
-
-
-def _answers(lang: str, eng, conversations: list, variants: list | None, settings: GenerationSettings,
-             stop: threading.Event, replies: StreamedReplies, workspace: Workspace, shown: Callable):
-    """Streams the answers into ``replies``, yielding ``shown()`` after each piece; a model unloaded mid-answer or
-    a failure ends them with a note, what was said kept."""
-    try:
-        for variant in variants or []:
-            workspace.check_readable(variant, "model.adapter_path")
-        for partial in eng.replies(conversations, variants, settings, stop):
-            replies.show(partial)
-            yield shown()
-        replies.finish()
-        yield shown()
-    except ModelUnloaded:  # someone pressed Unload mid-answer: keep what was said, and say why it ends
-        replies.finish(note=t(lang, "answer_cut_unloaded"))
-        yield shown()
-    except Exception as exc:  # noqa: BLE001 - shown in the chat, the app keeps running
-        message = t(lang, "generation_failed", error=error_text(lang, exc))
-        gr.Warning(message)
-        replies.finish(error=message)
-        yield shown()
-
-
-def plain_text(content) -> str:
-    """Chatbot history content may come back as a list of parts; we only send text."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return str(content)

@@ -762,6 +762,93 @@ MESSAGES: dict[str, dict[str, str]] = {
     "enable_thinking_info": {"en": "Reasoning models think first: the reasoning streams into a collapsed “Thinking” block above the answer and is not sent back with the history. Compare side by side and Evaluate judge the answer alone.",
         "zh": "推理模型先思考：思考过程显示在回答上方可折叠的“思考”块中，不随历史对话发回模型。并排对比与评估只比较回答本身。"},
     "thinking_title": {"en": "Thinking", "zh": "思考"},
+    # chat: the checkpoint arena (webui/arena_panel.py)
+    "mode_arena": {"en": "Arena", "zh": "竞技场"},
+    "arena_intro": {"en": "**Blind arena.** Type a prompt (or draw one) and press **Answer**: two of the contestants "
+                          "answer it as *Model A* and *Model B*, their names hidden. Vote for the better answer; only "
+                          "then are the names shown and the standings updated.",
+                    "zh": "**盲评竞技场。** 输入提示词（或抽取一个）并点击**回答**：两个参赛模型以*模型 A*和*模型 B*的身份回答，"
+                          "名称隐藏。为更好的回答投票后，才会显示名称并更新排名。"},
+    "arena_name": {"en": "Arena name", "zh": "竞技场名称"},
+    "arena_name_info": {"en": "Votes are kept per arena in your saves folder; type a new name to start another.",
+                        "zh": "投票按竞技场保存在你的 saves 文件夹中；输入新名称即可开始另一个竞技场。"},
+    "arena_contestants": {"en": "Contestants", "zh": "参赛模型"},
+    "arena_contestants_info": {"en": "The base model and LoRA runs and checkpoints of the model and method above "
+                                     "(at least two); each round draws two of them. Whole-model checkpoints cannot "
+                                     "share the base model in memory and are not offered.",
+                               "zh": "上方模型与微调方法的基础模型及 LoRA 训练和检查点（至少两个）；每轮从中抽取两个。"
+                                     "完整模型检查点无法共用内存中的基础模型，因此不在此列。"},
+    "arena_base_name": {"en": "{model} (base model)", "zh": "{model}（基础模型）"},
+    "arena_answer": {"en": "Answer", "zh": "回答"},
+    "arena_answering": {"en": "Answering… the names are shown once you vote.",
+                        "zh": "正在回答……投票后才会显示名称。"},
+    "arena_vote_now": {"en": "Both have answered. Which answer is better? Vote to see who is who.",
+                       "zh": "两个模型都已回答。哪个回答更好？投票后揭晓身份。"},
+    "arena_answers_cut": {"en": "The answers did not finish, so there is nothing to vote on; press Answer to try again.",
+                          "zh": "回答未完成，无法投票；请再次点击“回答”。"},
+    "arena_need_prompt": {"en": "Type a prompt, or draw one, then press Answer.",
+                          "zh": "请先输入或抽取一个提示词，再点击“回答”。"},
+    "arena_no_pair": {"en": "Nothing to vote on yet: press Answer first.", "zh": "还没有可投票的回答：请先点击“回答”。"},
+    "arena_vote_a": {"en": "A is better", "zh": "A 更好"},
+    "arena_vote_b": {"en": "B is better", "zh": "B 更好"},
+    "arena_vote_tie": {"en": "Tie", "zh": "平局"},
+    "arena_vote_bad": {"en": "Both are bad", "zh": "都不好"},
+    "arena_vote_failed": {"en": "The vote was not saved: {error}", "zh": "投票未保存：{error}"},
+    "arena_reveal": {"en": "**A:** {a} · **B:** {b} — your vote: {outcome}. Type or draw the next prompt and press "
+                           "Answer for the next round.",
+                     "zh": "**A**：{a} · **B**：{b} — 你的投票：{outcome}。输入或抽取下一个提示词并点击“回答”，开始下一轮。"},
+    "arena_draw_source": {"en": "Draw a prompt from", "zh": "提示词来源"},
+    "arena_draw_probes": {"en": "the runs' probe questions", "zh": "训练的探针问题"},
+    "arena_draw_dataset": {"en": "a dataset", "zh": "数据集"},
+    "arena_draw_from": {"en": "Dataset (Train tab's Data dir)", "zh": "数据集（训练页的数据路径）"},
+    "arena_draw": {"en": "Draw a prompt", "zh": "抽取提示词"},
+    "arena_no_probes": {"en": "The contestants' runs have no probe questions: type a prompt, or draw one from a "
+                              "dataset.",
+                        "zh": "参赛训练没有探针问题：请输入提示词，或从数据集中抽取。"},
+    "arena_pick_dataset": {"en": "Choose a dataset to draw from.", "zh": "请选择要抽取的数据集。"},
+    "arena_draw_failed": {"en": "Could not draw a prompt: {error}", "zh": "无法抽取提示词：{error}"},
+    "arena_row_no_prompt": {"en": "The row drawn from {name} has no user prompt; draw again.",
+                            "zh": "从 {name} 抽到的这一行没有用户提示词；请重新抽取。"},
+    "arena_standings_title": {"en": "### Standings", "zh": "### 排名"},
+    "arena_no_votes": {"en": "No votes in arena {name} yet.", "zh": "竞技场 {name} 还没有投票。"},
+    "arena_caption": {"en": "Arena {name} · votes: {votes}. Bradley–Terry rating (1000 = average) with its "
+                            "95% bootstrap interval.",
+                      "zh": "竞技场 {name}：共 {votes} 票。Bradley–Terry 评分（1000 = 平均）及其 95% 自助法置信区间。"},
+    "arena_skipped_lines": {"en": "Unreadable lines of the votes file skipped: {count}.",
+                            "zh": "已跳过投票文件中 {count} 行无法读取的内容。"},
+    "arena_col_rank": {"en": "#", "zh": "#"},
+    "arena_col_model": {"en": "Model", "zh": "模型"},
+    "arena_col_rating": {"en": "Rating (95% CI)", "zh": "评分（95% 置信区间）"},
+    "arena_col_win_rate": {"en": "Win rate", "zh": "胜率"},
+    "arena_col_votes": {"en": "Votes", "zh": "票数"},
+    "arena_col_record": {"en": "Won / lost / tie / both bad", "zh": "胜 / 负 / 平 / 都不好"},
+    "arena_plot": {"en": "Ratings", "zh": "评分"},
+    "arena_plot_rating": {"en": "Rating (1000 = average)", "zh": "评分（1000 = 平均）"},
+    "arena_download": {"en": "Download votes (jsonl)", "zh": "下载投票（jsonl）"},
+    "arena_export_title": {"en": "### Votes become training data\nWrite the decided votes as a preference dataset "
+                                 "into the Train tab's Data dir, then train a DPO, ORPO or KTO run on it.",
+                           "zh": "### 投票变成训练数据\n将分出胜负的投票写成偏好数据集，保存到训练页的数据路径，"
+                                 "然后用它训练 DPO、ORPO 或 KTO。"},
+    "arena_dataset_name": {"en": "Dataset name", "zh": "数据集名称"},
+    "arena_dataset_name_info": {"en": "Registered under this name in dataset_info.json.",
+                                "zh": "以此名称登记在 dataset_info.json 中。"},
+    "arena_kind": {"en": "Ties and both-bad votes", "zh": "平局与“都不好”的投票"},
+    "arena_kind_pairs": {"en": "leave out (DPO/ORPO pairs)", "zh": "不写入（DPO/ORPO 偏好对）"},
+    "arena_kind_kto": {"en": "KTO labels (every answer marked good or bad)", "zh": "KTO 标签（每个回答标为好或坏）"},
+    "arena_write": {"en": "Write preference dataset", "zh": "写入偏好数据集"},
+    "arena_write_failed": {"en": "The dataset was not written: {error}", "zh": "数据集未写入：{error}"},
+    "arena_written": {"en": "Wrote dataset `{name}` to `{folder}` (preference pairs: {rows}). **Train on it** opens the "
+                            "Train tab with stage DPO and this dataset picked (ORPO trains on it too).",
+                      "zh": "已写入数据集 `{name}`：{rows} 个偏好对，位于 `{folder}`。**用它训练**会打开训练页，"
+                            "选好 DPO 阶段和此数据集（ORPO 也可以用它训练）。"},
+    "arena_written_kto": {"en": "Wrote dataset `{name}` to `{folder}` (labelled answers: {rows}). **Train on it** opens "
+                                "the Train tab with stage KTO and this dataset picked.",
+                          "zh": "已写入数据集 `{name}`：{rows} 个带标签的回答，位于 `{folder}`。**用它训练**会打开训练页，"
+                                "选好 KTO 阶段和此数据集。"},
+    "arena_written_elsewhere": {"en": "(The Train tab's Data dir `{folder}` is not one you may write to, so it went "
+                                      "to your own data folder.)",
+                                "zh": "（训练页的数据路径 `{folder}` 不允许你写入，因此写到了你自己的数据文件夹。）"},
+    "arena_train_on_it": {"en": "Train on it", "zh": "用它训练"},
     "load_err_compare_not_lora": {"en": "{path} is a whole model, not a LoRA adapter: it cannot share the loaded base model. Compare it by loading it in the single chat.",
         "zh": "{path} 是完整模型而不是 LoRA 适配器，无法共用已加载的基础模型。请在普通对话中加载它进行比较。"},
     # evaluate & export

@@ -32,7 +32,7 @@ from engine.core.model_files import PARENTS_FILE, ModelLoadError, ModelUnloaded,
 from engine.modeling.models import load_model, load_tokenizer, load_with_checkpoint
 from engine.serve.chat import ChatEngine
 from tests.helpers.runs import tiny_train_config
-from webui.chat_tab import plain_text
+from webui.chat_answers import plain_text
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from webui.chat_tab import plain_text
+from webui.chat_answers import plain_text
 
 pytestmark = pytest.mark.slow
 

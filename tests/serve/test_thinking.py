@@ -219,7 +219,7 @@ def test_chat_histories_show_the_block_above_the_answer():
 def test_chat_streams_reasoning_apart_from_the_answer(models):
     from engine.core.chat_settings import GenerationSettings
     from engine.serve.chat import ChatEngine
-    from webui.chat_tab import _conversation
+    from webui.chat_answers import conversation as _conversation
     from webui.thinking import StreamedReplies, is_thought
 
     eng = ChatEngine()
