@@ -1,5 +1,5 @@
 """The checkpoint arena's engine: blind votes between two models' answers, kept as one JSON line per vote, the
-standings they give (Bradley–Terry ratings on the Elo scale with a bootstrap confidence interval), the next pair
+standings they give (Bradley–Terry ratings on the Elo scale with a 95% interval), the next pair
 to show, and the decided votes written out as a preference dataset that the DPO, ORPO or KTO stage trains on.
 
 Torch-free: the web UI (webui/chat_tab.py) streams the answers and calls this module to record and rank them.
@@ -38,6 +38,7 @@ _SUFFIX = ".jsonl"
 ELO_SCALE = 400.0
 ELO_MEAN = 1000.0
 BOOTSTRAP_SAMPLES = 200
+_Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 _BOOTSTRAP_SEED = 22  # fixed: the same votes always give the same interval
 _MAX_ITERATIONS = 1000  # a few dozen are needed
 _TOLERANCE = 1e-8  # on log-strength: a millionth of an Elo point
@@ -218,6 +219,47 @@ def _elo(strengths: list[float]) -> list[float]:
     return [p + shift for p in points]
 
 
+def _standard_errors(games: Games, strengths: list[float]) -> list[float]:
+    """Each rating's standard error, in Elo points, from the Fisher information of the Bradley–Terry likelihood
+    (prior included) at ``strengths``: the inverse of its Hessian in log-strength. Every model's virtual game
+    against the anchor keeps the matrix invertible."""
+    n = len(strengths)
+    info = [[0.0] * n for _ in range(n)]
+    for i, s in enumerate(strengths):
+        p = s / (s + 1.0)
+        info[i][i] += p * (1.0 - p)  # the anchor game
+    for (i, j, _score), count in games.items():
+        p = strengths[i] / (strengths[i] + strengths[j])
+        w = count * p * (1.0 - p)
+        info[i][i] += w
+        info[j][j] += w
+        info[i][j] -= w
+        info[j][i] -= w
+    cov = _inverse(info)
+    # Ratings are centred on ELO_MEAN: the variance of each log-strength minus their mean, whose common level the
+    # anchor pins only weakly and the centring takes away.
+    row_means = [sum(row) / n for row in cov]
+    total_mean = sum(row_means) / n
+    unit = ELO_SCALE / math.log(10)  # Elo points per unit of log-strength
+    return [unit * math.sqrt(max(cov[i][i] - 2 * row_means[i] + total_mean, 0.0)) for i in range(n)]
+
+
+def _inverse(matrix: list[list[float]]) -> list[list[float]]:
+    """Gauss–Jordan inverse of a small symmetric positive definite matrix (one row per contestant)."""
+    n = len(matrix)
+    rows = [list(row) + [1.0 if i == k else 0.0 for k in range(n)] for i, row in enumerate(matrix)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(rows[r][col]))
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        head = rows[col][col]
+        rows[col] = [v / head for v in rows[col]]
+        for r in range(n):
+            if r != col and rows[r][col]:
+                factor = rows[r][col]
+                rows[r] = [a - factor * b for a, b in zip(rows[r], rows[col], strict=True)]
+    return [row[n:] for row in rows]
+
+
 def _percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values``, linearly interpolated."""
     ordered = sorted(values)
@@ -336,8 +378,11 @@ class Arena:
             resample = {kinds[k]: count for k, count in drawn.items()}
             for i, rating in enumerate(_elo(_bradley_terry(len(strengths), resample, strengths))):
                 samples[i].append(rating)
-        low = [min(_percentile(s, 0.025), r) for s, r in zip(samples, ratings, strict=True)]
-        high = [max(_percentile(s, 0.975), r) for s, r in zip(samples, ratings, strict=True)]
+        # A handful of votes resamples into the same few votes (one vote: always itself), which would read as
+        # certainty; the likelihood's curvature says how little they tell. Each side takes the wider of the two.
+        errors = _standard_errors(games, strengths)
+        low = [min(_percentile(s, 0.025), r - _Z95 * e) for s, r, e in zip(samples, ratings, errors, strict=True)]
+        high = [max(_percentile(s, 0.975), r + _Z95 * e) for s, r, e in zip(samples, ratings, errors, strict=True)]
         return low, high
 
     def next_pair(self, models: list[str], rng: random.Random) -> tuple[str, str]:

@@ -118,6 +118,17 @@ def test_the_interval_holds_the_estimate_narrows_with_more_votes_and_is_determin
     assert widths[1] < widths[0]
 
 
+def test_a_single_vote_leaves_the_ratings_uncertain(arena):
+    """One vote resamples only into itself; the interval must still say that one vote proves little: both models'
+    intervals overlap widely (more than a hundred Elo points either side)."""
+    arena.add_vote(_vote("a"))
+    base, ck2 = _by_model(arena)[BASE_MODEL], _by_model(arena)[CK2]
+    assert base.rating > ck2.rating
+    for s in (base, ck2):
+        assert s.ci_high - s.rating > 100 and s.rating - s.ci_low > 100
+    assert ck2.ci_high > base.rating and base.ci_low < ck2.rating
+
+
 def test_three_models_order_and_unvoted_contestants(arena):
     for outcome, a, b in (("a", CK4, CK2), ("a", CK4, BASE_MODEL), ("b", BASE_MODEL, CK2), ("a", CK4, CK2)):
         arena.add_vote(_vote(outcome, a, b))
