@@ -365,7 +365,7 @@ class Arena:
     @staticmethod
     def _intervals(games: Games, strengths: list[float], ratings: list[float]) -> tuple[list[float], list[float]]:
         """95% intervals of ``ratings`` by refitting on BOOTSTRAP_SAMPLES resamples of the votes (seeded: the same
-        votes give the same interval), widened where needed to hold the estimate itself."""
+        votes give the same interval), each side widened to the curvature interval (_standard_errors) where wider."""
         if not games:
             return [], []
         rng = random.Random(_BOOTSTRAP_SEED)
