@@ -409,6 +409,11 @@ def _wire_answer(view: ArenaView, chat: ChatView, top: TopBar, engines) -> None:
         except (ArenaError, PathError) as exc:
             yield refused(error_text(lang_, exc))
             return
+        # Every base model is keyed alike (BASE_MODEL): one arena rates the contestants of one base model only.
+        base, current = arena.base_name(), contestant_name(BASE_MODEL, model_name, model_path)
+        if base is not None and base != current:
+            yield refused(t(lang_, "arena_other_base", arena=arena.name, base=base, model=current))
+            return
         # Kept here until the vote: the page gets the answers only, never which model gave them.
         pending = {"arena": arena.name, "models": list(pair), "prompt": text, "system": (system_text or "").strip(),
                    "names": [contestant_name(m, model_name, model_path) for m in pair]}

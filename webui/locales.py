@@ -786,6 +786,10 @@ MESSAGES: dict[str, dict[str, str]] = {
                        "zh": "两个模型都已回答。哪个回答更好？投票后揭晓身份。"},
     "arena_answers_cut": {"en": "The answers did not finish, so there is nothing to vote on; press Answer to try again.",
                           "zh": "回答未完成，无法投票；请再次点击“回答”。"},
+    "arena_other_base": {"en": "Arena {arena} holds votes on the base model {base}; the model now is {model}. Pick or "
+                               "type another arena name for it, so that the ratings compare answers of one model.",
+                         "zh": "竞技场 {arena} 中是基础模型 {base} 的投票，当前模型是 {model}。请为它选择或输入另一个竞技场名称，"
+                               "使评分只比较同一模型的回答。"},
     "arena_need_prompt": {"en": "Type a prompt, or draw one, then press Answer.",
                           "zh": "请先输入或抽取一个提示词，再点击“回答”。"},
     "arena_no_pair": {"en": "Nothing to vote on yet: press Answer first.", "zh": "还没有可投票的回答：请先点击“回答”。"},

@@ -385,6 +385,14 @@ class Arena:
         high = [max(_percentile(s, 0.975), r + _Z95 * e) for s, r, e in zip(samples, ratings, errors, strict=True)]
         return low, high
 
+    def base_name(self) -> str | None:
+        """The name the base model was voted under (the newest vote's), or None when no vote involved it."""
+        for vote in reversed(self.votes()):
+            for model, name in ((vote.model_a, vote.name_a), (vote.model_b, vote.name_b)):
+                if model == BASE_MODEL:
+                    return name
+        return None
+
     def next_pair(self, models: list[str], rng: random.Random) -> tuple[str, str]:
         """The pair of distinct ``models`` compared least often so far (ties broken by ``rng``), in an order drawn
         by ``rng``: which one is shown as A is the blind shuffle."""

@@ -129,6 +129,14 @@ def test_a_single_vote_leaves_the_ratings_uncertain(arena):
     assert ck2.ci_high > base.rating and base.ci_low < ck2.rating
 
 
+def test_base_name_is_the_name_the_base_model_was_voted_under(arena):
+    assert arena.base_name() is None
+    arena.add_vote(_vote("a", CK4, CK2))
+    assert arena.base_name() is None  # no vote on the base model yet
+    arena.add_vote(_vote("b", CK2, BASE_MODEL))
+    assert arena.base_name() == f"name of {BASE_MODEL}"
+
+
 def test_three_models_order_and_unvoted_contestants(arena):
     for outcome, a, b in (("a", CK4, CK2), ("a", CK4, BASE_MODEL), ("b", BASE_MODEL, CK2), ("a", CK4, CK2)):
         arena.add_vote(_vote(outcome, a, b))
