@@ -470,7 +470,7 @@ MESSAGES = {
     "arena_row_no_prompt": "{name} から抽選した行にユーザーのプロンプトがありません。もう一度抽選してください。",
     "arena_standings_title": "### 順位",
     "arena_no_votes": "アリーナ {name} にはまだ投票がありません。",
-    "arena_caption": "アリーナ {name}：{votes} 票。Bradley–Terry レーティング（1000 = 平均）と 95% ブートストラップ区間。",
+    "arena_caption": "アリーナ {name}：{votes} 票。Bradley–Terry レーティング（1000 = 平均）と 95% 信頼区間。",
     "arena_skipped_lines": "投票ファイルの読めない {count} 行をスキップしました。",
     "arena_col_rank": "#",
     "arena_col_model": "モデル",

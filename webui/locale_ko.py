@@ -464,7 +464,7 @@ MESSAGES = {
     "arena_row_no_prompt": "{name}에서 뽑은 행에 사용자 프롬프트가 없습니다. 다시 추첨하세요.",
     "arena_standings_title": "### 순위",
     "arena_no_votes": "아레나 {name}에는 아직 투표가 없습니다.",
-    "arena_caption": "아레나 {name}: {votes}표. Bradley–Terry 레이팅(1000 = 평균)과 95% 부트스트랩 구간.",
+    "arena_caption": "아레나 {name}: {votes}표. Bradley–Terry 레이팅(1000 = 평균)과 95% 신뢰 구간.",
     "arena_skipped_lines": "투표 파일에서 읽을 수 없는 {count}줄을 건너뛰었습니다.",
     "arena_col_rank": "#",
     "arena_col_model": "모델",

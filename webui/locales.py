@@ -816,8 +816,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "arena_standings_title": {"en": "### Standings", "zh": "### 排名"},
     "arena_no_votes": {"en": "No votes in arena {name} yet.", "zh": "竞技场 {name} 还没有投票。"},
     "arena_caption": {"en": "Arena {name} · votes: {votes}. Bradley–Terry rating (1000 = average) with its "
-                            "95% bootstrap interval.",
-                      "zh": "竞技场 {name}：共 {votes} 票。Bradley–Terry 评分（1000 = 平均）及其 95% 自助法置信区间。"},
+                            "95% interval.",
+                      "zh": "竞技场 {name}：共 {votes} 票。Bradley–Terry 评分（1000 = 平均）及其 95% 置信区间。"},
     "arena_skipped_lines": {"en": "Unreadable lines of the votes file skipped: {count}.",
                             "zh": "已跳过投票文件中 {count} 行无法读取的内容。"},
     "arena_col_rank": {"en": "#", "zh": "#"},
