@@ -103,7 +103,7 @@ def create_app() -> gr.Blocks:
         # The arena's votes become a dataset in the Train tab's Data dir, which Train on it then picks there.
         train_fields = {c.key: c.component for c in train.controls}
         link_train_tab(chat.arena, tabs, train_fields["data.dataset_dir"], train_fields["data.datasets"],
-                       train_fields["train.stage"])
+                       train_fields["train.stage"], top)
         texts = (top.texts() + queue.texts() + train.texts() + evaluate.texts() + chat.texts() + export.texts()
                  + runs.texts() + tab_texts.items)
 

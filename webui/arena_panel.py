@@ -31,7 +31,7 @@ from webui.dataset_preview import datasets_update
 from webui.errors import error_text
 from webui.form import Texts
 from webui.locales import t
-from webui.top_bar import TopBar, model_label
+from webui.top_bar import TopBar, checkpoint_choices, model_label
 from webui.workspaces import workspace_of
 
 if TYPE_CHECKING:
@@ -325,6 +325,8 @@ def written_text(lang: str, written: dict | None) -> str:
                 rows=written["rows"], folder=written["target"])
     if written.get("asked") is not None:
         message += " " + t(lang, "arena_written_elsewhere", folder=written["asked"])
+    if written.get("start"):
+        message += " " + t(lang, "arena_train_from", name=written["start_name"])
     return message
 
 
@@ -461,7 +463,7 @@ def _wire_votes(view: ArenaView, top: TopBar) -> None:
         button.click(vote(outcome), [top.lang, view.pair], outputs, api_name=f"arena_vote_{outcome}")
 
 
-def link_train_tab(view: ArenaView, tabs: gr.Tabs, dataset_dir, datasets, stage) -> None:
+def link_train_tab(view: ArenaView, tabs: gr.Tabs, dataset_dir, datasets, stage, top: TopBar) -> None:
     """What the arena shares with the Train tab (``tabs``: the page's tabs; the others: its Data dir, Dataset and
     Stage fields): prompts drawn from its datasets, votes written there as a preference dataset, and Train on it,
     which opens the tab with that dataset and the DPO (or KTO) stage picked."""
@@ -507,18 +509,29 @@ def link_train_tab(view: ArenaView, tabs: gr.Tabs, dataset_dir, datasets, stage)
             message = t(lang_, "arena_write_failed", error=error_text(lang_, exc))
             gr.Warning(message)
             return message, None, gr.update(visible=False)
+        # The next run starts from the arena's leader, where that is a checkpoint: preference training refines the
+        # model the votes preferred (the base model leading: it starts from the base).
+        leader = next((s for s in arena.standings() if s.votes), None)
+        start = leader.model if leader is not None and leader.model != BASE_MODEL and is_lora(leader.model) else None
         written = {"folder": field_text, "name": name, "stage": "kto" if kind == KTO else "dpo", "rows": rows,
-                   "target": str(target), "asked": folder if field_text != folder else None}
+                   "target": str(target), "asked": folder if field_text != folder else None,
+                   "start": start, "start_name": leader.name if start else None}
         return written_text(lang_, written), written, gr.update(visible=True)
 
     view.write_btn.click(on_write, [view.lang, view.name, view.dataset_name, view.kind, view.overwrite, dataset_dir],
                          [view.written_msg, view.written, view.train_btn])
 
-    def on_train(written, request: gr.Request):
-        """The Train tab, its stage and Dataset set to train on the dataset just written."""
+    def on_train(written, lang_, model_name, model_path, method, request: gr.Request):
+        """The Train tab, its stage and Dataset set to train on the dataset just written, and the top bar's
+        checkpoint set to the arena's leader (when that is a checkpoint still offered) to start from."""
         if not written:
-            return [gr.skip()] * 4
-        chosen = datasets_update(written["folder"], [written["name"]], workspace_of(request).data_roots())
-        return gr.Tabs(selected="train"), written["stage"], written["folder"], chosen
+            return [gr.skip()] * 5
+        workspace = workspace_of(request)
+        chosen = datasets_update(written["folder"], [written["name"]], workspace.data_roots())
+        choices = checkpoint_choices(lang_, model_name, model_path, method, workspace)
+        start = written.get("start")
+        checkpoint = gr.update(choices=choices, value=start) if start in [v for _, v in choices] else gr.skip()
+        return gr.Tabs(selected="train"), written["stage"], written["folder"], chosen, checkpoint
 
-    view.train_btn.click(on_train, view.written, [tabs, stage, dataset_dir, datasets])
+    view.train_btn.click(on_train, [view.written, *top.checkpoint_inputs[:4]],
+                         [tabs, stage, dataset_dir, datasets, top.checkpoint])

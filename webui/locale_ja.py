@@ -489,6 +489,7 @@ MESSAGES = {
     "arena_kind_kto": "KTO ラベル（各回答に良い・悪いを付与）",
     "arena_write": "選好データセットを書き出す",
     "arena_write_failed": "データセットは書き出されませんでした：{error}",
+    "arena_train_from": "アリーナ首位の **{name}** から学習を続けます（チェックポイントパスに設定）。",
     "arena_written": "データセット `{name}` を書き出しました：`{folder}` に選好ペア {rows} 件。**これで学習** を押すと、ステージ DPO とこのデータセットを選んだ学習タブが開きます（ORPO でも学習できます）。",
     "arena_written_kto": "データセット `{name}` を書き出しました：`{folder}` にラベル付き回答 {rows} 件。**これで学習** を押すと、ステージ KTO とこのデータセットを選んだ学習タブが開きます。",
     "arena_written_elsewhere": "（学習タブのデータフォルダ `{folder}` には書き込めないため、あなた自身のデータフォルダに書き出しました。）",

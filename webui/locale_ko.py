@@ -483,6 +483,7 @@ MESSAGES = {
     "arena_kind_kto": "KTO 레이블(답변마다 좋음/나쁨 표시)",
     "arena_write": "선호 데이터셋 쓰기",
     "arena_write_failed": "데이터셋을 쓰지 못했습니다: {error}",
+    "arena_train_from": "아레나 1위 **{name}**에서 이어서 학습합니다(체크포인트 경로로 설정).",
     "arena_written": "데이터셋 `{name}`을(를) 썼습니다: `{folder}`에 선호 쌍 {rows}개. **이것으로 학습**을 누르면 단계 DPO와 이 데이터셋이 선택된 학습 탭이 열립니다(ORPO로도 학습할 수 있습니다).",
     "arena_written_kto": "데이터셋 `{name}`을(를) 썼습니다: `{folder}`에 레이블이 붙은 답변 {rows}개. **이것으로 학습**을 누르면 단계 KTO와 이 데이터셋이 선택된 학습 탭이 열립니다.",
     "arena_written_elsewhere": "(학습 탭의 데이터 폴더 `{folder}`에는 쓸 수 없어 내 데이터 폴더에 썼습니다.)",

@@ -841,6 +841,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "arena_kind_kto": {"en": "KTO labels (every answer marked good or bad)", "zh": "KTO 标签（每个回答标为好或坏）"},
     "arena_write": {"en": "Write preference dataset", "zh": "写入偏好数据集"},
     "arena_write_failed": {"en": "The dataset was not written: {error}", "zh": "数据集未写入：{error}"},
+    "arena_train_from": {"en": "It starts from the arena's leader, **{name}** (set as the checkpoint path).",
+                         "zh": "训练将从竞技场第一名 **{name}** 继续（已设为检查点路径）。"},
     "arena_written": {"en": "Wrote dataset `{name}` to `{folder}` (preference pairs: {rows}). **Train on it** opens the "
                             "Train tab with stage DPO and this dataset picked (ORPO trains on it too).",
                       "zh": "已写入数据集 `{name}`：{rows} 个偏好对，位于 `{folder}`。**用它训练**会打开训练页，"

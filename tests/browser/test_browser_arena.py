@@ -139,8 +139,18 @@ def test_arena_votes_reveal_standings_and_train_dpo(app_server, page, arena_run,
     assert registry["arena_prefs"]["ranking"] is True
     rows = [json.loads(line) for line in (data / registry["arena_prefs"]["file_name"]).read_text().splitlines()]
     assert len(rows) == 3 and all(r["chosen"] and r["rejected"] for r in rows)  # both-bad is left out
+    # The leader of the standings is where the DPO run starts from, unless the base model leads.
+    leader = standings.locator("tbody tr").first.locator("td").nth(1).inner_text()
+    led_by_base = leader == t("zh", "arena_base_name", model=MODEL)
+    if not led_by_base:
+        expect(written).to_contain_text(leader)
     _button(page, t("zh", "arena_train_on_it")).click()
     expect(page.locator("#field-train-stage input")).to_have_value("DPO", timeout=30_000)
+    top_checkpoint = page.locator("#top-checkpoint input")
+    if led_by_base:
+        expect(top_checkpoint).to_have_value("")
+    else:
+        expect(top_checkpoint).to_have_value(re.compile("^" + re.escape(leader)))
     picked = page.locator("#field-data-datasets")
     expect(picked).to_contain_text("arena_prefs")
     expect(picked).not_to_contain_text("identity")  # the dataset just written, alone
