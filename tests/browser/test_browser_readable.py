@@ -124,7 +124,10 @@ def test_the_log_follows_its_tail_unless_scrolled_up(app_server, page, workdirs,
                                "b.scrollTop + b.clientHeight >= b.scrollHeight - 4 }",
                                timeout=60_000)
         box.hover()
-        page.mouse.wheel(0, -2000)  # the reader scrolls up: the box stays there while lines arrive
+        # The reader scrolls up to the top (a slow CI machine may have logged more than a short scroll's worth):
+        # the box stays there while lines arrive.
+        page.mouse.wheel(0, -100_000)
+        page.wait_for_function("() => document.querySelector('#train-log textarea').scrollTop < 5", timeout=10_000)
         page.wait_for_timeout(2500)
         assert box.evaluate("b => b.scrollTop") < 5
     finally:
