@@ -301,6 +301,11 @@ def idle_cpu_share(proc, settle_s: float = 5.0, seconds: float = 20.0) -> float:
 
 # -- chat ------------------------------------------------------------------------------------------------
 def _plain_generate(engine, max_new: int) -> tuple[float, int]:
+    """On the engine's torch thread, as its answers are (engine.serve.chat: one OpenMP team per process)."""
+    return engine.torch_thread.call(_plain_generate_here, engine, max_new)
+
+
+def _plain_generate_here(engine, max_new: int) -> tuple[float, int]:
     import torch
 
     ids = torch.tensor([engine.formatter.encode_prompt(PROMPT)], device=engine.device)

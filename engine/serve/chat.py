@@ -5,10 +5,17 @@ reload the base weights: the adapter is loaded once and then enabled or
 disabled. Generations are served one at a time (a lock) so concurrent users
 never mix their histories; each can be stopped through its own event.
 
-The generation lock is taken by ``stream`` and handed to the worker thread
-that runs ``generate``, which releases it when the answer ends. So a client
+The generation lock is taken by ``stream`` and handed to the engine's torch
+thread that runs ``generate``, which releases it when the answer ends. So a client
 that stops reading (a closed browser tab) cannot hold the model forever, and
 ``unload`` only has to stop the current answer and wait for that thread.
+
+All of an engine's torch work (loading the model, attaching adapters, generating) runs on one long-lived thread
+of its own (``TorchThread``). On the CPU, every thread that runs parallel torch ops gets an OpenMP team of its own
+that lives as long as the thread; once the teams together hold more threads than there are cores, OpenMP stops
+spinning between the many small parallel regions of a decoding step and sleeps instead, and decoding slowed to
+0.55-0.63x of the same ``generate`` on one thread (measured on a 2-core Intel Xeon: a model loaded in one of
+Gradio's worker threads, answers generated in a new thread each).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import torch
@@ -49,12 +57,48 @@ class _BaseKey:
     options: LoadOptions = LoadOptions()
 
 
+class TorchThread:
+    """One daemon thread that runs the jobs given to it in order (see the module docstring: one OpenMP team).
+    Started on first use; a daemon, so an answer still running never holds up the app's exit."""
+
+    def __init__(self, name: str = "chat-torch") -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable, *args) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread.start()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def call(self, fn: Callable, *args):
+        """``fn(*args)`` on this thread; its result, or its exception raised here."""
+        return self.submit(fn, *args).result()
+
+    def _loop(self) -> None:
+        while True:
+            future, fn, args = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+                future.set_exception(exc)
+            del future, fn, args  # no reference to a model kept between jobs
+
+
 class ChatEngine:
     def __init__(self) -> None:
+        self.torch_thread = TorchThread()
         self._generate_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._active_stop: threading.Event | None = None
-        self._active_worker: threading.Thread | None = None
+        self._active_worker: Future | None = None
         self._cut: weakref.WeakSet = weakref.WeakSet()  # stop events of answers that unload() interrupted
         self._unloading = 0  # unload() calls under way: answers still waiting for their turn are not started
         self.model = None
@@ -94,16 +138,14 @@ class ChatEngine:
         with self._generate_lock, self._state_lock:
             if self._base_key != key:
                 self._release()
-                tokenizer = load_tokenizer(base_source, trust_remote_code, hub)  # hub: where a repo id comes from
-                model = load_model(base_source, dtype=inference_dtype(dev), trust_remote_code=trust_remote_code,
-                                   hub=hub, options=options)
-                model.to(dev).eval()
+                tokenizer, model = self.torch_thread.call(_load_base, base_source, dev, trust_remote_code, hub, options)
                 self.model, self.tokenizer, self.device, self._base_key = model, tokenizer, dev, key
+                del model
                 self.folder = downloaded_folder(base_source, hub)
             self.formatter = ChatFormatter(self.tokenizer, template)
             self.template = template
             if kind == "lora":
-                self._select_adapter(chain)
+                self.torch_thread.call(self._select_adapter, chain)
             else:
                 self._select_base()
             self.adapter_path = adapter_path
@@ -161,7 +203,7 @@ class ChatEngine:
         """Drop the model (callers hold both locks, so no answer is being generated)."""
         worker = self._active_worker
         if worker is not None:
-            worker.join()  # it has released the lock already; let it drop its reference to the model too
+            worker.exception()  # waits: it has released the lock already; let it drop its reference to the model
         device = self.device
         self.model = self.tokenizer = self.formatter = None
         self._base_key, self._adapters, self.adapter_path, self.device, self.folder = None, {}, "", None, None
@@ -217,7 +259,7 @@ class ChatEngine:
             texts = [formatter.generation_prompt(messages, settings.enable_thinking) for messages in conversations]
             prompts = [formatter.tokens(text) for text in texts]
             opened = [bool(opened_thought(text)) for text in texts]  # answers that start inside a think block
-            passes = self._passes(variants, len(conversations))
+            passes = self.torch_thread.call(self._passes, variants, len(conversations))  # may read adapters
             stop_ids = formatter.stop_token_ids()
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
             streamer = TokenStreamer(tokenizer, len(prompts), stop_ids)
@@ -253,9 +295,8 @@ class ChatEngine:
 
             # The model goes to the worker as an argument, so this generator holds no reference to it
             # and unload() really frees it even while a reader still holds the stream.
-            worker = threading.Thread(target=_run, args=(self.model, kwargs), daemon=True)
-            self._active_stop, self._active_worker = stop, worker
-            worker.start()
+            self._active_stop = stop
+            self._active_worker = worker = self.torch_thread.submit(_run, self.model, kwargs)
             handed_over = True
         finally:
             if not handed_over:
@@ -266,7 +307,7 @@ class ChatEngine:
                 yield tuple(map(split_reply, answers, opened)) if split else answers
         finally:
             stop.set()  # also reached when the reader goes away mid-answer: stop generating
-        worker.join()
+        worker.exception()  # waits for the generation to end (_run keeps its errors in ``errors``)
         if stop in self._cut:
             self._cut.discard(stop)
             raise ModelUnloaded
@@ -332,6 +373,15 @@ class ChatEngine:
             self.model.enable_adapters()
         else:
             self._disable_adapters()
+
+
+def _load_base(source: str, device: str, trust_remote_code: bool, hub: str, options: LoadOptions):
+    """(tokenizer, model) of ``source`` on ``device`` for inference (run on the engine's torch thread)."""
+    tokenizer = load_tokenizer(source, trust_remote_code, hub)  # hub: where a repo id comes from
+    model = load_model(source, dtype=inference_dtype(device), trust_remote_code=trust_remote_code, hub=hub,
+                       options=options)
+    model.to(device).eval()
+    return tokenizer, model
 
 
 class TokenStreamer:
