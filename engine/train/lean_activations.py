@@ -57,9 +57,10 @@ def _lora_linear_class():
     return Linear
 
 
-def _plain_lora(layer, dtype):
+def _plain_lora(layer, dtype, mixed: bool = False):
     """(base weight, base bias, A, B, scaling) of a peft LoRA Linear that computes exactly
-    ``base(x) + B(A(x)) * scaling`` right now, else None."""
+    ``base(x) + B(A(x)) * scaling`` right now, else None. ``mixed``: under autocast to ``dtype``, where the
+    adapters may be fp32 (they are cast to ``dtype`` for the products, as autocast casts them)."""
     if (type(layer) is not _lora_linear_class() or layer.disable_adapters or layer.merged
             or layer.fan_in_fan_out or layer._forward_hooks or layer._forward_pre_hooks):
         return None
@@ -80,15 +81,22 @@ def _plain_lora(layer, dtype):
         return None
     if any(m._forward_hooks or m._forward_pre_hooks for m in (base, lora_a, lora_b)):
         return None
-    if not (base.weight.dtype == lora_a.weight.dtype == lora_b.weight.dtype == dtype):
+    adapter_dtypes = {dtype, torch.float32} if mixed else {dtype}
+    if (base.weight.dtype != dtype or lora_a.weight.dtype not in adapter_dtypes
+            or lora_b.weight.dtype != lora_a.weight.dtype):
         return None
     return base.weight, base.bias, lora_a.weight, lora_b.weight, float(layer.scaling[name])
 
 
-def _grad_mode_plain(module, x) -> bool:
-    """Training with gradients, no autocast: the only mode the Functions reproduce exactly."""
-    return (module.training and torch.is_grad_enabled() and x.is_floating_point()
-            and not torch.is_autocast_enabled(x.device.type))
+def _grad_mode(module, x) -> str | None:
+    """"plain" when training with gradients without autocast, "mixed" under autocast to x's own dtype (bf16
+    weights, fp32 adapters: the products run in that dtype, as autocast runs them), else None: the modes the
+    Functions reproduce."""
+    if not (module.training and torch.is_grad_enabled() and x.is_floating_point()):
+        return None
+    if not torch.is_autocast_enabled(x.device.type):
+        return "plain"
+    return "mixed" if torch.get_autocast_dtype(x.device.type) == x.dtype != torch.float32 else None
 
 
 def _is_silu(act) -> bool:
@@ -123,10 +131,11 @@ class _NormRecompute:
 
 
 def _lora_grads(grad, inner, lora_b, scaling, x, needs_a, needs_b):
-    """Gradients of ``(x A^T) B^T * scaling`` for A and B (2-D grad, inner = x A^T), and grad wrt inner."""
-    scaled = grad * scaling
-    grad_b = scaled.t().mm(inner) if needs_b else None
-    grad_inner = scaled.mm(lora_b)
+    """Gradients of ``(x A^T) B^T * scaling`` for A and B (2-D grad, inner = x A^T), and grad wrt inner.
+    The scaling multiplies the rank-wide products, not the layer-wide gradient (one pass over it less); B's
+    gradient is computed as (inner^T grad)^T, whose large operand is read in its own layout."""
+    grad_b = inner.t().mm(grad).t().mul_(scaling) if needs_b else None
+    grad_inner = grad.mm(lora_b).mul_(scaling)
     grad_a = grad_inner.t().mm(x) if needs_a else None
     return grad_a, grad_b, grad_inner
 
@@ -135,27 +144,43 @@ def _lora_grads(grad, inner, lora_b, scaling, x, needs_a, needs_b):
 def _functions():
     """The Function classes, built on first use (torch is imported only then)."""
     def lora_linear(x, weight, bias, lora_a, lora_b, scaling):
+        """``base(x) + B(A(x)) * s`` with the LoRA product added inside the matmul (addmm), not as two more
+        passes over the layer-wide output."""
         inner = F.linear(x, lora_a)
-        return F.linear(x, weight, bias) + F.linear(inner, lora_b) * scaling, inner
+        out = F.linear(x, weight, bias)
+        out.view(-1, out.shape[-1]).addmm_(inner.view(-1, inner.shape[-1]), lora_b.t(), alpha=scaling)
+        return out, inner
+
+    def compute(x, *adapters):
+        """The adapters in x's dtype (the fp32 adapters of a bf16 run, cast as autocast casts them)."""
+        return [t.to(x.dtype) for t in adapters]
+
 
     def restore_input(ctx, saved):
         return ctx.recompute.take() if ctx.recompute is not None else saved
 
-    class LoraLinearFromNorm(torch.autograd.Function):
-        """peft's LoRA Linear (``base(x) + B(A(x)) * s``) whose input x is rebuilt from its RMSNorm in backward."""
+    class LoraLinear(torch.autograd.Function):
+        """peft's LoRA Linear (``base(x) + B(A(x)) * s``); an input that an RMSNorm produced is rebuilt from the
+        norm's input in backward instead of being saved."""
 
         @staticmethod
         def forward(ctx, x, lora_a, lora_b, weight, bias, scaling, recompute):
+            ctx.dtypes = lora_a.dtype, lora_b.dtype
+            lora_a, lora_b = compute(x, lora_a, lora_b)
             out, inner = lora_linear(x, weight, bias, lora_a, lora_b, scaling)
-            recompute.users += 1
+            if recompute is not None:
+                recompute.users += 1
+                x_saved = x.new_empty(0)
+            else:
+                x_saved = x
             ctx.recompute, ctx.scaling = recompute, scaling
-            ctx.save_for_backward(inner, lora_a, lora_b, weight)
+            ctx.save_for_backward(x_saved, inner, lora_a, lora_b, weight)
             return out
 
         @staticmethod
         def backward(ctx, grad):
-            inner, lora_a, lora_b, weight = ctx.saved_tensors
-            x = ctx.recompute.take()
+            x, inner, lora_a, lora_b, weight = ctx.saved_tensors
+            x = restore_input(ctx, x)
             shape = grad.shape
             grad, inner = grad.reshape(-1, shape[-1]), inner.reshape(-1, inner.shape[-1])
             x2 = x.reshape(-1, x.shape[-1])
@@ -164,7 +189,8 @@ def _functions():
             grad_x = None
             if ctx.needs_input_grad[0]:
                 grad_x = grad.mm(weight).addmm_(grad_inner, lora_a).view(*shape[:-1], weight.shape[1])
-            return grad_x, grad_a, grad_b, None, None, None, None
+            return (grad_x, grad_a if grad_a is None else grad_a.to(ctx.dtypes[0]),
+                    grad_b if grad_b is None else grad_b.to(ctx.dtypes[1]), None, None, None, None)
 
     class LoraMLP(torch.autograd.Function):
         """``down(silu(gate(x)) * up(x))`` with LoRA on the three projections, saving x (or its norm's
@@ -172,11 +198,13 @@ def _functions():
 
         @staticmethod
         def forward(ctx, x, a_gate, b_gate, a_up, b_up, a_down, b_down, frozen, scalings, recompute):
+            ctx.dtypes = [t.dtype for t in (a_gate, b_gate, a_up, b_up, a_down, b_down)]
+            a_gate, b_gate, a_up, b_up, a_down, b_down = compute(x, a_gate, b_gate, a_up, b_up, a_down, b_down)
             (w_gate, bias_gate), (w_up, bias_up), (w_down, bias_down) = frozen
             s_gate, s_up, s_down = scalings
             gate, inner_gate = lora_linear(x, w_gate, bias_gate, a_gate, b_gate, s_gate)
             up, inner_up = lora_linear(x, w_up, bias_up, a_up, b_up, s_up)
-            out, inner_down = lora_linear(F.silu(gate) * up, w_down, bias_down, a_down, b_down, s_down)
+            out, inner_down = lora_linear(F.silu(gate).mul_(up), w_down, bias_down, a_down, b_down, s_down)
             if recompute is not None:
                 recompute.users += 1
                 x_saved = x.new_empty(0)
@@ -208,7 +236,7 @@ def _functions():
             grad_hidden = grad.mm(w_down).addmm_(grad_inner, a_down)
             grad_up = grad_hidden * act
             del act
-            grad_gate = torch.ops.aten.silu_backward(grad_hidden * up, gate)
+            grad_gate = torch.ops.aten.silu_backward(grad_hidden.mul_(up), gate)
             del grad_hidden
             grad_a_gate, grad_b_gate, grad_inner_gate = _lora_grads(grad_gate, flat(inner_gate), b_gate,
                                                                     s_gate, x2, need[1], need[2])
@@ -219,8 +247,8 @@ def _functions():
                 grad_x = grad_gate.mm(w_gate).addmm_(grad_up, w_up)
                 grad_x.addmm_(grad_inner_gate, a_gate).addmm_(grad_inner_up, a_up)
                 grad_x = grad_x.view(*shape[:-1], w_gate.shape[1])
-            return (grad_x, grad_a_gate, grad_b_gate, grad_a_up, grad_b_up, grad_a_down, grad_b_down,
-                    None, None, None)
+            grads = (grad_a_gate, grad_b_gate, grad_a_up, grad_b_up, grad_a_down, grad_b_down)
+            return (grad_x, *(None if g is None else g.to(d) for g, d in zip(grads, ctx.dtypes)), None, None, None)
 
     class HeadCrossEntropy(torch.autograd.Function):
         """Cross-entropy of ``linear(hidden, weight, bias)``, the gradient of hidden computed in forward."""
@@ -254,7 +282,7 @@ def _functions():
             (grad_hidden,) = ctx.saved_tensors
             return grad_hidden * grad.to(grad_hidden.dtype), None, None, None, None
 
-    return types.SimpleNamespace(LoraLinearFromNorm=LoraLinearFromNorm, LoraMLP=LoraMLP,
+    return types.SimpleNamespace(LoraLinear=LoraLinear, LoraMLP=LoraMLP,
                                  HeadCrossEntropy=HeadCrossEntropy)
 
 
@@ -268,8 +296,9 @@ def head_cross_entropy(head, hidden, targets, reduction: str = "mean"):
 
     The loss is the last op of the graph, so the gradient of its sum with respect to the logits is known in
     the forward pass already (softmax - one-hot). Where it is exact (frozen plain ``nn.Linear`` head, no
-    autocast, gradients on), this computes the loss and the gradient of ``hidden`` chunk by chunk in the
-    forward pass and keeps only that gradient (rows x hidden) for backward, instead of the log-softmax of
+    autocast or autocast to the head's own dtype, gradients on), this computes the loss and the gradient of
+    ``hidden`` chunk by chunk in the forward pass and keeps only that gradient (rows x hidden) for backward,
+    instead of the log-softmax of
     rows x vocabulary (for the demo model 85 times larger) plus the two vocabulary-wide gradients backward
     creates from it. Same matmuls, only moved; otherwise the standard computation.
     """
@@ -278,7 +307,8 @@ def head_cross_entropy(head, hidden, targets, reduction: str = "mean"):
             and hidden.requires_grad and hidden.dim() == 2 and reduction in ("mean", "sum")
             and not weight.requires_grad and (head.bias is None or not head.bias.requires_grad)
             and not (head._forward_hooks or head._forward_pre_hooks) and hidden.dtype == weight.dtype
-            and not torch.is_autocast_enabled(hidden.device.type)):
+            and (not torch.is_autocast_enabled(hidden.device.type)
+                 or torch.get_autocast_dtype(hidden.device.type) == hidden.dtype)):
         return _functions().HeadCrossEntropy.apply(hidden, weight, head.bias, targets, reduction == "mean")
     return F.cross_entropy(head(hidden).float(), targets, reduction=reduction)
 
@@ -296,8 +326,9 @@ def _norm_source(module, x):
 
 def _mlp_forward(self, x):
     parts = None
-    if _grad_mode_plain(self, x):
-        parts = [_plain_lora(p, x.dtype) for p in (self.gate_proj, self.up_proj, self.down_proj)]
+    mode = _grad_mode(self, x)
+    if mode is not None:
+        parts = [_plain_lora(p, x.dtype, mode == "mixed") for p in (self.gate_proj, self.up_proj, self.down_proj)]
     if parts is None or any(p is None for p in parts):
         return getattr(self, _ORIGINAL)(x)
     (wg, bg, ag, bgl, sg), (wu, bu, au, bul, su), (wd, bd, ad, bdl, sd) = parts
@@ -306,14 +337,12 @@ def _mlp_forward(self, x):
 
 
 def _linear_forward(self, x, *args, **kwargs):
-    recompute = None
-    if not args and not kwargs and _grad_mode_plain(self, x):
-        recompute = _norm_source(self, x)
-    parts = _plain_lora(self, x.dtype) if recompute is not None else None
+    mode = None if args or kwargs else _grad_mode(self, x)
+    parts = _plain_lora(self, x.dtype, mode == "mixed") if mode is not None else None
     if parts is None:
         return getattr(self, _ORIGINAL)(x, *args, **kwargs)
     weight, bias, lora_a, lora_b, scaling = parts
-    return _functions().LoraLinearFromNorm.apply(x, lora_a, lora_b, weight, bias, scaling, recompute)
+    return _functions().LoraLinear.apply(x, lora_a, lora_b, weight, bias, scaling, _norm_source(self, x))
 
 
 def _record_norm_output(holders, norm, inputs, output):
@@ -349,18 +378,21 @@ def _mlp_matches(mlp) -> bool:
     if not all(type(p) is lora_class for p in projections):
         return False
     dtype = mlp.gate_proj.base_layer.weight.dtype
-    if any(_plain_lora(p, dtype) is None for p in projections):
+    parts = [_plain_lora(p, dtype, True) for p in projections]
+    if any(p is None for p in parts):
         return False
     weight = mlp.gate_proj.base_layer.weight
     generator = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(1, 3, weight.shape[1], generator=generator, dtype=torch.float32).to(weight.device, dtype)
-    parts = [_plain_lora(p, dtype) for p in projections]
     (wg, bg, ag, bgl, sg), (wu, bu, au, bul, su), (wd, bd, ad, bdl, sd) = parts
-    with torch.no_grad():
+    # bf16 weights with fp32 adapters are trained under autocast: compared there, at bf16's precision.
+    half = dtype != torch.float32
+    with torch.no_grad(), torch.autocast(weight.device.type, dtype=dtype, enabled=half):
         expected = type(mlp).forward(mlp, x)
         got = _functions().LoraMLP.apply(x, ag, bgl, au, bul, ad, bdl, ((wg, bg), (wu, bu), (wd, bd)),
                                          (sg, su, sd), None)
-    return bool(torch.allclose(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()) + 1e-12))
+    rtol = 3e-2 if half else 1e-4
+    return bool(torch.allclose(got, expected, rtol=rtol, atol=rtol / 10 * float(expected.abs().max()) + 1e-12))
 
 
 def _norm_readers(model):
@@ -414,7 +446,7 @@ def apply_lean_activations(model, log=print, *, device: str) -> int:
     for norm, readers in _norm_readers(model):
         # Readers that are not LoRA Linears (a frozen projection) save nothing of the norm's output.
         readers = [r for r in readers if id(r) in patched_mlps
-                   or (type(r) is lora_class and _plain_lora(r, r.base_layer.weight.dtype) is not None)]
+                   or (type(r) is lora_class and _plain_lora(r, r.base_layer.weight.dtype, True) is not None)]
         if not readers or hasattr(norm, _NORM_HOOK):
             continue
         for reader in readers:
@@ -425,11 +457,21 @@ def apply_lean_activations(model, log=print, *, device: str) -> int:
         holders = tuple(r._lean_norm_out for r in readers)
         handle = norm.register_forward_hook(lambda m, i, o, h=holders: _record_norm_output(h, m, i, o))
         setattr(norm, _NORM_HOOK, handle)
-    count = len(mlps) + linears
+    # The other LoRA Linears (attention's output projection) save what peft's would, with the LoRA product
+    # added inside the matmul and, in a bf16 run, no autocast casts of their own.
+    inside_mlps = {id(p) for m in mlps for p in (m.gate_proj, m.up_proj, m.down_proj)}
+    others = 0
+    for module in model.modules():
+        if (type(module) is lora_class and id(module) not in inside_mlps and not hasattr(module, _ORIGINAL)
+                and _plain_lora(module, module.base_layer.weight.dtype, True) is not None):
+            _patch(module, _linear_forward)
+            others += 1
+    count = len(mlps) + linears + others
     if count:
         gqa = _use_sdpa_gqa(model, device)
         log(f"lean activations on: {len(mlps)} MLPs and {linears} norm-fed LoRA projections save less for "
-            f"backward{', attention keeps grouped k/v' if gqa else ''} (TUNEBOARD_LEAN_ACTIVATIONS=0 turns this off)")
+            f"backward, {others} other LoRA projections fused{', attention keeps grouped k/v' if gqa else ''} "
+            "(TUNEBOARD_LEAN_ACTIVATIONS=0 turns this off)")
     return count
 
 
