@@ -20,8 +20,16 @@ Gradient checkpointing saves more but recomputes every matmul of the forward (a 
 recompute only elementwise ops (about 2% slower). The patches replace ``forward`` on the matching module
 instances after peft wrapped the model, and check at every call that they are exactly valid: plain LoRA
 (no DoRA or other variant, no LoRA bias), one active adapter, dropout 0, a plain unquantized frozen
-``nn.Linear`` base, no hooks on the projections, training with gradients on, no autocast (bf16 autocast
-runs keep peft's path), one dtype throughout. Anything else runs peft's own forward untouched (evaluation,
+``nn.Linear`` base, no hooks on the projections, training with gradients on, and one dtype throughout, or,
+in a bf16 run, bf16 base weights and fp32 adapters under autocast to bf16 (the adapters are cast to bf16 for
+the products, as autocast casts them, and their gradients return in fp32).
+
+The Functions are faster too (bf16 LoRA training on a 2-core Intel Xeon: 1.15x tokens per CPU-second over
+peft's path): the LoRA product is added inside the base matmul (addmm) instead of in two more passes over
+the layer-wide output, the scaling multiplies rank-wide products only, and attention's output projection,
+which no norm feeds, takes the same fused Function. torch.compile of the decoder layers was measured beside
+it and not kept: 1.15x tokens per CPU-second for 40 s of compilation per run (graph breaks at every packed
+row's per-sample attention). Anything else runs peft's own forward untouched (evaluation,
 adapters switched off for a DPO reference, merged weights). ``TUNEBOARD_LEAN_ACTIVATIONS=0`` turns it off.
 
 Imports of torch stay inside functions: the web process imports engine modules and must start fast.
