@@ -51,8 +51,8 @@ ballast = bytearray(64 << 20)  # a peak memory to measure
 if cfg.get("do_predict"):
     n = cfg["max_samples"]
     (out / "generated_predictions.jsonl").write_text("".join(json.dumps({{"predict": "x"}}) + "\\n" for _ in range(n)))
-    (out / "predict_results.json").write_text(json.dumps({{"predict_runtime": 12.5, "predict_samples_per_second": n / 12.5,
-                                                           "predict_bleu-4": 1.0}}))
+    results = {{"predict_runtime": 12.5, "predict_samples_per_second": n / 12.5, "predict_bleu-4": 1.0}}
+    (out / "predict_results.json").write_text(json.dumps(results))
 else:
     (out / "train_results.json").write_text(json.dumps({{"epoch": 3.0, "num_input_tokens_seen": 10617,
         "train_runtime": 70.0 if cfg["bf16"] else 100.0, "train_loss": 2.5}}))
