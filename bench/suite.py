@@ -402,6 +402,9 @@ def table(result: dict) -> str:
                      "" if anchor is None else f"{anchor:g}{unit}", ratio, "" if other is None else f"{other:g}{unit}"))
 
     train = result.get("train", {})
+    if train.get("side_by_side"):  # both sides fed the same tokens: the ratio reads 1.00x
+        pair = train["side_by_side"][0]
+        add(f"train real tokens fed ({train.get('dataset')}, 3 epochs)", pair["tokens"][0], anchor=pair["tokens"][1])
     for variant, label in TRAIN_LABELS.items():
         if variant in train:
             r = train[variant]

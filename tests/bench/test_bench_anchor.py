@@ -207,6 +207,8 @@ def test_table_with_anchor_prints_ratios_of_the_same_invocation(tmp_path):
     memory = next(line for line in text.splitlines() if "peak RSS beside LLaMA-Factory its best" in line)
     assert "2000 MB" in memory and f"{2000 / 1450:.2f}x less memory" in memory
     assert "as shipped" not in text  # no fp32 run of LLaMA-Factory: no ratio for ours in fp32
+    tokens = next(line for line in text.splitlines() if line.startswith("train real tokens fed"))
+    assert "10617" in tokens and "1.00x" in tokens
 
 
 def test_table_predict_and_cuda_rows():
