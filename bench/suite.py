@@ -2,9 +2,14 @@
 
     python bench/suite.py                  # every section, 3 repeats: about 10 minutes on 2 CPU cores
     python bench/suite.py --repeats 1 --sections start,chat
+    python bench/suite.py --anchor LF_VENV --sections train,predict   # LLaMA-Factory beside us (bench/anchor.py)
 
-Prints one table (each figure the median of the repeats, next to the machine's ceiling and to the LLaMA-Factory
-0.9.5 anchor measured on the same kind of machine, see issue 6) and writes bench/results/suite.json.
+Prints one table (each figure the median of the repeats, next to the machine's ceiling) and writes
+bench/results/suite.json. With ``--anchor`` (a LLaMA-Factory 0.9.5 virtualenv, ../shared/anchor/setup_lf_venv.sh)
+LLaMA-Factory's configurations run in the same invocation, alternating with ours, and the ratios to it come from
+those runs only; without it no ratio to LLaMA-Factory is printed (the figures issue 6 measured on another machine
+are shown as such). Both sides train on ../shared/anchor/data's identity_aurora (``--anchor-data``) under the
+chatml template: the same 3,539 real tokens per epoch.
 
 - train: LoRA SFT (rank 8 on every linear layer, batch 4, cutoff 256, 3 epochs over 100 identity samples) run as
   the UI runs it (``python -m engine train``, with the allocator Start gives it), in fp32 (packed batches, the
@@ -26,6 +31,10 @@ Prints one table (each figure the median of the repeats, next to the machine's c
 - chat: in one process, time to first token and tokens/s of the streamed answer (ChatEngine.stream, what the
   Chat tab shows) against plain ``model.generate`` on the same prompt (greedy, same length); seconds to switch
   base -> fine-tuned adapter -> base on one loaded model.
+- predict: Evaluate & Predict's batch predictions per second (bench/predict_bench.py), beside LLaMA-Factory's
+  do_predict on the same 50 samples with --anchor.
+- cuda: the training run in bf16 on CUDA models (--cuda-models), beside LLaMA-Factory's bf16 configuration with
+  --anchor (bench/cuda_bench.py); "skipped: no CUDA device" elsewhere.
 - arena: the checkpoint arena's cost per round, two streamed answers (base and the fine-tuned adapter, one batched
   generate) against one plain answer to the same prompt (bench/arena_round.py).
 """
