@@ -210,7 +210,7 @@ def bench_train(workdir: Path, repeats: int, only: list[str] | None = None, prev
         out.update({v: r for v, r in (previous or {}).items() if v in variants and v not in only})
         variants = [v for v in variants if v in only]
     data_dir = anchor.data_dir if anchor else None
-    out["dataset"] = f"{lf.DATASET} ({lf.TEMPLATE})" if anchor else "identity (built in)"
+    out["dataset"] = f"{lf.DATASET}, {lf.TEMPLATE}" if anchor else "identity, built in"
     for variant in variants:
         compute = TRAIN_VARIANTS[variant][0]
         theirs = lf.partner(variant, variants) if anchor and anchor.venv else None
