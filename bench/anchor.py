@@ -10,6 +10,11 @@ environment, and reads the figures from the files LLaMA-Factory writes:
   counted by its Trainer, ``include_num_input_tokens_seen: non_padding``, a counter that changes nothing else);
   peak memory = the process's ru_maxrss (wait4), as for our runs;
 - predictions (``do_predict`` with generation): samples / ``predict_runtime`` (``predict_results.json``).
+
+LLaMA-Factory gets the suite's own environment, nothing of our jobs' CPU tuning. On a machine shared with other
+work, export OMP_WAIT_POLICY=PASSIVE before the suite (our jobs set it themselves): with OpenMP's default spinning
+waits LLaMA-Factory's fp32 run took 40 s a step on a 2-core machine three agents shared, 3 s with it.
+Its predictions need its metrics extra (jieba, nltk, rouge-chinese) in the virtualenv.
 """
 
 from __future__ import annotations
