@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,14 @@ class Anchor:
             missing = [name for name in TRAIN_CONFIGS.values() if not (Path(self.configs_dir) / name).is_file()]
             if missing:
                 raise ValueError(f"LLaMA-Factory configurations missing in {self.configs_dir}: {', '.join(missing)}")
+
+    def check_predict(self) -> None:
+        """A ValueError unless the virtualenv has what LLaMA-Factory's do_predict scores its answers with."""
+        probe = subprocess.run([str(Path(self.venv) / "bin" / "python"), "-c", "import jieba, nltk, rouge_chinese"],
+                               capture_output=True, text=True, check=False)
+        if probe.returncode:
+            raise ValueError(f"LLaMA-Factory's do_predict needs its metrics extra: {self.venv}/bin/pip install "
+                             f"jieba nltk rouge-chinese ({probe.stderr.strip().splitlines()[-1]})")
 
 
 def fill_config(text: str, model_dir: Path, data_dir: Path, output_dir: Path) -> str:

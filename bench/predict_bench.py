@@ -59,6 +59,8 @@ def bench_predict(workdir: Path, repeats: int, model: str, anchor: lf.Anchor) ->
     bf16 = inference_dtype("cpu") == torch.bfloat16  # LLaMA-Factory loads the weights as our eval job does
     settings = dict(samples=SAMPLES, batch_size=cfg.eval.batch_size, max_new_tokens=MAX_NEW_TOKENS,
                     cutoff_len=CUTOFF_LEN, bf16=bf16)
+    if anchor.venv is not None:
+        anchor.check_predict()  # at once, not after our runs
     ours, theirs = [], []
     for i in range(repeats):
         ours.append(run_ours(predict_config(model, anchor.data_dir), workdir / f"predict-{i}"))

@@ -153,6 +153,14 @@ def test_llamafactory_runs_are_measured_from_its_result_files(anchor_dir, tmp_pa
     assert yaml.safe_load((tmp_path / "predict" / "lf-predict.yaml").read_text())["max_samples"] == 7
 
 
+def test_prediction_needs_the_metrics_extra(anchor_dir):
+    python = anchor_dir / "venv" / "bin" / "python"
+    python.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'jieba'\" >&2\nexit 1\n")
+    python.chmod(0o755)
+    with pytest.raises(ValueError, match="pip install jieba nltk rouge-chinese.*jieba"):
+        make_anchor(anchor_dir).check_predict()
+
+
 def test_a_failed_llamafactory_run_says_why(anchor_dir, tmp_path):
     cli = anchor_dir / "venv" / "bin" / "llamafactory-cli"
     cli.write_text(f"#!{sys.executable}\nimport sys\nprint('ValueError: no such dataset')\nsys.exit(3)\n")
