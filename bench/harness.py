@@ -106,6 +106,35 @@ def short_train_config(samples: int, epochs: float = 1.0, cutoff_len: int = 128,
     return cfg
 
 
+def run_measured(argv: list[str], log_path: Path, env: dict | None = None, cwd: Path = ROOT) -> tuple[int, float]:
+    """Run ``argv`` to its end, its output into ``log_path``: (exit code, the process's peak resident memory in
+    MB, wait4's ru_maxrss)."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1"))
+        _, code, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(code)
+    return proc.returncode, usage.ru_maxrss / 1024
+
+
+def run_engine_job(run_dir: Path, cfg, command: str = "train"):
+    """Run ``cfg`` in ``run_dir`` with the command and environment Start uses (engine.jobs.launch.job_command):
+    (the RunDir, its final status, the process's peak resident memory in MB)."""
+    from engine.core.rundir import RunDir
+    from engine.jobs.launch import job_command
+
+    run = RunDir(run_dir)
+    run.path.mkdir(parents=True)
+    getattr(cfg, command).output_dir = str(run.path)
+    cfg.save(run.config_path, command)
+    argv, extra = job_command(cfg, run.config_path, command)
+    code, peak_mb = run_measured(argv, run.log_path, dict(os.environ, **extra))
+    status = run.read_status()
+    if code or status.get("state") != "finished":
+        raise RuntimeError(f"{command} job failed: {status.get('error')}\n{run.log_tail(30)}")
+    return run, status, peak_mb
+
+
 def write_results(path: Path, result: dict) -> None:
     """A benchmark's figures as JSON at ``path`` (its folder made), said on the console."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,14 @@
 
     python bench/suite.py                  # every section, 3 repeats: about 10 minutes on 2 CPU cores
     python bench/suite.py --repeats 1 --sections start,chat
+    python bench/suite.py --anchor LF_VENV --sections train,predict   # LLaMA-Factory beside us (bench/anchor.py)
 
-Prints one table (each figure the median of the repeats, next to the machine's ceiling and to the LLaMA-Factory
-0.9.5 anchor measured on the same kind of machine, see issue 6) and writes bench/results/suite.json.
+Prints one table (each figure the median of the repeats, next to the machine's ceiling) and writes
+bench/results/suite.json. With ``--anchor`` (a LLaMA-Factory 0.9.5 virtualenv, ../shared/anchor/setup_lf_venv.sh)
+LLaMA-Factory's configurations run in the same invocation, alternating with ours, and the ratios to it come from
+those runs only; without it no ratio to LLaMA-Factory is printed (the figures issue 6 measured on another machine
+are shown as such). Both sides train on ../shared/anchor/data's identity_aurora (``--anchor-data``) under the
+chatml template: the same 3,539 real tokens per epoch.
 
 - train: LoRA SFT (rank 8 on every linear layer, batch 4, cutoff 256, 3 epochs over 100 identity samples) run as
   the UI runs it (``python -m engine train``, with the allocator Start gives it), in fp32 (packed batches, the
@@ -26,6 +31,10 @@ Prints one table (each figure the median of the repeats, next to the machine's c
 - chat: in one process, time to first token and tokens/s of the streamed answer (ChatEngine.stream, what the
   Chat tab shows) against plain ``model.generate`` on the same prompt (greedy, same length); seconds to switch
   base -> fine-tuned adapter -> base on one loaded model.
+- predict: Evaluate & Predict's batch predictions per second (bench/predict_bench.py), beside LLaMA-Factory's
+  do_predict on the same 50 samples with --anchor.
+- cuda: the training run in bf16 on CUDA models (--cuda-models), beside LLaMA-Factory's bf16 configuration with
+  --anchor (bench/cuda_bench.py); "skipped: no CUDA device" elsewhere.
 - arena: the checkpoint arena's cost per round, two streamed answers (base and the fine-tuned adapter, one batched
   generate) against one plain answer to the same prompt (bench/arena_round.py).
 """
@@ -47,14 +56,25 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import anchor as lf  # noqa: E402
 from bench.arena_round import bench_arena  # noqa: E402
-from bench.harness import AppProcess, free_port, short_train_config, stop_runs, write_results  # noqa: E402
+from bench.cuda_bench import bench_cuda  # noqa: E402
+from bench.harness import (  # noqa: E402
+    AppProcess,
+    free_port,
+    run_engine_job,
+    short_train_config,
+    stop_runs,
+    write_results,
+)
+from bench.predict_bench import bench_predict  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "suite.json"
-SECTIONS = ("train", "probes", "start", "cold", "chat", "arena")
+SECTIONS = ("train", "predict", "probes", "start", "cold", "chat", "arena", "cuda")
 DEMO = "demo/SmolLM2-135M-Instruct"
 PROMPT = [{"role": "user", "content": "Tell me about the water cycle in a few sentences."}]
-# LLaMA-Factory 0.9.5 on this machine kind (2-core CPU), same model, data and LoRA settings (issue 6).
+# LLaMA-Factory 0.9.5 measured once on another 2-core CPU (issue 6): shown as "other machine", never divided by.
+# The ratios to LLaMA-Factory come from --anchor runs in the same invocation only (bench/anchor.py).
 ANCHOR = {"train_tokens_per_s": 91.8, "train_best_tokens_per_s": 158.0, "first_point_s": 9.7,
           "train_peak_rss_mb": 1490.0, "cold_http_s": 8.4, "chat_tokens_per_s": 16.0}
 
@@ -105,8 +125,12 @@ TRAIN_LABELS = {"fp32": "fp32", "fp32_padded": "fp32, padded batches grouped by 
                 "fp32_gc": "fp32, gradient checkpointing", "bf16": "bf16, the default where the CPU has it"}
 
 
-def train_config(run_dir: Path, compute: str, checkpointing: bool = False, packing: bool = True):
+def train_config(run_dir: Path, compute: str, checkpointing: bool = False, packing: bool = True,
+                 data_dir: Path | None = None):
     cfg = short_train_config(100, epochs=3.0, cutoff_len=256, logging_steps=5, compute_type=compute)
+    if data_dir is not None:  # LLaMA-Factory's dataset and template: both sides train on the same tokens
+        cfg.data.dataset_dir, cfg.data.datasets, cfg.data.max_samples = str(data_dir), [lf.DATASET], 0
+        cfg.model.template = lf.TEMPLATE
     if checkpointing:
         cfg.train.extra_args = json.dumps({"gradient_checkpointing": True})
     cfg.model.model_name_or_path = DEMO
@@ -117,33 +141,29 @@ def train_config(run_dir: Path, compute: str, checkpointing: bool = False, packi
     return cfg
 
 
-def train_once(workdir: Path, variant: str, index: int) -> dict:
+def cuda_train_config(run_dir: Path, model: str, booster: str, data_dir: Path | None = None):
+    """The training benchmark's bf16 configuration (packed rows) on another model, with a CUDA booster."""
+    cfg = train_config(run_dir, "bf16", data_dir=data_dir)
+    cfg.model.model_name_or_path, cfg.model.booster = model, booster
+    cfg.validate()
+    return cfg
+
+
+def train_once(workdir: Path, variant: str, index: int, data_dir: Path | None = None) -> dict:
     run_dir = workdir / f"train-{variant}-{index}"
-    return run_training_job(run_dir, train_config(run_dir, *TRAIN_VARIANTS[variant]), variant)
+    return run_training_job(run_dir, train_config(run_dir, *TRAIN_VARIANTS[variant], data_dir=data_dir), variant)
 
 
 def run_training_job(run_dir: Path, cfg, what: str) -> dict:
     """Train ``cfg`` in ``run_dir`` with the command and environment Start uses; its figures and peak memory."""
-    from engine.core.rundir import RunDir
-    from engine.jobs.launch import job_command
-
-    run = RunDir(run_dir)
-    run.path.mkdir(parents=True)
-    cfg.train.output_dir = str(run.path)
-    cfg.save(run.config_path, "train")
-    argv, extra = job_command(cfg, run.config_path)  # the command and environment Start runs
-    with open(run.log_path, "wb") as log:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1", **extra))
-        _, code, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(code)
-    status = run.read_status()
-    if proc.returncode or status.get("state") != "finished":
-        raise RuntimeError(f"training ({what}) failed: {status.get('error')}\n{run.log_tail(30)}")
+    try:
+        run, status, peak_mb = run_engine_job(run_dir, cfg)
+    except RuntimeError as exc:
+        raise RuntimeError(f"training ({what}) failed: {exc}") from None
     m = status["metrics"]
     return {"tokens_per_s": m["num_input_tokens_seen"] / m["train_runtime"], "tokens": m["num_input_tokens_seen"],
             "runtime_s": m["train_runtime"], "padding_share": m.get("padding_share"), "train_loss": m["train_loss"],
-            "peak_rss_mb": usage.ru_maxrss / 1024,
+            "peak_rss_mb": peak_mb,
             "probe_s": sum(e.get("probe_s", 0.0) for e in run.read_events()),
             "probe_rounds": sum(1 for e in run.read_events() if "probes" in e)}
 
@@ -170,10 +190,13 @@ def bench_probes(workdir: Path, repeats: int) -> dict:
     return out
 
 
-def bench_train(workdir: Path, repeats: int, only: list[str] | None = None, previous: dict | None = None) -> dict:
-    """Every training variant the machine runs (``only``: some of them, the others kept from ``previous``)."""
+def bench_train(workdir: Path, repeats: int, only: list[str] | None = None, previous: dict | None = None,
+                anchor: lf.Anchor | None = None) -> dict:
+    """Every training variant the machine runs (``only``: some of them, the others kept from ``previous``); on
+    ``anchor``'s dataset, and alternating with LLaMA-Factory's configurations where ``anchor.venv`` is set."""
     import torch
 
+    from engine.core.demo_model import converted_dir
     from engine.core.devices import cpu_has_native_bf16
     from engine.modeling.models import load_model
 
@@ -186,13 +209,24 @@ def bench_train(workdir: Path, repeats: int, only: list[str] | None = None, prev
     if only:
         out.update({v: r for v, r in (previous or {}).items() if v in variants and v not in only})
         variants = [v for v in variants if v in only]
+    data_dir = anchor.data_dir if anchor else None
+    out["dataset"] = f"{lf.DATASET}, {lf.TEMPLATE}" if anchor else "identity, built in"
     for variant in variants:
         compute = TRAIN_VARIANTS[variant][0]
-        runs = []
-        for i in range(repeats):
-            runs.append(train_once(workdir, variant, i))
+        theirs = lf.partner(variant, variants) if anchor and anchor.venv else None
+        runs, lf_runs = [], []
+        for i in range(repeats):  # ours, LLaMA-Factory, ours, ...: drift on a shared machine hits both
+            runs.append(train_once(workdir, variant, i, data_dir))
             print(f"  train {variant} {i + 1}/{repeats}: {runs[-1]['tokens_per_s']:.1f} tokens/s, "
                   f"loss {runs[-1]['train_loss']:.4f}, peak {runs[-1]['peak_rss_mb']:.0f} MB", flush=True)
+            if theirs:
+                lf_runs.append(lf.run_train(anchor, theirs, converted_dir(), workdir / f"lf-train-{theirs}-{i}"))
+                print(f"  LLaMA-Factory {theirs} {i + 1}/{repeats}: {lf_runs[-1]['tokens_per_s']:.1f} tokens/s "
+                      f"({lf_runs[-1]['tokens']} tokens), loss {lf_runs[-1]['train_loss']:.4f}, "
+                      f"peak {lf_runs[-1]['peak_rss_mb']:.0f} MB", flush=True)
+        if lf_runs:
+            out.setdefault("llamafactory", {})[theirs] = {**lf.summary(lf_runs, "tokens_per_s"),
+                                                          "config": lf.TRAIN_CONFIGS[theirs]}
         ceiling = matmul_ceiling_gflops(compute, threads)
         tps = median(r["tokens_per_s"] for r in runs)
         out[variant] = {"tokens_per_s": tps, "each": [round(r["tokens_per_s"], 1) for r in runs],
@@ -204,6 +238,7 @@ def bench_train(workdir: Path, repeats: int, only: list[str] | None = None, prev
                         "mfu": round(tps * 4 * params / (ceiling * 1e9), 4)}
     if "bf16" in out and "fp32" in out:
         out["bf16"]["loss_vs_fp32"] = round(out["bf16"]["train_loss"] / out["fp32"]["train_loss"] - 1, 4)
+    out["side_by_side"] = lf.side_by_side(out, variants)
     return out
 
 
@@ -361,32 +396,47 @@ def bench_chat(repeats: int, adapter: str | None) -> dict:
 
 # -- report ----------------------------------------------------------------------------------------------
 def table(result: dict) -> str:
-    rows = [("figure", "TuneBoard", "ceiling / plain", "LLaMA-Factory", "vs LLaMA-Factory")]
+    # LLaMA-Factory's figures and the ratios to them come from its runs in the same invocation (--anchor); the
+    # stored ANCHOR figures, from another machine, are shown beside them and never divided by.
+    rows = [("figure", "TuneBoard", "ceiling / plain", "LLaMA-Factory, this run", "vs LLaMA-Factory",
+             "LLaMA-Factory, other machine")]
 
-    def add(name, value, ceiling=None, anchor=None, higher_is_better=True, unit="", better="faster"):
+    def add(name, value, ceiling=None, anchor=None, higher_is_better=True, unit="", better="faster", other=None):
         if value is None:
             return
         ratio = ""
         if anchor:  # said so that more is better: x faster / x less memory
             ratio = f"{value / anchor:.2f}x" if higher_is_better else f"{anchor / value:.2f}x {better}"
         rows.append((name, f"{value:g}{unit}", "" if ceiling is None else f"{ceiling:g}{unit}",
-                     "" if anchor is None else f"{anchor:g}{unit}", ratio))
+                     "" if anchor is None else f"{anchor:g}{unit}", ratio, "" if other is None else f"{other:g}{unit}"))
 
     train = result.get("train", {})
+    if train.get("side_by_side"):  # both sides fed the same tokens: the ratio reads 1.00x
+        pair = train["side_by_side"][0]
+        add(f"train real tokens fed ({train.get('dataset')}, 3 epochs)", pair["tokens"][0], anchor=pair["tokens"][1])
     for variant, label in TRAIN_LABELS.items():
         if variant in train:
             r = train[variant]
             add(f"train tokens/s ({label})", round(r["tokens_per_s"], 1), r["ceiling_tokens_per_s"],
-                ANCHOR["train_tokens_per_s"])
+                other=ANCHOR["train_best_tokens_per_s" if variant == "bf16" else "train_tokens_per_s"])
             add("  MFU", round(100 * r["mfu"], 1), unit="%")
             add("  padding share", round(100 * r["padding_share"], 1), unit="%")
-            add("  trainer peak RSS", round(r["peak_rss_mb"]), anchor=ANCHOR["train_peak_rss_mb"],
-                higher_is_better=False, unit=" MB", better="less memory")
-            if variant == "bf16":
-                add("  tokens/s against LLaMA-Factory's best (bf16, no checkpointing)", round(r["tokens_per_s"], 1),
-                    anchor=ANCHOR["train_best_tokens_per_s"])
-                if r.get("loss_vs_fp32") is not None:
-                    add("  final loss against fp32 (relative)", round(100 * r["loss_vs_fp32"], 2), unit="%")
+            add("  trainer peak RSS", round(r["peak_rss_mb"]), unit=" MB", other=ANCHOR["train_peak_rss_mb"])
+            for pair in train.get("side_by_side", []):
+                if pair["ours"] == variant:
+                    speed = pair["figure"] == "tokens_per_s"
+                    add(f"  {'tokens/s' if speed else 'peak RSS'} beside LLaMA-Factory "
+                        f"{lf.TRAIN_LABELS[pair['llamafactory']]}", round(pair["ours_value"], 1 if speed else None),
+                        anchor=round(pair["their_value"], 1 if speed else None), higher_is_better=speed,
+                        unit="" if speed else " MB", better="less memory")
+            if variant == "bf16" and r.get("loss_vs_fp32") is not None:
+                add("  final loss against fp32 (relative)", round(100 * r["loss_vs_fp32"], 2), unit="%")
+    predict = result.get("predict", {})
+    if predict:
+        theirs = predict.get("llamafactory", {}).get("predictions_per_s")
+        settings = predict["settings"]
+        add(f"predictions/s ({predict['ours']['samples']:g} samples, batch {settings['batch_size']}, greedy, "
+            f"<= {settings['max_new_tokens']} new tokens)", predict["ours"]["predictions_per_s"], anchor=theirs)
     probes = result.get("probes", {})
     if "on" in probes:
         add("demo preset run time, no probes", round(probes["off"]["runtime_s"], 1), unit=" s")
@@ -396,12 +446,11 @@ def table(result: dict) -> str:
     start = result.get("start", {})
     for mode in ("warm", "cold"):
         if mode in start:
-            add(f"start to first point ({mode})", round(start[mode]["first_point_s"], 2),
-                anchor=ANCHOR["first_point_s"], higher_is_better=False, unit=" s")
+            add(f"start to first point ({mode})", round(start[mode]["first_point_s"], 2), unit=" s",
+                other=ANCHOR["first_point_s"])
     cold = result.get("cold", {})
     if cold:
-        add("app start to HTTP 200", round(cold["http_200_s"], 2), anchor=ANCHOR["cold_http_s"],
-            higher_is_better=False, unit=" s")
+        add("app start to HTTP 200", round(cold["http_200_s"], 2), unit=" s", other=ANCHOR["cold_http_s"])
         add("Load model at once (demo)", round(cold["load_model_s"], 2), unit=" s")
         if cold.get("reload_model_s") is not None:
             add("Load model again (demo)", round(cold["reload_model_s"], 2), unit=" s")
@@ -411,7 +460,7 @@ def table(result: dict) -> str:
     chat = result.get("chat", {})
     if chat:
         add("chat streamed tokens/s", round(chat["streamed_tokens_per_s"], 1), round(chat["plain_tokens_per_s"], 1),
-            ANCHOR["chat_tokens_per_s"])
+            other=ANCHOR["chat_tokens_per_s"])
         add("  streamed / plain generate", chat["ratio"])
         add("  time to first token", round(chat["ttft_s"], 3), unit=" s")
         if "switch_s" in chat:
@@ -420,7 +469,18 @@ def table(result: dict) -> str:
     if arena:
         add("arena round tokens/s (two answers)", arena["round_tokens_per_s"], arena["plain_tokens_per_s"])
         add("  arena round / one plain answer (time)", arena["ratio"])
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    cuda = result.get("cuda", {})
+    if cuda.get("skipped"):
+        rows.append(("cuda training", cuda["skipped"], "", "", "", ""))
+    for name, entry in cuda.get("models", {}).items():
+        ours, theirs = entry["ours"], entry.get("llamafactory", {})
+        add(f"cuda {name} bf16 tokens/s ({cuda['card']}, {cuda['booster']})", ours["tokens_per_s"],
+            anchor=theirs.get("tokens_per_s"))
+        add("  MFU (card's bf16 matmul)", round(100 * ours["mfu"], 1), unit="%",
+            anchor=round(100 * theirs["mfu"], 1) if theirs else None)
+        add("  peak GPU memory", round(ours["gpu_peak_mb"]), unit=" MB", anchor=theirs.get("gpu_peak_mb"),
+            higher_is_better=False, better="less memory")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
@@ -433,12 +493,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="",
                         help=f"train only these of {tuple(TRAIN_VARIANTS)} (comma-separated); "
                              "the others keep their figures")
+    parser.add_argument("--anchor", type=Path, metavar="LF_VENV",
+                        help="LLaMA-Factory's virtualenv (../shared/anchor/setup_lf_venv.sh): run its configurations "
+                             "beside ours, alternating, and print the ratios of those runs")
+    parser.add_argument("--anchor-data", type=Path, default=lf.ANCHOR_DIR / "data",
+                        help=f"the folder holding {lf.DATASET} (dataset_info.json), which both sides train on")
+    parser.add_argument("--cuda-models", default="",
+                        help="cuda section: comma-separated model folders (e.g. Qwen2.5-0.5B and 1.5B-Instruct)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary saves/ and run folders")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     if not sections or any(s not in SECTIONS for s in sections):
         parser.error(f"--sections: choose from {', '.join(SECTIONS)}")
+    from engine.core.paths import DATA_ROOTS_ENV
+
+    anchor = None
+    if args.anchor or args.anchor_data.is_dir():
+        anchor = lf.Anchor(args.anchor.resolve() if args.anchor else None, args.anchor_data.resolve())
+        try:
+            anchor.check()
+        except ValueError as exc:
+            parser.error(str(exc))
+        # Jobs read data folders only inside the allowed roots: the anchor's is one for this run's jobs.
+        os.environ[DATA_ROOTS_ENV] = os.pathsep.join(filter(None, [os.environ.get(DATA_ROOTS_ENV),
+                                                                  str(anchor.data_dir)]))
+    elif "predict" in sections:
+        parser.error(f"the predict section needs {lf.DATASET}: --anchor-data {args.anchor_data} is not a folder")
+    else:
+        print(f"no {args.anchor_data}: training on the built-in identity data, not LLaMA-Factory's", flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="tuneboard-suite-"))
     for name in ("saves", "configs", "exports"):
@@ -455,7 +538,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "train" in sections:
             only = [v.strip() for v in args.variants.split(",") if v.strip()]
-            result["train"] = bench_train(workdir, args.repeats, only, previous.get("train"))
+            result["train"] = bench_train(workdir, args.repeats, only, previous.get("train"), anchor)
+        if "predict" in sections:
+            result["predict"] = bench_predict(workdir, args.repeats, DEMO, anchor)
+        if "cuda" in sections:
+            models = [m.strip() for m in args.cuda_models.split(",") if m.strip()]
+            data_dir = anchor.data_dir if anchor else None
+            result["cuda"] = bench_cuda(workdir, args.repeats, models, anchor, lambda run_dir, model, booster:
+                                        cuda_train_config(run_dir, model, booster, data_dir), run_training_job)
         if "probes" in sections:
             result["probes"] = bench_probes(workdir, args.repeats)
         if "start" in sections:
