@@ -131,6 +131,8 @@ def train_config(run_dir: Path, compute: str, checkpointing: bool = False, packi
     if data_dir is not None:  # LLaMA-Factory's dataset and template: both sides train on the same tokens
         cfg.data.dataset_dir, cfg.data.datasets, cfg.data.max_samples = str(data_dir), [lf.DATASET], 0
         cfg.model.template = lf.TEMPLATE
+        # and its schedule (1e-4, cosine, warm-up over 10% of the 75 steps), so the two loss curves compare too
+        cfg.train.learning_rate, cfg.train.lr_scheduler_type, cfg.train.warmup_steps = 1e-4, "cosine", 8
     if checkpointing:
         cfg.train.extra_args = json.dumps({"gradient_checkpointing": True})
     cfg.model.model_name_or_path = DEMO

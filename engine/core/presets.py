@@ -7,7 +7,10 @@ import dataclasses
 
 from engine.core.config import RunConfig
 
-# A checkpoint every 50 of the 150 steps: Chat can compare them, and the probe questions are answered at each.
+# One and a half epochs at a learning rate of 1e-3: 50 steps, a checkpoint every 25 (Chat can compare them, and
+# the probe questions are answered at each). Three epochs at 5e-4 (100 steps) took twice the time for the same
+# final probe score, 100: both identity questions and 2+2 (README, Benchmarks); at 5e-4 over 1.5 or 2 epochs
+# the model still answered "Two and two is two." at the end.
 # Identity data alone teaches the model to answer *every* question with its identity,
 # so general samples (English and Chinese) are mixed in to keep ordinary answers ordinary.
 # The probes say what a good answer holds, so each checkpoint gets a score: the identity learnt (the default
@@ -19,9 +22,9 @@ DEMO_PRESET: dict[str, dict] = {
     "model": {"model_name_or_path": "demo/SmolLM2-135M-Instruct", "template": "auto"},
     "data": {"datasets": ["identity", "general_mix"], "cutoff_len": 256, "max_samples": 100,
              "val_size": 0.0},
-    "train": {"finetuning_type": "lora", "learning_rate": 5e-4, "num_train_epochs": 3.0,
+    "train": {"finetuning_type": "lora", "learning_rate": 1e-3, "num_train_epochs": 1.5,
               "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "lr_scheduler_type": "cosine",
-              "logging_steps": 2, "save_steps": 50, "warmup_steps": 0, "compute_type": "auto",
+              "logging_steps": 2, "save_steps": 25, "warmup_steps": 0, "compute_type": "auto",
               "probe_questions": DEMO_PROBES},
     "lora": {"rank": 8, "alpha": 16, "dropout": 0.0, "target": "all"},
 }
