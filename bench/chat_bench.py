@@ -6,7 +6,7 @@ chat engine's torch thread (its thread count), this measures:
 
 - the machine's memory read bandwidth: the best of several sums of a 1 GiB fp32 tensor (larger than the caches);
 - the weight bytes read per decoded token of the model as chat loads it (bf16 where the CPU has it natively,
-  engine.serve.chat_precision), hence the tokens/s limit;
+  engine.serve.bf16_decoding), hence the tokens/s limit;
 - tokens/s of the streamed answer (ChatEngine.stream, what the Chat tab shows), of plain ``model.generate`` on the
   engine's own model (what streaming costs), and of the baseline: plain ``generate`` on the fp32 model with its
   default dynamic cache (how chat decoded before bf16), the three alternating so drift on a shared machine hits

@@ -45,7 +45,7 @@ from engine.core.reasoning import Reply, opened_thought, split_reply
 from engine.core.templates import ChatFormatter
 from engine.modeling.generation import left_padded
 from engine.modeling.models import LoadOptions, fit_adapter_vocab, load_model, load_tokenizer
-from engine.serve.chat_precision import chat_dtype
+from engine.serve.bf16_decoding import chat_dtype, one_row_linears
 
 BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
@@ -285,7 +285,7 @@ class ChatEngine:
                                 break
                             ids, mask = left_padded([prompts[r] for r in rows], pad_id)
                             streamer.begin(rows)
-                            with adapters():
+                            with adapters(), one_row_linears(model):
                                 model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
                 except BaseException as exc:  # noqa: BLE001 - surfaced to the caller below
                     errors.append(exc)
