@@ -6,9 +6,9 @@ bytes read per token (bench/chat_bench.py measures the bandwidth and the limit i
 keep fp32 (bf16 is emulated there, far slower). But a decode step's linear layers multiply one row by the weight
 matrix, and torch's bf16 ``linear`` of one row reads its weights at about half the rate of fp32's (oneDNN's matmul,
 measured on a 2-core Intel Xeon with AMX: a 576x576 layer 57 us in bf16 against 21 us in fp32), while ``torch.mv``
-takes 32 us; so during chat's ``generate`` the linears of one to a few rows go through ``torch.mv``, row by row
-(``one_row_linears``). Each row is then computed as alone, so the two rows of Compare side by side get the answers
-each would get alone. Switches: TUNEBOARD_CHAT_BF16=0 keeps fp32 weights, TUNEBOARD_CHAT_GEMV=0 keeps ``linear``.
+takes 32 us; so during chat's ``generate`` the linears of one row go through ``torch.mv`` (``one_row_linears``).
+Two rows (Compare side by side) keep ``linear``: one ``mv`` per row made a round 1.2x slower.
+Switches: TUNEBOARD_CHAT_BF16=0 keeps fp32 weights, TUNEBOARD_CHAT_GEMV=0 keeps ``linear``.
 
 Measured and not kept (same machine, other work on it, ratios inside one process, one thread): our own decode loop
 with a static KV cache, eager: 0.96x of ``generate`` (the static cache attends over its whole length); the same with
@@ -28,7 +28,6 @@ from engine.core.switches import env_switch
 
 BF16_SWITCH = "TUNEBOARD_CHAT_BF16"
 GEMV_SWITCH = "TUNEBOARD_CHAT_GEMV"
-MAX_ROWS = 4  # decode steps of up to this many answers at once go row by row; prompts (many rows) keep linear
 
 
 def chat_dtype(device: str) -> torch.dtype:
@@ -39,7 +38,7 @@ def chat_dtype(device: str) -> torch.dtype:
 
 
 def one_row_linears(model) -> contextlib.AbstractContextManager:
-    """A context in which ``model``'s bf16 CPU linears of at most MAX_ROWS rows run as matrix-vector products (a
+    """A context in which ``model``'s bf16 CPU linears of one row run as matrix-vector products (a
     no-op context for other models, or with TUNEBOARD_CHAT_GEMV=0)."""
     if model.dtype != torch.bfloat16 or model.device.type != "cpu" or not env_switch(GEMV_SWITCH):
         return contextlib.nullcontext()
@@ -47,16 +46,14 @@ def one_row_linears(model) -> contextlib.AbstractContextManager:
 
 
 class RowLinears(TorchFunctionMode):
-    """``F.linear`` of a few bf16 rows as one ``torch.mv`` per row (see the module docstring)."""
+    """``F.linear`` of one bf16 row as ``torch.mv`` (see the module docstring)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is torch.nn.functional.linear:
             x, weight = args[0], args[1]
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            rows = x.numel() // max(x.shape[-1], 1)
-            if 0 < rows <= MAX_ROWS and x.dtype == torch.bfloat16 == weight.dtype and weight.dim() == 2:
-                flat = x.reshape(rows, x.shape[-1])
-                out = torch.stack([torch.mv(weight, row) for row in flat]).view(*x.shape[:-1], weight.shape[0])
+            if x.numel() == x.shape[-1] > 0 and x.dtype == torch.bfloat16 == weight.dtype and weight.dim() == 2:
+                out = torch.mv(weight, x.reshape(-1)).reshape(*x.shape[:-1], weight.shape[0])
                 return out if bias is None else out + bias
         return func(*args, **kwargs)
