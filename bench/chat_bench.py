@@ -5,11 +5,11 @@ of it, the lm_head all of it), so tokens/s cannot pass bandwidth / weight bytes 
 chat engine's torch thread (its thread count), this measures:
 
 - the machine's memory read bandwidth: the best of several sums of a 1 GiB fp32 tensor (larger than the caches);
-- the weight bytes read per decoded token of the model as chat loads it (bf16 where the CPU has it natively,
-  engine.serve.bf16_decoding), hence the tokens/s limit;
+- the weight bytes read per decoded token of the model as chat loads it (fp32 on the CPU; bf16 with
+  TUNEBOARD_CHAT_BF16=1 where the CPU has it natively, engine.serve.bf16_decoding), hence the tokens/s limit;
 - tokens/s of the streamed answer (ChatEngine.stream, what the Chat tab shows), of plain ``model.generate`` on the
   engine's own model (what streaming costs), and of the baseline: plain ``generate`` on the fp32 model with its
-  default dynamic cache (how chat decoded before bf16), the three alternating so drift on a shared machine hits
+  default dynamic cache (how chat decoded before issue 23), the three alternating so drift on a shared machine hits
   all; time to first token, the seconds Load model took, and base -> adapter -> base switches.
 
     python bench/chat_bench.py [--repeats 3] [--adapter PATH]
@@ -90,7 +90,7 @@ def _streamed(engine, max_new: int) -> tuple[float, float, int]:
 
 
 def _baseline_model(device: str):
-    """The model as chat loaded it before bf16: fp32 weights (plain ``generate``, its default dynamic cache)."""
+    """The model as chat loaded it before issue 23: fp32 weights (plain ``generate``, its default dynamic cache)."""
     import torch
 
     from engine.modeling.models import load_model
@@ -161,7 +161,7 @@ def table_rows(chat: dict, add, anchor: float | None = None) -> None:
             round(100 * chat["of_limit"], 1), unit="%")
     add("  streamed / plain generate, same weights", chat["ratio"])
     if chat.get("baseline_tokens_per_s") is not None:
-        add("  fp32 plain generate tokens/s (chat before bf16)", round(chat["baseline_tokens_per_s"], 1))
+        add("  fp32 plain generate tokens/s (chat before)", round(chat["baseline_tokens_per_s"], 1))
         add("  streamed / fp32 plain generate", chat["vs_baseline"])
     add("  time to first token", round(chat["ttft_s"], 3), unit=" s")
     if chat.get("load_s") is not None:

@@ -1,24 +1,28 @@
-"""bf16 decoding for chat on CPUs that compute bf16 natively (AVX512-BF16 or AMX): the weights' precision, and the
-matrix-vector kernel that one-token steps go through.
+"""bf16 decoding for chat, opt-in (TUNEBOARD_CHAT_BF16=1) on CPUs that compute bf16 natively (AVX512-BF16 or AMX):
+the weights' precision, and the matrix-vector kernel one-token steps go through.
 
-Decoding one token reads every weight once, so a decode step is bound by memory bandwidth: bf16 weights halve the
-bytes read per token (bench/chat_bench.py measures the bandwidth and the limit it sets). CPUs without native bf16
-keep fp32 (bf16 is emulated there, far slower). But a decode step's linear layers multiply one row by the weight
-matrix, and torch's bf16 ``linear`` of one row reads its weights at about half the rate of fp32's (oneDNN's matmul,
-measured on a 2-core Intel Xeon with AMX: a 576x576 layer 57 us in bf16 against 21 us in fp32), while ``torch.mv``
-takes 32 us; so during chat's ``generate`` the linears of one row go through ``torch.mv`` (``one_row_linears``).
-Two rows (Compare side by side) keep ``linear``: one ``mv`` per row made a round 1.2x slower.
-Switches: TUNEBOARD_CHAT_BF16=0 keeps fp32 weights, TUNEBOARD_CHAT_GEMV=0 keeps ``linear``.
+Decoding one token reads every weight once, so bf16 weights halve the bytes read per token and double the
+memory-bandwidth limit (bench/chat_bench.py measures it). But torch's bf16 kernels for one row read weights far
+below the bandwidth: on a 2-core Intel Xeon with AMX, quiet, 2 threads, the 211 linears of one SmolLM2-135M step
+take 25.3 ms in fp32 (21 GB/s, the machine's read bandwidth), 28.3 ms with bf16 ``linear`` (oneDNN) and 20.8 ms
+with bf16 ``torch.mv`` (13 GB/s). So with bf16 weights, ``one_row_linears`` sends one-row linears through
+``torch.mv`` (TUNEBOARD_CHAT_GEMV=0: ``linear``). Measured there, same process, alternating: streamed bf16 22.8
+tokens/s against fp32 plain ``generate``'s 23.5 (0.97x); Compare side by side's round (two rows: ``linear``, LoRA
+in fp32 beside bf16) 6.8 s against fp32's 4.4 s. Hence off by default; it stayed faster only while other jobs
+loaded both cores (streamed bf16 22.4 against fp32 plain 5.3 tokens/s: ``mv`` has fewer parallel regions to wait in).
 
 Measured and not kept (same machine, other work on it, ratios inside one process, one thread): our own decode loop
 with a static KV cache, eager: 0.96x of ``generate`` (the static cache attends over its whole length); the same with
 ``torch.compile`` of the one-token step: 1.1x, after 52 s of compilation, and its greedy answer was not
-``generate``'s (inductor's fused bf16 arithmetic rounds differently), so chat keeps ``generate``.
+``generate``'s (inductor's fused bf16 arithmetic rounds differently). Where the time goes instead: fp32 plain
+``generate`` takes 42 ms a token there, 25 ms of it in the linears (at the bandwidth limit), the rest Python and
+small ops -- what a compiled step would remove, if its compilation (tens of seconds) and its rounding are dealt with.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -32,7 +36,7 @@ GEMV_SWITCH = "TUNEBOARD_CHAT_GEMV"
 
 def chat_dtype(device: str) -> torch.dtype:
     """The dtype chat loads a model's weights in on ``device``."""
-    if device == "cpu" and env_switch(BF16_SWITCH) and cpu_has_native_bf16():
+    if device == "cpu" and os.environ.get(BF16_SWITCH) == "1" and cpu_has_native_bf16():
         return torch.bfloat16
     return inference_dtype(device)
 

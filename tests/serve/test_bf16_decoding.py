@@ -1,7 +1,7 @@
-"""bf16 chat (engine.serve.bf16_decoding): on the real demo model, the streamed greedy answer is plain ``generate``'s
-token for token with the same bf16 weights (``generate`` without the matrix-vector path), for several prompts and
-64+ tokens; the two rows of Compare side by side each get the answer they get alone; sampling still works; and the
-one-row path computes what ``linear`` computes (several rows: ``linear`` itself)."""
+"""bf16 chat (engine.serve.bf16_decoding, opt-in): on the real demo model, the streamed greedy answer is plain
+``generate``'s token for token with the same bf16 weights (``generate`` without the matrix-vector path), for several
+prompts and 64+ tokens; the two rows of Compare side by side each get the answer they get alone; sampling still
+works; and the one-row path computes what ``linear`` computes (several rows: ``linear`` itself)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ MAX_NEW = 72
 @pytest.fixture(scope="module")
 def engine(demo_model_dir):
     with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TUNEBOARD_CHAT_BF16", "1")  # opt-in
         mp.setenv("TUNEBOARD_CPU_BF16", "1")  # the bf16 path on any CPU (emulated where not native: slower, same)
         eng = ChatEngine()
         eng.load(str(demo_model_dir), device="cpu")
@@ -41,10 +42,10 @@ def _plain(eng: ChatEngine, question: str) -> list[int]:
     return [t for t in out[:next((k for k, t in enumerate(out) if t in stops), len(out))]]
 
 
-def test_chat_loads_bf16_weights_where_native(engine, monkeypatch):
+def test_chat_loads_bf16_weights_when_asked(engine, monkeypatch):
     assert engine.model.dtype == torch.bfloat16
-    monkeypatch.setenv("TUNEBOARD_CHAT_BF16", "0")
-    assert chat_dtype("cpu") == torch.float32
+    monkeypatch.delenv("TUNEBOARD_CHAT_BF16", raising=False)
+    assert chat_dtype("cpu") == torch.float32  # the default: fp32 on the CPU
 
 
 def test_greedy_stream_is_plain_generate_token_for_token(engine):
