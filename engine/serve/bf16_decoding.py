@@ -11,12 +11,12 @@ tokens/s against fp32 plain ``generate``'s 23.5 (0.97x); Compare side by side's 
 in fp32 beside bf16) 6.8 s against fp32's 4.4 s. Hence off by default; it stayed faster only while other jobs
 loaded both cores (streamed bf16 22.4 against fp32 plain 5.3 tokens/s: ``mv`` has fewer parallel regions to wait in).
 
-Measured and not kept (same machine, other work on it, ratios inside one process, one thread): our own decode loop
-with a static KV cache, eager: 0.96x of ``generate`` (the static cache attends over its whole length); the same with
-``torch.compile`` of the one-token step: 1.1x, after 52 s of compilation, and its greedy answer was not
-``generate``'s (inductor's fused bf16 arithmetic rounds differently). Where the time goes instead: fp32 plain
-``generate`` takes 42 ms a token there, 25 ms of it in the linears (at the bandwidth limit), the rest Python and
-small ops -- what a compiled step would remove, if its compilation (tens of seconds) and its rounding are dealt with.
+Measured and not kept (same machine, one process, alternating): our own decode loop with a static KV cache (256
+positions), eager: 0.96x of ``generate`` (one thread, other jobs running); with ``torch.compile`` of the one-token
+step, quiet, 2 threads: fp32 30.4 against ``generate``'s 26.8 tokens/s (1.14x) after 38 s of compilation, greedy
+tokens equal; bf16 28.2 against 23.7 (1.19x), greedy tokens not ``generate``'s (inductor's fused bf16 arithmetic
+rounds differently). fp32 plain ``generate`` takes 38-42 ms a token there, 25 ms of it in the linears (at the read
+bandwidth), the rest Python and small ops; a compiled step recovers only part of that.
 """
 
 from __future__ import annotations
