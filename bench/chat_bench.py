@@ -152,10 +152,11 @@ def bench_chat(repeats: int, adapter: str | None) -> dict:
     return out
 
 
-def table_rows(chat: dict, add, anchor: float | None = None) -> None:
-    """The chat rows of the suite's table (``add`` as bench.suite.table's; ``anchor``: LLaMA-Factory's figure)."""
+def table_rows(chat: dict, add, **first) -> None:
+    """The chat rows of the suite's table (``add`` as bench.suite.table's; ``first``: its keywords for the first row,
+    such as LLaMA-Factory's figure)."""
     add("chat streamed tokens/s (ceiling: bandwidth limit)", round(chat["streamed_tokens_per_s"], 1),
-        chat.get("limit_tokens_per_s"), anchor)
+        chat.get("limit_tokens_per_s"), **first)
     if chat.get("of_limit") is not None:
         add(f"  share of the limit ({chat['bandwidth_gb_s']:g} GB/s / {chat['weight_mb_per_token']:g} MB per token)",
             round(100 * chat["of_limit"], 1), unit="%")

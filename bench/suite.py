@@ -352,7 +352,7 @@ def table(result: dict) -> str:
             add("app CPU with no page open", round(100 * cold["idle_cpu_share"], 1), unit="% of a core")
     chat = result.get("chat", {})
     if chat:
-        chat_rows(chat, add, ANCHOR["chat_tokens_per_s"])
+        chat_rows(chat, add, anchor=ANCHOR["chat_tokens_per_s"])
     arena = result.get("arena", {})
     if arena:
         add("arena round tokens/s (two answers)", arena["round_tokens_per_s"], arena["plain_tokens_per_s"])
