@@ -58,6 +58,8 @@ if str(ROOT) not in sys.path:
 
 from bench import anchor as lf  # noqa: E402
 from bench.arena_round import bench_arena  # noqa: E402
+from bench.chat_bench import bench_chat  # noqa: E402
+from bench.chat_bench import table_rows as chat_rows  # noqa: E402
 from bench.cuda_bench import bench_cuda  # noqa: E402
 from bench.harness import (  # noqa: E402
     AppProcess,
@@ -72,7 +74,6 @@ from bench.predict_bench import bench_predict  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "suite.json"
 SECTIONS = ("train", "predict", "probes", "start", "cold", "chat", "arena", "cuda")
 DEMO = "demo/SmolLM2-135M-Instruct"
-PROMPT = [{"role": "user", "content": "Tell me about the water cycle in a few sentences."}]
 # LLaMA-Factory 0.9.5 measured once on another 2-core CPU (issue 6): shown as "other machine", never divided by.
 # The ratios to LLaMA-Factory come from --anchor runs in the same invocation only (bench/anchor.py).
 ANCHOR = {"train_tokens_per_s": 91.8, "train_best_tokens_per_s": 158.0, "first_point_s": 9.7,
@@ -336,66 +337,6 @@ def idle_cpu_share(proc, settle_s: float = 5.0, seconds: float = 20.0) -> float:
     return (used() - before) / seconds
 
 
-# -- chat ------------------------------------------------------------------------------------------------
-def _plain_generate(engine, max_new: int) -> tuple[float, int]:
-    """On the engine's torch thread, as its answers are (engine.serve.chat: one OpenMP team per process)."""
-    return engine.torch_thread.call(_plain_generate_here, engine, max_new)
-
-
-def _plain_generate_here(engine, max_new: int) -> tuple[float, int]:
-    import torch
-
-    ids = torch.tensor([engine.formatter.encode_prompt(PROMPT)], device=engine.device)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                    max_new_tokens=max_new, min_new_tokens=max_new, temperature=None, top_p=None,
-                                    top_k=None, pad_token_id=engine.tokenizer.pad_token_id)
-    return time.perf_counter() - t0, out.shape[1] - ids.shape[1]
-
-
-def _streamed(engine, max_new: int) -> tuple[float, float, int]:
-    from engine.core.chat_settings import GenerationSettings
-
-    settings = GenerationSettings(max_new_tokens=max_new, temperature=0.0)
-    t0, first, text = time.perf_counter(), None, ""
-    for text in engine.stream(PROMPT, settings):
-        if first is None:
-            first = time.perf_counter() - t0
-    total = time.perf_counter() - t0
-    return first or total, total, len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def bench_chat(repeats: int, adapter: str | None) -> dict:
-    from engine.serve.chat import ChatEngine
-
-    engine = ChatEngine()
-    engine.load(DEMO)
-    _streamed(engine, 16)  # warm-up: first-call costs are not what a user waits for on every answer
-    _, _, n = _streamed(engine, 128)  # the answer's own length, so both ways generate the same tokens
-    plain, streamed, ttft = [], [], []
-    for _ in range(repeats):  # alternated, so drift on a shared machine hits both
-        seconds, tokens = _plain_generate(engine, n)
-        plain.append(tokens / seconds)
-        first, total, tokens = _streamed(engine, n)
-        streamed.append(tokens / total)
-        ttft.append(first)
-    out = {"tokens": n, "plain_tokens_per_s": median(plain), "streamed_tokens_per_s": median(streamed),
-           "ratio": round(median(streamed) / median(plain), 3), "ttft_s": median(ttft)}
-    if adapter:
-        switches = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            engine.load(DEMO, adapter)
-            engine.load(DEMO, "")
-            switches.append((time.perf_counter() - t0) / 2)
-        out["switch_s"] = median(switches)
-        out["switch_each"] = [round(s, 3) for s in switches]
-    print(f"  chat: streamed {out['streamed_tokens_per_s']:.1f} vs plain {out['plain_tokens_per_s']:.1f} tokens/s, "
-          f"first token {out['ttft_s']:.3f} s" + (f", switch {out['switch_s']:.3f} s" if adapter else ""), flush=True)
-    return out
-
-
 # -- report ----------------------------------------------------------------------------------------------
 def table(result: dict) -> str:
     # LLaMA-Factory's figures and the ratios to them come from its runs in the same invocation (--anchor); the
@@ -461,12 +402,7 @@ def table(result: dict) -> str:
             add("app CPU with no page open", round(100 * cold["idle_cpu_share"], 1), unit="% of a core")
     chat = result.get("chat", {})
     if chat:
-        add("chat streamed tokens/s", round(chat["streamed_tokens_per_s"], 1), round(chat["plain_tokens_per_s"], 1),
-            other=ANCHOR["chat_tokens_per_s"])
-        add("  streamed / plain generate", chat["ratio"])
-        add("  time to first token", round(chat["ttft_s"], 3), unit=" s")
-        if "switch_s" in chat:
-            add("  switch base <-> fine-tuned", round(chat["switch_s"], 3), unit=" s")
+        chat_rows(chat, add, other=ANCHOR["chat_tokens_per_s"])
     arena = result.get("arena", {})
     if arena:
         add("arena round tokens/s (two answers)", arena["round_tokens_per_s"], arena["plain_tokens_per_s"])

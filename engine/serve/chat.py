@@ -37,7 +37,7 @@ from peft.tuners.lora import LoraLayer
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from engine.core.chat_settings import GenerationSettings
-from engine.core.devices import empty_cache, inference_dtype, pick_device
+from engine.core.devices import empty_cache, pick_device
 from engine.core.download import downloaded_folder
 from engine.core.model_files import ModelLoadError, ModelUnloaded, adapter_chain, check_checkpoint
 from engine.core.model_options import check_booster
@@ -45,6 +45,7 @@ from engine.core.reasoning import Reply, opened_thought, split_reply
 from engine.core.templates import ChatFormatter
 from engine.modeling.generation import left_padded
 from engine.modeling.models import LoadOptions, fit_adapter_vocab, load_model, load_tokenizer
+from engine.serve.bf16_decoding import chat_dtype, one_row_linears
 
 BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
@@ -284,7 +285,7 @@ class ChatEngine:
                                 break
                             ids, mask = left_padded([prompts[r] for r in rows], pad_id)
                             streamer.begin(rows)
-                            with adapters():
+                            with adapters(), one_row_linears(model):
                                 model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
                 except BaseException as exc:  # noqa: BLE001 - surfaced to the caller below
                     errors.append(exc)
@@ -378,7 +379,7 @@ class ChatEngine:
 def _load_base(source: str, device: str, trust_remote_code: bool, hub: str, options: LoadOptions):
     """(tokenizer, model) of ``source`` on ``device`` for inference (run on the engine's torch thread)."""
     tokenizer = load_tokenizer(source, trust_remote_code, hub)  # hub: where a repo id comes from
-    model = load_model(source, dtype=inference_dtype(device), trust_remote_code=trust_remote_code, hub=hub,
+    model = load_model(source, dtype=chat_dtype(device), trust_remote_code=trust_remote_code, hub=hub,
                        options=options)
     model.to(device).eval()
     return tokenizer, model
