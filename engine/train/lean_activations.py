@@ -85,6 +85,9 @@ def _plain_lora(layer, dtype, mixed: bool = False):
         return None
     if lora_a.bias is not None or lora_b.bias is not None or base.weight.requires_grad:
         return None
+    # ZeRO-3 leaves each rank an empty placeholder per weight (gathered by hooks only while its module runs).
+    if any(hasattr(w, "ds_numel") or w.dim() != 2 for w in (base.weight, lora_a.weight, lora_b.weight)):
+        return None
     if base.bias is not None and (base.bias.requires_grad or base.bias.dtype != dtype):
         return None
     if any(m._forward_hooks or m._forward_pre_hooks for m in (base, lora_a, lora_b)):
