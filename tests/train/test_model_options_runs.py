@@ -12,6 +12,7 @@ import pytest
 
 from bench.harness import short_train_config
 from engine.core.config import ConfigError
+from engine.core.devices import cpu_has_native_bf16
 from tests.helpers.runs import run_cold_job
 
 pytestmark = pytest.mark.slow  # each test trains the demo model for two steps in its own process
@@ -44,7 +45,9 @@ def test_booster_none_trains_with_the_loss_of_auto(tmp_path):
         runs[booster] = run
     auto, plain = (_losses(runs[b]) for b in ("auto", "none"))
     assert len(auto) == len(plain) == 2
-    assert plain == pytest.approx(auto, rel=2e-3)
+    # In bf16 (auto, where the CPU has it natively) the fused LoRA path rounds at other points than peft's: the
+    # step after the first update differed by 0.33% (tests/train/test_lean_activations.py compares both with fp32).
+    assert plain == pytest.approx(auto, rel=6e-3 if cpu_has_native_bf16() else 2e-3)
     assert "answer-only loss on" in runs["auto"].log_tail(80)
     log = runs["none"].log_tail(80)
     assert "answer-only loss" not in log and "sample by sample" not in log  # none of TuneBoard's fast paths
