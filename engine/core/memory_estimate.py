@@ -38,6 +38,9 @@ from engine.core.demo_model import is_demo
 from engine.core.devices import cpu_has_native_bf16
 from engine.core.download import downloaded_folder
 
+# Compute types whose LoRA runs take lean_activations' Functions and lean head (fp32 alone, or bf16 weights with
+# fp32 adapters under autocast, or everything in bf16).
+LEAN_COMPUTES = ("fp32", "bf16", "pure_bf16")
 GB = 1024 ** 3  # the hardware panel's GB (nvidia-smi's MiB x 1024), so both show the same numbers
 
 # -- activation coefficients ---------------------------------------------------------------------------------
@@ -309,7 +312,7 @@ def _verified_fast_loss(info: ModelInfo) -> bool:
 def _lean_head(cfg: RunConfig, info: ModelInfo, compute: str) -> bool:
     """Whether the answer-only loss runs through lean_activations.head_cross_entropy: a frozen output layer, no
     autocast or autocast to the weights' own dtype (fp32, bf16), unquantized."""
-    if (compute not in ("fp32", "bf16", "pure_bf16") or cfg.model.quantization_bit != "none"
+    if (compute not in LEAN_COMPUTES or cfg.model.quantization_bit != "none"
             or cfg.train.finetuning_type == "full"):
         return False
     if os.environ.get("TUNEBOARD_LEAN_ACTIVATIONS", "1") == "0":
@@ -413,7 +416,7 @@ def estimate_training(cfg: RunConfig, info: ModelInfo, devices: int | None = Non
     pairs = t.stage in ("rm", "dpo", "orpo", "kto")
     tokens = t.per_device_train_batch_size * cfg.data.cutoff_len * (2 if pairs else 1)
     dropout = method == "lora" and lora.dropout > 0
-    lean = (method == "lora" and compute in ("fp32", "bf16", "pure_bf16") and quant == "none" and info.gated_mlp
+    lean = (method == "lora" and compute in LEAN_COMPUTES and quant == "none" and info.gated_mlp
             and not dropout and not lora.use_dora and os.environ.get("TUNEBOARD_LEAN_ACTIVATIONS", "1") != "0")
     if method == "lora":
         # bf16 LoRA takes the fused path too (lean_activations.py): its Functions keep bf16 tensors

@@ -99,6 +99,12 @@ def _plain_lora(layer, dtype, mixed: bool = False):
     return base.weight, base.bias, lora_a.weight, lora_b.weight, float(layer.scaling[name])
 
 
+def _autocast_keeps(t) -> bool:
+    """No autocast on t's device, or autocast to t's own dtype: the ops on t run in its dtype either way."""
+    device = t.device.type
+    return not torch.is_autocast_enabled(device) or torch.get_autocast_dtype(device) == t.dtype
+
+
 def _grad_mode(module, x) -> str | None:
     """"plain" when training with gradients without autocast, "mixed" under autocast to x's own dtype (bf16
     weights, fp32 adapters: the products run in that dtype, as autocast runs them), else None: the modes the
@@ -107,7 +113,7 @@ def _grad_mode(module, x) -> str | None:
         return None
     if not torch.is_autocast_enabled(x.device.type):
         return "plain"
-    return "mixed" if torch.get_autocast_dtype(x.device.type) == x.dtype != torch.float32 else None
+    return "mixed" if _autocast_keeps(x) and x.dtype != torch.float32 else None
 
 
 def _is_silu(act) -> bool:
@@ -318,8 +324,7 @@ def head_cross_entropy(head, hidden, targets, reduction: str = "mean"):
             and hidden.requires_grad and hidden.dim() == 2 and reduction in ("mean", "sum")
             and not weight.requires_grad and (head.bias is None or not head.bias.requires_grad)
             and not (head._forward_hooks or head._forward_pre_hooks) and hidden.dtype == weight.dtype
-            and (not torch.is_autocast_enabled(hidden.device.type)
-                 or torch.get_autocast_dtype(hidden.device.type) == hidden.dtype)):
+            and _autocast_keeps(hidden)):
         return _functions().HeadCrossEntropy.apply(hidden, weight, head.bias, targets, reduction == "mean")
     return F.cross_entropy(head(hidden).float(), targets, reduction=reduction)
 
