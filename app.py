@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.core.cpu_threads import fixed_threads
 from engine.core.data.upload import MAX_UPLOAD_MB
 from engine.core.devices import web_process_env
 from engine.core.paths import DATA_ROOTS_ENV
@@ -155,6 +156,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except AuthError as exc:
         parser.error(str(exc))  # usage and message on stderr, exit code 2, no traceback
     del args.auth  # the passwords live in args.credentials only, whose repr hides them
+    try:
+        fixed_threads()  # a bad TUNEBOARD_CPU_THREADS stops the app here, not every job and chat answer later
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 

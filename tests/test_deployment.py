@@ -126,6 +126,17 @@ def test_logins_from_options_file_and_environment(tmp_path, monkeypatch):
     assert args.host == "127.0.0.1"
 
 
+def test_a_bad_thread_count_stops_the_app_at_start(monkeypatch, capsys):
+    import app
+
+    monkeypatch.setenv("TUNEBOARD_CPU_THREADS", "two")
+    with pytest.raises(SystemExit) as stopped:
+        app.parse_args([])
+    assert stopped.value.code == 2 and "TUNEBOARD_CPU_THREADS='two'" in capsys.readouterr().err
+    monkeypatch.setenv("TUNEBOARD_CPU_THREADS", "1")
+    app.parse_args([])
+
+
 def test_login_check_compares_whole_pairs():
     import app
 

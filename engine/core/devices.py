@@ -99,10 +99,10 @@ def device_env(device: str, indices: list[int], processes: int = 1) -> dict[str,
 
 
 def cpu_tuned(device: str) -> bool:
-    """Whether the CPU-only tuning applies to work on ``device``: the one rule that tcmalloc, sleeping OpenMP
-    waits, torch-npu's autoload and lean activations' grouped-query attention all follow. On a GPU or NPU the
-    CPU threads mostly wait for the device: a sleeping wait adds latency to every kernel launch, and CUDA's
-    SDPA kernels take grouped-query attention only without a mask (math kernel otherwise)."""
+    """Whether the CPU-only tuning applies to work on ``device``: the one rule that tcmalloc, the CPU thread
+    governor (engine.core.cpu_threads), torch-npu's autoload and lean activations' grouped-query attention all
+    follow. On a GPU or NPU the CPU threads mostly wait for the device, and CUDA's SDPA kernels take grouped-query
+    attention only without a mask (math kernel otherwise)."""
     return device == "cpu"
 
 
@@ -112,11 +112,9 @@ def cpu_tuning_env(device: str, preload: bool = True) -> dict[str, str]:
     a preload only acts on a new process, and every child would inherit it)."""
     if not cpu_tuned(device):
         return {}
-    # OpenMP threads that spin while waiting collapse when anything else wants a core (GNU OpenMP waits on the
-    # descheduled thread at every parallel region): a browser tab repainting next to a training job on a small
-    # machine is enough (README, Configuration). Sleeping waits cost speed on an idle machine (1.7x on a 2-core
-    # Intel Xeon's fp32 training): an exported OMP_WAIT_POLICY=ACTIVE wins there.
-    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    # OpenMP keeps its default waits (spin a moment, then sleep): the thread governor, not sleeping waits, keeps a
+    # job from collapsing beside a busy process (engine.core.cpu_threads).
+    env = {}
     if importlib.util.find_spec("torch_npu") is not None:
         env[BACKEND_AUTOLOAD] = os.environ.get(BACKEND_AUTOLOAD, "0")
     if preload:

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from engine.core.config import RunConfig
+from engine.core.cpu_threads import ThreadGovernor, governor_for
 from engine.core.data import load_samples
 from engine.core.devices import inference_dtype, pick_device
 from engine.core.encode import training_formatter
@@ -47,7 +48,7 @@ from engine.core.rundir import FINISHED, RUNNING, RunDir
 from engine.core.templates import IGNORE_INDEX
 from engine.evaluate.metrics import corpus_scores
 from engine.jobs.job import JobOutcome, Stopped, fetch_model, log, start_job
-from engine.modeling.generation import decode_answer, left_padded
+from engine.modeling.generation import decode_answer, governed, left_padded
 from engine.modeling.models import LoadOptions, load_with_checkpoint
 from engine.train.fast_loss import answer_only_loss, split_causal_lm
 
@@ -113,8 +114,9 @@ def _batches(order: list[int], size: int) -> list[list[int]]:
 class Progress:
     """Counts finished batches over the whole plan; writes events and (throttled) status."""
 
-    def __init__(self, run: RunDir, plan: list[tuple[str, str]], log=print):
+    def __init__(self, run: RunDir, plan: list[tuple[str, str]], log=print, governor: ThreadGovernor | None = None):
         self.run, self.plan, self.log = run, plan, log
+        self.governor = governor  # sets the CPU thread count at each batch (and generated token)
         self.step = 0
         self.t0 = time.time()
         self.last_status = 0.0
@@ -133,6 +135,8 @@ class Progress:
 
     def begin_batch(self) -> None:
         self.batch_start = time.time()
+        if self.governor is not None:
+            self.governor.adjust()
 
     def remaining(self) -> float:
         """Remaining batches, each at the average time of its phase so far (loss and generation differ a lot)."""
@@ -219,7 +223,7 @@ def generate_answers(model, tokenizer, formatter, items: list[EvalItem], cfg: Ru
         width = ids.shape[1]
         kwargs = dict(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=e.max_new_tokens,
                       do_sample=sample, eos_token_id=stop_ids, pad_token_id=pad_id,
-                      stopping_criteria=StoppingCriteriaList([_StopOnSignal()]))
+                      stopping_criteria=StoppingCriteriaList(governed([_StopOnSignal()], progress.governor)))
         if sample:
             kwargs.update(temperature=e.temperature, top_p=e.top_p)
         else:
@@ -294,7 +298,7 @@ def run_evaluation(config_path: str | Path) -> int:
         n_batches = math.ceil(len(items) / cfg.eval.batch_size)
         phases = ["loss"] + (["predict"] if cfg.eval.predict else [])
         plan = [(key, phase) for key in keys for phase in phases for _ in range(n_batches)]
-        progress = Progress(run, plan, log)
+        progress = Progress(run, plan, log, governor_for(device, log))
         run.write_status(RUNNING, samples=len(items), models=keys)
         if stop.requested:
             raise Stopped

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import torch
+from transformers import StoppingCriteria
+
+from engine.core.cpu_threads import ThreadGovernor
 
 
 def left_padded(prompts: list[list[int]], pad_id: int):
@@ -15,6 +18,23 @@ def left_padded(prompts: list[list[int]], pad_id: int):
         ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
         mask[row, width - len(prompt):] = 1
     return ids, mask
+
+
+class GovernedSteps(StoppingCriteria):
+    """Stops nothing: at every decoded token it lets ``governor`` set the decoding thread's thread count (one
+    answer can take long enough for another process to start or end in the meantime)."""
+
+    def __init__(self, governor: ThreadGovernor) -> None:
+        self.governor = governor
+
+    def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002 - generate passes them
+        self.governor.adjust()
+        return False
+
+
+def governed(criteria: list, governor: ThreadGovernor | None) -> list:
+    """``criteria`` with a :class:`GovernedSteps` added where there is a governor."""
+    return [*criteria, GovernedSteps(governor)] if governor is not None else criteria
 
 
 def decode_answer(tokenizer, new_ids: list[int], stop_ids: list[int]) -> str:

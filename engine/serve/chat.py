@@ -37,15 +37,17 @@ from peft.tuners.lora import LoraLayer
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from engine.core.chat_settings import GenerationSettings
+from engine.core.cpu_threads import ThreadGovernor, governor_for
 from engine.core.devices import empty_cache, pick_device
 from engine.core.download import downloaded_folder
 from engine.core.model_files import ModelLoadError, ModelUnloaded, adapter_chain, check_checkpoint
 from engine.core.model_options import check_booster
 from engine.core.reasoning import Reply, opened_thought, split_reply
 from engine.core.templates import ChatFormatter
-from engine.modeling.generation import left_padded
+from engine.modeling.generation import governed, left_padded
 from engine.modeling.models import LoadOptions, fit_adapter_vocab, load_model, load_tokenizer
 from engine.serve.bf16_decoding import chat_dtype, one_row_linears
+from engine.serve.mixed_lora import batchable, rows_through_adapters
 
 BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
@@ -102,6 +104,7 @@ class ChatEngine:
         self._active_worker: Future | None = None
         self._cut: weakref.WeakSet = weakref.WeakSet()  # stop events of answers that unload() interrupted
         self._unloading = 0  # unload() calls under way: answers still waiting for their turn are not started
+        self._governor: ThreadGovernor | None = None  # the torch thread's CPU thread count (made at load)
         self.model = None
         self.tokenizer = None
         self.formatter = None
@@ -141,6 +144,7 @@ class ChatEngine:
                 self._release()
                 tokenizer, model = self.torch_thread.call(_load_base, base_source, dev, trust_remote_code, hub, options)
                 self.model, self.tokenizer, self.device, self._base_key = model, tokenizer, dev, key
+                self._governor = governor_for(dev)  # made now, so its first look has a window by the first answer
                 del model
                 self.folder = downloaded_folder(base_source, hub)
             self.formatter = ChatFormatter(self.tokenizer, template)
@@ -208,6 +212,7 @@ class ChatEngine:
         device = self.device
         self.model = self.tokenizer = self.formatter = None
         self._base_key, self._adapters, self.adapter_path, self.device, self.folder = None, {}, "", None, None
+        self._governor = None  # the next model may be on another device
         self._selected = []
         self._active_worker = None
         gc.collect()
@@ -267,7 +272,8 @@ class ChatEngine:
             sample = settings.temperature > 0
             kwargs = dict(
                 streamer=streamer, max_new_tokens=settings.max_new_tokens, do_sample=sample,
-                eos_token_id=stop_ids, pad_token_id=pad_id, stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
+                eos_token_id=stop_ids, pad_token_id=pad_id,
+                stopping_criteria=StoppingCriteriaList(governed([_StopOnEvent()], self._governor)),
             )
             if sample:
                 kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
@@ -322,8 +328,8 @@ class ChatEngine:
             return [(list(range(count)), contextlib.nullcontext)]
         with self._state_lock:
             chains = [self._variant_adapters(path) for path in variants]
-        if all(len(chain) <= 1 for chain in chains):
-            names = [chain[0] if chain else BASE_ROW for chain in chains]
+        names = [chain[0] if chain else BASE_ROW for chain in chains]
+        if all(len(chain) <= 1 for chain in chains) and batchable(self.model, names):
             return [(list(range(count)), functools.partial(self._mixed_adapters, names))]
         return [([row], functools.partial(self._only_adapters, chain)) for row, chain in enumerate(chains)]
 
@@ -338,21 +344,13 @@ class ChatEngine:
 
     @contextlib.contextmanager
     def _mixed_adapters(self, names: list[str]):
-        """Row i of the batch goes through adapter names[i] (BASE_ROW: none). peft's LoRA layers take the names
-        as a keyword argument; a pre-forward hook on each of them passes it, as peft's own PeftModel does."""
-        def give_names(_module, args, kwargs):
-            kwargs["adapter_names"] = names
-            return args, kwargs
-
-        hooks = [m.register_forward_pre_hook(give_names, with_kwargs=True)
-                 for m in self.model.modules() if isinstance(m, LoraLayer)]
-        if hooks:
-            self.model.enable_adapters()  # disabled layers ignore adapter_names
+        """Row i of the batch goes through adapter names[i] (BASE_ROW: none): engine.serve.mixed_lora."""
+        if any(isinstance(m, LoraLayer) for m in self.model.modules()):
+            self.model.enable_adapters()  # disabled layers ignore the rows' adapters
         try:
-            yield
+            with rows_through_adapters(self.model, names, BASE_ROW):
+                yield
         finally:
-            for hook in hooks:
-                hook.remove()
             self._restore_selection()
 
     @contextlib.contextmanager

@@ -27,6 +27,7 @@ from transformers import BitsAndBytesConfig, EarlyStoppingCallback, TrainerCallb
 from engine.core.checkpointing_choice import choose_checkpointing
 from engine.core.checkpoints import last_complete_checkpoint
 from engine.core.config import DEEPSPEED_OFF, RunConfig
+from engine.core.cpu_threads import ThreadGovernor, governor_for
 from engine.core.devices import batch_width_multiple, pick_device, resolve_compute_type
 from engine.core.encode import encode_dataset
 from engine.core.fileio import atomic_write_json
@@ -56,6 +57,17 @@ from engine.train.probes import make_probe_callback
 from engine.train.shift_attention import use_shift_attention
 from engine.train.trackers import finish_tracker, start_tracker
 from engine.train.trainers import build_trainer, deepspeed_config, stage_arguments, training_arguments
+
+
+class GovernThreads(TrainerCallback):
+    """Sets the training thread's CPU thread count at each step from what other processes use
+    (engine.core.cpu_threads); probe answers between steps run with the count of the step before."""
+
+    def __init__(self, governor: ThreadGovernor) -> None:
+        self.governor = governor
+
+    def on_step_begin(self, args, state, control, **kwargs):  # noqa: ARG002 - transformers passes them by keyword
+        self.governor.adjust()
 
 
 def make_callback(run: RunDir, stop: StopRequested, log=print, parents: list[str] | None = None):
@@ -321,6 +333,9 @@ def run_training(config_path: str | Path) -> int:
         parents = merged_parents(cfg)
         reporter = make_callback(run, stop, log, parents)
         callbacks = [reporter]
+        governor = governor_for(device, log)
+        if governor is not None:
+            callbacks.append(GovernThreads(governor))
         if cfg.train.early_stopping_patience and cfg.train.early_stopping_metric == "eval_loss":
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
         # (on the probe score the probe callback stops training itself: engine/train/probes.py)

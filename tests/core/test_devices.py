@@ -96,32 +96,33 @@ def test_untouched_devices_follow_the_processes_and_the_app_s_own_restriction(mo
 @pytest.mark.parametrize("ticked, nproc", [("", 0), ("1", 0), ("", 2)])
 def test_cpu_job_gets_the_cpu_tuning_and_no_device_variables(ticked, nproc, tmp_path):
     argv, env = job_command(config("cpu", ticked, nproc), tmp_path / "run.yaml")
-    assert env["LD_PRELOAD"] == "/usr/lib/libtcmalloc_minimal.so.4" and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert env["LD_PRELOAD"] == "/usr/lib/libtcmalloc_minimal.so.4" and "OMP_WAIT_POLICY" not in env
     assert not {"CUDA_VISIBLE_DEVICES", "ASCEND_RT_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"} & set(env)
     assert ("torch.distributed.run" in argv) == (nproc == 2)
 
 
 def test_cpu_tuning_decided_in_one_place(monkeypatch, tmp_path):
-    """An exported wait policy wins; CPU export on a GPU machine is a CPU job; the warm worker starts with the
-    default device's tuning (none on a GPU machine)."""
+    """OpenMP's waits are left as they are (an exported policy reaches jobs through the inherited environment);
+    CPU export on a GPU machine is a CPU job; the warm worker starts with the default device's tuning (none on a
+    GPU machine)."""
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    assert devices.cpu_tuning_env("cpu")["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert "OMP_WAIT_POLICY" not in devices.cpu_tuning_env("cpu")
     monkeypatch.delenv("OMP_WAIT_POLICY")
     fake_gpus(monkeypatch, 2)
     cfg = config("auto")
     cfg.export.device = "cpu"
-    assert job_command(cfg, tmp_path / "run.yaml", "export")[1]["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert "OMP_WAIT_POLICY" not in job_command(cfg, tmp_path / "run.yaml", "train")[1]
+    assert "LD_PRELOAD" in job_command(cfg, tmp_path / "run.yaml", "export")[1]
+    assert "LD_PRELOAD" not in job_command(cfg, tmp_path / "run.yaml", "train")[1]
     assert all(not devices.cpu_tuning_env(d) for d in ("cuda", "npu", "mps"))
 
 
 def test_web_process_env(monkeypatch):
-    """The web process sleeps in OpenMP waits only where chat runs on the CPU (no GPU or NPU listed), and never
-    preloads an allocator its children would inherit."""
+    """The web process numbers GPUs as the picker does and never preloads an allocator its children would inherit
+    (nor sets OpenMP's waits: chat's thread count is governed, engine.core.cpu_threads)."""
     listed_gpus(monkeypatch, 0)
     env = devices.web_process_env()
-    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
-    assert "LD_PRELOAD" not in env
+    assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert "LD_PRELOAD" not in env and "OMP_WAIT_POLICY" not in env
     listed_gpus(monkeypatch, 1)
     assert devices.web_process_env() == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
@@ -256,8 +257,8 @@ def test_warm_worker_is_not_started_without_so_peercred(workdirs, monkeypatch):
     monkeypatch.setattr(socket, "SO_PEERCRED", 17, raising=False)  # Linux
     listed_gpus(monkeypatch, 0)
     warm_worker.start()
-    assert len(started) == 1 and started[0]["OMP_WAIT_POLICY"] == "PASSIVE" and "LD_PRELOAD" in started[0]
+    assert len(started) == 1 and "LD_PRELOAD" in started[0]
     monkeypatch.setattr(warm_worker, "_started", None)
     listed_gpus(monkeypatch, 2)
     warm_worker.start()
-    assert len(started) == 2 and "OMP_WAIT_POLICY" not in started[1] and "LD_PRELOAD" not in started[1]
+    assert len(started) == 2 and "LD_PRELOAD" not in started[1]

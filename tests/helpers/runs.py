@@ -23,6 +23,18 @@ def tiny_train_config(**train):
     return short_train_config(24, **{"logging_steps": 2, "save_steps": 4, **train})
 
 
+def pin_cpu_threads(monkeypatch) -> None:
+    """Jobs started after this run on torch's default thread count, ungoverned (engine.core.cpu_threads): for
+    tests that compare two runs number for number. bf16 matmuls round differently on another thread count (one
+    bf16 ulp in a q projection here), and the governor changes the count mid-run when another process wants a
+    core."""
+    import torch
+
+    from engine.core.cpu_threads import THREADS_ENV
+
+    monkeypatch.setenv(THREADS_ENV, str(torch.get_num_threads()))
+
+
 def wait_for_state(run, timeout: float, states: tuple = ("finished", "failed", "stopped")) -> dict:
     """Poll a run directory until its live status is one of ``states``; fail with the log tail otherwise."""
     deadline = time.time() + timeout

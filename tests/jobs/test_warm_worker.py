@@ -18,7 +18,7 @@ import pytest
 from engine.core.paths import PROJECT_ROOT
 from engine.core.rundir import FAILED, FINISHED, RUNNING, STOPPED, RunDir
 from engine.jobs import warm_worker
-from tests.helpers.runs import tiny_train_config, wait_for_state
+from tests.helpers.runs import pin_cpu_threads, tiny_train_config, wait_for_state
 from webui import runner
 
 pytestmark = pytest.mark.slow
@@ -53,6 +53,7 @@ def _final_loss(run: RunDir) -> float:
 
 
 def test_a_forked_run_trains_exactly_as_a_cold_one(workdirs, demo_model_dir, monkeypatch):
+    pin_cpu_threads(monkeypatch)  # before the worker starts: it and the cold job inherit the same count
     monkeypatch.setenv(warm_worker.ENV_SWITCH, "0")
     cold = runner.launch(_run("cold-twin"), tiny_train_config())
     assert wait_for_state(cold, 300)["state"] == FINISHED

@@ -12,7 +12,7 @@ import pytest
 
 from engine.core.config import DEFAULT_PROBES, RunConfig
 from engine.core.rundir import FINISHED, RUNNING, STOPPED, RunDir
-from tests.helpers.runs import tiny_train_config, wait_for_state
+from tests.helpers.runs import pin_cpu_threads, tiny_train_config, wait_for_state
 from webui import runner
 
 pytestmark = pytest.mark.slow
@@ -22,8 +22,16 @@ def _config(**train) -> RunConfig:
     return tiny_train_config(**train)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def pinned_threads():
+    """This module compares two runs loss for loss (probes or not): both on the same thread count."""
+    with pytest.MonkeyPatch.context() as mp:
+        pin_cpu_threads(mp)
+        yield
+
+
 @pytest.fixture(scope="module")
-def finished_run(workdirs, demo_model_dir) -> RunDir:
+def finished_run(workdirs, demo_model_dir, pinned_threads) -> RunDir:
     run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "integration")
     runner.launch(run, _config(probe_questions=DEFAULT_PROBES))
     status = wait_for_state(run, 600, ("finished", "failed", "stopped"))
@@ -151,6 +159,13 @@ def test_compare_streams_base_and_adapter_side_by_side(finished_run: RunDir, tmp
     assert eng.model is model  # one base model in memory all along
     assert list(eng.stream(question, greedy))[-1] == tuned
     assert crossed == (list(eng.stream(other, greedy))[-1], base)
+    # Two different adapters, a row each, in one batch (engine.serve.mixed_lora): each row as its adapter alone.
+    checkpoint = str(finished_run.path / "checkpoint-4")
+    two = list(eng.stream_pair((other, question), (checkpoint, adapter), greedy))[-1]
+    assert two[1] == tuned
+    eng.load("demo/SmolLM2-135M-Instruct", checkpoint)
+    assert two[0] == list(eng.stream(other, greedy))[-1]
+    eng.load("demo/SmolLM2-135M-Instruct", adapter)
     # Sampling with a seed gives the same pair again.
     seeded = GenerationSettings(max_new_tokens=16, temperature=0.9, top_p=0.9, seed=7)
     first = list(eng.stream_pair((question, question), ("", adapter), seeded))[-1]
