@@ -12,8 +12,9 @@ environment, and reads the figures from the files LLaMA-Factory writes:
 - predictions (``do_predict`` with generation): samples / ``predict_runtime`` (``predict_results.json``).
 
 LLaMA-Factory gets the suite's own environment, nothing of our jobs' CPU tuning. On a machine shared with other
-work, export OMP_WAIT_POLICY=PASSIVE before the suite (our jobs set it themselves): with OpenMP's default spinning
-waits LLaMA-Factory's fp32 run took 40 s a step on a 2-core machine three agents shared, 3 s with it.
+work, export OMP_WAIT_POLICY=PASSIVE before the suite (our jobs give up threads to busy processes themselves,
+engine.core.cpu_threads): with OpenMP's default spinning waits LLaMA-Factory's fp32 run took 40 s a step on a
+2-core machine three agents shared, 3 s with it.
 Its predictions need its metrics extra (jieba, nltk, rouge-chinese) in the virtualenv.
 """
 

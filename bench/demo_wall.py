@@ -18,7 +18,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import write_results  # noqa: E402
+from bench.harness import temporary_folders, write_results  # noqa: E402
 
 # Run inside each tree (its own engine): writes the tree's demo preset into the run folder and prints the
 # command and environment that tree's Start would run it with.
@@ -75,10 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "demo_wall.json")
     args = parser.parse_args(argv)
     trees = [ROOT, *(t.resolve() for t in args.against)]
-    work = Path(tempfile.mkdtemp(prefix="tuneboard-demo-wall-"))
-    for name in ("saves", "configs", "exports"):
-        (work / name).mkdir()
-        os.environ[f"TUNEBOARD_{name.upper()}"] = str(work / name)
+    work = temporary_folders("tuneboard-demo-wall-")
     runs: dict[str, list[dict]] = {str(t): [] for t in trees}
     for i in range(args.repeats):
         for k, tree in enumerate(trees):

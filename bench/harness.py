@@ -75,6 +75,17 @@ def machine_cpu_seconds() -> tuple[float, float] | None:
     return (sum(values) - idle) / hz, sum(values) / hz
 
 
+def temporary_folders(prefix: str) -> Path:
+    """A new temporary folder holding saves/, configs/ and exports/, which this process and its jobs then use."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    for name in ("saves", "configs", "exports"):
+        (work / name).mkdir()
+        os.environ[f"TUNEBOARD_{name.upper()}"] = str(work / name)
+    return work
+
+
 def stop_runs(saves: Path) -> None:
     """Training processes are detached from the app by design: end any that a failed test or an interrupted
     benchmark left behind."""

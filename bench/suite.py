@@ -48,7 +48,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -67,6 +66,7 @@ from bench.harness import (  # noqa: E402
     run_engine_job,
     short_train_config,
     stop_runs,
+    temporary_folders,
     write_results,
 )
 from bench.predict_bench import bench_predict  # noqa: E402
@@ -461,10 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"no {args.anchor_data}: training on the built-in identity data, not LLaMA-Factory's", flush=True)
 
-    workdir = Path(tempfile.mkdtemp(prefix="tuneboard-suite-"))
-    for name in ("saves", "configs", "exports"):
-        (workdir / name).mkdir()
-        os.environ[f"TUNEBOARD_{name.upper()}"] = str(workdir / name)
+    workdir = temporary_folders("tuneboard-suite-")
     from engine.core.demo_model import ensure_demo_model
 
     ensure_demo_model()
