@@ -5,8 +5,8 @@ of it, the lm_head all of it), so tokens/s cannot pass bandwidth / weight bytes 
 chat engine's torch thread (its thread count), this measures:
 
 - the machine's memory read bandwidth: the best of several sums of a 1 GiB fp32 tensor (larger than the caches);
-- the weight bytes read per decoded token of the model as chat loads it (fp32 on the CPU; bf16 with
-  TUNEBOARD_CHAT_BF16=1 where the CPU has it natively, engine.serve.bf16_decoding), hence the tokens/s limit;
+- the weight bytes read per decoded token of the model as chat loads it (on the CPU fp32, or bf16 where this
+  machine's one-row bf16 products measure fast enough: engine.serve.bf16_decoding), hence the tokens/s limit;
 - tokens/s of the streamed answer (ChatEngine.stream, what the Chat tab shows), of plain ``model.generate`` on the
   engine's own model (what streaming costs), and of the baseline: plain ``generate`` on the fp32 model with its
   default dynamic cache (how chat decoded before issue 23), the three alternating so drift on a shared machine hits

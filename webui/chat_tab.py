@@ -101,7 +101,9 @@ def load_refusal(lang: str, device: str) -> str | None:
 def _describe(lang: str, eng) -> str:
     info = eng.describe()
     adapter = t(lang, "with_adapter", adapter=info["adapter"]) if info["adapter"] else ""
-    loaded = t(lang, "model_loaded", model=info["model"], adapter=adapter, device=info["device"])
+    # the weights' precision too: on the CPU it is measured at load (engine/serve/bf16_decoding.py)
+    device = f"{info['device']}, {info['precision']}" if info.get("precision") else info["device"]
+    loaded = t(lang, "model_loaded", model=info["model"], adapter=adapter, device=device)
     if info.get("folder") and info["folder"] != info["model"]:  # a hub id or the demo: say where its files are
         loaded += " " + t(lang, "model_files_in", folder=f"`{info['folder']}`")
     return loaded

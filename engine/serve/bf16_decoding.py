@@ -1,63 +1,111 @@
-"""bf16 decoding for chat, opt-in (TUNEBOARD_CHAT_BF16=1) on CPUs that compute bf16 natively (AVX512-BF16 or AMX):
-the weights' precision, and the matrix-vector kernel one-token steps go through.
+"""Chat's weight precision on the CPU, chosen by measuring this machine at Load model.
 
-Decoding one token reads every weight once, so bf16 weights halve the bytes read per token and double the
-memory-bandwidth limit (bench/chat_bench.py measures it). But torch's bf16 kernels for one row read weights far
-below the bandwidth: on a 2-core Intel Xeon with AMX, quiet, 2 threads, the 211 linears of one SmolLM2-135M step
-take 25.3 ms in fp32 (21 GB/s, the machine's read bandwidth), 28.3 ms with bf16 ``linear`` (oneDNN) and 20.8 ms
-with bf16 ``torch.mv`` (13 GB/s). So with bf16 weights, ``one_row_linears`` sends one-row linears through
-``torch.mv`` (TUNEBOARD_CHAT_GEMV=0: ``linear``). Measured there, same process, alternating: streamed bf16 22.8
-tokens/s against fp32 plain ``generate``'s 23.5 (0.97x); Compare side by side's round (two rows: ``linear``, LoRA
-in fp32 beside bf16) 6.8 s against fp32's 4.4 s. Hence off by default; it stayed faster only while other jobs
-loaded both cores (streamed bf16 22.4 against fp32 plain 5.3 tokens/s: ``mv`` has fewer parallel regions to wait in).
+Decoding one token reads every weight once, so bf16 weights halve the bytes read per token. Whether that makes
+decoding faster depends on the CPU's one-row bf16 kernels, which differ widely between CPUs that all compute
+bf16 natively (AVX512-BF16 or AMX):
 
-Measured and not kept (same machine, one process, alternating): our own decode loop with a static KV cache (256
-positions), eager: 0.96x of ``generate`` (one thread, other jobs running); with ``torch.compile`` of the one-token
-step, quiet, 2 threads: fp32 30.4 against ``generate``'s 26.8 tokens/s (1.14x) after 38 s of compilation, greedy
-tokens equal; bf16 28.2 against 23.7 (1.19x), greedy tokens not ``generate``'s (inductor's fused bf16 arithmetic
-rounds differently). fp32 plain ``generate`` takes 38-42 ms a token there, 25 ms of it in the linears (at the read
-bandwidth), the rest Python and small ops; a compiled step recovers only part of that.
+- 2-core Intel Xeon with AMX (6 December): the 211 linears of one SmolLM2-135M step took 25.3 ms in fp32 (21 GB/s,
+  the machine's read bandwidth), 28.3 ms with bf16 ``linear`` (oneDNN) and 20.8 ms with bf16 ``torch.mv``
+  (13 GB/s); streamed bf16 through ``mv`` gave 0.97x fp32 plain ``generate``, a Compare round 6.8 s instead of 4.4;
+- 2-core AMD EPYC with AVX512-BF16 (6 December): one-row bf16 ``linear`` through weights larger than the caches
+  took 0.32x fp32's time (``mv``: 0.60x); streamed bf16 gave 50.8 tokens/s against fp32 plain ``generate``'s 25.1
+  (2.0x), a Compare round 2.5 s instead of 4.6 s.
+
+So :func:`decoding_choice` times one-row ``linear`` through weights shaped like the model's MLP (more of them than
+the caches hold) in fp32 and in bf16, about 0.1 s once per process and shape, and takes bf16 only where it needs
+at most ``BF16_MAX_TIME`` of fp32's time. TUNEBOARD_CHAT_BF16=1/0 fixes the choice instead.
+
+Measured and not kept: one-row bf16 linears through ``torch.mv`` (the AMX Xeon's faster bf16 kernel, 0.82x of
+fp32's time there, no gain end to end): on the AMD EPYC its greedy answers left ``generate``'s after some 40 tokens
+(it sums in another order). Our own decode loop with a static KV cache (256 positions), eager: 0.96x of
+``generate`` (the Xeon, one thread, other jobs running); with ``torch.compile`` of the one-token step, quiet, 2
+threads: fp32 30.4 against ``generate``'s 26.8 tokens/s (1.14x) after 38 s of compilation, greedy tokens equal;
+bf16 28.2 against 23.7 (1.19x), greedy tokens not ``generate``'s (inductor's fused bf16 arithmetic rounds
+differently).
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import json
 import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from torch.overrides import TorchFunctionMode
+import torch.nn.functional as F
 
 from engine.core.devices import cpu_has_native_bf16, inference_dtype
-from engine.core.switches import env_switch
 
 BF16_SWITCH = "TUNEBOARD_CHAT_BF16"
-GEMV_SWITCH = "TUNEBOARD_CHAT_GEMV"
+# bf16 is taken where its one-row products need at most this share of fp32's time: the rest of a decoding step
+# (attention, norms, Python) does not shrink with the weights' bytes.
+BF16_MAX_TIME = 0.7
+_PROBE_BYTES = 64 << 20  # fp32 weights the probe runs through: more than a server CPU's last-level cache
+_DEFAULT_SHAPE = (2048, 8192)  # (hidden, intermediate) when the model's config.json says neither
 
 
-def chat_dtype(device: str) -> torch.dtype:
-    """The dtype chat loads a model's weights in on ``device``."""
-    if device == "cpu" and os.environ.get(BF16_SWITCH) == "1" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return inference_dtype(device)
+@dataclass(frozen=True)
+class DecodingChoice:
+    """Chat's weights dtype on a device, and why."""
+
+    dtype: torch.dtype
+    why: str = ""
+
+    @property
+    def label(self) -> str:
+        return str(self.dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float32", "fp32") \
+            .replace("float16", "fp16")
 
 
-def one_row_linears(model) -> contextlib.AbstractContextManager:
-    """A context in which ``model``'s bf16 CPU linears of one row run as matrix-vector products (a
-    no-op context for other models, or with TUNEBOARD_CHAT_GEMV=0)."""
-    if model.dtype != torch.bfloat16 or model.device.type != "cpu" or not env_switch(GEMV_SWITCH):
-        return contextlib.nullcontext()
-    return RowLinears()
+def decoding_choice(device: str, model_path: str | None = None) -> DecodingChoice:
+    """How chat decodes on ``device``: accelerators as :func:`inference_dtype`; the CPU as this machine measures
+    (module docstring) or as TUNEBOARD_CHAT_BF16 says."""
+    if device != "cpu":
+        return DecodingChoice(inference_dtype(device), why="accelerator")
+    if not cpu_has_native_bf16():
+        return DecodingChoice(torch.float32, why="no native bf16 on this CPU")
+    forced = os.environ.get(BF16_SWITCH, "").strip()
+    if forced in ("0", "1"):
+        return DecodingChoice(torch.float32 if forced == "0" else torch.bfloat16, why=f"{BF16_SWITCH}={forced}")
+    fp32_s, bf16_s = probe_row_products(*_mlp_shape(model_path), torch.get_num_threads())
+    why = f"one-row bf16 products took {bf16_s / fp32_s:.2f}x fp32's time here"
+    return DecodingChoice(torch.bfloat16 if bf16_s <= BF16_MAX_TIME * fp32_s else torch.float32, why=why)
 
 
-class RowLinears(TorchFunctionMode):
-    """``F.linear`` of one bf16 row as ``torch.mv`` (see the module docstring)."""
+def _mlp_shape(model_path: str | None) -> tuple[int, int]:
+    """(hidden size, MLP width) from the model folder's config.json (or its text model's), else a default."""
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (TypeError, OSError, ValueError):
+        return _DEFAULT_SHAPE
+    for part in (config, config.get("text_config") or {}):
+        hidden, width = part.get("hidden_size"), part.get("intermediate_size")
+        if isinstance(hidden, int) and isinstance(width, int) and hidden > 0 and width > 0:
+            return hidden, width
+    return _DEFAULT_SHAPE
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.nn.functional.linear:
-            x, weight = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if x.numel() == x.shape[-1] > 0 and x.dtype == torch.bfloat16 == weight.dtype and weight.dim() == 2:
-                out = torch.mv(weight, x.reshape(-1)).reshape(*x.shape[:-1], weight.shape[0])
-                return out if bias is None else out + bias
-        return func(*args, **kwargs)
+
+@functools.lru_cache(maxsize=8)
+def probe_row_products(hidden: int, width: int, threads: int) -> tuple[float, float]:  # noqa: ARG001 - a cache key
+    """Seconds per one-row ``linear`` (fp32, bf16) through ``width`` x ``hidden`` weights, going through more of
+    them than the caches hold, best of three passes after a warm-up. Remembered per shape and thread count."""
+    rows = max(1, min(width, _PROBE_BYTES // 4 // (4 * hidden)))  # at least 4 matrices, each at most the MLP's
+    count = max(4, _PROBE_BYTES // (4 * hidden * rows))
+    weights = [torch.full((rows, hidden), 0.01 * (i + 1)) for i in range(count)]
+    x = torch.full((1, hidden), 0.5)
+
+    def per_product(ws, row) -> float:
+        best = float("inf")
+        with torch.inference_mode():
+            for attempt in range(4):
+                start = time.perf_counter()
+                for w in ws:
+                    F.linear(row, w)
+                if attempt:
+                    best = min(best, time.perf_counter() - start)
+        return best / len(ws)
+
+    fp32_s = per_product(weights, x)
+    return fp32_s, per_product([w.bfloat16() for w in weights], x.bfloat16())

@@ -45,8 +45,8 @@ from engine.core.model_options import check_booster
 from engine.core.reasoning import Reply, opened_thought, split_reply
 from engine.core.templates import ChatFormatter
 from engine.modeling.generation import governed, left_padded
-from engine.modeling.models import LoadOptions, fit_adapter_vocab, load_model, load_tokenizer
-from engine.serve.bf16_decoding import chat_dtype, one_row_linears
+from engine.modeling.models import LoadOptions, fit_adapter_vocab, load_model, load_tokenizer, resolve_model_path
+from engine.serve.bf16_decoding import DecodingChoice, decoding_choice
 from engine.serve.mixed_lora import batchable, rows_through_adapters
 
 BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
@@ -105,6 +105,7 @@ class ChatEngine:
         self._cut: weakref.WeakSet = weakref.WeakSet()  # stop events of answers that unload() interrupted
         self._unloading = 0  # unload() calls under way: answers still waiting for their turn are not started
         self._governor: ThreadGovernor | None = None  # the torch thread's CPU thread count (made at load)
+        self.decoding: DecodingChoice | None = None  # the loaded model's weights dtype, and why
         self.model = None
         self.tokenizer = None
         self.formatter = None
@@ -123,6 +124,7 @@ class ChatEngine:
     def describe(self) -> dict:
         return {"model": self._base_key.model if self._base_key else None, "adapter": self.adapter_path or None,
                 "device": self.device, "template": self.template, "folder": self.folder,
+                "precision": self.decoding.label if self.decoding is not None else None,
                 "reasoning": self.formatter.reasoning if self.formatter is not None else ""}
 
     def load(self, model_name_or_path: str, adapter_path: str = "", template: str = "auto",
@@ -142,8 +144,10 @@ class ChatEngine:
         with self._generate_lock, self._state_lock:
             if self._base_key != key:
                 self._release()
-                tokenizer, model = self.torch_thread.call(_load_base, base_source, dev, trust_remote_code, hub, options)
+                tokenizer, model, decoding = self.torch_thread.call(_load_base, base_source, dev, trust_remote_code,
+                                                                     hub, options)
                 self.model, self.tokenizer, self.device, self._base_key = model, tokenizer, dev, key
+                self.decoding = decoding
                 self._governor = governor_for(dev)  # made now, so its first look has a window by the first answer
                 del model
                 self.folder = downloaded_folder(base_source, hub)
@@ -212,7 +216,7 @@ class ChatEngine:
         device = self.device
         self.model = self.tokenizer = self.formatter = None
         self._base_key, self._adapters, self.adapter_path, self.device, self.folder = None, {}, "", None, None
-        self._governor = None  # the next model may be on another device
+        self._governor = self.decoding = None  # the next model may be on another device
         self._selected = []
         self._active_worker = None
         gc.collect()
@@ -291,7 +295,7 @@ class ChatEngine:
                                 break
                             ids, mask = left_padded([prompts[r] for r in rows], pad_id)
                             streamer.begin(rows)
-                            with adapters(), one_row_linears(model):
+                            with adapters():
                                 model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
                 except BaseException as exc:  # noqa: BLE001 - surfaced to the caller below
                     errors.append(exc)
@@ -329,7 +333,10 @@ class ChatEngine:
         with self._state_lock:
             chains = [self._variant_adapters(path) for path in variants]
         names = [chain[0] if chain else BASE_ROW for chain in chains]
-        if all(len(chain) <= 1 for chain in chains) and batchable(self.model, names):
+        # bf16 on the CPU: a batch of rows goes through other kernels than one row (oneDNN), which round otherwise,
+        # and a row's greedy answer then leaves the one it gets alone: rows one after another there.
+        same_as_alone = not (self.device == "cpu" and self.model.dtype == torch.bfloat16)
+        if all(len(chain) <= 1 for chain in chains) and same_as_alone and batchable(self.model, names):
             return [(list(range(count)), functools.partial(self._mixed_adapters, names))]
         return [([row], functools.partial(self._only_adapters, chain)) for row, chain in enumerate(chains)]
 
@@ -375,12 +382,13 @@ class ChatEngine:
 
 
 def _load_base(source: str, device: str, trust_remote_code: bool, hub: str, options: LoadOptions):
-    """(tokenizer, model) of ``source`` on ``device`` for inference (run on the engine's torch thread)."""
+    """(tokenizer, model, decoding choice) of ``source`` on ``device`` for inference (run on the engine's torch
+    thread: the choice is measured with its threads)."""
     tokenizer = load_tokenizer(source, trust_remote_code, hub)  # hub: where a repo id comes from
-    model = load_model(source, dtype=chat_dtype(device), trust_remote_code=trust_remote_code, hub=hub,
-                       options=options)
+    decoding = decoding_choice(device, resolve_model_path(source, hub))
+    model = load_model(source, dtype=decoding.dtype, trust_remote_code=trust_remote_code, hub=hub, options=options)
     model.to(device).eval()
-    return tokenizer, model
+    return tokenizer, model, decoding
 
 
 class TokenStreamer:

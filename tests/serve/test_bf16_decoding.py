@@ -1,7 +1,7 @@
-"""bf16 chat (engine.serve.bf16_decoding, opt-in): on the real demo model, the streamed greedy answer is plain
-``generate``'s token for token with the same bf16 weights (``generate`` without the matrix-vector path), for several
-prompts and 64+ tokens; the two rows of Compare side by side each get the answer they get alone; sampling still
-works; and the one-row path computes what ``linear`` computes (several rows: ``linear`` itself)."""
+"""bf16 chat (engine.serve.bf16_decoding): on the real demo model, the streamed greedy answer is plain ``generate``'s
+token for token with the same bf16 weights, for several prompts and 64+ tokens; the two rows of Compare side by side
+each get the answer they get alone; sampling still works; and the choice between fp32 and bf16 follows this
+machine's measured one-row products unless TUNEBOARD_CHAT_BF16 fixes it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from engine.core.chat_settings import GenerationSettings
-from engine.serve.bf16_decoding import RowLinears, chat_dtype
+from engine.core.devices import cpu_has_native_bf16
+from engine.serve import bf16_decoding
+from engine.serve.bf16_decoding import decoding_choice, probe_row_products
 from engine.serve.chat import ChatEngine
 
 pytestmark = pytest.mark.slow
@@ -23,12 +25,26 @@ MAX_NEW = 72
 @pytest.fixture(scope="module")
 def engine(demo_model_dir):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TUNEBOARD_CHAT_BF16", "1")  # opt-in
+        mp.setenv("TUNEBOARD_CHAT_BF16", "1")  # bf16 whatever this machine measures
         mp.setenv("TUNEBOARD_CPU_BF16", "1")  # the bf16 path on any CPU (emulated where not native: slower, same)
+        cpu_has_native_bf16.cache_clear()
         eng = ChatEngine()
         eng.load(str(demo_model_dir), device="cpu")
+    cpu_has_native_bf16.cache_clear()
     yield eng
     eng.unload()
+
+
+@pytest.fixture
+def cpu_bf16(monkeypatch):
+    """Sets TUNEBOARD_CPU_BF16 (remembered by cpu_has_native_bf16 until its cache is cleared)."""
+    def set_to(value: str) -> None:
+        monkeypatch.setenv("TUNEBOARD_CPU_BF16", value)
+        cpu_has_native_bf16.cache_clear()
+
+    yield set_to
+    monkeypatch.undo()
+    cpu_has_native_bf16.cache_clear()
 
 
 def _plain(eng: ChatEngine, question: str) -> list[int]:
@@ -42,10 +58,9 @@ def _plain(eng: ChatEngine, question: str) -> list[int]:
     return [t for t in out[:next((k for k, t in enumerate(out) if t in stops), len(out))]]
 
 
-def test_chat_loads_bf16_weights_when_asked(engine, monkeypatch):
-    assert engine.model.dtype == torch.bfloat16
-    monkeypatch.delenv("TUNEBOARD_CHAT_BF16", raising=False)
-    assert chat_dtype("cpu") == torch.float32  # the default: fp32 on the CPU
+def test_chat_loads_bf16_weights_when_asked(engine):
+    assert engine.model.dtype == torch.bfloat16 == engine.decoding.dtype
+    assert engine.describe()["precision"] == "bf16"
 
 
 def test_greedy_stream_is_plain_generate_token_for_token(engine):
@@ -73,17 +88,30 @@ def test_sampling_is_repeatable_with_a_seed(engine):
     assert first and first == list(engine.stream(question, settings))[-1]
 
 
-def test_one_row_goes_through_mv_and_gives_linears_result():
-    torch.manual_seed(0)
-    weight, bias = torch.randn(96, 64, dtype=torch.bfloat16), torch.randn(96, dtype=torch.bfloat16)
-    for shape in [(64,), (1, 1, 64), (2, 1, 64), (3, 5, 64)]:
-        x = torch.randn(*shape, dtype=torch.bfloat16)
-        want = torch.nn.functional.linear(x, weight, bias)
-        with RowLinears():
-            got = torch.nn.functional.linear(x, weight, bias)
-        assert got.shape == want.shape and got.dtype == want.dtype
-        if x.numel() == 64:
-            assert torch.equal(got.reshape(-1), torch.mv(weight, x.reshape(-1)) + bias)
-            torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-2)
-        else:  # several rows: linear itself
-            assert torch.equal(got, want)
+def test_the_switches_fix_the_choice(monkeypatch, cpu_bf16):
+    cpu_bf16("1")
+    monkeypatch.setenv("TUNEBOARD_CHAT_BF16", "0")
+    assert decoding_choice("cpu").dtype == torch.float32
+    monkeypatch.setenv("TUNEBOARD_CHAT_BF16", "1")
+    assert decoding_choice("cpu") == bf16_decoding.DecodingChoice(torch.bfloat16, "TUNEBOARD_CHAT_BF16=1")
+    cpu_bf16("0")  # a CPU without native bf16: fp32, whatever the switch says
+    assert decoding_choice("cpu").dtype == torch.float32
+
+
+def test_unset_switches_follow_the_measured_products(monkeypatch, cpu_bf16, demo_model_dir):
+    cpu_bf16("1")
+    monkeypatch.delenv("TUNEBOARD_CHAT_BF16", raising=False)
+    choice = decoding_choice("cpu", str(demo_model_dir))
+    # the demo's MLP: 1536 x 576, the key the measurement is remembered under
+    fp32_s, bf16_s = probe_row_products(576, 1536, torch.get_num_threads())
+    assert min(fp32_s, bf16_s) > 0
+    wanted = torch.bfloat16 if bf16_s <= bf16_decoding.BF16_MAX_TIME * fp32_s else torch.float32
+    assert choice.dtype == wanted and f"took {bf16_s / fp32_s:.2f}x fp32's time" in choice.why
+
+
+def test_an_unreadable_config_probes_a_default_shape(tmp_path):
+    assert bf16_decoding._mlp_shape(None) == bf16_decoding._mlp_shape(str(tmp_path)) == bf16_decoding._DEFAULT_SHAPE
+    (tmp_path / "config.json").write_text('{"text_config": {"hidden_size": 64, "intermediate_size": 256}}')
+    assert bf16_decoding._mlp_shape(str(tmp_path)) == (64, 256)
+    (tmp_path / "config.json").write_text("{broken")
+    assert bf16_decoding._mlp_shape(str(tmp_path)) == bf16_decoding._DEFAULT_SHAPE
