@@ -329,6 +329,11 @@ class ChatEngine:
         """The generate calls that answer ``count`` rows: (rows, context that sets up the adapters). Called with
         the generation lock held; attaching a variant's adapters the first time reads them from disk."""
         if variants is None:  # the single chat: the selection load() made
+            names = [self._selected[0] if self._selected else BASE_ROW] * count
+            if self._adapters and len(self._selected) <= 1 and batchable(self.model, names):
+                # peft's own layer forward costs more than the rank-8 product at one row: the bare linears of
+                # engine.serve.mixed_lora instead (the same sums)
+                return [(list(range(count)), functools.partial(self._mixed_adapters, names))]
             return [(list(range(count)), contextlib.nullcontext)]
         with self._state_lock:
             chains = [self._variant_adapters(path) for path in variants]
