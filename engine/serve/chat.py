@@ -220,7 +220,7 @@ class ChatEngine:
         self._selected = []
         self._active_worker = None
         gc.collect()
-        empty_cache(device)  # the cache of the device the model was on (CUDA or NPU), for a job to use
+        empty_cache(device)  # what the model's device's allocator keeps (CUDA, NPU, glibc's heap): for a job to use
 
     def stream(self, messages: list[dict], settings: GenerationSettings,
                stop: threading.Event | None = None) -> Iterator[str]:

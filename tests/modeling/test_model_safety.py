@@ -478,7 +478,9 @@ def test_app_unload_mid_answer(app_server, demo_model_dir):
     assert history[0]["role"] == "user" and len(history) == 2
     print(f"\napp RSS: {rss_empty:.0f} MB before load, {rss_loaded:.0f} MB loaded, {rss_answering:.0f} MB "
           f"answering, {rss_unloaded:.0f} MB after unload")
-    weights_mb = (demo_model_dir / "model.safetensors").stat().st_size / 2**20
+    weights_mb = (demo_model_dir / "model.safetensors").stat().st_size / 2**20  # fp32 on disk
+    if ", bf16" in status:  # a CPU where chat measured bf16 faster (engine/serve/bf16_decoding.py): half in memory
+        weights_mb /= 2
     assert rss_unloaded < rss_answering - weights_mb / 2, "the model memory was not released"
     # Loading again works and answers.
     status = teacher.predict("en", DEMO_MODEL_ID, None, "auto", "cpu", False, api_name="/chat_load")

@@ -311,9 +311,11 @@ def test_a_killed_launcher_fails_the_run_and_its_workers_go(workdirs, demo_model
 
 # -- a new adapter on top of a selected one ---------------------------------------------------------
 
-def test_new_adapter_on_top_is_used_with_its_parent_everywhere(tmp_path, demo_model_dir):
+def test_new_adapter_on_top_is_used_with_its_parent_everywhere(tmp_path, demo_model_dir, monkeypatch):
     """Chat (both adapters active) and evaluation/export (parent merged) see the model training saw."""
     import torch
+
+    monkeypatch.setenv("TUNEBOARD_CHAT_BF16", "0")  # chat's logits against the merged fp32 model's
 
     from engine.core.model_files import PARENTS_FILE, adapter_chain
     from engine.modeling.models import load_with_checkpoint
