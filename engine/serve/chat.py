@@ -329,21 +329,27 @@ class ChatEngine:
         """The generate calls that answer ``count`` rows: (rows, context that sets up the adapters). Called with
         the generation lock held; attaching a variant's adapters the first time reads them from disk."""
         if variants is None:  # the single chat: the selection load() made
-            names = [self._selected[0] if self._selected else BASE_ROW] * count
-            if self._adapters and len(self._selected) <= 1 and batchable(self.model, names):
-                # peft's own layer forward costs more than the rank-8 product at one row: the bare linears of
-                # engine.serve.mixed_lora instead (the same sums)
-                return [(list(range(count)), functools.partial(self._mixed_adapters, names))]
-            return [(list(range(count)), contextlib.nullcontext)]
-        with self._state_lock:
-            chains = [self._variant_adapters(path) for path in variants]
+            if not self._adapters:
+                return [(list(range(count)), contextlib.nullcontext)]
+            chains = [self._selected] * count
+        else:
+            with self._state_lock:
+                chains = [self._variant_adapters(path) for path in variants]
         names = [chain[0] if chain else BASE_ROW for chain in chains]
         # bf16 on the CPU: a batch of rows goes through other kernels than one row (oneDNN), which round otherwise,
         # and a row's greedy answer then leaves the one it gets alone: rows one after another there.
         same_as_alone = not (self.device == "cpu" and self.model.dtype == torch.bfloat16)
-        if all(len(chain) <= 1 for chain in chains) and same_as_alone and batchable(self.model, names):
+        if all(len(chain) <= 1 for chain in chains) and (same_as_alone or count == 1) and batchable(self.model, names):
             return [(list(range(count)), functools.partial(self._mixed_adapters, names))]
-        return [([row], functools.partial(self._only_adapters, chain)) for row, chain in enumerate(chains)]
+        return [([row], self._row_adapters(chain)) for row, chain in enumerate(chains)]
+
+    def _row_adapters(self, chain: list[str]) -> Callable:
+        """The context one row answers in through ``chain``: the bare linears of engine.serve.mixed_lora where they
+        reproduce it (peft's own layer forward costs more than the rank-8 product at one row), else peft's."""
+        name = [chain[0] if chain else BASE_ROW]
+        if len(chain) <= 1 and self._adapters and batchable(self.model, name):
+            return functools.partial(self._mixed_adapters, name)
+        return functools.partial(self._only_adapters, chain)
 
     def _variant_adapters(self, path: str) -> list[str]:
         """The peft adapter names that make up variant ``path`` ("" for the base model: none)."""
