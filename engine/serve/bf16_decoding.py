@@ -47,6 +47,9 @@ _PROBE_BYTES = 64 << 20  # fp32 weights the probe runs through: more than a serv
 _DEFAULT_SHAPE = (2048, 8192)  # (hidden, intermediate) when the model's config.json says neither
 
 
+_LABELS = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}  # the names the UI uses
+
+
 @dataclass(frozen=True)
 class DecodingChoice:
     """Chat's weights dtype on a device, and why."""
@@ -56,8 +59,7 @@ class DecodingChoice:
 
     @property
     def label(self) -> str:
-        return str(self.dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float32", "fp32") \
-            .replace("float16", "fp16")
+        return _LABELS.get(self.dtype, str(self.dtype).removeprefix("torch."))
 
 
 def decoding_choice(device: str, model_path: str | None = None) -> DecodingChoice:
