@@ -272,6 +272,16 @@ def _load_models(cfg: RunConfig, device: str, compute: str, tokenizer, log):
 
 def run_training(config_path: str | Path) -> int:
     """Entry point of each training process; returns the process exit code."""
+    code = _train(config_path)
+    if code == 0 and dist.is_available() and dist.is_initialized():
+        # Gloo's worker threads outliving the interpreter abort the process at exit ("terminate called without an
+        # active exception", exit -6) after a run that finished. Only on success: a rank that failed may leave
+        # the others inside a collective, where tearing down would wait for it.
+        dist.destroy_process_group()
+    return code
+
+
+def _train(config_path: str | Path) -> int:
     cfg, run, stop = start_job(config_path, "train", "loading")
     under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ
     reporter = None

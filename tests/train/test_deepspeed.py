@@ -197,6 +197,7 @@ loss = engine(torch.ones(1, 8)).sum()
 engine.backward(loss)
 engine.step()
 engine.save_checkpoint(out)
+torch.distributed.destroy_process_group()  # as the engine does: without it gloo may abort the exit (exit -6)
 """
 
 
