@@ -14,7 +14,9 @@ bf16 natively (AVX512-BF16 or AMX):
 
 So :func:`decoding_choice` times one-row ``linear`` through weights shaped like the model's MLP (more of them than
 the caches hold) in fp32 and in bf16, about 0.1 s once per process and shape, and takes bf16 only where it needs
-at most ``BF16_MAX_TIME`` of fp32's time. TUNEBOARD_CHAT_BF16=1/0 fixes the choice instead.
+at most ``BF16_MAX_TIME`` of fp32's time. bf16 is timed as chat runs it: through weights packed for oneDNN
+(engine/serve/packed_linears.py; on the AMD EPYC 0.52-0.64x of plain bf16 ``linear``'s time). TUNEBOARD_CHAT_BF16=1/0
+fixes the choice instead.
 
 Measured and not kept: one-row bf16 linears through ``torch.mv`` (the AMX Xeon's faster bf16 kernel, 0.82x of
 fp32's time there, no gain end to end): on the AMD EPYC its greedy answers left ``generate``'s after some 40 tokens
@@ -38,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.core.devices import cpu_has_native_bf16, inference_dtype
+from engine.serve.packed_linears import pack, packed_linear, packing_available
 
 BF16_SWITCH = "TUNEBOARD_CHAT_BF16"
 # bf16 is taken where its one-row products need at most this share of fp32's time: the rest of a decoding step
@@ -92,23 +95,28 @@ def _mlp_shape(model_path: str | None) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=8)
 def probe_row_products(hidden: int, width: int, threads: int) -> tuple[float, float]:  # noqa: ARG001 - a cache key
-    """Seconds per one-row ``linear`` (fp32, bf16) through ``width`` x ``hidden`` weights, going through more of
-    them than the caches hold, best of three passes after a warm-up. Remembered per shape and thread count."""
+    """Seconds per one-row ``linear`` (fp32; bf16 through packed weights where oneDNN packs them) through
+    ``width`` x ``hidden`` weights, going through more of them than the caches hold, best of three passes after a
+    warm-up. Remembered per shape and thread count."""
     rows = max(1, min(width, _PROBE_BYTES // 4 // (4 * hidden)))  # at least 4 matrices, each at most the MLP's
     count = max(4, _PROBE_BYTES // (4 * hidden * rows))
     weights = [torch.full((rows, hidden), 0.01 * (i + 1)) for i in range(count)]
     x = torch.full((1, hidden), 0.5)
 
-    def per_product(ws, row) -> float:
+    def per_product(ws, row, product=F.linear) -> float:
         best = float("inf")
         with torch.inference_mode():
             for attempt in range(4):
                 start = time.perf_counter()
                 for w in ws:
-                    F.linear(row, w)
+                    product(row, w)
                 if attempt:
                     best = min(best, time.perf_counter() - start)
         return best / len(ws)
 
     fp32_s = per_product(weights, x)
-    return fp32_s, per_product([w.bfloat16() for w in weights], x.bfloat16())
+    halves = [w.bfloat16() for w in weights]
+    if packing_available():  # what bf16 chat runs (engine.serve.packed_linears)
+        packs = [pack(w) for w in halves]
+        return fp32_s, per_product(packs, x.bfloat16(), lambda row, w: packed_linear(row, w, None))
+    return fp32_s, per_product(halves, x.bfloat16())

@@ -48,6 +48,7 @@ from engine.modeling.generation import governed, left_padded
 from engine.modeling.models import LoadOptions, fit_adapter_vocab, load_model, load_tokenizer, resolve_model_path
 from engine.serve.bf16_decoding import DecodingChoice, decoding_choice
 from engine.serve.mixed_lora import batchable, rows_through_adapters
+from engine.serve.packed_linears import PackedLinears
 
 BASE_ROW = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
@@ -106,6 +107,7 @@ class ChatEngine:
         self._unloading = 0  # unload() calls under way: answers still waiting for their turn are not started
         self._governor: ThreadGovernor | None = None  # the torch thread's CPU thread count (made at load)
         self.decoding: DecodingChoice | None = None  # the loaded model's weights dtype, and why
+        self.packed_linears = PackedLinears()  # the loaded model's bf16 linear weights packed for oneDNN (CPU)
         self.model = None
         self.tokenizer = None
         self.formatter = None
@@ -217,6 +219,7 @@ class ChatEngine:
         self.model = self.tokenizer = self.formatter = None
         self._base_key, self._adapters, self.adapter_path, self.device, self.folder = None, {}, "", None, None
         self._governor = self.decoding = None  # the next model may be on another device
+        self.packed_linears = PackedLinears()
         self._selected = []
         self._active_worker = None
         gc.collect()
@@ -283,7 +286,7 @@ class ChatEngine:
                 kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
-            device = self.device
+            device, packed = self.device, self.packed_linears
 
             def _run(model, gen_kwargs):
                 try:
@@ -295,7 +298,7 @@ class ChatEngine:
                                 break
                             ids, mask = left_padded([prompts[r] for r in rows], pad_id)
                             streamer.begin(rows)
-                            with adapters():
+                            with adapters(), packed.applied(model):
                                 model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
                 except BaseException as exc:  # noqa: BLE001 - surfaced to the caller below
                     errors.append(exc)

@@ -58,7 +58,8 @@ def _masked_forward(layer: LoraLinear, plan: list):
     plain = type(base) is torch.nn.Linear and not (base._forward_hooks or base._forward_pre_hooks)
 
     def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        result = F.linear(x, base.weight, base.bias) if plain and not args and not kwargs else base(x, *args, **kwargs)
+        # (base.forward: its packed weights where engine.serve.packed_linears is in force)
+        result = base.forward(x) if plain and not args and not kwargs else base(x, *args, **kwargs)
         dtype = result.dtype
         for a, b, factors in plan:
             h = x if x.dtype == a.weight.dtype else x.to(a.weight.dtype)

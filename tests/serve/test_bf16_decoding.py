@@ -1,7 +1,8 @@
-"""bf16 chat (engine.serve.bf16_decoding): on the real demo model, the streamed greedy answer is plain ``generate``'s
-token for token with the same bf16 weights, for several prompts and 64+ tokens; the two rows of Compare side by side
-each get the answer they get alone; sampling still works; and the choice between fp32 and bf16 follows this
-machine's measured one-row products unless TUNEBOARD_CHAT_BF16 fixes it."""
+"""bf16 chat (engine.serve.bf16_decoding): on the real demo model, the streamed greedy answer (its linears through
+packed weights, engine.serve.packed_linears) is plain ``generate``'s token for token with the same bf16 weights,
+for several prompts and 64+ tokens; the two rows of Compare side by side each get the answer they get alone;
+sampling still works; and the choice between fp32 and bf16 follows this machine's measured one-row products unless
+TUNEBOARD_CHAT_BF16 fixes it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from engine.core.devices import cpu_has_native_bf16
 from engine.serve import bf16_decoding
 from engine.serve.bf16_decoding import decoding_choice, probe_row_products
 from engine.serve.chat import ChatEngine
+from engine.serve.packed_linears import packing_available
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +74,8 @@ def test_greedy_stream_is_plain_generate_token_for_token(engine):
         lengths.append(len(ids))
         assert streamed == engine.tokenizer.decode(ids, skip_special_tokens=True), question
     assert max(lengths) >= 64
+    # the stream went through packed weights (engine.serve.packed_linears), _plain through the plain layers
+    assert len(engine.packed_linears) > 0 or not packing_available()
 
 
 def test_each_side_of_a_pair_is_its_answer_alone(engine):
