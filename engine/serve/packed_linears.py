@@ -26,6 +26,9 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 PACKED_DTYPE = torch.bfloat16
 _FREE_SHARE = 0.5  # the copies may take at most this share of the memory free when they are made
+# Sibling layers that read the same input (Llama, Qwen, Mistral and the DeepSeek-R1 distills name them so): packed
+# as one matrix, one product gives all their outputs, the same bits as one product each.
+SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
 def packing_available() -> bool:
@@ -62,54 +65,106 @@ class PackedLinears:
     """The packed copies of a model's bf16 linear weights, made at the first answer and kept for the next ones."""
 
     def __init__(self) -> None:
-        # weight -> (its _state when packed, the packed copy); an entry goes with its weight (keyed by identity:
-        # tensors compare element by element)
+        # first weight of a unit -> (the unit's _states when packed, the packed copy, the biases joined); an entry
+        # goes with its weight (keyed by identity: tensors compare element by element)
         self._packs = WeakIdKeyDictionary()
         self.refused = False  # the copies would not fit in memory: nothing packed
 
     def __len__(self) -> int:
-        """How many weights have a packed copy now."""
+        """How many packed copies there are now (a group of siblings has one)."""
         return len(self._packs)
 
     @contextlib.contextmanager
     def applied(self, model: torch.nn.Module) -> Iterator[None]:
         """Within it, the model's eligible linear layers (bf16, on the CPU, no hooks) compute through packed
-        weights; outside it they are as they were. For inference only (no gradient reaches packed weights): with
-        gradients on, nothing is packed."""
-        usable = packing_available() and not torch.is_grad_enabled()
-        layers = [m for m in model.modules() if _eligible(m)] if usable else []
-        if layers and not self._fits(layers):
-            layers = []
+        weights, siblings reading one input as one product; outside it they are as they were. For inference only
+        (no gradient reaches packed weights): with gradients on, nothing is packed."""
+        units = _units(model) if packing_available() and not torch.is_grad_enabled() else []
+        if units and not self._fits(units):
+            units = []
         patched = []
         try:
-            for layer in layers:
-                layer.forward = self._forward(layer)  # an instance attribute: shadows the class's
-                patched.append(layer)
+            for unit in units:
+                for layer, forward in zip(unit, self._forwards(unit)):
+                    layer.forward = forward  # an instance attribute: shadows the class's
+                    patched.append(layer)
             yield
         finally:
             for layer in patched:
                 del layer.forward
 
-    def _fits(self, layers: list) -> bool:
-        new = {id(w): w for w in (layer.weight for layer in layers) if self._current(w) is None}
-        need = sum(w.numel() * w.element_size() for w in new.values())
+    def _fits(self, units: list) -> bool:
+        need = sum(layer.weight.numel() * layer.weight.element_size()
+                   for unit in units if self._current(unit) is None for layer in unit)
         self.refused = need > _FREE_SHARE * psutil.virtual_memory().available
         return not self.refused
 
-    def _current(self, weight: torch.Tensor) -> torch.Tensor | None:
-        entry = self._packs.get(weight)
-        return entry[1] if entry is not None and entry[0] == _state(weight) else None
+    def _current(self, unit: tuple) -> tuple | None:
+        entry = self._packs.get(unit[0].weight)
+        return entry[1:] if entry is not None and entry[0] == tuple(_state(layer.weight) for layer in unit) else None
 
-    def _forward(self, layer: torch.nn.Linear):
-        weight, bias = layer.weight, layer.bias
-        packed = self._current(weight)
-        if packed is None:
-            packed = pack(weight)
-            self._packs[weight] = (_state(weight), packed)
+    def _forwards(self, unit: tuple) -> list:
+        current = self._current(unit)
+        if current is None:
+            weights = [layer.weight for layer in unit]
+            biases = [layer.bias for layer in unit]
+            current = (pack(weights[0] if len(unit) == 1 else torch.cat(weights)),
+                       None if biases[0] is None else torch.cat(biases))
+            self._packs[weights[0]] = (tuple(map(_state, weights)), *current)
+        packed, bias = current
+        if len(unit) == 1:
+            return [_single_forward(unit[0], packed, bias)]
+        return _sibling_forwards(unit, packed, bias)
 
+
+def _units(model: torch.nn.Module) -> list[tuple]:
+    """The model's eligible linear layers, grouped where siblings read one input (``SIBLINGS``)."""
+    grouped, units = set(), []
+    for module in model.modules():
+        for names in SIBLINGS:
+            layers = [_plain_layer(getattr(module, name, None)) for name in names]
+            if all(layer is not None and _eligible(layer) for layer in layers) and len(
+                    {(layer.in_features, layer.bias is None) for layer in layers}) == 1:
+                units.append(tuple(layers))
+                grouped.update(map(id, layers))
+    return units + [(m,) for m in model.modules() if _eligible(m) and id(m) not in grouped]
+
+
+def _plain_layer(module):
+    """The linear layer that computes ``module``'s product: itself, or a LoRA layer's base layer (peft)."""
+    return getattr(module, "base_layer", module)
+
+
+def _single_forward(layer: torch.nn.Linear, packed: torch.Tensor, bias: torch.Tensor | None):
+    weight = layer.weight
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != PACKED_DTYPE or x.device.type != "cpu":
+            return F.linear(x, weight, bias)
+        return packed_linear(x, packed, bias)
+
+    return forward
+
+
+def _sibling_forwards(unit: tuple, packed: torch.Tensor, bias: torch.Tensor | None) -> list:
+    """Forwards for siblings packed as one: the first of them called with an input computes every sibling's part,
+    which the others take when called with that same input object (HF's attention and MLP pass one tensor to all)."""
+    sizes = [layer.out_features for layer in unit]
+    held: dict = {}  # the input of the last joint product, and its parts not taken yet
+
+    def make(i: int, layer: torch.nn.Linear):
         def forward(x: torch.Tensor) -> torch.Tensor:
             if x.dtype != PACKED_DTYPE or x.device.type != "cpu":
-                return F.linear(x, weight, bias)
-            return packed_linear(x, packed, bias)
+                return F.linear(x, layer.weight, layer.bias)
+            parts = held.get("parts") if held.get("x") is x else None
+            if parts is None or parts[i] is None:
+                parts = list(packed_linear(x, packed, bias).split(sizes, -1))
+                held.update(x=x, parts=parts)
+            part, parts[i] = parts[i], None
+            if all(p is None for p in parts):
+                held.clear()  # no reference kept to the input
+            return part.contiguous()  # a plain layer's output is contiguous, and code may rely on it (view)
 
         return forward
+
+    return [make(i, layer) for i, layer in enumerate(unit)]

@@ -1,11 +1,15 @@
 """bf16 linears through packed oneDNN weights (engine.serve.packed_linears), on the real demo model: the same logits
-bit for bit as the plain layers, also after a weight changed in place or the embeddings were resized, the layers
-as they were outside the context, and nothing packed where gradients are on or the copies would not fit."""
+bit for bit as the plain layers (q/k/v and gate/up each as one product; through LoRA layers; Qwen2's biases), also
+after a weight changed in place or the embeddings were resized, the layers as they were outside the context, and
+nothing packed where gradients are on or the copies would not fit."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from engine.modeling.models import load_model
 from engine.serve import packed_linears
@@ -39,7 +43,8 @@ def test_logits_equal_the_plain_layers_bit_for_bit(model):
     packs = PackedLinears()
     plain = _logits(model)
     assert torch.equal(_logits(model, packs), plain)
-    assert len(packs) == len({id(m.weight) for m in _linears(model)}) and not packs.refused
+    # q/k/v packed as one copy, gate/up as one: three copies fewer a decoder layer
+    assert len(packs) == len(_linears(model)) - 3 * model.config.num_hidden_layers and not packs.refused
     assert all("forward" not in vars(m) for m in model.modules())  # the layers' own forward is back
     for width in (1, 2, 5):  # shorter prompts (a one-row product is what decoding runs): the same too
         with torch.inference_mode():
@@ -75,3 +80,42 @@ def test_copies_that_would_not_fit_are_not_made(model, monkeypatch):
         assert all("forward" not in vars(m) for m in model.modules())
         out = model(input_ids=IDS).logits
     assert packs.refused and len(packs) == 0 and torch.equal(out, plain)
+
+
+def test_siblings_called_in_any_order_or_alone_give_their_own_product(model):
+    attention = model.model.layers[0].self_attn
+    x, y = (torch.randn(1, 3, model.config.hidden_size, dtype=torch.bfloat16) for _ in range(2))
+    want = {name: {id(t): F.linear(t, getattr(attention, name).weight) for t in (x, y)}
+            for name in ("q_proj", "k_proj", "v_proj")}
+    calls = [("v_proj", x), ("q_proj", y), ("k_proj", x), ("k_proj", x), ("q_proj", x), ("v_proj", y)]
+    with torch.inference_mode(), PackedLinears().applied(model):
+        got = [(name, t, getattr(attention, name)(t)) for name, t in calls]
+    assert all(torch.equal(out, want[name][id(t)]) and out.is_contiguous() for name, t, out in got)
+
+
+def test_lora_layers_compute_through_their_packed_base(demo_model_dir):
+    torch.manual_seed(0)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
+    lora = get_peft_model(load_model(str(demo_model_dir), dtype=torch.bfloat16), config).eval()
+    packs = PackedLinears()
+    plain = _logits(lora)
+    with torch.inference_mode(), packs.applied(lora):
+        assert "forward" in vars(lora.base_model.model.model.layers[0].self_attn.q_proj.base_layer)
+        assert torch.equal(lora(input_ids=IDS).logits, plain)
+    assert len(packs) > 0
+
+
+def test_biased_siblings_as_in_qwen2():
+    """Qwen2's q/k/v carry biases: a small Qwen2 of random weights (its real modeling code), the same logits."""
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=512, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)
+    qwen = Qwen2ForCausalLM(config).to(torch.bfloat16).eval()
+    assert qwen.model.layers[0].self_attn.q_proj.bias is not None
+    packs = PackedLinears()
+    ids = IDS % config.vocab_size
+    with torch.inference_mode():
+        plain = qwen(input_ids=ids).logits
+        with packs.applied(qwen):
+            assert torch.equal(qwen(input_ids=ids).logits, plain)
+    assert len(packs) == 2 * 2 + 2 * 2 + 1  # each layer: q/k/v, o, gate/up, down; the output layer
