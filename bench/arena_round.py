@@ -80,12 +80,13 @@ def _plain(engine, settings) -> tuple[float, float, list[str]]:
     return _timed((text,) for text in engine.stream(PROMPT, settings))
 
 
-def bench_arena(rounds: int, checkpoint: str, max_new_tokens: int = 64) -> dict:
-    """Median seconds of an arena round and of a plain answer, their tokens, tokens/s and the ratio."""
+def bench_arena(rounds: int, checkpoint: str, max_new_tokens: int = 64, engine=None) -> dict:
+    """Median seconds of an arena round and of a plain answer, their tokens, tokens/s and the ratio; ``engine``: a
+    ChatEngine to use (the suite's one for chat and arena)."""
     from engine.core.chat_settings import GenerationSettings
     from engine.serve.chat import ChatEngine
 
-    engine = ChatEngine()
+    engine = engine or ChatEngine()
     engine.load(DEMO)
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0)
     _round(engine, checkpoint, settings)  # warm-up: the adapter attached, first-call costs paid

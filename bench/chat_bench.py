@@ -98,12 +98,13 @@ def _baseline_model(device: str):
     return load_model(DEMO, dtype=torch.float32).to(device).eval()
 
 
-def bench_chat(repeats: int, adapter: str | None) -> dict:
+def bench_chat(repeats: int, adapter: str | None, engine=None) -> dict:
+    """The chat figures; ``engine``: a ChatEngine to use (the suite's one for chat and arena, as the app has one)."""
     import torch
 
     from engine.serve.chat import ChatEngine
 
-    engine = ChatEngine()
+    engine = engine or ChatEngine()
     t0 = time.perf_counter()
     engine.load(DEMO)
     load_s = time.perf_counter() - t0

@@ -492,10 +492,16 @@ def main(argv: list[str] | None = None) -> int:
             if adapter is None:  # no training section ran: train a short adapter to switch to
                 first_point_once("chat-adapter")
                 adapter = str(next(workdir.rglob("adapter_model.safetensors")).parent)
+            # One engine for both, as the app has one a workspace: each engine's torch thread has an OpenMP team
+            # of its own, and two teams on few cores sleep between parallel regions (engine/serve/chat.py).
+            from engine.serve.chat import ChatEngine
+
+            engine = ChatEngine()
             if "chat" in sections:
-                result["chat"] = bench_chat(args.repeats, adapter)
+                result["chat"] = bench_chat(args.repeats, adapter, engine)
             if "arena" in sections:
-                result["arena"] = bench_arena(max(args.repeats, 3), adapter)
+                result["arena"] = bench_arena(max(args.repeats, 3), adapter, engine=engine)
+            engine.unload()
     finally:
         stop_runs(workdir / "saves")
         if not args.keep:

@@ -272,7 +272,7 @@ class ChatEngine:
             texts = [formatter.generation_prompt(messages, settings.enable_thinking) for messages in conversations]
             prompts = [formatter.tokens(text) for text in texts]
             opened = [bool(opened_thought(text)) for text in texts]  # answers that start inside a think block
-            passes = self.torch_thread.call(self._passes, variants, len(conversations))  # may read adapters
+            passes = self.torch_thread.call(self._passes, variants, [len(p) for p in prompts])  # may read adapters
             stop_ids = formatter.stop_token_ids()
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
             streamer = TokenStreamer(tokenizer, len(prompts), stop_ids)
@@ -328,9 +328,11 @@ class ChatEngine:
         if errors:
             raise errors[0]
 
-    def _passes(self, variants: list[str] | None, count: int) -> list[tuple[list[int], Callable]]:
-        """The generate calls that answer ``count`` rows: (rows, context that sets up the adapters). Called with
-        the generation lock held; attaching a variant's adapters the first time reads them from disk."""
+    def _passes(self, variants: list[str] | None, lengths: list[int]) -> list[tuple[list[int], Callable]]:
+        """The generate calls that answer rows whose prompts have ``lengths`` tokens: (rows, context that sets up
+        the adapters). Called with the generation lock held; attaching a variant's adapters the first time reads
+        them from disk."""
+        count = len(lengths)
         if variants is None:  # the single chat: the selection load() made
             if not self._adapters:
                 return [(list(range(count)), contextlib.nullcontext)]
@@ -339,9 +341,11 @@ class ChatEngine:
             with self._state_lock:
                 chains = [self._variant_adapters(path) for path in variants]
         names = [chain[0] if chain else BASE_ROW for chain in chains]
-        # bf16 on the CPU: a batch of rows goes through other kernels than one row (oneDNN), which round otherwise,
-        # and a row's greedy answer then leaves the one it gets alone: rows one after another there.
-        same_as_alone = not (self.device == "cpu" and self.model.dtype == torch.bfloat16)
+        # bf16 on the CPU: oneDNN sums some shapes in another order for two rows than for one, and a row's greedy
+        # answer then leaves the one it gets alone. The linears take a batch's rows one by one there
+        # (packed_linears.rows_apart); padding would still change the attention's sums: prompts of one length
+        # (the arena's, one prompt twice) share a batch, others go one after another.
+        same_as_alone = not (self.device == "cpu" and self.model.dtype == torch.bfloat16) or len(set(lengths)) == 1
         if all(len(chain) <= 1 for chain in chains) and (same_as_alone or count == 1) and batchable(self.model, names):
             return [(list(range(count)), functools.partial(self._mixed_adapters, names))]
         return [([row], self._row_adapters(chain)) for row, chain in enumerate(chains)]

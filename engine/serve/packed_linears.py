@@ -17,6 +17,7 @@ weight changed in place or replaced (embeddings resized for an adapter) is packe
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import psutil
@@ -81,11 +82,13 @@ class PackedLinears:
         (no gradient reaches packed weights): with gradients on, nothing is packed."""
         units = _units(model) if packing_available() and not torch.is_grad_enabled() else []
         if units and not self._fits(units):
-            units = []
+            # nothing packed; the layers still take a batch's rows one by one (rows_apart)
+            units = [(layer,) for unit in units for layer in unit]
         patched = []
         try:
             for unit in units:
-                for layer, forward in zip(unit, self._forwards(unit)):
+                forwards = [_single_forward(unit[0], None, unit[0].bias)] if self.refused else self._forwards(unit)
+                for layer, forward in zip(unit, forwards):
                     layer.forward = forward  # an instance attribute: shadows the class's
                     patched.append(layer)
             yield
@@ -135,13 +138,48 @@ def _plain_layer(module):
     return getattr(module, "base_layer", module)
 
 
-def _single_forward(layer: torch.nn.Linear, packed: torch.Tensor, bias: torch.Tensor | None):
+def rows_apart(product, x: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    """``product(x)`` with each row of a batch (batch, positions, features) getting the bits it gets alone: oneDNN
+    sums some shapes in another order for two rows than for one (on the AMD EPYC the demo's down projection, 1536
+    inputs). One decoding position of a packed product (``width`` outputs) whose shape :func:`rows_invariant` finds
+    safe is one product; other batches go one row at a time."""
+    if x.dim() < 3 or x.shape[0] == 1:
+        return product(x)
+    if width is not None and x.shape[1] == 1 and rows_invariant(width, x.shape[-1], x.shape[0],
+                                                                torch.get_num_threads()):
+        return product(x)
+    return torch.cat([product(x[i:i + 1]) for i in range(x.shape[0])])
+
+
+_PROBE_SAMPLES = 1 << 18  # outputs compared: a sum taken in another order shows in bf16's rounding of some of them
+
+
+@functools.lru_cache(maxsize=256)
+def rows_invariant(width: int, features: int, rows: int, threads: int) -> bool:  # noqa: ARG001 - a cache key
+    """Whether ``rows`` rows through a packed ``width`` x ``features`` bf16 weight each get the bits they get alone,
+    at this thread count: measured on random data, once per shape (tens of milliseconds)."""
+    gen = torch.Generator().manual_seed(0)
+    weight = pack((torch.randn(width, features, generator=gen) * features ** -0.5).to(PACKED_DTYPE))
+    with torch.inference_mode():
+        for _ in range(max(4, _PROBE_SAMPLES // (width * rows))):
+            x = torch.randn(rows, 1, features, generator=gen).to(PACKED_DTYPE)
+            together = packed_linear(x, weight, None)
+            if not all(torch.equal(together[i], packed_linear(x[i:i + 1], weight, None)[0]) for i in range(rows)):
+                return False
+    return True
+
+
+def _single_forward(layer: torch.nn.Linear, packed: torch.Tensor | None, bias: torch.Tensor | None):
+    """``layer``'s forward through ``packed`` (None: its plain weight), a batch's rows one by one."""
     weight = layer.weight
+
+    def product(x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, weight, bias) if packed is None else packed_linear(x, packed, bias)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         if x.dtype != PACKED_DTYPE or x.device.type != "cpu":
             return F.linear(x, weight, bias)
-        return packed_linear(x, packed, bias)
+        return rows_apart(product, x, None if packed is None else layer.out_features)
 
     return forward
 
@@ -152,13 +190,16 @@ def _sibling_forwards(unit: tuple, packed: torch.Tensor, bias: torch.Tensor | No
     sizes = [layer.out_features for layer in unit]
     held: dict = {}  # the input of the last joint product, and its parts not taken yet
 
+    def product(x: torch.Tensor) -> torch.Tensor:
+        return packed_linear(x, packed, bias)
+
     def make(i: int, layer: torch.nn.Linear):
         def forward(x: torch.Tensor) -> torch.Tensor:
             if x.dtype != PACKED_DTYPE or x.device.type != "cpu":
                 return F.linear(x, layer.weight, layer.bias)
             parts = held.get("parts") if held.get("x") is x else None
             if parts is None or parts[i] is None:
-                parts = list(packed_linear(x, packed, bias).split(sizes, -1))
+                parts = list(rows_apart(product, x, sum(sizes)).split(sizes, -1))
                 held.update(x=x, parts=parts)
             part, parts[i] = parts[i], None
             if all(p is None for p in parts):

@@ -101,7 +101,7 @@ def test_the_single_chat_through_an_adapter_is_peft_s_answer(demo_model_dir, tmp
     try:
         for path in (adapter, ""):
             engine.load(str(demo_model_dir), adapter_path=path, device="cpu")
-            [(_rows, setup)] = engine._passes(None, 1)
+            [(_rows, setup)] = engine._passes(None, [30])
             assert setup.func == engine._mixed_adapters  # the bare linears, not peft's layer forward
             streamed = list(engine.stream(question, settings))[-1]
             ids = engine.torch_thread.call(_peft_generate, engine, question, 48)
@@ -120,3 +120,30 @@ def _peft_generate(engine, question, max_new: int) -> list[int]:
                                     pad_token_id=engine.tokenizer.pad_token_id, temperature=None, top_p=None,
                                     top_k=None)[0, ids.shape[1]:].tolist()
     return out[:next((k for k, t in enumerate(out) if t in stops), len(out))]
+
+
+@pytest.mark.parametrize("precision", ["0", "1"])
+def test_an_arena_pair_is_one_batch_and_each_row_its_answer_alone(demo_model_dir, tmp_path, monkeypatch, precision):
+    """The arena's two rows (one prompt twice: the base and a LoRA checkpoint) share one batch, in bf16 too (its
+    linears take the rows one by one, engine.serve.packed_linears), and each answer is the one its row gets alone;
+    prompts of other lengths go one after another in bf16."""
+    from engine.core.chat_settings import GenerationSettings
+    from engine.serve.chat import ChatEngine
+
+    two_adapters(demo_model_dir).save_pretrained(tmp_path / "lora", selected_adapters=["a"])
+    adapter = str(tmp_path / "lora" / "a")
+    monkeypatch.setenv("TUNEBOARD_CHAT_BF16", precision)
+    engine = ChatEngine()
+    question = [{"role": "user", "content": "Tell me about the water cycle in a few sentences."}]
+    settings = GenerationSettings(max_new_tokens=48, temperature=0.0)
+    try:
+        engine.load(str(demo_model_dir), device="cpu")
+        [(rows, _setup)] = engine.torch_thread.call(engine._passes, ["", adapter], [30, 30])
+        assert rows == [0, 1]
+        apart = engine.torch_thread.call(engine._passes, ["", adapter], [30, 31])
+        assert [r for r, _ in apart] == ([[0], [1]] if engine.model.dtype == torch.bfloat16 else [[0, 1]])
+        pair = list(engine.stream_pair((question, question), ("", adapter), settings))[-1]
+        alone = tuple(list(engine._stream([question], [variant], settings, None))[-1][0] for variant in ("", adapter))
+        assert pair == alone and pair[0] != pair[1] and min(map(len, pair)) > 40
+    finally:
+        engine.unload()

@@ -77,7 +77,6 @@ def test_copies_that_would_not_fit_are_not_made(model, monkeypatch):
     packs = PackedLinears()
     plain = _logits(model)
     with torch.inference_mode(), packs.applied(model):
-        assert all("forward" not in vars(m) for m in model.modules())
         out = model(input_ids=IDS).logits
     assert packs.refused and len(packs) == 0 and torch.equal(out, plain)
 
