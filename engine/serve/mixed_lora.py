@@ -1,12 +1,13 @@
 """Rows of one decoding batch through different LoRA adapters (Compare side by side, the arena): each adapter's
-product computed on the whole batch and scaled by a per-row factor, its scaling on its rows and 0 on the others.
+product computed on the rows that use it, one row at a time, scaled as peft scales it; the other rows keep the base
+layer's output.
 
 peft's own mixed batch (``adapter_names``) gathers each adapter's rows, runs the LoRA product on them and
 scatters the result back, per layer and per token, behind a keyword-passing hook on every LoRA layer. For the
 arena's two rows of the demo model that cost 20 ms a token on a 2-core Intel Xeon (61 ms a step against 41 for
-the same two rows with no adapter); the rank-8 product on a row that does not need it costs next to nothing.
-The sum is the one peft's single-adapter forward computes (``result + B(A(x)) * scaling``; 0 on the other rows),
-so a row's greedy answer is the one it gets alone (tests/serve/test_mixed_lora.py). Layers it does not reproduce
+the same two rows with no adapter). The sum is the one peft's single-adapter forward computes
+(``result + B(A(x)) * scaling``), on each row alone, so a row's greedy answer is the one it gets alone
+(tests/serve/test_mixed_lora.py). Layers it does not reproduce
 (an embedding or convolution LoRA, a merged layer, dropout while training) keep peft's mixed batch; adapters with
 a LoRA variant (DoRA) cannot share a batch at all (``batchable``).
 """
@@ -46,8 +47,14 @@ def _row_scales(layer: LoraLinear, names: list[str], base_row: str, cache: dict)
         if key not in cache:
             factors = [scaling if n == adapter else 0.0 for n in names]
             cache[key] = torch.tensor(factors, dtype=b.weight.dtype, device=b.weight.device).view(-1, 1, 1)
-        plan.append((a, b, cache[key]))
+        plan.append((a, b, cache[key], [row for row, n in enumerate(names) if n == adapter]))
     return plan
+
+
+def _lora_product(x: torch.Tensor, a: torch.nn.Linear, b: torch.nn.Linear) -> torch.Tensor:
+    """peft's B(A(x)) in the adapter's dtype (dropout is off in eval)."""
+    h = x if x.dtype == a.weight.dtype else x.to(a.weight.dtype)
+    return F.linear(F.linear(h, a.weight, a.bias), b.weight, b.bias)
 
 
 def _masked_forward(layer: LoraLinear, plan: list):
@@ -61,10 +68,17 @@ def _masked_forward(layer: LoraLinear, plan: list):
         # (base.forward: its packed weights where engine.serve.packed_linears is in force)
         result = base.forward(x) if plain and not args and not kwargs else base(x, *args, **kwargs)
         dtype = result.dtype
-        for a, b, factors in plan:
-            h = x if x.dtype == a.weight.dtype else x.to(a.weight.dtype)
-            result = result + F.linear(F.linear(h, a.weight, a.bias), b.weight, b.bias) * factors
-        return result if result.dtype == dtype else result.to(dtype)
+        if x.dim() < 3 or x.shape[0] == 1:
+            for a, b, factors, _rows in plan:
+                result = result + _lora_product(x, a, b) * factors
+            return result if result.dtype == dtype else result.to(dtype)
+        # Several rows: each row's product alone, only where its adapter is (a product of two rows may sum in another
+        # order than one of one row, and a row's greedy answer would then leave the one it gets alone).
+        parts = list(result.split(1))
+        for a, b, factors, rows in plan:
+            for row in rows:
+                parts[row] = parts[row] + _lora_product(x[row:row + 1], a, b) * factors[row:row + 1]
+        return torch.cat([part if part.dtype == dtype else part.to(dtype) for part in parts])
 
     return forward
 
