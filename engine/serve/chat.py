@@ -178,7 +178,7 @@ class ChatEngine:
                     self.model.load_adapter(path, adapter_name=name)
                 # As peft's own loading does (PeftModel.from_pretrained): a half-precision adapter in fp32 beside a
                 # half-precision base. On the CPU its rank-8 products then run through MKL at ~2 us each instead of
-                # bf16's ~15 (a demo answer through a checkpoint: 1.69 -> s on the AMD EPYC).
+                # bf16's ~15 (a 64-token demo answer through a checkpoint: 1.69 -> 1.42 s on the AMD EPYC).
                 cast_adapter_dtype(self.model, name)
             except Exception as exc:  # noqa: BLE001 - peft raises several types for mismatched adapters
                 raise ModelLoadError(f"cannot attach adapter {path!r} to this model: {exc}", key="adapter_mismatch",
