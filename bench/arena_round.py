@@ -3,7 +3,8 @@
 An arena round streams two answers to one prompt from the one base model in memory, the base and a LoRA
 checkpoint, through ``ChatEngine.replies(conversations, [variant_a, variant_b], settings)`` -- what the Chat tab's
 arena calls: one batched ``generate`` in which each row passes through its own adapter. It is measured against
-one plain answer to the same prompt (``ChatEngine.stream``, the single chat), same max_new_tokens, greedy. Each
+one plain answer to the same prompt (``ChatEngine.stream``, the single chat), same max_new_tokens, greedy, and
+against the same two answers one after another (the plain one and the checkpoint's alone). Each
 figure is the median of N rounds after a warm-up, the two kinds alternating so drift on a shared machine hits both.
 
     python bench/arena_round.py                          # trains a 4-step LoRA checkpoint on the demo model first
@@ -80,6 +81,13 @@ def _plain(engine, settings) -> tuple[float, float, list[str]]:
     return _timed((text,) for text in engine.stream(PROMPT, settings))
 
 
+def _through(engine, checkpoint: str, settings) -> tuple[float, float, list[str]]:
+    """The checkpoint's answer alone (one row through its adapter): with the plain answer, the round's two answers
+    one after another."""
+    replies = engine.replies([PROMPT], [checkpoint], settings)
+    return _timed(tuple(r.reasoning + r.answer for r in one) for one in replies)
+
+
 def bench_arena(rounds: int, checkpoint: str, max_new_tokens: int = 64, engine=None) -> dict:
     """Median seconds of an arena round and of a plain answer, their tokens, tokens/s and the ratio; ``engine``: a
     ChatEngine to use (the suite's one for chat and arena)."""
@@ -91,7 +99,8 @@ def bench_arena(rounds: int, checkpoint: str, max_new_tokens: int = 64, engine=N
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=0.0)
     _round(engine, checkpoint, settings)  # warm-up: the adapter attached, first-call costs paid
     _plain(engine, settings)
-    each: dict[str, list] = {"round_s": [], "round_first_s": [], "plain_s": [], "plain_first_s": []}
+    _through(engine, checkpoint, settings)
+    each: dict[str, list] = {"round_s": [], "round_first_s": [], "plain_s": [], "plain_first_s": [], "tuned_s": []}
     before, own = machine_cpu_seconds(), time.process_time()
     for _ in range(rounds):  # alternated, so drift on a shared machine hits both
         first, total, pair = _round(engine, checkpoint, settings)
@@ -100,6 +109,7 @@ def bench_arena(rounds: int, checkpoint: str, max_new_tokens: int = 64, engine=N
         first, total, (answer,) = _plain(engine, settings)
         each["plain_first_s"].append(first)
         each["plain_s"].append(total)
+        each["tuned_s"].append(_through(engine, checkpoint, settings)[1])
     after, own = machine_cpu_seconds(), time.process_time() - own
     # The share of the machine's CPU time that other processes used meanwhile: high means the figures are noisy.
     others = None if before is None or after is None else \
@@ -111,6 +121,8 @@ def bench_arena(rounds: int, checkpoint: str, max_new_tokens: int = 64, engine=N
                round_tokens_per_s=round(sum(tokens) / out["round_s"], 1),
                plain_tokens_per_s=round(plain_tokens / out["plain_s"], 1),
                ratio=round(out["round_s"] / out["plain_s"], 3), others_cpu_share=others,
+               # the same two answers one after another (base alone, then the checkpoint alone) against the round
+               vs_one_by_one=round((out["plain_s"] + out["tuned_s"]) / out["round_s"], 3),
                # The fastest of each: on a shared machine the least disturbed, a steadier ratio than the medians.
                round_best_s=round(min(each["round_s"]), 3), plain_best_s=round(min(each["plain_s"]), 3),
                best_ratio=round(min(each["round_s"]) / min(each["plain_s"]), 3),
@@ -127,6 +139,8 @@ def report(out: dict) -> str:
         f"tokens, {out['plain_tokens_per_s']:.1f} tokens/s, first text after {out['plain_first_s']:.3f} s",
         f"round / plain: {out['ratio']:.2f}x the time for {(a + b) / max(out['plain_tokens'], 1):.2f}x the tokens "
         f"(median of {out['rounds']}, max_new_tokens {out['max_new_tokens']}, greedy)",
+        f"the checkpoint's answer alone: {out['tuned_s']:.3f} s; the two answers one after another take "
+        f"{out['vs_one_by_one']:.2f}x the round's time",
         f"fastest of each: round {out['round_best_s']:.3f} s, plain {out['plain_best_s']:.3f} s: "
         f"{out['best_ratio']:.2f}x",
         f"other processes used {100 * (out['others_cpu_share'] or 0):.0f}% of the machine's CPU meanwhile"])

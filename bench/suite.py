@@ -407,6 +407,8 @@ def table(result: dict) -> str:
     if arena:
         add("arena round tokens/s (two answers)", arena["round_tokens_per_s"], arena["plain_tokens_per_s"])
         add("  arena round / one plain answer (time)", arena["ratio"])
+        if "vs_one_by_one" in arena:
+            add("  the two answers one after another / the round (time)", arena["vs_one_by_one"])
     cuda = result.get("cuda", {})
     if cuda.get("skipped"):
         rows.append(("cuda training", cuda["skipped"], "", "", "", ""))
