@@ -8,9 +8,9 @@ bf16 natively (AVX512-BF16 or AMX):
   the machine's read bandwidth), 28.3 ms with bf16 ``linear`` (oneDNN) and 20.8 ms with bf16 ``torch.mv``
   (13 GB/s); streamed bf16 through ``mv`` gave 0.97x fp32 plain ``generate``, a Compare round 6.8 s instead of 4.4;
 - 2-core AMD EPYC with AVX512-BF16 (6 December): one-row bf16 ``linear`` through weights larger than the caches
-  took 0.32x fp32's time (``mv``: 0.60x); streamed bf16 gave 50.8 tokens/s against fp32 plain ``generate``'s 25.1
-  (2.0x); a Compare round (base and a LoRA checkpoint) 3.5 s against fp32's 5.0 s, its bf16 rows one after
-  another (engine/serve/chat.py: batched, they round otherwise than alone).
+  took 0.32x fp32's time (``mv``: 0.60x), through packed weights 0.18x; streamed bf16 through packed weights gave
+  57.8 tokens/s against fp32 plain ``generate``'s 21.9 (2.6x); an arena round (base and a LoRA checkpoint, one
+  batch) 2.0 s for two 64-token answers.
 
 So :func:`decoding_choice` times one-row ``linear`` through weights shaped like the model's MLP (more of them than
 the caches hold) in fp32 and in bf16, about 0.1 s once per process and shape, and takes bf16 only where it needs

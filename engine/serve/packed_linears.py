@@ -9,9 +9,11 @@ model's shapes took 0.52-0.64x the time (the tied 49152-row output layer 0.47x, 
 fp32 is not packed: there ``F.linear`` runs MKL, which sums in another order than oneDNN, so greedy answers would
 no longer be ``generate``'s on the same weights token for token.
 
-Packing copies the weights, so where the copies would not fit beside the model in the memory free at the first
-answer, nothing is packed. The copies live as long as the weights they were made from (and this object): a
-weight changed in place or replaced (embeddings resized for an adapter) is packed again at the next answer.
+Packing copies the weights (bf16 weights and their copies take what fp32 weights would, which is what
+engine.core.memory_estimate counts for chat on the CPU), so where the copies would not fit beside the model in the
+memory free at the first answer, nothing is packed. The copies live as long as the weights they were made from
+(and this object): a weight changed in place or replaced (embeddings resized for an adapter) is packed again at the
+next answer.
 """
 
 from __future__ import annotations
