@@ -7,9 +7,9 @@ scatters the result back, per layer and per token, behind a keyword-passing hook
 arena's two rows of the demo model that cost 20 ms a token on a 2-core Intel Xeon (61 ms a step against 41 for
 the same two rows with no adapter). The sum is the one peft's single-adapter forward computes
 (``result + B(A(x)) * scaling``), on each row alone, so a row's greedy answer is the one it gets alone
-(tests/serve/test_mixed_lora.py). Layers it does not reproduce
-(an embedding or convolution LoRA, a merged layer, dropout while training) keep peft's mixed batch; adapters with
-a LoRA variant (DoRA) cannot share a batch at all (``batchable``).
+(tests/serve/test_mixed_lora.py). Layers it does not reproduce (an embedding or convolution LoRA, a merged layer,
+dropout while training) keep peft's mixed batch; adapters with a LoRA variant (DoRA) cannot share a batch at all
+(``batchable``).
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def _masked_forward(layer: LoraLinear, plan: list):
         # (base.forward: its packed weights where engine.serve.packed_linears is in force)
         result = base.forward(x) if plain and not args and not kwargs else base(x, *args, **kwargs)
         dtype = result.dtype
+        if not plan:  # no adapter of the batch in this layer (rows all of the base model, or untargeted)
+            return result
         if x.dim() < 3 or x.shape[0] == 1:
             for a, b, factors, _rows in plan:
                 result = result + _lora_product(x, a, b) * factors
