@@ -351,7 +351,7 @@ class ChatEngine:
         # (packed_linears.rows_apart); padding would still change the attention's sums: prompts of one length
         # (the arena's, one prompt twice) share a batch, others go one after another.
         same_as_alone = not (self.device == "cpu" and self.model.dtype == torch.bfloat16) or len(set(lengths)) == 1
-        if all(len(chain) <= 1 for chain in chains) and (same_as_alone or count == 1) and batchable(self.model, names):
+        if all(len(chain) <= 1 for chain in chains) and same_as_alone and batchable(self.model, names):
             return [(list(range(count)), functools.partial(self._mixed_adapters, names))]
         return [([row], self._row_adapters(chain)) for row, chain in enumerate(chains)]
 

@@ -30,8 +30,8 @@ def batchable(model: torch.nn.Module, names: list[str]) -> bool:
 
 
 def _row_scales(layer: LoraLinear, names: list[str], base_row: str, cache: dict) -> list | None:
-    """(A, B, per-row factors) for each adapter ``names`` uses in ``layer``, or None where the masked sum would not
-    be peft's."""
+    """(A, B, scaling, the rows through it) for each adapter ``names`` uses in ``layer``, or None where the sum
+    would not be peft's."""
     if layer.merged or layer.training or layer.disable_adapters:
         return None
     plan = []
@@ -43,10 +43,9 @@ def _row_scales(layer: LoraLinear, names: list[str], base_row: str, cache: dict)
         a, b, scaling = layer.lora_A[adapter], layer.lora_B[adapter], layer.scaling[adapter]
         if type(a) is not torch.nn.Linear or type(b) is not torch.nn.Linear:
             return None
-        key = (adapter, scaling, b.weight.dtype, b.weight.device)
-        if key not in cache:
-            factors = [scaling if n == adapter else 0.0 for n in names]
-            cache[key] = torch.tensor(factors, dtype=b.weight.dtype, device=b.weight.device).view(-1, 1, 1)
+        key = (scaling, b.weight.dtype, b.weight.device)
+        if key not in cache:  # a tensor, made once: not one per layer and token
+            cache[key] = torch.tensor(scaling, dtype=b.weight.dtype, device=b.weight.device).view(1, 1, 1)
         plan.append((a, b, cache[key], [row for row, n in enumerate(names) if n == adapter]))
     return plan
 
@@ -71,15 +70,15 @@ def _masked_forward(layer: LoraLinear, plan: list):
         if not plan:  # no adapter of the batch in this layer (rows all of the base model, or untargeted)
             return result
         if x.dim() < 3 or x.shape[0] == 1:
-            for a, b, factors, _rows in plan:
-                result = result + _lora_product(x, a, b) * factors
+            for a, b, scale, _rows in plan:
+                result = result + _lora_product(x, a, b) * scale
             return result if result.dtype == dtype else result.to(dtype)
         # Several rows: each row's product alone, only where its adapter is (a product of two rows may sum in another
         # order than one of one row, and a row's greedy answer would then leave the one it gets alone).
         parts = list(result.split(1))
-        for a, b, factors, rows in plan:
+        for a, b, scale, rows in plan:
             for row in rows:
-                parts[row] = parts[row] + _lora_product(x[row:row + 1], a, b) * factors[row:row + 1]
+                parts[row] = parts[row] + _lora_product(x[row:row + 1], a, b) * scale
         return torch.cat([part if part.dtype == dtype else part.to(dtype) for part in parts])
 
     return forward

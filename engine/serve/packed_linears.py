@@ -34,6 +34,7 @@ _FREE_SHARE = 0.5  # the copies may take at most this share of the memory free w
 SIBLINGS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
+@functools.cache
 def packing_available() -> bool:
     """Whether this torch's oneDNN can pack bf16 linear weights on this CPU."""
     mkldnn = torch.ops.mkldnn
