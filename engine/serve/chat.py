@@ -47,6 +47,7 @@ from engine.core.reasoning import Reply, opened_thought, split_reply
 from engine.core.templates import ChatFormatter
 from engine.modeling.generation import governed, left_padded
 from engine.modeling.models import LoadOptions, fit_adapter_vocab, load_model, load_tokenizer, resolve_model_path
+from engine.serve import decode_step
 from engine.serve.bf16_decoding import DecodingChoice, decoding_choice
 from engine.serve.mixed_lora import batchable, rows_through_adapters
 from engine.serve.packed_linears import PackedLinears
@@ -303,8 +304,10 @@ class ChatEngine:
                                 break
                             ids, mask = left_padded([prompts[r] for r in rows], pad_id)
                             streamer.begin(rows)
-                            with adapters(), packed.applied(model):
-                                model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
+                            # (decode_step's context last: it reads the layers the others patch)
+                            with adapters(), packed.applied(model), decode_step.applied(model, packed) as steps:
+                                model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs,
+                                               **steps)
                 except BaseException as exc:  # noqa: BLE001 - surfaced to the caller below
                     errors.append(exc)
                 finally:
@@ -411,6 +414,7 @@ def _load_base(source: str, device: str, trust_remote_code: bool, hub: str, opti
     decoding = decoding_choice(device, resolve_model_path(source, hub))
     model = load_model(source, dtype=decoding.dtype, trust_remote_code=trust_remote_code, hub=hub, options=options)
     model.to(device).eval()
+    decode_step.use_decode_attention(model)  # on the CPU: its decoding steps (engine.serve.decode_step)
     return tokenizer, model, decoding
 
 

@@ -30,8 +30,9 @@ def batchable(model: torch.nn.Module, names: list[str]) -> bool:
 
 
 def _row_scales(layer: LoraLinear, names: list[str], base_row: str, cache: dict) -> list | None:
-    """(A, B, scaling, the rows through it) for each adapter ``names`` uses in ``layer``, or None where the sum
-    would not be peft's."""
+    """(A's weight and bias, B's, scaling, the rows through it) for each adapter ``names`` uses in ``layer``, or None
+    where the sum would not be peft's. The tensors are read once here: the adapters cannot change while a batch is
+    answered (the chat engine's generation lock), and a module attribute costs more than the rank-8 product's ops."""
     if layer.merged or layer.training or layer.disable_adapters:
         return None
     plan = []
@@ -46,17 +47,27 @@ def _row_scales(layer: LoraLinear, names: list[str], base_row: str, cache: dict)
         key = (scaling, b.weight.dtype, b.weight.device)
         if key not in cache:  # a tensor, made once: not one per layer and token
             cache[key] = torch.tensor(scaling, dtype=b.weight.dtype, device=b.weight.device).view(1, 1, 1)
-        plan.append((a, b, cache[key], [row for row, n in enumerate(names) if n == adapter]))
+        plan.append((a.weight, a.bias, b.weight, b.bias, cache[key],
+                     [row for row, n in enumerate(names) if n == adapter]))
     return plan
 
 
-def _lora_product(x: torch.Tensor, a: torch.nn.Linear, b: torch.nn.Linear) -> torch.Tensor:
-    """peft's B(A(x)) in the adapter's dtype (dropout is off in eval)."""
-    h = x if x.dtype == a.weight.dtype else x.to(a.weight.dtype)
-    return F.linear(F.linear(h, a.weight, a.bias), b.weight, b.bias)
+class _Converted:
+    """The last input converted to an adapter's dtype: sibling layers (q/k/v, gate/up) are called with one input
+    object, and convert it once."""
+
+    def __init__(self) -> None:
+        self.source = self.converted = None
+
+    def __call__(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if x.dtype == dtype:
+            return x
+        if self.source is not x or self.converted.dtype != dtype:
+            self.source, self.converted = x, x.to(dtype)
+        return self.converted
 
 
-def _masked_forward(layer: LoraLinear, plan: list):
+def _masked_forward(layer: LoraLinear, plan: list, converted: _Converted):
     # Bare linears where the modules are plain nn.Linear (dropout is off in eval): a step of a two-row batch calls
     # some 200 LoRA layers, and each module call saved is a few microseconds of Python per layer.
     base = layer.base_layer
@@ -70,17 +81,19 @@ def _masked_forward(layer: LoraLinear, plan: list):
         if not plan:  # no adapter of the batch in this layer (rows all of the base model, or untargeted)
             return result
         if x.dim() < 3 or x.shape[0] == 1:
-            for a, b, scale, _rows in plan:
-                result = result + _lora_product(x, a, b) * scale
+            for a, a_bias, b, b_bias, scale, _rows in plan:  # peft's result + B(A(x)) * scaling
+                result = result + F.linear(F.linear(converted(x, a.dtype), a, a_bias), b, b_bias) * scale
             return result if result.dtype == dtype else result.to(dtype)
         # Several rows: each row's product alone, only where its adapter is (a product of two rows may sum in another
         # order than one of one row, and a row's greedy answer would then leave the one it gets alone).
         parts = list(result.split(1))
-        for a, b, scale, rows in plan:
+        for a, a_bias, b, b_bias, scale, rows in plan:
+            h = converted(x, a.dtype)
             for row in rows:
-                parts[row] = parts[row] + _lora_product(x[row:row + 1], a, b) * scale
+                parts[row] = parts[row] + F.linear(F.linear(h[row:row + 1], a, a_bias), b, b_bias) * scale
         return torch.cat([part if part.dtype == dtype else part.to(dtype) for part in parts])
 
+    forward.base_only = not plan and plain  # adds nothing to its base layer's output: callers may call that instead
     return forward
 
 
@@ -93,6 +106,7 @@ def rows_through_adapters(model: torch.nn.Module, names: list[str], base_row: st
         return args, kwargs
 
     cache: dict = {}
+    converted = _Converted()
     patched, hooks = [], []
     try:
         for module in model.modules():
@@ -102,7 +116,7 @@ def rows_through_adapters(model: torch.nn.Module, names: list[str], base_row: st
             if plan is None:
                 hooks.append(module.register_forward_pre_hook(give_names, with_kwargs=True))
             else:
-                module.forward = _masked_forward(module, plan)  # an instance attribute: shadows the class's
+                module.forward = _masked_forward(module, plan, converted)  # an instance attribute: shadows the class's
                 patched.append(module)
         yield
     finally:

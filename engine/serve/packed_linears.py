@@ -53,10 +53,10 @@ def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | No
 
 
 def _eligible(module: torch.nn.Module) -> bool:
-    weight = getattr(module, "weight", None)
+    weight = module._parameters.get("weight") if type(module) is torch.nn.Linear else None
     # (a hooked layer, accelerate's offloading for one, keeps its own forward)
-    return (type(module) is torch.nn.Linear and weight is not None and weight.device.type == "cpu"
-            and weight.dtype == PACKED_DTYPE and not (module._forward_hooks or module._forward_pre_hooks))
+    return (weight is not None and weight.device.type == "cpu" and weight.dtype == PACKED_DTYPE
+            and not (module._forward_hooks or module._forward_pre_hooks))
 
 
 def _state(weight: torch.Tensor) -> tuple:
@@ -73,6 +73,7 @@ class PackedLinears:
         # goes with its weight (keyed by identity: tensors compare element by element)
         self._packs = WeakIdKeyDictionary()
         self.refused = False  # the copies would not fit in memory: nothing packed
+        self._joint: dict[int, tuple] = {}  # while applied: id of a sibling group's first layer -> (the group, product)
 
     def __len__(self) -> int:
         """How many packed copies there are now (a group of siblings has one)."""
@@ -96,8 +97,15 @@ class PackedLinears:
                     patched.append(layer)
             yield
         finally:
+            self._joint.clear()
             for layer in patched:
                 del layer.forward
+
+    def joint(self, layers: tuple) -> object | None:
+        """Within ``applied``: the product of sibling ``layers`` packed as one (all their outputs side by side, for
+        callers that split it themselves), or None where they are not."""
+        entry = self._joint.get(id(layers[0]))
+        return entry[1] if entry is not None and entry[0] == tuple(layers) else None
 
     def _fits(self, units: list) -> bool:
         need = sum(layer.weight.numel() * layer.weight.element_size()
@@ -120,25 +128,32 @@ class PackedLinears:
         packed, bias = current
         if len(unit) == 1:
             return [_single_forward(unit[0], packed, bias)]
+        width = sum(layer.out_features for layer in unit)
+        self._joint[id(unit[0])] = (unit, lambda x: rows_apart(lambda y: packed_linear(y, packed, bias), x, width))
         return _sibling_forwards(unit, packed, bias)
 
 
 def _units(model: torch.nn.Module) -> list[tuple]:
-    """The model's eligible linear layers, grouped where siblings read one input (``SIBLINGS``)."""
+    """The model's eligible linear layers, grouped where siblings read one input (``SIBLINGS``). (Children are read
+    from ``_modules``: ``getattr`` on a module costs microseconds, and this runs at every answer.)"""
     grouped, units = set(), []
-    for module in model.modules():
+    modules = list(model.modules())
+    for module in modules:
+        children = module._modules
         for names in SIBLINGS:
-            layers = [_plain_layer(getattr(module, name, None)) for name in names]
+            if names[0] not in children:
+                continue
+            layers = [_plain_layer(children.get(name)) for name in names]
             if all(layer is not None and _eligible(layer) for layer in layers) and len(
                     {(layer.in_features, layer.bias is None) for layer in layers}) == 1:
                 units.append(tuple(layers))
                 grouped.update(map(id, layers))
-    return units + [(m,) for m in model.modules() if _eligible(m) and id(m) not in grouped]
+    return units + [(m,) for m in modules if id(m) not in grouped and _eligible(m)]
 
 
 def _plain_layer(module):
     """The linear layer that computes ``module``'s product: itself, or a LoRA layer's base layer (peft)."""
-    return getattr(module, "base_layer", module)
+    return module._modules.get("base_layer", module) if module is not None else None
 
 
 def rows_apart(product, x: torch.Tensor, width: int | None = None) -> torch.Tensor:
