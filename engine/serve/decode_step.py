@@ -174,12 +174,27 @@ class _Layer:
         self.q, self.k, self.v = _call(attn.q_proj), _call(attn.k_proj), _call(attn.v_proj)
         self.o, self.down, self.act = _call(attn.o_proj), _call(mlp.down_proj), _call(mlp.act_fn)
         self.gate, self.up = _call(mlp.gate_proj), _call(mlp.up_proj)
-        joint = packed.joint if packed is not None else lambda _layers: None
-        self.qkv = joint((attn.q_proj, attn.k_proj, attn.v_proj))
-        self.q_heads = attn.q_proj.out_features // self.head_dim if self.qkv is not None else 0
-        self.kv_heads = attn.k_proj.out_features // self.head_dim if self.qkv is not None else 0
-        self.gate_up = joint((mlp.gate_proj, mlp.up_proj))
-        self.intermediate = mlp.gate_proj.out_features if self.gate_up is not None else 0
+        self.qkv, self.qkv_adds = _joint(packed, (attn.q_proj, attn.k_proj, attn.v_proj))
+        self.q_heads = attn.q_proj.out_features // self.head_dim
+        self.kv_heads = attn.k_proj.out_features // self.head_dim
+        self.gate_up, self.gate_up_adds = _joint(packed, (mlp.gate_proj, mlp.up_proj))
+        self.intermediate = mlp.gate_proj.out_features
+
+
+def _joint(packed: PackedLinears | None, modules: tuple) -> tuple:
+    """(the joint product of sibling ``modules``' base layers, and for each LoRA layer of a mixed batch among them
+    (engine.serve.mixed_lora) the span of its output and what adds its adapters to it), or (None, ()) where their
+    base layers are not packed as one."""
+    bases, adds, start = [], [], 0
+    for module in modules:
+        add = getattr(module.__dict__.get("forward"), "add_adapters", None)
+        base = module.base_layer if add is not None else module
+        if add is not None:
+            adds.append((start, start + base.out_features, add))
+        bases.append(base)
+        start += base.out_features
+    product = packed.joint(tuple(bases)) if packed is not None else None
+    return (product, tuple(adds)) if product is not None else (None, ())
 
 
 class _Linears:
@@ -241,7 +256,10 @@ class _Step:
         for layer, cached in zip(self.layers, cache.layers):
             h = _rms_norm(x, layer.norm_in)
             if layer.qkv is not None and layer.q_norm is None:  # q and k rotated together, one op each
-                qkv = layer.qkv(h).view(rows, 1, -1, layer.head_dim).transpose(1, 2)
+                qkv = layer.qkv(h)
+                for start, end, add in layer.qkv_adds:  # a LoRA layer's part: its adapters added as it adds them
+                    add(qkv[..., start:end], h)
+                qkv = qkv.view(rows, 1, -1, layer.head_dim).transpose(1, 2)
                 qk = qkv[:, :layer.q_heads + layer.kv_heads]
                 qk = (qk * cos) + (_rotate_half(qk) * sin)
                 q, k, v = qk[:, :layer.q_heads], qk[:, layer.q_heads:], qkv[:, layer.q_heads + layer.kv_heads:]
@@ -259,7 +277,10 @@ class _Step:
             x = x + layer.o(out.reshape(rows, 1, -1))
             h = _rms_norm(x, layer.norm_post)
             if layer.gate_up is not None:
-                gate, up = layer.gate_up(h).split(layer.intermediate, -1)
+                gate_up = layer.gate_up(h)
+                for start, end, add in layer.gate_up_adds:
+                    add(gate_up[..., start:end], h)
+                gate, up = gate_up.split(layer.intermediate, -1)
             else:
                 gate, up = layer.gate(h), layer.up(h)
             x = x + layer.down(layer.act(gate) * up)

@@ -15,6 +15,7 @@ dropout while training) keep peft's mixed batch; adapters with a LoRA variant (D
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
@@ -30,9 +31,12 @@ def batchable(model: torch.nn.Module, names: list[str]) -> bool:
 
 
 def _row_scales(layer: LoraLinear, names: list[str], base_row: str, cache: dict) -> list | None:
-    """(A's weight and bias, B's, scaling, the rows through it) for each adapter ``names`` uses in ``layer``, or None
-    where the sum would not be peft's. The tensors are read once here: the adapters cannot change while a batch is
-    answered (the chat engine's generation lock), and a module attribute costs more than the rank-8 product's ops."""
+    """(A's weight and bias, B's, the scaling left to multiply by, the rows through it) for each adapter ``names``
+    uses in ``layer``, or None where the sum would not be peft's. The tensors are read once here: the adapters cannot
+    change while a batch is answered (the chat engine's generation lock), and a module attribute costs more than the
+    rank-8 product's ops. A scaling that is a power of two (peft's and LLaMA-Factory's default alpha = 2 x rank gives
+    2) is multiplied into B: scaling by a power of two is exact, so B(A(x)) * s and (sB)(A(x)) are the same bits, one
+    op fewer a layer."""
     if layer.merged or layer.training or layer.disable_adapters:
         return None
     plan = []
@@ -44,12 +48,22 @@ def _row_scales(layer: LoraLinear, names: list[str], base_row: str, cache: dict)
         a, b, scaling = layer.lora_A[adapter], layer.lora_B[adapter], layer.scaling[adapter]
         if type(a) is not torch.nn.Linear or type(b) is not torch.nn.Linear:
             return None
+        rows = [row for row, n in enumerate(names) if n == adapter]
+        if scaling > 0 and math.frexp(scaling)[0] == 0.5:  # a power of two
+            plan.append((a.weight, a.bias, b.weight * scaling, None if b.bias is None else b.bias * scaling, None,
+                         rows))
+            continue
         key = (scaling, b.weight.dtype, b.weight.device)
         if key not in cache:  # a tensor, made once: not one per layer and token
             cache[key] = torch.tensor(scaling, dtype=b.weight.dtype, device=b.weight.device).view(1, 1, 1)
-        plan.append((a.weight, a.bias, b.weight, b.bias, cache[key],
-                     [row for row, n in enumerate(names) if n == adapter]))
+        plan.append((a.weight, a.bias, b.weight, b.bias, cache[key], rows))
     return plan
+
+
+def _delta(h: torch.Tensor, a, a_bias, b, b_bias, scale) -> torch.Tensor:
+    """peft's B(A(x)) * scaling, ``h`` already in the adapter's dtype (dropout is off in eval)."""
+    delta = F.linear(F.linear(h, a, a_bias), b, b_bias)
+    return delta if scale is None else delta * scale
 
 
 class _Converted:
@@ -67,33 +81,52 @@ class _Converted:
         return self.converted
 
 
+def _adder(plan: list, converted: _Converted):
+    """What adds the adapters of ``plan`` to a layer's base output for ``x``, in place (the output is fresh: a
+    product's own tensor, or its own part of a joint product). peft adds B(A(x)) * scaling to the base output in the
+    adapter's dtype and rounds the sum to the output's once; an in-place add computes in the wider dtype and rounds
+    once too."""
+
+    def add(result: torch.Tensor, x: torch.Tensor) -> None:
+        if x.dim() < 3 or x.shape[0] == 1:
+            if len(plan) == 1:
+                a, a_bias, b, b_bias, scale, _rows = plan[0]
+                result.add_(_delta(converted(x, a.dtype), a, a_bias, b, b_bias, scale))
+                return
+            total = result
+            for a, a_bias, b, b_bias, scale, _rows in plan:  # peft's sums, in its order, rounded once
+                total = total + _delta(converted(x, a.dtype), a, a_bias, b, b_bias, scale)
+            result.copy_(total)
+            return
+        # Several rows: each row's product alone, only where its adapter is (a product of two rows may sum in another
+        # order than one of one row, and a row's greedy answer would then leave the one it gets alone).
+        for a, a_bias, b, b_bias, scale, rows in plan:
+            h = converted(x, a.dtype)
+            for row in rows:
+                result[row:row + 1].add_(_delta(h[row:row + 1], a, a_bias, b, b_bias, scale))
+
+    return add
+
+
 def _masked_forward(layer: LoraLinear, plan: list, converted: _Converted):
     # Bare linears where the modules are plain nn.Linear (dropout is off in eval): a step of a two-row batch calls
     # some 200 LoRA layers, and each module call saved is a few microseconds of Python per layer.
     base = layer.base_layer
     # (a hooked base layer, accelerate's offloading for one, is called as a module)
     plain = type(base) is torch.nn.Linear and not (base._forward_hooks or base._forward_pre_hooks)
+    add = _adder(plan, converted)
 
     def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         # (base.forward: its packed weights where engine.serve.packed_linears is in force)
         result = base.forward(x) if plain and not args and not kwargs else base(x, *args, **kwargs)
-        dtype = result.dtype
-        if not plan:  # no adapter of the batch in this layer (rows all of the base model, or untargeted)
-            return result
-        if x.dim() < 3 or x.shape[0] == 1:
-            for a, a_bias, b, b_bias, scale, _rows in plan:  # peft's result + B(A(x)) * scaling
-                result = result + F.linear(F.linear(converted(x, a.dtype), a, a_bias), b, b_bias) * scale
-            return result if result.dtype == dtype else result.to(dtype)
-        # Several rows: each row's product alone, only where its adapter is (a product of two rows may sum in another
-        # order than one of one row, and a row's greedy answer would then leave the one it gets alone).
-        parts = list(result.split(1))
-        for a, a_bias, b, b_bias, scale, rows in plan:
-            h = converted(x, a.dtype)
-            for row in rows:
-                parts[row] = parts[row] + F.linear(F.linear(h[row:row + 1], a, a_bias), b, b_bias) * scale
-        return torch.cat([part if part.dtype == dtype else part.to(dtype) for part in parts])
+        if plan:  # (none: no adapter of the batch in this layer: rows all of the base model, or untargeted)
+            add(result, x)
+        return result
 
-    forward.base_only = not plan and plain  # adds nothing to its base layer's output: callers may call that instead
+    # For callers that compute the base layer's output themselves (engine.serve.decode_step, as part of a joint
+    # product): nothing to add, or what adds it.
+    forward.base_only = not plan and plain
+    forward.add_adapters = add if plan and plain else None
     return forward
 
 

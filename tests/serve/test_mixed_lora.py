@@ -72,9 +72,11 @@ def test_dora_rows_do_not_share_a_batch(demo_model_dir):
     assert batchable(two_adapters(demo_model_dir), ["a", "b"])
 
 
-def test_one_row_over_bf16_weights_as_peft_computes_it(demo_model_dir):
-    """The single chat's path (one row, engine.serve.chat._passes) over bf16 base weights with fp32 adapters."""
-    model = two_adapters(demo_model_dir).to(torch.bfloat16)
+@pytest.mark.parametrize("alpha", [16, 12], ids=["scaling-2", "scaling-1.5"])
+def test_one_row_over_bf16_weights_as_peft_computes_it(demo_model_dir, alpha):
+    """The single chat's path (one row, engine.serve.chat._passes) over bf16 base weights with fp32 adapters, bit for
+    bit: with a scaling of 2 multiplied into B beforehand (a power of two), and with 1.5 multiplied after."""
+    model = two_adapters(demo_model_dir, lora_alpha=alpha).to(torch.bfloat16)
     for module in model.modules():  # adapters in fp32, as peft keeps them beside a half-precision base
         if isinstance(module, LoraLayer):
             module.lora_A.float(), module.lora_B.float()
