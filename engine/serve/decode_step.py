@@ -4,19 +4,21 @@ A decoding step of the demo model (one new token a row) through transformers' mo
 EPYC (7 December), of which the linears' products were 6.6 ms: the rest is some 900 small ops and the Python of
 ~450 module calls, keyword plumbing and mask building around them. Where the model is a plain pre-norm decoder
 (Llama, Qwen2, Qwen3 dense and the DeepSeek-R1 distills built on them, every layer full attention), ``applied``
-makes ``model.forward`` take such a step itself: the same ops in the same order on the same modules' weights (the
-linears still called as modules, so packed weights and per-row LoRA products stay as they are), one step 11.3 ms.
-Everything else, prompts included, goes through transformers' own forward, and ``generate`` keeps its sampling,
-stopping and streaming: its answers are those of the model's own forward, token for token
-(tests/serve/test_decode_step.py).
+makes ``model.forward`` take such a step itself: the same ops in the same order on the same modules' weights, about
+11 ms. The linears are called as the contexts entered before left them (packed weights: engine.serve.packed_linears,
+rows through their own adapters: engine.serve.mixed_lora); where q/k/v or gate/up are packed as one matrix the step
+takes their joint product and splits it itself (q and k rotated together), adding a LoRA layer's products to its
+part as that layer would. Everything else, prompts included, goes through transformers' own forward, and
+``generate`` keeps its sampling, stopping and streaming: its answers are those of the model's own forward, token for
+token (tests/serve/test_decode_step.py).
 
 Attention over the cache is ``decode_attention``, registered in transformers as ``ATTENTION`` and set on the model
 at load, so the model's own forward and ``generate`` compute it too: one query token against the cached keys as
 two fp32 products and an fp32 softmax (sdpa's CPU flash kernel took 73 us a layer for that, these 25). The cache
-(``DecodeCache``) keeps keys and values in fp32 (exact from bf16) in buffers that grow by doubling instead of a
-``cat`` of the whole cache per layer and token. Prompts (several query positions) still go through sdpa.
+(``DecodeCache``) keeps keys and values in fp32 (exact from bf16; what engine.core.memory_estimate counts for chat
+on the CPU) in buffers that grow by doubling instead of a ``cat`` of the whole cache per layer and token. Prompts
+(several query positions) still go through sdpa. Accelerators keep transformers' attention and forward.
 """
-
 from __future__ import annotations
 
 import contextlib
