@@ -67,20 +67,27 @@ AttentionMaskInterface.register(ATTENTION, sdpa_mask)  # the masks sdpa takes (d
 
 class _GrowingLayer(DynamicLayer):
     """A layer's keys and values in fp32 buffers that double when full; ``keys`` / ``values`` are views of the
-    filled part (what transformers' cache layers return)."""
+    filled part (what transformers' cache layers return). transformers' own methods that replace ``keys`` (crop,
+    beam reordering, batch selection, offloading) leave them as they leave a dynamic layer's: the next update
+    takes them into new buffers."""
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = torch.float32, key_states.device
-        self._keys = key_states.new_empty((*key_states.shape[:2], _FIRST_CAPACITY, key_states.shape[3]),
-                                          dtype=torch.float32)
-        self._values = value_states.new_empty((*value_states.shape[:2], _FIRST_CAPACITY, value_states.shape[3]),
-                                              dtype=torch.float32)
-        self._filled = 0
+        self._adopt(key_states[:, :, :0], value_states[:, :, :0])
         self.is_initialized = True
+
+    def _adopt(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        filled = keys.shape[-2]
+        self._keys, self._values = (_grown(states.float(), filled, max(_FIRST_CAPACITY, filled))
+                                    for states in (keys, values))
+        self._filled = filled
+        self.keys, self.values = self._keys[:, :, :filled], self._values[:, :, :filled]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):  # noqa: ARG002
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
+        elif self.keys.data_ptr() != self._keys.data_ptr() or self.keys.shape[-2] != self._filled:
+            self._adopt(self.keys, self.values)  # replaced by one of transformers' methods since the last update
         end = self._filled + key_states.shape[-2]
         if end > self._keys.shape[2]:
             capacity = max(2 * self._keys.shape[2], end)
@@ -91,18 +98,9 @@ class _GrowingLayer(DynamicLayer):
         self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
         return self.keys, self.values
 
-    def crop(self, tokens_to_remove: int) -> None:
-        super().crop(tokens_to_remove)
-        if self.is_initialized:
-            self._filled = self.keys.shape[-2]
-
-    def reset(self) -> None:
-        super().reset()
-        self._keys = self._values = None
-        self._filled = 0
-
 
 def _grown(buffer: torch.Tensor, filled: int, capacity: int) -> torch.Tensor:
+    """A buffer of ``capacity`` positions holding ``buffer``'s first ``filled``."""
     grown = buffer.new_empty((*buffer.shape[:2], capacity, buffer.shape[3]))
     grown[:, :, :filled] = buffer[:, :, :filled]
     return grown

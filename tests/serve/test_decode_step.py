@@ -183,3 +183,23 @@ def test_a_failed_answer_puts_the_forward_back():
     with pytest.raises(RuntimeError, match="stopped"), decode_step.applied(model):
         raise RuntimeError("stopped")
     assert "forward" not in vars(model) and model.config._attn_implementation == ATTENTION
+
+
+def test_the_cache_follows_transformers_own_changes_to_it():
+    """Beam reordering, batch selection and cropping replace a layer's keys as they do a dynamic layer's; the next
+    update continues from what they left."""
+    cache = DecodeCache(LlamaConfig(**SIZES))
+    layer = cache.layers[0]
+    keys = torch.randn(2, 2, 5, 16).bfloat16()
+    layer.update(keys, keys + 1)
+    cache.batch_select_indices(torch.tensor([1]))
+    new = torch.randn(1, 2, 1, 16).bfloat16()
+    out_keys, out_values = layer.update(new, new + 1)
+    assert torch.equal(out_keys, torch.cat([keys[1:], new], 2).float())
+    assert torch.equal(out_values, torch.cat([keys[1:] + 1, new + 1], 2).float())
+    cache.crop(-2)
+    out_keys, _ = layer.update(new, new)
+    assert torch.equal(out_keys, torch.cat([keys[1:, :, :4], new], 2).float()) and cache.get_seq_length() == 5
+    cache.reset()
+    assert cache.get_seq_length() == 0
+    assert torch.equal(layer.update(new, new)[0], new.float())
