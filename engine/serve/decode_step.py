@@ -31,6 +31,7 @@ from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, create_causal_mask, sdpa_mask
 from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.models.llama.modeling_llama import rotate_half  # (Qwen2's and Qwen3's are the same op)
 
 from engine.serve.packed_linears import PackedLinears
 
@@ -261,7 +262,7 @@ class _Step:
                     add(qkv[..., start:end], h)
                 qkv = qkv.view(rows, 1, -1, layer.head_dim).transpose(1, 2)
                 qk = qkv[:, :layer.q_heads + layer.kv_heads]
-                qk = (qk * cos) + (_rotate_half(qk) * sin)
+                qk = (qk * cos) + (rotate_half(qk) * sin)
                 q, k, v = qk[:, :layer.q_heads], qk[:, layer.q_heads:], qkv[:, layer.q_heads + layer.kv_heads:]
             else:
                 q = layer.q(h).view(rows, 1, -1, layer.head_dim)
@@ -270,8 +271,8 @@ class _Step:
                     q, k = layer.q_norm(q), layer.k_norm(k)
                 q, k = q.transpose(1, 2), k.transpose(1, 2)
                 v = layer.v(h).view(rows, 1, -1, layer.head_dim).transpose(1, 2)
-                q = (q * cos) + (_rotate_half(q) * sin)
-                k = (k * cos) + (_rotate_half(k) * sin)
+                q = (q * cos) + (rotate_half(q) * sin)
+                k = (k * cos) + (rotate_half(k) * sin)
             keys, values = cached.update(k, v)
             out, _ = decode_attention(None, q, keys, values, mask, scaling=layer.scaling)
             x = x + layer.o(out.reshape(rows, 1, -1))
@@ -295,8 +296,3 @@ def _rms_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
     h = x.to(torch.float32)
     h = h * torch.rsqrt(h.pow(2).sum(-1, keepdim=True).div_(h.shape[-1]) + norm.variance_epsilon)
     return norm.weight * h.to(dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

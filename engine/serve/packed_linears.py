@@ -128,9 +128,9 @@ class PackedLinears:
         packed, bias = current
         if len(unit) == 1:
             return [_single_forward(unit[0], packed, bias)]
-        width = sum(layer.out_features for layer in unit)
-        self._joint[id(unit[0])] = (unit, lambda x: rows_apart(lambda y: packed_linear(y, packed, bias), x, width))
-        return _sibling_forwards(unit, packed, bias)
+        joint = _joint_product(packed, bias, sum(layer.out_features for layer in unit))
+        self._joint[id(unit[0])] = (unit, joint)
+        return _sibling_forwards(unit, joint)
 
 
 def _units(model: torch.nn.Module) -> list[tuple]:
@@ -202,14 +202,20 @@ def _single_forward(layer: torch.nn.Linear, packed: torch.Tensor | None, bias: t
     return forward
 
 
-def _sibling_forwards(unit: tuple, packed: torch.Tensor, bias: torch.Tensor | None) -> list:
-    """Forwards for siblings packed as one: the first of them called with an input computes every sibling's part,
-    which the others take when called with that same input object (HF's attention and MLP pass one tensor to all)."""
-    sizes = [layer.out_features for layer in unit]
-    held: dict = {}  # the input of the last joint product, and its parts not taken yet
-
+def _joint_product(packed: torch.Tensor, bias: torch.Tensor | None, width: int):
+    """Siblings' outputs side by side, through their ``packed`` joint weight (``width`` outputs)."""
     def product(x: torch.Tensor) -> torch.Tensor:
         return packed_linear(x, packed, bias)
+
+    return functools.partial(rows_apart, product, width=width)
+
+
+def _sibling_forwards(unit: tuple, joint) -> list:
+    """Forwards for siblings packed as one (``joint``: their joint product): the first of them called with an input
+    computes every sibling's part, which the others take when called with that same input object (HF's attention
+    and MLP pass one tensor to all)."""
+    sizes = [layer.out_features for layer in unit]
+    held: dict = {}  # the input of the last joint product, and its parts not taken yet
 
     def make(i: int, layer: torch.nn.Linear):
         def forward(x: torch.Tensor) -> torch.Tensor:
@@ -217,7 +223,7 @@ def _sibling_forwards(unit: tuple, packed: torch.Tensor, bias: torch.Tensor | No
                 return F.linear(x, layer.weight, layer.bias)
             parts = held.get("parts") if held.get("x") is x else None
             if parts is None or parts[i] is None:
-                parts = list(rows_apart(product, x, sum(sizes)).split(sizes, -1))
+                parts = list(joint(x).split(sizes, -1))
                 held.update(x=x, parts=parts)
             part, parts[i] = parts[i], None
             if all(p is None for p in parts):

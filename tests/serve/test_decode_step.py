@@ -2,9 +2,13 @@
 the tokens, and the scores, of the model's own forward, for Llama (grouped query heads), Qwen2 (q/k/v biases) and
 Qwen3 (per-head q/k norms), in fp32 and bf16 (bf16 with packed linears and their sibling products), for left-padded
 batches, seeded sampling and a cache grown past its first buffers; the attention itself against an fp64 reference;
-models it does not know keep transformers' forward; and the demo model's answers in the chat engine."""
+the demo model's greedy tokens and logits against stock transformers (sdpa); models it does not know keep
+transformers' forward; the cache follows transformers' own changes to it. (The chat engine's streamed answers against
+plain ``generate``: tests/serve/test_bf16_decoding.py and test_mixed_lora.py.)"""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 import torch
@@ -51,7 +55,7 @@ def tiny(family: str, dtype: torch.dtype):
 def _generate(model, ids, mask, fast: bool, packed: PackedLinears | None, **options):
     """generate's new tokens and scores, through the decoding steps (``fast``) or the model's own forward."""
     kwargs = dict(max_new_tokens=40, pad_token_id=0, output_scores=True, return_dict_in_generate=True, **options)
-    with torch.inference_mode(), packed.applied(model) if packed is not None else torch.inference_mode():
+    with torch.inference_mode(), packed.applied(model) if packed is not None else contextlib.nullcontext():
         if fast:
             with decode_step.applied(model, packed) as steps:
                 assert "forward" in vars(model)
