@@ -117,25 +117,30 @@ print(best / 1e9)
     return float(out.stdout.strip().splitlines()[-1])
 
 
-# Variants of the training benchmark: (compute type, gradient checkpointing, packing). LLaMA-Factory as shipped
-# checkpoints gradients, so fp32_gc is its like-for-like run; TuneBoard's default leaves it off and packs
-# (fp32_padded: length-grouped padded batches instead, the default before packing was).
-TRAIN_VARIANTS = {"fp32": ("fp32", False, True), "fp32_padded": ("fp32", False, False),
-                  "fp32_gc": ("fp32", True, True), "bf16": ("bf16", False, True)}
+# Variants of the training benchmark: (compute type, gradient checkpointing, packing, torch_compile). LLaMA-Factory
+# as shipped checkpoints gradients, so fp32_gc is its like-for-like run; TuneBoard's default leaves it off and packs
+# (fp32_padded: length-grouped padded batches instead, the default before packing was). bf16_compile: the opt-in
+# {"torch_compile": true}, its compilation inside the timed run (inductor's on-disk cache as the machine has it).
+TRAIN_VARIANTS = {"fp32": ("fp32", False, True, False), "fp32_padded": ("fp32", False, False, False),
+                  "fp32_gc": ("fp32", True, True, False), "bf16": ("bf16", False, True, False),
+                  "bf16_compile": ("bf16", False, True, True)}
 TRAIN_LABELS = {"fp32": "fp32", "fp32_padded": "fp32, padded batches grouped by length",
-                "fp32_gc": "fp32, gradient checkpointing", "bf16": "bf16, the default where the CPU has it"}
+                "fp32_gc": "fp32, gradient checkpointing", "bf16": "bf16, the default where the CPU has it",
+                "bf16_compile": 'bf16 with {"torch_compile": true}, compilation included'}
 
 
 def train_config(run_dir: Path, compute: str, checkpointing: bool = False, packing: bool = True,
-                 data_dir: Path | None = None):
+                 compiled: bool = False, data_dir: Path | None = None):
     cfg = short_train_config(100, epochs=3.0, cutoff_len=256, logging_steps=5, compute_type=compute)
     if data_dir is not None:  # LLaMA-Factory's dataset and template: both sides train on the same tokens
         cfg.data.dataset_dir, cfg.data.datasets, cfg.data.max_samples = str(data_dir), [lf.DATASET], 0
         cfg.model.template = lf.TEMPLATE
         # and its schedule (1e-4, cosine, warm-up over 10% of the 75 steps), so the two loss curves compare too
         cfg.train.learning_rate, cfg.train.lr_scheduler_type, cfg.train.warmup_steps = 1e-4, "cosine", 8
-    if checkpointing:
-        cfg.train.extra_args = json.dumps({"gradient_checkpointing": True})
+    extra = {"gradient_checkpointing": True} if checkpointing else {}
+    if compiled:
+        extra["torch_compile"] = True
+    cfg.train.extra_args = json.dumps(extra) if extra else ""
     cfg.model.model_name_or_path = DEMO
     cfg.lora.rank, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target = 8, 16, 0.0, "all"
     cfg.data.packing = packing
@@ -204,7 +209,7 @@ def bench_train(workdir: Path, repeats: int, only: list[str] | None = None, prev
     from engine.modeling.models import load_model
 
     params = sum(p.numel() for p in load_model(DEMO).parameters())
-    variants = ["fp32", "fp32_padded", "fp32_gc"] + (["bf16"] if cpu_has_native_bf16() else [])
+    variants = ["fp32", "fp32_padded", "fp32_gc"] + (["bf16", "bf16_compile"] if cpu_has_native_bf16() else [])
     threads = torch.get_num_threads()
     out = {"params": params, "flops_per_token": 4 * params, "threads": threads,
            "bf16_note": None if "bf16" in variants else "no native bf16 on this CPU (no AVX512-BF16/AMX): "
@@ -239,8 +244,9 @@ def bench_train(workdir: Path, repeats: int, only: list[str] | None = None, prev
                         "matmul_gflops": round(ceiling, 1),
                         "ceiling_tokens_per_s": round(ceiling * 1e9 / (4 * params), 1),
                         "mfu": round(tps * 4 * params / (ceiling * 1e9), 4)}
-    if "bf16" in out and "fp32" in out:
-        out["bf16"]["loss_vs_fp32"] = round(out["bf16"]["train_loss"] / out["fp32"]["train_loss"] - 1, 4)
+    for half in ("bf16", "bf16_compile"):
+        if half in out and "fp32" in out:
+            out[half]["loss_vs_fp32"] = round(out[half]["train_loss"] / out["fp32"]["train_loss"] - 1, 4)
     out["side_by_side"] = lf.side_by_side(out, variants)
     return out
 
@@ -361,7 +367,7 @@ def table(result: dict) -> str:
         if variant in train:
             r = train[variant]
             add(f"train tokens/s ({label})", round(r["tokens_per_s"], 1), r["ceiling_tokens_per_s"],
-                other=ANCHOR["train_best_tokens_per_s" if variant == "bf16" else "train_tokens_per_s"])
+                other=ANCHOR["train_best_tokens_per_s" if variant.startswith("bf16") else "train_tokens_per_s"])
             add("  MFU", round(100 * r["mfu"], 1), unit="%")
             add("  padding share", round(100 * r["padding_share"], 1), unit="%")
             add("  trainer peak RSS", round(r["peak_rss_mb"]), unit=" MB", other=ANCHOR["train_peak_rss_mb"])
@@ -372,7 +378,7 @@ def table(result: dict) -> str:
                         f"{lf.TRAIN_LABELS[pair['llamafactory']]}", round(pair["ours_value"], 1 if speed else None),
                         anchor=round(pair["their_value"], 1 if speed else None), higher_is_better=speed,
                         unit="" if speed else " MB", better="less memory")
-            if variant == "bf16" and r.get("loss_vs_fp32") is not None:
+            if r.get("loss_vs_fp32") is not None:
                 add("  final loss against fp32 (relative)", round(100 * r["loss_vs_fp32"], 2), unit="%")
     predict = result.get("predict", {})
     if predict:

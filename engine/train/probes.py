@@ -136,7 +136,9 @@ def generate_greedy(model, tokenizer, prompts: list[list[int]], stop_ids: list[i
     was_training = model.training
     model.eval()
     try:
-        with forked_rng(model), torch.inference_mode(), \
+        # force_eager: layers compiled for training (torch_compile) answer uncompiled, instead of compiling a graph
+        # for each new cache length.
+        with forked_rng(model), torch.inference_mode(), torch.compiler.set_stance("force_eager"), \
                 torch.autocast(device.type, dtype=half or torch.float32, enabled=half is not None):
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                                  max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id,

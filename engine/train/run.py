@@ -51,6 +51,7 @@ from engine.jobs.job import (
 from engine.modeling.expansion import resize_vocab
 from engine.modeling.finetuning import apply_finetuning, loraplus_optimizer, merged_parents
 from engine.modeling.models import LoadOptions, load_model, load_tokenizer
+from engine.train.compile_layers import compile_layers, take_compile_arguments
 from engine.train.lean_activations import apply_lean_activations
 from engine.train.memory_optimizers import apply_memory_optimizer
 from engine.train.probes import make_probe_callback
@@ -231,8 +232,9 @@ def _quantization_config(cfg: RunConfig, compute_dtype):
                               bnb_4bit_compute_dtype=compute_dtype)
 
 
-def _load_models(cfg: RunConfig, device: str, compute: str, tokenizer, log):
-    """The model to train (wrapped for its method) and, where the stage needs one, a frozen reference."""
+def _load_models(cfg: RunConfig, device: str, compute: str, tokenizer, log, compiled: bool = False):
+    """The model to train (wrapped for its method) and, where the stage needs one, a frozen reference;
+    ``compiled``: its layers will be compiled (engine.train.compile_layers)."""
     half = {"bf16": torch.bfloat16, "fp16": torch.float16, "pure_bf16": torch.bfloat16}.get(compute)
     # LoRA's frozen base weights live in half precision (its adapters stay fp32, under autocast): faster and
     # lighter than fp32 weights cast at every step (README, Benchmarks). pure_bf16 keeps every weight in bf16.
@@ -255,7 +257,10 @@ def _load_models(cfg: RunConfig, device: str, compute: str, tokenizer, log):
     if cfg.train.resize_vocab:
         resize_vocab(model, tokenizer, log)
     model = apply_finetuning(model, cfg, log, task_type="SEQ_CLS" if reward else "CAUSAL_LM")
-    if cfg.model.booster != "none":  # none: plain transformers, none of TuneBoard's fast paths
+    if cfg.model.booster != "none" and compiled:
+        # Their hand-fused Functions are opaque to the compiler: a graph break at every LoRA layer.
+        log("lean activations off under torch_compile: the compiler fuses the layers itself")
+    elif cfg.model.booster != "none":  # none: plain transformers, none of TuneBoard's fast paths
         apply_lean_activations(model, log, device=device)  # LoRA modules that can keep fewer activations
     if cfg.train.shift_attn:
         use_shift_attention(model, log)
@@ -311,6 +316,7 @@ def _train(config_path: str | Path) -> int:
         train_rows, val_rows = encode_dataset(cfg, tokenizer, log)
         log(f"{len(train_rows)} training samples, {len(val_rows)} validation samples")
         args = training_arguments(cfg, device, compute)
+        compile_settings = take_compile_arguments(args)  # applied to the layers below, not by accelerate
         checkpointing = choose_checkpointing(cfg, device)  # by device and memory estimate (checkpointing_choice.py)
         if checkpointing.reason != "explicit":  # an explicit extra argument is in args already, and wins
             # transformers' current name: it overrides trl's configs' own default (gradient_checkpointing=True)
@@ -326,7 +332,9 @@ def _train(config_path: str | Path) -> int:
             deepspeed.init_distributed(timeout=datetime.timedelta(seconds=args.get("ddp_timeout", 1800)))
         # Before the model loads: under ZeRO-3 this is what makes from_pretrained load it partitioned.
         arguments = stage_arguments(cfg, args)
-        model, ref_model = _load_models(cfg, device, compute, tokenizer, log)
+        model, ref_model = _load_models(cfg, device, compute, tokenizer, log, compiled=bool(compile_settings))
+        if compile_settings:
+            compile_layers(model, compile_settings, log)
         # ZeRO-3 leaves each rank an empty placeholder per weight; ds_numel is the weight's real size.
         trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
         total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
@@ -344,6 +352,10 @@ def _train(config_path: str | Path) -> int:
         reporter = make_callback(run, stop, log, parents)
         callbacks = [reporter]
         governor = governor_for(device, log)
+        if governor is not None and compile_settings:
+            # Compiled code is guarded on the thread count: each change would recompile every graph.
+            log("CPU thread governor off under torch_compile: the thread count stays as it starts")
+            governor = None
         if governor is not None:
             callbacks.append(GovernThreads(governor))
         if cfg.train.early_stopping_patience and cfg.train.early_stopping_metric == "eval_loss":

@@ -39,6 +39,9 @@ def sample_lengths(position_ids, length: int) -> list[int] | None:
     return [end - start for start, end in zip(starts, [*starts[1:], length])]
 
 
+# Under torch_compile (engine/train/compile_layers.py) this runs as it is, between the layer's compiled parts: each
+# row's sample lengths would otherwise be constants of a new graph, compiled anew for every batch.
+@torch.compiler.disable
 def segment_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                       is_causal=None, **kwargs):
     """An attention function for transformers' ``AttentionInterface`` (same arguments and output as its

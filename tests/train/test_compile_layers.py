@@ -1,0 +1,45 @@
+"""``{"torch_compile": true}`` compiles the decoder layers (engine/train/compile_layers.py): a compiled run trains
+through inductor's code, and its loss curve is the uncompiled run's."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.core.rundir import FINISHED
+from engine.train.compile_layers import take_compile_arguments
+from tests.helpers.runs import pin_cpu_threads, run_cold_job, tiny_train_config
+
+
+def test_the_compile_settings_leave_the_trainer_s_arguments():
+    args = {"learning_rate": 1e-4, "torch_compile": True, "torch_compile_mode": "max-autotune"}
+    assert take_compile_arguments(args) == {"backend": "inductor", "mode": "max-autotune"}
+    assert args == {"learning_rate": 1e-4}  # accelerate would wrap the model, which the answer-only loss bypasses
+    args = {"torch_compile": False}
+    assert take_compile_arguments(args) == {} and args == {}
+
+
+def _losses(run) -> list[float]:
+    return [e["loss"] for e in run.read_events() if "loss" in e and not e.get("initial")]
+
+
+@pytest.mark.slow
+def test_a_compiled_run_gives_the_uncompiled_loss_curve(tmp_path, demo_model_dir, monkeypatch):
+    pin_cpu_threads(monkeypatch)  # both runs on one thread count: fp32 sums in the same order where not fused
+    cache = tmp_path / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))  # what inductor compiled lands here
+    runs = {}
+    for name, extra in (("plain", ""), ("compiled", '{"torch_compile": true}')):
+        cfg = tiny_train_config(compute_type="fp32", logging_steps=1, extra_args=extra, probe_questions="")
+        cfg.data.max_samples, cfg.data.cutoff_len = 12, 128  # three steps of four samples
+        runs[name], status = run_cold_job(cfg, tmp_path / name, timeout=600)
+        assert status["state"] == FINISHED, runs[name].log_tail(30)
+    log = runs["compiled"].log_path.read_text()
+    assert "torch_compile: 30 decoder layers compiled in place (inductor)" in log
+    assert "lean activations off under torch_compile" in log
+    assert any(cache.rglob("*.py")), "inductor wrote no compiled code"
+    plain, compiled = _losses(runs["plain"]), _losses(runs["compiled"])
+    assert len(plain) == len(compiled) == 3
+    # Inductor fuses the norms and activations (other fp32 rounding) and lean activations are off: the same
+    # curve to a few parts in a million, steps apart by far more.
+    assert compiled == pytest.approx(plain, rel=1e-4)
+    assert max(plain) - min(plain) > 1e-2
