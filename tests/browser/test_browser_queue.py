@@ -17,16 +17,30 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 def _start(page, name: str, epochs: str) -> None:
     page.get_by_label("Epochs", exact=True).fill(epochs)
-    page.get_by_label("Output dir", exact=True).fill(name)
+    output_dir = page.get_by_label("Output dir", exact=True)
+    output_dir.fill(name)
     page.get_by_role("button", name="Start", exact=True).click()
+    # Start answers with a fresh name for the next run. Until that answer lands, a name typed for the next Start
+    # is written over (CI saw the second run start as train_<time> instead of queue-ui-second).
+    expect(output_dir).not_to_have_value(name, timeout=60_000)
 
 
 def test_queue_in_the_browser(app_server, page):
     page.goto(app_server.url)
     page.get_by_label("Max samples", exact=True).wait_for(timeout=60_000)
     page.get_by_label("Max samples", exact=True).fill("8")
-    _start(page, "queue-ui-first", "100")  # holds the device until stopped below, however fast the machine
     first = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", "queue-ui-first")
+    try:
+        _walk_the_queue(page, first)
+    finally:  # a failure must not leave the 100-epoch run holding the device for the tests after this one
+        for name in ("queue-ui-third", "queue-ui-second", "queue-ui-first"):
+            run = runner.run_dir_for("SmolLM2-135M-Instruct", "lora", name)
+            if run.path.exists() and runner.stop(run):
+                wait_for_state(run, 300)
+
+
+def _walk_the_queue(page, first) -> None:
+    _start(page, "queue-ui-first", "100")  # holds the device until stopped below, however fast the machine
     wait_for_state(first, 120, (RUNNING,))
 
     _start(page, "queue-ui-second", "1")
