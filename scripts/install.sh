@@ -111,6 +111,7 @@ if [[ "${1:-}" == "--test" ]]; then
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
   fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need+=(fonts-noto-cjk)
   command -v nginx >/dev/null 2>&1 || need+=(nginx)
+  command -v g++ >/dev/null 2>&1 || need+=(g++)  # inductor builds C++: the torch_compile test compiles
 fi
 
 if ((${#need[@]})); then

@@ -782,6 +782,8 @@ CONFIG_ERRORS = {
     "badam_deepspeed": "BAdam を DeepSpeed と使えるのは layer-wise かつ stage 3 の場合だけです",
     "no_target_modules": "{target!r} に一致する学習対象の線形層がモデルにありません",
     "needs_package": "{what} には {package} パッケージが必要ですが、ここには入っていません：{command}",
+    "compile_needs_compiler": "torch_compile には動作する C++ コンパイラが必要ですが、ここには見つかりません"
+                              "（{compiler}）：インストールする（Debian/Ubuntu: apt install g++）か、torch_compile を外してください",
     "node_rank": "ノード数（{nnodes}）より小さくしてください",
     "master_addr": "ランク 0 のノードのアドレスを入力してください",
     "master_addr_local": "{addr} はこのマシン自身しか指しません。複数ノードでは、ほかのノードから届くランク 0 のノードのアドレスを入力してください",

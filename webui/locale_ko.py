@@ -776,6 +776,8 @@ CONFIG_ERRORS = {
     "badam_deepspeed": "BAdam은 레이어 방식이고 stage 3일 때만 DeepSpeed와 함께 쓸 수 있습니다",
     "no_target_modules": "모델에 {target!r}와 맞는 학습 대상 선형 층이 없습니다",
     "needs_package": "{what}에는 {package} 패키지가 필요한데 여기에 설치되어 있지 않습니다: {command}",
+    "compile_needs_compiler": "torch_compile에는 동작하는 C++ 컴파일러가 필요한데 여기에서 찾지 못했습니다({compiler}): "
+                              "설치하거나(Debian/Ubuntu: apt install g++) torch_compile을 빼 주세요",
     "node_rank": "노드 수({nnodes})보다 작아야 합니다",
     "master_addr": "랭크 0 노드의 주소를 입력하세요",
     "master_addr_local": "{addr}은(는) 이 머신 자신만 가리킵니다. 노드가 여럿이면 다른 노드가 접속할 수 있는 랭크 0 노드의 주소를 입력하세요",

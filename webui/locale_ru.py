@@ -812,6 +812,8 @@ CONFIG_ERRORS = {
     "badam_deepspeed": "BAdam работает с DeepSpeed только послойно и со stage 3",
     "no_target_modules": "ни один обучаемый линейный слой модели не подходит под {target!r}",
     "needs_package": "для {what} нужен пакет {package}, здесь он не установлен: {command}",
+    "compile_needs_compiler": "для torch_compile нужен рабочий компилятор C++, здесь он не найден ({compiler}): "
+                              "установите его (Debian/Ubuntu: apt install g++) или уберите torch_compile",
     "node_rank": "должен быть меньше числа узлов ({nnodes})",
     "master_addr": "укажите адрес узла с рангом 0",
     "master_addr_local": "{addr} указывает только на эту машину; при нескольких узлах укажите адрес узла с рангом 0, "

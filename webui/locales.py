@@ -1219,6 +1219,8 @@ CONFIG_ERRORS_ZH = {
     "badam_deepspeed": "BAdam 只有在 layer-wise 模式且 stage 为 3 时才能与 DeepSpeed 一起使用",
     "no_target_modules": "模型中没有与 {target!r} 匹配的可训练线性层",
     "needs_package": "{what} 需要 {package} 包，但此处未安装：{command}",
+    "compile_needs_compiler": "torch_compile 需要可用的 C++ 编译器，此处未找到（{compiler}）：请安装一个"
+                              "（Debian/Ubuntu：apt install g++），或删除 torch_compile",
     "node_rank": "必须小于节点数（{nnodes}）",
     "master_addr": "请填写 0 号节点的地址",
     "master_addr_local": "{addr} 只指向本机；多节点训练时，请填写其他节点能访问到的 0 号节点地址",

@@ -139,6 +139,8 @@ CONFIG_MESSAGES: dict[str, str] = {
     "badam_deepspeed": "BAdam works with DeepSpeed only layer-wise and with stage 3",
     "no_target_modules": "no trainable linear layer of the model matches {target!r}",
     "needs_package": "{what} needs the {package} package, not installed here: {command}",
+    "compile_needs_compiler": "torch_compile needs a working C++ compiler, and none was found here ({compiler}): "
+                              "install one (Debian/Ubuntu: apt install g++) or remove torch_compile",
     "node_rank": "must be below the number of nodes ({nnodes})",
     "master_addr": "set the address of the rank-0 node",
     "master_addr_local": "{addr} reaches only this machine; with several nodes, enter the rank-0 node's address "

@@ -11,6 +11,7 @@ of the same shapes skips most of the compilation.
 
 from __future__ import annotations
 
+from engine.core.config import ConfigError
 from engine.modeling.expansion import layer_list
 
 # TrainingArguments' compile settings: taken out of the Trainer's arguments, applied here instead.
@@ -24,6 +25,24 @@ def take_compile_arguments(args: dict) -> dict:
     if not (asked.get("torch_compile") or asked.get("torch_compile_backend") or asked.get("torch_compile_mode")):
         return {}
     return {"backend": asked.get("torch_compile_backend") or "inductor", "mode": asked.get("torch_compile_mode")}
+
+
+def check_compiler(settings: dict) -> None:
+    """Raise a ConfigError where inductor (``settings``' backend) finds no C++ compiler: it writes C++ and builds it
+    at the first step, so without one the run would load the model and then fail there with inductor's own
+    words."""
+    if settings.get("backend") != "inductor":
+        return
+    import torch._inductor.config as inductor_config  # noqa: PLC0415 - only runs that compile need it
+    from torch._inductor.cpp_builder import get_cpp_compiler  # noqa: PLC0415
+
+    try:
+        get_cpp_compiler()
+    except Exception:  # noqa: BLE001 - inductor's InvalidCxxCompiler, or a failed probe of one: either way, none
+        compilers = inductor_config.cpp.cxx if isinstance(inductor_config.cpp.cxx, (list, tuple)) else [
+            inductor_config.cpp.cxx]
+        raise ConfigError("train.extra_args.torch_compile", "compile_needs_compiler",
+                          compiler=", ".join(str(c) for c in compilers if c)) from None
 
 
 def compile_layers(model, settings: dict, log=print) -> int:

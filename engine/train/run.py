@@ -51,7 +51,7 @@ from engine.jobs.job import (
 from engine.modeling.expansion import resize_vocab
 from engine.modeling.finetuning import apply_finetuning, loraplus_optimizer, merged_parents
 from engine.modeling.models import LoadOptions, load_model, load_tokenizer
-from engine.train.compile_layers import compile_layers, take_compile_arguments
+from engine.train.compile_layers import check_compiler, compile_layers, take_compile_arguments
 from engine.train.lean_activations import apply_lean_activations
 from engine.train.memory_optimizers import apply_memory_optimizer
 from engine.train.probes import make_probe_callback
@@ -317,6 +317,7 @@ def _train(config_path: str | Path) -> int:
         log(f"{len(train_rows)} training samples, {len(val_rows)} validation samples")
         args = training_arguments(cfg, device, compute)
         compile_settings = take_compile_arguments(args)  # applied to the layers below, not by accelerate
+        check_compiler(compile_settings)  # before the model loads: inductor builds C++ at the first step
         checkpointing = choose_checkpointing(cfg, device)  # by device and memory estimate (checkpointing_choice.py)
         if checkpointing.reason != "explicit":  # an explicit extra argument is in args already, and wins
             # transformers' current name: it overrides trl's configs' own default (gradient_checkpointing=True)

@@ -43,3 +43,18 @@ def test_a_compiled_run_gives_the_uncompiled_loss_curve(tmp_path, demo_model_dir
     # curve to a few parts in a million, steps apart by far more.
     assert compiled == pytest.approx(plain, rel=1e-4)
     assert max(plain) - min(plain) > 1e-2
+
+
+def test_no_c_compiler_is_named_before_the_model_loads(monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    from engine.core.config import ConfigError
+    from engine.train.compile_layers import check_compiler
+
+    check_compiler({"backend": "inductor", "mode": None})  # this machine has g++
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "/nonexistent/g++"))
+    with pytest.raises(ConfigError) as err:
+        check_compiler({"backend": "inductor", "mode": None})
+    assert err.value.key == "compile_needs_compiler" and err.value.field_name == "train.extra_args.torch_compile"
+    assert "/nonexistent/g++" in str(err.value) and "apt install g++" in str(err.value)
+    check_compiler({"backend": "eager", "mode": None})  # backends that build nothing need no compiler
