@@ -22,7 +22,7 @@ def take_compile_arguments(args: dict) -> dict:
     """Remove the compile settings from the Trainer's ``args`` (accelerate would wrap the model) and return them
     as ``Module.compile`` keywords; empty where compilation was not asked for."""
     asked = {key: args.pop(key) for key in COMPILE_ARGUMENTS if key in args}
-    if not (asked.get("torch_compile") or asked.get("torch_compile_backend") or asked.get("torch_compile_mode")):
+    if not any(asked.values()):  # transformers reads a backend or a mode as asking for compilation too
         return {}
     return {"backend": asked.get("torch_compile_backend") or "inductor", "mode": asked.get("torch_compile_mode")}
 
