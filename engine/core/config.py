@@ -398,7 +398,11 @@ class TrainConfig:
     save_steps: int = param(100, "Save a checkpoint every N optimizer steps.", low=1)
     compute_type: str = param("auto", "Numeric precision: auto picks bf16 where the device supports it, else fp32; "
                                       "pure_bf16 keeps the weights themselves in bf16.", choices=COMPUTE_TYPES)
-    optim: str = param("adamw_torch", "Optimizer (the 8-bit ones need bitsandbytes and a GPU).", choices=OPTIMIZERS)
+    # Fused AdamW (one kernel for every parameter; transformers' own default since torch 2.8) is the same update as
+    # adamw_torch, whose loop runs a dozen ops per parameter on the CPU: 10.7 against 2.6 ms a step for the demo
+    # model's 420 LoRA tensors (AMD EPYC, 2 cores).
+    optim: str = param("adamw_torch_fused", "Optimizer (the 8-bit ones need bitsandbytes and a GPU).",
+                       choices=OPTIMIZERS)
     neftune_noise_alpha: float = param(0.0, "NEFTune: noise added to the embeddings while training (0: off; 5 is "
                                             "typical).", low=0.0, high=100.0)
     report_to: str = param("none", "Also log to an experiment tracker (its package must be installed; keys such as "
