@@ -109,7 +109,7 @@ def test_other_attention_implementations_are_kept(rows_and_model):
 
 @pytest.mark.slow  # loads the demo model
 def test_rounded_up_rows_keep_the_loss_and_gradients(rows_and_model):
-    """Rows rounded up to a multiple of 32 tokens (bf16 on CPU: few shapes for oneDNN's kernel caches) give the
+    """Rows rounded up to a multiple of tokens (32 here; bf16 on CPU: few shapes for oneDNN's kernel caches) give the
     same loss and gradients: the packed row's tail continues its last sample unseen, the padded batch's is masked."""
     from engine.train.collators import TAIL_PADDING, PackingCollator, PaddingCollator
     from engine.train.fast_loss import _token_mask
