@@ -240,8 +240,8 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
 def batch_width_multiple(device: str, compute: str) -> int:
     """Training rows are padded to a multiple of this many tokens. On the CPU oneDNN runs bf16 matmuls with a
     kernel built and cached for each shape, so rows of every length keep growing a run's peak; rounded up to 16
-    tokens they cost a little padding instead (README, Devices). (32 padded the benchmark's 140-token rows by 10%
-    and ran 6% slower; 16 added 41 MB to a 50-step demo run's peak, every length 0.3 GB.)"""
+    tokens they cost a little padding instead (README, Devices). (32 padded the benchmark's 140-token rows by 9%,
+    16 by 4.5%; 16 added 41 MB to a 50-step demo run's peak, every length 0.3 GB.)"""
     return 16 if device == "cpu" and compute in ("bf16", "pure_bf16") else 1
 
 
