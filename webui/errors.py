@@ -11,7 +11,10 @@ from engine.core.config import ConfigError
 from engine.core.data import DataError
 from engine.core.model_files import ModelLoadError
 from engine.core.paths import PathError
-from webui.locales import FIELD_TEXT, choice_labels, field_label, t
+from webui.locales import FIELD_TEXT, choice_labels, field_label, json_reason, t
+
+# Messages whose {error} is json's parser reason (engine: JSONDecodeError.msg), shown in the page's language.
+_JSON_MESSAGES = ("cfg_err_extra_args_json", "data_err_json_line", "data_err_json")
 
 
 def config_field_label(lang: str, name: str) -> str:
@@ -28,6 +31,8 @@ def _message(lang: str, key: str, params: dict) -> str:
     # error itself (the first problem of a refused upload) is rendered too.
     shown = {name: error_text(lang, value) if isinstance(value, BaseException) else value
              for name, value in params.items()}
+    if key in _JSON_MESSAGES and isinstance(shown.get("error"), str):
+        shown["error"] = json_reason(lang, shown["error"])
     return t(lang, key).format(**shown)
 
 

@@ -660,6 +660,16 @@ MESSAGES: dict[str, dict[str, str]] = {
     "invalid_value": {"en": "Invalid value — {error}", "zh": "参数无效 — {error}"},
     # a ConfigError: the field's label, then its cfg_err_<key> message
     "config_error": {"en": "{field}: {message}", "zh": "{field}：{message}"},
+    # json's parser reasons (JSONDecodeError.msg, see JSON_REASONS) inside the invalid-JSON messages
+    "json_reason_value": {"en": "Expecting value", "zh": "此处应为一个值"},
+    "json_reason_name": {"en": "Expecting property name enclosed in double quotes", "zh": "此处应为双引号括起的键名"},
+    "json_reason_comma": {"en": "Expecting ',' delimiter", "zh": "此处缺少逗号 ,"},
+    "json_reason_colon": {"en": "Expecting ':' delimiter", "zh": "此处缺少冒号 :"},
+    "json_reason_extra": {"en": "Extra data", "zh": "JSON 结束后还有多余内容"},
+    "json_reason_unterminated": {"en": "Unterminated string starting at", "zh": "字符串没有结束引号"},
+    "json_reason_control": {"en": "Invalid control character at", "zh": "字符串中有无效的控制字符"},
+    "json_reason_escape": {"en": "Invalid \\escape", "zh": "无效的转义 \\"},
+    "json_reason_unicode": {"en": "Invalid \\uXXXX escape", "zh": "无效的 \\uXXXX 转义"},
     # a DataError: where (file, row, field; data_where_* below), then its data_err_<key> message
     "data_error": {"en": "{where}: {message}", "zh": "{where}：{message}"},
     "data_error_sep": {"en": ", ", "zh": "，"},
@@ -1405,6 +1415,21 @@ for _lang, _module in (("ja", locale_ja), ("ko", locale_ko), ("ru", locale_ru)):
 for _key in ("train.output_dir", "eval.output_dir"):
     FIELD_TEXT[_key] = {lang: (label, MESSAGES["output_dir_info"][lang]) for lang, label in MESSAGES["output_dir"].items()}
 FIELD_TEXT["config.path"] = {lang: (label, MESSAGES["config_path_info"][lang]) for lang, label in MESSAGES["config_path"].items()}
+
+
+# json's parser reasons -> their message keys. The reason is the one part of an invalid-JSON message that comes from
+# Python, not from these texts; one it does not list (a later Python's) is shown as it is.
+JSON_REASONS = {"Expecting value": "json_reason_value",
+                "Expecting property name enclosed in double quotes": "json_reason_name",
+                "Expecting ',' delimiter": "json_reason_comma", "Expecting ':' delimiter": "json_reason_colon",
+                "Extra data": "json_reason_extra", "Unterminated string starting at": "json_reason_unterminated",
+                "Invalid control character at": "json_reason_control", "Invalid \\escape": "json_reason_escape",
+                "Invalid \\uXXXX escape": "json_reason_unicode"}
+
+
+def json_reason(lang: str, reason: str) -> str:
+    """json's parser reason ``reason`` (JSONDecodeError.msg) in ``lang``."""
+    return t(lang, JSON_REASONS[reason]) if reason in JSON_REASONS else reason
 
 
 def t(lang: str, key: str, **kwargs) -> str:

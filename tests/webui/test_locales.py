@@ -284,3 +284,39 @@ def test_engine_errors_survive_pickling_with_key_and_params():
         back = pickle.loads(pickle.dumps(exc))  # noqa: S301 - a round trip of our own objects
         assert type(back) is type(exc) and str(back) == str(exc) and back.key == exc.key
         assert str(back.params) == str(exc.params)
+
+
+# One broken text for each reason json's parser gives (JSONDecodeError.msg).
+_BROKEN_JSON = ['', '{"a": 1,', '{"a" 1}', '[1 2]', '{"a": 1} x', '"abc', '"a\tb"', '"\\q"', '"\\u12"']
+
+
+@pytest.mark.parametrize("text", _BROKEN_JSON)
+def test_json_parser_reasons_read_in_each_language(text):
+    """Invalid JSON in the Extra arguments box, a data file and a JSON Lines line: the parser's reason is shown in
+    the page's language too (it is the one part of those messages that comes from Python), English as Python says it."""
+    from engine.core.config import ConfigError, RunConfig
+    from engine.core.data import DataError
+    from engine.core.fileio import parse_json
+    from webui.errors import error_text
+    from webui.locales import JSON_REASONS
+
+    with pytest.raises(json.JSONDecodeError) as parsed:
+        json.loads(text)
+    reason = parsed.value.msg
+    assert reason in JSON_REASONS
+    cfg = RunConfig()
+    cfg.train.extra_args = text or " "
+    errors = []
+    if text:  # (an empty box means no extra arguments)
+        with pytest.raises(ConfigError) as info:
+            cfg.extra_arguments()
+        errors.append(info.value)
+    for row in (None, 3):
+        with pytest.raises(DataError) as info:
+            parse_json(text, "data.json", row)
+        errors.append(info.value)
+    for exc in errors:
+        assert reason in error_text("en", exc)
+        for lang in OTHERS:
+            shown = error_text(lang, exc)
+            assert reason not in shown and t(lang, JSON_REASONS[reason]) in shown, (lang, shown)
