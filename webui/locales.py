@@ -1417,14 +1417,10 @@ for _key in ("train.output_dir", "eval.output_dir"):
 FIELD_TEXT["config.path"] = {lang: (label, MESSAGES["config_path_info"][lang]) for lang, label in MESSAGES["config_path"].items()}
 
 
-# json's parser reasons -> their message keys. The reason is the one part of an invalid-JSON message that comes from
-# Python, not from these texts; one it does not list (a later Python's) is shown as it is.
-JSON_REASONS = {"Expecting value": "json_reason_value",
-                "Expecting property name enclosed in double quotes": "json_reason_name",
-                "Expecting ',' delimiter": "json_reason_comma", "Expecting ':' delimiter": "json_reason_colon",
-                "Extra data": "json_reason_extra", "Unterminated string starting at": "json_reason_unterminated",
-                "Invalid control character at": "json_reason_control", "Invalid \\escape": "json_reason_escape",
-                "Invalid \\uXXXX escape": "json_reason_unicode"}
+# json's parser reasons (their English texts are Python's own words) -> their message keys. The reason is the one part
+# of an invalid-JSON message that comes from Python, not from these texts; one not listed (a later Python's) is shown
+# as it is.
+JSON_REASONS = {entry["en"]: key for key, entry in MESSAGES.items() if key.startswith("json_reason_")}
 
 
 def json_reason(lang: str, reason: str) -> str:
