@@ -53,10 +53,11 @@ def bench_predict(workdir: Path, repeats: int, model: str, anchor: lf.Anchor) ->
     import torch
 
     from engine.core.demo_model import converted_dir
-    from engine.core.devices import inference_dtype
+    from engine.serve.bf16_decoding import decoding_choice
 
     cfg = predict_config(model, anchor.data_dir)
-    bf16 = inference_dtype("cpu") == torch.bfloat16  # LLaMA-Factory loads the weights as our eval job does
+    # LLaMA-Factory loads the weights in the dtype our eval job takes (chat's: bf16 where this CPU's products are fast)
+    bf16 = decoding_choice("cpu", str(converted_dir())).dtype == torch.bfloat16
     settings = dict(samples=SAMPLES, batch_size=cfg.eval.batch_size, max_new_tokens=MAX_NEW_TOKENS,
                     cutoff_len=CUTOFF_LEN, bf16=bf16)
     if anchor.venv is not None:

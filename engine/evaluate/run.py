@@ -15,6 +15,12 @@ The loss is the training loss: the same encoding (prompt masked), summed over
 answer tokens and divided by their number. With ``eval.predict`` the answers
 are generated from the conversation without its last answer (left-padded
 batches, greedy when temperature is 0) and scored with :mod:`engine.evaluate.metrics`.
+The weights are in chat's precision (engine.serve.bf16_decoding: on the CPU bf16
+where this machine's bf16 products are fast, else fp32; 16-bit on accelerators),
+and on the CPU the answers are generated as chat generates them: bf16 linears
+through packed weights, decoding steps without transformers' per-module overhead
+(engine.serve). On a 2-core AMD EPYC, 50 predictions of the demo model (batch 4,
+64 new tokens) took 12 s instead of 48 s in fp32 through plain ``generate``.
 With ``eval.compare_base`` and a LoRA adapter the same model in memory is
 evaluated again with the adapter disabled. SIGTERM stops between batches (and
 inside a generation) and the run ends as ``stopped`` without metrics.
@@ -37,7 +43,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from engine.core.config import RunConfig
 from engine.core.cpu_threads import ThreadGovernor, governor_for
 from engine.core.data import load_samples
-from engine.core.devices import inference_dtype, pick_device
+from engine.core.devices import pick_device
 from engine.core.encode import training_formatter
 from engine.core.fileio import atomic_write_json, atomic_write_text
 from engine.core.model_files import check_checkpoint
@@ -49,7 +55,10 @@ from engine.core.templates import IGNORE_INDEX
 from engine.evaluate.metrics import corpus_scores
 from engine.jobs.job import JobOutcome, Stopped, fetch_model, log, start_job
 from engine.modeling.generation import decode_answer, governed, left_padded
-from engine.modeling.models import LoadOptions, load_with_checkpoint
+from engine.modeling.models import LoadOptions, load_with_checkpoint, resolve_model_path
+from engine.serve import decode_step
+from engine.serve.bf16_decoding import decoding_choice
+from engine.serve.packed_linears import PackedLinears
 from engine.train.fast_loss import answer_only_loss, split_causal_lm
 
 METRICS_FILE = "metrics.json"
@@ -203,7 +212,7 @@ def compute_loss(model, items: list[EvalItem], batch_size: int, pad_id: int, dev
 
 
 def generate_answers(model, tokenizer, formatter, items: list[EvalItem], cfg: RunConfig, device: str,
-                     progress: Progress, stop) -> list[str]:
+                     progress: Progress, stop, packed: PackedLinears | None = None) -> list[str]:
     """Greedy (or sampled) answers to each prompt; batches are left-padded and sorted by length."""
     class _StopOnSignal(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002
@@ -228,8 +237,9 @@ def generate_answers(model, tokenizer, formatter, items: list[EvalItem], cfg: Ru
             kwargs.update(temperature=e.temperature, top_p=e.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
-            out = model.generate(**kwargs)
+        lm = _transformers_model(model)
+        with torch.inference_mode(), _fast_decoding(lm, packed) as steps:
+            out = lm.generate(**kwargs, **steps)
         if stop.requested:
             raise Stopped  # the batch was cut short: its answers are incomplete
         for row, i in enumerate(batch):
@@ -239,12 +249,31 @@ def generate_answers(model, tokenizer, formatter, items: list[EvalItem], cfg: Ru
     return answers
 
 
+def _transformers_model(model):
+    """The transformers model that generates: a peft ``PeftModel``'s own, its LoRA layers in place
+    (``PeftModel.generate`` hands a LoRA model's call on to it), which chat's decoding steps take."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
+
+
+@contextlib.contextmanager
+def _fast_decoding(model, packed: PackedLinears | None):
+    """Chat's decoding on the CPU (engine.serve.chat): bf16 linears through ``packed`` weights, decoding steps
+    without transformers' per-module overhead; yields the keywords ``generate`` needs for them (none elsewhere)."""
+    if packed is None:
+        yield {}
+        return
+    with packed.applied(model), decode_step.applied(model, packed) as steps:
+        yield steps
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
 def evaluate_pass(key: str, model, tokenizer, formatter, items: list[EvalItem], cfg: RunConfig, device: str,
-                  progress: Progress, stop, log=print) -> tuple[dict, list[str] | None]:
+                  progress: Progress, stop, log=print, packed: PackedLinears | None = None
+                  ) -> tuple[dict, list[str] | None]:
     """Metrics of one model on the items, and its answers when predicting."""
     t0 = time.time()
     total, count = compute_loss(model, items, cfg.eval.batch_size, tokenizer.pad_token_id, device, progress, stop, log)
@@ -253,7 +282,7 @@ def evaluate_pass(key: str, model, tokenizer, formatter, items: list[EvalItem], 
     answers = None
     if cfg.eval.predict:
         torch.manual_seed(GENERATION_SEED)
-        answers = generate_answers(model, tokenizer, formatter, items, cfg, device, progress, stop)
+        answers = generate_answers(model, tokenizer, formatter, items, cfg, device, progress, stop, packed)
         metrics.update(corpus_scores(answers, [item.reference for item in items]))
     metrics["samples"] = len(items)
     metrics["runtime_s"] = round(time.time() - t0, 2)
@@ -280,13 +309,18 @@ def run_evaluation(config_path: str | Path) -> int:
         torch.set_grad_enabled(False)
         device = pick_device(cfg.model.device)
         check_booster(cfg.model.booster, device)
-        dtype = inference_dtype(device)
+        # chat's precision (engine.serve.bf16_decoding): on a CPU with fast bf16 products, bf16, as on accelerators
+        decoding = decoding_choice(device, resolve_model_path(cfg.model.model_name_or_path, cfg.model.hub))
+        dtype = decoding.dtype
         log(f"evaluating {cfg.model.model_name_or_path}" + (f" with checkpoint {adapter}" if adapter else "")
-            + f" on {', '.join(cfg.data.datasets)} (device {device})")
+            + f" on {', '.join(cfg.data.datasets)} (device {device}, {decoding.label}"
+            + (f": {decoding.why}" if decoding.why and decoding.why != "accelerator" else "") + ")")
         options = LoadOptions.of(cfg)  # RoPE scaling and booster, as LlamaBoard's evaluation loads the model
         model, tokenizer, kind = load_with_checkpoint(cfg.model.model_name_or_path, adapter, dtype,
                                                       cfg.model.trust_remote_code, log, cfg.model.hub, options)
         model.to(device).eval()
+        decode_step.use_decode_attention(_transformers_model(model))
+        packed = PackedLinears()  # the bf16 weights packed at the first batch, kept for the later ones
         formatter = training_formatter(cfg, tokenizer)
         items = prepare_items(cfg, formatter, samples, log)
         log(f"{len(items)} samples")
@@ -314,11 +348,12 @@ def run_evaluation(config_path: str | Path) -> int:
                 model, tokenizer, _ = load_with_checkpoint(cfg.model.model_name_or_path, "", dtype,
                                                            cfg.model.trust_remote_code, log, cfg.model.hub, options)
                 model.to(device).eval()
+                decode_step.use_decode_attention(model)
                 formatter = training_formatter(cfg, tokenizer)
             context = model.disable_adapter() if (key == BASE and kind == "lora") else contextlib.nullcontext()
             with context:
                 results[key], answers[key] = evaluate_pass(key, model, tokenizer, formatter, items, cfg, device,
-                                                           progress, stop, log)
+                                                           progress, stop, log, packed)
 
 
         atomic_write_json(run.path / METRICS_FILE, results)

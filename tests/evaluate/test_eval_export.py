@@ -13,6 +13,7 @@ import math
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,56 @@ def test_eval_compares_finetuned_and_base(adapter_run: RunDir, eval_data: Path):
         assert set(e) >= {"step", "total_steps", "phase", "elapsed_s", "remaining_s"}
         assert e["phase"] in ("loss", "predict") and e["total_steps"] == 8
     assert events[-1]["remaining_s"] == 0
+
+
+def test_predictions_take_chat_s_decoding_and_keep_the_model_s_tokens(adapter_run: RunDir, eval_data: Path,
+                                                                       tmp_path: Path, monkeypatch):
+    """Predictions are generated as chat generates (engine.serve): the weights in chat's precision (bf16 where this
+    CPU's bf16 products are fast, packed for oneDNN) and decoding steps of its own. Their tokens are those of the
+    model's own forward over the same weights, through the checkpoint and with it switched off."""
+    import torch
+
+    from engine.core.encode import training_formatter
+    from engine.evaluate import run as evaluation
+    from engine.modeling.models import load_with_checkpoint
+    from engine.serve import decode_step
+    from engine.serve.bf16_decoding import decoding_choice
+    from engine.serve.packed_linears import PackedLinears, packing_available
+
+    cfg = _eval_config(str(adapter_run.path), eval_data, max_new_tokens=32)
+    dtype = decoding_choice("cpu", str(ROOT / BASE)).dtype
+    model, tokenizer, kind = load_with_checkpoint(BASE, str(adapter_run.path), dtype, log=lambda _line: None)
+    model.eval()
+    assert kind == "lora" and decode_step.use_decode_attention(evaluation._transformers_model(model))
+    formatter = training_formatter(cfg, tokenizer)
+    items = evaluation.prepare_items(cfg, formatter, evaluation.load_eval_samples(cfg), log=lambda _line: None)
+    stop = types.SimpleNamespace(requested=False)
+    steps = []
+    step = decode_step._Step.step
+    monkeypatch.setattr(decode_step._Step, "step",
+                        lambda self, ids, *args: steps.append(ids.shape[0]) or step(self, ids, *args))
+    packed = PackedLinears()
+
+    def answers(name: str) -> list[str]:
+        run = RunDir(tmp_path / name)
+        run.path.mkdir()
+        progress = evaluation.Progress(run, [("model", "predict")] * 2, log=lambda _line: None)
+        torch.manual_seed(evaluation.GENERATION_SEED)
+        return evaluation.generate_answers(model, tokenizer, formatter, items, cfg, "cpu", progress, stop, packed)
+
+    for switched_off in (False, True):
+        with model.disable_adapter() if switched_off else contextlib.nullcontext():
+            steps.clear()
+            fast = answers(f"fast-{switched_off}")
+            # the tokens after each batch's first were decoding steps of chat's, a batch's rows in one
+            assert len(steps) > 10 and set(steps) == {4}
+            assert len(packed) > 0 or not (dtype == torch.bfloat16 and packing_available())
+            taken = len(steps)
+            with monkeypatch.context() as own:  # the reference: the model's own forward, over the same linears
+                own.setattr(decode_step, "applied", lambda *_args: contextlib.nullcontext({}))
+                assert answers(f"own-{switched_off}") == fast
+            assert len(steps) == taken  # (no decoding step of chat's in the reference)
+    assert any(answer for answer in fast)
 
 
 def test_eval_failures_are_reported_in_words(adapter_run: RunDir, eval_data: Path, tmp_path: Path):
