@@ -212,8 +212,9 @@ def compute_loss(model, items: list[EvalItem], batch_size: int, pad_id: int, dev
 
 
 def generate_answers(model, tokenizer, formatter, items: list[EvalItem], cfg: RunConfig, device: str,
-                     progress: Progress, stop, packed: PackedLinears | None = None) -> list[str]:
-    """Greedy (or sampled) answers to each prompt; batches are left-padded and sorted by length."""
+                     progress: Progress, stop, packed: PackedLinears) -> list[str]:
+    """Greedy (or sampled) answers to each prompt; batches are left-padded and sorted by length. ``packed``: the
+    run's packed weights (made at its first batch, kept for the later ones)."""
     class _StopOnSignal(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002
             return stop.requested
@@ -257,12 +258,9 @@ def _transformers_model(model):
 
 
 @contextlib.contextmanager
-def _fast_decoding(model, packed: PackedLinears | None):
+def _fast_decoding(model, packed: PackedLinears):
     """Chat's decoding on the CPU (engine.serve.chat): bf16 linears through ``packed`` weights, decoding steps
     without transformers' per-module overhead; yields the keywords ``generate`` needs for them (none elsewhere)."""
-    if packed is None:
-        yield {}
-        return
     with packed.applied(model), decode_step.applied(model, packed) as steps:
         yield steps
 
@@ -272,8 +270,7 @@ def _finite(value: float) -> float | None:
 
 
 def evaluate_pass(key: str, model, tokenizer, formatter, items: list[EvalItem], cfg: RunConfig, device: str,
-                  progress: Progress, stop, log=print, packed: PackedLinears | None = None
-                  ) -> tuple[dict, list[str] | None]:
+                  progress: Progress, stop, packed: PackedLinears, log=print) -> tuple[dict, list[str] | None]:
     """Metrics of one model on the items, and its answers when predicting."""
     t0 = time.time()
     total, count = compute_loss(model, items, cfg.eval.batch_size, tokenizer.pad_token_id, device, progress, stop, log)
@@ -320,7 +317,7 @@ def run_evaluation(config_path: str | Path) -> int:
                                                       cfg.model.trust_remote_code, log, cfg.model.hub, options)
         model.to(device).eval()
         decode_step.use_decode_attention(_transformers_model(model))
-        packed = PackedLinears()  # the bf16 weights packed at the first batch, kept for the later ones
+        packed = PackedLinears()  # (on the CPU, bf16) the weights packed at the first batch, kept for the later ones
         formatter = training_formatter(cfg, tokenizer)
         items = prepare_items(cfg, formatter, samples, log)
         log(f"{len(items)} samples")
@@ -353,7 +350,7 @@ def run_evaluation(config_path: str | Path) -> int:
             context = model.disable_adapter() if (key == BASE and kind == "lora") else contextlib.nullcontext()
             with context:
                 results[key], answers[key] = evaluate_pass(key, model, tokenizer, formatter, items, cfg, device,
-                                                           progress, stop, log, packed)
+                                                           progress, stop, packed, log)
 
 
         atomic_write_json(run.path / METRICS_FILE, results)
