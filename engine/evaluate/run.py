@@ -261,7 +261,8 @@ def _transformers_model(model):
 def _fast_decoding(model, packed: PackedLinears):
     """Chat's decoding on the CPU (engine.serve.chat): bf16 linears through ``packed`` weights, decoding steps
     without transformers' per-module overhead; yields the keywords ``generate`` needs for them (none elsewhere)."""
-    with packed.applied(model), decode_step.applied(model, packed) as steps:
+    # (a batch's rows share each product: the left padding changes a row's sums anyway, so no row is its answer alone)
+    with packed.applied(model, rows_alone=False), decode_step.applied(model, packed) as steps:
         yield steps
 
 

@@ -80,18 +80,22 @@ class PackedLinears:
         return len(self._packs)
 
     @contextlib.contextmanager
-    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+    def applied(self, model: torch.nn.Module, rows_alone: bool = True) -> Iterator[None]:
         """Within it, the model's eligible linear layers (bf16, on the CPU, no hooks) compute through packed
         weights, siblings reading one input as one product; outside it they are as they were. For inference only
-        (no gradient reaches packed weights): with gradients on, nothing is packed."""
+        (no gradient reaches packed weights): with gradients on, nothing is packed. ``rows_alone``: each row of a
+        batch gets the bits it gets alone (:func:`rows_apart`; chat, Compare, the arena); off, a batch's rows share
+        each product (Evaluate & Predict, whose left padding changes a row's sums anyway)."""
         units = _units(model) if packing_available() and not torch.is_grad_enabled() else []
         if units and not self._fits(units):
-            # nothing packed; the layers still take a batch's rows one by one (rows_apart)
-            units = [(layer,) for unit in units for layer in unit]
+            # nothing packed; the layers still take a batch's rows one by one (rows_apart) where asked to
+            units = [(layer,) for unit in units for layer in unit] if rows_alone else []
+        split = rows_apart if rows_alone else _rows_together
         patched = []
         try:
             for unit in units:
-                forwards = [_single_forward(unit[0], None, unit[0].bias)] if self.refused else self._forwards(unit)
+                forwards = [_single_forward(unit[0], None, unit[0].bias, split)] if self.refused else \
+                    self._forwards(unit, split)
                 for layer, forward in zip(unit, forwards):
                     layer.forward = forward  # an instance attribute: shadows the class's
                     patched.append(layer)
@@ -117,7 +121,7 @@ class PackedLinears:
         entry = self._packs.get(unit[0].weight)
         return entry[1:] if entry is not None and entry[0] == tuple(_state(layer.weight) for layer in unit) else None
 
-    def _forwards(self, unit: tuple) -> list:
+    def _forwards(self, unit: tuple, split) -> list:
         current = self._current(unit)
         if current is None:
             weights = [layer.weight for layer in unit]
@@ -127,8 +131,8 @@ class PackedLinears:
             self._packs[weights[0]] = (tuple(map(_state, weights)), *current)
         packed, bias = current
         if len(unit) == 1:
-            return [_single_forward(unit[0], packed, bias)]
-        joint = _joint_product(packed, bias, sum(layer.out_features for layer in unit))
+            return [_single_forward(unit[0], packed, bias, split)]
+        joint = _joint_product(packed, bias, sum(layer.out_features for layer in unit), split)
         self._joint[id(unit[0])] = (unit, joint)
         return _sibling_forwards(unit, joint)
 
@@ -187,8 +191,13 @@ def rows_invariant(width: int, features: int, rows: int, threads: int) -> bool: 
     return True
 
 
-def _single_forward(layer: torch.nn.Linear, packed: torch.Tensor | None, bias: torch.Tensor | None):
-    """``layer``'s forward through ``packed`` (None: its plain weight), a batch's rows one by one."""
+def _rows_together(product, x: torch.Tensor, width: int | None = None) -> torch.Tensor:  # noqa: ARG001 - rows_apart's
+    """``product(x)``, a batch's rows in one product."""
+    return product(x)
+
+
+def _single_forward(layer: torch.nn.Linear, packed: torch.Tensor | None, bias: torch.Tensor | None, split=rows_apart):
+    """``layer``'s forward through ``packed`` (None: its plain weight), a batch's rows as ``split`` takes them."""
     weight = layer.weight
 
     def product(x: torch.Tensor) -> torch.Tensor:
@@ -197,17 +206,17 @@ def _single_forward(layer: torch.nn.Linear, packed: torch.Tensor | None, bias: t
     def forward(x: torch.Tensor) -> torch.Tensor:
         if x.dtype != PACKED_DTYPE or x.device.type != "cpu":
             return F.linear(x, weight, bias)
-        return rows_apart(product, x, None if packed is None else layer.out_features)
+        return split(product, x, None if packed is None else layer.out_features)
 
     return forward
 
 
-def _joint_product(packed: torch.Tensor, bias: torch.Tensor | None, width: int):
+def _joint_product(packed: torch.Tensor, bias: torch.Tensor | None, width: int, split=rows_apart):
     """Siblings' outputs side by side, through their ``packed`` joint weight (``width`` outputs)."""
     def product(x: torch.Tensor) -> torch.Tensor:
         return packed_linear(x, packed, bias)
 
-    return functools.partial(rows_apart, product, width=width)
+    return functools.partial(split, product, width=width)
 
 
 def _sibling_forwards(unit: tuple, joint) -> list:

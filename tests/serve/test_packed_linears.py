@@ -54,6 +54,25 @@ def test_logits_equal_the_plain_layers_bit_for_bit(model):
                 assert torch.equal(model(input_ids=ids).logits, plain)
 
 
+def test_rows_together_share_each_product_and_are_the_plain_layers_batch(model, monkeypatch):
+    """``rows_alone=False`` (Evaluate & Predict's batches): one product a layer for the whole batch, the plain layers'
+    logits over that batch bit for bit; by default each row is a product of its own."""
+    calls = []
+    product = packed_linears.packed_linear
+    monkeypatch.setattr(packed_linears, "packed_linear", lambda *args: calls.append(1) or product(*args))
+    ids = torch.stack([IDS[0, :5], IDS[0, 3:8], IDS[0, 7:12]])
+    packs = PackedLinears()
+    with torch.inference_mode():
+        plain = model(input_ids=ids).logits
+        with packs.applied(model, rows_alone=False):
+            together = model(input_ids=ids).logits
+        shared = len(calls)
+        with packs.applied(model):
+            model(input_ids=ids)
+    assert torch.equal(together, plain)
+    assert shared == len(packs) and len(calls) == shared + 3 * shared  # one product a pack; then one a row
+
+
 def test_a_weight_changed_or_replaced_is_packed_again(model):
     packs = PackedLinears()
     _logits(model, packs)
