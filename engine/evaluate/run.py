@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from peft.tuners.lora import LoraLayer
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from engine.core.config import RunConfig
@@ -58,6 +59,8 @@ from engine.modeling.generation import decode_answer, governed, left_padded
 from engine.modeling.models import LoadOptions, load_with_checkpoint, resolve_model_path
 from engine.serve import decode_step
 from engine.serve.bf16_decoding import decoding_choice
+from engine.serve.chat import BASE_ROW
+from engine.serve.mixed_lora import batchable, rows_through_adapters
 from engine.serve.packed_linears import PackedLinears
 from engine.train.fast_loss import answer_only_loss, split_causal_lm
 
@@ -239,7 +242,7 @@ def generate_answers(model, tokenizer, formatter, items: list[EvalItem], cfg: Ru
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         lm = _transformers_model(model)
-        with torch.inference_mode(), _fast_decoding(lm, packed) as steps:
+        with torch.inference_mode(), _fast_decoding(lm, packed, len(batch)) as steps:
             out = lm.generate(**kwargs, **steps)
         if stop.requested:
             raise Stopped  # the batch was cut short: its answers are incomplete
@@ -258,12 +261,27 @@ def _transformers_model(model):
 
 
 @contextlib.contextmanager
-def _fast_decoding(model, packed: PackedLinears):
-    """Chat's decoding on the CPU (engine.serve.chat): bf16 linears through ``packed`` weights, decoding steps
-    without transformers' per-module overhead; yields the keywords ``generate`` needs for them (none elsewhere)."""
-    # (a batch's rows share each product: the left padding changes a row's sums anyway, so no row is its answer alone)
-    with packed.applied(model, rows_alone=False), decode_step.applied(model, packed) as steps:
+def _fast_decoding(model, packed: PackedLinears, rows: int):
+    """Chat's decoding on the CPU (engine.serve.chat) for a batch of ``rows``: a checkpoint's LoRA products without
+    peft's module calls, bf16 linears through ``packed`` weights, decoding steps without transformers' per-module
+    overhead; yields the keywords ``generate`` needs for them (none elsewhere). A batch's rows share each product:
+    the left padding changes a row's sums anyway, so no row is its answer alone."""
+    with _through_checkpoint(model, rows), packed.applied(model, rows_alone=False), \
+            decode_step.applied(model, packed) as steps:
         yield steps
+
+
+def _through_checkpoint(model, rows: int):
+    """Where ``model``'s LoRA layers are on, with one adapter (the fine-tuned pass): chat's bare linears for it
+    (engine.serve.mixed_lora), the rows sharing its products; else nothing (peft's own forward: the base pass, whose
+    adapters are off, or adapters it does not reproduce)."""
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    if not layers or any(m.disable_adapters or len(m.active_adapters) != 1 for m in layers):
+        return contextlib.nullcontext()
+    names = [layers[0].active_adapters[0]] * rows
+    if not batchable(model, names):
+        return contextlib.nullcontext()
+    return rows_through_adapters(model, names, BASE_ROW, rows_alone=False)
 
 
 def _finite(value: float) -> float | None:

@@ -81,7 +81,7 @@ class _Converted:
         return self.converted
 
 
-def _adder(plan: list, converted: _Converted):
+def _adder(plan: list, converted: _Converted, rows_alone: bool = True):
     """What adds the adapters of ``plan`` to a layer's base output for ``x``, in place (the output is fresh: a
     product's own tensor, or its own part of a joint product). peft adds B(A(x)) * scaling to the base output in the
     adapter's dtype and rounds the sum to the output's once; an in-place add computes in the wider dtype and rounds
@@ -99,22 +99,27 @@ def _adder(plan: list, converted: _Converted):
             result.copy_(total)
             return
         # Several rows: each row's product alone, only where its adapter is (a product of two rows may sum in another
-        # order than one of one row, and a row's greedy answer would then leave the one it gets alone).
+        # order than one of one row, and a row's greedy answer would then leave the one it gets alone). Unless each
+        # row need not be its answer alone: rows all through one adapter then take one product, as peft's own forward
+        # takes a batch through one adapter.
         for a, a_bias, b, b_bias, scale, rows in plan:
             h = converted(x, a.dtype)
+            if not rows_alone and len(rows) == x.shape[0]:
+                result.add_(_delta(h, a, a_bias, b, b_bias, scale))
+                continue
             for row in rows:
                 result[row:row + 1].add_(_delta(h[row:row + 1], a, a_bias, b, b_bias, scale))
 
     return add
 
 
-def _masked_forward(layer: LoraLinear, plan: list, converted: _Converted):
+def _masked_forward(layer: LoraLinear, plan: list, converted: _Converted, rows_alone: bool = True):
     # Bare linears where the modules are plain nn.Linear (dropout is off in eval): a step of a two-row batch calls
     # some 200 LoRA layers, and each module call saved is a few microseconds of Python per layer.
     base = layer.base_layer
     # (a hooked base layer, accelerate's offloading for one, is called as a module)
     plain = type(base) is torch.nn.Linear and not (base._forward_hooks or base._forward_pre_hooks)
-    add = _adder(plan, converted)
+    add = _adder(plan, converted, rows_alone)
 
     def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         # (base.forward: its packed weights where engine.serve.packed_linears is in force)
@@ -131,9 +136,11 @@ def _masked_forward(layer: LoraLinear, plan: list, converted: _Converted):
 
 
 @contextlib.contextmanager
-def rows_through_adapters(model: torch.nn.Module, names: list[str], base_row: str) -> Iterator[None]:
+def rows_through_adapters(model: torch.nn.Module, names: list[str], base_row: str,
+                          rows_alone: bool = True) -> Iterator[None]:
     """Within it, row i of a batch goes through adapter ``names[i]`` (``base_row``: none) in every LoRA layer of
-    ``model``; the layers' adapters must be enabled."""
+    ``model``; the layers' adapters must be enabled. ``rows_alone``: each row gets the bits it gets alone (chat,
+    Compare, the arena); off, rows through one adapter share its products (Evaluate & Predict's batches)."""
     def give_names(_module, args, kwargs):  # peft's own mixed batch, as its PeftModel passes the names
         kwargs["adapter_names"] = names
         return args, kwargs
@@ -149,7 +156,8 @@ def rows_through_adapters(model: torch.nn.Module, names: list[str], base_row: st
             if plan is None:
                 hooks.append(module.register_forward_pre_hook(give_names, with_kwargs=True))
             else:
-                module.forward = _masked_forward(module, plan, converted)  # an instance attribute: shadows the class's
+                # (an instance attribute: shadows the class's)
+                module.forward = _masked_forward(module, plan, converted, rows_alone)
                 patched.append(module)
         yield
     finally:

@@ -182,14 +182,15 @@ def test_eval_compares_finetuned_and_base(adapter_run: RunDir, eval_data: Path):
 def test_predictions_take_chat_s_decoding_and_keep_the_model_s_tokens(adapter_run: RunDir, eval_data: Path,
                                                                        tmp_path: Path, monkeypatch):
     """Predictions are generated as chat generates (engine.serve): the weights in chat's precision (bf16 where this
-    CPU's bf16 products are fast, packed for oneDNN) and decoding steps of its own. Their tokens are those of the
-    model's own forward over the same weights, through the checkpoint and with it switched off."""
+    CPU's bf16 products are fast, packed for oneDNN), the checkpoint's LoRA products without peft's module calls, and
+    decoding steps of its own. Their tokens are those of the model's own forward (peft's layers) over the same
+    weights, through the checkpoint and with it switched off."""
     import torch
 
     from engine.core.encode import training_formatter
     from engine.evaluate import run as evaluation
     from engine.modeling.models import load_with_checkpoint
-    from engine.serve import decode_step
+    from engine.serve import decode_step, mixed_lora
     from engine.serve.bf16_decoding import decoding_choice
     from engine.serve.packed_linears import PackedLinears, packing_available
 
@@ -205,6 +206,9 @@ def test_predictions_take_chat_s_decoding_and_keep_the_model_s_tokens(adapter_ru
     step = decode_step._Step.step
     monkeypatch.setattr(decode_step._Step, "step",
                         lambda self, ids, *args: steps.append(ids.shape[0]) or step(self, ids, *args))
+    lora_products = []
+    delta = mixed_lora._delta
+    monkeypatch.setattr(mixed_lora, "_delta", lambda h, *args: lora_products.append(h.shape[0]) or delta(h, *args))
     packed = PackedLinears()
 
     def answers(name: str) -> list[str]:
@@ -217,13 +221,17 @@ def test_predictions_take_chat_s_decoding_and_keep_the_model_s_tokens(adapter_ru
     for switched_off in (False, True):
         with model.disable_adapter() if switched_off else contextlib.nullcontext():
             steps.clear()
+            lora_products.clear()
             fast = answers(f"fast-{switched_off}")
+            # through the checkpoint, its products taken for a batch's rows at once; switched off, none
+            assert set(lora_products) == (set() if switched_off else {4})
             # the tokens after each batch's first were decoding steps of chat's, a batch's rows in one
             assert len(steps) > 10 and set(steps) == {4}
             assert len(packed) > 0 or not (dtype == torch.bfloat16 and packing_available())
             taken = len(steps)
             with monkeypatch.context() as own:  # the reference: the model's own forward, over the same linears
                 own.setattr(decode_step, "applied", lambda *_args: contextlib.nullcontext({}))
+                own.setattr(evaluation, "_through_checkpoint", lambda *_args: contextlib.nullcontext())
                 assert answers(f"own-{switched_off}") == fast
             assert len(steps) == taken  # (no decoding step of chat's in the reference)
     assert any(answer for answer in fast)
