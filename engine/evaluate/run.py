@@ -18,9 +18,10 @@ batches, greedy when temperature is 0) and scored with :mod:`engine.evaluate.met
 The weights are in chat's precision (engine.serve.bf16_decoding: on the CPU bf16
 where this machine's bf16 products are fast, else fp32; 16-bit on accelerators),
 and on the CPU the answers are generated as chat generates them: bf16 linears
-through packed weights, decoding steps without transformers' per-module overhead
-(engine.serve). On a 2-core AMD EPYC, 50 predictions of the demo model (batch 4,
-64 new tokens) took 12 s instead of 48 s in fp32 through plain ``generate``.
+through packed weights, a checkpoint's LoRA products without peft's module calls,
+decoding steps without transformers' per-module overhead (engine.serve), a batch's
+rows sharing each product. On a 2-core AMD EPYC, 50 predictions of the demo model
+(batch 4, 64 new tokens) took 10 s instead of 48 s in fp32 through plain ``generate``.
 With ``eval.compare_base`` and a LoRA adapter the same model in memory is
 evaluated again with the adapter disabled. SIGTERM stops between batches (and
 inside a generation) and the run ends as ``stopped`` without metrics.
