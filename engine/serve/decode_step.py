@@ -26,6 +26,7 @@ import functools
 from collections.abc import Iterator
 
 import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
 from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -199,16 +200,22 @@ def _joint(packed: PackedLinears | None, modules: tuple) -> tuple:
 
 
 class _Linears:
-    """A module's attributes, its LoRA layers that add nothing to this batch's rows (engine.serve.mixed_lora's
-    ``base_only``) read as their base layers: those are called, and packed with their siblings."""
+    """A module's attributes, its LoRA layers that add nothing to this batch's rows read as their base layers: those
+    are called, and packed with their siblings. Such a layer adds nothing where engine.serve.mixed_lora says so
+    (``base_only``), or where its adapters are switched off and not merged (peft then computes its base layer alone:
+    Evaluate's base pass)."""
 
     def __init__(self, module: torch.nn.Module) -> None:
         self._module = module
 
     def __getattr__(self, name: str):
         found = getattr(self._module, name)
-        forward = found.__dict__.get("forward") if isinstance(found, torch.nn.Module) else None
-        return found.base_layer if getattr(forward, "base_only", False) else found
+        if not isinstance(found, torch.nn.Module):
+            return found
+        forward = found.__dict__.get("forward")
+        switched_off = (isinstance(found, BaseTunerLayer) and found.disable_adapters and not found.merged
+                        and forward is None and not (found._forward_hooks or found._forward_pre_hooks))
+        return found.base_layer if switched_off or getattr(forward, "base_only", False) else found
 
 
 class _Step:

@@ -206,7 +206,13 @@ def test_predictions_take_chat_s_decoding_and_keep_the_model_s_tokens(adapter_ru
     step = decode_step._Step.step
     monkeypatch.setattr(decode_step._Step, "step",
                         lambda self, ids, *args: steps.append(ids.shape[0]) or step(self, ids, *args))
-    lora_products = []
+    from peft.tuners.lora import Linear as LoraLinear
+
+    lora_products, lora_calls = [], []
+    lora_forward = LoraLinear.forward
+    monkeypatch.setattr(LoraLinear, "forward", lambda self, *args, **kw: lora_calls.append(1) or lora_forward(
+        self, *args, **kw))
+    lora_layers = sum(isinstance(m, LoraLinear) for m in model.modules())
     delta = mixed_lora._delta
     monkeypatch.setattr(mixed_lora, "_delta", lambda h, *args: lora_products.append(h.shape[0]) or delta(h, *args))
     packed = PackedLinears()
@@ -222,9 +228,12 @@ def test_predictions_take_chat_s_decoding_and_keep_the_model_s_tokens(adapter_ru
         with model.disable_adapter() if switched_off else contextlib.nullcontext():
             steps.clear()
             lora_products.clear()
+            lora_calls.clear()
             fast = answers(f"fast-{switched_off}")
-            # through the checkpoint, its products taken for a batch's rows at once; switched off, none
+            # through the checkpoint, its products taken for a batch's rows at once; switched off, none, and the
+            # decoding steps call the base layers, not peft's (which the prompts of the two batches go through)
             assert set(lora_products) == (set() if switched_off else {4})
+            assert len(lora_calls) == (2 * lora_layers if switched_off else 0)
             # the tokens after each batch's first were decoding steps of chat's, a batch's rows in one
             assert len(steps) > 10 and set(steps) == {4}
             assert len(packed) > 0 or not (dtype == torch.bfloat16 and packing_available())
