@@ -331,12 +331,20 @@ def run_evaluation(config_path: str | Path) -> int:
         dtype = decoding.dtype
         log(f"evaluating {cfg.model.model_name_or_path}" + (f" with checkpoint {adapter}" if adapter else "")
             + f" on {', '.join(cfg.data.datasets)} (device {device}, {decoding.label}"
-            + (f": {decoding.why}" if decoding.why and decoding.why != "accelerator" else "") + ")")
+            + (f": {decoding.why}" if device == "cpu" else "") + ")")  # (measured on the CPU only)
         options = LoadOptions.of(cfg)  # RoPE scaling and booster, as LlamaBoard's evaluation loads the model
-        model, tokenizer, kind = load_with_checkpoint(cfg.model.model_name_or_path, adapter, dtype,
-                                                      cfg.model.trust_remote_code, log, cfg.model.hub, options)
-        model.to(device).eval()
-        decode_step.use_decode_attention(_transformers_model(model))
+
+        def load(checkpoint: str):
+            """(model, tokenizer, kind) with ``checkpoint`` on the device, for inference: its attention the one chat's
+            decoding steps take (on the CPU)."""
+            loaded, loaded_tokenizer, loaded_kind = load_with_checkpoint(
+                cfg.model.model_name_or_path, checkpoint, dtype, cfg.model.trust_remote_code, log, cfg.model.hub,
+                options)
+            loaded.to(device).eval()
+            decode_step.use_decode_attention(_transformers_model(loaded))
+            return loaded, loaded_tokenizer, loaded_kind
+
+        model, tokenizer, kind = load(adapter)
         packed = PackedLinears()  # (on the CPU, bf16) the weights packed at the first batch, kept for the later ones
         formatter = training_formatter(cfg, tokenizer)
         items = prepare_items(cfg, formatter, samples, log)
@@ -362,10 +370,7 @@ def run_evaluation(config_path: str | Path) -> int:
                 # A whole-model checkpoint replaced the base: free it, then load the base model itself.
                 del model
                 gc.collect()
-                model, tokenizer, _ = load_with_checkpoint(cfg.model.model_name_or_path, "", dtype,
-                                                           cfg.model.trust_remote_code, log, cfg.model.hub, options)
-                model.to(device).eval()
-                decode_step.use_decode_attention(model)
+                model, tokenizer, _ = load("")
                 formatter = training_formatter(cfg, tokenizer)
             context = model.disable_adapter() if (key == BASE and kind == "lora") else contextlib.nullcontext()
             with context:
