@@ -51,7 +51,7 @@ from engine.jobs.job import (
 from engine.modeling.expansion import resize_vocab
 from engine.modeling.finetuning import apply_finetuning, loraplus_optimizer, merged_parents
 from engine.modeling.models import LoadOptions, load_model, load_tokenizer
-from engine.train.compile_layers import check_compiler, compile_layers, take_compile_arguments
+from engine.train.compile_layers import check_compiler, compile_layers, compile_report, take_compile_arguments
 from engine.train.lean_activations import apply_lean_activations
 from engine.train.memory_optimizers import apply_memory_optimizer
 from engine.train.probes import make_probe_callback
@@ -392,6 +392,8 @@ def _train(config_path: str | Path) -> int:
         if padding is not None:
             metrics["padding_share"] = round(padding, 4)
             log(f"padding: {100 * padding:.1f}% of the tokens fed to training")
+        if compile_settings:
+            log(compile_report())
         metrics.update(probe_metrics(run.read_events()))
         best = trainer.state.best_model_checkpoint
         if best:

@@ -58,3 +58,53 @@ def test_no_c_compiler_is_named_before_the_model_loads(monkeypatch):
     assert err.value.key == "compile_needs_compiler" and err.value.field_name == "train.extra_args.torch_compile"
     assert "/nonexistent/g++" in str(err.value) and "apt install g++" in str(err.value)
     check_compiler({"backend": "eager", "mode": None})  # backends that build nothing need no compiler
+
+
+@pytest.mark.slow
+def test_compiled_layers_take_every_row_length_without_compiling_again(tmp_path, demo_model_dir, monkeypatch):
+    """Packed rows change length with every batch: one set of graphs serves them all (symbolic sizes), with the
+    uncompiled layers' loss and gradients."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from engine.modeling.finetuning import apply_finetuning
+    from engine.modeling.models import load_model
+    from engine.train.compile_layers import compile_layers, compile_report
+    from engine.train.segment_attention import use_segment_attention
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    cfg = tiny_train_config(compute_type="fp32")
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)  # the same LoRA initialisation in both
+        model = apply_finetuning(load_model(str(demo_model_dir), dtype=torch.float32), cfg, log=lambda *_: None)
+        use_segment_attention(model, log=lambda *_: None)
+        models.append(model.train())
+    plain, compiled = models
+    torch._dynamo.reset()
+    counters.clear()
+    try:
+        assert compile_layers(compiled, {"backend": "inductor", "mode": None}, log=lambda *_: None) == 30
+        graphs = None
+        for length in (40, 57, 83):  # a row of two samples, as packing makes them
+            ids = torch.randint(0, 1000, (1, length), generator=torch.Generator().manual_seed(length))
+            first = length // 3
+            positions = torch.cat([torch.arange(first), torch.arange(length - first)])[None]
+            results = []
+            for model in (plain, compiled):
+                model.zero_grad()
+                loss = model(input_ids=ids, position_ids=positions, labels=ids).loss
+                loss.backward()
+                grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+                results.append((loss.item(), grads))
+            (plain_loss, plain_grads), (compiled_loss, compiled_grads) = results
+            assert compiled_loss == pytest.approx(plain_loss, rel=1e-5)
+            for a, b in zip(plain_grads, compiled_grads, strict=True):
+                torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
+            if graphs is None:
+                graphs = counters["stats"]["unique_graphs"]
+                assert graphs > 0
+            assert counters["stats"]["unique_graphs"] == graphs, f"row length {length} compiled anew"
+        assert compile_report().startswith(f"torch_compile: {graphs} graphs compiled in ")
+    finally:
+        torch._dynamo.reset()
