@@ -21,6 +21,7 @@ Its predictions need its metrics extra (jieba, nltk, rouge-chinese) in the virtu
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -96,6 +97,13 @@ class Anchor:
             missing = [name for name in TRAIN_CONFIGS.values() if not (Path(self.configs_dir) / name).is_file()]
             if missing:
                 raise ValueError(f"LLaMA-Factory configurations missing in {self.configs_dir}: {', '.join(missing)}")
+
+    def allow_data(self) -> None:
+        """Let this process and the jobs it starts read the anchor's data folder: jobs read data folders only inside
+        the allowed roots."""
+        from engine.core.paths import DATA_ROOTS_ENV
+
+        os.environ[DATA_ROOTS_ENV] = os.pathsep.join(filter(None, [os.environ.get(DATA_ROOTS_ENV), str(self.data_dir)]))
 
     def check_predict(self) -> None:
         """A ValueError unless the virtualenv has what LLaMA-Factory's do_predict scores its answers with."""

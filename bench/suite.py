@@ -452,7 +452,6 @@ def main(argv: list[str] | None = None) -> int:
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     if not sections or any(s not in SECTIONS for s in sections):
         parser.error(f"--sections: choose from {', '.join(SECTIONS)}")
-    from engine.core.paths import DATA_ROOTS_ENV
 
     anchor = None
     if args.anchor or args.anchor_data.is_dir():
@@ -461,9 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             anchor.check()
         except ValueError as exc:
             parser.error(str(exc))
-        # Jobs read data folders only inside the allowed roots: the anchor's is one for this run's jobs.
-        os.environ[DATA_ROOTS_ENV] = os.pathsep.join(filter(None, [os.environ.get(DATA_ROOTS_ENV),
-                                                                  str(anchor.data_dir)]))
+        anchor.allow_data()
     elif "predict" in sections:
         parser.error(f"the predict section needs {lf.DATASET}: --anchor-data {args.anchor_data} is not a folder")
     else:
