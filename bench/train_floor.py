@@ -92,11 +92,14 @@ def step_floor(shapes: dict, config, rank: int) -> dict:
         lora += best_ms(lambda: (F.linear(F.linear(x, a), b), g @ b, g.t() @ inner, inner.t() @ x, inner @ a))
     heads, groups = config.num_attention_heads, config.num_attention_heads // config.num_key_value_heads
 
+    samples = [(torch.randn(1, heads, n, head_dim, requires_grad=True),
+                *(torch.randn(1, heads // groups, n, head_dim, requires_grad=True) for _ in range(2)),
+                torch.randn(1, heads, n, head_dim)) for n in shapes["lengths"]]
+
     def attention():
-        for n in shapes["lengths"]:
-            q = torch.randn(1, heads, n, head_dim, requires_grad=True)
-            k, v = (torch.randn(1, heads // groups, n, head_dim, requires_grad=True) for _ in range(2))
-            F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=groups > 1).sum().backward()
+        for q, k, v, g in samples:
+            torch.autograd.grad(F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=groups > 1),
+                                (q, k, v), g)
 
     vocab = torch.randn(config.vocab_size, h, dtype=bf16)
     hidden, grad = torch.randn(shapes["answers"], h, dtype=bf16), torch.randn(shapes["answers"], config.vocab_size,
