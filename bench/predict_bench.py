@@ -45,26 +45,25 @@ def run_ours(cfg, run_dir: Path) -> dict:
     run, status, peak_mb = run_engine_job(run_dir, cfg, "eval")
     with open(run.path / "predictions.jsonl", encoding="utf-8") as fh:
         predictions = sum(1 for line in fh if line.strip())
-    return {**our_figures(status, run.read_events(), predictions), "peak_rss_mb": round(peak_mb, 1)}
+    return {**our_figures(status, run.read_events(), predictions), "peak_rss_mb": round(peak_mb, 1),
+            "dtype": status["dtype"]}
 
 
 def bench_predict(workdir: Path, repeats: int, model: str, anchor: lf.Anchor) -> dict:
     """Ours (and, with ``anchor.venv``, LLaMA-Factory's) predictions per second, alternated per repeat."""
-    import torch
-
     from engine.core.demo_model import converted_dir
-    from engine.serve.bf16_decoding import decoding_choice
 
     cfg = predict_config(model, anchor.data_dir)
-    # LLaMA-Factory loads the weights in the dtype our eval job takes (chat's: bf16 where this CPU's products are fast)
-    bf16 = decoding_choice("cpu", str(converted_dir())).dtype == torch.bfloat16
-    settings = dict(samples=SAMPLES, batch_size=cfg.eval.batch_size, max_new_tokens=MAX_NEW_TOKENS,
-                    cutoff_len=CUTOFF_LEN, bf16=bf16)
     if anchor.venv is not None:
         anchor.check_predict()  # at once, not after our runs
     ours, theirs = [], []
     for i in range(repeats):
         ours.append(run_ours(predict_config(model, anchor.data_dir), workdir / f"predict-{i}"))
+        # LLaMA-Factory loads the weights in the dtype our first job took (chat's: bf16 where this CPU's products are
+        # fast), as that job measured it, not as a probe of our own might decide near the threshold
+        bf16 = ours[0]["dtype"] == "bfloat16"
+        settings = dict(samples=SAMPLES, batch_size=cfg.eval.batch_size, max_new_tokens=MAX_NEW_TOKENS,
+                        cutoff_len=CUTOFF_LEN, bf16=bf16)
         print(f"  predict {i + 1}/{repeats}: {ours[-1]['predictions_per_s']:.2f} predictions/s "
               f"({ours[-1]['samples']} in {ours[-1]['runtime_s']:.1f} s)", flush=True)
         if anchor.venv is not None:

@@ -358,7 +358,8 @@ def run_evaluation(config_path: str | Path) -> int:
         phases = ["loss"] + (["predict"] if cfg.eval.predict else [])
         plan = [(key, phase) for key in keys for phase in phases for _ in range(n_batches)]
         progress = Progress(run, plan, log, governor_for(device, log))
-        run.write_status(RUNNING, samples=len(items), models=keys)
+        # (the weights' dtype: what a side-by-side benchmark loads the other tool's model in, bench/predict_bench.py)
+        run.write_status(RUNNING, samples=len(items), models=keys, dtype=str(dtype).removeprefix("torch."))
         if stop.requested:
             raise Stopped
         progress.start()

@@ -160,6 +160,9 @@ def test_eval_compares_finetuned_and_base(adapter_run: RunDir, eval_data: Path):
     assert metrics["fine-tuned"]["eval_loss"] != metrics["base"]["eval_loss"]  # the adapter was attached
     assert status["metrics"] == metrics
     assert status["step"] == status["total_steps"] == 8  # 2 models x (loss + predict) x 2 batches
+    # the weights' dtype, as the log names the precision (a benchmark loads the other tool's model in it)
+    label = {"bfloat16": "bf16", "float32": "fp32"}[status["dtype"]]
+    assert f"(device cpu, {label}" in run.log_path.read_text(encoding="utf-8")
 
     lines = (run.path / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 8
