@@ -67,6 +67,15 @@ def compile_layers(model, settings: dict, log=print) -> int:
     return len(layers)
 
 
+def uncompiled():
+    """A context in which layers compiled for training run their plain code: generation inside a run (probe answers,
+    GRPO's and PPO's completions) would otherwise compile a graph for each layer's KV-cache state, up to Dynamo's
+    recompile limit, and warn about it in the run's log."""
+    import torch  # noqa: PLC0415 - the web process imports this module and must start fast
+
+    return torch.compiler.set_stance("force_eager")
+
+
 def compile_report() -> str:
     """What the compiler did in this process, for the log at the end of a run: graphs and their compile time (a
     count that grows with the steps would mean recompiling)."""

@@ -34,6 +34,7 @@ from engine.core.model_files import adapter_chain, check_checkpoint
 from engine.core.reward_model import check_reward_model
 from engine.modeling.generation import left_padded
 from engine.modeling.models import load_model
+from engine.train.compile_layers import uncompiled
 
 VALUE_HEAD_FILE = "value_head.safetensors"  # beside the adapter in each checkpoint; chat and export ignore it
 # The PPO objective's constants, as trl's PPOTrainer had them by default.
@@ -236,7 +237,7 @@ class PPOTrainer(Trainer):
         width = ids.shape[1]
         policy.eval()  # no dropout while sampling and scoring: the old log-probabilities are the policy's own
         try:
-            with self.compute_loss_context_manager():
+            with self.compute_loss_context_manager(), uncompiled():
                 sequences = policy.generate(input_ids=ids, attention_mask=prompt_mask, do_sample=True,
                                             temperature=1.0, top_k=0, top_p=1.0,
                                             max_new_tokens=self.ppo.ppo_max_new_tokens, eos_token_id=self.stop_ids,

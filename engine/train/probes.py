@@ -27,6 +27,7 @@ from engine.core.probe_scoring import Probe, best_round, mean_score, round_score
 from engine.core.probe_set import run_probes
 from engine.core.rundir import RunDir
 from engine.modeling.generation import decode_answer, forked_rng, left_padded
+from engine.train.compile_layers import uncompiled
 
 
 def make_probe_callback(cfg, tokenizer, run: RunDir, log=print):
@@ -136,9 +137,7 @@ def generate_greedy(model, tokenizer, prompts: list[list[int]], stop_ids: list[i
     was_training = model.training
     model.eval()
     try:
-        # force_eager: layers compiled for training (torch_compile) answer uncompiled, instead of compiling a graph
-        # for each new cache length.
-        with forked_rng(model), torch.inference_mode(), torch.compiler.set_stance("force_eager"), \
+        with forked_rng(model), torch.inference_mode(), uncompiled(), \
                 torch.autocast(device.type, dtype=half or torch.float32, enabled=half is not None):
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                                  max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id,

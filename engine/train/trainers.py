@@ -19,6 +19,7 @@ from engine.core.encode import row_length, training_formatter
 from engine.core.rewards import reward_functions
 from engine.modeling.models import resolve_model_path
 from engine.train.collators import PackingCollator, PaddingCollator
+from engine.train.compile_layers import uncompiled
 from engine.train.fast_loss import fast_loss_enabled, make_trainer_class
 from engine.train.memory_optimizers import optimizer_arguments
 from engine.train.ppo import build_ppo_trainer
@@ -230,6 +231,10 @@ def _build_grpo_trainer(cfg: RunConfig, model, tokenizer, train_rows, val_rows, 
     class TemplatePrompts(GRPOTrainer):
         def _tokenize_prompts(self, prompts: list):
             return [list(ids_of[p]) for p in prompts], None, {}
+
+        def _generate_single_turn(self, *args, **kwargs):
+            with uncompiled():  # completions through torch_compile's layers: plain code, not a graph per cache state
+                return super()._generate_single_turn(*args, **kwargs)
 
     TemplatePrompts.__name__ = GRPOTrainer.__name__
     rewards = reward_functions(cfg.grpo.rewards, cfg.grpo.format_regex, cfg.grpo.length_target)

@@ -108,3 +108,26 @@ def test_compiled_layers_take_every_row_length_without_compiling_again(tmp_path,
         assert compile_report().startswith(f"torch_compile: {graphs} graphs compiled in ")
     finally:
         torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_generation_inside_a_compiled_run_compiles_nothing(tmp_path, demo_model_dir, monkeypatch):
+    """GRPO's completions and the probe answers go through the compiled layers with a KV cache: they run the plain
+    code (a graph for each layer's cache state would hit Dynamo's recompile limit and warn in the run's log)."""
+    import re
+
+    from tests.helpers.runs import short_train_config
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    cfg = short_train_config(4, stage="grpo", probe_questions="What is 2 + 3?", probe_max_new_tokens=3,
+                             extra_args='{"torch_compile": true}')
+    cfg.data.datasets = ["arithmetic_answer"]
+    cfg.grpo.num_generations, cfg.grpo.max_completion_length = 2, 6
+    cfg.validate()
+    run, status = run_cold_job(cfg, tmp_path / "grpo", timeout=600)
+    assert status["state"] == FINISHED, run.log_tail(30)
+    log = run.log_path.read_text()
+    assert "recompile_limit" not in log and "recompil" not in log.lower(), run.log_tail(30)
+    graphs = int(re.search(r"torch_compile: (\d+) graphs compiled in", log).group(1))
+    assert 0 < graphs < 8  # the training pass's graphs only
+    assert [e["step"] for e in run.read_events() if "probes" in e] == [0, 2]  # before training and at its end
