@@ -63,7 +63,7 @@ def compile_layers(model, settings: dict, log=print) -> int:
         layer.compile(**settings, dynamic=True)
     log(f"torch_compile: {len(layers)} decoder layers compiled in place ({settings['backend']}"
         + (f", mode {settings['mode']}" if settings.get("mode") else "")
-        + "); the first step takes longer while they compile, once for every row length")
+        + "); the first step takes longer while they compile, once: every row length shares the graphs")
     return len(layers)
 
 
@@ -83,4 +83,3 @@ def compile_report() -> str:
 
     seconds = sum(compilation_time_metrics.get("_compile.compile_inner", ()))  # tracing and inductor, cache hits too
     return f"torch_compile: {counters['stats']['unique_graphs']} graphs compiled in {seconds:.1f} s"
-
