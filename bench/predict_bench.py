@@ -61,7 +61,7 @@ def bench_predict(workdir: Path, repeats: int, model: str, anchor: lf.Anchor) ->
         ours.append(run_ours(predict_config(model, anchor.data_dir), workdir / f"predict-{i}"))
         # LLaMA-Factory loads the weights in the dtype our first job took (chat's: bf16 where this CPU's products are
         # fast), as that job measured it, not as a probe of our own might decide near the threshold
-        bf16 = ours[0]["dtype"] == "bfloat16"
+        bf16 = ours[0]["dtype"] == "bf16"
         settings = dict(samples=SAMPLES, batch_size=cfg.eval.batch_size, max_new_tokens=MAX_NEW_TOKENS,
                         cutoff_len=CUTOFF_LEN, bf16=bf16)
         print(f"  predict {i + 1}/{repeats}: {ours[-1]['predictions_per_s']:.2f} predictions/s "

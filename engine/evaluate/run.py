@@ -359,7 +359,7 @@ def run_evaluation(config_path: str | Path) -> int:
         plan = [(key, phase) for key in keys for phase in phases for _ in range(n_batches)]
         progress = Progress(run, plan, log, governor_for(device, log))
         # (the weights' dtype: what a side-by-side benchmark loads the other tool's model in, bench/predict_bench.py)
-        run.write_status(RUNNING, samples=len(items), models=keys, dtype=str(dtype).removeprefix("torch."))
+        run.write_status(RUNNING, samples=len(items), models=keys, dtype=decoding.label)
         if stop.requested:
             raise Stopped
         progress.start()

@@ -127,7 +127,7 @@ def test_generation_inside_a_compiled_run_compiles_nothing(tmp_path, demo_model_
     run, status = run_cold_job(cfg, tmp_path / "grpo", timeout=600)
     assert status["state"] == FINISHED, run.log_tail(30)
     log = run.log_path.read_text()
-    assert "recompile_limit" not in log and "recompil" not in log.lower(), run.log_tail(30)
+    assert "recompil" not in log.lower(), run.log_tail(30)  # Dynamo's recompile-limit warning among them
     graphs = int(re.search(r"torch_compile: (\d+) graphs compiled in", log).group(1))
     assert 0 < graphs < 8  # the training pass's graphs only
     assert [e["step"] for e in run.read_events() if "probes" in e] == [0, 2]  # before training and at its end
