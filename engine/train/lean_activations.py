@@ -65,7 +65,7 @@ def _lora_linear_class():
     return Linear
 
 
-def _plain_lora(layer, dtype, mixed: bool = False):
+def plain_lora(layer, dtype, mixed: bool = False):
     """(base weight, base bias, A, B, scaling) of a peft LoRA Linear that computes exactly
     ``base(x) + B(A(x)) * scaling`` right now, else None. ``mixed``: under autocast to ``dtype``, where the
     adapters may be fp32 (they are cast to ``dtype`` for the products, as autocast casts them)."""
@@ -99,7 +99,7 @@ def _plain_lora(layer, dtype, mixed: bool = False):
     return base.weight, base.bias, lora_a.weight, lora_b.weight, float(layer.scaling[name])
 
 
-def _autocast_keeps(t) -> bool:
+def autocast_keeps(t) -> bool:
     """No autocast on t's device, or autocast to t's own dtype: the ops on t run in its dtype either way."""
     device = t.device.type
     return not torch.is_autocast_enabled(device) or torch.get_autocast_dtype(device) == t.dtype
@@ -113,10 +113,10 @@ def _grad_mode(module, x) -> str | None:
         return None
     if not torch.is_autocast_enabled(x.device.type):
         return "plain"
-    return "mixed" if _autocast_keeps(x) and x.dtype != torch.float32 else None
+    return "mixed" if autocast_keeps(x) and x.dtype != torch.float32 else None
 
 
-def _is_silu(act) -> bool:
+def is_silu(act) -> bool:
     return type(act).__name__ == "SiLUActivation" or type(act) is torch.nn.SiLU
 
 
@@ -147,7 +147,7 @@ class _NormRecompute:
         return value
 
 
-def _lora_grads(grad, inner, lora_b, scaling, x, needs_a, needs_b):
+def lora_grads(grad, inner, lora_b, scaling, x, needs_a, needs_b):
     """Gradients of ``(x A^T) B^T * scaling`` for A and B (2-D grad, inner = x A^T), and grad wrt inner.
     The scaling multiplies the rank-wide products, not the layer-wide gradient (one pass over it less); B's
     gradient is computed as (inner^T grad)^T, whose large operand is read in its own layout."""
@@ -201,7 +201,7 @@ def _functions():
             shape = grad.shape
             grad, inner = grad.reshape(-1, shape[-1]), inner.reshape(-1, inner.shape[-1])
             x2 = x.reshape(-1, x.shape[-1])
-            grad_a, grad_b, grad_inner = _lora_grads(grad, inner, lora_b, ctx.scaling, x2,
+            grad_a, grad_b, grad_inner = lora_grads(grad, inner, lora_b, ctx.scaling, x2,
                                                      ctx.needs_input_grad[1], ctx.needs_input_grad[2])
             grad_x = None
             if ctx.needs_input_grad[0]:
@@ -247,7 +247,7 @@ def _functions():
             grad, gate, up, x2 = flat(grad), flat(gate), flat(up), flat(x)
             act = F.silu(gate)
             hidden = act * up
-            grad_a_down, grad_b_down, grad_inner = _lora_grads(grad, flat(inner_down), b_down, s_down,
+            grad_a_down, grad_b_down, grad_inner = lora_grads(grad, flat(inner_down), b_down, s_down,
                                                                hidden, need[5], need[6])
             del hidden
             grad_hidden = grad.mm(w_down).addmm_(grad_inner, a_down)
@@ -255,9 +255,9 @@ def _functions():
             del act
             grad_gate = torch.ops.aten.silu_backward(grad_hidden.mul_(up), gate)
             del grad_hidden
-            grad_a_gate, grad_b_gate, grad_inner_gate = _lora_grads(grad_gate, flat(inner_gate), b_gate,
+            grad_a_gate, grad_b_gate, grad_inner_gate = lora_grads(grad_gate, flat(inner_gate), b_gate,
                                                                     s_gate, x2, need[1], need[2])
-            grad_a_up, grad_b_up, grad_inner_up = _lora_grads(grad_up, flat(inner_up), b_up, s_up, x2,
+            grad_a_up, grad_b_up, grad_inner_up = lora_grads(grad_up, flat(inner_up), b_up, s_up, x2,
                                                               need[3], need[4])
             grad_x = None
             if need[0]:
@@ -324,7 +324,7 @@ def head_cross_entropy(head, hidden, targets, reduction: str = "mean"):
             and hidden.requires_grad and hidden.dim() == 2 and reduction in ("mean", "sum")
             and not weight.requires_grad and (head.bias is None or not head.bias.requires_grad)
             and not (head._forward_hooks or head._forward_pre_hooks) and hidden.dtype == weight.dtype
-            and _autocast_keeps(hidden)):
+            and autocast_keeps(hidden)):
         return _functions().HeadCrossEntropy.apply(hidden, weight, head.bias, targets, reduction == "mean")
     return F.cross_entropy(head(hidden).float(), targets, reduction=reduction)
 
@@ -344,7 +344,7 @@ def _mlp_forward(self, x):
     parts = None
     mode = _grad_mode(self, x)
     if mode is not None:
-        parts = [_plain_lora(p, x.dtype, mode == "mixed") for p in (self.gate_proj, self.up_proj, self.down_proj)]
+        parts = [plain_lora(p, x.dtype, mode == "mixed") for p in (self.gate_proj, self.up_proj, self.down_proj)]
     if parts is None or any(p is None for p in parts):
         return getattr(self, _ORIGINAL)(x)
     (wg, bg, ag, bgl, sg), (wu, bu, au, bul, su), (wd, bd, ad, bdl, sd) = parts
@@ -354,7 +354,7 @@ def _mlp_forward(self, x):
 
 def _linear_forward(self, x, *args, **kwargs):
     mode = None if args or kwargs else _grad_mode(self, x)
-    parts = _plain_lora(self, x.dtype, mode == "mixed") if mode is not None else None
+    parts = plain_lora(self, x.dtype, mode == "mixed") if mode is not None else None
     if parts is None:
         return getattr(self, _ORIGINAL)(x, *args, **kwargs)
     weight, bias, lora_a, lora_b, scaling = parts
@@ -383,7 +383,7 @@ def _patch(module, forward) -> None:
 # -- applying ---------------------------------------------------------------------------------------------
 def _llama_mlps(model):
     for module in model.modules():
-        if all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")) and _is_silu(module.act_fn):
+        if all(hasattr(module, a) for a in ("gate_proj", "up_proj", "down_proj", "act_fn")) and is_silu(module.act_fn):
             yield module
 
 
@@ -394,7 +394,7 @@ def _mlp_matches(mlp) -> bool:
     if not all(type(p) is lora_class for p in projections):
         return False
     dtype = mlp.gate_proj.base_layer.weight.dtype
-    parts = [_plain_lora(p, dtype, True) for p in projections]
+    parts = [plain_lora(p, dtype, True) for p in projections]
     if any(p is None for p in parts):
         return False
     weight = mlp.gate_proj.base_layer.weight
@@ -462,7 +462,7 @@ def apply_lean_activations(model, log=print, *, device: str) -> int:
     for norm, readers in _norm_readers(model):
         # Readers that are not LoRA Linears (a frozen projection) save nothing of the norm's output.
         readers = [r for r in readers if id(r) in patched_mlps
-                   or (type(r) is lora_class and _plain_lora(r, r.base_layer.weight.dtype, True) is not None)]
+                   or (type(r) is lora_class and plain_lora(r, r.base_layer.weight.dtype, True) is not None)]
         if not readers or hasattr(norm, _NORM_HOOK):
             continue
         for reader in readers:
@@ -479,7 +479,7 @@ def apply_lean_activations(model, log=print, *, device: str) -> int:
     others = 0
     for module in model.modules():
         if (type(module) is lora_class and id(module) not in inside_mlps and not hasattr(module, _ORIGINAL)
-                and _plain_lora(module, module.base_layer.weight.dtype, True) is not None):
+                and plain_lora(module, module.base_layer.weight.dtype, True) is not None):
             _patch(module, _linear_forward)
             others += 1
     count = len(mlps) + linears + others

@@ -52,6 +52,7 @@ from engine.modeling.expansion import resize_vocab
 from engine.modeling.finetuning import apply_finetuning, loraplus_optimizer, merged_parents
 from engine.modeling.models import LoadOptions, load_model, load_tokenizer
 from engine.train.compile_layers import check_compiler, compile_layers, compile_report, take_compile_arguments
+from engine.train.fused_layer import apply_fused_layers
 from engine.train.lean_activations import apply_lean_activations
 from engine.train.memory_optimizers import apply_memory_optimizer
 from engine.train.probes import make_probe_callback
@@ -365,6 +366,9 @@ def _train(config_path: str | Path) -> int:
         start_tracker(cfg, run.path, log)
         trainer = build_trainer(cfg, model, tokenizer, train_rows, val_rows, arguments, callbacks, log,
                                 ref_model=ref_model, width_multiple=batch_width_multiple(device, compute))
+        if cfg.model.booster != "none" and not compile_settings:
+            # After the trainer set up the packed rows' attention, which the fused layers compute themselves.
+            apply_fused_layers(model, log, device=device)
         apply_memory_optimizer(trainer, cfg, log)
         probes = make_probe_callback(cfg, tokenizer, run, log)
         if probes is not None:

@@ -49,7 +49,7 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     lengths = None
     if causal and query.shape[2] == key.shape[2] and all(kwargs.get(k) is None for k in _SPECIAL):
-        lengths = _cached_lengths(kwargs.get("position_ids"), query.shape[2])
+        lengths = cached_lengths(kwargs.get("position_ids"), query.shape[2])
     if lengths is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)
@@ -71,7 +71,7 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
 _last_lengths: list = [None, None, None]  # [weak reference to the positions, (version, length), lengths]
 
 
-def _cached_lengths(position_ids, length: int) -> list[int] | None:
+def cached_lengths(position_ids, length: int) -> list[int] | None:
     """:func:`sample_lengths`, remembered for the positions tensor it was last asked about."""
     # Inference tensors (generation) keep no version counter to tell an in-place change: not remembered.
     key = None if position_ids is None or position_ids.is_inference() else (position_ids._version, length)
