@@ -158,12 +158,14 @@ def _function():
 
             n1, rstd1 = _rms(x, ln1, plan.eps1)
             a_qkv = torch.cat((aq, ak, av)).to(dt)
-            b_qkv = torch.block_diag(bq, bk, bv).to(dt)
+            bs_qkv = [b.to(dt) for b in (bq, bk, bv)]
+            b_qkv = torch.block_diag(*bs_qkv)  # mostly zeros: rebuilt in backward rather than saved
             qkv, inner_qkv = linear_lora(n1, plan.w_qkv, plan.b_qkv, a_qkv, b_qkv, s_qkv)
             del n1
             qk = _rotate(qkv[:, :(heads + kv) * d].view(t, heads + kv, d).float(), cos, sin_signed)
             q, k = qk[:, :heads], qk[:, heads:]
-            v = qkv[:, (heads + kv) * d:].view(t, kv, d).float()
+            # its own storage (in fp32 .float() is the same tensor: a view would keep all of qkv for backward)
+            v = qkv[:, (heads + kv) * d:].view(t, kv, d).float().contiguous()
             del qkv
             outs, lses, start = [], [], 0
             for n in lengths:
@@ -190,7 +192,7 @@ def _function():
             out = down.add_(h1)
             ctx.plan, ctx.lengths, ctx.scalings = plan, lengths, scalings
             ctx.save_for_backward(x, rstd1, inner_qkv, q, k, v, att, *lses, inner_o, h1, rstd2, gate, up, inner_g,
-                                  inner_u, inner_d, cos, sin_signed, a_qkv, b_qkv, ao_, bo_, ag_, bg_, au_, bu_,
+                                  inner_u, inner_d, cos, sin_signed, a_qkv, *bs_qkv, ao_, bo_, ag_, bg_, au_, bu_,
                                   ad_, bd_)
             return out.view(shape)
 
@@ -201,8 +203,8 @@ def _function():
             saved = list(ctx.saved_tensors)
             x, rstd1, inner_qkv, q, k, v, att = saved[:7]
             lses = saved[7:7 + len(lengths)]
-            (inner_o, h1, rstd2, gate, up, inner_g, inner_u, inner_d, cos, sin_signed, a_qkv, b_qkv, ao_, bo_, ag_,
-             bg_, au_, bu_, ad_, bd_) = saved[7 + len(lengths):]
+            (inner_o, h1, rstd2, gate, up, inner_g, inner_u, inner_d, cos, sin_signed, a_qkv, bq_, bk_, bv_, ao_, bo_,
+             ag_, bg_, au_, bu_, ad_, bd_) = saved[7 + len(lengths):]
             attn, mlp = plan.layer().self_attn, plan.layer().mlp
             ln1, ln2 = plan.layer().input_layernorm.weight, plan.layer().post_attention_layernorm.weight
             heads, kv, d = plan.heads, plan.kv_heads, plan.head_dim
@@ -257,7 +259,8 @@ def _function():
 
             # q/k/v projections and the first norm
             n1 = _rms_again(x, rstd1, ln1)
-            ga_qkv, gb_qkv, gi_qkv = lora_grads(g_qkv, inner_qkv, b_qkv, s_qkv, n1, True, True)
+            ga_qkv, gb_qkv, gi_qkv = lora_grads(g_qkv, inner_qkv, torch.block_diag(bq_, bk_, bv_), s_qkv, n1, True,
+                                                True)
             del n1
             g_n1 = g_qkv.mm(plan.w_qkv).addmm_(gi_qkv, a_qkv)
             g_x = _rms_backward(g_n1, x, rstd1, ln1).add_(g_h1)

@@ -71,7 +71,10 @@ def test_run_directory_contract(finished_run: RunDir):
     assert [p.name for p in finished_run.checkpoints()] == ["checkpoint-4", "checkpoint-6"]
     # weights only as safetensors (the Trainer's own optimizer/rng state files are not weights)
     assert not list(finished_run.path.rglob("*model*.bin"))
-    assert "Training finished" in finished_run.log_path.read_text()
+    log = finished_run.log_path.read_text()
+    assert "Training finished" in log
+    # the CPU's packed LoRA run takes the fused layers (engine/train/fused_layer.py) on all 30 layers
+    assert "fused decoder layers: 30 of 30 layers train as one Function each" in log
     saved = RunConfig.load(finished_run.config_path)
     assert saved.data.identity_name == "Nimbus" and saved.train.output_dir == str(finished_run.path)
 
