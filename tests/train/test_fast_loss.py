@@ -132,3 +132,38 @@ def test_other_models_are_checked_on_the_first_batch_and_a_difference_turns_the_
     trainer = trainer_for(plain, tmp_path / "plain", messages)
     assert trainer.fast_loss_active  # verified by name: no check, on from the start
     assert messages == ["answer-only loss on (LlamaForCausalLM: equal to the standard loss, verified by the tests)"]
+
+
+def test_step_bookkeeping_counted_once_gives_the_trainers_own_figures(tmp_path):
+    """The FLOPs estimate, the clipped gradients and the training mode the Trainer sets at each step come out as
+    transformers' own code gives them, without walking the model each step."""
+    from transformers import Trainer
+
+    model = get_peft_model(tiny_model("llama"), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    trainer = trainer_for(model, tmp_path, [])
+    inputs = batch()
+    assert trainer.floating_point_ops(inputs) == Trainer.floating_point_ops(trainer, inputs) > 0
+    assert trainer._parameter_count is not None  # counted once, kept
+
+    def clipped(clip):
+        model.zero_grad()
+        model.train()
+        model(**inputs).loss.mul(1000).backward()  # a norm far above max_grad_norm (1): the gradients are scaled
+        norm = clip(model)
+        return norm, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    norm0, grads0 = clipped(lambda m: Trainer._clip_grad_norm(trainer, m))
+    norm1, grads1 = clipped(trainer._clip_grad_norm)
+    assert float(norm0) > 10 * trainer.args.max_grad_norm
+    assert torch.equal(norm1, norm0) and grads1.keys() == grads0.keys()
+    assert all(torch.equal(grads1[n], g) for n, g in grads0.items())
+
+    # Evaluation or a probe leaves the model in eval mode: the next step sets training mode again, every module
+    trainer.current_gradient_accumulation_steps = 1  # as the training loop sets it
+    model.eval()
+    trainer.training_step(model, inputs)
+    assert all(m.training for m in model.modules())
+    # One submodule switched off by other code: the step's model.train() reaches it too
+    model.base_model.model.model.layers[1].mlp.eval()
+    trainer.training_step(model, inputs)
+    assert all(m.training for m in model.modules()) and "train" not in vars(model)
