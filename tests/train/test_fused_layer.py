@@ -158,6 +158,23 @@ def test_bf16_as_close_to_fp32_as_the_layers_it_replaces(demo_model_dir):
     assert median_ref < 0.1  # bf16, not something broken on both sides
     assert saved_fused <= saved_ref
 
+    # Where oneDNN packs bf16 weights, the backward reads packed transposed copies: the same bits as the plain
+    # weight's product (q/k/v, o and down; gate and up are one product of the two, summed inside it)
+    from engine.serve.packed_linears import packing_available
+
+    plan = getattr(model.base_model.model.model.layers[2], fused_layer._PLAN)
+    if not packing_available():
+        assert plan.backward_weights is None
+        return
+    generator = torch.Generator().manual_seed(3)
+    for index, weight in ((0, plan.w_qkv), (1, plan.others[0]), (3, plan.others[3])):
+        grad = torch.randn(37, weight.shape[0], generator=generator).to(torch.bfloat16)
+        assert torch.equal(plan.input_grad(grad, index, weight), grad.mm(weight))
+    gate, up = (torch.randn(37, plan.others[1].shape[0], generator=generator).to(torch.bfloat16) for _ in range(2))
+    joint = plan.gate_up_input_grad(gate, up, *plan.others[1:3])
+    exact = gate.double() @ plan.others[1].double() + up.double() @ plan.others[2].double()
+    assert float((joint.double() - exact).norm() / exact.norm()) < 2 ** -8
+
 
 def tiny_qwen2(seed: int = 0):
     """A random two-layer Qwen2 (biases on q/k/v, grouped-query heads) with LoRA on every linear layer."""
