@@ -425,7 +425,7 @@ def _agrees(layer, dtype) -> bool:
                 out = getattr(layer, _ORIGINAL)(x_, position_ids=positions, position_embeddings=rotary)
         out = out[0] if isinstance(out, tuple) else out
         (g,) = torch.autograd.grad(out, x_, grad)
-        results.append((out.float(), g.float()))
+        results.append((out.detach().float(), g.float()))
     (out0, g0), (out1, g1) = results
     rtol = 3e-2 if half else 1e-4
 
