@@ -375,7 +375,16 @@ def _layer_forward(self, hidden_states, attention_mask=None, position_ids=None, 
                                         position_embeddings=position_embeddings, **kwargs)
     lengths, (adapters, scalings) = fused
     cos, sin_signed = _rotary(position_embeddings)
-    return _function().apply(hidden_states, cos, sin_signed, plan, tuple(lengths), scalings, *adapters)
+
+    def layer(hidden):
+        return _function().apply(hidden, cos, sin_signed, plan, tuple(lengths), scalings, *adapters)
+
+    # transformers checkpoints inside the layer class's own forward, which this one replaces: done here the same way
+    # (the Function's saved tensors are dropped and the Function recomputed in backward).
+    checkpointing = getattr(self, "_gradient_checkpointing_func", None)
+    if getattr(self, "gradient_checkpointing", False) and checkpointing is not None:
+        return checkpointing(layer, hidden_states)
+    return layer(hidden_states)
 
 
 def _layer_fits(layer) -> bool:

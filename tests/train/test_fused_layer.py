@@ -4,24 +4,25 @@ and leaves the layers untouched wherever it would not be exact."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from engine.train import fused_layer, lean_activations
+from engine.train import fused_layer
 from engine.train.fused_layer import apply_fused_layers, remove_fused_layers
 from engine.train.lean_activations import apply_lean_activations
-from tests.train.test_lean_activations import bf16_lora_model, lora_model
+from tests.train.test_lean_activations import (
+    _clean_env,  # noqa: F401 - its autouse fixture (lean_activations' switches unset), active here too
+    autocast_loss_grads,
+    bf16_lora_model,
+    lora_model,
+    loss_grads_saved,
+)
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
+def _fused_switch_unset(monkeypatch):
     monkeypatch.delenv(fused_layer.ENV_SWITCH, raising=False)
-    monkeypatch.delenv(lean_activations.ENV_SWITCH, raising=False)
-    yield
-    os.environ.pop(lean_activations._SDPA_GQA, None)  # set by the patched model itself
 
 
 def packed(samples: list[list[int]]):
@@ -63,26 +64,6 @@ def run_model(model):
     assert use_segment_attention(model, log=lambda *_: None)
     assert apply_lean_activations(model, log=lambda *_: None, device="cpu") > 0
     return model
-
-
-def loss_grads_saved(model, inputs, autocast: bool = False):
-    """(loss, {parameter: gradient}, bytes autograd saved for backward apart from parameters)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    model.zero_grad(set_to_none=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast(
-            "cpu", dtype=torch.bfloat16, enabled=autocast):
-        loss = model(**inputs).loss
-    loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-    return float(loss.detach()), grads, sum(saved.values())
 
 
 def fused_count(model) -> int:
@@ -140,9 +121,9 @@ def test_bf16_as_close_to_fp32_as_the_layers_it_replaces(demo_model_dir):
     inputs = demo_row(demo_model_dir)
     loss32, grads32, _ = loss_grads_saved(run_model(lora_model(demo_model_dir)), inputs)
     model = run_model(bf16_lora_model(demo_model_dir))
-    loss_ref, grads_ref, saved_ref = loss_grads_saved(model, inputs, autocast=True)
+    loss_ref, grads_ref, saved_ref = autocast_loss_grads(model, inputs)
     assert apply_fused_layers(model, device="cpu") == model.config.num_hidden_layers
-    loss_fused, grads_fused, saved_fused = loss_grads_saved(model, inputs, autocast=True)
+    loss_fused, grads_fused, saved_fused = autocast_loss_grads(model, inputs)
 
     def errors(grads):
         assert all(g.dtype == torch.float32 for g in grads.values())
@@ -284,3 +265,32 @@ def test_not_patched(monkeypatch, case):
     logged = []
     assert apply_fused_layers(model, logged.append, device="cuda" if case == "cuda" else "cpu") == 0
     assert fused_count(model) == 0 and not logged
+
+
+@pytest.mark.parametrize("reentrant", [False, True], ids=["checkpoint", "reentrant checkpoint"])
+def test_gradient_checkpointing_recomputes_the_fused_layer(reentrant):
+    """transformers checkpoints inside the layer class's forward, which the patch replaces: the fused layer
+    checkpoints itself the same way, so a run with gradient checkpointing keeps only each layer's input, recomputes
+    the Function in backward, and gets the same loss and gradients."""
+    model = run_model(tiny_qwen2())
+    assert apply_fused_layers(model, device="cpu") == 2
+    inputs = packed_row()
+    loss0, grads0, saved0 = loss_grads_saved(model, inputs)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    calls = []
+    original = fused_layer._function().apply
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    fused_layer._function().apply = counting
+    try:
+        loss1, grads1, saved1 = loss_grads_saved(model, inputs)
+    finally:
+        del fused_layer._function().apply
+    assert len(calls) == 4  # two layers, each run forward and again in backward
+    assert loss1 == pytest.approx(loss0, rel=1e-6)
+    assert max(float((grads1[n] - g).norm() / g.norm()) for n, g in grads0.items()) < 1e-5
+    if not reentrant:  # (the reentrant form runs the first pass without autograd: nothing is saved to count)
+        assert saved1 < 0.5 * saved0
