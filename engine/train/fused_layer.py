@@ -22,7 +22,8 @@ own forward): training with gradients, on the CPU, not under torch.compile, one 
 mask), no KV cache, a known decoder layer class (Llama, Qwen2, Mistral) with RMSNorm, SiLU MLP and no sliding
 window, frozen norms, and plain LoRA on the seven projections (what lean_activations' checks accept: one adapter,
 dropout 0, no DoRA, frozen unquantized base). The patch checks its output and gradients against the layer's own on
-a random row before it is kept. ``TUNEBOARD_FUSED_LAYERS=0`` turns it off.
+a random row before it is kept. Gradient checkpointing, which transformers does inside the layer class's forward
+that this replaces, is done here the same way. ``TUNEBOARD_FUSED_LAYERS=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from engine.core.switches import env_switch
 from engine.train import lean_activations as lean
 from engine.train.segment_attention import NAME as SEGMENTS
-from engine.train.segment_attention import cached_lengths
+from engine.train.segment_attention import SPECIAL_ARGUMENTS, cached_lengths
 
 ENV_SWITCH = "TUNEBOARD_FUSED_LAYERS"
 _ORIGINAL = "_fused_original_forward"
@@ -46,8 +47,6 @@ _LAYERS = ("LlamaDecoderLayer", "Qwen2DecoderLayer", "MistralDecoderLayer")
 _NORMS = ("LlamaRMSNorm", "Qwen2RMSNorm", "MistralRMSNorm")
 _PROJECTIONS = (("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"), ("self_attn", "o_proj"),
                 ("mlp", "gate_proj"), ("mlp", "up_proj"), ("mlp", "down_proj"))
-# Keyword arguments that change attention (transformers passes them to the attention function).
-_SPECIAL = ("sliding_window", "s_aux", "softcap", "position_bias", "cache_position_is_special")
 
 
 def fused_layers_enabled() -> bool:
@@ -360,7 +359,7 @@ def _layer_forward(self, hidden_states, attention_mask=None, position_ids=None, 
     fused = None
     if (self.training and torch.is_grad_enabled() and past_key_values is None and position_embeddings is not None
             and hidden_states.dim() == 3 and hidden_states.shape[0] == 1 and hidden_states.device.type == "cpu"
-            and not torch.compiler.is_compiling() and all(kwargs.get(k) is None for k in _SPECIAL)
+            and not torch.compiler.is_compiling() and all(kwargs.get(k) is None for k in SPECIAL_ARGUMENTS)
             and lean.autocast_keeps(hidden_states) and plan.current()):
         length = hidden_states.shape[1]
         lengths = cached_lengths(position_ids, length)

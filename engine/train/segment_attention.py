@@ -24,7 +24,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 NAME = "tuneboard_segments"
 # Keyword arguments some models pass that change attention inside a sample: left to transformers' SDPA.
-_SPECIAL = ("sliding_window", "s_aux", "softcap", "position_bias", "cache")
+SPECIAL_ARGUMENTS = ("sliding_window", "s_aux", "softcap", "position_bias", "cache")
 
 
 def sample_lengths(position_ids, length: int) -> list[int] | None:
@@ -48,7 +48,7 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
     ``sdpa``)."""
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     lengths = None
-    if causal and query.shape[2] == key.shape[2] and all(kwargs.get(k) is None for k in _SPECIAL):
+    if causal and query.shape[2] == key.shape[2] and all(kwargs.get(k) is None for k in SPECIAL_ARGUMENTS):
         lengths = cached_lengths(kwargs.get("position_ids"), query.shape[2])
     if lengths is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
