@@ -4,6 +4,8 @@ and leaves the layers untouched wherever it would not be exact."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from engine.train import fused_layer
@@ -64,6 +66,23 @@ def run_model(model):
     assert use_segment_attention(model, log=lambda *_: None)
     assert apply_lean_activations(model, log=lambda *_: None, device="cpu") > 0
     return model
+
+
+@contextlib.contextmanager
+def fused_calls():
+    """A list that gets an entry each time the fused Function runs, while the context lasts."""
+    calls = []
+    original = fused_layer._function().apply
+
+    def counting(*args):
+        calls.append(1)
+        return original(*args)
+
+    fused_layer._function().apply = counting
+    try:
+        yield calls
+    finally:
+        del fused_layer._function().apply
 
 
 def fused_count(model) -> int:
@@ -199,15 +218,7 @@ def test_runs_the_layers_own_forward_where_it_would_not_be_exact():
     model.train()
     padded_loss = loss_grads_saved(model, padded)[0]
     assert apply_fused_layers(model, device="cpu") == 2
-    calls = []
-    original = fused_layer._function().apply
-
-    def counting(*args):
-        calls.append(1)
-        return original(*args)
-
-    fused_layer._function().apply = counting
-    try:
+    with fused_calls() as calls:
         with torch.no_grad():
             assert torch.equal(model.eval()(**packed_row()).logits, evaluated)
         model.train()
@@ -222,8 +233,6 @@ def test_runs_the_layers_own_forward_where_it_would_not_be_exact():
         calls.clear()
         loss_grads_saved(model, packed_row())
         assert len(calls) == 1
-    finally:
-        del fused_layer._function().apply
 
 
 def test_check_at_patching_catches_a_wrong_computation(monkeypatch):
@@ -277,18 +286,8 @@ def test_gradient_checkpointing_recomputes_the_fused_layer(reentrant):
     inputs = packed_row()
     loss0, grads0, saved0 = loss_grads_saved(model, inputs)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
-    calls = []
-    original = fused_layer._function().apply
-
-    def counting(*args):
-        calls.append(1)
-        return original(*args)
-
-    fused_layer._function().apply = counting
-    try:
+    with fused_calls() as calls:
         loss1, grads1, saved1 = loss_grads_saved(model, inputs)
-    finally:
-        del fused_layer._function().apply
     assert len(calls) == 4  # two layers, each run forward and again in backward
     assert loss1 == pytest.approx(loss0, rel=1e-6)
     assert max(float((grads1[n] - g).norm() / g.norm()) for n, g in grads0.items()) < 1e-5
