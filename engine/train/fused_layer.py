@@ -6,10 +6,13 @@ autograd's bookkeeping for each of them. This Function runs the layer's forward 
 written out: the same products; for the demo layer (148 rows, bf16) one autograd node instead of 59, 168 non-view
 ops instead of 226, and none of the layer's dozen module calls with their keyword plumbing. A layer's forward and
 backward took 6.2 instead of 7.1 ms, and the training benchmark's forward and backward 224-229 instead of 275-277
-ms a step (2-core AMD EPYC, alternating runs); the packed backward weights below took off about 5% more.
+ms a step (2-core AMD EPYC, alternating runs); the packed backward weights below took off about 5% more, and on
+a 2-core Xeon with AMX the packed forward weights of the joint products 1.2-1.8% (bench/results/
+train_fused_forward_packed_intel_amx.json).
 
-- the three attention projections read one weight (q, k and v stored as views of one matrix, no copy): one base
-  product, one product for the three LoRA A, one for their B (block-diagonal);
+- the three attention projections read one weight (q, k and v stored as views of one matrix, no copy), and so do
+  gate and up: one base product for each group, one product for the group's LoRA A, one for their B
+  (block-diagonal); in bf16 the frozen weights are also packed for oneDNN (see :meth:`_Plan.pack`);
 - q and k are rotated together in fp32, where the CPU's attention runs anyway (transformers rotates in the model's
   dtype and casts after), and each packed sample attends alone through PyTorch's CPU flash-attention kernel,
   forward and backward called directly (engine/train/segment_attention.py explains the per-sample attention);
@@ -53,12 +56,30 @@ def fused_layers_enabled() -> bool:
     return env_switch(ENV_SWITCH)
 
 
+def _join(bases):
+    """One matrix of the projections' weights, the weights made views of it (no copy: the joint product needs
+    none), and their biases joined (None where none has one); with each view's first row."""
+    weights = [b.weight for b in bases]
+    joint = torch.cat([w.detach() for w in weights])
+    starts, start = [], 0
+    for base in bases:
+        rows = base.weight.shape[0]
+        base.weight.data = joint[start:start + rows]
+        starts.append(start)
+        start += rows
+    biases = [b.bias for b in bases]
+    bias = None if all(b is None for b in biases) else torch.cat(
+        [b.detach() if b is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+         for b, w in zip(biases, weights)])
+    return joint, bias, tuple(b.weight for b in bases), tuple(starts)
+
+
 class _Plan:
-    """One layer's frozen parts, found once: the joint q/k/v weight (the three projections' weights are views of
-    it) and biases, the other base weights, the norms, the attention's shape."""
+    """One layer's frozen parts, found once: the joint q/k/v and gate/up weights (the projections' weights are
+    views of them) and biases, the other base weights, the norms, the attention's shape."""
 
     def __init__(self, layer) -> None:
-        attn = layer.self_attn
+        attn, mlp = layer.self_attn, layer.mlp
         self.layer = weakref.ref(layer)
         self.heads = attn.config.num_attention_heads
         self.kv_heads = attn.config.num_key_value_heads
@@ -66,71 +87,66 @@ class _Plan:
         self.scale = float(attn.scaling)
         self.eps1 = float(layer.input_layernorm.variance_epsilon)
         self.eps2 = float(layer.post_attention_layernorm.variance_epsilon)
-        bases = [attn.q_proj.base_layer, attn.k_proj.base_layer, attn.v_proj.base_layer]
-        weights = [b.weight for b in bases]
-        # One matrix, and the three weights made views of it: the joint product needs no copy of the weights.
-        self.w_qkv = torch.cat([w.detach() for w in weights])
-        start = 0
-        for base in bases:
-            rows = base.weight.shape[0]
-            base.weight.data = self.w_qkv[start:start + rows]
-            start += rows
-        biases = [b.bias for b in bases]
-        self.b_qkv = None if all(b is None for b in biases) else torch.cat(
-            [b.detach() if b is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-             for b, w in zip(biases, weights)])
-        self.views = tuple(b.weight for b in bases)
-        mlp = layer.mlp
+        self.w_qkv, self.b_qkv, *qkv = _join([p.base_layer for p in (attn.q_proj, attn.k_proj, attn.v_proj)])
+        self.w_gu, self.b_gu, *gu = _join([mlp.gate_proj.base_layer, mlp.up_proj.base_layer])
+        self.intermediate = mlp.gate_proj.base_layer.weight.shape[0]
+        self._joints = ((self.w_qkv, ("self_attn", "q_proj", "k_proj", "v_proj"), *qkv),
+                        (self.w_gu, ("mlp", "gate_proj", "up_proj"), *gu))
         # The other projections' frozen weights as planned: a weight replaced since sends the layer its own way.
-        self.others = tuple(p.base_layer.weight for p in (attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj))
+        self.others = (attn.o_proj.base_layer.weight, mlp.down_proj.base_layer.weight)
         self._pointers = tuple(w.data_ptr() for w in self.others)
-        self.backward_weights = None  # see pack_for_backward
+        self.forward_weights = self.backward_weights = None  # see pack
 
     def current(self) -> bool:
-        """The weights are still the planned ones: q/k/v views of the joint matrix, the others unreplaced."""
+        """The weights are still the planned ones: q/k/v and gate/up views of their joint matrices, o and down
+        unreplaced."""
         layer = self.layer()
         if layer is None:
             return False
+        for joint, (owner, *names), views, starts in self._joints:
+            module = getattr(layer, owner)
+            for name, view, start in zip(names, views, starts):
+                base = getattr(getattr(module, name), "base_layer", None)
+                if base is None or base.weight is not view or view.data_ptr() != joint[start:].data_ptr():
+                    return False
         attn, mlp = layer.self_attn, layer.mlp
-        return (all(getattr(p, "base_layer", None) is not None and p.base_layer.weight is v
-                    and v.data_ptr() == self.w_qkv[start:].data_ptr()
-                    for p, v, start in zip((attn.q_proj, attn.k_proj, attn.v_proj), self.views, self._starts()))
-                and all(getattr(p, "base_layer", None) is not None and p.base_layer.weight is w
-                        and w.data_ptr() == ptr
-                        for p, w, ptr in zip((attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj), self.others,
-                                             self._pointers)))
+        return all(getattr(p, "base_layer", None) is not None and p.base_layer.weight is w and w.data_ptr() == ptr
+                   for p, w, ptr in zip((attn.o_proj, mlp.down_proj), self.others, self._pointers))
 
-    def pack_for_backward(self) -> None:
-        """Keep the frozen weights transposed and packed in oneDNN's layout as well: the input's gradient
-        (``grad @ W``) reads ``W`` untransposed, where bf16 oneDNN on the plain weight is slowest (the demo
-        model's 30 layers: 50 -> 40 ms a step on a 2-core AMD EPYC), with the same bits."""
+    def pack(self) -> None:
+        """Keep the frozen weights packed in oneDNN's layout as well (bf16; the same bits as the plain products):
+        - for backward, transposed: the input's gradient (``grad @ W``) reads ``W`` untransposed, where bf16
+          oneDNN on the plain weight is slowest (the demo model's 30 layers: 50 -> 40 ms a step on a 2-core AMD
+          EPYC); gate and up as one matrix, their two input gradients summed inside one product;
+        - for the forward, the two joint matrices, where packing paid on a 2-core Xeon with AMX (q/k/v 181 -> 159
+          us, gate/up 566 -> 423 us a layer at 144 rows; o and down ran faster unpacked)."""
         from engine.serve.packed_linears import pack  # noqa: PLC0415 - bf16 CPU runs only
 
-        o, gate, up, down = (w.detach() for w in self.others)
-        # gate and up as one matrix: their two input gradients summed inside one product (one rounding in bf16)
-        self.backward_weights = [pack(w.t().contiguous()) for w in (self.w_qkv, o, torch.cat((gate, up)), down)]
+        o, down = (w.detach() for w in self.others)
+        self.forward_weights = [pack(w) for w in (self.w_qkv, self.w_gu)]
+        self.backward_weights = [pack(w.t().contiguous()) for w in (self.w_qkv, o, self.w_gu, down)]
 
-    def backward_bytes(self) -> int:
-        return sum(w.numel() * w.element_size() for w in (self.w_qkv, *self.others))
+    def packed_bytes(self) -> int:
+        joints = (self.w_qkv, self.w_gu)
+        return sum(w.numel() * w.element_size() for w in (*joints, *joints, *self.others))
 
-    def input_grad(self, grad, index: int, weight):
-        """``grad @ weight``: through the packed transpose where there is one (index: q/k/v 0, o 1, down 3)."""
+    def joint_product(self, x, index: int):
+        """``x @ W.T + b`` of a joint matrix (index: q/k/v 0, gate/up 1), packed where it is."""
+        weight, bias = (self.w_qkv, self.b_qkv) if index == 0 else (self.w_gu, self.b_gu)
+        if self.forward_weights is None:
+            return F.linear(x, weight, bias)
+        from engine.serve.packed_linears import packed_linear  # noqa: PLC0415
+
+        return packed_linear(x, self.forward_weights[index], bias)
+
+    def input_grad(self, grad, index: int):
+        """``grad @ W`` (index: q/k/v 0, o 1, gate/up 2, down 3), through the packed transpose where there is
+        one."""
         if self.backward_weights is None:
-            return grad.mm(weight)
+            return grad.mm((self.w_qkv, self.others[0], self.w_gu, self.others[1])[index])
         from engine.serve.packed_linears import packed_linear  # noqa: PLC0415
 
         return packed_linear(grad, self.backward_weights[index], None)
-
-    def gate_up_input_grad(self, grad_gate, grad_up, w_gate, w_up):
-        """``grad_gate @ w_gate + grad_up @ w_up``."""
-        if self.backward_weights is None:
-            return grad_gate.mm(w_gate).addmm_(grad_up, w_up)
-        return self.input_grad(torch.cat((grad_gate, grad_up), dim=1), 2, None)
-
-    def _starts(self):
-        q = self.heads * self.head_dim
-        k = self.kv_heads * self.head_dim
-        return 0, q, q + k
 
 
 # -- closed-form pieces ------------------------------------------------------------------------------------
@@ -167,19 +183,20 @@ _attention = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _attention_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
 
 
-def _heads_view(t, start, end):
-    """Rows start:end of [T, heads, D] as the [1, heads, n, D] view the attention kernel takes."""
-    return t[start:end].transpose(0, 1).unsqueeze(0)
+def _heads(t):
+    """[T, heads, D] as the [1, heads, T, D] view the attention kernel takes (a sample: its rows of dim 2)."""
+    return t.transpose(0, 1).unsqueeze(0)
+
+
+def _lora(x, out, a, b, scaling):
+    """``out += (x A^T) B^T * scaling`` in place, and the rank-wide ``x A^T`` backward needs."""
+    inner = x.mm(a.t())
+    out.addmm_(inner, b.t(), alpha=scaling)
+    return out, inner
 
 
 @lru_cache(maxsize=1)
 def _function():
-    def linear_lora(x, weight, bias, a, b, scaling):
-        inner = x.mm(a.t())
-        out = F.linear(x, weight, bias)
-        out.addmm_(inner, b.t(), alpha=scaling)
-        return out, inner
-
     class FusedLoraLayer(torch.autograd.Function):
         @staticmethod
         def forward(ctx, x, cos, sin_signed, plan, lengths, scalings, *adapters):
@@ -187,89 +204,87 @@ def _function():
             shape = x.shape
             x = x.reshape(-1, shape[-1])
             t = x.shape[0]
-            ctx.adapter_dtypes = [a.dtype for a in adapters]
             aq, bq, ak, bk, av, bv, ao, bo, ag, bg, au, bu, ad, bd = adapters
-            s_qkv, s_o, s_g, s_u, s_d = scalings
-            attn, mlp = plan.layer().self_attn, plan.layer().mlp
-            ln1, ln2 = plan.layer().input_layernorm.weight, plan.layer().post_attention_layernorm.weight
+            s_qkv, s_o, s_gu, s_d = scalings
+            layer = plan.layer()
             heads, kv, d = plan.heads, plan.kv_heads, plan.head_dim
 
-            n1, rstd1 = _rms(x, ln1, plan.eps1)
-            a_qkv = torch.cat((aq, ak, av)).to(dt)
-            bs_qkv = [b.to(dt) for b in (bq, bk, bv)]
-            b_qkv = torch.block_diag(*bs_qkv)  # mostly zeros: rebuilt in backward rather than saved
-            qkv, inner_qkv = linear_lora(n1, plan.w_qkv, plan.b_qkv, a_qkv, b_qkv, s_qkv)
+            # Joint products share an input: one A product for q/k/v (gate/up), their B block-diagonal (mostly
+            # zeros: built again in backward rather than saved), each cast to the compute dtype once.
+            n1, rstd1 = _rms(x, layer.input_layernorm.weight, plan.eps1)
+            a_qkv, b_qkv = torch.cat((aq, ak, av)).to(dt), torch.block_diag(bq, bk, bv).to(dt)
+            qkv, inner_qkv = _lora(n1, plan.joint_product(n1, 0), a_qkv, b_qkv, s_qkv)
             del n1
             qk = _rotate(qkv[:, :(heads + kv) * d].view(t, heads + kv, d).float(), cos, sin_signed)
             q, k = qk[:, :heads], qk[:, heads:]
             # its own storage (in fp32 .float() is the same tensor: a view would keep all of qkv for backward)
             v = qkv[:, (heads + kv) * d:].view(t, kv, d).float().contiguous()
             del qkv
+            q_, k_, v_ = _heads(q), _heads(k), _heads(v)
             outs, lses, start = [], [], 0
             for n in lengths:
-                out, lse = _attention(_heads_view(q, start, start + n), _heads_view(k, start, start + n),
-                                      _heads_view(v, start, start + n), 0.0, True, scale=plan.scale)
+                end = start + n
+                out, lse = _attention(q_[:, :, start:end], k_[:, :, start:end], v_[:, :, start:end], 0.0, True,
+                                      scale=plan.scale)
                 outs.append(out[0].transpose(0, 1))
                 lses.append(lse)
-                start += n
+                start = end
             att = torch.cat(outs)  # [T, heads, D] fp32
             att_in = att.view(t, heads * d).to(dt)
             ao_, bo_ = ao.to(dt), bo.to(dt)
-            o, inner_o = linear_lora(att_in, attn.o_proj.base_layer.weight, attn.o_proj.base_layer.bias, ao_, bo_,
-                                     s_o)
+            o, inner_o = _lora(att_in, F.linear(att_in, *_weight_bias(layer.self_attn.o_proj)), ao_, bo_, s_o)
             del att_in
             h1 = o.add_(x)
-            n2, rstd2 = _rms(h1, ln2, plan.eps2)
-            ag_, bg_, au_, bu_, ad_, bd_ = (w.to(dt) for w in (ag, bg, au, bu, ad, bd))
-            gate, inner_g = linear_lora(n2, mlp.gate_proj.base_layer.weight, mlp.gate_proj.base_layer.bias, ag_,
-                                        bg_, s_g)
-            up, inner_u = linear_lora(n2, mlp.up_proj.base_layer.weight, mlp.up_proj.base_layer.bias, au_, bu_, s_u)
+            n2, rstd2 = _rms(h1, layer.post_attention_layernorm.weight, plan.eps2)
+            a_gu, b_gu = torch.cat((ag, au)).to(dt), torch.block_diag(bg, bu).to(dt)
+            gu, inner_gu = _lora(n2, plan.joint_product(n2, 1), a_gu, b_gu, s_gu)
             del n2
-            down, inner_d = linear_lora(F.silu(gate).mul_(up), mlp.down_proj.base_layer.weight,
-                                        mlp.down_proj.base_layer.bias, ad_, bd_, s_d)
+            m = plan.intermediate
+            ad_, bd_ = ad.to(dt), bd.to(dt)
+            hidden = F.silu(gu[:, :m]).mul_(gu[:, m:])
+            down, inner_d = _lora(hidden, F.linear(hidden, *_weight_bias(layer.mlp.down_proj)), ad_, bd_, s_d)
+            del hidden
             out = down.add_(h1)
             ctx.plan, ctx.lengths, ctx.scalings = plan, lengths, scalings
-            ctx.save_for_backward(x, rstd1, inner_qkv, q, k, v, att, *lses, inner_o, h1, rstd2, gate, up, inner_g,
-                                  inner_u, inner_d, cos, sin_signed, a_qkv, *bs_qkv, ao_, bo_, ag_, bg_, au_, bu_,
-                                  ad_, bd_)
+            ctx.adapter_dtype = aq.dtype
+            ctx.save_for_backward(x, rstd1, inner_qkv, q, k, v, att, *lses, inner_o, h1, rstd2, gu, inner_gu,
+                                  inner_d, cos, sin_signed, a_qkv, bq, bk, bv, ao_, bo_, a_gu, bg, bu, ad_, bd_)
             return out.view(shape)
 
         @staticmethod
         def backward(ctx, grad):
             plan, lengths = ctx.plan, ctx.lengths
-            s_qkv, s_o, s_g, s_u, s_d = ctx.scalings
-            saved = list(ctx.saved_tensors)
+            s_qkv, s_o, s_gu, s_d = ctx.scalings
+            saved = ctx.saved_tensors
             x, rstd1, inner_qkv, q, k, v, att = saved[:7]
             lses = saved[7:7 + len(lengths)]
-            (inner_o, h1, rstd2, gate, up, inner_g, inner_u, inner_d, cos, sin_signed, a_qkv, bq_, bk_, bv_, ao_, bo_,
-             ag_, bg_, au_, bu_, ad_, bd_) = saved[7 + len(lengths):]
-            attn, mlp = plan.layer().self_attn, plan.layer().mlp
-            ln1, ln2 = plan.layer().input_layernorm.weight, plan.layer().post_attention_layernorm.weight
+            (inner_o, h1, rstd2, gu, inner_gu, inner_d, cos, sin_signed, a_qkv, bq, bk, bv, ao_, bo_, a_gu, bg, bu,
+             ad_, bd_) = saved[7 + len(lengths):]
+            layer = plan.layer()
+            ln1, ln2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
             heads, kv, d = plan.heads, plan.kv_heads, plan.head_dim
             shape = grad.shape
             grad = grad.reshape(-1, shape[-1])
             t = grad.shape[0]
             dt = grad.dtype
+            m = plan.intermediate
             lora_grads = lean.lora_grads  # the products the module-wise Functions take
 
-            # MLP
+            # MLP: gate and up's gradients written side by side, as the one product their forward was
+            gate, up = gu[:, :m], gu[:, m:]
             act = F.silu(gate)
-            hidden = act * up
-            ga_d, gb_d, gi_d = lora_grads(grad, inner_d, bd_, s_d, hidden, True, True)
-            del hidden
-            g_hidden = plan.input_grad(grad, 3, mlp.down_proj.base_layer.weight).addmm_(gi_d, ad_)
-            g_up = g_hidden * act
+            ga_d, gb_d, gi_d = lora_grads(grad, inner_d, bd_, s_d, act * up, True, True)
+            g_hidden = plan.input_grad(grad, 3).addmm_(gi_d, ad_)
+            g_gu = torch.empty_like(gu)
+            torch.mul(g_hidden, act, out=g_gu[:, m:])
             del act
-            g_gate = torch.ops.aten.silu_backward(g_hidden.mul_(up), gate)
+            torch.ops.aten.silu_backward.grad_input(g_hidden.mul_(up), gate, grad_input=g_gu[:, :m])
             del g_hidden
             n2 = _rms_again(h1, rstd2, ln2)
-            ga_g, gb_g, gi_g = lora_grads(g_gate, inner_g, bg_, s_g, n2, True, True)
-            ga_u, gb_u, gi_u = lora_grads(g_up, inner_u, bu_, s_u, n2, True, True)
+            ga_gu, gb_gu, gi_gu = lora_grads(g_gu, inner_gu, torch.block_diag(bg, bu).to(dt), s_gu, n2, True, True)
             del n2
-            g_n2 = plan.gate_up_input_grad(g_gate, g_up, mlp.gate_proj.base_layer.weight,
-                                           mlp.up_proj.base_layer.weight)
-            g_n2.addmm_(gi_g, ag_).addmm_(gi_u, au_)
-            del g_gate, g_up
+            g_n2 = plan.input_grad(g_gu, 2).addmm_(gi_gu, a_gu)
+            del g_gu
             g_h1 = _rms_backward(g_n2, h1, rstd2, ln2).add_(grad)
             del g_n2
 
@@ -277,45 +292,56 @@ def _function():
             att_in = att.view(t, heads * d).to(dt)
             ga_o, gb_o, gi_o = lora_grads(g_h1, inner_o, bo_, s_o, att_in, True, True)
             del att_in
-            g_att = plan.input_grad(g_h1, 1, attn.o_proj.base_layer.weight).addmm_(gi_o, ao_).float().view(t, heads, d)
+            g_att = plan.input_grad(g_h1, 1).addmm_(gi_o, ao_).float().view(t, heads, d)
 
             # attention, sample by sample
+            g_att_, q_, k_, v_, att_ = _heads(g_att), _heads(q), _heads(k), _heads(v), _heads(att)
             g_q, g_k, g_v, start = [], [], [], 0
             for n, lse in zip(lengths, lses):
                 end = start + n
-                out = _heads_view(att, start, end)
-                dq, dk, dv = _attention_backward(_heads_view(g_att, start, end), _heads_view(q, start, end),
-                                                 _heads_view(k, start, end), _heads_view(v, start, end), out, lse,
-                                                 0.0, True, scale=plan.scale)
+                dq, dk, dv = _attention_backward(g_att_[:, :, start:end], q_[:, :, start:end], k_[:, :, start:end],
+                                                 v_[:, :, start:end], att_[:, :, start:end], lse, 0.0, True,
+                                                 scale=plan.scale)
                 g_q.append(dq[0].transpose(0, 1))
                 g_k.append(dk[0].transpose(0, 1))
                 g_v.append(dv[0].transpose(0, 1))
                 start = end
-            del g_att
+            del g_att, g_att_
             g_qk = _unrotate(torch.cat((torch.cat(g_q), torch.cat(g_k)), dim=1), cos, sin_signed)
             g_qkv = torch.cat((g_qk.view(t, -1), torch.cat(g_v).view(t, -1)), dim=1).to(dt)
             del g_qk, g_q, g_k, g_v
 
             # q/k/v projections and the first norm
             n1 = _rms_again(x, rstd1, ln1)
-            ga_qkv, gb_qkv, gi_qkv = lora_grads(g_qkv, inner_qkv, torch.block_diag(bq_, bk_, bv_), s_qkv, n1, True,
-                                                True)
+            ga_qkv, gb_qkv, gi_qkv = lora_grads(g_qkv, inner_qkv, torch.block_diag(bq, bk, bv).to(dt), s_qkv, n1,
+                                                True, True)
             del n1
-            g_n1 = plan.input_grad(g_qkv, 0, plan.w_qkv).addmm_(gi_qkv, a_qkv)
+            g_n1 = plan.input_grad(g_qkv, 0).addmm_(gi_qkv, a_qkv)
             g_x = _rms_backward(g_n1, x, rstd1, ln1).add_(g_h1)
 
+            # The joint gradients cast to the adapters' dtype once, then cut into the adapters' (the B gradients
+            # are the blocks on the diagonal).
+            a_dtype = ctx.adapter_dtype
+            ga_qkv, gb_qkv, ga_gu, gb_gu = (g.to(a_dtype) for g in (ga_qkv, gb_qkv, ga_gu, gb_gu))
             r = a_qkv.shape[0] // 3
-            rows = (heads * d, kv * d, kv * d)
-            b_blocks, start = [], 0
-            for i, m in enumerate(rows):
-                b_blocks.append(gb_qkv[start:start + m, i * r:(i + 1) * r])
-                start += m
-            grads = (ga_qkv[:r], b_blocks[0], ga_qkv[r:2 * r], b_blocks[1], ga_qkv[2 * r:], b_blocks[2],
-                     ga_o, gb_o, ga_g, gb_g, ga_u, gb_u, ga_d, gb_d)
-            return (g_x.view(shape), None, None, None, None, None,
-                    *(g.to(dtype) for g, dtype in zip(grads, ctx.adapter_dtypes)))
+            qkv_rows = (heads * d, kv * d, kv * d)
+            b_qkv_grads, start = [], 0
+            for i, rows in enumerate(qkv_rows):
+                b_qkv_grads.append(gb_qkv[start:start + rows, i * r:(i + 1) * r])
+                start += rows
+            r_gu = a_gu.shape[0] // 2
+            grads = (ga_qkv[:r], b_qkv_grads[0], ga_qkv[r:2 * r], b_qkv_grads[1], ga_qkv[2 * r:], b_qkv_grads[2],
+                     ga_o, gb_o, ga_gu[:r_gu], gb_gu[:m, :r_gu], ga_gu[r_gu:], gb_gu[m:, r_gu:], ga_d, gb_d)
+            # (o's and down's gradients are cast to the adapters' dtype by autograd, as it casts what a Function
+            # returns for an input of another dtype)
+            return (g_x.view(shape), None, None, None, None, None, *grads)
 
     return FusedLoraLayer
+
+
+def _weight_bias(projection):
+    base = projection.base_layer
+    return base.weight, base.bias
 
 
 # -- the patched forward ----------------------------------------------------------------------------------
@@ -337,20 +363,22 @@ def _rotary(position_embeddings):
 
 
 def _adapters(layer, dtype):
-    """(the 14 LoRA A/B weights in projection order, the five scalings: q/k/v shared, o, gate, up, down), or None
-    unless the seven projections are plain LoRA right now (lean_activations' check, mixed precision allowed)."""
+    """(the 14 LoRA A/B weights in projection order, the four scalings: q/k/v shared, o, gate/up shared, down),
+    or None unless the seven projections are plain LoRA right now (lean_activations' check, mixed precision
+    allowed)."""
     parts = []
     for owner, name in _PROJECTIONS:
         part = lean.plain_lora(getattr(getattr(layer, owner), name), dtype, True)
         if part is None:
             return None
         parts.append(part)
-    if len({p[4] for p in parts[:3]}) != 1:  # one joint product for q/k/v takes one scaling
+    # one joint product for q/k/v, one for gate/up: each takes one scaling
+    if len({p[4] for p in parts[:3]}) != 1 or parts[4][4] != parts[5][4]:
         return None
     adapters = [w for p in parts for w in (p[2], p[3])]
     if len({a.dtype for a in adapters}) != 1:
         return None
-    return adapters, (parts[0][4], parts[3][4], parts[4][4], parts[5][4], parts[6][4])
+    return adapters, (parts[0][4], parts[3][4], parts[4][4], parts[6][4])
 
 
 def _layer_forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_values=None,
@@ -457,7 +485,7 @@ def apply_fused_layers(model, log=print, *, device: str) -> int:
         setattr(layer, _ORIGINAL, layer.forward)
         layer.forward = types.MethodType(_layer_forward, layer)
     dtype = fitting[0].self_attn.q_proj.base_layer.weight.dtype
-    packed = _pack_for_backward([getattr(layer, _PLAN) for layer in fitting], dtype)
+    packed = _pack([getattr(layer, _PLAN) for layer in fitting], dtype)
     was_training = fitting[0].training
     fitting[0].train()
     agrees = _agrees(fitting[0], dtype)
@@ -467,24 +495,24 @@ def apply_fused_layers(model, log=print, *, device: str) -> int:
         log("fused decoder layers: the check against the layer's own forward failed; the layers run as they are")
         return 0
     log(f"fused decoder layers: {len(fitting)} of {len(layers)} layers train as one Function each"
-        + (f", their frozen weights also packed for the backward products (+{packed / 2 ** 20:.0f} MiB)"
+        + (f", their frozen weights also packed for oneDNN (+{packed / 2 ** 20:.0f} MiB)"
            if packed else "") + f" ({ENV_SWITCH}=0 turns this off)")
     return len(fitting)
 
 
-def _pack_for_backward(plans: list, dtype) -> int:
-    """Pack the layers' weights for backward (:meth:`_Plan.pack_for_backward`) in bf16 where oneDNN can and the
-    copies take at most half the memory available now (as chat's packed weights: engine/serve/packed_linears.py);
-    the bytes the copies take, 0 where nothing was packed."""
+def _pack(plans: list, dtype) -> int:
+    """Pack the layers' weights (:meth:`_Plan.pack`) in bf16 where oneDNN can and the copies take at most half the
+    memory available now (as chat's packed weights: engine/serve/packed_linears.py); the bytes the copies take, 0
+    where nothing was packed."""
     import psutil  # noqa: PLC0415
 
     from engine.serve.packed_linears import PACKED_DTYPE, packing_available  # noqa: PLC0415
 
-    need = sum(plan.backward_bytes() for plan in plans)
+    need = sum(plan.packed_bytes() for plan in plans)
     if dtype != PACKED_DTYPE or not packing_available() or need > 0.5 * psutil.virtual_memory().available:
         return 0
     for plan in plans:
-        plan.pack_for_backward()
+        plan.pack()
     return need
 
 

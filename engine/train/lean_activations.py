@@ -150,8 +150,9 @@ class _NormRecompute:
 def lora_grads(grad, inner, lora_b, scaling, x, needs_a, needs_b):
     """Gradients of ``(x A^T) B^T * scaling`` for A and B (2-D grad, inner = x A^T), and grad wrt inner.
     The scaling multiplies the rank-wide products, not the layer-wide gradient (one pass over it less); B's
-    gradient is computed as (inner^T grad)^T, whose large operand is read in its own layout."""
-    grad_b = inner.t().mm(grad).t().mul_(scaling) if needs_b else None
+    gradient is computed as (inner^T grad)^T, whose large operand is read in its own layout, and inner^T made
+    contiguous first (bf16 oneDNN: 37.6 -> 23.2 us for [8, 144] x [144, 1536] on a 2-core Xeon with AMX)."""
+    grad_b = inner.t().contiguous().mm(grad).t().mul_(scaling) if needs_b else None
     grad_inner = grad.mm(lora_b).mul_(scaling)
     grad_a = grad_inner.t().mm(x) if needs_a else None
     return grad_a, grad_b, grad_inner

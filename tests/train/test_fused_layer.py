@@ -133,47 +133,68 @@ def test_same_loss_and_gradients_as_the_layers_it_replaces(demo_model_dir):
 
 
 @pytest.mark.slow  # loads the demo model
-def test_bf16_as_close_to_fp32_as_the_layers_it_replaces(demo_model_dir):
-    """In a bf16 run (bf16 base, fp32 adapters, autocast) the layer rounds at other points (q and k rotated in
-    fp32, the joint q/k/v product): compared with the fp32 run, its loss and gradients are as close as the
-    module-wise path's."""
+def test_bf16_as_close_to_exact_as_the_layers_it_replaces(demo_model_dir):
+    """In a bf16 run (bf16 base, fp32 adapters, autocast) the layer rounds at other points (q and k rotated and
+    attended in fp32, the joint q/k/v and gate/up products, packed weights): against the exact (float64)
+    computation of the same bf16 model, its loss and gradients are as close as the module-wise path's.
+    (Against the fp32 model instead, the bf16 weights' own rounding comes in, and the one worst of 420 gradients,
+    layer 0's keys, an ill-conditioned difference of attention terms, moved between CPUs: 0.156 module-wise on
+    this row everywhere, 0.16 fused on a 2-core AMD EPYC and 0.23 on a 2-core Xeon with AMX.)"""
+    from engine.train.segment_attention import use_segment_attention
+
     inputs = demo_row(demo_model_dir)
-    loss32, grads32, _ = loss_grads_saved(run_model(lora_model(demo_model_dir)), inputs)
+    exact = bf16_lora_model(demo_model_dir).double()
+    use_segment_attention(exact, log=lambda *_: None)
+    loss64, grads64, _ = loss_grads_saved(exact, inputs)
+    del exact
     model = run_model(bf16_lora_model(demo_model_dir))
     loss_ref, grads_ref, saved_ref = autocast_loss_grads(model, inputs)
     assert apply_fused_layers(model, device="cpu") == model.config.num_hidden_layers
     loss_fused, grads_fused, saved_fused = autocast_loss_grads(model, inputs)
 
     def errors(grads):
+        """(median, 90th percentile) of the gradients' relative errors, and that of all of them as one vector"""
         assert all(g.dtype == torch.float32 for g in grads.values())
-        found = sorted(float((grads[n] - g).norm() / g.norm()) for n, g in grads32.items())
-        return found[len(found) // 2], found[-1]
+        found = sorted(float((grads[n].double() - g).norm() / g.norm()) for n, g in grads64.items())
+        squared = sum(float((grads[n].double() - g).norm()) ** 2 for n, g in grads64.items())
+        whole = (squared / sum(float(g.norm()) ** 2 for g in grads64.values())) ** 0.5
+        return found[len(found) // 2], found[len(found) * 9 // 10], whole
 
-    # One loss moves by a few bf16 steps with any change of rounding (the rotary taken in bf16 instead moved it
-    # from +0.009 to -0.008 here): both within bf16's resolution of fp32's; the gradients, many numbers, compare
-    # more finely.
-    assert abs(loss_fused - loss32) <= 2 ** -8 * loss32 and abs(loss_ref - loss32) <= 2 ** -8 * loss32
-    (median_ref, max_ref), (median_fused, max_fused) = errors(grads_ref), errors(grads_fused)
-    assert median_fused <= 1.15 * median_ref and max_fused <= 1.15 * max_ref
-    assert median_ref < 0.1  # bf16, not something broken on both sides
+    # One loss moves by a bf16 step or two with any change of rounding (0.0049 module-wise here, 0.024 fused
+    # with packed forward weights, 0.001 without): both within two steps of bf16 (2^-7) of the exact one; the
+    # gradients, many numbers, compare more finely.
+    assert abs(loss_fused - loss64) <= 2 ** -7 * loss64 and abs(loss_ref - loss64) <= 2 ** -7 * loss64
+    ref, fused = errors(grads_ref), errors(grads_fused)
+    assert all(f <= 1.15 * r for f, r in zip(fused, ref)), (fused, ref)
+    assert ref[0] < 0.1  # bf16, not something broken on both sides
     assert saved_fused <= saved_ref
 
     # Where oneDNN packs bf16 weights, the backward reads packed transposed copies: the same bits as the plain
-    # weight's product (q/k/v, o and down; gate and up are one product of the two, summed inside it)
+    # weight's product, except gate/up's long sum (3072 terms here), which oneDNN splits in another order; so do
+    # the forward's two joint products (q/k/v, gate/up) through their packed copies: an element here and there one
+    # bf16 step apart, as close to the exact product as the plain one
     from engine.serve.packed_linears import packing_available
 
     plan = getattr(model.base_model.model.model.layers[2], fused_layer._PLAN)
     if not packing_available():
-        assert plan.backward_weights is None
+        assert plan.backward_weights is None and plan.forward_weights is None
         return
     generator = torch.Generator().manual_seed(3)
-    for index, weight in ((0, plan.w_qkv), (1, plan.others[0]), (3, plan.others[3])):
+
+    def as_close(got, x, weight_t):
+        exact = x.double() @ weight_t.double()
+        plain = float((x.mm(weight_t).double() - exact).norm() / exact.norm())
+        return float((got.double() - exact).norm() / exact.norm()) <= 1.01 * plain
+
+    for index, weight in enumerate((plan.w_qkv, plan.others[0], plan.w_gu, plan.others[1])):
         grad = torch.randn(37, weight.shape[0], generator=generator).to(torch.bfloat16)
-        assert torch.equal(plan.input_grad(grad, index, weight), grad.mm(weight))
-    gate, up = (torch.randn(37, plan.others[1].shape[0], generator=generator).to(torch.bfloat16) for _ in range(2))
-    joint = plan.gate_up_input_grad(gate, up, *plan.others[1:3])
-    exact = gate.double() @ plan.others[1].double() + up.double() @ plan.others[2].double()
-    assert float((joint.double() - exact).norm() / exact.norm()) < 2 ** -8
+        if index == 2:
+            assert as_close(plan.input_grad(grad, index), grad, weight)
+        else:
+            assert torch.equal(plan.input_grad(grad, index), grad.mm(weight))
+    for index, weight in enumerate((plan.w_qkv, plan.w_gu)):
+        x = torch.randn(37, weight.shape[1], generator=generator).to(torch.bfloat16)
+        assert as_close(plan.joint_product(x, index), x, weight.t())
 
 
 def tiny_qwen2(seed: int = 0):
@@ -251,18 +272,21 @@ def test_check_at_patching_catches_a_wrong_computation(monkeypatch):
     assert fused_count(model) == 0 and "check against the layer's own forward failed" in logged[0]
 
 
-@pytest.mark.parametrize("case", ["switched off", "cuda", "dropout", "no per-sample attention"])
+@pytest.mark.parametrize("case", ["switched off", "cuda", "dropout", "no per-sample attention",
+                                  "gate and up scaled apart"])
 def test_not_patched(monkeypatch, case):
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     if case == "switched off":
         monkeypatch.setenv(fused_layer.ENV_SWITCH, "0")
-    if case == "dropout":
+    if case in ("dropout", "gate and up scaled apart"):
+        # one joint product for gate and up takes one scaling (alpha / r): another alpha for up has none
+        lora = {"lora_dropout": 0.1} if case == "dropout" else {"alpha_pattern": {"up_proj": 32}}
         config = Qwen2Config(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                              num_attention_heads=4, num_key_value_heads=2, attn_implementation="sdpa")
-        model = get_peft_model(Qwen2ForCausalLM(config), LoraConfig(task_type="CAUSAL_LM", r=4, lora_dropout=0.1,
-                                                                    target_modules="all-linear"))
+        model = get_peft_model(Qwen2ForCausalLM(config), LoraConfig(task_type="CAUSAL_LM", r=4,
+                                                                    target_modules="all-linear", **lora))
         from engine.train.segment_attention import use_segment_attention
 
         assert use_segment_attention(model.train(), log=lambda *_: None)
