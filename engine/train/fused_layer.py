@@ -6,13 +6,11 @@ autograd's bookkeeping for each of them. This Function runs the layer's forward 
 written out: the same products; for the demo layer (148 rows, bf16) one autograd node instead of 59, 168 non-view
 ops instead of 226, and none of the layer's dozen module calls with their keyword plumbing. A layer's forward and
 backward took 6.2 instead of 7.1 ms, and the training benchmark's forward and backward 224-229 instead of 275-277
-ms a step (2-core AMD EPYC, alternating runs); the packed backward weights below took off about 5% more, and on
-a 2-core Xeon with AMX the packed forward weights of the joint products 1.2-1.8% (bench/results/
-train_fused_forward_packed_intel_amx.json).
+ms a step (2-core AMD EPYC, alternating runs); the packed backward weights below took off about 5% more.
 
 - the three attention projections read one weight (q, k and v stored as views of one matrix, no copy), and so do
   gate and up: one base product for each group, one product for the group's LoRA A, one for their B
-  (block-diagonal); in bf16 the frozen weights are also packed for oneDNN (see :meth:`_Plan.pack`);
+  (block-diagonal);
 - q and k are rotated together in fp32, where the CPU's attention runs anyway (transformers rotates in the model's
   dtype and casts after), and each packed sample attends alone through PyTorch's CPU flash-attention kernel,
   forward and backward called directly (engine/train/segment_attention.py explains the per-sample attention);
@@ -95,7 +93,7 @@ class _Plan:
         # The other projections' frozen weights as planned: a weight replaced since sends the layer its own way.
         self.others = (attn.o_proj.base_layer.weight, mlp.down_proj.base_layer.weight)
         self._pointers = tuple(w.data_ptr() for w in self.others)
-        self.forward_weights = self.backward_weights = None  # see pack
+        self.backward_weights = None  # see pack
 
     def current(self) -> bool:
         """The weights are still the planned ones: q/k/v and gate/up views of their joint matrices, o and down
@@ -114,30 +112,23 @@ class _Plan:
                    for p, w, ptr in zip((attn.o_proj, mlp.down_proj), self.others, self._pointers))
 
     def pack(self) -> None:
-        """Keep the frozen weights packed in oneDNN's layout as well (bf16; the same bits as the plain products):
-        - for backward, transposed: the input's gradient (``grad @ W``) reads ``W`` untransposed, where bf16
-          oneDNN on the plain weight is slowest (the demo model's 30 layers: 50 -> 40 ms a step on a 2-core AMD
-          EPYC); gate and up as one matrix, their two input gradients summed inside one product;
-        - for the forward, the two joint matrices, where packing paid on a 2-core Xeon with AMX (q/k/v 181 -> 159
-          us, gate/up 566 -> 423 us a layer at 144 rows; o and down ran faster unpacked)."""
+        """Keep the frozen weights transposed and packed in oneDNN's layout as well (bf16): the input's gradient
+        (``grad @ W``) reads ``W`` untransposed, where bf16 oneDNN on the plain weight is slowest (the demo model's
+        30 layers: 50 -> 40 ms a step on a 2-core AMD EPYC). The same bits as the plain products, except gate/up's
+        long sum, which oneDNN splits in another order. (Packed copies for the forward's joint products as well
+        measured 1.002-1.007x the plain ones' step time on a 2-core Xeon with AMX, for 139 MiB more: not kept.)"""
         from engine.serve.packed_linears import pack  # noqa: PLC0415 - bf16 CPU runs only
 
         o, down = (w.detach() for w in self.others)
-        self.forward_weights = [pack(w) for w in (self.w_qkv, self.w_gu)]
         self.backward_weights = [pack(w.t().contiguous()) for w in (self.w_qkv, o, self.w_gu, down)]
 
     def packed_bytes(self) -> int:
-        joints = (self.w_qkv, self.w_gu)
-        return sum(w.numel() * w.element_size() for w in (*joints, *joints, *self.others))
+        return sum(w.numel() * w.element_size() for w in (self.w_qkv, self.w_gu, *self.others))
 
     def joint_product(self, x, index: int):
-        """``x @ W.T + b`` of a joint matrix (index: q/k/v 0, gate/up 1), packed where it is."""
+        """``x @ W.T + b`` of a joint matrix (index: q/k/v 0, gate/up 1)."""
         weight, bias = (self.w_qkv, self.b_qkv) if index == 0 else (self.w_gu, self.b_gu)
-        if self.forward_weights is None:
-            return F.linear(x, weight, bias)
-        from engine.serve.packed_linears import packed_linear  # noqa: PLC0415
-
-        return packed_linear(x, self.forward_weights[index], bias)
+        return F.linear(x, weight, bias)
 
     def input_grad(self, grad, index: int):
         """``grad @ W`` (index: q/k/v 0, o 1, gate/up 2, down 3), through the packed transpose where there is
@@ -495,7 +486,7 @@ def apply_fused_layers(model, log=print, *, device: str) -> int:
         log("fused decoder layers: the check against the layer's own forward failed; the layers run as they are")
         return 0
     log(f"fused decoder layers: {len(fitting)} of {len(layers)} layers train as one Function each"
-        + (f", their frozen weights also packed for oneDNN (+{packed / 2 ** 20:.0f} MiB)"
+        + (f", their frozen weights also packed for the backward products (+{packed / 2 ** 20:.0f} MiB)"
            if packed else "") + f" ({ENV_SWITCH}=0 turns this off)")
     return len(fitting)
 

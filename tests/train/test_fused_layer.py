@@ -135,7 +135,7 @@ def test_same_loss_and_gradients_as_the_layers_it_replaces(demo_model_dir):
 @pytest.mark.slow  # loads the demo model
 def test_bf16_as_close_to_exact_as_the_layers_it_replaces(demo_model_dir):
     """In a bf16 run (bf16 base, fp32 adapters, autocast) the layer rounds at other points (q and k rotated and
-    attended in fp32, the joint q/k/v and gate/up products, packed weights): against the exact (float64)
+    attended in fp32, the joint q/k/v and gate/up products): against the exact (float64)
     computation of the same bf16 model, its loss and gradients are as close as the module-wise path's.
     (Against the fp32 model instead, the bf16 weights' own rounding comes in, and the one worst of 420 gradients,
     layer 0's keys, an ill-conditioned difference of attention terms, moved between CPUs: 0.156 module-wise on
@@ -160,8 +160,8 @@ def test_bf16_as_close_to_exact_as_the_layers_it_replaces(demo_model_dir):
         whole = (squared / sum(float(g.norm()) ** 2 for g in grads64.values())) ** 0.5
         return found[len(found) // 2], found[len(found) * 9 // 10], whole
 
-    # One loss moves by a bf16 step or two with any change of rounding (0.0049 module-wise here, 0.024 fused
-    # with packed forward weights, 0.001 without): both within two steps of bf16 (2^-7) of the exact one; the
+    # One loss moves by a bf16 step or two with any change of rounding (0.005 module-wise here; 0.001 fused, and
+    # 0.024 with packed forward weights, tried once): both within two steps of bf16 (2^-7) of the exact one; the
     # gradients, many numbers, compare more finely.
     assert abs(loss_fused - loss64) <= 2 ** -7 * loss64 and abs(loss_ref - loss64) <= 2 ** -7 * loss64
     ref, fused = errors(grads_ref), errors(grads_fused)
@@ -170,31 +170,23 @@ def test_bf16_as_close_to_exact_as_the_layers_it_replaces(demo_model_dir):
     assert saved_fused <= saved_ref
 
     # Where oneDNN packs bf16 weights, the backward reads packed transposed copies: the same bits as the plain
-    # weight's product, except gate/up's long sum (3072 terms here), which oneDNN splits in another order; so do
-    # the forward's two joint products (q/k/v, gate/up) through their packed copies: an element here and there one
-    # bf16 step apart, as close to the exact product as the plain one
+    # weight's product, except gate/up's long sum (3072 terms here), which oneDNN splits in another order: as close
+    # to the exact product as the plain one
     from engine.serve.packed_linears import packing_available
 
     plan = getattr(model.base_model.model.model.layers[2], fused_layer._PLAN)
     if not packing_available():
-        assert plan.backward_weights is None and plan.forward_weights is None
+        assert plan.backward_weights is None
         return
     generator = torch.Generator().manual_seed(3)
-
-    def as_close(got, x, weight_t):
-        exact = x.double() @ weight_t.double()
-        plain = float((x.mm(weight_t).double() - exact).norm() / exact.norm())
-        return float((got.double() - exact).norm() / exact.norm()) <= 1.01 * plain
-
     for index, weight in enumerate((plan.w_qkv, plan.others[0], plan.w_gu, plan.others[1])):
         grad = torch.randn(37, weight.shape[0], generator=generator).to(torch.bfloat16)
-        if index == 2:
-            assert as_close(plan.input_grad(grad, index), grad, weight)
-        else:
+        if index != 2:
             assert torch.equal(plan.input_grad(grad, index), grad.mm(weight))
-    for index, weight in enumerate((plan.w_qkv, plan.w_gu)):
-        x = torch.randn(37, weight.shape[1], generator=generator).to(torch.bfloat16)
-        assert as_close(plan.joint_product(x, index), x, weight.t())
+            continue
+        exact = grad.double() @ weight.double()
+        plain = float((grad.mm(weight).double() - exact).norm() / exact.norm())
+        assert float((plan.input_grad(grad, index).double() - exact).norm() / exact.norm()) <= 1.01 * plain
 
 
 def tiny_qwen2(seed: int = 0):
