@@ -458,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         anchor = lf.Anchor(args.anchor.resolve() if args.anchor else None, args.anchor_data.resolve())
         try:
             anchor.check()
+            if "predict" in sections and anchor.venv is not None:
+                anchor.check_predict()  # before the sections that come first, not after their minutes
         except ValueError as exc:
             parser.error(str(exc))
         anchor.allow_data()
@@ -475,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {**{k: v for k, v in previous.items() if k in SECTIONS},
                     "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()},
                     "repeats": args.repeats, "when": time.strftime("%Y-%m-%d %H:%M:%S"), "anchor": ANCHOR}
+    failed = None
     try:
         if "train" in sections:
             only = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -507,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
             if "arena" in sections:
                 result["arena"] = bench_arena(max(args.repeats, 3), adapter, engine=engine)
             engine.unload()
+    except Exception as exc:  # noqa: BLE001 - raised again below, after the sections measured before it are written
+        failed = exc
     finally:
         stop_runs(workdir / "saves")
         if not args.keep:
@@ -519,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(result))
     write_results(args.out, result)
+    if failed is not None:
+        raise failed
     return 0
 
 

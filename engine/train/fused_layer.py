@@ -8,9 +8,8 @@ ops instead of 226, and none of the layer's dozen module calls with their keywor
 backward took 6.2 instead of 7.1 ms, and the training benchmark's forward and backward 224-229 instead of 275-277
 ms a step (2-core AMD EPYC, alternating runs); the packed backward weights below took off about 5% more.
 
-- the three attention projections read one weight (q, k and v stored as views of one matrix, no copy), and so do
-  gate and up: one base product for each group, one product for the group's LoRA A, one for their B
-  (block-diagonal);
+- the three attention projections read one weight (q, k and v stored as views of one matrix, no copy): one base
+  product, one product for the three LoRA A, one for their B (block-diagonal);
 - q and k are rotated together in fp32, where the CPU's attention runs anyway (transformers rotates in the model's
   dtype and casts after), and each packed sample attends alone through PyTorch's CPU flash-attention kernel,
   forward and backward called directly (engine/train/segment_attention.py explains the per-sample attention);
@@ -86,18 +85,16 @@ class _Plan:
         self.eps1 = float(layer.input_layernorm.variance_epsilon)
         self.eps2 = float(layer.post_attention_layernorm.variance_epsilon)
         self.w_qkv, self.b_qkv, *qkv = _join([p.base_layer for p in (attn.q_proj, attn.k_proj, attn.v_proj)])
-        self.w_gu, self.b_gu, *gu = _join([mlp.gate_proj.base_layer, mlp.up_proj.base_layer])
-        self.intermediate = mlp.gate_proj.base_layer.weight.shape[0]
-        self._joints = ((self.w_qkv, ("self_attn", "q_proj", "k_proj", "v_proj"), *qkv),
-                        (self.w_gu, ("mlp", "gate_proj", "up_proj"), *gu))
+        self._joints = ((self.w_qkv, ("self_attn", "q_proj", "k_proj", "v_proj"), *qkv),)
         # The other projections' frozen weights as planned: a weight replaced since sends the layer its own way.
-        self.others = (attn.o_proj.base_layer.weight, mlp.down_proj.base_layer.weight)
+        # (Gate and up stay apart: joined like q/k/v they measured no faster, and in fp32 the two copies that
+        # joining leaves behind until they are reused raised a run's peak by about 200 MB.)
+        self.others = tuple(p.base_layer.weight for p in (attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj))
         self._pointers = tuple(w.data_ptr() for w in self.others)
         self.backward_weights = None  # see pack
 
     def current(self) -> bool:
-        """The weights are still the planned ones: q/k/v and gate/up views of their joint matrices, o and down
-        unreplaced."""
+        """The weights are still the planned ones: q/k/v views of their joint matrix, the others unreplaced."""
         layer = self.layer()
         if layer is None:
             return False
@@ -109,7 +106,8 @@ class _Plan:
                     return False
         attn, mlp = layer.self_attn, layer.mlp
         return all(getattr(p, "base_layer", None) is not None and p.base_layer.weight is w and w.data_ptr() == ptr
-                   for p, w, ptr in zip((attn.o_proj, mlp.down_proj), self.others, self._pointers))
+                   for p, w, ptr in zip((attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj), self.others,
+                                        self._pointers))
 
     def pack(self) -> None:
         """Keep the frozen weights transposed and packed in oneDNN's layout as well (bf16): the input's gradient
@@ -119,25 +117,28 @@ class _Plan:
         measured 1.002-1.007x the plain ones' step time on a 2-core Xeon with AMX, for 139 MiB more: not kept.)"""
         from engine.serve.packed_linears import pack  # noqa: PLC0415 - bf16 CPU runs only
 
-        o, down = (w.detach() for w in self.others)
-        self.backward_weights = [pack(w.t().contiguous()) for w in (self.w_qkv, o, self.w_gu, down)]
+        o, gate, up, down = (w.detach() for w in self.others)
+        # gate and up as one matrix: their two input gradients summed inside one product
+        self.backward_weights = [pack(w.t().contiguous()) for w in (self.w_qkv, o, torch.cat((gate, up)), down)]
 
     def packed_bytes(self) -> int:
-        return sum(w.numel() * w.element_size() for w in (self.w_qkv, self.w_gu, *self.others))
-
-    def joint_product(self, x, index: int):
-        """``x @ W.T + b`` of a joint matrix (index: q/k/v 0, gate/up 1)."""
-        weight, bias = (self.w_qkv, self.b_qkv) if index == 0 else (self.w_gu, self.b_gu)
-        return F.linear(x, weight, bias)
+        return sum(w.numel() * w.element_size() for w in (self.w_qkv, *self.others))
 
     def input_grad(self, grad, index: int):
-        """``grad @ W`` (index: q/k/v 0, o 1, gate/up 2, down 3), through the packed transpose where there is
-        one."""
+        """``grad @ W`` (index: q/k/v 0, o 1, down 3), through the packed transpose where there is one."""
         if self.backward_weights is None:
-            return grad.mm((self.w_qkv, self.others[0], self.w_gu, self.others[1])[index])
+            return grad.mm((self.w_qkv, self.others[0], None, self.others[3])[index])
         from engine.serve.packed_linears import packed_linear  # noqa: PLC0415
 
         return packed_linear(grad, self.backward_weights[index], None)
+
+    def gate_up_input_grad(self, grad_gate, grad_up):
+        """``grad_gate @ W_gate + grad_up @ W_up``."""
+        if self.backward_weights is None:
+            return grad_gate.mm(self.others[1]).addmm_(grad_up, self.others[2])
+        from engine.serve.packed_linears import packed_linear  # noqa: PLC0415
+
+        return packed_linear(torch.cat((grad_gate, grad_up), dim=1), self.backward_weights[2], None)
 
 
 # -- closed-form pieces ------------------------------------------------------------------------------------
@@ -196,7 +197,7 @@ def _function():
             x = x.reshape(-1, shape[-1])
             t = x.shape[0]
             aq, bq, ak, bk, av, bv, ao, bo, ag, bg, au, bu, ad, bd = adapters
-            s_qkv, s_o, s_gu, s_d = scalings
+            s_qkv, s_o, s_g, s_u, s_d = scalings
             layer = plan.layer()
             heads, kv, d = plan.heads, plan.kv_heads, plan.head_dim
 
@@ -204,7 +205,7 @@ def _function():
             # zeros: built again in backward rather than saved), each cast to the compute dtype once.
             n1, rstd1 = _rms(x, layer.input_layernorm.weight, plan.eps1)
             a_qkv, b_qkv = torch.cat((aq, ak, av)).to(dt), torch.block_diag(bq, bk, bv).to(dt)
-            qkv, inner_qkv = _lora(n1, plan.joint_product(n1, 0), a_qkv, b_qkv, s_qkv)
+            qkv, inner_qkv = _lora(n1, F.linear(n1, plan.w_qkv, plan.b_qkv), a_qkv, b_qkv, s_qkv)
             del n1
             qk = _rotate(qkv[:, :(heads + kv) * d].view(t, heads + kv, d).float(), cos, sin_signed)
             q, k = qk[:, :heads], qk[:, heads:]
@@ -227,30 +228,31 @@ def _function():
             del att_in
             h1 = o.add_(x)
             n2, rstd2 = _rms(h1, layer.post_attention_layernorm.weight, plan.eps2)
-            a_gu, b_gu = torch.cat((ag, au)).to(dt), torch.block_diag(bg, bu).to(dt)
-            gu, inner_gu = _lora(n2, plan.joint_product(n2, 1), a_gu, b_gu, s_gu)
+            mlp = layer.mlp
+            ag_, bg_, au_, bu_, ad_, bd_ = (w.to(dt) for w in (ag, bg, au, bu, ad, bd))
+            gate, inner_g = _lora(n2, F.linear(n2, *_weight_bias(mlp.gate_proj)), ag_, bg_, s_g)
+            up, inner_u = _lora(n2, F.linear(n2, *_weight_bias(mlp.up_proj)), au_, bu_, s_u)
             del n2
-            m = plan.intermediate
-            ad_, bd_ = ad.to(dt), bd.to(dt)
-            hidden = F.silu(gu[:, :m]).mul_(gu[:, m:])
-            down, inner_d = _lora(hidden, F.linear(hidden, *_weight_bias(layer.mlp.down_proj)), ad_, bd_, s_d)
+            hidden = F.silu(gate).mul_(up)
+            down, inner_d = _lora(hidden, F.linear(hidden, *_weight_bias(mlp.down_proj)), ad_, bd_, s_d)
             del hidden
             out = down.add_(h1)
             ctx.plan, ctx.lengths, ctx.scalings = plan, lengths, scalings
             ctx.adapter_dtype = aq.dtype
-            ctx.save_for_backward(x, rstd1, inner_qkv, q, k, v, att, *lses, inner_o, h1, rstd2, gu, inner_gu,
-                                  inner_d, cos, sin_signed, a_qkv, bq, bk, bv, ao_, bo_, a_gu, bg, bu, ad_, bd_)
+            ctx.save_for_backward(x, rstd1, inner_qkv, q, k, v, att, *lses, inner_o, h1, rstd2, gate, up, inner_g,
+                                  inner_u, inner_d, cos, sin_signed, a_qkv, bq, bk, bv, ao_, bo_, ag_, bg_, au_, bu_,
+                                  ad_, bd_)
             return out.view(shape)
 
         @staticmethod
         def backward(ctx, grad):
             plan, lengths = ctx.plan, ctx.lengths
-            s_qkv, s_o, s_gu, s_d = ctx.scalings
+            s_qkv, s_o, s_g, s_u, s_d = ctx.scalings
             saved = ctx.saved_tensors
             x, rstd1, inner_qkv, q, k, v, att = saved[:7]
             lses = saved[7:7 + len(lengths)]
-            (inner_o, h1, rstd2, gu, inner_gu, inner_d, cos, sin_signed, a_qkv, bq, bk, bv, ao_, bo_, a_gu, bg, bu,
-             ad_, bd_) = saved[7 + len(lengths):]
+            (inner_o, h1, rstd2, gate, up, inner_g, inner_u, inner_d, cos, sin_signed, a_qkv, bq, bk, bv, ao_, bo_,
+             ag_, bg_, au_, bu_, ad_, bd_) = saved[7 + len(lengths):]
             layer = plan.layer()
             ln1, ln2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
             heads, kv, d = plan.heads, plan.kv_heads, plan.head_dim
@@ -258,24 +260,22 @@ def _function():
             grad = grad.reshape(-1, shape[-1])
             t = grad.shape[0]
             dt = grad.dtype
-            m = plan.intermediate
             lora_grads = lean.lora_grads  # the products the module-wise Functions take
 
-            # MLP: gate and up's gradients written side by side, as the one product their forward was
-            gate, up = gu[:, :m], gu[:, m:]
+            # MLP
             act = F.silu(gate)
             ga_d, gb_d, gi_d = lora_grads(grad, inner_d, bd_, s_d, act * up, True, True)
             g_hidden = plan.input_grad(grad, 3).addmm_(gi_d, ad_)
-            g_gu = torch.empty_like(gu)
-            torch.mul(g_hidden, act, out=g_gu[:, m:])
+            g_up = g_hidden * act
             del act
-            torch.ops.aten.silu_backward.grad_input(g_hidden.mul_(up), gate, grad_input=g_gu[:, :m])
+            g_gate = torch.ops.aten.silu_backward(g_hidden.mul_(up), gate)
             del g_hidden
             n2 = _rms_again(h1, rstd2, ln2)
-            ga_gu, gb_gu, gi_gu = lora_grads(g_gu, inner_gu, torch.block_diag(bg, bu).to(dt), s_gu, n2, True, True)
+            ga_g, gb_g, gi_g = lora_grads(g_gate, inner_g, bg_, s_g, n2, True, True)
+            ga_u, gb_u, gi_u = lora_grads(g_up, inner_u, bu_, s_u, n2, True, True)
             del n2
-            g_n2 = plan.input_grad(g_gu, 2).addmm_(gi_gu, a_gu)
-            del g_gu
+            g_n2 = plan.gate_up_input_grad(g_gate, g_up).addmm_(gi_g, ag_).addmm_(gi_u, au_)
+            del g_gate, g_up
             g_h1 = _rms_backward(g_n2, h1, rstd2, ln2).add_(grad)
             del g_n2
 
@@ -313,18 +313,17 @@ def _function():
             # The joint gradients cast to the adapters' dtype once, then cut into the adapters' (the B gradients
             # are the blocks on the diagonal).
             a_dtype = ctx.adapter_dtype
-            ga_qkv, gb_qkv, ga_gu, gb_gu = (g.to(a_dtype) for g in (ga_qkv, gb_qkv, ga_gu, gb_gu))
+            ga_qkv, gb_qkv = ga_qkv.to(a_dtype), gb_qkv.to(a_dtype)
             r = a_qkv.shape[0] // 3
             qkv_rows = (heads * d, kv * d, kv * d)
             b_qkv_grads, start = [], 0
             for i, rows in enumerate(qkv_rows):
                 b_qkv_grads.append(gb_qkv[start:start + rows, i * r:(i + 1) * r])
                 start += rows
-            r_gu = a_gu.shape[0] // 2
             grads = (ga_qkv[:r], b_qkv_grads[0], ga_qkv[r:2 * r], b_qkv_grads[1], ga_qkv[2 * r:], b_qkv_grads[2],
-                     ga_o, gb_o, ga_gu[:r_gu], gb_gu[:m, :r_gu], ga_gu[r_gu:], gb_gu[m:, r_gu:], ga_d, gb_d)
-            # (o's and down's gradients are cast to the adapters' dtype by autograd, as it casts what a Function
-            # returns for an input of another dtype)
+                     ga_o, gb_o, ga_g, gb_g, ga_u, gb_u, ga_d, gb_d)
+            # (the others are cast to the adapters' dtype by autograd, as it casts what a Function returns for an
+            # input of another dtype)
             return (g_x.view(shape), None, None, None, None, None, *grads)
 
     return FusedLoraLayer
@@ -354,22 +353,20 @@ def _rotary(position_embeddings):
 
 
 def _adapters(layer, dtype):
-    """(the 14 LoRA A/B weights in projection order, the four scalings: q/k/v shared, o, gate/up shared, down),
-    or None unless the seven projections are plain LoRA right now (lean_activations' check, mixed precision
-    allowed)."""
+    """(the 14 LoRA A/B weights in projection order, the five scalings: q/k/v shared, o, gate, up, down), or None
+    unless the seven projections are plain LoRA right now (lean_activations' check, mixed precision allowed)."""
     parts = []
     for owner, name in _PROJECTIONS:
         part = lean.plain_lora(getattr(getattr(layer, owner), name), dtype, True)
         if part is None:
             return None
         parts.append(part)
-    # one joint product for q/k/v, one for gate/up: each takes one scaling
-    if len({p[4] for p in parts[:3]}) != 1 or parts[4][4] != parts[5][4]:
+    if len({p[4] for p in parts[:3]}) != 1:  # one joint product for q/k/v takes one scaling
         return None
     adapters = [w for p in parts for w in (p[2], p[3])]
     if len({a.dtype for a in adapters}) != 1:
         return None
-    return adapters, (parts[0][4], parts[3][4], parts[4][4], parts[6][4])
+    return adapters, (parts[0][4], parts[3][4], parts[4][4], parts[5][4], parts[6][4])
 
 
 def _layer_forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_values=None,
