@@ -72,8 +72,8 @@ def _join(bases):
 
 
 class _Plan:
-    """One layer's frozen parts, found once: the joint q/k/v and gate/up weights (the projections' weights are
-    views of them) and biases, the other base weights, the norms, the attention's shape."""
+    """One layer's frozen parts, found once: the joint q/k/v weight (the three projections' weights are views of
+    it) and biases, the other base weights, the norms, the attention's shape."""
 
     def __init__(self, layer) -> None:
         attn, mlp = layer.self_attn, layer.mlp
@@ -112,9 +112,10 @@ class _Plan:
     def pack(self) -> None:
         """Keep the frozen weights transposed and packed in oneDNN's layout as well (bf16): the input's gradient
         (``grad @ W``) reads ``W`` untransposed, where bf16 oneDNN on the plain weight is slowest (the demo model's
-        30 layers: 50 -> 40 ms a step on a 2-core AMD EPYC). The same bits as the plain products, except gate/up's
-        long sum, which oneDNN splits in another order. (Packed copies for the forward's joint products as well
-        measured 1.002-1.007x the plain ones' step time on a 2-core Xeon with AMX, for 139 MiB more: not kept.)"""
+        30 layers: 50 -> 40 ms a step on a 2-core AMD EPYC). The same bits as the plain products for q/k/v, o and
+        down; gate's and up's input gradients are summed inside one product. (Packed copies for the forward's
+        products measured 1.002-1.007x the plain step time on a 2-core Xeon with AMX, for 139 MiB more: not
+        kept.)"""
         from engine.serve.packed_linears import pack  # noqa: PLC0415 - bf16 CPU runs only
 
         o, gate, up, down = (w.detach() for w in self.others)
@@ -201,8 +202,8 @@ def _function():
             layer = plan.layer()
             heads, kv, d = plan.heads, plan.kv_heads, plan.head_dim
 
-            # Joint products share an input: one A product for q/k/v (gate/up), their B block-diagonal (mostly
-            # zeros: built again in backward rather than saved), each cast to the compute dtype once.
+            # q, k and v share an input: one A product for the three, their B block-diagonal (mostly zeros: built
+            # again in backward rather than saved), each cast to the compute dtype once.
             n1, rstd1 = _rms(x, layer.input_layernorm.weight, plan.eps1)
             a_qkv, b_qkv = torch.cat((aq, ak, av)).to(dt), torch.block_diag(bq, bk, bv).to(dt)
             qkv, inner_qkv = _lora(n1, F.linear(n1, plan.w_qkv, plan.b_qkv), a_qkv, b_qkv, s_qkv)
