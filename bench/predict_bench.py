@@ -50,12 +50,11 @@ def run_ours(cfg, run_dir: Path) -> dict:
 
 
 def bench_predict(workdir: Path, repeats: int, model: str, anchor: lf.Anchor) -> dict:
-    """Ours (and, with ``anchor.venv``, LLaMA-Factory's) predictions per second, alternated per repeat."""
+    """Ours (and, with ``anchor.venv``, LLaMA-Factory's) predictions per second, alternated per repeat. (The
+    suite checks ``anchor.check_predict()`` before any of its sections runs.)"""
     from engine.core.demo_model import converted_dir
 
     cfg = predict_config(model, anchor.data_dir)
-    if anchor.venv is not None:
-        anchor.check_predict()  # at once, not after our runs
     ours, theirs = [], []
     for i in range(repeats):
         ours.append(run_ours(predict_config(model, anchor.data_dir), workdir / f"predict-{i}"))
