@@ -2,9 +2,14 @@
 
 ``F.linear`` in bf16 on the CPU runs oneDNN on the plain (out, in) weight at every call. Packed once into the
 layout oneDNN's kernel reads (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's weight freezing does),
-the same products give the same bits: bf16 accumulates in fp32 in both, in the same order (tests/serve/
-test_packed_linears.py). On a 2-core AMD EPYC with AVX512-BF16 (6 December), one-row products through the demo
-model's shapes took 0.52-0.64x the time (the tied 49152-row output layer 0.47x, at 62 GB/s), and prompts too.
+one-row products (a decoding step's) give the same bits: bf16 accumulates in fp32 in both, in the same order
+(tests/serve/test_packed_linears.py; :func:`one_row_exact` checks each shape on this CPU before it is packed). On a
+2-core AMD EPYC with AVX512-BF16 (6 December), one-row products through the demo model's shapes took 0.52-0.64x the
+time (the tied 49152-row output layer 0.47x, at 62 GB/s). Products of many rows are another matter: on a Xeon with
+AMX, packed products of more than 32 rows round up to a few hundred outputs one bf16 step away from the plain
+weight's (another kernel sums them), so where each row must get ``generate``'s bits (chat, Compare, the arena) a
+prompt's positions go through the plain weights (about 1.2x the packed time at 100 positions there), and only
+decoding steps through the packed ones.
 
 fp32 is not packed: there ``F.linear`` runs MKL, which sums in another order than oneDNN, so greedy answers would
 no longer be ``generate``'s on the same weights token for token.
@@ -87,18 +92,23 @@ class PackedLinears:
         batch gets the bits it gets alone (:func:`rows_apart`; chat, Compare, the arena); off, a batch's rows share
         each product (Evaluate & Predict, whose left padding changes a row's sums anyway)."""
         units = _units(model) if packing_available() and not torch.is_grad_enabled() else []
-        if units and not self._fits(units):
-            # nothing packed; the layers still take a batch's rows one by one (rows_apart) where asked to
-            units = [(layer,) for unit in units for layer in unit] if rows_alone else []
         split = rows_apart if rows_alone else _rows_together
+        if units and not self._fits(units):
+            units_packed = []  # the copies would not fit
+        else:
+            units_packed = [(unit, forwards) for unit in units if (forwards := self._forwards(unit, split)) is not None]
+        # layers not packed still take a batch's rows one by one (rows_apart) where asked to
+        packed_ids = {id(unit[0]) for unit, _ in units_packed}
+        plain = [layer for unit in units if id(unit[0]) not in packed_ids for layer in unit] if rows_alone else []
         patched = []
         try:
-            for unit in units:
-                forwards = [_single_forward(unit[0], None, unit[0].bias, split)] if self.refused else \
-                    self._forwards(unit, split)
+            for unit, forwards in units_packed:
                 for layer, forward in zip(unit, forwards):
                     layer.forward = forward  # an instance attribute: shadows the class's
                     patched.append(layer)
+            for layer in plain:
+                layer.forward = _single_forward(layer, None, layer.bias, split)
+                patched.append(layer)
             yield
         finally:
             self._joint.clear()
@@ -121,18 +131,22 @@ class PackedLinears:
         entry = self._packs.get(unit[0].weight)
         return entry[1:] if entry is not None and entry[0] == tuple(_state(layer.weight) for layer in unit) else None
 
-    def _forwards(self, unit: tuple, split) -> list:
+    def _forwards(self, unit: tuple, split) -> list | None:
+        """The forwards of ``unit``'s layers through their packed copy, or None where this CPU's packed products of
+        their shape do not give one row the plain weights' bits (:func:`one_row_exact`)."""
         current = self._current(unit)
         if current is None:
             weights = [layer.weight for layer in unit]
             biases = [layer.bias for layer in unit]
             current = (pack(weights[0] if len(unit) == 1 else torch.cat(weights)),
                        None if biases[0] is None else torch.cat(biases))
+            if not one_row_exact(unit, *current):
+                return None
             self._packs[weights[0]] = (tuple(map(_state, weights)), *current)
         packed, bias = current
         if len(unit) == 1:
             return [_single_forward(unit[0], packed, bias, split)]
-        joint = _joint_product(packed, bias, sum(layer.out_features for layer in unit), split)
+        joint = _joint_product(packed, bias, unit, split)
         self._joint[id(unit[0])] = (unit, joint)
         return _sibling_forwards(unit, joint)
 
@@ -160,11 +174,14 @@ def _plain_layer(module):
     return module._modules.get("base_layer", module) if module is not None else None
 
 
-def rows_apart(product, x: torch.Tensor, width: int | None = None) -> torch.Tensor:
-    """``product(x)`` with each row of a batch (batch, positions, features) getting the bits it gets alone: oneDNN
-    sums some shapes in another order for two rows than for one (on the AMD EPYC the demo's down projection, 1536
-    inputs). One decoding position of a packed product (``width`` outputs) whose shape :func:`rows_invariant` finds
-    safe is one product; other batches go one row at a time."""
+def rows_apart(product, x: torch.Tensor, width: int | None = None, plain=None) -> torch.Tensor:
+    """``product(x)`` with each row of a batch (batch, positions, features) getting the bits ``generate`` gets for it
+    alone: a prompt's positions through ``plain`` (the plain weights' product; see the module's doc), and each row on
+    its own, as oneDNN sums some shapes in another order for two rows than for one (on the AMD EPYC the demo's down
+    projection, 1536 inputs). One decoding position of a packed product (``width`` outputs) whose shape
+    :func:`rows_invariant` finds safe is one product for the batch."""
+    if plain is not None and x.dim() >= 2 and x.shape[-2] > 1:
+        product, width = plain, None
     if x.dim() < 3 or x.shape[0] == 1:
         return product(x)
     if width is not None and x.shape[1] == 1 and rows_invariant(width, x.shape[-1], x.shape[0],
@@ -191,8 +208,26 @@ def rows_invariant(width: int, features: int, rows: int, threads: int) -> bool: 
     return True
 
 
-def _rows_together(product, x: torch.Tensor, width: int | None = None) -> torch.Tensor:  # noqa: ARG001 - rows_apart's
-    """``product(x)``, a batch's rows in one product."""
+_exact_shapes: dict[tuple, bool] = {}  # (widths, features, bias, threads) -> one_row_exact's finding
+
+
+def one_row_exact(unit: tuple, packed: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether one row through ``packed`` (the layers ``unit`` packed as one) gets the bits their plain weights give it
+    (what decoding's answers being ``generate``'s rests on): measured on random rows, once per shape and thread count
+    (a few one-row products)."""
+    key = (tuple(layer.out_features for layer in unit), unit[0].in_features, bias is not None,
+           torch.get_num_threads())
+    if key not in _exact_shapes:
+        gen = torch.Generator().manual_seed(1)
+        rows = torch.randn(8, 1, 1, key[1], generator=gen).to(PACKED_DTYPE)
+        with torch.inference_mode():
+            _exact_shapes[key] = all(torch.equal(packed_linear(x, packed, bias), torch.cat(
+                [F.linear(x, layer.weight, layer.bias) for layer in unit], -1)) for x in rows)
+    return _exact_shapes[key]
+
+
+def _rows_together(product, x: torch.Tensor, width: int | None = None, plain=None) -> torch.Tensor:  # noqa: ARG001
+    """``product(x)``, a batch's rows in one product (rows_apart's signature)."""
     return product(x)
 
 
@@ -200,23 +235,31 @@ def _single_forward(layer: torch.nn.Linear, packed: torch.Tensor | None, bias: t
     """``layer``'s forward through ``packed`` (None: its plain weight), a batch's rows as ``split`` takes them."""
     weight = layer.weight
 
+    def plain(x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, weight, bias)
+
     def product(x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, weight, bias) if packed is None else packed_linear(x, packed, bias)
+        return packed_linear(x, packed, bias)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         if x.dtype != PACKED_DTYPE or x.device.type != "cpu":
             return F.linear(x, weight, bias)
-        return split(product, x, None if packed is None else layer.out_features)
+        if packed is None:
+            return split(plain, x)
+        return split(product, x, layer.out_features, plain)
 
     return forward
 
 
-def _joint_product(packed: torch.Tensor, bias: torch.Tensor | None, width: int, split=rows_apart):
-    """Siblings' outputs side by side, through their ``packed`` joint weight (``width`` outputs)."""
+def _joint_product(packed: torch.Tensor, bias: torch.Tensor | None, unit: tuple, split=rows_apart):
+    """The outputs of the sibling layers ``unit`` side by side, through their ``packed`` joint weight."""
     def product(x: torch.Tensor) -> torch.Tensor:
         return packed_linear(x, packed, bias)
 
-    return functools.partial(split, product, width=width)
+    def plain(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.linear(x, layer.weight, layer.bias) for layer in unit], -1)
+
+    return functools.partial(split, product, width=sum(layer.out_features for layer in unit), plain=plain)
 
 
 def _sibling_forwards(unit: tuple, joint) -> list:

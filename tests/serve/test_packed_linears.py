@@ -1,7 +1,9 @@
 """bf16 linears through packed oneDNN weights (engine.serve.packed_linears), on the real demo model: the same logits
-bit for bit as the plain layers (q/k/v and gate/up each as one product; through LoRA layers; Qwen2's biases), also
-after a weight changed in place or the embeddings were resized, the layers as they were outside the context, and
-nothing packed where gradients are on or the copies would not fit."""
+bit for bit as the plain layers, for a prompt (its positions through the plain weights, also past 32 positions where
+packed products round otherwise on a Xeon with AMX) and for decoding steps one position at a time (through the packed
+weights: q/k/v and gate/up each as one product; through LoRA layers; Qwen2's biases), also after a weight changed in
+place or the embeddings were resized, the layers as they were outside the context, and nothing packed where gradients
+are on, the copies would not fit, or this CPU's packed product of a shape would not give one row the plain bits."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import DynamicCache, Qwen2Config, Qwen2ForCausalLM
 
 from engine.modeling.models import load_model
 from engine.serve import packed_linears
@@ -30,13 +32,23 @@ def _linears(model) -> list:
     return [m for m in model.modules() if type(m) is torch.nn.Linear]
 
 
-def _logits(model, packs: PackedLinears | None = None) -> torch.Tensor:
+def _logits(model, packs: PackedLinears | None = None, ids: torch.Tensor = IDS) -> torch.Tensor:
+    """The prompt's logits, then those of the same tokens decoded one position at a time through a cache, side by
+    side."""
+    def run() -> torch.Tensor:
+        prompt = model(input_ids=ids).logits
+        cache, steps = DynamicCache(config=model.config), []
+        for i in range(ids.shape[1]):
+            steps.append(model(input_ids=ids[:, i:i + 1], past_key_values=cache, use_cache=True).logits)
+        return torch.cat([prompt, *steps], dim=1)
+
     with torch.inference_mode():
         if packs is None:
-            return model(input_ids=IDS).logits
+            return run()
         with packs.applied(model):
-            assert all("forward" in vars(m) for m in _linears(model))  # every layer went through its pack
-            return model(input_ids=IDS).logits
+            # every bf16 layer went through its pack (peft keeps adapters' own layers in fp32)
+            assert all("forward" in vars(m) for m in _linears(model) if m.weight.dtype == torch.bfloat16)
+            return run()
 
 
 def test_logits_equal_the_plain_layers_bit_for_bit(model):
@@ -46,17 +58,14 @@ def test_logits_equal_the_plain_layers_bit_for_bit(model):
     # q/k/v packed as one copy, gate/up as one: three copies fewer a decoder layer
     assert len(packs) == len(_linears(model)) - 3 * model.config.num_hidden_layers and not packs.refused
     assert all("forward" not in vars(m) for m in model.modules())  # the layers' own forward is back
-    for width in (1, 2, 5):  # shorter prompts (a one-row product is what decoding runs): the same too
-        with torch.inference_mode():
-            ids = IDS[:, :width]
-            plain = model(input_ids=ids).logits
-            with packs.applied(model):
-                assert torch.equal(model(input_ids=ids).logits, plain)
+    # a long prompt: 100 positions, where a Xeon's packed products of more than 32 rows round otherwise
+    long = torch.randint(0, model.config.vocab_size, (1, 100), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(_logits(model, packs, long), _logits(model, ids=long))
 
 
 def test_rows_together_share_each_product_and_are_the_plain_layers_batch(model, monkeypatch):
     """``rows_alone=False`` (Evaluate & Predict's batches): one product a layer for the whole batch, the plain layers'
-    logits over that batch bit for bit; by default each row is a product of its own."""
+    logits over that batch bit for bit; by default prompts go through the plain weights, each row on its own."""
     calls = []
     product = packed_linears.packed_linear
     monkeypatch.setattr(packed_linears, "packed_linear", lambda *args: calls.append(1) or product(*args))
@@ -69,8 +78,16 @@ def test_rows_together_share_each_product_and_are_the_plain_layers_batch(model, 
         shared = len(calls)
         with packs.applied(model):
             model(input_ids=ids)
+        prompts = len(calls) - shared
+        with packs.applied(model):
+            model(input_ids=ids[:, :1])  # (rows_invariant probes each shape once: counted from the next step)
+            del calls[:]
+            model(input_ids=ids[:, :1])
     assert torch.equal(together, plain)
-    assert shared == len(packs) and len(calls) == shared + 3 * shared  # one product a pack; then one a row
+    assert shared == len(packs)  # one product a pack
+    # by default a prompt's positions go through the plain weights, and one decoding position through packed ones,
+    # a product a row where rows_invariant does not find the batch safe
+    assert prompts == 0 and shared <= len(calls) <= 3 * shared
 
 
 def test_a_weight_changed_or_replaced_is_packed_again(model):
@@ -95,9 +112,22 @@ def test_copies_that_would_not_fit_are_not_made(model, monkeypatch):
     monkeypatch.setattr(packed_linears, "_FREE_SHARE", 1e-9)  # as if almost no memory were free
     packs = PackedLinears()
     plain = _logits(model)
-    with torch.inference_mode(), packs.applied(model):
-        out = model(input_ids=IDS).logits
+    out = _logits(model, packs)
     assert packs.refused and len(packs) == 0 and torch.equal(out, plain)
+
+
+def test_a_shape_whose_packed_row_is_not_exact_stays_plain(model, monkeypatch):
+    """Where this CPU's packed product of a shape would not give one row the plain weights' bits (one_row_exact),
+    that shape is not packed, and its layers still take a batch's rows one by one."""
+    down = model.model.layers[0].mlp.down_proj
+    key = ((down.out_features,), down.in_features, False, torch.get_num_threads())
+    monkeypatch.setitem(packed_linears._exact_shapes, key, False)  # as this probe would find on such a CPU
+    packs = PackedLinears()
+    plain = _logits(model)
+    assert torch.equal(_logits(model, packs), plain)
+    layers = model.config.num_hidden_layers
+    assert len(packs) == len(_linears(model)) - 3 * layers - layers  # no down projection packed
+    assert not packs.refused
 
 
 def test_siblings_called_in_any_order_or_alone_give_their_own_product(model):
@@ -119,7 +149,7 @@ def test_lora_layers_compute_through_their_packed_base(demo_model_dir):
     plain = _logits(lora)
     with torch.inference_mode(), packs.applied(lora):
         assert "forward" in vars(lora.base_model.model.model.layers[0].self_attn.q_proj.base_layer)
-        assert torch.equal(lora(input_ids=IDS).logits, plain)
+    assert torch.equal(_logits(lora, packs), plain)
     assert len(packs) > 0
 
 
@@ -132,8 +162,5 @@ def test_biased_siblings_as_in_qwen2():
     assert qwen.model.layers[0].self_attn.q_proj.bias is not None
     packs = PackedLinears()
     ids = IDS % config.vocab_size
-    with torch.inference_mode():
-        plain = qwen(input_ids=ids).logits
-        with packs.applied(qwen):
-            assert torch.equal(qwen(input_ids=ids).logits, plain)
+    assert torch.equal(_logits(qwen, packs, ids), _logits(qwen, ids=ids))
     assert len(packs) == 2 * 2 + 2 * 2 + 1  # each layer: q/k/v, o, gate/up, down; the output layer
