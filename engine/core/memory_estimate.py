@@ -312,9 +312,11 @@ def _verified_fast_loss(info: ModelInfo) -> bool:
 def _lean_head(cfg: RunConfig, info: ModelInfo, compute: str) -> bool:
     """Whether the answer-only loss runs through lean_activations.head_cross_entropy: a frozen output layer, no
     autocast or autocast to the weights' own dtype (fp32, bf16), unquantized."""
-    if (compute not in LEAN_COMPUTES or cfg.model.quantization_bit != "none"
-            or cfg.train.finetuning_type == "full"):
+    method = cfg.train.finetuning_type
+    if compute not in LEAN_COMPUTES or cfg.model.quantization_bit != "none" or method == "full":
         return False
+    if method != "lora" and compute != "pure_bf16" and compute != "fp32":
+        return False  # freeze keeps fp32 weights under bf16 autocast (engine/train/run.py): the hidden rows are fp32
     if os.environ.get("TUNEBOARD_LEAN_ACTIVATIONS", "1") == "0":
         return False
     extra = _names(cfg.lora.additional_target if cfg.train.finetuning_type == "lora" else cfg.freeze.extra_modules)
