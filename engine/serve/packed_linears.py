@@ -135,6 +135,8 @@ class PackedLinears:
         """The forwards of ``unit``'s layers through their packed copy, or None where this CPU's packed products of
         their shape do not give one row the plain weights' bits (:func:`one_row_exact`)."""
         current = self._current(unit)
+        if current is None and _exact_shapes.get(_shape_key(unit)) is False:
+            return None  # (known: not packed again at every answer)
         if current is None:
             weights = [layer.weight for layer in unit]
             biases = [layer.bias for layer in unit]
@@ -208,15 +210,19 @@ def rows_invariant(width: int, features: int, rows: int, threads: int) -> bool: 
     return True
 
 
-_exact_shapes: dict[tuple, bool] = {}  # (widths, features, bias, threads) -> one_row_exact's finding
+_exact_shapes: dict[tuple, bool] = {}  # _shape_key (widths, features, bias, threads) -> one_row_exact's finding
+
+
+def _shape_key(unit: tuple) -> tuple:
+    return (tuple(layer.out_features for layer in unit), unit[0].in_features, unit[0].bias is not None,
+            torch.get_num_threads())
 
 
 def one_row_exact(unit: tuple, packed: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether one row through ``packed`` (the layers ``unit`` packed as one) gets the bits their plain weights give it
     (what decoding's answers being ``generate``'s rests on): measured on random rows, once per shape and thread count
     (a few one-row products)."""
-    key = (tuple(layer.out_features for layer in unit), unit[0].in_features, bias is not None,
-           torch.get_num_threads())
+    key = _shape_key(unit)
     if key not in _exact_shapes:
         gen = torch.Generator().manual_seed(1)
         rows = torch.randn(8, 1, 1, key[1], generator=gen).to(PACKED_DTYPE)
