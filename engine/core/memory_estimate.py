@@ -315,7 +315,7 @@ def _lean_head(cfg: RunConfig, info: ModelInfo, compute: str) -> bool:
     method = cfg.train.finetuning_type
     if compute not in LEAN_COMPUTES or cfg.model.quantization_bit != "none" or method == "full":
         return False
-    if method != "lora" and compute != "pure_bf16" and compute != "fp32":
+    if method != "lora" and compute == "bf16":
         return False  # freeze keeps fp32 weights under bf16 autocast (engine/train/run.py): the hidden rows are fp32
     if os.environ.get("TUNEBOARD_LEAN_ACTIVATIONS", "1") == "0":
         return False

@@ -119,8 +119,7 @@ def test_copies_that_would_not_fit_are_not_made(model, monkeypatch):
 def test_a_shape_whose_packed_row_is_not_exact_stays_plain(model, monkeypatch):
     """Where this CPU's packed product of a shape would not give one row the plain weights' bits (one_row_exact),
     that shape is not packed, and its layers still take a batch's rows one by one."""
-    down = model.model.layers[0].mlp.down_proj
-    key = ((down.out_features,), down.in_features, False, torch.get_num_threads())
+    key = packed_linears._shape_key((model.model.layers[0].mlp.down_proj,))
     monkeypatch.setitem(packed_linears._exact_shapes, key, False)  # as this probe would find on such a CPU
     packs = PackedLinears()
     plain = _logits(model)
